@@ -1,0 +1,400 @@
+"""`llmdeck ingest`: read trace files into the cache, safely and fast.
+
+The reading thread decodes and maps spans into column batches; a writer
+thread stores each batch in one transaction together with its rollups,
+its quarantined rows and the file offset it reached. A batch is either
+wholly stored or not at all, so a killed run is completed by running it
+again, and dedupe on (trace id, span id) keeps that from duplicating rows.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from console.cache import readers, rollups
+from console.cache.mapping import BadSpan, SpanColumns, SpanMapper, otlp_attributes
+from console.cache.redact import Redactor
+from console.cache.store import Cache
+from console.config import Config
+from console.cost import PriceTable
+
+QUARANTINE_SAMPLES = 10
+COMPACT_EVERY_BATCHES = 16
+
+
+@dataclass
+class IngestReport:
+    """What one `llmdeck ingest` run did (the `--json` output)."""
+
+    files: int = 0
+    spans_read: int = 0
+    spans_stored: int = 0
+    duplicates: int = 0
+    quarantined: int = 0
+    unpriced: int = 0
+    seconds: float = 0.0
+    quarantine_reasons: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    pending_partial_lines: list[str] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["seconds"] = round(self.seconds, 3)
+        return data
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A progress tick for the terminal: where the run is."""
+
+    file_index: int
+    files: int
+    path: str
+    spans_read: int
+    spans_stored: int
+    bytes_done: int
+    bytes_total: int
+
+
+@dataclass
+class _Batch:
+    table: pa.Table | None
+    quarantine: list[tuple[str, int, str]]
+    file_state: tuple[str, str, int, int] | None  # path, fingerprint, byte offset, line
+
+
+class _Writer(threading.Thread):
+    """Stores batches in order, one transaction each, off the reading thread."""
+
+    def __init__(self, cache: Cache, report: IngestReport, lock: threading.Lock) -> None:
+        super().__init__(name="llmdeck-ingest-writer", daemon=True)
+        self.cache = cache
+        self.report = report
+        self.lock = lock
+        self.inbox: queue.Queue[_Batch | None] = queue.Queue(maxsize=2)
+        self.error: BaseException | None = None
+        self.touched: tuple[datetime, datetime] | None = None
+        self.batches_since_compact = 0
+
+    def run(self) -> None:
+        cur = self.cache.cursor()
+        while True:
+            batch = self.inbox.get()
+            if batch is None:
+                break
+            if self.error is not None:
+                continue  # drain so the reader never blocks forever
+            try:
+                self._store(cur, batch)
+            except BaseException as exc:  # reported by the reading thread
+                self.error = exc
+        if self.error is None:
+            try:
+                self._compact(cur)
+            except BaseException as exc:
+                self.error = exc
+
+    def _store(self, cur: Any, batch: _Batch) -> None:
+        cur.execute("BEGIN")
+        try:
+            stored = dup = unpriced = 0
+            if batch.table is not None and batch.table.num_rows:
+                stored, dup, unpriced = self._insert_spans(cur, batch.table)
+            if batch.quarantine:
+                now = datetime.now(UTC).replace(tzinfo=None)
+                cur.executemany(
+                    "INSERT INTO quarantine VALUES (?, ?, ?, NULL, ?)",
+                    [(src, line, reason, now) for src, line, reason in batch.quarantine],
+                )
+            if batch.file_state is not None:
+                path, fp, offset, line = batch.file_state
+                cur.execute(
+                    "INSERT OR REPLACE INTO ingest_files VALUES (?, ?, ?, ?, now()::TIMESTAMP)",
+                    [path, fp, offset, line],
+                )
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+        with self.lock:
+            self.report.spans_stored += stored
+            self.report.duplicates += dup
+            self.report.unpriced += unpriced
+        self.batches_since_compact += 1
+        if self.batches_since_compact >= COMPACT_EVERY_BATCHES:
+            self._compact(cur)
+
+    def _insert_spans(self, cur: Any, table: pa.Table) -> tuple[int, int, int]:
+        cur.register("_batch", table)
+        try:
+            lo, hi = cur.execute(
+                "SELECT min(start_time), max(start_time) FROM _batch"
+            ).fetchall()[0]
+            cur.execute(
+                """
+                CREATE OR REPLACE TEMP TABLE _new AS
+                SELECT b.* FROM (
+                    SELECT * FROM _batch QUALIFY row_number() OVER (PARTITION BY trace_id, span_id) = 1
+                ) b
+                ANTI JOIN (
+                    SELECT trace_id, span_id FROM spans WHERE start_time BETWEEN $lo AND $hi
+                ) s USING (trace_id, span_id)
+                """,
+                {"lo": lo, "hi": hi},
+            )
+        finally:
+            cur.unregister("_batch")
+        stored, unpriced = cur.execute(
+            "SELECT count(*), count(*) FILTER (WHERE unpriced) FROM _new"
+        ).fetchall()[0]
+        if stored:
+            cur.execute("INSERT INTO spans SELECT * FROM _new")
+            rollups.append_partials(cur, "_new")
+            lo_ts = _to_dt(lo)
+            hi_ts = _to_dt(hi)
+            if self.touched is None:
+                self.touched = (lo_ts, hi_ts)
+            else:
+                self.touched = (min(self.touched[0], lo_ts), max(self.touched[1], hi_ts))
+        cur.execute("DROP TABLE _new")
+        return stored, table.num_rows - stored, unpriced
+
+    def _compact(self, cur: Any) -> None:
+        self.batches_since_compact = 0
+        if self.touched is None:
+            return
+        cur.execute("BEGIN")
+        try:
+            rollups.compact(cur, *self.touched)
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+        self.touched = None
+
+
+def _to_dt(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=None)
+    return datetime.fromtimestamp(int(value) / 1e9, UTC).replace(tzinfo=None)
+
+
+class Ingestor:
+    """One ingest run over a set of paths into an open cache."""
+
+    def __init__(
+        self,
+        cache: Cache,
+        config: Config,
+        progress: Callable[[Progress], None] | None = None,
+    ) -> None:
+        self.cache = cache
+        self.config = config
+        self.progress = progress
+        self.batch_spans = config.ingest.batch_spans
+        self.redactor = Redactor(config.redaction)
+        self.mapper = SpanMapper(
+            config.ingest, self.redactor, PriceTable.load(config.pricing.overrides)
+        )
+        self.report = IngestReport()
+        self._lock = threading.Lock()
+
+    def run(self, paths: list[Path], fmt: str = "auto") -> IngestReport:
+        started = time.perf_counter()
+        files = readers.list_files(paths)
+        self.report.files = len(files)
+        writer = _Writer(self.cache, self.report, self._lock)
+        writer.start()
+        try:
+            for index, path in enumerate(files, 1):
+                if writer.error is not None:
+                    break
+                self._ingest_file(writer, index, len(files), path, fmt)
+        finally:
+            writer.inbox.put(None)
+            writer.join()
+        if writer.error is not None:
+            raise writer.error
+        self._apply_retention()
+        self.cache.checkpoint()
+        self.report.seconds = time.perf_counter() - started
+        return self.report
+
+    def _resume_point(self, path: Path) -> tuple[int, int]:
+        rows = self.cache.cursor().execute(
+            "SELECT fingerprint, byte_offset, line FROM ingest_files WHERE path = ?", [str(path)]
+        ).fetchall()
+        if not rows:
+            return 0, 0
+        fp, offset, line = rows[0]
+        if readers.same_file(path, fp) and path.stat().st_size >= offset:
+            return int(offset), int(line)
+        return 0, 0
+
+    def _ingest_file(self, writer: _Writer, index: int, total: int, path: Path, fmt: str) -> None:
+        state = readers.ReadState()
+        name = str(path)
+        try:
+            size = path.stat().st_size
+            offset, line = self._resume_point(path)
+            fingerprint = readers.file_fingerprint(path)
+            records = readers.read_file(path, fmt, state, offset, line)
+            cols = SpanColumns()
+            quarantine: list[tuple[str, int, str]] = []
+            last_offset, last_line = offset, line
+            for rec in records:
+                if rec.kind == "bad":
+                    self._quarantine(quarantine, name, rec.line, str(rec.payload))
+                elif rec.kind == "otlp":
+                    self._add_request(cols, quarantine, rec.payload, name, rec.line)
+                else:
+                    self._add_flat(cols, quarantine, rec.payload, name, rec.line)
+                last_offset, last_line = rec.offset, rec.line
+                if len(cols) >= self.batch_spans:
+                    self._submit(writer, cols, quarantine, state, name, fingerprint,
+                                 last_offset, last_line)
+                    cols, quarantine = SpanColumns(), []
+                    self._tick(index, total, name, last_offset, size)
+                    if writer.error is not None:
+                        return
+            self._submit(writer, cols, quarantine, state, name, fingerprint, last_offset, last_line)
+            if state.pending_tail:
+                self.report.pending_partial_lines.append(
+                    f"{name}: last line is incomplete; left for the next run"
+                )
+            self._tick(index, total, name, size, size)
+        except readers.UnreadableFile as exc:
+            self.report.errors.append(str(exc))
+        except OSError as exc:
+            self.report.errors.append(f"{name}: {exc.strerror or exc}")
+        except EOFError as exc:
+            self.report.errors.append(f"{name}: truncated compressed file ({exc})")
+        except Exception as exc:  # zstd/gzip/parquet decoder errors name the file, never abort
+            self.report.errors.append(f"{name}: {type(exc).__name__}: {exc}")
+
+    def _submit(
+        self, writer: _Writer, cols: SpanColumns, quarantine: list[tuple[str, int, str]],
+        state: readers.ReadState, name: str, fingerprint: str, offset: int, line: int,
+    ) -> None:
+        file_state = None
+        if state.resumable and offset >= 0:
+            file_state = (name, fingerprint, offset, line)
+        if not len(cols) and not quarantine and file_state is None:
+            return
+        table = cols.to_arrow() if len(cols) else None
+        writer.inbox.put(_Batch(table, quarantine, file_state))
+
+    def _tick(self, index: int, total: int, name: str, done: int, size: int) -> None:
+        if self.progress is not None:
+            with self._lock:
+                stored = self.report.spans_stored
+            self.progress(Progress(index, total, name, self.report.spans_read, stored,
+                                   max(done, 0), size))
+
+    def _quarantine(self, out: list[tuple[str, int, str]], name: str, line: int, reason: str) -> None:
+        reason, _ = self.redactor.redact(reason)
+        self.report.quarantined += 1
+        out.append((name, line, reason))
+        if len(self.report.quarantine_reasons) < QUARANTINE_SAMPLES:
+            self.report.quarantine_reasons.append(f"{name}:{line}: {reason}")
+
+    def _add_request(
+        self, cols: SpanColumns, quarantine: list[tuple[str, int, str]],
+        req: dict[str, Any], name: str, line: int,
+    ) -> None:
+        source = f"{name}:{line}"
+        mapper = self.mapper
+        for ri, rs in enumerate(req.get("resourceSpans") or ()):
+            if not isinstance(rs, dict):
+                self._quarantine(quarantine, name, line, f"resourceSpans[{ri}] is not an object")
+                continue
+            try:
+                res_raw = otlp_attributes((rs.get("resource") or {}).get("attributes"))
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                self._quarantine(quarantine, name, line,
+                                 f"resourceSpans[{ri}].resource: bad attributes ({exc})")
+                continue
+            resource, res_n = mapper.resource(res_raw)
+            for si, ss in enumerate(rs.get("scopeSpans") or rs.get("instrumentationLibrarySpans") or ()):
+                spans = ss.get("spans") if isinstance(ss, dict) else None
+                for pi, sp in enumerate(spans or ()):
+                    self.report.spans_read += 1
+                    try:
+                        mapper.add_otlp_span(cols, sp, resource, res_n, source)
+                    except (BadSpan, KeyError, TypeError, ValueError, AttributeError) as exc:
+                        self.report.spans_read -= 1
+                        _rollback_partial_row(cols)
+                        self._quarantine(
+                            quarantine, name, line,
+                            f"resourceSpans[{ri}].scopeSpans[{si}].spans[{pi}]: {_reason(exc)}",
+                        )
+
+    def _add_flat(
+        self, cols: SpanColumns, quarantine: list[tuple[str, int, str]],
+        rec: dict[str, Any], name: str, line: int,
+    ) -> None:
+        self.report.spans_read += 1
+        try:
+            self.mapper.add_flat_span(cols, rec, f"{name}:{line}")
+        except (BadSpan, KeyError, TypeError, ValueError, AttributeError) as exc:
+            self.report.spans_read -= 1
+            _rollback_partial_row(cols)
+            self._quarantine(quarantine, name, line, _reason(exc))
+
+    def _apply_retention(self) -> None:
+        days = self.config.cache.retention_days
+        rollup_days = self.config.cache.rollup_retention_days
+        if days is None and rollup_days is None:
+            return
+        now = datetime.now(UTC).replace(tzinfo=None)
+        prune(
+            self.cache,
+            spans_before=now - timedelta(days=days) if days else None,
+            rollups_before=now - timedelta(days=rollup_days) if rollup_days else None,
+        )
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, BadSpan):
+        return str(exc)
+    return f"unreadable span ({type(exc).__name__}: {exc})"
+
+
+def _rollback_partial_row(cols: SpanColumns) -> None:
+    """A failed span may have appended some columns; trim all to the shortest."""
+    n = min(len(v) for v in cols.cols.values())
+    for values in cols.cols.values():
+        del values[n:]
+
+
+def prune(
+    cache: Cache, *, spans_before: datetime | None, rollups_before: datetime | None
+) -> tuple[int, int]:
+    """Delete spans (and, separately, rollups) older than the given times; rollups outlive spans."""
+    cur = cache.cursor()
+    spans = rolled = 0
+    cur.execute("BEGIN")
+    try:
+        if spans_before is not None:
+            spans = cur.execute(
+                "DELETE FROM spans WHERE start_time < ?", [spans_before]
+            ).fetchall()[0][0]
+        if rollups_before is not None:
+            for table in rollups.GRAINS:
+                rolled += cur.execute(
+                    f"DELETE FROM {table} WHERE ts < ?", [rollups_before]
+                ).fetchall()[0][0]
+        cur.execute("COMMIT")
+    except BaseException:
+        cur.execute("ROLLBACK")
+        raise
+    return int(spans), int(rolled)

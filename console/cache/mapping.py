@@ -1,0 +1,537 @@
+"""Map OpenTelemetry GenAI spans (current and deprecated names) to cache rows.
+
+Everything a span says passes through here once: ids are normalised, string
+attributes and event text are redacted, prompt/completion bodies are dropped
+unless configured, the dimensions llmdeck groups by are extracted, and tokens
+are priced. The result is appended to `SpanColumns`, a column-wise batch.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Callable
+from datetime import UTC, date, datetime
+from typing import Any
+
+import orjson
+import pyarrow as pa
+
+from console.cache.redact import Redactor
+from console.cache.schema import SPAN_COLUMNS
+from console.config import IngestSettings
+from console.cost import PriceTable
+
+# Attribute names, newest first; deprecated names are still emitted by many instrumentations.
+PROVIDER_KEYS = ("gen_ai.provider.name", "gen_ai.system")
+OPERATION_KEYS = ("gen_ai.operation.name",)
+REQUEST_MODEL_KEYS = ("gen_ai.request.model",)
+RESPONSE_MODEL_KEYS = ("gen_ai.response.model",)
+INPUT_TOKEN_KEYS = ("gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens")
+OUTPUT_TOKEN_KEYS = ("gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens")
+CACHE_READ_KEYS = ("gen_ai.usage.cache_read.input_tokens", "gen_ai.usage.cache_read_input_tokens")
+TTFT_SECONDS_KEYS = (
+    "gen_ai.response.time_to_first_chunk",
+    "gen_ai.server.time_to_first_token",
+    "gen_ai.response.time_to_first_token",
+)
+HTTP_STATUS_KEYS = ("http.response.status_code", "http.status_code")
+ERROR_TYPE_KEYS = ("error.type",)
+
+# Prompt and completion bodies: dropped unless `ingest.keep_bodies`.
+BODY_KEYS = frozenset(
+    {
+        "gen_ai.input.messages",
+        "gen_ai.output.messages",
+        "gen_ai.system_instructions",
+        "gen_ai.tool.definitions",
+        "gen_ai.prompt",
+        "gen_ai.completion",
+        "input.value",
+        "output.value",
+    }
+)
+BODY_PREFIXES = ("gen_ai.prompt.", "gen_ai.completion.", "llm.input_messages", "llm.output_messages")
+BODY_EVENT_PREFIXES = ("gen_ai.content.", "gen_ai.user.", "gen_ai.system.", "gen_ai.assistant.",
+                       "gen_ai.tool.", "gen_ai.choice", "gen_ai.client.inference.operation.details")
+
+# Attributes that become columns and so are not repeated in the attributes JSON.
+_MAPPED_KEYS = frozenset({*PROVIDER_KEYS, *REQUEST_MODEL_KEYS, *RESPONSE_MODEL_KEYS,
+                          *INPUT_TOKEN_KEYS, *OUTPUT_TOKEN_KEYS, *CACHE_READ_KEYS,
+                          *ERROR_TYPE_KEYS, *OPERATION_KEYS})
+
+RATE_LIMIT_STATUSES = frozenset({429, 529})
+_RATE_LIMIT_WORDS = ("rate_limit", "ratelimit", "overloaded", "too_many_requests", "429", "529",
+                     "throttl", "quota")
+
+SPAN_KIND_NAMES = {"SPAN_KIND_UNSPECIFIED": 0, "SPAN_KIND_INTERNAL": 1, "SPAN_KIND_SERVER": 2,
+                   "SPAN_KIND_CLIENT": 3, "SPAN_KIND_PRODUCER": 4, "SPAN_KIND_CONSUMER": 5}
+STATUS_CODE_NAMES = {"STATUS_CODE_UNSET": 0, "STATUS_CODE_OK": 1, "STATUS_CODE_ERROR": 2,
+                     "UNSET": 0, "OK": 1, "ERROR": 2, "unset": 0, "ok": 1, "error": 2}
+
+ARROW_TYPES = {
+    "VARCHAR": pa.string(),
+    "TINYINT": pa.int8(),
+    "SMALLINT": pa.int16(),
+    "INTEGER": pa.int32(),
+    "BIGINT": pa.int64(),
+    "DOUBLE": pa.float64(),
+    "BOOLEAN": pa.bool_(),
+    "TIMESTAMP_NS": pa.timestamp("ns"),
+}
+ARROW_SCHEMA = pa.schema(
+    [(name, ARROW_TYPES[typ.split()[0]]) for name, typ in SPAN_COLUMNS]
+)
+COLUMN_NAMES = tuple(name for name, _ in SPAN_COLUMNS)
+
+
+class BadSpan(ValueError):
+    """A span that cannot become a row (the reason goes to quarantine)."""
+
+
+class SpanColumns:
+    """A batch of rows held column-wise, ready to hand to DuckDB as Arrow."""
+
+    def __init__(self) -> None:
+        self.cols: dict[str, list[Any]] = {name: [] for name in COLUMN_NAMES}
+        self.appenders: tuple[Callable[[Any], None], ...] = tuple(
+            self.cols[name].append for name in COLUMN_NAMES
+        )
+
+    def __len__(self) -> int:
+        return len(self.cols["trace_id"])
+
+    def to_arrow(self) -> pa.Table:
+        return pa.Table.from_pydict(self.cols, schema=ARROW_SCHEMA)
+
+
+def _any_value(v: dict[str, Any]) -> Any:
+    """Decode an OTLP/JSON AnyValue (64-bit ints arrive as decimal strings)."""
+    for key, x in v.items():
+        if key == "stringValue":
+            return x
+        if key == "intValue":
+            return int(x)
+        if key == "doubleValue":
+            return float(x)
+        if key == "boolValue":
+            return bool(x)
+        if key == "arrayValue":
+            return [_any_value(i) for i in (x or {}).get("values", ())]
+        if key == "kvlistValue":
+            return {kv["key"]: _any_value(kv.get("value") or {}) for kv in (x or {}).get("values", ())}
+        if key == "bytesValue":
+            return x
+    return None
+
+
+def otlp_attributes(kvs: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if not kvs:
+        return out
+    for kv in kvs:
+        value = kv.get("value")
+        out[kv["key"]] = _any_value(value) if value else None
+    return out
+
+
+def normalise_id(raw: Any, nbytes: int, what: str, required: bool = True) -> str | None:
+    """Lowercase hex id; accepts either hex case, and base64 from non-conforming exporters."""
+    if raw is None or raw == "":
+        if required:
+            raise BadSpan(f"missing {what}")
+        return None
+    if isinstance(raw, bytes):
+        s = raw.hex()
+    else:
+        s = str(raw).lower()
+    if len(s) == nbytes * 2:
+        try:
+            int(s, 16)
+        except ValueError:
+            s = ""
+        else:
+            if required and s.strip("0") == "":
+                raise BadSpan(f"{what} is all zeros")
+            return s
+    try:
+        decoded = base64.b64decode(str(raw), validate=True)
+    except (binascii.Error, ValueError):
+        decoded = b""
+    if len(decoded) == nbytes:
+        return decoded.hex()
+    if not required:
+        return None
+    raise BadSpan(f"{what} {str(raw)[:40]!r} is not {nbytes}-byte hex")
+
+
+def _first(attrs: dict[str, Any], keys: tuple[str, ...] | list[str]) -> Any:
+    for k in keys:
+        v = attrs.get(k)
+        if v is not None and v != "":
+            return v
+    return None
+
+
+def _int(v: Any) -> int | None:
+    if v is None or isinstance(v, bool):
+        return None
+    try:
+        return int(v)
+    except (TypeError, ValueError):
+        try:
+            return int(float(v))
+        except (TypeError, ValueError):
+            return None
+
+
+def _float(v: Any) -> float | None:
+    if v is None or isinstance(v, bool):
+        return None
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def _truthy(v: Any) -> bool:
+    if isinstance(v, str):
+        return v.strip().lower() in ("true", "1", "yes", "y")
+    return bool(v)
+
+
+def _time_ns(v: Any) -> int | None:
+    """Nanoseconds since the epoch from an int, a decimal string, ISO text or a datetime."""
+    if v is None or v == "":
+        return None
+    if isinstance(v, datetime):
+        if v.tzinfo is None:
+            v = v.replace(tzinfo=UTC)
+        return int(v.timestamp()) * 1_000_000_000 + v.microsecond * 1000
+    if isinstance(v, int | float) and not isinstance(v, bool):
+        return int(v)
+    s = str(v)
+    if s.isdigit():
+        return int(s)
+    try:
+        dt = datetime.fromisoformat(s.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    frac = ""
+    if "." in s:
+        frac = "".join(ch for ch in s.split(".", 1)[1] if ch.isdigit())
+    return int(dt.replace(microsecond=0).timestamp()) * 1_000_000_000 + int((frac + "000000000")[:9])
+
+
+class SpanMapper:
+    """Turns decoded spans into rows; one per ingest run (it caches per-value work)."""
+
+    def __init__(self, settings: IngestSettings, redactor: Redactor, prices: PriceTable) -> None:
+        self.settings = settings
+        self.redact = redactor.redact
+        self.prices = prices
+        self.keep_bodies = settings.keep_bodies
+        self._date_cache: dict[int, date] = {}
+        self.unpriced = 0
+
+    # -- attribute handling -------------------------------------------------
+
+    def _clean(self, attrs: dict[str, Any]) -> tuple[dict[str, Any], int]:
+        """Drop bodies unless kept, redact every string (also inside lists/maps)."""
+        count = 0
+        out: dict[str, Any] = {}
+        redact = self.redact
+        for key, value in attrs.items():
+            if not self.keep_bodies and (key in BODY_KEYS or key.startswith(BODY_PREFIXES)):
+                continue
+            if isinstance(value, str):
+                value, n = redact(value)
+                count += n
+            elif isinstance(value, list | dict):
+                value, n = self._clean_nested(value)
+                count += n
+            out[key] = value
+        return out, count
+
+    def _clean_nested(self, value: Any) -> tuple[Any, int]:
+        if isinstance(value, str):
+            return self.redact(value)
+        if isinstance(value, list):
+            total = 0
+            items = []
+            for v in value:
+                v2, n = self._clean_nested(v)
+                items.append(v2)
+                total += n
+            return items, total
+        if isinstance(value, dict):
+            total = 0
+            obj = {}
+            for k, v in value.items():
+                v2, n = self._clean_nested(v)
+                obj[k] = v2
+                total += n
+            return obj, total
+        return value, 0
+
+    def resource(self, attrs: dict[str, Any]) -> tuple[dict[str, Any], int]:
+        """Clean a resource's attributes once for all its spans."""
+        return self._clean(attrs)
+
+    def _events(self, events: Any) -> tuple[str | None, int]:
+        if not events:
+            return None, 0
+        out = []
+        total = 0
+        for ev in events:
+            name = str(ev.get("name") or "")
+            raw = ev.get("attributes")
+            attrs = otlp_attributes(raw) if isinstance(raw, list) else dict(raw or {})
+            if not self.keep_bodies and name.startswith(BODY_EVENT_PREFIXES):
+                attrs = {k: v for k, v in attrs.items() if k in ("gen_ai.system", "gen_ai.provider.name")}
+            attrs, n = self._clean(attrs)
+            name, n2 = self.redact(name)
+            total += n + n2
+            out.append({"name": name, "time_unix_nano": _time_ns(ev.get("timeUnixNano")), "attributes": attrs})
+        return orjson.dumps(out).decode(), total
+
+    # -- the row ------------------------------------------------------------
+
+    def add(
+        self,
+        out: SpanColumns,
+        *,
+        trace_id: str,
+        span_id: str,
+        parent_span_id: str | None,
+        name: str | None,
+        kind: int | None,
+        start_ns: int,
+        end_ns: int | None,
+        duration_ms: float | None,
+        status_code: int,
+        status_message: str | None,
+        attrs: dict[str, Any],
+        resource: dict[str, Any],
+        redactions: int,
+        events: Any,
+        source: str,
+    ) -> None:
+        """Append one span (attrs already cleaned) to `out`."""
+        s = self.settings
+        provider = _first(attrs, PROVIDER_KEYS)
+        request_model = _first(attrs, REQUEST_MODEL_KEYS)
+        response_model = _first(attrs, RESPONSE_MODEL_KEYS)
+        input_tokens = _int(_first(attrs, INPUT_TOKEN_KEYS))
+        output_tokens = _int(_first(attrs, OUTPUT_TOKEN_KEYS))
+        cache_read = _int(_first(attrs, CACHE_READ_KEYS))
+        ttft_s = _float(_first(attrs, TTFT_SECONDS_KEYS))
+        http_status = _int(_first(attrs, HTTP_STATUS_KEYS))
+        if http_status is not None and not 0 <= http_status < 1000:
+            http_status = None
+        error_type = _first(attrs, ERROR_TYPE_KEYS)
+        if error_type is not None:
+            error_type = str(error_type)
+
+        def dim(keys: list[str]) -> Any:
+            v = _first(attrs, keys)
+            if v is None:
+                v = _first(resource, keys)
+            return None if v is None else str(v)
+
+        tenant = dim(s.tenant_attributes)
+        route = dim(s.route_attributes)
+        prompt_id = dim(s.prompt_id_attributes)
+        prompt_version = dim(s.prompt_version_attributes)
+        fallback_raw = _first(attrs, s.fallback_attributes)
+        fallback = _truthy(fallback_raw) if fallback_raw is not None else False
+
+        is_error = status_code == 2 or error_type is not None or (
+            http_status is not None and http_status >= 500
+        )
+        rate_limited = (http_status in RATE_LIMIT_STATUSES) or (
+            error_type is not None and any(w in error_type.lower() for w in _RATE_LIMIT_WORDS)
+        )
+        if duration_ms is None and end_ns is not None and end_ns >= start_ns:
+            duration_ms = (end_ns - start_ns) / 1e6
+
+        model = response_model or request_model
+        cost = None
+        price_version = None
+        unpriced = False
+        if model is not None:
+            day = self._day(start_ns)
+            price = self.prices.lookup(provider, str(model), day)
+            if price is None and request_model is not None and model is not request_model:
+                price = self.prices.lookup(provider, str(request_model), day)
+            if price is None:
+                unpriced = True
+                self.unpriced += 1
+            else:
+                cost = price.cost(input_tokens or 0, output_tokens or 0, cache_read or 0)
+                price_version = self.prices.price_tag(price)
+
+        rest = {k: v for k, v in attrs.items() if k not in _MAPPED_KEYS}
+        if resource:
+            rest["resource"] = resource
+        events_json, event_redactions = self._events(events)
+        msg = None
+        if status_message:
+            msg, n = self.redact(str(status_message))
+            redactions += n
+
+        values = (
+            trace_id, span_id, parent_span_id,
+            None if resource.get("service.name") is None else str(resource.get("service.name")),
+            name, kind,
+            None if (op := _first(attrs, OPERATION_KEYS)) is None else str(op),
+            None if provider is None else str(provider),
+            None if request_model is None else str(request_model),
+            None if response_model is None else str(response_model),
+            start_ns, duration_ms,
+            None if ttft_s is None else ttft_s * 1000.0,
+            "error" if is_error else ("ok" if status_code == 1 else "unset"),
+            msg, error_type, http_status, rate_limited,
+            input_tokens, output_tokens, cache_read,
+            tenant, route, prompt_id, prompt_version, fallback,
+            cost, price_version, unpriced, redactions + event_redactions,
+            orjson.dumps(rest, default=str).decode() if rest else None,
+            events_json, source,
+        )
+        for append, value in zip(out.appenders, values, strict=True):
+            append(value)
+
+    def _day(self, start_ns: int) -> date:
+        key = start_ns // 86_400_000_000_000
+        d = self._date_cache.get(key)
+        if d is None:
+            d = datetime.fromtimestamp(key * 86_400, UTC).date()
+            self._date_cache[key] = d
+        return d
+
+    # -- entry points per input shape ---------------------------------------
+
+    def add_otlp_span(
+        self, out: SpanColumns, sp: dict[str, Any], resource: dict[str, Any],
+        resource_redactions: int, source: str,
+    ) -> None:
+        trace_id = normalise_id(sp.get("traceId"), 16, "traceId")
+        span_id = normalise_id(sp.get("spanId"), 8, "spanId")
+        start_ns = _time_ns(sp.get("startTimeUnixNano"))
+        if not start_ns:
+            raise BadSpan("missing startTimeUnixNano")
+        end_ns = _time_ns(sp.get("endTimeUnixNano"))
+        status = sp.get("status") or {}
+        code = status.get("code", 0)
+        if isinstance(code, str):
+            code = STATUS_CODE_NAMES.get(code, 0)
+        kind = sp.get("kind")
+        if isinstance(kind, str):
+            kind = SPAN_KIND_NAMES.get(kind)
+        attrs, n = self._clean(otlp_attributes(sp.get("attributes")))
+        name = sp.get("name")
+        if name:
+            name, n2 = self.redact(str(name))
+            n += n2
+        self.add(
+            out, trace_id=trace_id, span_id=span_id,  # type: ignore[arg-type]
+            parent_span_id=normalise_id(sp.get("parentSpanId"), 8, "parentSpanId", required=False),
+            name=name or None, kind=kind, start_ns=start_ns, end_ns=end_ns, duration_ms=None,
+            status_code=int(code or 0), status_message=status.get("message"),
+            attrs=attrs, resource=resource, redactions=n + resource_redactions,
+            events=sp.get("events"), source=source,
+        )
+
+    def add_flat_span(self, out: SpanColumns, rec: dict[str, Any], source: str) -> None:
+        """One span from a flat JSON line or Parquet row (our own column names or OTLP-ish ones)."""
+        g = rec.get
+        trace_id = normalise_id(g("trace_id", g("traceId")), 16, "trace_id")
+        span_id = normalise_id(g("span_id", g("spanId")), 8, "span_id")
+        start_ns = _time_ns(_first(rec, ("start_time_unix_nano", "startTimeUnixNano", "start_time",
+                                         "start_ns", "timestamp")))
+        if not start_ns:
+            raise BadSpan("missing start time")
+        end_ns = _time_ns(_first(rec, ("end_time_unix_nano", "endTimeUnixNano", "end_time", "end_ns")))
+        duration_ms = _float(g("duration_ms"))
+        status = g("status")
+        if isinstance(status, dict):
+            code = status.get("code", 0)
+            message = status.get("message")
+        else:
+            code, message = status, g("status_message")
+        if isinstance(code, str):
+            code = STATUS_CODE_NAMES.get(code, 0)
+        attrs_raw: dict[str, Any] = {}
+        nested = g("attributes")
+        if isinstance(nested, str):
+            try:
+                nested = orjson.loads(nested)
+            except orjson.JSONDecodeError:
+                nested = None
+        if isinstance(nested, list):
+            nested = otlp_attributes(nested)
+        if isinstance(nested, dict):
+            attrs_raw.update(nested)
+        resource_raw: dict[str, Any] = {}
+        if isinstance(nested, dict) and isinstance(nested.get("resource"), dict):
+            resource_raw.update(attrs_raw.pop("resource"))
+        for key, value in rec.items():
+            if key in _FLAT_FIELDS or value is None:
+                continue
+            if key in _FLAT_COLUMN_ATTRS:
+                attrs_raw.setdefault(_FLAT_COLUMN_ATTRS[key], value)
+            elif "." in key:
+                attrs_raw[key] = value
+        ttft_ms = _float(g("ttft_ms"))
+        if ttft_ms is not None:
+            attrs_raw.setdefault("gen_ai.response.time_to_first_chunk", ttft_ms / 1000.0)
+        service = g("service", g("service.name"))
+        if service is not None:
+            resource_raw["service.name"] = service
+        attrs, n = self._clean(attrs_raw)
+        resource, n_res = self._clean(resource_raw)
+        name = g("name")
+        if name:
+            name, n2 = self.redact(str(name))
+            n += n2
+        kind = g("kind")
+        if isinstance(kind, str):
+            kind = SPAN_KIND_NAMES.get(kind)
+        self.add(
+            out, trace_id=trace_id, span_id=span_id,  # type: ignore[arg-type]
+            parent_span_id=normalise_id(g("parent_span_id", g("parentSpanId")), 8,
+                                        "parent_span_id", required=False),
+            name=name or None, kind=_int(kind), start_ns=start_ns, end_ns=end_ns,
+            duration_ms=duration_ms, status_code=int(code or 0), status_message=message,
+            attrs=attrs, resource=resource, redactions=n + n_res, events=g("events"),
+            source=source,
+        )
+
+
+# Keys of a flat record that are structural, not attributes.
+_FLAT_FIELDS = frozenset({
+    "trace_id", "traceId", "span_id", "spanId", "parent_span_id", "parentSpanId", "name", "kind",
+    "start_time_unix_nano", "startTimeUnixNano", "start_time", "start_ns", "timestamp",
+    "end_time_unix_nano", "endTimeUnixNano", "end_time", "end_ns", "duration_ms", "status",
+    "status_message", "attributes", "events", "service", "service.name", "source", "redactions",
+    "cost_usd", "price_version", "unpriced", "rate_limited", "ttft_ms",
+})
+# Our own exported column names map back to the attributes they came from.
+_FLAT_COLUMN_ATTRS = {
+    "operation": "gen_ai.operation.name",
+    "provider": "gen_ai.provider.name",
+    "request_model": "gen_ai.request.model",
+    "response_model": "gen_ai.response.model",
+    "input_tokens": "gen_ai.usage.input_tokens",
+    "output_tokens": "gen_ai.usage.output_tokens",
+    "cache_read_tokens": "gen_ai.usage.cache_read.input_tokens",
+    "error_type": "error.type",
+    "http_status": "http.response.status_code",
+    "tenant": "llmdeck.tenant",
+    "route": "llmdeck.route",
+    "prompt_id": "llmdeck.prompt.id",
+    "prompt_version": "llmdeck.prompt.version",
+    "fallback": "llmdeck.fallback",
+}

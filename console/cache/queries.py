@@ -1,0 +1,213 @@
+"""Read-side queries over the rollups: their cost does not grow with span count.
+
+A window [start, end) is read from hour rollups for the whole hours inside it
+and from minute rollups for the ragged edges.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import duckdb
+
+from console.cache.rollups import quantile
+
+STATUS_WINDOWS: tuple[tuple[str, timedelta], ...] = (
+    ("5m", timedelta(minutes=5)),
+    ("1h", timedelta(hours=1)),
+    ("6h", timedelta(hours=6)),
+    ("24h", timedelta(hours=24)),
+)
+
+_MINUTE = timedelta(minutes=1)
+_HOUR = timedelta(hours=1)
+
+
+def _floor(t: datetime, unit: timedelta) -> datetime:
+    seconds = int(unit.total_seconds())
+    epoch = datetime(1970, 1, 1)
+    return epoch + timedelta(seconds=int((t - epoch).total_seconds()) // seconds * seconds)
+
+
+def _ceil(t: datetime, unit: timedelta) -> datetime:
+    f = _floor(t, unit)
+    return f if f == t else f + unit
+
+
+def window_end(at: datetime) -> datetime:
+    """The minute boundary a window ending at `at` reads up to (the current minute counts)."""
+    return _ceil(at.replace(tzinfo=None), _MINUTE)
+
+
+def window_parts(
+    start: datetime, end: datetime
+) -> tuple[tuple[datetime, datetime] | None, list[tuple[datetime, datetime]]]:
+    """Split [start, end) into an hour-rollup range and minute-rollup ranges."""
+    h_lo, h_hi = _ceil(start, _HOUR), _floor(end, _HOUR)
+    if h_lo >= h_hi:
+        return None, [(start, end)]
+    minutes = [(a, b) for a, b in ((start, h_lo), (h_hi, end)) if a < b]
+    return (h_lo, h_hi), minutes
+
+
+def _parts_sql(windows: list[tuple[str, datetime, datetime]], columns: str) -> tuple[str, list[object]]:
+    selects: list[str] = []
+    params: list[object] = []
+    for label, start, end in windows:
+        hours, minutes = window_parts(start, end)
+        if hours:
+            selects.append(f"SELECT '{label}' AS win, {columns} FROM rollup_hour WHERE ts >= ? AND ts < ?")
+            params += list(hours)
+        for a, b in minutes:
+            selects.append(f"SELECT '{label}' AS win, {columns} FROM rollup_minute WHERE ts >= ? AND ts < ?")
+            params += [a, b]
+    return " UNION ALL ".join(selects), params
+
+
+@dataclass(frozen=True, slots=True)
+class GroupStats:
+    """One (window, provider, model) row of `llmdeck status`."""
+
+    window: str
+    provider: str | None
+    model: str | None
+    requests: int
+    errors: int
+    error_rate: float | None
+    latency_p50_ms: float | None
+    latency_p95_ms: float | None
+    latency_p99_ms: float | None
+    ttft_p95_ms: float | None
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float
+    unpriced: int
+
+    def as_json(self) -> dict[str, object]:
+        def r(v: float | None) -> float | None:
+            return None if v is None else round(v, 3)
+
+        return {
+            "window": self.window,
+            "provider": self.provider,
+            "model": self.model,
+            "requests": self.requests,
+            "errors": self.errors,
+            "error_rate": None if self.error_rate is None else round(self.error_rate, 6),
+            "latency_ms": {"p50": r(self.latency_p50_ms), "p95": r(self.latency_p95_ms),
+                           "p99": r(self.latency_p99_ms)},
+            "ttft_ms_p95": r(self.ttft_p95_ms),
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "cost_usd": round(self.cost_usd, 6),
+            "unpriced": self.unpriced,
+        }
+
+
+def status_groups(
+    cur: duckdb.DuckDBPyConnection,
+    at: datetime,
+    windows: tuple[tuple[str, timedelta], ...] = STATUS_WINDOWS,
+) -> list[GroupStats]:
+    """Per window and (provider, model): counts, error rate, latency/TTFT percentiles, cost."""
+    end = window_end(at)
+    spans = [(label, end - width, end) for label, width in windows]
+    parts, params = _parts_sql(
+        spans,
+        "provider, model, requests, errors, input_tokens, output_tokens, cost_usd, unpriced,"
+        " latency_hist, ttft_hist",
+    )
+    cur.execute(f"CREATE OR REPLACE TEMP TABLE _status_parts AS {parts}", params)
+    try:
+        totals = cur.execute(
+            """
+            SELECT win, provider, model, sum(requests), sum(errors), sum(input_tokens),
+                   sum(output_tokens), sum(cost_usd), sum(unpriced)
+            FROM _status_parts GROUP BY ALL
+            """
+        ).fetchall()
+        hist_rows = cur.execute(
+            """
+            SELECT win, provider, model, 0 AS metric, u.b, sum(u.n)
+            FROM (SELECT win, provider, model, unnest(latency_hist) AS u FROM _status_parts)
+            GROUP BY ALL
+            UNION ALL
+            SELECT win, provider, model, 1 AS metric, u.b, sum(u.n)
+            FROM (SELECT win, provider, model, unnest(ttft_hist) AS u FROM _status_parts)
+            GROUP BY ALL
+            """
+        ).fetchall()
+    finally:
+        cur.execute("DROP TABLE IF EXISTS _status_parts")
+    hists: dict[tuple[str, str, str, int], list[tuple[int, int]]] = defaultdict(list)
+    for win, provider, model, metric, b, n in hist_rows:
+        hists[(win, provider, model, metric)].append((int(b), int(n)))
+    order = {label: i for i, (label, _) in enumerate(windows)}
+    out = []
+    for win, provider, model, req, err, tin, tout, cost, unpriced in totals:
+        lat = hists.get((win, provider, model, 0), [])
+        ttft = hists.get((win, provider, model, 1), [])
+        out.append(
+            GroupStats(
+                window=win,
+                provider=provider or None,
+                model=model or None,
+                requests=int(req),
+                errors=int(err),
+                error_rate=(err / req) if req else None,
+                latency_p50_ms=quantile(lat, 0.50),
+                latency_p95_ms=quantile(lat, 0.95),
+                latency_p99_ms=quantile(lat, 0.99),
+                ttft_p95_ms=quantile(ttft, 0.95),
+                input_tokens=int(tin),
+                output_tokens=int(tout),
+                cost_usd=float(cost),
+                unpriced=int(unpriced),
+            )
+        )
+    out.sort(key=lambda g: (order.get(g.window, 99), -g.requests, g.provider or "", g.model or ""))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class CacheInfo:
+    """What `llmdeck cache info` prints."""
+
+    path: str
+    size_bytes: int
+    wal_bytes: int
+    schema_version: int
+    spans: int
+    first_span: datetime | None
+    last_span: datetime | None
+    rollup_minutes: int
+    rollup_first: datetime | None
+    quarantined: int
+    last_checkpoint: str | None
+
+
+def cache_info(cur: duckdb.DuckDBPyConnection, path: str) -> CacheInfo:
+    import os
+
+    spans, first, last = cur.execute(
+        "SELECT count(*), min(start_time), max(start_time) FROM spans"
+    ).fetchall()[0]
+    rows, rfirst = cur.execute("SELECT count(*), min(ts) FROM rollup_minute").fetchall()[0]
+    quarantined = cur.execute("SELECT count(*) FROM quarantine").fetchall()[0][0]
+    meta = dict(cur.execute("SELECT key, value FROM meta").fetchall())
+    wal = f"{path}.wal"
+    return CacheInfo(
+        path=path,
+        size_bytes=os.path.getsize(path) if os.path.exists(path) else 0,
+        wal_bytes=os.path.getsize(wal) if os.path.exists(wal) else 0,
+        schema_version=int(meta.get("schema_version", 0)),
+        spans=int(spans),
+        first_span=first,
+        last_span=last,
+        rollup_minutes=int(rows),
+        rollup_first=rfirst,
+        quarantined=int(quarantined),
+        last_checkpoint=meta.get("last_checkpoint"),
+    )

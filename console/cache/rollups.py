@@ -1,0 +1,161 @@
+"""Minute and hour rollups, maintained incrementally as spans are stored.
+
+Each rollup row holds counts, tokens, cost and two histograms (latency and
+time to first token) over fixed log-spaced buckets: bucket `b` covers
+(GAMMA**(b-1), GAMMA**b] milliseconds, and reads back as the value whose
+relative error to anything in the bucket is at most ALPHA (about 1%). Ingest
+appends partial rows per batch; `compact` merges partials in a time range so
+readers scan one row per key.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from datetime import datetime
+
+import duckdb
+
+from console.cache.schema import ROLLUP_DIMS
+
+GAMMA = 1.02
+ALPHA = (GAMMA - 1) / (GAMMA + 1)
+MIN_MS = 0.001
+GRAINS = {"rollup_minute": "minute", "rollup_hour": "hour"}
+
+_LN_GAMMA = math.log(GAMMA)
+
+
+def bucket_sql(expr: str) -> str:
+    """SQL for the bucket index of a millisecond value (NULL stays NULL)."""
+    return f"CAST(ceil(ln(greatest({expr}, {MIN_MS})) / {_LN_GAMMA!r}) AS SMALLINT)"
+
+
+def bucket_of(ms: float) -> int:
+    return math.ceil(math.log(max(ms, MIN_MS)) / _LN_GAMMA)
+
+
+def bucket_value(b: int) -> float:
+    """The representative value of bucket b (within ALPHA of anything in it)."""
+    return 2 * GAMMA**b / (GAMMA + 1)
+
+
+def quantile(hist: Iterable[tuple[int, int]], q: float) -> float | None:
+    """Nearest-rank quantile from (bucket, count) pairs; None when empty."""
+    pairs = sorted(hist)
+    total = sum(n for _, n in pairs)
+    if total == 0:
+        return None
+    rank = max(1, math.ceil(q * total))
+    seen = 0
+    for b, n in pairs:
+        seen += n
+        if seen >= rank:
+            return bucket_value(b)
+    return bucket_value(pairs[-1][0])
+
+
+def _dims_select() -> str:
+    return ", ".join(f"coalesce({d}, '') AS {d}" for d in ROLLUP_DIMS)
+
+
+_DIMS = ", ".join(ROLLUP_DIMS)
+
+
+def append_partials(cur: duckdb.DuckDBPyConnection, source: str) -> None:
+    """Aggregate the spans in table `source` into partial minute and hour rollup rows."""
+    cur.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE _rollup_base AS
+        SELECT start_time, {_dims_select()},
+               rate_limited, fallback, input_tokens, output_tokens, cache_read_tokens,
+               cost_usd, unpriced, duration_ms,
+               {bucket_sql("duration_ms")} AS lb, {bucket_sql("ttft_ms")} AS tb
+        FROM (SELECT *, coalesce(request_model, response_model) AS model FROM {source})
+        """
+    )
+    for table, grain in GRAINS.items():
+        cur.execute(
+            f"""
+            INSERT INTO {table}
+            WITH b AS (SELECT date_trunc('{grain}', start_time)::TIMESTAMP AS ts, * FROM _rollup_base),
+            agg AS (
+                SELECT ts, {_DIMS},
+                       count(*) AS requests,
+                       count(*) FILTER (WHERE status = 'error') AS errors,
+                       count(*) FILTER (WHERE rate_limited) AS rate_limited,
+                       count(*) FILTER (WHERE fallback) AS fallbacks,
+                       coalesce(sum(input_tokens), 0) AS input_tokens,
+                       coalesce(sum(output_tokens), 0) AS output_tokens,
+                       coalesce(sum(cache_read_tokens), 0) AS cache_read_tokens,
+                       coalesce(sum(cost_usd), 0) AS cost_usd,
+                       count(*) FILTER (WHERE unpriced) AS unpriced,
+                       coalesce(sum(duration_ms), 0) AS latency_sum_ms
+                FROM b GROUP BY ts, {_DIMS}
+            ),
+            lat AS (
+                SELECT ts, {_DIMS}, list({{'b': lb, 'n': n}} ORDER BY lb) AS h FROM (
+                    SELECT ts, {_DIMS}, lb, count(*)::INTEGER AS n FROM b
+                    WHERE lb IS NOT NULL GROUP BY ts, {_DIMS}, lb
+                ) GROUP BY ts, {_DIMS}
+            ),
+            ttft AS (
+                SELECT ts, {_DIMS}, list({{'b': tb, 'n': n}} ORDER BY tb) AS h FROM (
+                    SELECT ts, {_DIMS}, tb, count(*)::INTEGER AS n FROM b
+                    WHERE tb IS NOT NULL GROUP BY ts, {_DIMS}, tb
+                ) GROUP BY ts, {_DIMS}
+            )
+            SELECT agg.*, coalesce(lat.h, []), coalesce(ttft.h, [])
+            FROM agg
+            LEFT JOIN lat USING (ts, {_DIMS})
+            LEFT JOIN ttft USING (ts, {_DIMS})
+            """
+        )
+    cur.execute("DROP TABLE _rollup_base")
+
+
+def _merge_hist_sql(table: str, column: str, where: str) -> str:
+    return f"""
+        SELECT ts, {_DIMS}, list({{'b': b, 'n': n}} ORDER BY b) AS h FROM (
+            SELECT ts, {_DIMS}, u.b AS b, sum(u.n)::INTEGER AS n FROM (
+                SELECT ts, {_DIMS}, unnest({column}) AS u FROM {table} WHERE {where}
+            ) GROUP BY ts, {_DIMS}, u.b
+        ) GROUP BY ts, {_DIMS}
+    """
+
+
+def compact(cur: duckdb.DuckDBPyConnection, start: datetime, end: datetime) -> None:
+    """Merge partial rollup rows with ts in [start, end] into one row per key.
+
+    Runs inside the caller's transaction.
+    """
+    for table, grain in GRAINS.items():
+        where = (
+            f"ts >= date_trunc('{grain}', TIMESTAMP '{start:%Y-%m-%d %H:%M:%S}')"
+            f" AND ts <= TIMESTAMP '{end:%Y-%m-%d %H:%M:%S}'"
+        )
+        dup = cur.execute(
+            f"SELECT count(*) > count(DISTINCT ({_DIMS}, ts)) FROM {table} WHERE {where}"
+        ).fetchall()[0][0]
+        if not dup:
+            continue
+        sums = ", ".join(
+            f"sum({m})" if m != "cost_usd" else "sum(cost_usd)"
+            for m in (
+                "requests", "errors", "rate_limited", "fallbacks", "input_tokens",
+                "output_tokens", "cache_read_tokens", "cost_usd", "unpriced", "latency_sum_ms",
+            )
+        )
+        cur.execute(
+            f"""
+            CREATE OR REPLACE TEMP TABLE _compacted AS
+            WITH agg AS (SELECT ts, {_DIMS}, {sums} FROM {table} WHERE {where} GROUP BY ts, {_DIMS}),
+            lat AS ({_merge_hist_sql(table, "latency_hist", where)}),
+            ttft AS ({_merge_hist_sql(table, "ttft_hist", where)})
+            SELECT agg.*, coalesce(lat.h, []), coalesce(ttft.h, [])
+            FROM agg LEFT JOIN lat USING (ts, {_DIMS}) LEFT JOIN ttft USING (ts, {_DIMS})
+            """
+        )
+        cur.execute(f"DELETE FROM {table} WHERE {where}")
+        cur.execute(f"INSERT INTO {table} SELECT * FROM _compacted")
+        cur.execute("DROP TABLE _compacted")

@@ -1,0 +1,179 @@
+"""Opening the DuckDB cache file: ownership, recovery, migrations, cursors.
+
+One process owns the file read-write. Inside it, the `Cache` object's own
+connection is the single writer; every reader thread takes its own `cursor()`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+
+from console.cache import schema
+
+
+class CacheError(Exception):
+    """A cache problem worth one clear line to the user, never a traceback."""
+
+
+class CacheLockedError(CacheError):
+    """Another process holds the cache file."""
+
+
+_LOCK_RE = re.compile(r"Conflicting lock is held in (?P<prog>.+?) \(PID (?P<pid>\d+)\)")
+
+
+@dataclass(frozen=True)
+class WalRecovery:
+    """What was done because the write-ahead log could not be replayed."""
+
+    moved_to: Path
+    last_checkpoint: str | None
+    wal_modified: str
+
+    def message(self) -> str:
+        since = self.last_checkpoint or "the cache was created"
+        return (
+            f"the cache's write-ahead log could not be replayed and was moved to {self.moved_to};"
+            f" anything ingested between {since} and {self.wal_modified} may be missing."
+            " Re-run `llmdeck ingest` on those files to restore it (nothing is duplicated)."
+        )
+
+
+def _describe_holder(message: str, path: Path) -> str:
+    match = _LOCK_RE.search(message)
+    if not match:
+        return f"{path} is in use by another process"
+    pid = match.group("pid")
+    prog = os.path.basename(match.group("prog"))
+    cmdline = ""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+        cmdline = " ".join(part.decode(errors="replace") for part in raw.split(b"\0") if part)
+    except OSError:
+        pass
+    who = cmdline if "llmdeck" in cmdline else prog
+    return f"{path} is in use by {who} (PID {pid}); close it or use another --cache"
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Cache:
+    """An open cache file: the writer connection plus per-thread reader cursors."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, path: Path, read_only: bool) -> None:
+        self.con = con
+        self.path = path
+        self.read_only = read_only
+        self.recovery: WalRecovery | None = None
+        self._local = threading.local()
+        self._lock = threading.Lock()
+
+    @classmethod
+    def open(cls, path: Path, *, read_only: bool = False, create: bool = True) -> Cache:
+        """Open (creating and migrating as needed); raise CacheError with a one-line reason."""
+        path = Path(path)
+        if not path.exists() and (read_only or not create):
+            raise CacheError(f"no cache at {path}; run `llmdeck ingest` first")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        recovery = None
+        try:
+            con = cls._connect(path, read_only)
+        except CacheLockedError:
+            raise
+        except duckdb.Error as exc:
+            wal = Path(f"{path}.wal")
+            if read_only or not wal.exists():
+                raise CacheError(f"cannot open {path}: {_first_line(exc)}") from exc
+            recovery = cls._move_wal_aside(path, wal)
+            try:
+                con = cls._connect(path, read_only)
+            except duckdb.Error as exc2:
+                raise CacheError(f"cannot open {path}: {_first_line(exc2)}") from exc2
+        cache = cls(con, path, read_only)
+        if recovery is not None:
+            cache.recovery = WalRecovery(recovery[0], cache.meta("last_checkpoint"), recovery[1])
+        if not read_only:
+            try:
+                schema.migrate(con, str(path))
+            except schema.SchemaTooNewError as exc:
+                con.close()
+                raise CacheError(str(exc)) from exc
+            except duckdb.Error as exc:
+                con.close()
+                raise CacheError(f"cannot prepare {path}: {_first_line(exc)}") from exc
+        else:
+            found = schema.current_version(con)
+            if found == 0:
+                con.close()
+                raise CacheError(f"{path} is not an llmdeck cache (no schema); run `llmdeck ingest`")
+            if found > schema.SCHEMA_VERSION:
+                con.close()
+                raise CacheError(
+                    f"{path} was written by a newer llmdeck (cache schema v{found}; this llmdeck"
+                    f" reads up to v{schema.SCHEMA_VERSION})."
+                )
+        return cache
+
+    @staticmethod
+    def _connect(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
+        try:
+            return duckdb.connect(str(path), read_only=read_only)
+        except duckdb.IOException as exc:
+            if "Conflicting lock" in str(exc) or "Could not set lock" in str(exc):
+                raise CacheLockedError(_describe_holder(str(exc), path)) from exc
+            raise
+
+    @staticmethod
+    def _move_wal_aside(path: Path, wal: Path) -> tuple[Path, str]:
+        modified = datetime.fromtimestamp(wal.stat().st_mtime, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        target = Path(f"{path}.wal.corrupt-{stamp}")
+        shutil.move(str(wal), target)
+        return target, modified
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """This thread's own reader cursor (DuckDB connections are not thread-safe)."""
+        cur = getattr(self._local, "cursor", None)
+        if cur is None:
+            with self._lock:
+                cur = self.con.cursor()
+            self._local.cursor = cur
+        return cur
+
+    def meta(self, key: str) -> str | None:
+        rows = self.cursor().execute("SELECT value FROM meta WHERE key = ?", [key]).fetchall()
+        return rows[0][0] if rows else None
+
+    def checkpoint(self) -> None:
+        """Fold the WAL into the file and remember when (the loss window if the WAL breaks)."""
+        if self.read_only:
+            return
+        self.con.execute("INSERT OR REPLACE INTO meta VALUES ('last_checkpoint', ?)", [_now()])
+        self.con.execute("CHECKPOINT")
+
+    def close(self) -> None:
+        try:
+            self.checkpoint()
+        except duckdb.Error:
+            pass
+        self.con.close()
+
+    def __enter__(self) -> Cache:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

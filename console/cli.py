@@ -1,0 +1,278 @@
+"""`llmdeck` command line: argument parsing and output only; the work lives elsewhere."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TextIO
+
+from console.safe_text import cell
+
+EXIT_OK = 0
+EXIT_PROBLEM = 1
+EXIT_USAGE = 2
+EXIT_CACHE = 3
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_duration(text: str) -> timedelta:
+    """`7d`, `12h`, `30m`, `90s`, `2w`."""
+    m = _DURATION.match(text)
+    if not m:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (use e.g. 7d, 12h, 30m)")
+    return timedelta(**{_UNITS[m.group(2)]: float(m.group(1))})
+
+
+def parse_timestamp(text: str) -> datetime:
+    """ISO 8601 (naive means UTC) or unix seconds; returned as naive UTC."""
+    try:
+        return datetime.fromtimestamp(float(text), UTC).replace(tzinfo=None)
+    except ValueError:
+        pass
+    try:
+        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a timestamp: {text!r}") from exc
+    if dt.tzinfo is not None:
+        dt = dt.astimezone(UTC).replace(tzinfo=None)
+    return dt
+
+
+def _cache_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--cache", type=Path, default=argparse.SUPPRESS,
+                   help="cache file (default $XDG_CACHE_HOME/llmdeck/cache.duckdb)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="llmdeck",
+        description="Terminal operations console for the people on call for LLM-backed services.",
+    )
+    parser.add_argument("--config", type=Path, default=None,
+                        help="config file (default $XDG_CONFIG_HOME/llmdeck/config.toml)")
+    parser.add_argument("--cache", type=Path, default=None,
+                        help="cache file (default $XDG_CACHE_HOME/llmdeck/cache.duckdb)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    ing = sub.add_parser("ingest", help="read trace files into the cache")
+    ing.add_argument("paths", nargs="+", type=Path, metavar="PATH",
+                     help="files or directories (every file inside)")
+    ing.add_argument("--format", default="auto",
+                     choices=["auto", "otlp-json", "otlp-proto", "jsonl", "parquet"])
+    ing.add_argument("--json", action="store_true", help="print one JSON object")
+    _cache_arg(ing)
+
+    st = sub.add_parser("status", help="SLO-style summary of the last 5m/1h/6h/24h")
+    st.add_argument("--at", type=parse_timestamp, default=None,
+                    help="summarise relative to this time (ISO 8601 or unix seconds; default now)")
+    st.add_argument("--json", action="store_true")
+    _cache_arg(st)
+
+    gen = sub.add_parser("generate", help="write synthetic GenAI traces (Collector JSON lines)")
+    gen.add_argument("out", type=Path, metavar="FILE")
+    gen.add_argument("--spans", type=int, default=20_000)
+    gen.add_argument("--hours", type=float, default=24.0, help="time range covered, ending --end")
+    gen.add_argument("--end", type=parse_timestamp, default=None, help="default now")
+    gen.add_argument("--seed", type=int, default=7)
+    gen.add_argument("--spans-per-line", type=int, default=500)
+    gen.add_argument("--incident", metavar="PROVIDER", default=None,
+                     help="make PROVIDER fail (429/529, slow) during the last 20 minutes")
+
+    cfg = sub.add_parser("config", help="configuration")
+    cfg_sub = cfg.add_subparsers(dest="config_command", metavar="ACTION")
+    chk = cfg_sub.add_parser("check", help="validate the config file")
+    chk.add_argument("--config", type=Path, default=argparse.SUPPRESS)
+
+    cache = sub.add_parser("cache", help="the local trace cache")
+    cache_sub = cache.add_subparsers(dest="cache_command", metavar="ACTION")
+    info = cache_sub.add_parser("info", help="size, span count, time range, schema version")
+    info.add_argument("--json", action="store_true")
+    _cache_arg(info)
+    prune = cache_sub.add_parser("prune", help="delete spans older than a duration")
+    prune.add_argument("--older-than", type=parse_duration, required=True, metavar="DURATION")
+    _cache_arg(prune)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    out, err = sys.stdout, sys.stderr
+    if args.command is None:
+        parser.print_help(out)
+        return EXIT_USAGE
+    if args.command == "generate":
+        return _generate(args, out)
+    if args.command == "config":
+        if args.config_command != "check":
+            parser.parse_args(["config", "--help"])
+        from console.config_check import main_check
+
+        return main_check(args.config, os.environ, out)
+
+    from console.config import ConfigError, load_config
+
+    try:
+        config = load_config(args.config, os.environ)
+    except ConfigError as exc:
+        err.write(f"llmdeck: bad config:\n{exc}\n")
+        return EXIT_PROBLEM
+    from console.cache.store import Cache, CacheError
+
+    cache_path = config.cache_file(args.cache)
+    read_only = args.command in ("status",) or getattr(args, "cache_command", None) == "info"
+    if args.command == "cache" and args.cache_command is None:
+        parser.parse_args(["cache", "--help"])
+    try:
+        cache = Cache.open(cache_path, read_only=read_only, create=not read_only)
+    except CacheError as exc:
+        err.write(f"llmdeck: {exc}\n")
+        return EXIT_CACHE
+    if cache.recovery is not None:
+        err.write(f"llmdeck: warning: {cache.recovery.message()}\n")
+    try:
+        if args.command == "ingest":
+            return _ingest(cache, config, args, out, err)
+        if args.command == "status":
+            return _status(cache, args, out)
+        if args.cache_command == "info":
+            return _cache_info(cache, args, out)
+        return _prune(cache, args, out)
+    finally:
+        cache.close()
+
+
+def _ingest(cache: object, config: object, args: argparse.Namespace, out: TextIO,
+            err: TextIO) -> int:
+    from console.cache.ingest import Ingestor, Progress
+
+    show = err.isatty() and not args.json
+
+    def progress(p: Progress) -> None:
+        pct = f" {100 * p.bytes_done / p.bytes_total:5.1f}%" if p.bytes_total else ""
+        name = cell(os.path.basename(p.path), 40)
+        err.write(f"\r[{p.file_index}/{p.files}] {name}{pct}  spans read {p.spans_read:,}"
+                  f"  stored {p.spans_stored:,}\x1b[K")
+        err.flush()
+
+    ingestor = Ingestor(cache, config, progress if show else None)  # type: ignore[arg-type]
+    missing = [p for p in args.paths if not p.exists()]
+    report = ingestor.run([p for p in args.paths if p.exists()], args.format)
+    report.errors[:0] = [f"{p}: no such file or directory" for p in missing]
+    report.files += len(missing)
+    if show:
+        err.write("\n")
+    if args.json:
+        out.write(json.dumps(report.as_json()) + "\n")
+    else:
+        out.write(
+            f"{report.files} file(s): {report.spans_read:,} spans read, {report.spans_stored:,}"
+            f" stored, {report.duplicates:,} duplicates, {report.quarantined:,} quarantined,"
+            f" {report.unpriced:,} unpriced, {report.seconds:.2f}s\n"
+        )
+        for reason in report.quarantine_reasons:
+            out.write(f"  quarantined {cell(reason, 300)}\n")
+        for note in report.pending_partial_lines:
+            out.write(f"  pending {cell(note, 300)}\n")
+    for e in report.errors:
+        err.write(f"llmdeck: error: {cell(e, 500)}\n")
+    return EXIT_PROBLEM if report.errors else EXIT_OK
+
+
+def _generate(args: argparse.Namespace, out: TextIO) -> int:
+    from console.demo.traffic import Incident, TrafficModel, export_requests, write_collector_jsonl
+
+    end = args.end or datetime.now(UTC).replace(tzinfo=None)
+    end_ns = int(end.replace(tzinfo=UTC).timestamp() * 1e9)
+    start_ns = end_ns - int(args.hours * 3.6e12)
+    incidents = []
+    if args.incident:
+        incidents.append(Incident(args.incident, end_ns - 20 * 60 * 10**9, end_ns))
+    model = TrafficModel(seed=args.seed, incidents=incidents)
+    lines = write_collector_jsonl(
+        str(args.out), export_requests(model, start_ns, end_ns, args.spans, args.spans_per_line)
+    )
+    out.write(f"wrote {args.spans:,} spans in {lines:,} lines to {args.out}\n")
+    return EXIT_OK
+
+
+def _fmt_ms(v: float | None) -> str:
+    if v is None:
+        return "-"
+    return f"{v / 1000:.2f}s" if v >= 1000 else f"{v:.0f}ms"
+
+
+def _status(cache: object, args: argparse.Namespace, out: TextIO) -> int:
+    from console.cache.queries import status_groups
+
+    at = args.at or datetime.now(UTC).replace(tzinfo=None)
+    groups = status_groups(cache.cursor(), at)  # type: ignore[attr-defined]
+    if args.json:
+        out.write(json.dumps({"at": at.isoformat() + "Z",
+                              "groups": [g.as_json() for g in groups]}) + "\n")
+        return EXIT_OK
+    out.write(f"llmdeck status at {at:%Y-%m-%d %H:%M:%S}Z\n")
+    header = (f"{'WIN':<4} {'PROVIDER':<12} {'MODEL':<26} {'REQ':>8} {'ERR%':>6} {'P50':>7}"
+              f" {'P95':>7} {'P99':>7} {'TTFT95':>7} {'TOK IN':>10} {'TOK OUT':>9} {'COST':>10}"
+              f" {'UNPRICED':>8}")
+    out.write(header + "\n")
+    if not groups:
+        out.write("(no traffic in the last 24h)\n")
+    for g in groups:
+        rate = "-" if g.error_rate is None else f"{100 * g.error_rate:.1f}"
+        out.write(
+            f"{g.window:<4} {cell(g.provider or '-', 12):<12} {cell(g.model or '-', 26):<26}"
+            f" {g.requests:>8,} {rate:>6} {_fmt_ms(g.latency_p50_ms):>7}"
+            f" {_fmt_ms(g.latency_p95_ms):>7} {_fmt_ms(g.latency_p99_ms):>7}"
+            f" {_fmt_ms(g.ttft_p95_ms):>7} {g.input_tokens:>10,} {g.output_tokens:>9,}"
+            f" {'$' + format(g.cost_usd, ',.2f'):>10} {g.unpriced:>8,}\n"
+        )
+    if any(g.unpriced for g in groups):
+        out.write("warning: some traffic has no price (cost shown excludes it); add"
+                  " [[pricing.overrides]] to the config\n")
+    return EXIT_OK
+
+
+def _cache_info(cache: object, args: argparse.Namespace, out: TextIO) -> int:
+    from console.cache.queries import cache_info
+
+    info = cache_info(cache.cursor(), str(cache.path))  # type: ignore[attr-defined]
+    if args.json:
+        data = {k: (v.isoformat() if isinstance(v, datetime) else v)
+                for k, v in info.__dict__.items()} if hasattr(info, "__dict__") else {
+            f: (getattr(info, f).isoformat() if isinstance(getattr(info, f), datetime)
+                else getattr(info, f)) for f in info.__slots__}
+        out.write(json.dumps(data) + "\n")
+        return EXIT_OK
+    out.write(
+        f"cache          {info.path}\n"
+        f"size           {info.size_bytes / 1e6:,.1f} MB (+ {info.wal_bytes / 1e6:,.1f} MB WAL)\n"
+        f"schema         v{info.schema_version}\n"
+        f"spans          {info.spans:,}\n"
+        f"span range     {info.first_span or '-'} .. {info.last_span or '-'} (UTC)\n"
+        f"rollups        {info.rollup_minutes:,} minute rows since {info.rollup_first or '-'}\n"
+        f"quarantined    {info.quarantined:,}\n"
+        f"checkpoint     {info.last_checkpoint or '-'}\n"
+    )
+    return EXIT_OK
+
+
+def _prune(cache: object, args: argparse.Namespace, out: TextIO) -> int:
+    from console.cache.ingest import prune
+
+    cutoff = datetime.now(UTC).replace(tzinfo=None) - args.older_than
+    spans, _ = prune(cache, spans_before=cutoff, rollups_before=None)  # type: ignore[arg-type]
+    cache.checkpoint()  # type: ignore[attr-defined]
+    out.write(f"pruned {spans:,} spans older than {cutoff:%Y-%m-%d %H:%M:%S}Z; rollups kept\n")
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
