@@ -332,7 +332,6 @@ class Ingestor:
                         mapper.add_otlp_span(cols, sp, resource, res_n, source)
                     except (BadSpan, KeyError, TypeError, ValueError, AttributeError) as exc:
                         self.report.spans_read -= 1
-                        _rollback_partial_row(cols)
                         self._quarantine(
                             quarantine, name, line,
                             f"resourceSpans[{ri}].scopeSpans[{si}].spans[{pi}]: {_reason(exc)}",
@@ -347,7 +346,6 @@ class Ingestor:
             self.mapper.add_flat_span(cols, rec, f"{name}:{line}")
         except (BadSpan, KeyError, TypeError, ValueError, AttributeError) as exc:
             self.report.spans_read -= 1
-            _rollback_partial_row(cols)
             self._quarantine(quarantine, name, line, _reason(exc))
 
     def _apply_retention(self) -> None:
@@ -367,13 +365,6 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, BadSpan):
         return str(exc)
     return f"unreadable span ({type(exc).__name__}: {exc})"
-
-
-def _rollback_partial_row(cols: SpanColumns) -> None:
-    """A failed span may have appended some columns; trim all to the shortest."""
-    n = min(len(v) for v in cols.cols.values())
-    for values in cols.cols.values():
-        del values[n:]
 
 
 def prune(

@@ -90,19 +90,20 @@ class BadSpan(ValueError):
 
 
 class SpanColumns:
-    """A batch of rows held column-wise, ready to hand to DuckDB as Arrow."""
+    """A batch of rows, transposed to columns only when handed to DuckDB as Arrow."""
 
     def __init__(self) -> None:
-        self.cols: dict[str, list[Any]] = {name: [] for name in COLUMN_NAMES}
-        self.appenders: tuple[Callable[[Any], None], ...] = tuple(
-            self.cols[name].append for name in COLUMN_NAMES
-        )
+        self.rows: list[tuple[Any, ...]] = []
 
     def __len__(self) -> int:
-        return len(self.cols["trace_id"])
+        return len(self.rows)
 
     def to_arrow(self) -> pa.Table:
-        return pa.Table.from_pydict(self.cols, schema=ARROW_SCHEMA)
+        columns = list(zip(*self.rows, strict=True)) if self.rows else [() for _ in COLUMN_NAMES]
+        return pa.Table.from_arrays(
+            [pa.array(col, type=field.type) for col, field in zip(columns, ARROW_SCHEMA, strict=True)],
+            schema=ARROW_SCHEMA,
+        )
 
 
 def _any_value(v: dict[str, Any]) -> Any:
@@ -173,7 +174,22 @@ def _first(attrs: dict[str, Any], keys: tuple[str, ...] | list[str]) -> Any:
     return None
 
 
+def _dim(attrs: dict[str, Any], resource: dict[str, Any], keys: list[str]) -> str | None:
+    """A dimension from the first configured attribute present on the span, then its resource."""
+    for k in keys:
+        v = attrs.get(k)
+        if v is not None and v != "":
+            return v if isinstance(v, str) else str(v)
+    for k in keys:
+        v = resource.get(k)
+        if v is not None and v != "":
+            return v if isinstance(v, str) else str(v)
+    return None
+
+
 def _int(v: Any) -> int | None:
+    if type(v) is int:
+        return v
     if v is None or isinstance(v, bool):
         return None
     try:
@@ -234,9 +250,54 @@ class SpanMapper:
         self.prices = prices
         self.keep_bodies = settings.keep_bodies
         self._date_cache: dict[int, date] = {}
+        self._drop_memo: dict[str, bool] = {}
         self.unpriced = 0
 
     # -- attribute handling -------------------------------------------------
+
+    def _dropped(self, key: str) -> bool:
+        """Whether an attribute is a prompt/completion body to drop (memoised per key)."""
+        drop = self._drop_memo.get(key)
+        if drop is None:
+            drop = not self.keep_bodies and (key in BODY_KEYS or key.startswith(BODY_PREFIXES))
+            self._drop_memo[key] = drop
+        return drop
+
+    def otlp_clean_attributes(self, kvs: Any) -> tuple[dict[str, Any], int]:
+        """Decode OTLP/JSON attributes, drop bodies and redact strings in one pass (hot path)."""
+        out: dict[str, Any] = {}
+        if not kvs:
+            return out, 0
+        count = 0
+        redact = self.redact
+        dropped = self._drop_memo.get
+        for kv in kvs:
+            key = kv["key"]
+            drop = dropped(key)
+            if drop is None:
+                drop = self._dropped(key)
+            if drop:
+                continue
+            v = kv.get("value")
+            if not v:
+                out[key] = None
+                continue
+            x = v.get("stringValue")
+            if x is not None:
+                x, n = redact(x)
+                count += n
+                out[key] = x
+                continue
+            x = v.get("intValue")
+            if x is not None:
+                out[key] = int(x)
+                continue
+            value = _any_value(v)
+            if isinstance(value, list | dict):
+                value, n = self._clean_nested(value)
+                count += n
+            out[key] = value
+        return out, count
 
     def _clean(self, attrs: dict[str, Any]) -> tuple[dict[str, Any], int]:
         """Drop bodies unless kept, redact every string (also inside lists/maps)."""
@@ -244,7 +305,7 @@ class SpanMapper:
         out: dict[str, Any] = {}
         redact = self.redact
         for key, value in attrs.items():
-            if not self.keep_bodies and (key in BODY_KEYS or key.startswith(BODY_PREFIXES)):
+            if self._dropped(key):
                 continue
             if isinstance(value, str):
                 value, n = redact(value)
@@ -321,9 +382,10 @@ class SpanMapper:
     ) -> None:
         """Append one span (attrs already cleaned) to `out`."""
         s = self.settings
-        provider = _first(attrs, PROVIDER_KEYS)
-        request_model = _first(attrs, REQUEST_MODEL_KEYS)
-        response_model = _first(attrs, RESPONSE_MODEL_KEYS)
+        get = attrs.get
+        provider = get("gen_ai.provider.name") or get("gen_ai.system")
+        request_model = get("gen_ai.request.model") or None
+        response_model = get("gen_ai.response.model") or None
         input_tokens = _int(_first(attrs, INPUT_TOKEN_KEYS))
         output_tokens = _int(_first(attrs, OUTPUT_TOKEN_KEYS))
         cache_read = _int(_first(attrs, CACHE_READ_KEYS))
@@ -331,20 +393,14 @@ class SpanMapper:
         http_status = _int(_first(attrs, HTTP_STATUS_KEYS))
         if http_status is not None and not 0 <= http_status < 1000:
             http_status = None
-        error_type = _first(attrs, ERROR_TYPE_KEYS)
+        error_type = get("error.type")
         if error_type is not None:
             error_type = str(error_type)
 
-        def dim(keys: list[str]) -> Any:
-            v = _first(attrs, keys)
-            if v is None:
-                v = _first(resource, keys)
-            return None if v is None else str(v)
-
-        tenant = dim(s.tenant_attributes)
-        route = dim(s.route_attributes)
-        prompt_id = dim(s.prompt_id_attributes)
-        prompt_version = dim(s.prompt_version_attributes)
+        tenant = _dim(attrs, resource, s.tenant_attributes)
+        route = _dim(attrs, resource, s.route_attributes)
+        prompt_id = _dim(attrs, resource, s.prompt_id_attributes)
+        prompt_version = _dim(attrs, resource, s.prompt_version_attributes)
         fallback_raw = _first(attrs, s.fallback_attributes)
         fallback = _truthy(fallback_raw) if fallback_raw is not None else False
 
@@ -386,7 +442,7 @@ class SpanMapper:
             trace_id, span_id, parent_span_id,
             None if resource.get("service.name") is None else str(resource.get("service.name")),
             name, kind,
-            None if (op := _first(attrs, OPERATION_KEYS)) is None else str(op),
+            None if (op := get("gen_ai.operation.name")) is None else str(op),
             None if provider is None else str(provider),
             None if request_model is None else str(request_model),
             None if response_model is None else str(response_model),
@@ -400,8 +456,7 @@ class SpanMapper:
             orjson.dumps(rest, default=str).decode() if rest else None,
             events_json, source,
         )
-        for append, value in zip(out.appenders, values, strict=True):
-            append(value)
+        out.rows.append(values)
 
     def _day(self, start_ns: int) -> date:
         key = start_ns // 86_400_000_000_000
@@ -430,7 +485,7 @@ class SpanMapper:
         kind = sp.get("kind")
         if isinstance(kind, str):
             kind = SPAN_KIND_NAMES.get(kind)
-        attrs, n = self._clean(otlp_attributes(sp.get("attributes")))
+        attrs, n = self.otlp_clean_attributes(sp.get("attributes"))
         name = sp.get("name")
         if name:
             name, n2 = self.redact(str(name))

@@ -26,9 +26,13 @@ class RedactionRuleError(ValueError):
     """A redaction setting, usually a user rule's pattern, that cannot be used."""
 
 
-# Every built-in match starts a word: not right after a letter or digit, unless that letter
-# ends a JSON escape (`\n`, `\u0022`), so `"a\nsk-..."` is still caught.
-_WORD_START = r"(?<![A-Za-z0-9](?<!\\[nrt])(?<!\\u[0-9A-Fa-f]{4}))"
+# Every built-in match starts a word: it follows a consumed "lead" character that is not a
+# letter or digit (a JSON escape such as `\n` or `\u0022` counts as one), so `a\nsk-...` is
+# caught. Without user rules a space is prepended so that the pattern starts with a character
+# class, which lets the engine skip ahead in C; user rules need `\A` instead (their `^` works).
+_ESCAPE = r"(?:(?<=\\)(?:[nrt]|u[0-9A-Fa-f]{4}))?"
+_LEAD = rf"(?P<_lead>[^A-Za-z0-9]{_ESCAPE})"
+_LEAD_AT_START = rf"(?P<_lead>\A|[^A-Za-z0-9]{_ESCAPE})"
 # Each piece below begins with a literal or a character class so that the regex engine can
 # skip it with one character test; per-piece lookbehinds therefore come after that character.
 _KEY_NAMES = (
@@ -38,9 +42,11 @@ _KEY_NAMES = (
     r"|[Ss](?i:ecret(?:[_-]?access)?[_-]?key|ession[_-]?token)"
     r"|[Tt](?<![_.-].)(?i:oken)|[Ss](?<![_.-].)(?i:ecret))"
 )
-_SECRET = (  # (kind, regex); `kv` and `uc` keep their prefix and replace only the value group
-    ("kv", rf"""(?:{_KEY_NAMES}\\?["']?\s*[:=][\s\\\["']*(?:(?i:bearer|basic|token|digest)\s+)?"""
-     r"""|(?:[Bb]earer|BEARER)\s+)(?P<_kvv>(?!\[[A-Z_]+\])[^\s"'&,;\\]+)"""),
+_SECRET_VALUE = r"""(?!\[[A-Z_]+\])[^\s"'&,;\\]+"""
+_SECRET = (  # (kind, regex); `kv`, `bearer` and `uc` keep their prefix, replace only the value
+    ("kv", rf"""{_KEY_NAMES}\\?["']?\s*[:=][\s\\\["']*(?:(?i:bearer|basic|token|digest)\s+)?"""
+     rf"(?P<_kvv>{_SECRET_VALUE})"),
+    ("bearer", rf"(?:[Bb]earer|BEARER)\s+(?P<_bv>{_SECRET_VALUE})"),
     ("uc", r"//(?<=://)[^/\s:@]+:(?P<_ucv>[^/\s@]+)@"),
     ("sec", r"sk-(?:(?:ant|proj|admin|svcacct|or-v1|lf)-[A-Za-z0-9_-]{8,}|[A-Za-z0-9_-]{20,})"),
     ("sec", r"pk-lf-[A-Za-z0-9_-]{8,}"),
@@ -77,10 +83,14 @@ BUILTIN_DETECTORS: dict[str, tuple[tuple[str, str], ...]] = {
 }
 """Built-in detector name to its (kind, regex) pieces, in priority order."""
 _PLACEHOLDERS = {
-    "kv": "[SECRET]", "uc": "[SECRET]", "sec": "[SECRET]", "card": "[CARD]", "ssn": "[SSN]",
-    "email": "[EMAIL]", "ip4": "[IP]", "ip6": "[IP]", "phone+": "[PHONE]", "phone": "[PHONE]",
+    "kv": "[SECRET]", "bearer": "[SECRET]", "uc": "[SECRET]", "sec": "[SECRET]", "card": "[CARD]",
+    "ssn": "[SSN]", "email": "[EMAIL]", "ip4": "[IP]", "ip6": "[IP]", "phone+": "[PHONE]",
+    "phone": "[PHONE]",
 }
-_VALUE_GROUPS = {"kv": "_kvv", "uc": "_ucv"}
+_VALUE_GROUPS = {"kv": "_kvv", "bearer": "_bv", "uc": "_ucv"}
+# Pieces that cannot match without ':' or '=' (bit 1) or '@' (bit 2) in the string are left out
+# of the regex used for strings lacking them: `key: value` names are the costliest piece.
+_NEEDS = {"kv": 1, "ip6": 1, "uc": 3, "email": 2}
 
 # Every built-in match contains one of these: >= 4 ASCII digits, '@', ':', '=', or a prefix.
 # All alternatives begin with a literal, so the engine scans for their first characters in C.
@@ -174,8 +184,8 @@ class Redactor:
             raise RedactionRuleError(f"redaction.builtin: unknown detector(s) {unknown}")
         # Each alternative ends with an empty marker group `_<n>`: `m.lastgroup` names it, and
         # the alternative still starts with a character the engine can test cheaply.
-        self._kinds: dict[str, tuple[str, Callable[[str], bool] | None, str | None]] = {}
-        builtin: list[str] = []
+        self._kinds: dict[str, tuple[str, Callable[[str], bool] | None, str | None, bool]] = {}
+        builtin: list[tuple[int, str]] = []
         user: list[str] = []
         for name, pieces in BUILTIN_DETECTORS.items():
             if name not in settings.builtin:
@@ -183,26 +193,29 @@ class Redactor:
             for kind, regex in pieces:
                 marker = f"_{len(self._kinds)}"
                 self._kinds[marker] = (
-                    _PLACEHOLDERS[kind], _VALIDATORS.get(kind), _VALUE_GROUPS.get(kind)
+                    _PLACEHOLDERS[kind], _VALIDATORS.get(kind), _VALUE_GROUPS.get(kind), True
                 )
-                builtin.append(f"{regex}(?P<{marker}>)")
+                builtin.append((_NEEDS.get(kind, 0), f"{regex}(?P<{marker}>)"))
         for i, rule in enumerate(settings.rules):
             marker = f"_{len(self._kinds)}"
-            self._kinds[marker] = (rule.placeholder, None, None)
+            self._kinds[marker] = (rule.placeholder, None, None, False)
             user.append(f"{_user_piece(i, rule.name, rule.pattern)}(?P<{marker}>)")
-        alternatives = ([f"{_WORD_START}(?:{'|'.join(builtin)})"] if builtin else []) + user
-        try:
-            self._pattern: re.Pattern[str] | None = (
-                re.compile("|".join(alternatives)) if alternatives else None
-            )
-        except re.error as exc:  # e.g. a user group name clashing with another rule's
-            raise RedactionRuleError(f"redaction.rules: patterns conflict: {exc}") from exc
-        self._fast_path = not user  # user patterns are arbitrary: no sound trigger for them
+        self._prepend = bool(builtin) and not user
+        self._fast_path = self._prepend  # user patterns are arbitrary: no sound trigger for them
+        lead = _LEAD if self._prepend else _LEAD_AT_START
+        self._patterns: list[re.Pattern[str] | None] = []
+        for present in range(4):  # one regex per combination of ':'/'=' and '@' presence
+            wanted = [regex for needs, regex in builtin if needs & present == needs]
+            alternatives = ([f"{lead}(?:{'|'.join(wanted)})"] if wanted else []) + user
+            try:
+                self._patterns.append(re.compile("|".join(alternatives)) if alternatives else None)
+            except re.error as exc:  # e.g. a user group name clashing with another rule's
+                raise RedactionRuleError(f"redaction.rules: patterns conflict: {exc}") from exc
         self._cache: dict[str, tuple[str, int]] = {}
 
     def redact(self, text: str) -> tuple[str, int]:
         """Return the text with every match replaced by a typed placeholder, and the number of replacements."""  # noqa: E501
-        if not self.enabled or self._pattern is None or not text:
+        if not self.enabled or not text:
             return text, 0
         cache = self._cache
         hit = cache.get(text)
@@ -211,7 +224,9 @@ class Redactor:
         if self._fast_path and _TRIGGER.search(text) is None:
             result = (text, 0)
         else:
-            result = self._redact(self._pattern, text)
+            present = (":" in text or "=" in text) | ("@" in text) << 1
+            pattern = self._patterns[present]
+            result = (text, 0) if pattern is None else self._redact(pattern, text)
         if len(text) < CACHE_MAX_LEN:
             if len(cache) >= CACHE_MAX_ENTRIES:
                 cache.clear()
@@ -225,14 +240,17 @@ class Redactor:
 
         def replace(m: re.Match[str]) -> str:
             nonlocal count
-            placeholder, check, value = kinds[m.lastgroup or ""]
+            placeholder, check, value, led = kinds[m.lastgroup or ""]
             whole = m.group()
-            if check is not None and not check(whole):
+            start = m.start()
+            cut = m.end("_lead") - start if led else 0
+            if check is not None and not check(whole[cut:]):
                 return whole
             count += 1
             if value is None:
-                return placeholder
-            start = m.start()
+                return whole[:cut] + placeholder
             return whole[: m.start(value) - start] + placeholder + whole[m.end(value) - start :]
 
+        if self._prepend:
+            return pattern.sub(replace, " " + text)[1:], count
         return pattern.sub(replace, text), count
