@@ -102,6 +102,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # `llmdeck status | head`: the reader left; exit quietly like other Unix tools.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
+    except KeyboardInterrupt:
+        sys.stderr.write("llmdeck: interrupted\n")
+        return 130
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     out, err = sys.stdout, sys.stderr
@@ -209,6 +222,12 @@ def _fmt_ms(v: float | None) -> str:
     return f"{v / 1000:.2f}s" if v >= 1000 else f"{v:.0f}ms"
 
 
+def _fmt_cost(g: object) -> str:
+    if g.unpriced and g.unpriced == g.requests:  # type: ignore[attr-defined]
+        return "n/a"
+    return "$" + format(g.cost_usd, ",.2f")  # type: ignore[attr-defined]
+
+
 def _status(cache: object, args: argparse.Namespace, out: TextIO) -> int:
     from console.cache.queries import status_groups
 
@@ -223,8 +242,12 @@ def _status(cache: object, args: argparse.Namespace, out: TextIO) -> int:
               f" {'P95':>7} {'P99':>7} {'TTFT95':>7} {'TOK IN':>10} {'TOK OUT':>9} {'COST':>10}"
               f" {'UNPRICED':>8}")
     out.write(header + "\n")
-    if not groups:
-        out.write("(no traffic in the last 24h)\n")
+    from console.cache.queries import STATUS_WINDOWS
+
+    seen = {g.window for g in groups}
+    for label, _ in STATUS_WINDOWS:
+        if label not in seen:
+            out.write(f"{label:<4} (no traffic)\n")
     for g in groups:
         rate = "-" if g.error_rate is None else f"{100 * g.error_rate:.1f}"
         out.write(
@@ -232,7 +255,7 @@ def _status(cache: object, args: argparse.Namespace, out: TextIO) -> int:
             f" {g.requests:>8,} {rate:>6} {_fmt_ms(g.latency_p50_ms):>7}"
             f" {_fmt_ms(g.latency_p95_ms):>7} {_fmt_ms(g.latency_p99_ms):>7}"
             f" {_fmt_ms(g.ttft_p95_ms):>7} {g.input_tokens:>10,} {g.output_tokens:>9,}"
-            f" {'$' + format(g.cost_usd, ',.2f'):>10} {g.unpriced:>8,}\n"
+            f" {_fmt_cost(g):>10} {g.unpriced:>8,}\n"
         )
     if any(g.unpriced for g in groups):
         out.write("warning: some traffic has no price (cost shown excludes it); add"

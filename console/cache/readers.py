@@ -79,7 +79,7 @@ def _open_decompressed(path: Path) -> IO[bytes]:
     return raw
 
 
-def _is_compressed(path: Path) -> bool:
+def is_compressed(path: Path) -> bool:
     with open(path, "rb") as f:
         head = f.read(4)
     return head[:2] == b"\x1f\x8b" or head == b"\x28\xb5\x2f\xfd"
@@ -115,10 +115,8 @@ def detect_format(path: Path) -> str:
     raise UnreadableFile(f"{path}: not a recognised trace format (OTLP JSON/proto, JSONL, Parquet)")
 
 
-def read_file(
-    path: Path, fmt: str, state: ReadState, start_offset: int = 0, start_line: int = 0
-) -> Iterator[Record]:
-    """Yield the records of one file; `start_offset`/`start_line` resume a plain line file."""
+def resolve_format(path: Path, fmt: str) -> str:
+    """The concrete format of a file: `otlp-jsonl`, `otlp-json`, `jsonl`, `otlp-proto` or `parquet`."""
     try:
         actual = detect_format(path) if fmt == "auto" else fmt
     except OSError as exc:
@@ -126,9 +124,19 @@ def read_file(
     if actual == "otlp-json":
         # An explicit otlp-json may still be the Collector's one-request-per-line form.
         actual = _otlp_json_flavour(path)
+    if actual not in ("otlp-jsonl", "otlp-json", "jsonl", "otlp-proto", "parquet"):
+        raise UnreadableFile(f"{path}: unknown format {fmt!r}")
+    return actual
+
+
+def read_file(
+    path: Path, fmt: str, state: ReadState, start_offset: int = 0, start_line: int = 0
+) -> Iterator[Record]:
+    """Yield the records of one file; `start_offset`/`start_line` resume a plain line file."""
+    actual = resolve_format(path, fmt)
     state.fmt = actual
     if actual in ("otlp-jsonl", "jsonl"):
-        state.resumable = not _is_compressed(path)
+        state.resumable = not is_compressed(path)
         kind: Kind = "otlp" if actual == "otlp-jsonl" else "flat"
         if not state.resumable:
             start_offset = start_line = 0
@@ -153,11 +161,10 @@ def _otlp_json_flavour(path: Path) -> str:
     return "otlp-jsonl" if isinstance(obj, dict) and "resourceSpans" in obj else "otlp-json"
 
 
-def _read_lines(
-    path: Path, kind: Kind, state: ReadState, start_offset: int, start_line: int
-) -> Iterator[Record]:
-    loads = orjson.loads
-    decode_error = orjson.JSONDecodeError
+def iter_raw_lines(
+    path: Path, state: ReadState, start_offset: int = 0, start_line: int = 0
+) -> Iterator[tuple[int, bytes, int]]:
+    """(line number, raw line, offset after it) for each non-blank line; holds back an unfinished tail."""
     with _open_decompressed(path) as f:
         line_no = start_line
         offset = start_offset
@@ -169,20 +176,30 @@ def _read_lines(
             if not raw.endswith(b"\n"):
                 # A last line without its newline: a writer may still be on it.
                 try:
-                    obj = loads(raw)
-                except decode_error:
-                    state.pending_tail = True
+                    orjson.loads(raw)
+                except orjson.JSONDecodeError:
+                    if not raw.isspace():
+                        state.pending_tail = True
                     return
-                yield _checked(kind, line_no, obj, offset)
-                return
-            if raw.isspace():
+            elif raw.isspace():
                 continue
-            try:
-                obj = loads(raw)
-            except decode_error as exc:
-                yield Record("bad", line_no, f"malformed JSON: {exc}", offset)
-                continue
-            yield _checked(kind, line_no, obj, offset)
+            yield line_no, raw, offset
+
+
+def decode_line(kind: Kind, line_no: int, raw: bytes, offset: int = -1) -> Record:
+    """Decode one JSON line into a record, or a "bad" record saying why not."""
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        return Record("bad", line_no, f"malformed JSON: {exc}", offset)
+    return _checked(kind, line_no, obj, offset)
+
+
+def _read_lines(
+    path: Path, kind: Kind, state: ReadState, start_offset: int, start_line: int
+) -> Iterator[Record]:
+    for line_no, raw, offset in iter_raw_lines(path, state, start_offset, start_line):
+        yield decode_line(kind, line_no, raw, offset)
 
 
 def _checked(kind: Kind, line: int, obj: Any, offset: int) -> Record:
@@ -197,12 +214,17 @@ def _read_single_object(path: Path) -> Iterator[Record]:
     """Stream `resourceSpans[]` items of one (possibly huge, pretty-printed) object."""
     import ijson
 
+    found = False
     with _open_decompressed(path) as f:
         try:
             for item in ijson.items(f, "resourceSpans.item", use_float=True):
+                found = True
                 yield Record("otlp", 1, {"resourceSpans": [item]})
         except ijson.JSONError as exc:
             yield Record("bad", 1, f"malformed JSON: {exc}")
+            return
+    if not found:
+        raise UnreadableFile(f"{path}: a JSON document without resourceSpans (not an OTLP trace export)")
 
 
 def _read_proto(path: Path, state: ReadState) -> Iterator[Record]:
@@ -281,9 +303,13 @@ __all__ = [
     "ReadState",
     "Record",
     "UnreadableFile",
+    "decode_line",
     "detect_format",
     "file_fingerprint",
+    "is_compressed",
+    "iter_raw_lines",
     "list_files",
     "read_file",
+    "resolve_format",
     "same_file",
 ]

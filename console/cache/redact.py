@@ -1,9 +1,9 @@
 """PII and secret redaction applied at ingest to every span string attribute and event text.
 
-One combined regular expression (secrets, user rules, card, ssn, email, ip, phone, in that
-priority) runs through a single `sub`; Luhn, phone and IPv6 checks happen in the replacement
-function. A cheap trigger search skips strings that cannot match, and a bounded cache serves
-the short values that repeat across spans. No Textual or panels import here.
+One combined regular expression (built-ins in the priority secret, card, ssn, email, ip,
+phone, then user rules) runs through a single `sub`; Luhn, octet, phone-length and IPv6 checks
+happen in the replacement function. A cheap trigger search skips strings that cannot match,
+and a bounded cache serves the short values that repeat across spans. No Textual import.
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ class RedactionRuleError(ValueError):
     """A redaction setting, usually a user rule's pattern, that cannot be used."""
 
 
-# Every built-in match starts a word: it follows a consumed "lead" character that is not a
-# letter or digit (a JSON escape such as `\n` or `\u0022` counts as one), so `a\nsk-...` is
-# caught. Without user rules a space is prepended so that the pattern starts with a character
+# Every built-in match starts a word: it follows a consumed "lead" character that is not an
+# ASCII letter or digit (a JSON escape such as `\n` or `\u0022` counts as one), so `a\nsk-...`
+# is caught. Without user rules a space is prepended so that the pattern starts with a character
 # class, which lets the engine skip ahead in C; user rules need `\A` instead (their `^` works).
 _ESCAPE = r"(?:(?<=\\)(?:[nrt]|u[0-9A-Fa-f]{4}))?"
 _LEAD = rf"(?P<_lead>[^A-Za-z0-9]{_ESCAPE})"
@@ -44,13 +44,13 @@ _KEY_NAMES = (
 )
 _SECRET_VALUE = r"""(?!\[[A-Z_]+\])[^\s"'&,;\\]+"""
 _SECRET = (  # (kind, regex); `kv`, `bearer` and `uc` keep their prefix, replace only the value
-    ("kv", rf"""{_KEY_NAMES}\\?["']?\s*[:=][\s\\\["']*(?:(?i:bearer|basic|token|digest)\s+)?"""
-     rf"(?P<_kvv>{_SECRET_VALUE})"),
+    ("kv", rf"""{_KEY_NAMES}\\?["']?\s*[:=](?!\s*\[[A-Z_]+\])[\s\\\["']*+"""
+     rf"(?:(?i:bearer|basic|token|digest)\s+)?+(?P<_kvv>{_SECRET_VALUE})"),
     ("bearer", rf"(?:[Bb]earer|BEARER)\s+(?P<_bv>{_SECRET_VALUE})"),
     ("uc", r"//(?<=://)[^/\s:@]+:(?P<_ucv>[^/\s@]+)@"),
     ("sec", r"sk-(?:(?:ant|proj|admin|svcacct|or-v1|lf)-[A-Za-z0-9_-]{8,}|[A-Za-z0-9_-]{20,})"),
     ("sec", r"pk-lf-[A-Za-z0-9_-]{8,}"),
-    ("sec", r"gh(?:[pousr]_[A-Za-z0-9]{30,}|ithub_pat_[A-Za-z0-9_]{30,})"),
+    ("sec", r"g(?:h[pousr]_[A-Za-z0-9]{30,}|ithub_pat_[A-Za-z0-9_]{30,})"),
     ("sec", r"xox[abprs]-[A-Za-z0-9-]{10,}"),
     ("sec", r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"),
     ("sec", r"A(?:[KS]IA[A-Z0-9]{16}(?![A-Za-z0-9])|Iza[A-Za-z0-9_-]{35,})"),
@@ -64,12 +64,14 @@ _CARD = (  # 13-19 digits, plain or grouped with one consistent separator; issue
 )
 _SSN = (("ssn", r"[0-8](?<!-.)[0-9]{2}(?<!000)(?<!666)-(?!00)[0-9]{2}-(?!0000)[0-9]{4}"
          r"(?![0-9]|-[0-9])"),)
-_EMAIL = (("email", r"[A-Za-z0-9_.%+-][A-Za-z0-9_.%+-]*+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*"
-           r"\.[A-Za-z]{2,}(?![A-Za-z0-9-])"),)
+_LOCAL = r"[A-Za-z0-9_.%+\x80-\U0010ffff-]"  # non-ASCII chars are leads, so part of the name
+_EMAIL = (("email", rf"{_LOCAL}(?<!{_LOCAL}.){_LOCAL}*+@"  # the name starts where its run does
+           r"[\w-]+(?:\.[\w-]+)*\.[^\W\d_]{2,}(?![\w-])"),)
 _IP = (  # octets are range-checked later; the IPv6 candidate is loose and `_ip6_ok` decides
     ("ip4", r"[0-9](?<!\..)[0-9]{0,2}(?:\.[0-9]{1,3}){3}(?![0-9A-Za-z]|\.[0-9])"),
-    ("ip6", r"[0-9A-Fa-f:](?<![:.].)(?=[0-9A-Fa-f]{0,3}:[0-9A-Fa-f]{0,4}:|(?<=:)[0-9A-Fa-f]{0,4}:)"
-     r"[0-9A-Fa-f:]{1,38}(?:(?<=:)[0-9]{1,3}(?:\.[0-9]{1,3}){3})?(?![0-9A-Za-z:]|\.[0-9])"),
+    ("ip6", r"[0-9A-Fa-f:](?<![.:]:)(?<!\..)"
+     r"(?=[0-9A-Fa-f]{0,3}:[0-9A-Fa-f]{0,4}:|(?<=:)[0-9A-Fa-f]{0,4}:)[0-9A-Fa-f:]{1,38}"
+     r"(?:(?<=:)[0-9]{1,3}(?:\.[0-9]{1,3}){3})?(?![0-9A-Za-z:]|\.[0-9])"),
 )
 _NANP_TAIL = r"[2-9][0-9]{2}[ .-][0-9]{4}(?![0-9A-Za-z]|[.-][0-9])"
 _PHONE = (  # `+<country> ...` (digit count checked later) or North-American 3-3-4
@@ -168,8 +170,9 @@ def _user_piece(index: int, name: str, pattern: str) -> str:
             "use (?P<name>...) and (?P=name)"
         )
     flags = _LEADING_FLAGS.match(pattern)  # global flags must become scoped once embedded
-    if flags:
-        return f"(?{flags.group(1)}:{pattern[flags.end():]})"
+    if flags:  # (a verbose pattern may end in a comment: close the group on a new line)
+        end = "\n)" if "x" in flags.group(1) else ")"
+        return f"(?{flags.group(1)}:{pattern[flags.end():]}{end}"
     return f"(?:{pattern})"
 
 
@@ -177,7 +180,7 @@ class Redactor:
     """Replaces PII and secrets in span strings with typed placeholders, per the settings."""
 
     def __init__(self, settings: RedactionSettings) -> None:
-        """Compile one regex for the enabled detectors and the user rules (RedactionRuleError)."""
+        """Compile the combined regex for the enabled detectors and user rules, or raise."""
         self.enabled = settings.enabled
         unknown = sorted(set(settings.builtin) - BUILTIN_DETECTORS.keys())
         if unknown:
@@ -224,7 +227,7 @@ class Redactor:
         if self._fast_path and _TRIGGER.search(text) is None:
             result = (text, 0)
         else:
-            present = (":" in text or "=" in text) | ("@" in text) << 1
+            present = (1 if ":" in text or "=" in text else 0) | (2 if "@" in text else 0)
             pattern = self._patterns[present]
             result = (text, 0) if pattern is None else self._redact(pattern, text)
         if len(text) < CACHE_MAX_LEN:

@@ -94,13 +94,13 @@ def append_partials(cur: duckdb.DuckDBPyConnection, source: str) -> None:
                 FROM b GROUP BY ts, {_DIMS}
             ),
             lat AS (
-                SELECT ts, {_DIMS}, list({{'b': lb, 'n': n}} ORDER BY lb) AS h FROM (
+                SELECT ts, {_DIMS}, list({{'b': lb, 'n': n}}) AS h FROM (
                     SELECT ts, {_DIMS}, lb, count(*)::INTEGER AS n FROM b
                     WHERE lb IS NOT NULL GROUP BY ts, {_DIMS}, lb
                 ) GROUP BY ts, {_DIMS}
             ),
             ttft AS (
-                SELECT ts, {_DIMS}, list({{'b': tb, 'n': n}} ORDER BY tb) AS h FROM (
+                SELECT ts, {_DIMS}, list({{'b': tb, 'n': n}}) AS h FROM (
                     SELECT ts, {_DIMS}, tb, count(*)::INTEGER AS n FROM b
                     WHERE tb IS NOT NULL GROUP BY ts, {_DIMS}, tb
                 ) GROUP BY ts, {_DIMS}
@@ -116,7 +116,7 @@ def append_partials(cur: duckdb.DuckDBPyConnection, source: str) -> None:
 
 def _merge_hist_sql(table: str, column: str, where: str) -> str:
     return f"""
-        SELECT ts, {_DIMS}, list({{'b': b, 'n': n}} ORDER BY b) AS h FROM (
+        SELECT ts, {_DIMS}, list({{'b': b, 'n': n}}) AS h FROM (
             SELECT ts, {_DIMS}, u.b AS b, sum(u.n)::INTEGER AS n FROM (
                 SELECT ts, {_DIMS}, unnest({column}) AS u FROM {table} WHERE {where}
             ) GROUP BY ts, {_DIMS}, u.b
@@ -127,35 +127,50 @@ def _merge_hist_sql(table: str, column: str, where: str) -> str:
 def compact(cur: duckdb.DuckDBPyConnection, start: datetime, end: datetime) -> None:
     """Merge partial rollup rows with ts in [start, end] into one row per key.
 
-    Runs inside the caller's transaction.
+    Only keys that actually have more than one row are rewritten. Runs inside
+    the caller's transaction.
     """
+    sums = ", ".join(f"sum({m}) AS {m}" for m in _SUMMED)
     for table, grain in GRAINS.items():
         where = (
             f"ts >= date_trunc('{grain}', TIMESTAMP '{start:%Y-%m-%d %H:%M:%S}')"
             f" AND ts <= TIMESTAMP '{end:%Y-%m-%d %H:%M:%S}'"
         )
-        dup = cur.execute(
-            f"SELECT count(*) > count(DISTINCT ({_DIMS}, ts)) FROM {table} WHERE {where}"
-        ).fetchall()[0][0]
-        if not dup:
-            continue
-        sums = ", ".join(
-            f"sum({m})" if m != "cost_usd" else "sum(cost_usd)"
-            for m in (
-                "requests", "errors", "rate_limited", "fallbacks", "input_tokens",
-                "output_tokens", "cache_read_tokens", "cost_usd", "unpriced", "latency_sum_ms",
+        cur.execute(
+            f"""
+            CREATE OR REPLACE TEMP TABLE _partial AS
+            SELECT * FROM {table} WHERE {where} AND (ts, {_DIMS}) IN (
+                SELECT (ts, {_DIMS}) FROM {table} WHERE {where}
+                GROUP BY ts, {_DIMS} HAVING count(*) > 1
             )
+            """
         )
+        if not cur.execute("SELECT count(*) FROM _partial").fetchall()[0][0]:
+            cur.execute("DROP TABLE _partial")
+            continue
         cur.execute(
             f"""
             CREATE OR REPLACE TEMP TABLE _compacted AS
-            WITH agg AS (SELECT ts, {_DIMS}, {sums} FROM {table} WHERE {where} GROUP BY ts, {_DIMS}),
-            lat AS ({_merge_hist_sql(table, "latency_hist", where)}),
-            ttft AS ({_merge_hist_sql(table, "ttft_hist", where)})
+            WITH agg AS (SELECT ts, {_DIMS}, {sums} FROM _partial GROUP BY ts, {_DIMS}),
+            lat AS ({_merge_hist_sql("_partial", "latency_hist", "true")}),
+            ttft AS ({_merge_hist_sql("_partial", "ttft_hist", "true")})
             SELECT agg.*, coalesce(lat.h, []), coalesce(ttft.h, [])
             FROM agg LEFT JOIN lat USING (ts, {_DIMS}) LEFT JOIN ttft USING (ts, {_DIMS})
             """
         )
-        cur.execute(f"DELETE FROM {table} WHERE {where}")
+        cur.execute(
+            f"""
+            DELETE FROM {table} WHERE {where} AND (ts, {_DIMS}) IN (
+                SELECT (ts, {_DIMS}) FROM _compacted
+            )
+            """
+        )
         cur.execute(f"INSERT INTO {table} SELECT * FROM _compacted")
         cur.execute("DROP TABLE _compacted")
+        cur.execute("DROP TABLE _partial")
+
+
+_SUMMED = (
+    "requests", "errors", "rate_limited", "fallbacks", "input_tokens", "output_tokens",
+    "cache_read_tokens", "cost_usd", "unpriced", "latency_sum_ms",
+)

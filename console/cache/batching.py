@@ -1,0 +1,132 @@
+"""Turning decoded records into row batches, in process or in worker processes.
+
+`BatchBuilder` maps records (OTLP export requests, flat spans, bad lines) into
+a `SpanColumns` batch plus quarantine rows. For large JSON-lines files the
+same builder runs in worker processes (`map_lines`), so decoding and mapping
+use every core while the parent's writer thread stores finished batches.
+"""
+
+from __future__ import annotations
+
+import gc
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from console.cache import readers
+from console.cache.mapping import BadSpan, SpanColumns, SpanMapper, otlp_attributes
+from console.cache.redact import Redactor
+from console.config import Config
+from console.cost import PriceTable
+
+QuarantineRow = tuple[str, int, str]
+
+
+@dataclass
+class Chunk:
+    """A mapped piece of a file: its rows (as Arrow), quarantine rows and counts."""
+
+    table: pa.Table | None
+    quarantine: list[QuarantineRow] = field(default_factory=list)
+    spans_read: int = 0
+    last_line: int = 0
+    last_offset: int = -1
+
+
+class BatchBuilder:
+    """Maps records into the current batch; `take()` hands the batch over."""
+
+    def __init__(self, config: Config) -> None:
+        self.redactor = Redactor(config.redaction)
+        self.mapper = SpanMapper(
+            config.ingest, self.redactor, PriceTable.load(config.pricing.overrides)
+        )
+        self.cols = SpanColumns()
+        self.quarantine: list[QuarantineRow] = []
+        self.spans_read = 0
+
+    def __len__(self) -> int:
+        return len(self.cols)
+
+    def take(self) -> tuple[SpanColumns, list[QuarantineRow], int]:
+        cols, quarantine, read = self.cols, self.quarantine, self.spans_read
+        self.cols, self.quarantine, self.spans_read = SpanColumns(), [], 0
+        return cols, quarantine, read
+
+    def add(self, rec: readers.Record, name: str) -> None:
+        if rec.kind == "bad":
+            self.reject(name, rec.line, str(rec.payload))
+        elif rec.kind == "otlp":
+            self._add_request(rec.payload, name, rec.line)
+        else:
+            self._add_flat(rec.payload, name, rec.line)
+
+    def reject(self, name: str, line: int, reason: str) -> None:
+        reason, _ = self.redactor.redact(reason)
+        self.quarantine.append((name, line, reason))
+
+    def _add_request(self, req: dict[str, Any], name: str, line: int) -> None:
+        source = f"{name}:{line}"
+        mapper = self.mapper
+        cols = self.cols
+        for ri, rs in enumerate(req.get("resourceSpans") or ()):
+            if not isinstance(rs, dict):
+                self.reject(name, line, f"resourceSpans[{ri}] is not an object")
+                continue
+            try:
+                res_raw = otlp_attributes((rs.get("resource") or {}).get("attributes"))
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                self.reject(name, line, f"resourceSpans[{ri}].resource: bad attributes ({exc})")
+                continue
+            resource, res_n = mapper.resource(res_raw)
+            scopes = rs.get("scopeSpans") or rs.get("instrumentationLibrarySpans") or ()
+            for si, ss in enumerate(scopes):
+                spans = ss.get("spans") if isinstance(ss, dict) else None
+                for pi, sp in enumerate(spans or ()):
+                    try:
+                        mapper.add_otlp_span(cols, sp, resource, res_n, source)
+                    except (BadSpan, KeyError, TypeError, ValueError, AttributeError) as exc:
+                        self.reject(
+                            name, line,
+                            f"resourceSpans[{ri}].scopeSpans[{si}].spans[{pi}]: {_reason(exc)}",
+                        )
+                    else:
+                        self.spans_read += 1
+
+    def _add_flat(self, rec: dict[str, Any], name: str, line: int) -> None:
+        try:
+            self.mapper.add_flat_span(self.cols, rec, f"{name}:{line}")
+        except (BadSpan, KeyError, TypeError, ValueError, AttributeError) as exc:
+            self.reject(name, line, _reason(exc))
+        else:
+            self.spans_read += 1
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, BadSpan):
+        return str(exc)
+    return f"unreadable span ({type(exc).__name__}: {exc})"
+
+
+# -- worker processes ---------------------------------------------------------
+
+_worker_builder: BatchBuilder | None = None
+
+
+def init_worker(config_json: str) -> None:
+    """Process-pool initializer: one builder per worker, GC off (see ingest.py)."""
+    global _worker_builder
+    gc.disable()
+    _worker_builder = BatchBuilder(Config.model_validate_json(config_json))
+
+
+def map_lines(kind: readers.Kind, name: str, lines: list[tuple[int, bytes, int]]) -> Chunk:
+    """Decode and map a run of JSON lines in a worker process."""
+    builder = _worker_builder
+    assert builder is not None, "init_worker was not called"
+    for line_no, raw, offset in lines:
+        builder.add(readers.decode_line(kind, line_no, raw, offset), name)
+    cols, quarantine, read = builder.take()
+    last_line, _, last_offset = lines[-1] if lines else (0, b"", -1)
+    return Chunk(cols.to_arrow() if len(cols) else None, quarantine, read, last_line, last_offset)

@@ -1,0 +1,82 @@
+"""Shared fixtures: an isolated XDG home for every test, and small cache helpers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT.parent / "shared" / "reference" / "examples"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_xdg(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test reads or writes the real home: XDG dirs point at fresh temp dirs."""
+    base = tmp_path_factory.mktemp("xdg")
+    for var, name in (("XDG_CONFIG_HOME", "config"), ("XDG_CACHE_HOME", "cache"),
+                      ("XDG_STATE_HOME", "state"), ("HOME", "home")):
+        monkeypatch.setenv(var, str(base / name))
+    for var in list(os.environ):
+        if var.upper().startswith("LLMDECK_"):
+            monkeypatch.delenv(var)
+
+
+@pytest.fixture
+def examples() -> Path:
+    if not EXAMPLES.is_dir():
+        pytest.skip(f"example payloads not found at {EXAMPLES}")
+    return EXAMPLES
+
+
+@pytest.fixture
+def cache_file(tmp_path: Path) -> Path:
+    return tmp_path / "cache.duckdb"
+
+
+@pytest.fixture
+def ingest(cache_file: Path) -> Callable[..., Any]:
+    """ingest(paths, fmt="auto", config=None, cache=cache_file) -> IngestReport (in-process)."""
+    from console.cache.ingest import Ingestor
+    from console.cache.store import Cache
+    from console.config import Config
+
+    def run(paths: Iterable[Path | str], fmt: str = "auto", config: Config | None = None,
+            cache: Path | None = None) -> Any:
+        with Cache.open(cache or cache_file) as c:
+            return Ingestor(c, config or Config()).run([Path(p) for p in paths], fmt)
+
+    return run
+
+
+@pytest.fixture
+def sql(cache_file: Path) -> Callable[..., list[tuple[Any, ...]]]:
+    """sql(query, params=None, cache=cache_file) -> rows, read through a read-only open."""
+    from console.cache.store import Cache
+
+    def q(query: str, params: list[Any] | None = None, cache: Path | None = None
+          ) -> list[tuple[Any, ...]]:
+        with Cache.open(cache or cache_file, read_only=True) as c:
+            return c.cursor().execute(query, params or []).fetchall()
+
+    return q
+
+
+@pytest.fixture
+def run_cli() -> Callable[..., subprocess.CompletedProcess[str]]:
+    """run_cli(*args) runs `python -m console.cli ARGS` in a fresh process."""
+
+    def run(*args: str | Path, timeout: float = 120, env: dict[str, str] | None = None
+            ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "console.cli", *map(str, args)],
+            cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+            env={**os.environ, **(env or {})}, check=False,
+        )
+
+    return run
