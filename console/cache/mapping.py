@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -189,7 +188,7 @@ def _dim(attrs: dict[str, Any], resource: dict[str, Any], keys: list[str]) -> st
 
 def _int(v: Any) -> int | None:
     if type(v) is int:
-        return v
+        return int(v)
     if v is None or isinstance(v, bool):
         return None
     try:
@@ -221,9 +220,8 @@ def _time_ns(v: Any) -> int | None:
     if v is None or v == "":
         return None
     if isinstance(v, datetime):
-        if v.tzinfo is None:
-            v = v.replace(tzinfo=UTC)
-        return int(v.timestamp()) * 1_000_000_000 + v.microsecond * 1000
+        when: datetime = v if v.tzinfo is not None else v.replace(tzinfo=UTC)
+        return int(when.timestamp()) * 1_000_000_000 + int(when.microsecond) * 1000
     if isinstance(v, int | float) and not isinstance(v, bool):
         return int(v)
     s = str(v)
@@ -355,7 +353,8 @@ class SpanMapper:
             attrs, n = self._clean(attrs)
             name, n2 = self.redact(name)
             total += n + n2
-            out.append({"name": name, "time_unix_nano": _time_ns(ev.get("timeUnixNano")), "attributes": attrs})
+            when = _time_ns(ev.get("timeUnixNano"))
+            out.append({"name": name, "time_unix_nano": when, "attributes": attrs})
         return orjson.dumps(out).decode(), total
 
     # -- the row ------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import os
 import struct
 from collections.abc import Iterator
@@ -75,7 +76,10 @@ def _open_decompressed(path: Path) -> IO[bytes]:
     if head == b"\x28\xb5\x2f\xfd":
         import zstandard
 
-        return zstandard.ZstdDecompressor().stream_reader(raw, closefd=True)  # type: ignore[return-value]
+        # The zstd stream reader has no readline/iteration: buffer it so line readers work.
+        return io.BufferedReader(
+            zstandard.ZstdDecompressor().stream_reader(raw, closefd=True), 1 << 20
+        )
     return raw
 
 
@@ -275,9 +279,28 @@ def _read_parquet(path: Path) -> Iterator[Record]:
         raise UnreadableFile(f"{path}: not a readable Parquet file: {exc}") from exc
     row = 0
     for batch in pf.iter_batches(batch_size=10_000):
-        for rec in batch.to_pylist():
+        for rec in _timestamps_as_ns(batch).to_pylist():
             row += 1
             yield Record("flat", row, rec)
+
+
+def _timestamps_as_ns(batch: Any) -> Any:
+    """Timestamp columns as int64 epoch nanoseconds.
+
+    `to_pylist()` cannot turn a timestamp[ns] value into a datetime without pandas (it
+    raises), and a datetime would drop the nanoseconds anyway; DuckDB writes TIMESTAMP_NS
+    columns (our own `spans.start_time`) as timestamp[ns].
+    """
+    import pyarrow as pa
+
+    if not any(pa.types.is_timestamp(f.type) for f in batch.schema):
+        return batch
+    columns = []
+    for f, col in zip(batch.schema, batch.columns, strict=True):
+        if pa.types.is_timestamp(f.type):
+            col = col.cast(pa.timestamp("ns", f.type.tz)).cast(pa.int64())
+        columns.append(col)
+    return pa.RecordBatch.from_arrays(columns, names=batch.schema.names)
 
 
 def file_fingerprint(path: Path, head_bytes: int = 1024) -> str:
