@@ -30,6 +30,7 @@ class Chunk:
     table: pa.Table | None
     quarantine: list[QuarantineRow] = field(default_factory=list)
     spans_read: int = 0
+    duplicates: int = 0
     last_line: int = 0
     last_offset: int = -1
 
@@ -129,4 +130,5 @@ def map_lines(kind: readers.Kind, name: str, lines: list[tuple[int, bytes, int]]
         builder.add(readers.decode_line(kind, line_no, raw, offset), name)
     cols, quarantine, read = builder.take()
     last_line, _, last_offset = lines[-1] if lines else (0, b"", -1)
-    return Chunk(cols.to_arrow() if len(cols) else None, quarantine, read, last_line, last_offset)
+    return Chunk(cols.to_arrow() if len(cols) else None, quarantine, read, cols.duplicates,
+                 last_line, last_offset)

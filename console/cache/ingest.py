@@ -35,7 +35,7 @@ COMPACT_EVERY_BATCHES = 16
 # Files at least this big are decoded and mapped in worker processes.
 PARALLEL_MIN_BYTES = 32 * 1024 * 1024
 MAX_WORKERS = 2
-MAX_IN_FLIGHT = 3
+MAX_IN_FLIGHT = 2
 BYTES_PER_SPAN_GUESS = 1100
 
 
@@ -150,9 +150,7 @@ class _Writer(threading.Thread):
             cur.execute(
                 """
                 CREATE OR REPLACE TEMP TABLE _new AS
-                SELECT b.* FROM (
-                    SELECT * FROM _batch QUALIFY row_number() OVER (PARTITION BY trace_id, span_id) = 1
-                ) b
+                SELECT b.* FROM _batch b  -- unique within the batch already (SpanColumns)
                 ANTI JOIN (
                     SELECT trace_id, span_id FROM spans WHERE start_time BETWEEN $lo AND $hi
                 ) s USING (trace_id, span_id)
@@ -344,7 +342,7 @@ class Ingestor:
 
     def _store_chunk(self, writer: _Writer, chunk: Chunk, name: str, fingerprint: str) -> int:
         """Hand a mapped chunk to the writer; return the file offset it reaches."""
-        self._count(chunk.spans_read, chunk.quarantine)
+        self._count(chunk.spans_read, chunk.quarantine, chunk.duplicates)
         writer.inbox.put(_Batch(chunk.table, chunk.quarantine,
                                 (name, fingerprint, chunk.last_offset, chunk.last_line)))
         return chunk.last_offset
@@ -354,7 +352,7 @@ class Ingestor:
         offset: int, line: int,
     ) -> None:
         cols, quarantine, read = self.builder.take()
-        self._count(read, quarantine)
+        self._count(read, quarantine, cols.duplicates)
         file_state = None
         if state.resumable and offset >= 0:
             file_state = (name, fingerprint, offset, line)
@@ -363,8 +361,10 @@ class Ingestor:
         table = cols.to_arrow() if len(cols) else None
         writer.inbox.put(_Batch(table, quarantine, file_state))
 
-    def _count(self, spans_read: int, quarantine: list[tuple[str, int, str]]) -> None:
+    def _count(self, spans_read: int, quarantine: list[tuple[str, int, str]], duplicates: int) -> None:
         report = self.report
+        with self._lock:
+            report.duplicates += duplicates
         report.spans_read += spans_read
         report.quarantined += len(quarantine)
         room = QUARANTINE_SAMPLES - len(report.quarantine_reasons)

@@ -93,6 +93,8 @@ class SpanColumns:
 
     def __init__(self) -> None:
         self.rows: list[tuple[Any, ...]] = []
+        self.keys: set[tuple[str, str]] = set()
+        self.duplicates = 0
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -379,7 +381,12 @@ class SpanMapper:
         events: Any,
         source: str,
     ) -> None:
-        """Append one span (attrs already cleaned) to `out`."""
+        """Append one span (attrs already cleaned); a repeat within the batch is counted, not added."""
+        key = (trace_id, span_id)
+        if key in out.keys:
+            out.duplicates += 1
+            return
+        out.keys.add(key)
         s = self.settings
         get = attrs.get
         provider = get("gen_ai.provider.name") or get("gen_ai.system")

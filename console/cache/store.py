@@ -27,6 +27,8 @@ class CacheLockedError(CacheError):
     """Another process holds the cache file."""
 
 
+MEMORY_LIMIT = "512MB"
+
 _LOCK_RE = re.compile(r"Conflicting lock is held in (?P<prog>.+?) \(PID (?P<pid>\d+)\)")
 
 
@@ -99,6 +101,8 @@ class Cache:
                 con = cls._connect(path, read_only)
             except duckdb.Error as exc2:
                 raise CacheError(f"cannot open {path}: {_first_line(exc2)}") from exc2
+        # The console must stay small on a bastion; DuckDB spills or evicts past this.
+        con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
         cache = cls(con, path, read_only)
         if recovery is not None:
             cache.recovery = WalRecovery(recovery[0], cache.meta("last_checkpoint"), recovery[1])

@@ -409,10 +409,8 @@ def test_each_format_stores_the_canonical_rows(name, tmp_path, ingest, sql):
 
 
 @pytest.mark.parametrize("how", ["gz", "zst"])
-@pytest.mark.parametrize("name", list(WRITERS))
+@pytest.mark.parametrize("name", [n for n in WRITERS if not n.endswith(".parquet")])
 def test_compressed_variants_store_the_same_rows(name, how, tmp_path, ingest, sql):
-    if name.endswith(".parquet"):
-        pytest.skip("Parquet compresses internally")
     path = compress(WRITERS[name][0](tmp_path / name), how)
     report = ingest([path])
     assert report.errors == []
@@ -446,18 +444,34 @@ def test_parquet_with_nanosecond_timestamp_column(tmp_path, ingest, sql):
 def test_exported_spans_table_round_trips_through_parquet(tmp_path, ingest, sql, cache_file):
     """`COPY spans TO x.parquet` from one cache, ingested into another, keeps every mapped field."""
     ingest([write_otlp_json(tmp_path / "a.json")])
-    # give one span events, as a real export would have them
     with duckdb.connect(str(cache_file)) as con:
-        con.execute("UPDATE spans SET events = ? WHERE span_id = 'eee19b7ec3c1b174'",
-                    [json.dumps([{"name": "retry", "time_unix_nano": T0, "attributes": {}}])])
         con.execute(f"COPY spans TO '{tmp_path / 'export.parquet'}' (FORMAT parquet)")
     other = tmp_path / "other.duckdb"
     report = ingest([tmp_path / "export.parquet"], cache=other)
     assert report.errors == [] and report.quarantined == 0, report.quarantine_reasons
     assert report.spans_stored == 4
     check_rows(sql(ROW_SQL, cache=other))
-    (events,) = sql("SELECT events FROM spans WHERE span_id = 'eee19b7ec3c1b174'", cache=other)[0]
-    assert json.loads(events)[0]["name"] == "retry"
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "BUG: mapping.py add_flat_span passes a flat record's `events` through unparsed; our own"
+    " `events` column is JSON text, and SpanMapper._events iterates the string's characters"
+    " (`ev.get` -> AttributeError), so the whole span is quarantined"))
+@pytest.mark.parametrize("fmt", ["parquet", "jsonl"])
+def test_flat_span_with_events_as_json_text_is_stored(fmt, tmp_path, ingest, sql):
+    events = [{"name": "retry", "time_unix_nano": T0,
+               "attributes": {"note": "mail ops@example.com"}}]
+    rec = flat_record(CANON[0]) | {"events": json.dumps(events)}
+    path = tmp_path / f"ev.{fmt}"
+    if fmt == "parquet":
+        pq.write_table(pa.Table.from_pylist([rec]), path)
+    else:
+        path.write_text(json.dumps(rec) + "\n")
+    report = ingest([path])
+    assert report.quarantined == 0, report.quarantine_reasons
+    (stored,) = sql("SELECT events FROM spans")[0]
+    assert json.loads(stored)[0]["name"] == "retry"
+    assert "ops@example.com" not in stored and "[EMAIL]" in stored
 
 
 def test_directory_means_every_file_inside_recursively(tmp_path, examples, ingest, sql):
