@@ -39,17 +39,32 @@ def cache_file(tmp_path: Path) -> Path:
     return tmp_path / "cache.duckdb"
 
 
+@pytest.fixture(scope="session")
+def make_config() -> Callable[..., Any]:
+    """make_config(**sections) -> Config without automatic rollup retention.
+
+    Test data has fixed dates; the default 400-day rollup retention would otherwise prune
+    it at ingest once the wall clock moves on.
+    """
+    from console.config import CacheSettings, Config
+
+    def make(**sections: Any) -> Config:
+        sections.setdefault("cache", CacheSettings(rollup_retention_days=None))
+        return Config(**sections)
+
+    return make
+
+
 @pytest.fixture
-def ingest(cache_file: Path) -> Callable[..., Any]:
+def ingest(cache_file: Path, make_config: Callable[..., Any]) -> Callable[..., Any]:
     """ingest(paths, fmt="auto", config=None, cache=cache_file) -> IngestReport (in-process)."""
     from console.cache.ingest import Ingestor
     from console.cache.store import Cache
-    from console.config import Config
 
-    def run(paths: Iterable[Path | str], fmt: str = "auto", config: Config | None = None,
+    def run(paths: Iterable[Path | str], fmt: str = "auto", config: Any = None,
             cache: Path | None = None) -> Any:
         with Cache.open(cache or cache_file) as c:
-            return Ingestor(c, config or Config()).run([Path(p) for p in paths], fmt)
+            return Ingestor(c, config or make_config()).run([Path(p) for p in paths], fmt)
 
     return run
 

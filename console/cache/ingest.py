@@ -403,7 +403,7 @@ def prune(
                 "DELETE FROM spans WHERE start_time < ?", [spans_before]
             ).fetchall()[0][0]
         if rollups_before is not None:
-            for table in rollups.GRAINS:
+            for table, _, _ in rollups.all_tables():
                 rolled += cur.execute(
                     f"DELETE FROM {table} WHERE ts < ?", [rollups_before]
                 ).fetchall()[0][0]

@@ -50,7 +50,19 @@ BODY_KEYS = frozenset(
         "output.value",
     }
 )
-BODY_PREFIXES = ("gen_ai.prompt.", "gen_ai.completion.", "llm.input_messages", "llm.output_messages")
+BODY_PREFIXES = ("llm.input_messages", "llm.output_messages")
+# Indexed bodies (`gen_ai.prompt.0.content`); `gen_ai.prompt.id`/`.version` are dimensions.
+INDEXED_BODY_PREFIXES = ("gen_ai.prompt.", "gen_ai.completion.")
+
+
+def is_body_key(key: str) -> bool:
+    """Whether an attribute carries prompt or completion text."""
+    if key in BODY_KEYS or key.startswith(BODY_PREFIXES):
+        return True
+    for prefix in INDEXED_BODY_PREFIXES:
+        if key.startswith(prefix):
+            return key[len(prefix):len(prefix) + 1].isdigit()
+    return False
 BODY_EVENT_PREFIXES = ("gen_ai.content.", "gen_ai.user.", "gen_ai.system.", "gen_ai.assistant.",
                        "gen_ai.tool.", "gen_ai.choice", "gen_ai.client.inference.operation.details")
 
@@ -259,7 +271,7 @@ class SpanMapper:
         """Whether an attribute is a prompt/completion body to drop (memoised per key)."""
         drop = self._drop_memo.get(key)
         if drop is None:
-            drop = not self.keep_bodies and (key in BODY_KEYS or key.startswith(BODY_PREFIXES))
+            drop = not self.keep_bodies and is_body_key(key)
             self._drop_memo[key] = drop
         return drop
 

@@ -52,16 +52,19 @@ def window_parts(
     return (h_lo, h_hi), minutes
 
 
-def _parts_sql(windows: list[tuple[str, datetime, datetime]], columns: str) -> tuple[str, list[object]]:
+def _parts_sql(
+    windows: list[tuple[str, datetime, datetime]], columns: str,
+    hour_table: str = "rollup_hour", minute_table: str = "rollup_minute",
+) -> tuple[str, list[object]]:
     selects: list[str] = []
     params: list[object] = []
     for label, start, end in windows:
         hours, minutes = window_parts(start, end)
         if hours:
-            selects.append(f"SELECT '{label}' AS win, {columns} FROM rollup_hour WHERE ts >= ? AND ts < ?")
+            selects.append(f"SELECT '{label}' AS win, {columns} FROM {hour_table} WHERE ts >= ? AND ts < ?")
             params += list(hours)
         for a, b in minutes:
-            selects.append(f"SELECT '{label}' AS win, {columns} FROM rollup_minute WHERE ts >= ? AND ts < ?")
+            selects.append(f"SELECT '{label}' AS win, {columns} FROM {minute_table} WHERE ts >= ? AND ts < ?")
             params += [a, b]
     return " UNION ALL ".join(selects), params
 
@@ -118,6 +121,8 @@ def status_groups(
         spans,
         "provider, model, requests, errors, input_tokens, output_tokens, cost_usd, unpriced,"
         " latency_hist, ttft_hist",
+        hour_table="rollup_hour_svc",
+        minute_table="rollup_minute_svc",
     )
     cur.execute(f"CREATE OR REPLACE TEMP TABLE _status_parts AS {parts}", params)
     try:

@@ -16,12 +16,23 @@ from datetime import datetime
 
 import duckdb
 
-from console.cache.schema import ROLLUP_DIMS
+from console.cache.schema import COARSE_DIMS, ROLLUP_DIMS
 
 GAMMA = 1.02
 ALPHA = (GAMMA - 1) / (GAMMA + 1)
 MIN_MS = 0.001
+# Full-dimension rollups (drill-down by tenant, route, prompt version) ...
 GRAINS = {"rollup_minute": "minute", "rollup_hour": "hour"}
+# ... and coarse ones for the overview and `status`, whose size stays bounded by
+# the number of (service, provider, model) however dense the traffic.
+COARSE_GRAINS = {"rollup_minute_svc": "minute", "rollup_hour_svc": "hour"}
+
+
+def all_tables() -> list[tuple[str, str, tuple[str, ...]]]:
+    """Every rollup table with its time grain and key dimensions."""
+    return [(t, g, ROLLUP_DIMS) for t, g in GRAINS.items()] + [
+        (t, g, COARSE_DIMS) for t, g in COARSE_GRAINS.items()
+    ]
 
 _LN_GAMMA = math.log(GAMMA)
 
@@ -59,9 +70,6 @@ def _dims_select() -> str:
     return ", ".join(f"coalesce({d}, '') AS {d}" for d in ROLLUP_DIMS)
 
 
-_DIMS = ", ".join(ROLLUP_DIMS)
-
-
 def append_partials(cur: duckdb.DuckDBPyConnection, source: str) -> None:
     """Aggregate the spans in table `source` into partial minute and hour rollup rows."""
     cur.execute(
@@ -74,13 +82,14 @@ def append_partials(cur: duckdb.DuckDBPyConnection, source: str) -> None:
         FROM (SELECT *, coalesce(request_model, response_model) AS model FROM {source})
         """
     )
-    for table, grain in GRAINS.items():
+    for table, grain, dims in all_tables():
+        keys = ", ".join(dims)
         cur.execute(
             f"""
             INSERT INTO {table}
             WITH b AS (SELECT date_trunc('{grain}', start_time)::TIMESTAMP AS ts, * FROM _rollup_base),
             agg AS (
-                SELECT ts, {_DIMS},
+                SELECT ts, {keys},
                        count(*) AS requests,
                        count(*) FILTER (WHERE status = 'error') AS errors,
                        count(*) FILTER (WHERE rate_limited) AS rate_limited,
@@ -91,36 +100,36 @@ def append_partials(cur: duckdb.DuckDBPyConnection, source: str) -> None:
                        coalesce(sum(cost_usd), 0) AS cost_usd,
                        count(*) FILTER (WHERE unpriced) AS unpriced,
                        coalesce(sum(duration_ms), 0) AS latency_sum_ms
-                FROM b GROUP BY ts, {_DIMS}
+                FROM b GROUP BY ts, {keys}
             ),
             lat AS (
-                SELECT ts, {_DIMS}, list({{'b': lb, 'n': n}}) AS h FROM (
-                    SELECT ts, {_DIMS}, lb, count(*)::INTEGER AS n FROM b
-                    WHERE lb IS NOT NULL GROUP BY ts, {_DIMS}, lb
-                ) GROUP BY ts, {_DIMS}
+                SELECT ts, {keys}, list({{'b': lb, 'n': n}}) AS h FROM (
+                    SELECT ts, {keys}, lb, count(*)::INTEGER AS n FROM b
+                    WHERE lb IS NOT NULL GROUP BY ts, {keys}, lb
+                ) GROUP BY ts, {keys}
             ),
             ttft AS (
-                SELECT ts, {_DIMS}, list({{'b': tb, 'n': n}}) AS h FROM (
-                    SELECT ts, {_DIMS}, tb, count(*)::INTEGER AS n FROM b
-                    WHERE tb IS NOT NULL GROUP BY ts, {_DIMS}, tb
-                ) GROUP BY ts, {_DIMS}
+                SELECT ts, {keys}, list({{'b': tb, 'n': n}}) AS h FROM (
+                    SELECT ts, {keys}, tb, count(*)::INTEGER AS n FROM b
+                    WHERE tb IS NOT NULL GROUP BY ts, {keys}, tb
+                ) GROUP BY ts, {keys}
             )
             SELECT agg.*, coalesce(lat.h, []), coalesce(ttft.h, [])
             FROM agg
-            LEFT JOIN lat USING (ts, {_DIMS})
-            LEFT JOIN ttft USING (ts, {_DIMS})
+            LEFT JOIN lat USING (ts, {keys})
+            LEFT JOIN ttft USING (ts, {keys})
             """
         )
     cur.execute("DROP TABLE _rollup_base")
 
 
-def _merge_hist_sql(table: str, column: str, where: str) -> str:
+def _merge_hist_sql(table: str, column: str, where: str, keys: str) -> str:
     return f"""
-        SELECT ts, {_DIMS}, list({{'b': b, 'n': n}}) AS h FROM (
-            SELECT ts, {_DIMS}, u.b AS b, sum(u.n)::INTEGER AS n FROM (
-                SELECT ts, {_DIMS}, unnest({column}) AS u FROM {table} WHERE {where}
-            ) GROUP BY ts, {_DIMS}, u.b
-        ) GROUP BY ts, {_DIMS}
+        SELECT ts, {keys}, list({{'b': b, 'n': n}}) AS h FROM (
+            SELECT ts, {keys}, u.b AS b, sum(u.n)::INTEGER AS n FROM (
+                SELECT ts, {keys}, unnest({column}) AS u FROM {table} WHERE {where}
+            ) GROUP BY ts, {keys}, u.b
+        ) GROUP BY ts, {keys}
     """
 
 
@@ -131,7 +140,8 @@ def compact(cur: duckdb.DuckDBPyConnection, start: datetime, end: datetime) -> N
     the caller's transaction.
     """
     sums = ", ".join(f"sum({m}) AS {m}" for m in _SUMMED)
-    for table, grain in GRAINS.items():
+    for table, grain, dims in all_tables():
+        keys = ", ".join(dims)
         where = (
             f"ts >= date_trunc('{grain}', TIMESTAMP '{start:%Y-%m-%d %H:%M:%S}')"
             f" AND ts <= TIMESTAMP '{end:%Y-%m-%d %H:%M:%S}'"
@@ -139,9 +149,9 @@ def compact(cur: duckdb.DuckDBPyConnection, start: datetime, end: datetime) -> N
         cur.execute(
             f"""
             CREATE OR REPLACE TEMP TABLE _partial AS
-            SELECT * FROM {table} WHERE {where} AND (ts, {_DIMS}) IN (
-                SELECT (ts, {_DIMS}) FROM {table} WHERE {where}
-                GROUP BY ts, {_DIMS} HAVING count(*) > 1
+            SELECT * FROM {table} WHERE {where} AND (ts, {keys}) IN (
+                SELECT (ts, {keys}) FROM {table} WHERE {where}
+                GROUP BY ts, {keys} HAVING count(*) > 1
             )
             """
         )
@@ -151,17 +161,17 @@ def compact(cur: duckdb.DuckDBPyConnection, start: datetime, end: datetime) -> N
         cur.execute(
             f"""
             CREATE OR REPLACE TEMP TABLE _compacted AS
-            WITH agg AS (SELECT ts, {_DIMS}, {sums} FROM _partial GROUP BY ts, {_DIMS}),
-            lat AS ({_merge_hist_sql("_partial", "latency_hist", "true")}),
-            ttft AS ({_merge_hist_sql("_partial", "ttft_hist", "true")})
+            WITH agg AS (SELECT ts, {keys}, {sums} FROM _partial GROUP BY ts, {keys}),
+            lat AS ({_merge_hist_sql("_partial", "latency_hist", "true", keys)}),
+            ttft AS ({_merge_hist_sql("_partial", "ttft_hist", "true", keys)})
             SELECT agg.*, coalesce(lat.h, []), coalesce(ttft.h, [])
-            FROM agg LEFT JOIN lat USING (ts, {_DIMS}) LEFT JOIN ttft USING (ts, {_DIMS})
+            FROM agg LEFT JOIN lat USING (ts, {keys}) LEFT JOIN ttft USING (ts, {keys})
             """
         )
         cur.execute(
             f"""
-            DELETE FROM {table} WHERE {where} AND (ts, {_DIMS}) IN (
-                SELECT (ts, {_DIMS}) FROM _compacted
+            DELETE FROM {table} WHERE {where} AND (ts, {keys}) IN (
+                SELECT (ts, {keys}) FROM _compacted
             )
             """
         )

@@ -10,6 +10,8 @@ SCHEMA_VERSION = 1
 
 # The dimensions every rollup row is keyed by, besides its time bucket.
 ROLLUP_DIMS = ("service", "provider", "model", "tenant", "route", "prompt_version", "status")
+# The coarse rollups behind the overview and `status`.
+COARSE_DIMS = ("service", "provider", "model", "status")
 
 SPAN_COLUMNS: tuple[tuple[str, str], ...] = (
     ("trace_id", "VARCHAR NOT NULL"),
@@ -65,9 +67,9 @@ ROLLUP_METRICS: tuple[tuple[str, str], ...] = (
 )
 
 
-def _rollup_ddl(table: str) -> str:
+def _rollup_ddl(table: str, dims: tuple[str, ...] = ROLLUP_DIMS) -> str:
     cols = ["ts TIMESTAMP NOT NULL"]
-    cols += [f"{d} VARCHAR NOT NULL" for d in ROLLUP_DIMS]
+    cols += [f"{d} VARCHAR NOT NULL" for d in dims]
     cols += [f"{name} {typ}" for name, typ in ROLLUP_METRICS]
     return f"CREATE TABLE {table} ({', '.join(cols)})"
 
@@ -77,6 +79,8 @@ def _v1(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(f"CREATE TABLE spans ({cols})")
     con.execute(_rollup_ddl("rollup_minute"))
     con.execute(_rollup_ddl("rollup_hour"))
+    con.execute(_rollup_ddl("rollup_minute_svc", COARSE_DIMS))
+    con.execute(_rollup_ddl("rollup_hour_svc", COARSE_DIMS))
     con.execute(
         "CREATE TABLE quarantine (source VARCHAR NOT NULL, line BIGINT, reason VARCHAR NOT NULL,"
         " excerpt VARCHAR, quarantined_at TIMESTAMP NOT NULL)"

@@ -94,7 +94,11 @@ class Cache:
             raise
         except duckdb.Error as exc:
             wal = Path(f"{path}.wal")
-            if read_only or not wal.exists():
+            # Only a failed WAL replay is recovered by moving the WAL aside; any other error
+            # (a damaged main file, say) must not cost the un-checkpointed writes as well.
+            # Read-only commands (`status`, `cache info`) recover too: nothing can open the
+            # file until the bad WAL is out of the way.
+            if not wal.exists() or "WAL" not in str(exc):
                 raise CacheError(f"cannot open {path}: {_first_line(exc)}") from exc
             recovery = cls._move_wal_aside(path, wal)
             try:
@@ -105,7 +109,11 @@ class Cache:
         con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
         cache = cls(con, path, read_only)
         if recovery is not None:
-            cache.recovery = WalRecovery(recovery[0], cache.meta("last_checkpoint"), recovery[1])
+            try:
+                last = cache.meta("last_checkpoint")
+            except duckdb.Error:  # the schema itself was only in the lost WAL
+                last = None
+            cache.recovery = WalRecovery(recovery[0], last, recovery[1])
         if not read_only:
             try:
                 schema.migrate(con, str(path))

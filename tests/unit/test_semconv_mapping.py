@@ -224,10 +224,24 @@ def test_ttft_from_time_to_first_chunk_seconds_to_ms(store):
 
 def test_tenant_route_prompt_from_default_attributes(store):
     sp = span({"llmdeck.tenant": "acme", "http.route": "/v1/chat",
-               "llmdeck.prompt.id": "support-answer", "gen_ai.prompt.version": "v13"})
-    _, row = store([sp])
+               "llmdeck.prompt.id": "support-answer", "llmdeck.prompt.version": "v13"})
+    other = span({"tenant.id": "globex", "url.template": "/v1/items/{id}",
+                  "prompt.name": "summarize", "prompt.version": "v4"})
+    _, row = store([sp, other])
     assert row(sp, "tenant, route, prompt_id, prompt_version") == (
         "acme", "/v1/chat", "support-answer", "v13")
+    assert row(other, "tenant, route, prompt_id, prompt_version") == (
+        "globex", "/v1/items/{id}", "summarize", "v4")
+
+
+def test_gen_ai_prompt_id_and_version_are_dimensions_not_bodies(store):
+    """`gen_ai.prompt.id`/`.version` are dimensions; `gen_ai.prompt.0.content` is a body."""
+    sp = span({"gen_ai.prompt.id": "support-answer", "gen_ai.prompt.version": "v13",
+               "gen_ai.prompt.0.content": "user text", "gen_ai.completion.0.content": "reply"})
+    _, row = store([sp])
+    assert row(sp, "prompt_id, prompt_version") == ("support-answer", "v13")
+    attrs = json.loads(row(sp, "attributes")[0])
+    assert "gen_ai.prompt.0.content" not in attrs and "gen_ai.completion.0.content" not in attrs
 
 
 def test_dimensions_fall_back_to_the_resource_and_the_span_wins(store):
@@ -240,15 +254,15 @@ def test_dimensions_fall_back_to_the_resource_and_the_span_wins(store):
     assert row(bare, "tenant, route, prompt_version") == ("res-tenant", "/res", "v9")
 
 
-def test_custom_tenant_attribute_list_from_config(store):
-    cfg = Config(ingest=IngestSettings(tenant_attributes=["customer.org", "customer.id"],
+def test_custom_tenant_attribute_list_from_config(store, make_config):
+    cfg = make_config(ingest=IngestSettings(tenant_attributes=["customer.org", "customer.id"],
                                        route_attributes=["rpc.method"]))
     sp = span({"llmdeck.tenant": "ignored", "customer.id": "c-42", "rpc.method": "Generate",
                "http.route": "/ignored"})
-    res_only = span({})
+    res_only = span({"llmdeck.tenant": "ignored too"})
     _, row = store([sp, res_only], resource={"customer.org": "org-7"}, config=cfg)
-    # the span's own customer.id loses to customer.org, which is first in the list
-    assert row(sp, "tenant, route") == ("org-7", "Generate")
+    # any configured attribute on the span beats the resource; unlisted names are ignored
+    assert row(sp, "tenant, route") == ("c-42", "Generate")
     assert row(res_only, "tenant, route") == ("org-7", None)
 
 
@@ -287,8 +301,8 @@ def test_bodies_dropped_by_default(store):
     assert json.loads(events)[0]["name"] == "gen_ai.content.prompt"  # the event stays, bodiless
 
 
-def test_bodies_kept_with_keep_bodies_and_still_redacted(store):
-    cfg = Config(ingest=IngestSettings(keep_bodies=True))
+def test_bodies_kept_with_keep_bodies_and_still_redacted(store, make_config):
+    cfg = make_config(ingest=IngestSettings(keep_bodies=True))
     bodies = {**BODIES, "gen_ai.system_instructions": "Escalate to ops@example.com"}
     sp = span(bodies, events=[BODY_EVENT])
     _, row = store([sp], config=cfg)
@@ -380,10 +394,10 @@ def test_unknown_model_has_null_cost_and_is_counted_unpriced(store, sql):
     assert total == pytest.approx(row(known, "cost_usd")[0])
 
 
-def test_model_priced_from_override_is_tagged(store):
-    from console.config import PricingSettings, PriceOverride
+def test_model_priced_from_override_is_tagged(store, make_config):
+    from console.config import PriceOverride, PricingSettings
 
-    cfg = Config(pricing=PricingSettings(overrides=[
+    cfg = make_config(pricing=PricingSettings(overrides=[
         PriceOverride(model="acme-ft-v2", input=1.0, output=2.0, effective=date(2025, 1, 1))]))
     sp = span({"gen_ai.request.model": "acme-ft-v2", "gen_ai.usage.input_tokens": 1_000_000,
                "gen_ai.usage.output_tokens": 1_000_000})
