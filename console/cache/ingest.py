@@ -144,15 +144,17 @@ class _Writer(threading.Thread):
     def _insert_spans(self, cur: Any, table: pa.Table) -> tuple[int, int, int]:
         cur.register("_batch", table)
         try:
+            # Integer nanoseconds: a Python datetime would cut the bounds to microseconds.
             lo, hi = cur.execute(
-                "SELECT min(start_time), max(start_time) FROM _batch"
+                "SELECT epoch_ns(min(start_time)), epoch_ns(max(start_time)) FROM _batch"
             ).fetchall()[0]
             cur.execute(
                 """
                 CREATE OR REPLACE TEMP TABLE _new AS
                 SELECT b.* FROM _batch b  -- unique within the batch already (SpanColumns)
                 ANTI JOIN (
-                    SELECT trace_id, span_id FROM spans WHERE start_time BETWEEN $lo AND $hi
+                    SELECT trace_id, span_id FROM spans
+                    WHERE start_time BETWEEN make_timestamp_ns($lo) AND make_timestamp_ns($hi)
                 ) s USING (trace_id, span_id)
                 """,
                 {"lo": lo, "hi": hi},

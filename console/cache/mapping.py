@@ -354,8 +354,15 @@ class SpanMapper:
         return self._clean(attrs)
 
     def _events(self, events: Any) -> tuple[str | None, int]:
+        if isinstance(events, str | bytes):  # our own `events` column is JSON text
+            try:
+                events = orjson.loads(events)
+            except orjson.JSONDecodeError as exc:
+                raise BadSpan(f"events is not JSON: {exc}") from exc
         if not events:
             return None, 0
+        if not isinstance(events, list):
+            raise BadSpan("events is not a list")
         out = []
         total = 0
         for ev in events:
@@ -367,7 +374,7 @@ class SpanMapper:
             attrs, n = self._clean(attrs)
             name, n2 = self.redact(name)
             total += n + n2
-            when = _time_ns(ev.get("timeUnixNano"))
+            when = _time_ns(ev.get("timeUnixNano", ev.get("time_unix_nano")))
             out.append({"name": name, "time_unix_nano": when, "attributes": attrs})
         return orjson.dumps(out).decode(), total
 

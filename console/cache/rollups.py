@@ -39,7 +39,20 @@ _LN_GAMMA = math.log(GAMMA)
 
 def bucket_sql(expr: str) -> str:
     """SQL for the bucket index of a millisecond value (NULL stays NULL)."""
-    return f"CAST(ceil(ln(greatest({expr}, {MIN_MS})) / {_LN_GAMMA!r}) AS SMALLINT)"
+    # greatest() ignores NULL, so the NULL case must be explicit.
+    return (
+        f"CASE WHEN {expr} IS NULL THEN NULL"
+        f" ELSE CAST(ceil(ln(greatest({expr}, {MIN_MS})) / {_LN_GAMMA!r}) AS SMALLINT) END"
+    )
+
+
+_GRAIN_NS = {"minute": 60_000_000_000, "hour": 3_600_000_000_000}
+
+
+def truncate_sql(grain: str, expr: str) -> str:
+    """Start of the minute/hour of a TIMESTAMP_NS, in integer nanoseconds (date_trunc rounds to µs first)."""
+    step = _GRAIN_NS[grain]
+    return f"make_timestamp(epoch_ns({expr}) // {step} * {step // 1000})"
 
 
 def bucket_of(ms: float) -> int:
@@ -87,9 +100,11 @@ def append_partials(cur: duckdb.DuckDBPyConnection, source: str) -> None:
         cur.execute(
             f"""
             INSERT INTO {table}
-            WITH b AS (SELECT date_trunc('{grain}', start_time)::TIMESTAMP AS ts, * FROM _rollup_base),
-            agg AS (
-                SELECT ts, {keys},
+            WITH b AS (SELECT {truncate_sql(grain, "start_time")} AS ts, * FROM _rollup_base),
+            -- one row per (key, latency bucket) carrying the sums, plus one per (key, TTFT bucket);
+            -- a single second-level GROUP BY then folds both into the rollup row (no joins).
+            lvl AS (
+                SELECT ts, {keys}, 0 AS m, lb AS bk,
                        count(*) AS requests,
                        count(*) FILTER (WHERE status = 'error') AS errors,
                        count(*) FILTER (WHERE rate_limited) AS rate_limited,
@@ -100,24 +115,21 @@ def append_partials(cur: duckdb.DuckDBPyConnection, source: str) -> None:
                        coalesce(sum(cost_usd), 0) AS cost_usd,
                        count(*) FILTER (WHERE unpriced) AS unpriced,
                        coalesce(sum(duration_ms), 0) AS latency_sum_ms
-                FROM b GROUP BY ts, {keys}
-            ),
-            lat AS (
-                SELECT ts, {keys}, list({{'b': lb, 'n': n}}) AS h FROM (
-                    SELECT ts, {keys}, lb, count(*)::INTEGER AS n FROM b
-                    WHERE lb IS NOT NULL GROUP BY ts, {keys}, lb
-                ) GROUP BY ts, {keys}
-            ),
-            ttft AS (
-                SELECT ts, {keys}, list({{'b': tb, 'n': n}}) AS h FROM (
-                    SELECT ts, {keys}, tb, count(*)::INTEGER AS n FROM b
-                    WHERE tb IS NOT NULL GROUP BY ts, {keys}, tb
-                ) GROUP BY ts, {keys}
+                FROM b GROUP BY ts, {keys}, lb
+                UNION ALL
+                SELECT ts, {keys}, 1, tb, count(*), 0, 0, 0, 0, 0, 0, 0, 0, 0
+                FROM b WHERE tb IS NOT NULL GROUP BY ts, {keys}, tb
             )
-            SELECT agg.*, coalesce(lat.h, []), coalesce(ttft.h, [])
-            FROM agg
-            LEFT JOIN lat USING (ts, {keys})
-            LEFT JOIN ttft USING (ts, {keys})
+            SELECT ts, {keys},
+                   sum(requests) FILTER (WHERE m = 0), sum(errors) FILTER (WHERE m = 0),
+                   sum(rate_limited) FILTER (WHERE m = 0), sum(fallbacks) FILTER (WHERE m = 0),
+                   sum(input_tokens) FILTER (WHERE m = 0), sum(output_tokens) FILTER (WHERE m = 0),
+                   sum(cache_read_tokens) FILTER (WHERE m = 0), sum(cost_usd) FILTER (WHERE m = 0),
+                   sum(unpriced) FILTER (WHERE m = 0), sum(latency_sum_ms) FILTER (WHERE m = 0),
+                   coalesce(list({{'b': bk, 'n': requests::INTEGER}})
+                            FILTER (WHERE m = 0 AND bk IS NOT NULL), []),
+                   coalesce(list({{'b': bk, 'n': requests::INTEGER}}) FILTER (WHERE m = 1), [])
+            FROM lvl GROUP BY ts, {keys}
             """
         )
     cur.execute("DROP TABLE _rollup_base")
