@@ -125,6 +125,7 @@ def test_status_while_a_real_ingest_runs(tmp_path, run_cli):
         deadline = time.monotonic() + 30
         while not cache.exists() and time.monotonic() < deadline:
             time.sleep(0.02)
+        time.sleep(0.3)  # the file appears a moment before its lock is taken
         result = run_cli("--cache", cache, "status")
         still_running = ingest.poll() is None
     finally:
@@ -289,9 +290,12 @@ def test_other_wal_damage_never_breaks_the_cache(damage, killed_writer, run_cli)
     assert result.returncode == 0 and "Traceback" not in result.stderr
     spans, distinct, minute, hour = _counts(cache)
     assert spans == distinct == minute == hour  # whole transactions only: no partial batch
-    assert n1 <= spans <= n1 + n2
+    # DuckDB 2.0 (pinned here so an upgrade that changes it is noticed): a truncated WAL is
+    # replayed up to the cut; a WAL whose header is damaged is ignored as a whole.
     if damage.startswith("truncate"):
-        assert spans > n1 if damage == "truncate-1-byte" else True
+        assert n1 < spans <= n1 + n2
+    else:
+        assert spans == n1
     again = run_cli("--cache", cache, "ingest", f1, f2, "--json")
     assert again.returncode == 0, again.stderr
     assert _counts(cache) == (n1 + n2,) * 4

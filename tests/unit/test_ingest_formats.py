@@ -453,12 +453,9 @@ def test_exported_spans_table_round_trips_through_parquet(tmp_path, ingest, sql,
     check_rows(sql(ROW_SQL, cache=other))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: mapping.py add_flat_span passes a flat record's `events` through unparsed; our own"
-    " `events` column is JSON text, and SpanMapper._events iterates the string's characters"
-    " (`ev.get` -> AttributeError), so the whole span is quarantined"))
 @pytest.mark.parametrize("fmt", ["parquet", "jsonl"])
 def test_flat_span_with_events_as_json_text_is_stored(fmt, tmp_path, ingest, sql):
+    """Our own `events` column is JSON text; a flat record carrying it keeps the events."""
     events = [{"name": "retry", "time_unix_nano": T0,
                "attributes": {"note": "mail ops@example.com"}}]
     rec = flat_record(CANON[0]) | {"events": json.dumps(events)}

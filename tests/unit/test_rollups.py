@@ -100,7 +100,7 @@ def exact_groups(cur: Any, at: datetime) -> dict[tuple[str, str | None, str | No
     return out
 
 
-def assert_status_matches_spans(cur: Any, at: datetime, *, ttft: bool = False) -> int:
+def assert_status_matches_spans(cur: Any, at: datetime) -> int:
     """status_groups(at) equals SQL over spans, group by group; returns the groups checked."""
     exact = exact_groups(cur, at)
     got = {(g.window, g.provider, g.model): g for g in status_groups(cur, at)}
@@ -114,8 +114,6 @@ def assert_status_matches_spans(cur: Any, at: datetime, *, ttft: bool = False) -
         for q, value in ((0.5, g.latency_p50_ms), (0.95, g.latency_p95_ms),
                          (0.99, g.latency_p99_ms)):
             assert rel_err(value, nearest_rank(lat, q)) <= 0.02, (at, key, q)
-        if not ttft:
-            continue
         if ttft_values:
             assert rel_err(g.ttft_p95_ms, nearest_rank(ttft_values, 0.95)) <= 0.02, (at, key)
         else:
@@ -274,9 +272,8 @@ def edge_cache(tmp_path_factory: pytest.TempPathFactory, make_config) -> Path:
     minute = 0
     while t0 + timedelta(minutes=minute) <= EDGE_BASE + timedelta(hours=2):
         base = ns(t0 + timedelta(minutes=minute))
-        # around the boundary, down to 1 ns after it and 1 us before it (see the xfail test
-        # below for the last half microsecond before a boundary)
-        for delta in (-1000, 0, 1, 1000, 29_999_999_000, 59_999_999_000):
+        # on the boundary and 1 ns / 1 us either side of it, mid-minute, end of the minute
+        for delta in (-1000, -1, 0, 1, 1000, 29_999_999_999, 59_999_999_999):
             spans.append({"start_ns": base + delta, "dur_ns": rng.randrange(10**6, 10**10),
                           "provider": rng.choice(["openai", "anthropic"]),
                           "model": rng.choice(["gpt-4o", "claude-haiku-4-5"]),
@@ -319,34 +316,16 @@ def test_at_with_timezone_and_naive_utc_agree(edge_cache):
     assert naive == aware and naive
 
 
-TTFT_NULL_BUG = (
-    "BUG: rollups.py bucket_sql() uses greatest(x, MIN_MS), and DuckDB's greatest() ignores"
-    " NULL, so a span with no TTFT (or no duration) is counted in the histogram as 0.001 ms:"
-    " the TTFT p95 of any group with non-streamed calls is dragged down (or invented)")
-
-
-@pytest.mark.xfail(strict=True, reason=TTFT_NULL_BUG)
 def test_ttft_p95_only_counts_spans_that_have_a_ttft(percentile_cache):
+    """A span without TTFT (or duration) is left out of that histogram, not counted as ~0 ms."""
     with Cache.open(percentile_cache, read_only=True) as cache:
         groups = {(g.window, g.model): g for g in status_groups(cache.cursor(),
                                                                 DAY0 + timedelta(hours=20))}
     assert groups[("24h", "uniform")].ttft_p95_ms is None  # no span of it has a TTFT
 
 
-@pytest.mark.xfail(strict=True, reason=TTFT_NULL_BUG)
-@pytest.mark.parametrize("offset", [timedelta(0), timedelta(hours=-7, minutes=-42)])
-def test_ttft_p95_matches_exact_in_mixed_traffic(offset, traffic_cache):
-    cache_path, end = traffic_cache
-    with Cache.open(cache_path, read_only=True) as cache:
-        assert assert_status_matches_spans(cache.cursor(), end + offset, ttft=True) > 0
-
-
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: rollups.py append_partials buckets with `date_trunc(grain, start_time)::TIMESTAMP`;"
-    " DuckDB 2.0 first rounds a TIMESTAMP_NS to microseconds, so a span in the last half"
-    " microsecond of a minute (hour) is counted in the next minute (hour): status windows"
-    " disagree with the spans, and `compact` (bounded by the batch max) misses that row"))
 def test_span_just_before_a_boundary_stays_in_its_minute_and_hour(tmp_path, ingest, sql):
+    """DuckDB 2.0's date_trunc on TIMESTAMP_NS rounds to microseconds first; rollups must not."""
     last = ns(EDGE_BASE) - 1  # 09:59:59.999999999
     path = write_spans(tmp_path / "b.jsonl", [
         {"start_ns": last, "dur_ns": 10**8, "provider": "p", "model": "m"},
