@@ -6,7 +6,9 @@ engineer would, and looks at the exit code and what reaches stderr.
 What DuckDB 2.0 does with a damaged write-ahead log (found while writing these):
 - bytes overwritten in the middle of the WAL -> the open fails with "Failure while
   replaying WAL file ...: Corrupt WAL file: entry at byte position N computed checksum
-  ... does not match": llmdeck moves the WAL aside and says what may be lost;
+  ... does not match" (a few positions give "INTERNAL Error"/"Invalid Input Error" with
+  the same "Failure while replaying WAL" text): llmdeck moves the WAL aside and says what
+  may be lost. About 1 position in 100 is accepted silently, data intact (padding?);
 - the WAL truncated anywhere -> no error: DuckDB replays the complete entries before
   the cut and silently drops the rest (whole transactions only);
 - the WAL's first bytes garbled, random bytes, or an empty file -> no error: DuckDB
@@ -220,11 +222,22 @@ def killed_writer(tmp_path: Path) -> tuple[Path, Path, Path, int, int, str]:
     return cache, f1, f2, int(n1), int(second), checkpoint
 
 
-def _garble_middle(wal: Path) -> None:
-    data = bytearray(wal.read_bytes())
-    mid = len(data) // 2
-    data[mid: mid + 64] = b"\xff" * 64
-    wal.write_bytes(bytes(data))
+def _garble_until_refused(cache: Path) -> int:
+    """Overwrite 64 bytes from the WAL's middle on until DuckDB refuses to replay it.
+
+    Nearly every position fails the entry checksum; about 1 in 100 (zero padding inside
+    an entry, it seems) is accepted silently with the data intact, so keep looking.
+    """
+    wal = Path(f"{cache}.wal")
+    data = wal.read_bytes()
+    for pos in range(len(data) // 2, len(data) - 64, 4099):
+        wal.write_bytes(data[:pos] + b"\xff" * 64 + data[pos + 64:])
+        try:
+            duckdb.connect(str(cache), read_only=True).close()
+        except duckdb.Error as exc:
+            assert "Failure while replaying WAL" in str(exc)
+            return pos
+    raise AssertionError("no garbling made DuckDB refuse the WAL")
 
 
 def _counts(cache: Path) -> tuple[int, int, int, int]:
@@ -249,10 +262,7 @@ def test_killed_writer_wal_replays_when_intact(killed_writer, run_cli):
 @pytest.mark.parametrize("command", ["cache info", "status", "ingest"])
 def test_garbled_wal_is_moved_aside_and_the_loss_window_named(command, killed_writer, run_cli):
     cache, f1, f2, n1, n2, checkpoint = killed_writer
-    wal = Path(f"{cache}.wal")
-    _garble_middle(wal)
-    with pytest.raises(duckdb.Error, match="WAL"):  # DuckDB itself refuses the file
-        duckdb.connect(str(cache), read_only=True)
+    _garble_until_refused(cache)  # DuckDB itself now refuses to open the file
     args = {"cache info": ["cache", "info"], "status": ["status"],
             "ingest": ["ingest", str(f2)]}[command]
     result = run_cli("--cache", cache, *args)
@@ -311,9 +321,8 @@ def test_wal_holding_the_schema_itself_is_recovered(tmp_path, run_cli):
     proc = subprocess.run([sys.executable, "-c", script, str(cache), str(f), str(f)], cwd=ROOT,
                           capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == -signal.SIGKILL, proc.stderr
-    wal = Path(f"{cache}.wal")
-    assert wal.exists()
-    _garble_middle(wal)
+    assert Path(f"{cache}.wal").exists()
+    _garble_until_refused(cache)
     result = run_cli("--cache", cache, "ingest", f)
     assert result.returncode == 0, result.stderr
     warning = assert_one_clean_line(result.stderr)
