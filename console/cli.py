@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import re
@@ -269,9 +270,7 @@ def _cache_info(cache: object, args: argparse.Namespace, out: TextIO) -> int:
     info = cache_info(cache.cursor(), str(cache.path))  # type: ignore[attr-defined]
     if args.json:
         data = {k: (v.isoformat() if isinstance(v, datetime) else v)
-                for k, v in info.__dict__.items()} if hasattr(info, "__dict__") else {
-            f: (getattr(info, f).isoformat() if isinstance(getattr(info, f), datetime)
-                else getattr(info, f)) for f in info.__slots__}
+                for k, v in dataclasses.asdict(info).items()}
         out.write(json.dumps(data) + "\n")
         return EXIT_OK
     out.write(

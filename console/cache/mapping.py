@@ -263,7 +263,6 @@ class SpanMapper:
         self.keep_bodies = settings.keep_bodies
         self._date_cache: dict[int, date] = {}
         self._drop_memo: dict[str, bool] = {}
-        self.unpriced = 0
 
     # -- attribute handling -------------------------------------------------
 
@@ -449,7 +448,6 @@ class SpanMapper:
                 price = self.prices.lookup(provider, str(request_model), day)
             if price is None:
                 unpriced = True
-                self.unpriced += 1
             else:
                 cost = price.cost(input_tokens or 0, output_tokens or 0, cache_read or 0)
                 price_version = self.prices.price_tag(price)
