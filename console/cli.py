@@ -10,9 +10,13 @@ import re
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from console.safe_text import cell
+
+if TYPE_CHECKING:
+    from console.cache.store import Cache
+    from console.config import Config
 
 EXIT_OK = 0
 EXIT_PROBLEM = 1
@@ -60,7 +64,18 @@ def build_parser() -> argparse.ArgumentParser:
                         help="config file (default $XDG_CONFIG_HOME/llmdeck/config.toml)")
     parser.add_argument("--cache", type=Path, default=None,
                         help="cache file (default $XDG_CACHE_HOME/llmdeck/cache.duckdb)")
+    parser.add_argument("--theme", default=None,
+                        help="console theme: llmdeck-dark (default), llmdeck-light, llmdeck-high-contrast")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    demo = sub.add_parser("demo", help="the full console on its embedded simulator (no config, no network)")
+    demo.add_argument("--seed", type=int, default=7, help="traffic seed (same seed, same data)")
+    demo.add_argument("--speed", type=float, default=10.0,
+                      help="simulated seconds per wall-clock second (default 10)")
+    demo.add_argument("--start", type=parse_timestamp, default=None,
+                      help="simulated start time (default now)")
+    demo.add_argument("--workdir", type=Path, default=None,
+                      help="keep the demo cache and spool here instead of a temp dir")
 
     ing = sub.add_parser("ingest", help="read trace files into the cache")
     ing.add_argument("paths", nargs="+", type=Path, metavar="PATH",
@@ -70,7 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
     ing.add_argument("--json", action="store_true", help="print one JSON object")
     _cache_arg(ing)
 
-    st = sub.add_parser("status", help="SLO-style summary of the last 5m/1h/6h/24h")
+    st = sub.add_parser(
+        "status",
+        help="traffic of the last 5m/1h/6h/24h, SLO and budget states",
+        description="Traffic per provider and model over the last 5m/1h/6h/24h, then every"
+        " configured SLO and budget. Exit code: 0 all well, 1 any SLO ticket or budget"
+        " warning, 2 any SLO page or critical budget.",
+    )
     st.add_argument("--at", type=parse_timestamp, default=None,
                     help="summarise relative to this time (ISO 8601 or unix seconds; default now)")
     st.add_argument("--json", action="store_true")
@@ -119,9 +140,12 @@ def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     out, err = sys.stdout, sys.stderr
-    if args.command is None:
-        parser.print_help(out)
-        return EXIT_USAGE
+    if args.command == "demo":
+        from console.launch import run_demo
+
+        if args.speed <= 0:
+            parser.error("--speed must be positive")
+        return run_demo(args.seed, args.speed, args.start, args.theme, args.workdir)
     if args.command == "generate":
         return _generate(args, out)
     if args.command == "config":
@@ -138,6 +162,15 @@ def _main(argv: list[str] | None) -> int:
     except ConfigError as exc:
         err.write(f"llmdeck: bad config:\n{exc}\n")
         return EXIT_PROBLEM
+    if args.command is None:
+        from console.cache.store import CacheError
+        from console.launch import run_console
+
+        try:
+            return run_console(config, config.cache_file(args.cache), args.theme, err)
+        except CacheError as exc:
+            err.write(f"llmdeck: {exc}\n")
+            return EXIT_CACHE
     from console.cache.store import Cache, CacheError
 
     cache_path = config.cache_file(args.cache)
@@ -155,7 +188,7 @@ def _main(argv: list[str] | None) -> int:
         if args.command == "ingest":
             return _ingest(cache, config, args, out, err)
         if args.command == "status":
-            return _status(cache, args, out)
+            return _status(cache, config, args, out)
         if args.cache_command == "info":
             return _cache_info(cache, args, out)
         return _prune(cache, args, out)
@@ -217,51 +250,16 @@ def _generate(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
-def _fmt_ms(v: float | None) -> str:
-    if v is None:
-        return "-"
-    return f"{v / 1000:.2f}s" if v >= 1000 else f"{v:.0f}ms"
-
-
-def _fmt_cost(g: object) -> str:
-    if g.unpriced and g.unpriced == g.requests:  # type: ignore[attr-defined]
-        return "n/a"
-    return "$" + format(g.cost_usd, ",.2f")  # type: ignore[attr-defined]
-
-
-def _status(cache: object, args: argparse.Namespace, out: TextIO) -> int:
-    from console.cache.queries import status_groups
+def _status(cache: Cache, config: Config, args: argparse.Namespace, out: TextIO) -> int:
+    from console import status_report
 
     at = args.at or datetime.now(UTC).replace(tzinfo=None)
-    groups = status_groups(cache.cursor(), at)  # type: ignore[attr-defined]
+    report = status_report.gather(cache.cursor(), config, at)
     if args.json:
-        out.write(json.dumps({"at": at.isoformat() + "Z",
-                              "groups": [g.as_json() for g in groups]}) + "\n")
-        return EXIT_OK
-    out.write(f"llmdeck status at {at:%Y-%m-%d %H:%M:%S}Z\n")
-    header = (f"{'WIN':<4} {'PROVIDER':<12} {'MODEL':<26} {'REQ':>8} {'ERR%':>6} {'P50':>7}"
-              f" {'P95':>7} {'P99':>7} {'TTFT95':>7} {'TOK IN':>10} {'TOK OUT':>9} {'COST':>10}"
-              f" {'UNPRICED':>8}")
-    out.write(header + "\n")
-    from console.cache.queries import STATUS_WINDOWS
-
-    seen = {g.window for g in groups}
-    for label, _ in STATUS_WINDOWS:
-        if label not in seen:
-            out.write(f"{label:<4} (no traffic)\n")
-    for g in groups:
-        rate = "-" if g.error_rate is None else f"{100 * g.error_rate:.1f}"
-        out.write(
-            f"{g.window:<4} {cell(g.provider or '-', 12):<12} {cell(g.model or '-', 26):<26}"
-            f" {g.requests:>8,} {rate:>6} {_fmt_ms(g.latency_p50_ms):>7}"
-            f" {_fmt_ms(g.latency_p95_ms):>7} {_fmt_ms(g.latency_p99_ms):>7}"
-            f" {_fmt_ms(g.ttft_p95_ms):>7} {g.input_tokens:>10,} {g.output_tokens:>9,}"
-            f" {_fmt_cost(g):>10} {g.unpriced:>8,}\n"
-        )
-    if any(g.unpriced for g in groups):
-        out.write("warning: some traffic has no price (cost shown excludes it); add"
-                  " [[pricing.overrides]] to the config\n")
-    return EXIT_OK
+        out.write(json.dumps(status_report.as_json(report)) + "\n")
+    else:
+        status_report.write_text(report, out)
+    return report.exit_code
 
 
 def _cache_info(cache: object, args: argparse.Namespace, out: TextIO) -> int:

@@ -21,10 +21,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import ErrorDetails
 
 from console import paths
@@ -261,6 +269,85 @@ class PricingSettings(_Section):
     """Price overrides; the latest `effective` on or before a span's day wins."""
 
 
+class ScopeFilter(_Section):
+    """Which traffic an SLO or drill-down covers; an unset field matches everything."""
+
+    service: str | None = None
+    """Service name (`service.name`)."""
+    provider: str | None = None
+    """Provider as stored in the cache (`openai`, `anthropic`, ...)."""
+    model: str | None = None
+    """Requested model."""
+    tenant: str | None = None
+    """Tenant."""
+    route: str | None = None
+    """Route."""
+    prompt_version: str | None = None
+    """Prompt version."""
+
+    def items(self) -> list[tuple[str, str]]:
+        """The set fields as (dimension, value), in a fixed order."""
+        return [(k, v) for k, v in self.model_dump().items() if v is not None]
+
+    def describe(self) -> str:
+        """`service=support-chatbot provider=anthropic`, or `all traffic`."""
+        return " ".join(f"{k}={v}" for k, v in self.items()) or "all traffic"
+
+
+SloKindName = Literal["availability", "latency", "ttft", "rate_limit", "fallback"]
+
+
+class SloSpec(_Section):
+    """One service level objective over the trace cache's rollups."""
+
+    name: NonEmpty
+    """Shown in panels, `status` and alerts."""
+    kind: SloKindName
+    """availability (non-error share), latency or ttft (share under `threshold_ms`),
+    rate_limit (share not 429/529/overloaded), fallback (share served without fallback)."""
+    objective: float = Field(gt=0, lt=1)
+    """Target good share as a fraction, for example 0.999."""
+    window_days: float = Field(default=28, gt=0, le=90)
+    """Rolling SLO window in days."""
+    threshold_ms: float | None = Field(default=None, gt=0)
+    """Latency/TTFT threshold in ms; required for those kinds."""
+    filter: ScopeFilter = ScopeFilter()
+    """Which traffic counts."""
+
+    @model_validator(mode="after")
+    def _threshold_needed(self) -> SloSpec:
+        if self.kind in ("latency", "ttft") and self.threshold_ms is None:
+            raise ValueError(f"a {self.kind} SLO needs threshold_ms")
+        return self
+
+
+class BudgetSpec(_Section):
+    """A spend budget over a calendar period (UTC)."""
+
+    name: NonEmpty
+    """Shown in panels and `status`."""
+    scope: Literal["global", "provider", "model", "tenant"] = "global"
+    """What the budget covers."""
+    match: str | None = None
+    """The provider, model or tenant name; required unless scope is global."""
+    period: Literal["day", "week", "month"] = "month"
+    """Calendar period (weeks start on Monday, UTC)."""
+    limit_usd: float = Field(gt=0)
+    """Budget in USD for one period."""
+    warning: float = Field(default=0.7, gt=0, le=1)
+    """Share of the limit spent (or forecast) that raises a warning."""
+    critical: float = Field(default=0.9, gt=0, le=1)
+    """Share of the limit spent that is critical."""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> BudgetSpec:
+        if self.scope != "global" and not self.match:
+            raise ValueError(f"a {self.scope} budget needs match")
+        if self.warning >= self.critical:
+            raise ValueError("warning must be below critical")
+        return self
+
+
 class Config(_Section):
     """The whole llmdeck configuration."""
 
@@ -270,6 +357,10 @@ class Config(_Section):
     ingest: IngestSettings = IngestSettings()
     redaction: RedactionSettings = RedactionSettings()
     pricing: PricingSettings = PricingSettings()
+    slos: list[SloSpec] = []
+    """Service level objectives (`[[slos]]`)."""
+    budgets: list[BudgetSpec] = []
+    """Spend budgets (`[[budgets]]`)."""
 
     def cache_file(self, override: Path | None = None) -> Path:
         """The cache file: `--cache`, then config, then the XDG default."""

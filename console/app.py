@@ -1,0 +1,237 @@
+"""The Textual app: wires the backend (cache + sources) into screens and runs the workers.
+
+The app owns every worker. The poller fetches the active screen's view on a
+thread, posts the snapshot to that screen, and re-arms its timer only when the
+fetch finished, so polls never overlap; screens that are not showing are not
+polled, and a modal on top pauses polling. The demo simulator (if any) runs
+in its own thread worker and writes through the real ingest path.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from functools import partial
+from typing import ClassVar, Protocol
+
+from textual.app import App, SystemCommand
+from textual.binding import Binding, BindingType
+from textual.screen import Screen
+from textual.timer import Timer
+from textual.worker import Worker, WorkerState, get_current_worker
+
+from console.backend import Backend, View
+from console.safe_text import cell
+from panels.base import DeckScreen
+from panels.command_line import COMMANDS, CommandLine, parse_command
+from panels.cost_screen import CostScreen
+from panels.help_screen import HelpScreen
+from panels.messages import FetchFailed, Navigate, RefreshRequested, SnapshotReady
+from panels.overview import OverviewScreen
+from panels.slo_screen import SloScreen
+from panels.traces_screen import RequestsScreen, TraceScreen, TracesScreen
+from themes import STYLESHEET, THEME_NAMES, THEMES, resolve
+
+SCREENS: dict[str, Callable[[View | None], DeckScreen]] = {
+    "slo": lambda view: SloScreen(view),
+    "cost": lambda view: CostScreen(),
+    "traces": lambda view: TracesScreen(view),
+    "requests": lambda view: RequestsScreen(view),
+    "trace": lambda view: TraceScreen(view),
+}
+
+
+class Stepper(Protocol):
+    """What the demo simulator looks like to the app (see console/demo/simulator.py)."""
+
+    def backfill(self) -> object: ...
+    def step(self) -> object: ...
+
+
+class LlmdeckApp(App[None]):
+    """llmdeck: SLO, cost and trace panels for the people on call for LLM services."""
+
+    CSS_PATH = str(STYLESHEET)
+    TITLE = "llmdeck"
+    ENABLE_COMMAND_PALETTE = True
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("colon", "command_line", ":cmd", id="app.command"),
+        Binding("question_mark", "help", "Help", id="app.help"),
+        Binding("1", "goto('overview')", "Overview", show=False, id="app.overview"),
+        Binding("2", "goto('slo')", "SLOs", show=False, id="app.slo"),
+        Binding("3", "goto('cost')", "Cost", show=False, id="app.cost"),
+        Binding("4", "goto('traces')", "Traces", show=False, id="app.traces"),
+        Binding("r", "refresh_now", "Refresh", show=False, id="app.refresh"),
+        Binding("ctrl+t", "next_theme", "Theme", show=False, id="app.theme"),
+        Binding("q", "quit", "Quit", id="app.quit"),
+    ]
+
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        theme: str | None = None,
+        simulator: Stepper | None = None,
+        poll: bool = True,
+    ) -> None:
+        super().__init__()
+        self.backend = backend
+        self.simulator = simulator
+        self.poll_enabled = poll
+        self.refresh_seconds = max(1.0, backend.config.ui.refresh_seconds)
+        for t in THEMES:
+            self.register_theme(t)
+        self.theme = resolve(theme or backend.config.ui.theme) or THEME_NAMES[0]
+        self._timer: Timer | None = None
+        self._polling = False
+        self._poll_again = False
+
+    # ---- screens and navigation -------------------------------------------------
+
+    def get_default_screen(self) -> Screen[None]:
+        return OverviewScreen()
+
+    def on_mount(self) -> None:
+        self.set_keymap(dict(self.backend.config.ui.keymap))
+        self.set_interval(1.0, self._tick_status_lines)
+        if self.simulator is not None:
+            self.run_worker(self._simulate, thread=True, exclusive=True, exit_on_error=False,
+                            group="demo", name="demo", description="demo simulator")
+        self._schedule(0)
+
+    def action_goto(self, target: str) -> None:
+        """k9s-style jump: back to the overview, then open `target` on top of it."""
+        while len(self.screen_stack) > 1:
+            self.pop_screen()
+        if target != "overview":
+            self.push_screen(SCREENS[target](None))
+        self._schedule(0)
+
+    def on_navigate(self, message: Navigate) -> None:
+        if message.view is None:
+            self.action_goto(message.target)
+            return
+        self.push_screen(SCREENS[message.target](message.view))
+        self._schedule(0)
+
+    def on_refresh_requested(self, message: RefreshRequested) -> None:
+        self.action_refresh_now()
+
+    def action_refresh_now(self) -> None:
+        self._schedule(0)
+
+    def action_command_line(self) -> None:
+        self.push_screen(CommandLine(), self._run_command)
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen())
+
+    def action_next_theme(self) -> None:
+        self.theme = THEME_NAMES[(THEME_NAMES.index(self.theme) + 1) % len(THEME_NAMES)] \
+            if self.theme in THEME_NAMES else THEME_NAMES[0]
+
+    def _run_command(self, text: str | None) -> None:
+        if not text:
+            return
+        command = parse_command(text)
+        if command is None:
+            self.notify(f"unknown command {cell(text, 40)!r}; try :help", severity="warning",
+                        markup=False)
+            return
+        name, arg = command
+        if name in ("overview", "slo", "cost", "traces"):
+            self.action_goto(name)
+        elif name == "theme":
+            chosen = resolve(arg or "")
+            if chosen is None:
+                self.notify(f"themes: {', '.join(THEME_NAMES)}", markup=False)
+            else:
+                self.theme = chosen
+        elif name == "help":
+            self.action_help()
+        elif name == "refresh":
+            self.action_refresh_now()
+        elif name == "quit":
+            self.exit()
+
+    def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        for name, (help_text, _) in COMMANDS.items():
+            if name in ("overview", "slo", "cost", "traces"):
+                yield SystemCommand(f":{name}", help_text, partial(self.action_goto, name))
+        for t in THEME_NAMES:
+            yield SystemCommand(f"theme {t}", "switch to this theme", partial(setattr, self, "theme", t))
+        yield SystemCommand("refresh now", "fetch the current view now", self.action_refresh_now)
+        yield SystemCommand("keys", "every key binding (?)", self.action_help)
+
+    # ---- the poller -------------------------------------------------------------
+
+    def _schedule(self, delay: float) -> None:
+        if not self.poll_enabled:
+            return
+        if self._timer is not None:
+            self._timer.stop()
+        self._timer = self.set_timer(max(delay, 0.01), self._poll, name="poll")
+
+    def _poll(self) -> None:
+        if self._polling:
+            self._poll_again = True
+            return
+        screen = self.screen
+        if not isinstance(screen, DeckScreen):
+            self._schedule(self.refresh_seconds)  # a modal is open: polling pauses
+            return
+        self._polling = True
+        view = screen.view()
+        self.run_worker(partial(self._fetch, screen, view), thread=True, exit_on_error=False,
+                        group="poll", name="poll", description=f"fetch {type(view).__name__}")
+
+    def _fetch(self, screen: DeckScreen, view: View) -> None:
+        try:
+            fetched = self.backend.fetch(view)
+        except Exception as exc:  # a failing source or query must never take the UI down
+            screen.post_message(FetchFailed(view, f"{type(exc).__name__}: {exc}"))
+        else:
+            screen.post_message(SnapshotReady(fetched))
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        worker = event.worker
+        if worker.group == "poll" and event.state in (
+            WorkerState.SUCCESS, WorkerState.ERROR, WorkerState.CANCELLED
+        ):
+            self._polling = False
+            if self._poll_again:
+                self._poll_again = False
+                self._schedule(0)
+            else:
+                self._schedule(self.refresh_seconds)
+        elif worker.group == "demo" and event.state is WorkerState.ERROR:
+            self.notify(f"demo simulator stopped: {cell(worker.error, 200)}", severity="error",
+                        markup=False, timeout=30)
+
+    def _tick_status_lines(self) -> None:
+        from datetime import datetime
+
+        from panels.status_line import StatusLine
+
+        screen = self.screen
+        if isinstance(screen, DeckScreen):
+            for line in screen.query(StatusLine):
+                line.tick(datetime.now(), 3 * self.refresh_seconds + 2)
+
+    # ---- the demo simulator -----------------------------------------------------
+
+    def _simulate(self) -> None:
+        assert self.simulator is not None
+        worker = get_current_worker()
+        self.simulator.backfill()
+        self.call_from_thread(self.action_refresh_now)
+        while not worker.is_cancelled:
+            self.simulator.step()
+            for _ in range(10):
+                if worker.is_cancelled:
+                    return
+                time.sleep(0.1)
+
+
+__all__ = ["LlmdeckApp", "SnapshotReady"]

@@ -1,0 +1,160 @@
+"""Spend reads for the cost panel and `llmdeck status`: totals, breakdowns, budgets, movers.
+
+One query over the full rollups answers everything: the periods (today, ISO
+week, month to date) and the recent windows (1h, 6h, 24h and the hour before
+the last) are cut into disjoint segments, each summed per provider, model,
+tenant, prompt version and status with GROUPING SETS; periods and windows are
+then sums of segments. A missing key (no tenant, say) is the empty string, as
+in the rollups.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Literal
+
+import duckdb
+
+from console.cache.queries import window_end
+from console.cache.scope_sql import naive_utc, union_parts
+from console.config import BudgetSpec, ScopeFilter
+from console.cost import BudgetPeriod, budget_status, period_bounds
+from console.snapshots import CostSnapshot, Dimension, Mover, SpendRow, SpendTable
+
+PeriodName = Literal["today", "week", "month"]
+PERIODS: tuple[tuple[PeriodName, BudgetPeriod], ...] = (
+    ("today", "day"), ("week", "week"), ("month", "month"),
+)
+"""(spend-table period, budget period) pairs."""
+SPEND_DIMENSIONS: tuple[Dimension, ...] = ("provider", "model", "tenant", "prompt_version")
+BURN_WINDOWS: tuple[tuple[str, timedelta], ...] = (
+    ("1h", timedelta(hours=1)), ("6h", timedelta(hours=6)), ("24h", timedelta(hours=24)),
+)
+MOVER_WINDOW = timedelta(hours=1)
+MOVER_DIMENSIONS: tuple[Dimension, ...] = ("tenant", "model")
+TOP_MOVERS = 5
+MOVER_MIN_USD_PER_HOUR = 0.01
+MOVER_MIN_SHARE = 0.02
+"""A mover must spend at least this share of its dimension's current USD/hour."""
+MAX_TABLE_ROWS = 50
+
+_KEYS = ("provider", "model", "tenant", "prompt_version", "status")
+_TOTAL = ("", "")
+_BUDGET_KEYS = {"global": None, "provider": "provider", "model": "model", "tenant": "tenant"}
+
+Key = tuple[str, str]
+"""(dimension, value); ("", "") is the total."""
+Spend = tuple[float, int, int]
+"""(cost USD, requests, unpriced requests)."""
+
+
+def _segments(cuts: Iterable[datetime], end: datetime) -> list[tuple[datetime, datetime]]:
+    edges = sorted(set(cuts))
+    return list(zip(edges, [*edges[1:], end], strict=True))
+
+
+def _sum(per_segment: dict[int, dict[Key, Spend]], segments: Iterable[int]) -> dict[Key, Spend]:
+    out: dict[Key, Spend] = {}
+    for seg in segments:
+        for key, (cost, req, unpriced) in per_segment.get(seg, {}).items():
+            c, r, u = out.get(key, (0.0, 0, 0))
+            out[key] = (c + cost, r + req, u + unpriced)
+    return out
+
+
+def _spend_by_segment(
+    cur: duckdb.DuckDBPyConnection, segments: Sequence[tuple[datetime, datetime]]
+) -> dict[int, dict[Key, Spend]]:
+    """Per segment: spend per (dimension, value) for every dimension in _KEYS, and the total."""
+    source, params = union_parts(
+        [(i, a, b) for i, (a, b) in enumerate(segments)], ScopeFilter(), keys=_KEYS, hists=(),
+        coarse=False,
+    )
+    sets = ", ".join(["(win)", *(f"(win, {k})" for k in _KEYS)])
+    rows = cur.execute(
+        f"WITH src AS ({source}) SELECT win, {', '.join(_KEYS)}, sum(cost_usd)::DOUBLE,"
+        f" sum(requests), sum(unpriced) FROM src GROUP BY GROUPING SETS ({sets})",
+        params,
+    ).fetchall()
+    out: dict[int, dict[Key, Spend]] = {}
+    for win, *values, cost, req, unpriced in rows:
+        # rollup dimensions are NOT NULL, so the one non-NULL key is the grouped one
+        key = next(((d, v) for d, v in zip(_KEYS, values, strict=True) if v is not None), _TOTAL)
+        out.setdefault(int(win), {})[key] = (float(cost or 0.0), int(req), int(unpriced))
+    return out
+
+
+def cost_snapshot(
+    cur: duckdb.DuckDBPyConnection, budgets: Sequence[BudgetSpec], at: datetime
+) -> CostSnapshot:
+    """Spend to date per period and dimension, budget states and spend-rate movers at `at`."""
+    at = naive_utc(at)
+    end = window_end(at)
+    starts = {name: period_bounds(period, at)[0] for name, period in PERIODS}
+    period_segments = _segments(starts.values(), end)
+    recent_edges = [end - w for _, w in BURN_WINDOWS] + [end - 2 * MOVER_WINDOW]
+    recent_segments = _segments(recent_edges, end)
+    per_segment = _spend_by_segment(cur, period_segments + recent_segments)
+
+    n = len(period_segments)
+    periods = {
+        name: _sum(per_segment, (i for i, (a, _) in enumerate(period_segments) if a >= start))
+        for name, start in starts.items()
+    }
+    burns = {
+        label: _sum(per_segment, (n + i for i, (a, _) in enumerate(recent_segments) if a >= end - w))
+        for label, w in BURN_WINDOWS
+    }
+    previous = _sum(per_segment, (n + i for i, (a, b) in enumerate(recent_segments)
+                                  if a >= end - 2 * MOVER_WINDOW and b <= end - MOVER_WINDOW))
+    current = _sum(per_segment, (n + i for i, (a, _) in enumerate(recent_segments)
+                                 if a >= end - MOVER_WINDOW))
+
+    statuses = []
+    for spec in budgets:
+        dim = _BUDGET_KEYS[spec.scope]
+        key = _TOTAL if dim is None else (dim, spec.match or "")
+        period_name = next(name for name, period in PERIODS if period == spec.period)
+        spent, _, unpriced = periods[period_name].get(key, (0.0, 0, 0))
+        rates = {label: burns[label].get(key, (0.0, 0, 0))[0] / (w / timedelta(hours=1))
+                 for label, w in BURN_WINDOWS}
+        statuses.append(budget_status(spec, at, spent, rates, unpriced))
+
+    month = periods["month"].get(_TOTAL, (0.0, 0, 0))
+    return CostSnapshot(
+        at=at,
+        totals=tuple((name, periods[name].get(_TOTAL, (0.0, 0, 0))[0]) for name, _ in PERIODS),
+        tables=tuple(
+            SpendTable(name, dim, _rows(periods[name], dim))
+            for name, _ in PERIODS for dim in SPEND_DIMENSIONS
+        ),
+        budgets=tuple(statuses),
+        movers=_movers(previous, current),
+        mover_window=MOVER_WINDOW,
+        retry_spend_usd=periods["today"].get(("status", "error"), (0.0, 0, 0))[0],
+        unpriced_requests=month[2],
+        requests=month[1],
+    )
+
+
+def _rows(spend: dict[Key, Spend], dim: str) -> tuple[SpendRow, ...]:
+    rows = [SpendRow(value, cost, req, unpriced)
+            for (d, value), (cost, req, unpriced) in spend.items() if d == dim]
+    rows.sort(key=lambda r: (-r.cost_usd, -r.requests, r.key))
+    return tuple(rows[:MAX_TABLE_ROWS])
+
+
+def _movers(previous: dict[Key, Spend], current: dict[Key, Spend]) -> tuple[Mover, ...]:
+    """Tenants and models whose USD/hour rose most against the window before, if it matters."""
+    hours = MOVER_WINDOW / timedelta(hours=1)
+    found: list[Mover] = []
+    for dim in MOVER_DIMENSIONS:
+        now = {v: cost / hours for (d, v), (cost, _, _) in current.items() if d == dim}
+        floor = max(MOVER_MIN_USD_PER_HOUR, MOVER_MIN_SHARE * sum(now.values()))
+        for value, rate in now.items():
+            before = previous.get((dim, value), (0.0, 0, 0))[0] / hours
+            if rate >= floor and rate > before:
+                found.append(Mover(dim, value, before, rate))
+    found.sort(key=lambda m: (-(m.current_usd_per_hour - m.previous_usd_per_hour), m.dimension, m.key))
+    return tuple(found[:TOP_MOVERS])

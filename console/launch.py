@@ -1,0 +1,86 @@
+"""Building and running the console: `llmdeck`, `llmdeck --cache FILE`, `llmdeck demo`.
+
+The composition root: opens the cache, builds the backend, the sources and
+(for the demo) the simulator, and hands them to the Textual app. The app
+module is imported only here, so `llmdeck status` never loads Textual.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TextIO
+
+from console.backend import Backend
+from console.cache.store import Cache
+from console.config import Config
+from console.snapshots import SourceStatus
+
+
+@dataclass
+class CacheProbe:
+    """The cache file itself as a source: live while it answers, with its newest span."""
+
+    cache: Cache
+    label: str = "trace cache"
+
+    def source_status(self) -> SourceStatus:
+        try:
+            newest = self.cache.cursor().execute("SELECT max(start_time) FROM spans").fetchall()[0][0]
+        except Exception as exc:  # the UI shows it; it must not crash the poll
+            return SourceStatus(self.label, "duckdb", "down", None, None, f"{type(exc).__name__}")
+        detail = f"newest span {newest:%Y-%m-%d %H:%M}Z" if newest else "no spans yet"
+        return SourceStatus(self.label, "duckdb", "live", datetime.now(), None, detail)
+
+
+def wall_clock() -> datetime:
+    """Naive-UTC now."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def run_console(config: Config, cache_path: Path, theme: str | None, err: TextIO) -> int:
+    """`llmdeck` / `llmdeck --cache FILE`: the console on a cache (read-only; it never writes it)."""
+    from console.app import LlmdeckApp
+
+    if not cache_path.exists():
+        err.write(f"llmdeck: no cache at {cache_path}; run `llmdeck ingest FILES` first,"
+                  " or `llmdeck demo` to try the console\n")
+        return 1
+    cache = Cache.open(cache_path, read_only=True, create=False)
+    try:
+        backend = Backend(cache, config, wall_clock, [CacheProbe(cache)])
+        LlmdeckApp(backend, theme=theme).run()
+    finally:
+        cache.close()
+    return 0
+
+
+def run_demo(seed: int, speed: float, start: datetime | None, theme: str | None,
+             workdir: Path | None) -> int:
+    """`llmdeck demo`: a fresh cache in a temp dir, a week of backfill, then live traffic."""
+    from console.app import LlmdeckApp
+    from console.demo.clock import SimClock
+    from console.demo.config import demo_config
+    from console.demo.simulator import Simulator
+
+    own = workdir is None
+    root = Path(tempfile.mkdtemp(prefix="llmdeck-demo-")) if workdir is None else workdir
+    root.mkdir(parents=True, exist_ok=True)
+    spool = root / "spool"
+    spool.mkdir(exist_ok=True)
+    config = demo_config(root / "demo.duckdb")
+    assert config.cache.path is not None
+    cache = Cache.open(config.cache.path)
+    try:
+        clock = SimClock(start or wall_clock(), speed)
+        sim = Simulator(cache, config, spool, seed=seed, clock=clock)
+        backend = Backend(cache, config, clock.now, [sim])
+        LlmdeckApp(backend, theme=theme, simulator=sim).run()
+    finally:
+        cache.close()
+        if own:
+            shutil.rmtree(root, ignore_errors=True)
+    return 0

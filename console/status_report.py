@@ -1,0 +1,198 @@
+"""`llmdeck status`: traffic per provider/model, SLO states and budget states, as text or JSON.
+
+`gather` reads everything from the cache's rollups; `as_json` and `write_text`
+render it; `exit_code` is 0 when all is well, 1 for any ticket or budget
+warning, 2 for any page or critical budget. Every string that came from the
+data or the config is written through `console.safe_text.cell`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TextIO
+
+import duckdb
+
+from console import formatting as fmt
+from console.cache.cost_queries import cost_snapshot
+from console.cache.queries import STATUS_WINDOWS, GroupStats, status_groups
+from console.cache.slo_queries import slo_statuses
+from console.config import Config
+from console.safe_text import cell
+from console.snapshots import BudgetStatus, SloStatus
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    """Everything `llmdeck status` prints, computed at `at`."""
+
+    at: datetime
+    groups: list[GroupStats]
+    slos: tuple[SloStatus, ...]
+    budgets: tuple[BudgetStatus, ...]
+
+    @property
+    def exit_code(self) -> int:
+        """0 all well, 1 any ticket/warning, 2 any page/critical."""
+        levels = [int(s.level) for s in self.slos] + [int(b.level) for b in self.budgets]
+        return max(levels, default=0)
+
+
+def gather(cur: duckdb.DuckDBPyConnection, config: Config, at: datetime) -> StatusReport:
+    """Traffic groups, every configured SLO and every configured budget at `at`."""
+    budgets = cost_snapshot(cur, config.budgets, at).budgets if config.budgets else ()
+    return StatusReport(at, status_groups(cur, at), slo_statuses(cur, config.slos, at), budgets)
+
+
+# ---------------------------------------------------------------------------
+# JSON
+# ---------------------------------------------------------------------------
+
+
+def _num(value: float | None, digits: int = 6) -> float | None:
+    """Rounded, and None where JSON has no number (no data, infinities)."""
+    if value is None or not math.isfinite(value):
+        return None
+    return round(value, digits)
+
+
+def _seconds(value: timedelta | None) -> float | None:
+    return None if value is None else round(value.total_seconds(), 3)
+
+
+def slo_json(s: SloStatus) -> dict[str, object]:
+    return {
+        "name": s.name,
+        "kind": s.kind,
+        "objective": s.objective,
+        "window_days": s.window / timedelta(days=1),
+        "threshold_ms": s.threshold_ms,
+        "filter": dict(s.filter.items()),
+        "requests": s.requests,
+        "compliance": _num(s.compliance),
+        "budget_remaining": _num(s.budget_remaining),
+        "time_to_exhaustion_seconds": _seconds(s.time_to_exhaustion),
+        "burn_rates": {label: _num(value, 4) for label, value in s.burn_rates},
+        "state": s.level.word,
+        "reason": s.reason,
+    }
+
+
+def budget_json(b: BudgetStatus) -> dict[str, object]:
+    return {
+        "name": b.name,
+        "scope": b.scope,
+        "match": b.match,
+        "period": b.period,
+        "period_start": b.period_start.isoformat() + "Z",
+        "period_end": b.period_end.isoformat() + "Z",
+        "limit_usd": b.limit_usd,
+        "spent_usd": _num(b.spent_usd),
+        "remaining_usd": _num(b.remaining_usd),
+        "used": _num(b.used),
+        "burn_usd_per_hour": {label: _num(value) for label, value in b.burn_usd_per_hour},
+        "forecast_usd": _num(b.forecast_usd),
+        "time_to_exhaustion_seconds": _seconds(b.time_to_exhaustion),
+        "state": b.level.word,
+        "reason": b.reason,
+        "unpriced_requests": b.unpriced_requests,
+    }
+
+
+def as_json(report: StatusReport) -> dict[str, object]:
+    return {
+        "at": report.at.isoformat() + "Z",
+        "groups": [g.as_json() for g in report.groups],
+        "slos": [slo_json(s) for s in report.slos],
+        "budgets": [budget_json(b) for b in report.budgets],
+    }
+
+
+# ---------------------------------------------------------------------------
+# Text
+# ---------------------------------------------------------------------------
+
+
+def _runs_out(d: timedelta | None, event: str) -> str:
+    """When `event` happens at the current rate, in words."""
+    if d is None:
+        return "not burning"
+    if d <= timedelta(0):
+        return event
+    return f"{event} in {fmt.duration(d)}"
+
+
+def _fmt_cost(g: GroupStats) -> str:
+    if g.unpriced and g.unpriced == g.requests:
+        return "n/a"
+    return fmt.usd(g.cost_usd)
+
+
+def _write_groups(report: StatusReport, out: TextIO) -> None:
+    out.write(f"{'WIN':<4} {'PROVIDER':<12} {'MODEL':<26} {'REQ':>8} {'ERR%':>6} {'P50':>7}"
+              f" {'P95':>7} {'P99':>7} {'TTFT95':>7} {'TOK IN':>10} {'TOK OUT':>9} {'COST':>10}"
+              f" {'UNPRICED':>8}\n")
+    seen = {g.window for g in report.groups}
+    for label, _ in STATUS_WINDOWS:
+        if label not in seen:
+            out.write(f"{label:<4} (no traffic)\n")
+    for g in report.groups:
+        rate = "-" if g.error_rate is None else f"{100 * g.error_rate:.1f}"
+        out.write(
+            f"{g.window:<4} {cell(g.provider or '-', 12):<12} {cell(g.model or '-', 26):<26}"
+            f" {g.requests:>8,} {rate:>6} {fmt.ms(g.latency_p50_ms):>7}"
+            f" {fmt.ms(g.latency_p95_ms):>7} {fmt.ms(g.latency_p99_ms):>7}"
+            f" {fmt.ms(g.ttft_p95_ms):>7} {g.input_tokens:>10,} {g.output_tokens:>9,}"
+            f" {_fmt_cost(g):>10} {g.unpriced:>8,}\n"
+        )
+    if any(g.unpriced for g in report.groups):
+        out.write("warning: some traffic has no price (cost shown excludes it); add"
+                  " [[pricing.overrides]] to the config\n")
+
+
+def _write_slos(slos: tuple[SloStatus, ...], out: TextIO) -> None:
+    out.write("\nSLOs\n")
+    if not slos:
+        out.write("  none configured (add [[slos]] to the config)\n")
+        return
+    for s in slos:
+        threshold = f" under {fmt.ms(s.threshold_ms)}" if s.threshold_ms is not None else ""
+        window = f"{s.window / timedelta(days=1):g}d"
+        burns = " ".join(f"{label} {fmt.burn(v)}" for label, v in s.burn_rates)
+        out.write(
+            f"  {s.level.symbol} {s.level.word:<7} {cell(s.name, 40)}: {s.kind}{threshold}"
+            f" {100 * s.objective:g}% over {window}, {cell(s.filter.describe(), 80)}\n"
+            f"            compliance {fmt.pct(s.compliance, 3)} of {s.requests:,} requests,"
+            f" budget left {fmt.pct(s.budget_remaining, 1)},"
+            f" {_runs_out(s.time_to_exhaustion, 'error budget spent')}\n"
+            f"            burn {burns}\n"
+            f"            {cell(s.reason, 200)}\n"
+        )
+
+
+def _write_budgets(budgets: tuple[BudgetStatus, ...], out: TextIO) -> None:
+    out.write("\nBudgets\n")
+    if not budgets:
+        out.write("  none configured (add [[budgets]] to the config)\n")
+        return
+    for b in budgets:
+        scope = "all spend" if b.match is None else f"{b.scope} {cell(b.match, 40)}"
+        rates = dict(b.burn_usd_per_hour)
+        unpriced = f", {b.unpriced_requests:,} unpriced requests" if b.unpriced_requests else ""
+        out.write(
+            f"  {b.level.symbol} {b.level.word:<7} {cell(b.name, 40)}: {scope}, {b.period}"
+            f" from {b.period_start:%Y-%m-%d}\n"
+            f"            {fmt.usd(b.spent_usd)} of {fmt.usd(b.limit_usd)} spent,"
+            f" forecast {fmt.usd(b.forecast_usd)}, {fmt.usd(rates.get('1h', 0.0))}/h last hour,"
+            f" {_runs_out(b.time_to_exhaustion, 'limit reached')}{unpriced}\n"
+            f"            {cell(b.reason, 200)}\n"
+        )
+
+
+def write_text(report: StatusReport, out: TextIO) -> None:
+    out.write(f"llmdeck status at {report.at:%Y-%m-%d %H:%M:%S}Z\n")
+    _write_groups(report, out)
+    _write_slos(report.slos, out)
+    _write_budgets(report.budgets, out)

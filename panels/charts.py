@@ -1,0 +1,43 @@
+"""plotext charts of snapshot series, with vertical markers where something changed."""
+
+from __future__ import annotations
+
+from textual_plotext import PlotextPlot
+
+from console.safe_text import cell
+from console.snapshots import ChangeMarker, Series
+
+
+class SeriesChart(PlotextPlot):
+    """One time series over minutes before now; markers drawn as labelled vertical lines."""
+
+    def __init__(self, title: str, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
+        self.chart_title = title
+
+    def show(self, series: Series, markers: tuple[ChangeMarker, ...] = (), *,
+             percent: bool = False, threshold: float | None = None) -> None:
+        """Draw `series` (values ×100 when `percent`), an optional threshold line and markers."""
+        plt = self.plt
+        plt.clear_data()
+        plt.clear_figure()
+        points = [p for p in series.points if p.value is not None]
+        unit = "%" if percent else series.unit
+        plt.title(cell(f"{self.chart_title} ({unit})", 60))
+        if not points:
+            plt.title(cell(f"{self.chart_title}: no traffic", 60))
+            self.refresh()
+            return
+        end = series.points[-1].ts
+        xs = [-(end - p.ts).total_seconds() / 60 for p in points]
+        ys = [(p.value or 0.0) * (100 if percent else 1) for p in points]
+        plt.plot(xs, ys, marker="braille")
+        if threshold is not None:
+            plt.hline(threshold * (100 if percent else 1))
+        for m in markers:
+            x = -(end - m.ts).total_seconds() / 60
+            if xs[0] <= x <= 0:
+                plt.vline(x)
+                plt.text(cell(m.label, 20), x=x, y=max(ys))
+        plt.xlabel("minutes before now")
+        self.refresh()

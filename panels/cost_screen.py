@@ -1,0 +1,175 @@
+"""Spend today / this week / month to date, budgets, top movers and the unpriced warning."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.widgets import DataTable, Static
+
+from console.backend import BreakdownView, CostView, Fetched, View
+from console.config import ScopeFilter
+from console.formatting import duration, pct, usd
+from console.snapshots import BudgetStatus, CostSnapshot, Dimension
+from panels.base import DeckScreen
+from panels.messages import Navigate
+from panels.overview import state_cell
+from panels.tables import selected_key, sync_rows
+from panels.text import safe_cell
+
+PERIODS = ("today", "week", "month")
+SPEND_DIMENSIONS: tuple[Dimension, ...] = ("provider", "model", "tenant", "prompt_version")
+_SCOPE_DIM: dict[str, Dimension] = {"provider": "provider", "model": "model", "tenant": "tenant"}
+
+
+class CostScreen(DeckScreen):
+    """Where the money goes and whether a budget will run out."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("p", "next_period", "Period", id="cost.period"),
+        Binding("d", "next_dimension", "Breakdown", id="cost.dimension"),
+        Binding("enter", "drill", "Drill down", id="cost.drill"),
+    ]
+    screen_title = "cost"
+    view_id = "cost"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.period = "today"
+        self.dimension: Dimension = "provider"
+        self.budgets: tuple[BudgetStatus, ...] = ()
+
+    def compose(self) -> ComposeResult:
+        yield from self.compose_status()
+        yield Static("", id="cost-totals", classes="note")
+        yield Static("", id="cost-unpriced", classes="warning-line")
+        yield Static("Budgets", classes="section-title")
+        budgets: DataTable[Text | str] = DataTable(id="cost-budgets", cursor_type="row")
+        budgets.add_columns("budget", "state", "period", "spent", "limit", "used", "burn/h 1h",
+                            "6h", "24h", "forecast", "exhausts in")
+        yield budgets
+        with Horizontal():
+            with Vertical():
+                yield Static("", id="cost-spend-title", classes="section-title")
+                spend: DataTable[Text | str] = DataTable(id="cost-spend", cursor_type="row")
+                spend.add_columns("key", "spend", "share", "requests", "unpriced")
+                yield spend
+            with Vertical():
+                yield Static("Top movers (last hour vs the hour before)", classes="section-title")
+                movers: DataTable[Text | str] = DataTable(id="cost-movers", cursor_type="row")
+                movers.add_columns("what", "key", "$/h before", "$/h now", "change")
+                yield movers
+        yield from self.compose_footer()
+
+    def view(self) -> View:
+        return CostView()
+
+    def show(self, fetched: Fetched) -> None:
+        snap = fetched.snapshot
+        if not isinstance(snap, CostSnapshot):
+            return
+        self.budgets = snap.budgets
+        with self.app.batch_update():
+            totals = dict(snap.totals)
+            line = Text(
+                f"Spend: today {usd(totals.get('today'))} · week {usd(totals.get('week'))} · month"
+                f" {usd(totals.get('month'))} · failed-request (retry) spend today"
+                f" {usd(snap.retry_spend_usd)}"
+            )
+            self.query_one("#cost-totals", Static).update(line)
+            unpriced = self.query_one("#cost-unpriced", Static)
+            if snap.unpriced_requests:
+                share = snap.unpriced_requests / snap.requests if snap.requests else 0.0
+                unpriced.update(Text(
+                    f"▲ {snap.unpriced_requests:,} requests this month ({pct(share, 1)}) have no"
+                    " price: their cost is unknown, not $0. Add [[pricing.overrides]]."
+                ))
+            else:
+                unpriced.update("")
+            self._show_budgets(snap)
+            self._show_spend(snap)
+            self._show_movers(snap)
+
+    def _show_budgets(self, snap: CostSnapshot) -> None:
+        table = self.query_one("#cost-budgets", DataTable)
+        if not snap.budgets:
+            sync_rows(table, [("none", [Text("no budgets configured: add [[budgets]]"),
+                                        *[""] * 10])])
+            return
+        rows = []
+        for b in sorted(snap.budgets, key=lambda b: (-int(b.level), -b.used)):
+            rates = dict(b.burn_usd_per_hour)
+            rows.append((b.name, [
+                safe_cell(b.name, 28),
+                state_cell(b.level.symbol, b.level.word, int(b.level)),
+                b.period,
+                usd(b.spent_usd),
+                usd(b.limit_usd, cents=False),
+                pct(b.used, 0),
+                usd(rates.get("1h")), usd(rates.get("6h")), usd(rates.get("24h")),
+                usd(b.forecast_usd, cents=False),
+                duration(b.time_to_exhaustion),
+            ]))
+        sync_rows(table, rows, self.filter_text)
+
+    def _show_spend(self, snap: CostSnapshot) -> None:
+        title = self.query_one("#cost-spend-title", Static)
+        title.update(Text(f"Spend {self.period} by {self.dimension} (p: period, d: breakdown)"))
+        table = self.query_one("#cost-spend", DataTable)
+        spend = snap.table(self.period, self.dimension)
+        rows = spend.rows if spend else ()
+        total = sum(r.cost_usd for r in rows) or 1.0
+        sync_rows(table, [
+            (r.key, [safe_cell(r.key or "(none)", 32), usd(r.cost_usd), pct(r.cost_usd / total, 1),
+                     f"{r.requests:,}", f"{r.unpriced:,}"])
+            for r in rows
+        ], self.filter_text)
+
+    def _show_movers(self, snap: CostSnapshot) -> None:
+        table = self.query_one("#cost-movers", DataTable)
+        rows = []
+        for m in snap.movers:
+            change = m.change
+            rows.append((f"{m.dimension}:{m.key}", [
+                m.dimension, safe_cell(m.key or "(none)", 24),
+                usd(m.previous_usd_per_hour), usd(m.current_usd_per_hour),
+                "new" if change is None else f"×{change:.1f}",
+            ]))
+        sync_rows(table, rows or [("none", [Text("no movers"), "", "", "", ""])], self.filter_text)
+
+    def action_next_period(self) -> None:
+        self.period = PERIODS[(PERIODS.index(self.period) + 1) % len(PERIODS)]
+        self.refilter()
+
+    def action_next_dimension(self) -> None:
+        i = SPEND_DIMENSIONS.index(self.dimension)
+        self.dimension = SPEND_DIMENSIONS[(i + 1) % len(SPEND_DIMENSIONS)]
+        self.refilter()
+
+    def action_drill(self) -> None:
+        """From a budget, spend row or mover to the traffic breakdown behind it."""
+        focused = self.focused
+        if not isinstance(focused, DataTable):
+            return
+        key = selected_key(focused)
+        if key is None or key == "none":
+            return
+        flt = ScopeFilter()
+        if focused.id == "cost-budgets":
+            budget = next((b for b in self.budgets if b.name == key), None)
+            if budget is None:
+                return
+            if budget.scope in _SCOPE_DIM and budget.match:
+                flt = flt.model_copy(update={_SCOPE_DIM[budget.scope]: budget.match})
+        elif focused.id == "cost-spend":
+            flt = flt.model_copy(update={self.dimension: key})
+        else:
+            dimension, _, value = key.partition(":")
+            flt = flt.model_copy(update={dimension: value})
+        used = {d for d, _ in flt.items()}
+        nxt: Dimension = next(d for d in ("tenant", "model", "provider", "prompt_version", "route")
+                              if d not in used)
+        self.post_message(Navigate("traces", BreakdownView(flt, nxt)))

@@ -1,0 +1,158 @@
+"""The overview: SLO states, budgets, spend, firing alerts and source freshness in 80x24.
+
+On a roomy terminal (at least 120x40) it adds error-rate and p95-latency charts.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.events import Resize
+from textual.widgets import DataTable, Static
+
+from console.backend import Fetched, OverviewView, View
+from console.formatting import burn, duration, pct, usd
+from console.snapshots import OverviewSnapshot
+from panels.base import DeckScreen
+from panels.charts import SeriesChart
+from panels.messages import Navigate
+from panels.tables import selected_key, sync_rows
+from panels.text import safe_cell, safe_line
+
+ROOMY = (120, 40)
+
+
+def state_cell(symbol: str, word: str, level: int) -> Text:
+    """A state as symbol + word, coloured by the theme's level class (never colour alone)."""
+    style = ("", "bold", "bold reverse")[level]
+    return Text(f"{symbol} {word}", style=style, no_wrap=True)
+
+
+class OverviewScreen(DeckScreen):
+    """Is anything burning? SLOs, budgets, spend, alerts, sources — one screen."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("enter", "open", "Open", id="overview.open"),
+    ]
+    screen_title = "overview"
+    view_id = "overview"
+
+    def compose(self) -> ComposeResult:
+        yield from self.compose_status()
+        with Vertical(id="overview-body"):
+            yield Static("SLOs", classes="section-title")
+            slos: DataTable[Text | str] = DataTable(id="overview-slos", cursor_type="row")
+            slos.add_columns("SLO", "state", "SLI", "budget", "burn1h", "burn5m", "exhaust")
+            yield slos
+            yield Static("Budgets", classes="section-title")
+            budgets: DataTable[Text | str] = DataTable(id="overview-budgets", cursor_type="row")
+            budgets.add_columns("budget", "state", "spent", "of limit", "forecast", "exhaust")
+            yield budgets
+            yield Static("", id="overview-spend", classes="note")
+            yield Static("", id="overview-alerts", classes="note")
+            with Horizontal(id="overview-charts"):
+                yield SeriesChart("error rate (all traffic)", id="overview-error-chart",
+                                  classes="chart")
+                yield SeriesChart("p95 latency", id="overview-latency-chart", classes="chart")
+        yield from self.compose_footer()
+
+    def view(self) -> View:
+        return OverviewView()
+
+    def on_resize(self, event: Resize) -> None:
+        roomy = event.size.width >= ROOMY[0] and event.size.height >= ROOMY[1]
+        self.set_class(roomy, "-roomy")
+
+    def show(self, fetched: Fetched) -> None:
+        snap = fetched.snapshot
+        if not isinstance(snap, OverviewSnapshot):
+            return
+        with self.app.batch_update():
+            self._show_slos(snap)
+            self._show_budgets(snap)
+            self._show_spend(snap)
+            self._show_alerts(snap)
+            if self.has_class("-roomy"):
+                self.query_one("#overview-error-chart", SeriesChart).show(
+                    snap.error_rate, snap.markers, percent=True)
+                self.query_one("#overview-latency-chart", SeriesChart).show(
+                    snap.latency_p95, snap.markers)
+
+    def _show_slos(self, snap: OverviewSnapshot) -> None:
+        table = self.query_one("#overview-slos", DataTable)
+        if not snap.slos:
+            sync_rows(table, [("none", [Text("no SLOs configured: add [[slos]] to the config"),
+                                        "", "", "", "", "", ""])])
+            return
+        rows = [
+            (s.name, [
+                safe_cell(s.name, 22),
+                state_cell(s.level.symbol, s.level.word, int(s.level)),
+                pct(s.compliance, 3),
+                pct(s.budget_remaining, 1),
+                burn(s.burn("1h")),
+                burn(s.burn("5m")),
+                duration(s.time_to_exhaustion),
+            ])
+            for s in sorted(snap.slos, key=lambda s: (-int(s.level), s.budget_remaining))
+        ]
+        sync_rows(table, rows, self.filter_text)
+
+    def _show_budgets(self, snap: OverviewSnapshot) -> None:
+        table = self.query_one("#overview-budgets", DataTable)
+        if not snap.budgets:
+            sync_rows(table, [("none", [Text("no budgets configured: add [[budgets]]"),
+                                        "", "", "", "", ""])])
+            return
+        rows = [
+            (b.name, [
+                safe_cell(b.name, 22),
+                state_cell(b.level.symbol, b.level.word, int(b.level)),
+                usd(b.spent_usd, cents=False),
+                f"{pct(b.used, 0)} of {usd(b.limit_usd, cents=False)}",
+                usd(b.forecast_usd, cents=False),
+                duration(b.time_to_exhaustion),
+            ])
+            for b in sorted(snap.budgets, key=lambda b: (-int(b.level), -b.used))
+        ]
+        sync_rows(table, rows, self.filter_text)
+
+    def _show_spend(self, snap: OverviewSnapshot) -> None:
+        totals = dict(snap.spend)
+        line = (f"Spend: today {usd(totals.get('today'))} · week {usd(totals.get('week'))}"
+                f" · month {usd(totals.get('month'))}")
+        if snap.unpriced_requests:
+            line += f" · ▲ {snap.unpriced_requests:,} unpriced this month (cost unknown, not $0)"
+        self.query_one("#overview-spend", Static).update(Text(line))
+
+    def _show_alerts(self, snap: OverviewSnapshot) -> None:
+        widget = self.query_one("#overview-alerts", Static)
+        if not snap.alerts:
+            widget.update(Text("Firing: none ✔"))
+            return
+        lines = Text("Firing:")
+        for alert in snap.alerts[:3]:
+            mark = "✖" if alert.level >= 2 else "▲"
+            lines.append("\n ")
+            lines.append(mark, style="bold")
+            lines.append(" ")
+            lines.append_text(Text(safe_line(alert.reason, 90).plain))
+            lines.append(f"  ({alert.source} ")
+            lines.append_text(Text(safe_line(alert.name, 40).plain))
+            lines.append(")")
+        if len(snap.alerts) > 3:
+            lines.append(f"\n …and {len(snap.alerts) - 3} more (:slo, :cost)")
+        widget.update(lines)
+
+    def action_open(self) -> None:
+        focused = self.focused
+        if isinstance(focused, DataTable) and focused.id == "overview-budgets":
+            self.post_message(Navigate("cost"))
+        elif isinstance(focused, DataTable):
+            from console.backend import SloView
+
+            self.post_message(Navigate("slo", SloView(selected=selected_key(focused))))

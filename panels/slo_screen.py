@@ -1,0 +1,113 @@
+"""Every SLO: compliance, budget, burn rates per window, alert state and its charts."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal
+from textual.widgets import DataTable, Static
+
+from console.backend import BreakdownView, Fetched, SloPage, SloView, View
+from console.formatting import burn, duration, pct
+from console.snapshots import DIMENSIONS, SloStatus
+from panels.base import DeckScreen
+from panels.charts import SeriesChart
+from panels.messages import Navigate
+from panels.overview import state_cell
+from panels.tables import selected_key, sync_rows
+from panels.text import safe_cell
+
+BURN_WINDOWS = ("5m", "30m", "1h", "2h", "6h", "24h", "3d")
+
+
+class SloScreen(DeckScreen):
+    """SLO table (one row per SLO, worst first) and the selected SLO's charts."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("enter", "drill", "Drill down", id="slo.drill"),
+    ]
+    screen_title = "SLOs"
+    view_id = "slo"
+
+    def __init__(self, view: View | None = None) -> None:
+        super().__init__()
+        self.selected = view.selected if isinstance(view, SloView) else None
+        self.statuses: tuple[SloStatus, ...] = ()
+
+    def compose(self) -> ComposeResult:
+        yield from self.compose_status()
+        table: DataTable[Text | str] = DataTable(id="slo-table", cursor_type="row")
+        table.add_columns("SLO", "state", "kind", "target", "compliance", "budget left",
+                          *(f"burn {w}" for w in BURN_WINDOWS), "exhausts in")
+        yield table
+        yield Static("", id="slo-reason", classes="note")
+        with Horizontal(id="slo-charts"):
+            yield SeriesChart("burn rate", id="slo-burn-chart", classes="chart")
+            yield SeriesChart("error rate", id="slo-error-chart", classes="chart")
+            yield SeriesChart("p95 latency", id="slo-latency-chart", classes="chart")
+        yield from self.compose_footer()
+
+    def view(self) -> View:
+        return SloView(selected=self.selected)
+
+    def show(self, fetched: Fetched) -> None:
+        page = fetched.snapshot
+        if not isinstance(page, SloPage):
+            return
+        self.statuses = page.statuses
+        table = self.query_one("#slo-table", DataTable)
+        rows = [
+            (s.name, [
+                safe_cell(s.name, 30),
+                state_cell(s.level.symbol, s.level.word, int(s.level)),
+                s.kind + (f"<{s.threshold_ms:g}ms" if s.threshold_ms else ""),
+                pct(s.objective, 2),
+                pct(s.compliance, 3),
+                pct(s.budget_remaining, 1),
+                *(burn(s.burn(w)) for w in BURN_WINDOWS),
+                duration(s.time_to_exhaustion),
+            ])
+            for s in sorted(page.statuses, key=lambda s: (-int(s.level), s.budget_remaining))
+        ]
+        with self.app.batch_update():
+            if not rows:
+                sync_rows(table, [("none", [Text("no SLOs configured: add [[slos]] to the config"),
+                                            *[""] * (len(BURN_WINDOWS) + 6)])])
+            else:
+                sync_rows(table, rows, self.filter_text)
+            if self.selected is None and rows:
+                self.selected = selected_key(table)
+            detail = page.detail
+            reason = self.query_one("#slo-reason", Static)
+            if detail is None:
+                reason.update(Text("Select an SLO to see its charts."))
+                return
+            s = detail.status
+            text = Text()
+            text.append_text(safe_cell(s.name, 40))
+            text.append(f" — {s.level.symbol} {s.reason}. Scope: ")
+            text.append_text(safe_cell(s.filter.describe(), 80))
+            text.append(f"; {s.requests:,} requests in {duration(s.window)}. Enter: drill down.")
+            reason.update(text)
+            self.query_one("#slo-burn-chart", SeriesChart).show(detail.burn_rate, detail.markers)
+            self.query_one("#slo-error-chart", SeriesChart).show(
+                detail.error_rate, detail.markers, percent=True)
+            self.query_one("#slo-latency-chart", SeriesChart).show(detail.latency_p95, detail.markers)
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        key = event.row_key.value
+        if key is not None and key != "none" and key != self.selected:
+            self.selected = str(key)
+            self.request_refresh()
+
+    def action_drill(self) -> None:
+        status = next((s for s in self.statuses if s.name == self.selected), None)
+        if status is None:
+            return
+        filtered = {d for d, _ in status.filter.items()}
+        dimension = next(d for d in (*DIMENSIONS[1:], DIMENSIONS[0]) if d not in filtered) \
+            if len(filtered) < len(DIMENSIONS) else "tenant"
+        self.post_message(Navigate("traces", BreakdownView(status.filter, dimension)))

@@ -1,0 +1,71 @@
+"""The one-line header of every screen: where you are, data time, freshness of each source."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from textual.content import Content
+from textual.widgets import Static
+
+from console.formatting import ago, clock
+from console.safe_text import cell
+from console.snapshots import SourceStatus
+
+_MARK = {"live": "●", "stale": "▲", "down": "✖"}
+
+
+class StatusLine(Static):
+    """`llmdeck › SLOs · data 12:00:03Z · refreshed 1s ago · ● demo simulator live`."""
+
+    def __init__(self, title: str) -> None:
+        super().__init__(id="status-line")
+        self.title = title
+        self.data_at: datetime | None = None
+        self.refreshed: datetime | None = None
+        self.sources: tuple[SourceStatus, ...] = ()
+        self.error: str | None = None
+        self.error_since: datetime | None = None
+
+    def on_mount(self) -> None:
+        self._render_line()
+
+    def fetched(self, at: datetime, sources: tuple[SourceStatus, ...], now: datetime) -> None:
+        """A refresh succeeded."""
+        self.data_at, self.sources, self.refreshed = at, sources, now
+        self.error = self.error_since = None
+        self._render_line()
+
+    def failed(self, error: str, now: datetime) -> None:
+        """A refresh failed: keep the last data, say since when it is stale."""
+        if self.error_since is None:
+            self.error_since = now
+        self.error = error
+        self._render_line()
+
+    def tick(self, now: datetime, stale_after_seconds: float) -> None:
+        """Re-render ages; mark the view stale when refreshes stopped arriving."""
+        self._now = now
+        self._stale_after = stale_after_seconds
+        self._render_line()
+
+    def _render_line(self) -> None:
+        now = getattr(self, "_now", None) or self.refreshed or datetime.now()
+        parts = [Content.from_markup("[b]llmdeck[/b] › $title", title=self.title)]
+        if self.data_at is not None:
+            parts.append(Content(f"data {clock(self.data_at)}Z"))
+        if self.error is not None:
+            parts.append(Content.from_markup(
+                "[$error]✖ stale since $since[/]: $err",
+                since=clock(self.error_since), err=cell(self.error, 80),
+            ))
+        elif self.refreshed is not None:
+            age = (now - self.refreshed).total_seconds()
+            stale = age > getattr(self, "_stale_after", 1e9)
+            mark = "▲ stale, refreshed" if stale else "refreshed"
+            parts.append(Content(f"{mark} {ago(self.refreshed, now)} ago"))
+        else:
+            parts.append(Content("loading…"))
+        for s in self.sources:
+            since = f" since {clock(s.since)}" if s.state != "live" and s.since else ""
+            parts.append(Content(f"{_MARK[s.state]} {cell(s.name, 30)} {s.state}{since}"))
+        self.update(Content(" · ").join(parts))

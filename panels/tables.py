@@ -1,0 +1,56 @@
+"""Updating DataTables in place from snapshot rows (no flicker, cursor kept)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rich.text import Text
+from textual.widgets import DataTable
+
+Row = tuple[str, Sequence[object]]
+"""(row key, cells): `Text` cells as they are; anything else becomes plain text, never markup.
+Untrusted values must already be `panels.text.safe_cell(...)`."""
+
+
+def _text(value: object) -> Text:
+    return value if isinstance(value, Text) else Text(str(value), no_wrap=True, end="")
+
+
+def _plain(value: object) -> str:
+    return value.plain if isinstance(value, Text) else str(value)
+
+
+def row_text(cells: Sequence[object]) -> str:
+    """All of a row's visible text, for `/` filtering."""
+    return " ".join(_plain(c) for c in cells).casefold()
+
+
+def sync_rows(table: DataTable[Text | str], rows: Sequence[Row], filter_text: str = "") -> None:
+    """Make `table` show `rows` (matching `filter_text`), updating cells in place when keys match."""
+    needle = filter_text.casefold().strip()
+    wanted = [r for r in rows if not needle or needle in row_text(r[1])]
+    wanted_keys = [k for k, _ in wanted]
+    current = [str(k.value) for k in table.rows]
+    cells_trusted = [[_text(c) for c in cells] for _, cells in wanted]
+    if current == wanted_keys:
+        columns = list(table.columns)
+        for (key, _), cells in zip(wanted, cells_trusted, strict=True):
+            for col, value in zip(columns, cells, strict=False):
+                if _plain(table.get_cell(key, col)) != value.plain:
+                    table.update_cell(key, col, value)
+        return
+    cursor_key = None
+    if table.row_count and 0 <= table.cursor_row < table.row_count:
+        cursor_key = str(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
+    table.clear()
+    for (key, _), cells in zip(wanted, cells_trusted, strict=True):
+        table.add_row(*cells, key=key)
+    if cursor_key in wanted_keys:
+        table.move_cursor(row=wanted_keys.index(cursor_key))
+
+
+def selected_key(table: DataTable[Text | str]) -> str | None:
+    """The row key under the cursor, or None for an empty table."""
+    if not table.row_count:
+        return None
+    return str(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
