@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
+from datetime import datetime
 from functools import partial
 from typing import ClassVar, Protocol
 
@@ -73,8 +74,11 @@ class LlmdeckApp(App[None]):
         theme: str | None = None,
         simulator: Stepper | None = None,
         poll: bool = True,
+        wall_clock: Callable[[], datetime] = datetime.now,
     ) -> None:
         super().__init__()
+        self.wall_clock = wall_clock
+        """When a refresh happened (status lines); tests pin it for stable snapshots."""
         self.backend = backend
         self.simulator = simulator
         self.poll_enabled = poll
@@ -210,14 +214,12 @@ class LlmdeckApp(App[None]):
                         markup=False, timeout=30)
 
     def _tick_status_lines(self) -> None:
-        from datetime import datetime
-
         from panels.status_line import StatusLine
 
         screen = self.screen
         if isinstance(screen, DeckScreen):
             for line in screen.query(StatusLine):
-                line.tick(datetime.now(), 3 * self.refresh_seconds + 2)
+                line.tick(self.wall_clock(), 3 * self.refresh_seconds + 2)
 
     # ---- the demo simulator -----------------------------------------------------
 

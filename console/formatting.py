@@ -81,4 +81,4 @@ def ago(then: datetime | None, now: datetime) -> str:
     """How long ago: 3s, 2m, 1h05m; "never" for None."""
     if then is None:
         return "never"
-    return duration(now - then) if now > then else "0s"
+    return duration(now - then) if now - then >= timedelta(seconds=1) else "0s"

@@ -71,12 +71,16 @@ class DeckScreen(Screen[None]):
             return  # an answer to a view this screen has since left
         self.last = message.fetched
         self.show(message.fetched)
-        self.query_one(StatusLine).fetched(
-            message.fetched.at, message.fetched.sources, datetime.now()
-        )
+        self.query_one(StatusLine).fetched(message.fetched.at, message.fetched.sources, self.wall_now())
 
     def on_fetch_failed(self, message: FetchFailed) -> None:
-        self.query_one(StatusLine).failed(message.error, datetime.now())
+        self.query_one(StatusLine).failed(message.error, self.wall_now())
+
+    def wall_now(self) -> datetime:
+        """The app's wall clock (pinned in tests so snapshots are stable)."""
+        wall = getattr(self.app, "wall_clock", datetime.now)
+        now: datetime = wall()
+        return now
 
     def request_refresh(self) -> None:
         """The view changed: ask the app to fetch now."""

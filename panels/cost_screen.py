@@ -149,6 +149,9 @@ class CostScreen(DeckScreen):
         self.dimension = SPEND_DIMENSIONS[(i + 1) % len(SPEND_DIMENSIONS)]
         self.refilter()
 
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        self.action_drill()
+
     def action_drill(self) -> None:
         """From a budget, spend row or mover to the traffic breakdown behind it."""
         focused = self.focused

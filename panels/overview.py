@@ -21,7 +21,7 @@ from panels.base import DeckScreen
 from panels.charts import SeriesChart
 from panels.messages import Navigate
 from panels.tables import selected_key, sync_rows
-from panels.text import safe_cell, safe_line
+from panels.text import safe_cell
 
 ROOMY = (120, 40)
 
@@ -90,9 +90,9 @@ class OverviewScreen(DeckScreen):
             return
         rows = [
             (s.name, [
-                safe_cell(s.name, 22),
+                safe_cell(s.name, 26),
                 state_cell(s.level.symbol, s.level.word, int(s.level)),
-                pct(s.compliance, 3),
+                pct(s.compliance, 2),
                 pct(s.budget_remaining, 1),
                 burn(s.burn("1h")),
                 burn(s.burn("5m")),
@@ -123,30 +123,25 @@ class OverviewScreen(DeckScreen):
 
     def _show_spend(self, snap: OverviewSnapshot) -> None:
         totals = dict(snap.spend)
-        line = (f"Spend: today {usd(totals.get('today'))} · week {usd(totals.get('week'))}"
+        line = (f"Spend today {usd(totals.get('today'))} · week {usd(totals.get('week'))}"
                 f" · month {usd(totals.get('month'))}")
         if snap.unpriced_requests:
-            line += f" · ▲ {snap.unpriced_requests:,} unpriced this month (cost unknown, not $0)"
+            line += f" · ▲ {snap.unpriced_requests:,} unpriced"
         self.query_one("#overview-spend", Static).update(Text(line))
 
     def _show_alerts(self, snap: OverviewSnapshot) -> None:
+        """One line: how many page/ticket, and the worst one by name (details on :slo / :cost)."""
         widget = self.query_one("#overview-alerts", Static)
         if not snap.alerts:
-            widget.update(Text("Firing: none ✔"))
+            widget.update(Text("Firing: nothing ✔ all SLOs and budgets ok"))
             return
-        lines = Text("Firing:")
-        for alert in snap.alerts[:3]:
-            mark = "✖" if alert.level >= 2 else "▲"
-            lines.append("\n ")
-            lines.append(mark, style="bold")
-            lines.append(" ")
-            lines.append_text(Text(safe_line(alert.reason, 90).plain))
-            lines.append(f"  ({alert.source} ")
-            lines.append_text(Text(safe_line(alert.name, 40).plain))
-            lines.append(")")
-        if len(snap.alerts) > 3:
-            lines.append(f"\n …and {len(snap.alerts) - 3} more (:slo, :cost)")
-        widget.update(lines)
+        severe = sum(1 for a in snap.alerts if a.level >= 2)
+        line = Text(f"Firing: ✖ {severe} page · ▲ {len(snap.alerts) - severe} ticket · worst: ")
+        line.append_text(safe_cell(snap.alerts[0].name, 40))
+        widget.update(line)
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        self.action_open()
 
     def action_open(self) -> None:
         focused = self.focused

@@ -80,6 +80,7 @@ class SloScreen(DeckScreen):
                 sync_rows(table, rows, self.filter_text)
             if self.selected is None and rows:
                 self.selected = selected_key(table)
+                self.request_refresh()
             detail = page.detail
             reason = self.query_one("#slo-reason", Static)
             if detail is None:
@@ -102,6 +103,9 @@ class SloScreen(DeckScreen):
         if key is not None and key != "none" and key != self.selected:
             self.selected = str(key)
             self.request_refresh()
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        self.action_drill()
 
     def action_drill(self) -> None:
         status = next((s for s in self.statuses if s.name == self.selected), None)

@@ -1,0 +1,72 @@
+"""One seeded demo cache for every console test, and one factory that builds the app on it.
+
+The cache is built once per session through the real path (simulator → spool
+files → ingest): a week of backfill before START, then live traffic up to AT,
+which is 15 simulated minutes into the scripted anthropic incident. The clock
+is frozen at AT, so every snapshot shows the same data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from console.backend import Backend
+from console.cache.store import Cache
+from console.config import Config
+from console.demo.clock import SimClock
+from console.demo.config import demo_config
+from console.demo.simulator import Simulator
+
+START = datetime(2026, 11, 24, 12, 0, 0)
+INCIDENT_DELAY = timedelta(minutes=5)
+AT = START + INCIDENT_DELAY + timedelta(minutes=15)
+WALL = datetime(2026, 11, 24, 12, 20, 1)
+"""The pinned wall clock: status lines read "refreshed 0s ago"."""
+
+
+@dataclass
+class DemoData:
+    """The session's demo cache (open read-write by this process) and its config."""
+
+    cache: Cache
+    config: Config
+    simulator: Simulator
+    at: datetime
+
+
+@pytest.fixture(scope="session")
+def demo_data(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoData]:
+    root = tmp_path_factory.mktemp("demo")
+    config = demo_config(root / "demo.duckdb")
+    assert config.cache.path is not None
+    cache = Cache.open(config.cache.path)
+    clock = SimClock(START, 10.0)
+    clock.freeze()
+    sim = Simulator(cache, config, root / "spool", seed=7, clock=clock,
+                    incident_delay=INCIDENT_DELAY, wall=lambda: WALL)
+    sim.backfill()
+    sim.step(until=AT)
+    try:
+        yield DemoData(cache, config, sim, AT)
+    finally:
+        cache.close()
+
+
+@pytest.fixture
+def make_app(demo_data: DemoData) -> Callable[..., Any]:
+    """make_app(theme=None, config=None, backend=None) -> LlmdeckApp on the frozen demo data."""
+    from console.app import LlmdeckApp
+
+    def make(theme: str | None = None, config: Config | None = None,
+             backend: Backend | None = None, **kwargs: Any) -> LlmdeckApp:
+        backend = backend or Backend(demo_data.cache, config or demo_data.config,
+                                     lambda: demo_data.at, [demo_data.simulator])
+        return LlmdeckApp(backend, theme=theme, wall_clock=lambda: WALL, **kwargs)
+
+    return make
