@@ -4,7 +4,8 @@ The app owns every worker. The poller fetches the active screen's view on a
 thread, posts the snapshot to that screen, and re-arms its timer only when the
 fetch finished, so polls never overlap; screens that are not showing are not
 polled, and a modal on top pauses polling. The demo simulator (if any) runs
-in its own thread worker and writes through the real ingest path.
+in its own thread worker (after its backfill, done before the app starts) and
+writes through the real ingest path.
 """
 
 from __future__ import annotations
@@ -45,7 +46,6 @@ SCREENS: dict[str, Callable[[View | None], DeckScreen]] = {
 class Stepper(Protocol):
     """What the demo simulator looks like to the app (see console/demo/simulator.py)."""
 
-    def backfill(self) -> object: ...
     def step(self) -> object: ...
 
 
@@ -226,10 +226,11 @@ class LlmdeckApp(App[None]):
     def _simulate(self) -> None:
         assert self.simulator is not None
         worker = get_current_worker()
-        self.simulator.backfill()
-        self.call_from_thread(self.action_refresh_now)
         while not worker.is_cancelled:
-            self.simulator.step()
+            try:
+                self.simulator.step()
+            except Exception:  # recorded in the simulator's source status; the next step catches up
+                pass
             for _ in range(10):
                 if worker.is_cancelled:
                     return

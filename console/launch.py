@@ -8,15 +8,18 @@ module is imported only here, so `llmdeck status` never loads Textual.
 from __future__ import annotations
 
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import TextIO
 
 from console.backend import Backend
 from console.cache.store import Cache
 from console.config import Config
+from console.demo.simulator import BackfillProgress
 from console.snapshots import SourceStatus
 
 
@@ -58,6 +61,13 @@ def run_console(config: Config, cache_path: Path, theme: str | None, err: TextIO
     return 0
 
 
+def _backfill_progress(err: TextIO, p: BackfillProgress) -> None:
+    if err.isatty():
+        err.write(f"\rllmdeck demo: backfilling a week of traffic: day {p.parts_done}/{p.parts},"
+                  f" {p.spans_stored:,} spans, through {p.through:%Y-%m-%d %H:%M}Z\x1b[K")
+        err.flush()
+
+
 def run_demo(seed: int, speed: float, start: datetime | None, theme: str | None,
              workdir: Path | None) -> int:
     """`llmdeck demo`: a fresh cache in a temp dir, a week of backfill, then live traffic."""
@@ -77,6 +87,10 @@ def run_demo(seed: int, speed: float, start: datetime | None, theme: str | None,
     try:
         clock = SimClock(start or wall_clock(), speed)
         sim = Simulator(cache, config, spool, seed=seed, clock=clock)
+        # Backfill before the console starts (worker processes cannot be spawned from
+        # inside a running Textual app), so every panel is populated from the first paint.
+        sim.backfill(partial(_backfill_progress, sys.stderr))
+        sys.stderr.write("\n")
         backend = Backend(cache, config, clock.now, [sim])
         LlmdeckApp(backend, theme=theme, simulator=sim).run()
     finally:
@@ -84,3 +98,10 @@ def run_demo(seed: int, speed: float, start: datetime | None, theme: str | None,
         if own:
             shutil.rmtree(root, ignore_errors=True)
     return 0
+
+
+def _backfill_progress(err: TextIO, p: BackfillProgress) -> None:
+    if err.isatty():
+        err.write(f"\rllmdeck demo: backfilling a week of traffic: day {p.parts_done}/{p.parts},"
+                  f" {p.spans_stored:,} spans, through {p.through:%Y-%m-%d %H:%M}Z\x1b[K")
+        err.flush()

@@ -29,15 +29,30 @@ class SeriesChart(PlotextPlot):
             self.refresh()
             return
         end = series.points[-1].ts
+        span_min = (end - series.points[0].ts).total_seconds() / 60
+        seconds = unit == "ms" and max((p.value or 0.0) for p in points) >= 1000
+        scale = 100.0 if percent else (0.001 if seconds else 1.0)
+        if seconds:
+            plt.title(cell(f"{self.chart_title} (s)", 60))
         xs = [-(end - p.ts).total_seconds() / 60 for p in points]
-        ys = [(p.value or 0.0) * (100 if percent else 1) for p in points]
+        ys = [(p.value or 0.0) * scale for p in points]
         plt.plot(xs, ys, marker="braille")
         if threshold is not None:
-            plt.hline(threshold * (100 if percent else 1))
+            plt.hline(threshold * scale)
         for m in markers:
             x = -(end - m.ts).total_seconds() / 60
             if xs[0] <= x <= 0:
                 plt.vline(x)
                 plt.text(cell(m.label, 20), x=x, y=max(ys))
-        plt.xlabel("minutes before now")
+        ticks = [-span_min, -span_min / 2, 0.0]
+        plt.xticks(ticks, [_ago_label(-t) for t in ticks])
         self.refresh()
+
+
+def _ago_label(minutes: float) -> str:
+    """-6h, -3h, now."""
+    if minutes <= 0:
+        return "now"
+    if minutes >= 120:
+        return f"-{minutes / 60:.0f}h"
+    return f"-{minutes:.0f}m"

@@ -20,7 +20,8 @@ from panels.overview import state_cell
 from panels.tables import selected_key, sync_rows
 from panels.text import safe_cell
 
-BURN_WINDOWS = ("5m", "30m", "1h", "2h", "6h", "24h", "3d")
+BURN_WINDOWS = ("5m", "1h", "30m", "6h", "2h", "24h", "3d")
+"""Paired as the alert rules read them: 5m/1h and 30m/6h page, 2h/24h and 6h/3d ticket."""
 
 
 class SloScreen(DeckScreen):
@@ -40,8 +41,8 @@ class SloScreen(DeckScreen):
     def compose(self) -> ComposeResult:
         yield from self.compose_status()
         table: DataTable[Text | str] = DataTable(id="slo-table", cursor_type="row")
-        table.add_columns("SLO", "state", "kind", "target", "compliance", "budget left",
-                          *(f"burn {w}" for w in BURN_WINDOWS), "exhausts in")
+        table.add_columns("SLO", "state", "SLI", "budget", "exhaust",
+                          *(f"burn{w}" for w in BURN_WINDOWS), "target", "kind")
         yield table
         yield Static("", id="slo-reason", classes="note")
         with Horizontal(id="slo-charts"):
@@ -63,12 +64,12 @@ class SloScreen(DeckScreen):
             (s.name, [
                 safe_cell(s.name, 30),
                 state_cell(s.level.symbol, s.level.word, int(s.level)),
-                s.kind + (f"<{s.threshold_ms:g}ms" if s.threshold_ms else ""),
-                pct(s.objective, 2),
                 pct(s.compliance, 3),
                 pct(s.budget_remaining, 1),
-                *(burn(s.burn(w)) for w in BURN_WINDOWS),
                 duration(s.time_to_exhaustion),
+                *(burn(s.burn(w)) for w in BURN_WINDOWS),
+                pct(s.objective, 2),
+                s.kind + (f"<{s.threshold_ms:g}ms" if s.threshold_ms else ""),
             ])
             for s in sorted(page.statuses, key=lambda s: (-int(s.level), s.budget_remaining))
         ]
