@@ -8,6 +8,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
+from textual.events import Resize
 from textual.widgets import DataTable, Static
 
 from console.backend import BreakdownView, CostView, Fetched, View
@@ -48,10 +49,10 @@ class CostScreen(DeckScreen):
         yield Static("", id="cost-unpriced", classes="warning-line")
         yield Static("Budgets", classes="section-title")
         budgets: DataTable[Text | str] = DataTable(id="cost-budgets", cursor_type="row")
-        budgets.add_columns("budget", "state", "period", "spent", "limit", "used", "burn/h 1h",
-                            "6h", "24h", "forecast", "exhausts in")
+        budgets.add_columns("budget", "state", "used", "spent", "limit", "forecast", "exhaust",
+                            "$/h 1h", "$/h 6h", "$/h 24h", "period")
         yield budgets
-        with Horizontal():
+        with Horizontal(id="cost-lower"):
             with Vertical():
                 yield Static("", id="cost-spend-title", classes="section-title")
                 spend: DataTable[Text | str] = DataTable(id="cost-spend", cursor_type="row")
@@ -67,6 +68,9 @@ class CostScreen(DeckScreen):
     def view(self) -> View:
         return CostView()
 
+    def on_resize(self, event: Resize) -> None:
+        self.set_class(event.size.width < 120, "-narrow")
+
     def show(self, fetched: Fetched) -> None:
         snap = fetched.snapshot
         if not isinstance(snap, CostSnapshot):
@@ -75,17 +79,16 @@ class CostScreen(DeckScreen):
         with self.app.batch_update():
             totals = dict(snap.totals)
             line = Text(
-                f"Spend: today {usd(totals.get('today'))} · week {usd(totals.get('week'))} · month"
-                f" {usd(totals.get('month'))} · failed-request (retry) spend today"
-                f" {usd(snap.retry_spend_usd)}"
+                f"Spend today {usd(totals.get('today'))} · week {usd(totals.get('week'))} · month"
+                f" {usd(totals.get('month'))} · failed/retry today {usd(snap.retry_spend_usd)}"
             )
             self.query_one("#cost-totals", Static).update(line)
             unpriced = self.query_one("#cost-unpriced", Static)
             if snap.unpriced_requests:
                 share = snap.unpriced_requests / snap.requests if snap.requests else 0.0
                 unpriced.update(Text(
-                    f"▲ {snap.unpriced_requests:,} requests this month ({pct(share, 1)}) have no"
-                    " price: their cost is unknown, not $0. Add [[pricing.overrides]]."
+                    f"▲ {snap.unpriced_requests:,} requests ({pct(share, 1)}) this month have no"
+                    " price: cost unknown, not $0"
                 ))
             else:
                 unpriced.update("")
@@ -105,19 +108,19 @@ class CostScreen(DeckScreen):
             rows.append((b.name, [
                 safe_cell(b.name, 28),
                 state_cell(b.level.symbol, b.level.word, int(b.level)),
-                b.period,
+                pct(b.used, 0),
                 usd(b.spent_usd),
                 usd(b.limit_usd, cents=False),
-                pct(b.used, 0),
-                usd(rates.get("1h")), usd(rates.get("6h")), usd(rates.get("24h")),
                 usd(b.forecast_usd, cents=False),
                 duration(b.time_to_exhaustion),
+                usd(rates.get("1h")), usd(rates.get("6h")), usd(rates.get("24h")),
+                b.period,
             ]))
         sync_rows(table, rows, self.filter_text)
 
     def _show_spend(self, snap: CostSnapshot) -> None:
         title = self.query_one("#cost-spend-title", Static)
-        title.update(Text(f"Spend {self.period} by {self.dimension} (p: period, d: breakdown)"))
+        title.update(Text(f"Spend {self.period} by {self.dimension} (p period, d breakdown)"))
         table = self.query_one("#cost-spend", DataTable)
         spend = snap.table(self.period, self.dimension)
         rows = spend.rows if spend else ()
