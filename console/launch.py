@@ -61,13 +61,6 @@ def run_console(config: Config, cache_path: Path, theme: str | None, err: TextIO
     return 0
 
 
-def _backfill_progress(err: TextIO, p: BackfillProgress) -> None:
-    if err.isatty():
-        err.write(f"\rllmdeck demo: backfilling a week of traffic: day {p.parts_done}/{p.parts},"
-                  f" {p.spans_stored:,} spans, through {p.through:%Y-%m-%d %H:%M}Z\x1b[K")
-        err.flush()
-
-
 def run_demo(seed: int, speed: float, start: datetime | None, theme: str | None,
              workdir: Path | None) -> int:
     """`llmdeck demo`: a fresh cache in a temp dir, a week of backfill, then live traffic."""

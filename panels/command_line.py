@@ -10,6 +10,8 @@ from textual.screen import ModalScreen
 from textual.suggester import SuggestFromList
 from textual.widgets import Input
 
+from panels.text import SafeInput
+
 COMMANDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "overview": ("SLO, budget, spend and alert overview", ("o", "home")),
     "slo": ("every SLO with burn rates and charts", ("slos",)),
@@ -44,8 +46,8 @@ class CommandLine(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         names = list(COMMANDS) + [f"theme {t}" for t in ("dark", "light", "high-contrast")]
-        yield Input(placeholder=":command (slo, cost, traces, overview, theme, help, quit)",
-                    suggester=SuggestFromList(names, case_sensitive=False), id="command-input")
+        yield SafeInput(placeholder=":command (slo, cost, traces, overview, theme, help, quit)",
+                        suggester=SuggestFromList(names, case_sensitive=False), id="command-input")
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         self.dismiss(event.value)

@@ -1,0 +1,74 @@
+"""The configuration `llmdeck demo` runs with: its cache, fast refresh, SLOs and budgets.
+
+Calibrated against the simulator's traffic (console/demo/simulator.py,
+DEFAULT_RATE): before the scripted incident every SLO is ok and every budget
+ok, at any time of day; within minutes of the incident the anthropic
+availability and rate-limit SLOs page (5m and 1h burn rates above 14.4),
+and the service-wide SLOs follow with tickets or pages.
+
+Baseline of the demo traffic (seed 7, a week, ~121k spans): ~0.2% failed calls,
+~0.1% rate limited, ~0.2% served by a fallback; call latency p95 ~5.1 s,
+p99 ~8.4 s, p99.9 ~17 s; TTFT p95 ~760 ms, p99 ~1.03 s; spend ~$44 a day
+(anthropic ~$27, openai ~$15, tenant acme-corp ~$10). Evaluated every 5 minutes
+over four simulated days (seeds 1, 2, 3, 4, 7; starts at 00:10, 03:00, 05:00,
+15:00, 21:30 UTC), no SLO or budget ever fired; the highest baseline burn rates
+were 4.6 (1h), 1.5 (6h) and 0.56 (3d). With the incident (80% of anthropic
+calls failing, each retried twice), anthropic availability paged 2-4 minutes
+in, anthropic rate limits 3-6 minutes in, support-chatbot availability 6-9.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from console.config import (
+    BudgetSpec,
+    CacheSettings,
+    Config,
+    ScopeFilter,
+    SloSpec,
+    UiSettings,
+)
+
+DEMO_SLOS: tuple[SloSpec, ...] = (
+    SloSpec(name="support-chatbot availability", kind="availability", objective=0.995,
+            filter=ScopeFilter(service="support-chatbot")),
+    SloSpec(name="anthropic availability", kind="availability", objective=0.995,
+            filter=ScopeFilter(provider="anthropic")),
+    SloSpec(name="anthropic rate limits", kind="rate_limit", objective=0.99,
+            filter=ScopeFilter(provider="anthropic")),
+    SloSpec(name="support-chatbot latency", kind="latency", objective=0.95, threshold_ms=8_000,
+            filter=ScopeFilter(service="support-chatbot")),
+    SloSpec(name="code-assistant latency", kind="latency", objective=0.95, threshold_ms=8_000,
+            filter=ScopeFilter(service="code-assistant")),
+    SloSpec(name="search-summarizer latency", kind="latency", objective=0.99, threshold_ms=15_000,
+            filter=ScopeFilter(service="search-summarizer")),
+    SloSpec(name="code-assistant TTFT", kind="ttft", objective=0.95, threshold_ms=1_000,
+            filter=ScopeFilter(service="code-assistant")),
+    SloSpec(name="rate limits (all traffic)", kind="rate_limit", objective=0.99),
+    SloSpec(name="served without fallback", kind="fallback", objective=0.98),
+)
+
+DEMO_BUDGETS: tuple[BudgetSpec, ...] = (
+    BudgetSpec(name="total monthly", scope="global", period="month", limit_usd=3_000),
+    BudgetSpec(name="anthropic monthly", scope="provider", match="anthropic", period="month",
+               limit_usd=2_000),
+    BudgetSpec(name="openai weekly", scope="provider", match="openai", period="week",
+               limit_usd=300),
+    BudgetSpec(name="acme-corp daily", scope="tenant", match="acme-corp", period="day",
+               limit_usd=25),
+)
+
+
+def demo_config(cache_path: Path) -> Config:
+    """The demo's Config: cache at `cache_path`, 1 s refresh, calibrated SLOs and budgets.
+
+    Nothing is pruned: the simulated clock may run ahead of the wall clock, and
+    retention is measured against the wall clock.
+    """
+    return Config(
+        ui=UiSettings(refresh_seconds=1),
+        cache=CacheSettings(path=Path(cache_path), retention_days=None, rollup_retention_days=None),
+        slos=list(DEMO_SLOS),
+        budgets=list(DEMO_BUDGETS),
+    )

@@ -1,0 +1,387 @@
+"""The embedded simulator behind `llmdeck demo`.
+
+It writes realistic traffic (console/demo/traffic.py) as OpenTelemetry Collector
+file-exporter JSON lines into a spool directory and ingests them through the
+real ingest path (`Ingestor`), exactly as `llmdeck ingest` would:
+
+* `backfill()` generates the week (by default) before the clock's start, so
+  every chart and SLO window has data at once;
+* `step()` generates every complete chunk of simulated time since the last
+  step, appends it to a live spool file and ingests it (ingest resumes from the
+  stored byte offset, so only the new lines are read);
+* a scripted incident: a minute (of wall time, at `--speed`) after the start,
+  `anthropic` starts failing for the models routed to it: 429
+  rate_limit_error / 529 overloaded_error on most calls, 3x slower answers.
+  The application retries (same trace) and finally falls back to an OpenAI
+  model (`llmdeck.fallback=true`); half of the failed calls were overloaded
+  mid-stream and bill their input and partial output tokens, so retries cost
+  real money in the data.
+
+Traffic is a pure function of (seed, chunk index), see console/demo/generate.py:
+the cache holds the same spans however often `step()` is called.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from multiprocessing import get_context
+from pathlib import Path
+
+from console.cache.ingest import Ingestor, IngestReport
+from console.cache.store import Cache
+from console.config import Config
+from console.demo import generate
+from console.demo.clock import SimClock, naive_utc
+from console.demo.traffic import MODELS, Incident
+from console.snapshots import SourceState, SourceStatus
+
+DEFAULT_RATE = 0.2
+"""Mean user requests per second over a day (trough 0.08/s, peak 0.32/s): ~121k spans a week."""
+DEFAULT_BACKFILL = timedelta(days=7)
+INCIDENT_PROVIDER = "anthropic"
+INCIDENT_WALL_DELAY = timedelta(seconds=60)
+"""The incident starts this much wall time after the start (x speed in simulated time)."""
+INCIDENT_DURATION = timedelta(hours=2)
+INCIDENT_FAILURE_SHARE = 0.8
+INCIDENT_SLOWDOWN = 3.0
+INCIDENT_BILLED_SHARE = 0.5
+BACKFILL_PART = timedelta(days=1)
+"""The backfill is written and ingested in files of this much simulated time."""
+STALE_AFTER = timedelta(seconds=10)
+DOWN_AFTER = timedelta(seconds=60)
+
+_EPOCH = datetime(1970, 1, 1)
+
+
+def to_ns(t: datetime) -> int:
+    """Naive-UTC datetime -> Unix nanoseconds (exact to the microsecond)."""
+    return (naive_utc(t) - _EPOCH) // timedelta(microseconds=1) * 1000
+
+
+def from_ns(t_ns: int) -> datetime:
+    """Unix nanoseconds -> naive-UTC datetime (microsecond precision)."""
+    return _EPOCH + timedelta(microseconds=t_ns // 1000)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+@dataclass(frozen=True)
+class IncidentInfo:
+    """The scripted incident, for the UI's help text (times are simulated, naive UTC)."""
+
+    provider: str
+    start: datetime
+    end: datetime
+    failure_share: float
+    slowdown: float
+    models: tuple[str, ...]
+    """The requested models routed to the failing provider."""
+
+    def active(self, at: datetime) -> bool:
+        return self.start <= naive_utc(at) < self.end
+
+    def describe(self) -> str:
+        return (
+            f"{self.provider} fails {self.failure_share:.0%} of calls (429 rate_limit_error,"
+            f" 529 overloaded_error) and answers {self.slowdown:g}x slower"
+            f" from {self.start:%Y-%m-%d %H:%M:%S} to {self.end:%H:%M:%S} UTC"
+            f" ({', '.join(self.models)}); the app retries, then falls back to OpenAI."
+        )
+
+
+@dataclass(frozen=True)
+class BackfillProgress:
+    """A progress tick of `Simulator.backfill`: parts of the history written and ingested."""
+
+    parts_done: int
+    parts: int
+    spans_stored: int
+    through: datetime
+    """Simulated time the ingested history reaches."""
+
+
+class Simulator:
+    """Generates demo traffic into `spool_dir` and ingests it into `cache`.
+
+    The spool directory belongs to the caller; the simulator only adds its own
+    files there (`demo-backfill-*.jsonl`, `demo-live-*.jsonl`) and never
+    deletes anything. `step()` may run on a worker thread; calls are serialised.
+    """
+
+    def __init__(
+        self,
+        cache: Cache,
+        config: Config,
+        spool_dir: Path,
+        *,
+        seed: int = 7,
+        clock: SimClock,
+        backfill: timedelta = DEFAULT_BACKFILL,
+        incident_delay: timedelta | None = None,
+        incident_duration: timedelta = INCIDENT_DURATION,
+        rate: float = DEFAULT_RATE,
+        workers: int | None = None,
+        wall: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        if rate <= 0:
+            raise ValueError(f"rate must be positive, got {rate!r}")
+        if backfill < timedelta(0):
+            raise ValueError(f"backfill must not be negative, got {backfill}")
+        delay = INCIDENT_WALL_DELAY * clock.speed if incident_delay is None else incident_delay
+        if delay < timedelta(0):
+            raise ValueError(f"incident_delay must not be negative, got {delay}")
+        self.cache = cache
+        self.config = config
+        self.spool_dir = Path(spool_dir)
+        self.seed = seed
+        self.clock = clock
+        self.start = clock.start
+        self.backfill_span = backfill
+        self.workers = (os.cpu_count() or 1) if workers is None else workers
+        self._wall = wall
+        inc_start = self.start + delay
+        inc_end = inc_start + incident_duration
+        self._incident = IncidentInfo(
+            INCIDENT_PROVIDER, inc_start, inc_end, INCIDENT_FAILURE_SHARE, INCIDENT_SLOWDOWN,
+            tuple(m[1] for m in MODELS if m[0] == INCIDENT_PROVIDER),
+        )
+        self.plan = generate.TrafficPlan(
+            seed=seed,
+            rate=rate,
+            incident=Incident(INCIDENT_PROVIDER, to_ns(inc_start), to_ns(inc_end),
+                              INCIDENT_FAILURE_SHARE, INCIDENT_SLOWDOWN, INCIDENT_BILLED_SHARE),
+        )
+        start_ns = to_ns(self.start)
+        self._live_first = generate.chunk_of(start_ns)
+        self._backfill_first = min(-(-to_ns(self.start - backfill) // generate.CHUNK_NS), self._live_first)
+        self._next = self._live_first
+        self._lock = threading.Lock()  # one step or backfill at a time
+        self._status_lock = threading.Lock()  # never held for long: status reads never wait
+        self._closed = False
+        self._pending_ingest = False
+        self.spool_dir.mkdir(parents=True, exist_ok=True)
+        self.live_path = self._new_live_path()
+        self.spans_stored = 0
+        # source status
+        self._last_ok: datetime | None = None
+        self._error: str | None = None
+        self._error_since: datetime | None = None
+        self._detail = "starting"
+
+    # -- public -------------------------------------------------------------
+
+    @property
+    def incident(self) -> IncidentInfo:
+        """The scripted incident: provider, start, end (simulated time)."""
+        return self._incident
+
+    @property
+    def generated_until(self) -> datetime:
+        """Simulated time up to which traffic has been generated (a chunk boundary)."""
+        return from_ns(generate.chunk_start_ns(self._next))
+
+    @property
+    def backfill_start(self) -> datetime:
+        """Where the backfilled history begins."""
+        return from_ns(generate.chunk_start_ns(self._backfill_first))
+
+    def backfill(self, progress: Callable[[BackfillProgress], None] | None = None) -> IngestReport:
+        """Write and ingest the history [start - backfill, start); returns the combined report.
+
+        The history is written in day-long files, generated in a worker process
+        while the previous file is ingested. A file already in the spool (same
+        seed, rate, range and generator version) is reused rather than rewritten;
+        anything already in the cache is skipped by ingest.
+        """
+        with self._lock:
+            self._check_open()
+            with self._status_lock:
+                self._detail = f"backfilling {self.backfill_span.total_seconds() / 86400:g} days of history"
+            try:
+                report = self._backfill(progress)
+            except Exception as exc:
+                self._failed(exc)
+                raise
+            self._succeeded("backfilled")
+            return report
+
+    def step(self, until: datetime | None = None) -> IngestReport | None:
+        """Generate and ingest every complete chunk up to `until` (default: the clock's now).
+
+        Returns None when there was nothing new. A failure is recorded for
+        `source_status()` and raised; the next step catches up.
+        """
+        with self._lock:
+            self._check_open()
+            target = naive_utc(until) if until is not None else self.clock.now()
+            last = generate.chunk_of(to_ns(target))
+            try:
+                spans = 0
+                if last > self._next:
+                    spans = generate.append_chunks(self.plan, self._next, last, self.live_path)
+                    self._next = last
+                    self._pending_ingest = self._pending_ingest or spans > 0
+                if not self._pending_ingest:
+                    self._succeeded("live")
+                    return None
+                report = Ingestor(self.cache, self.config, workers=1).run([self.live_path])
+            except Exception as exc:
+                self._failed(exc)
+                raise
+            if report.errors:
+                self._failed_text("; ".join(report.errors))
+                return report
+            self._pending_ingest = False
+            self.spans_stored += report.spans_stored
+            self._succeeded("live")
+            return report
+
+    def source_status(self) -> SourceStatus:
+        """Freshness of the simulator as a data source (live / stale / down)."""
+        now = self._wall()
+        with self._status_lock:
+            last_ok, error, error_since, detail = (
+                self._last_ok, self._error, self._error_since, self._detail)
+        state: SourceState
+        since: datetime | None = None
+        if last_ok is None:
+            state = "down" if error else "stale"
+            since = error_since
+            detail = error or detail
+        elif error is not None:
+            age = now - last_ok
+            state = "down" if age > DOWN_AFTER else "stale"
+            since = error_since
+            detail = error
+        else:
+            age = now - last_ok
+            if age > DOWN_AFTER:
+                state, since = "down", last_ok + DOWN_AFTER
+            elif age > STALE_AFTER:
+                state, since = "stale", last_ok + STALE_AFTER
+            else:
+                state = "live"
+            if state != "live":
+                detail = f"no new data for {int(age.total_seconds())} s; {detail}"
+        return SourceStatus(name="demo simulator", kind="otlp-files", state=state,
+                            last_ok=last_ok, since=since, detail=detail)
+
+    def close(self) -> None:
+        """Stop stepping. Deletes nothing: the spool directory and the cache are the caller's."""
+        with self._lock:
+            self._closed = True
+
+    def __enter__(self) -> Simulator:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- internals ------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("the simulator is closed")
+
+    def _new_live_path(self) -> Path:
+        # A fresh file per run: an old live file may hold other lines at the offsets the cache
+        # remembers for it. Repeated spans (same seed and start) are dropped by ingest's dedupe.
+        stem = f"demo-live-s{self.seed}-{self.start:%Y%m%dT%H%M%S}"
+        n = 0
+        while (path := self.spool_dir / f"{stem}-{n}.jsonl").exists():
+            n += 1
+        path.touch()
+        return path
+
+    def _parts(self) -> list[tuple[int, int, Path]]:
+        size = int(BACKFILL_PART.total_seconds()) // generate.CHUNK_SECONDS
+        parts = []
+        for first in range(self._backfill_first, self._live_first, size):
+            last = min(first + size, self._live_first)
+            key = repr((generate.GENERATOR_VERSION, self.plan, first, last)).encode()
+            digest = hashlib.blake2b(key, digest_size=8).hexdigest()
+            stamp = from_ns(generate.chunk_start_ns(first))
+            name = f"demo-backfill-{stamp:%Y%m%dT%H%M%S}-{digest}.jsonl"
+            parts.append((first, last, self.spool_dir / name))
+        return parts
+
+    def _backfill(self, progress: Callable[[BackfillProgress], None] | None) -> IngestReport:
+        parts = self._parts()
+        todo = [i for i, (_, _, path) in enumerate(parts) if not path.exists()]
+        pool: ProcessPoolExecutor | None = None
+        futures: dict[int, Future[int]] = {}
+        if len(todo) > 1 and self.workers > 1:
+            # Generating (pure Python) overlaps ingesting the previous part on the other core.
+            try:
+                pool = ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn"))
+                futures = {i: pool.submit(generate.write_chunks, self.plan, *parts[i]) for i in todo}
+            except (OSError, RuntimeError):  # no processes here: generate in this one
+                futures = {}
+        total = IngestReport()
+        started = time.perf_counter()
+        try:
+            for i, (first, last, path) in enumerate(parts):
+                if i in futures:
+                    try:
+                        futures[i].result()
+                    except (OSError, BrokenProcessPool):
+                        generate.write_chunks(self.plan, first, last, path)
+                elif i in todo:
+                    generate.write_chunks(self.plan, first, last, path)
+                report = Ingestor(self.cache, self.config, workers=1).run([path])
+                _merge(total, report)
+                if report.errors:
+                    raise RuntimeError("; ".join(report.errors))
+                self.spans_stored += report.spans_stored
+                if progress is not None:
+                    progress(BackfillProgress(i + 1, len(parts), total.spans_stored,
+                                              from_ns(generate.chunk_start_ns(last))))
+        finally:
+            if pool is not None:
+                pool.shutdown(cancel_futures=True)
+        total.seconds = time.perf_counter() - started  # generating and ingesting
+        return total
+
+    def _succeeded(self, what: str) -> None:
+        now = self._wall()
+        detail = (
+            f"{what}: {self.spans_stored:,} spans ingested; simulated time"
+            f" {self.generated_until:%Y-%m-%d %H:%M:%S}"
+        )
+        with self._status_lock:
+            self._last_ok = now
+            self._error = None
+            self._error_since = None
+            self._detail = detail
+
+    def _failed(self, exc: BaseException) -> None:
+        self._failed_text(f"{type(exc).__name__}: {exc}")
+
+    def _failed_text(self, text: str) -> None:
+        now = self._wall()
+        with self._status_lock:
+            if self._error is None:
+                self._error_since = now
+            self._error = text
+
+
+def _merge(total: IngestReport, report: IngestReport) -> None:
+    total.files += report.files
+    total.spans_read += report.spans_read
+    total.spans_stored += report.spans_stored
+    total.duplicates += report.duplicates
+    total.quarantined += report.quarantined
+    total.unpriced += report.unpriced
+    total.quarantine_reasons += report.quarantine_reasons
+    total.errors += report.errors
+    total.pending_partial_lines += report.pending_partial_lines

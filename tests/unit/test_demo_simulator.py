@@ -1,0 +1,401 @@
+"""The `llmdeck demo` simulator: clock, determinism, backfill, live steps, the scripted incident."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from console.cache.store import Cache
+from console.config import Config
+from console.demo import generate
+from console.demo.clock import SimClock
+from console.demo.config import DEMO_BUDGETS, DEMO_SLOS, demo_config
+from console.demo.simulator import Simulator
+from console.slo import AlertLevel
+from console.snapshots import BudgetLevel
+
+# 03:00 UTC is the diurnal trough: the fewest requests per window, the hardest case for burn rates.
+START = datetime(2026, 3, 4, 3, 0, 0)
+
+
+class FakeWall:
+    def __init__(self, t: float = 1000.0) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+# ---------------------------------------------------------------------------
+# SimClock
+# ---------------------------------------------------------------------------
+
+
+def test_clock_runs_at_speed_and_freezes() -> None:
+    wall = FakeWall()
+    clock = SimClock(START, speed=60, wall=wall)
+    assert clock.now() == START and clock() == START
+    wall.t += 2.5
+    assert clock.now() == START + timedelta(seconds=150)
+    frozen = clock.freeze()
+    assert frozen == START + timedelta(seconds=150) and clock.frozen
+    wall.t += 100
+    assert clock.now() == frozen  # a frozen clock never moves
+    clock.set(START + timedelta(hours=1))
+    wall.t += 100
+    assert clock.now() == START + timedelta(hours=1)
+    assert clock.advance(timedelta(minutes=5)) == START + timedelta(hours=1, minutes=5)
+    assert clock.now() == START + timedelta(hours=1, minutes=5)
+
+
+def test_clock_takes_aware_times_as_utc_and_rejects_bad_speeds() -> None:
+    paris = timezone(timedelta(hours=1))
+    clock = SimClock(datetime(2026, 3, 4, 4, 0, tzinfo=paris), wall=FakeWall())
+    assert clock.now() == START and clock.now().tzinfo is None
+    for bad in (0, -1, float("nan"), float("inf")):
+        with pytest.raises(ValueError):
+            SimClock(START, speed=bad)
+
+
+# ---------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class Demo:
+    sim: Simulator
+    cache: Cache
+    config: Config
+    clock: SimClock
+    spool: Path
+
+    def sql(self, query: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
+        return self.cache.cursor().execute(query, params or []).fetchall()
+
+    def ids(self) -> list[tuple[str, str]]:
+        return [(a, b) for a, b in self.sql("SELECT trace_id, span_id FROM spans ORDER BY 1, 2")]
+
+
+def make_demo(tmp: Path, *, seed: int = 7, backfill: timedelta = timedelta(hours=3),
+              start: datetime = START, **kw: Any) -> Demo:
+    tmp.mkdir(parents=True, exist_ok=True)
+    config = demo_config(tmp / "cache.duckdb")
+    cache = Cache.open(tmp / "cache.duckdb")
+    clock = SimClock(start, 1.0, wall=FakeWall())
+    sim = Simulator(cache, config, tmp / "spool", seed=seed, clock=clock, backfill=backfill, **kw)
+    return Demo(sim, cache, config, clock, tmp / "spool")
+
+
+@pytest.fixture
+def demo(tmp_path: Path) -> Iterator[Demo]:
+    d = make_demo(tmp_path)
+    yield d
+    d.sim.close()
+    d.cache.close()
+
+
+# ---------------------------------------------------------------------------
+# determinism, backfill, live steps
+# ---------------------------------------------------------------------------
+
+
+def test_same_seed_and_start_give_the_same_spans_whatever_the_step_pattern(tmp_path: Path) -> None:
+    a = make_demo(tmp_path / "a")
+    b = make_demo(tmp_path / "b")
+    c = make_demo(tmp_path / "c", seed=8)
+    try:
+        inc = a.sim.incident.start
+        end = inc + timedelta(minutes=4, seconds=7)  # into the incident: retries and fallbacks too
+        for d in (a, b, c):
+            d.sim.backfill()
+        a.sim.step(end)  # one big step ...
+        t = START
+        while t < end:  # ... against many small, irregular ones
+            t = min(end, t + timedelta(seconds=13.7))
+            b.sim.step(t)
+        c.sim.step(end)
+        ids_a, ids_b = a.ids(), b.ids()
+        assert len(ids_a) > 1_000
+        assert ids_a == ids_b
+        assert set(c.ids()).isdisjoint(ids_a)  # another seed, other traffic
+        stats = "SELECT count(*), sum(cost_usd), count(*) FILTER (WHERE status = 'error') FROM spans"
+        assert a.sql(stats) == b.sql(stats)
+        assert a.sim.generated_until == b.sim.generated_until
+    finally:
+        for d in (a, b, c):
+            d.cache.close()
+
+
+def test_backfill_covers_the_whole_week(tmp_path: Path) -> None:
+    d = make_demo(tmp_path, backfill=timedelta(days=7))
+    try:
+        ticks: list[Any] = []
+        report = d.sim.backfill(progress=ticks.append)
+        print(f"week backfill: {report.spans_stored:,} spans in {report.seconds:.2f} s")
+        assert not report.errors and report.duplicates == 0 and report.quarantined == 0
+        assert len(ticks) == 7 and ticks[-1].parts_done == 7 and ticks[-1].through == START
+        first, last, n = d.sql("SELECT min(start_time), max(start_time), count(*) FROM spans")[0]
+        week = START - timedelta(days=7)
+        assert week <= first < week + timedelta(minutes=5)
+        assert START - timedelta(minutes=5) < last < START + timedelta(minutes=2)  # retries spill over
+        # ~0.2 requests/s on average, a few more spans for retries
+        assert 0.18 * 7 * 86_400 < n < 0.23 * 7 * 86_400
+        assert n == report.spans_stored
+        hours = d.sql("SELECT count(DISTINCT ts) FROM rollup_hour_svc WHERE ts < ?", [START])[0][0]
+        assert hours == 7 * 24  # every hour of the week has traffic
+        # even at night, the SLO-scoped providers have traffic in (nearly) every 5-minute window
+        # and dozens of requests in every hour
+        windows = d.sql(
+            """
+            SELECT provider, count(*) FILTER (WHERE n5 > 0), min(n5) FROM (
+                SELECT provider, time_bucket(INTERVAL 5 MINUTE, ts) AS w, sum(requests) AS n5
+                FROM rollup_minute_svc WHERE ts >= ? AND ts < ? GROUP BY ALL)
+            GROUP BY provider
+            """, [week + timedelta(hours=1), START - timedelta(hours=1)])
+        busy = {p: n for p, n, _ in windows}
+        assert set(busy) == {"anthropic", "gcp.gemini", "mistral_ai", "openai"}
+        all_windows = (7 * 24 - 2) * 12
+        assert busy["openai"] == all_windows and busy["anthropic"] >= 0.995 * all_windows
+        hourly = dict(d.sql(
+            "SELECT provider, min(n) FROM (SELECT provider, ts, sum(requests) AS n FROM rollup_hour_svc"
+            " WHERE ts >= ? AND ts < ? GROUP BY ALL) GROUP BY provider",
+            [week + timedelta(hours=1), START - timedelta(hours=1)]))
+        assert hourly["anthropic"] >= 30 and hourly["openai"] >= 60
+        assert len(list(d.spool.glob("demo-backfill-*.jsonl"))) == 7
+        # a second backfill (same seed, start) reuses the files and stores nothing new
+        again = d.sim.backfill()
+        assert again.spans_stored == 0 and again.duplicates == 0
+    finally:
+        d.cache.close()
+
+
+def test_live_steps_append_only_new_data(demo: Demo) -> None:
+    sim = demo.sim
+    backfilled = sim.backfill().spans_stored
+    assert backfilled > 0
+    assert sim.step(START) is None  # nothing complete yet
+    total = backfilled
+    sizes = []
+    for minutes in (1, 2, 2, 5, 9):
+        report = sim.step(START + timedelta(minutes=minutes))
+        if report is None:
+            continue
+        assert report.duplicates == 0 and not report.errors and report.quarantined == 0
+        assert report.spans_stored == report.spans_read  # only the appended lines were read
+        total += report.spans_stored
+        sizes.append(sim.live_path.stat().st_size)
+    assert sizes == sorted(sizes) and len(sizes) == 4
+    assert sim.step(START + timedelta(minutes=9)) is None  # repeated: nothing new
+    n, distinct = demo.sql("SELECT count(*), count(DISTINCT (trace_id, span_id)) FROM spans")[0]
+    assert n == distinct == total
+    offset = demo.sql("SELECT byte_offset FROM ingest_files WHERE path = ?", [str(sim.live_path)])
+    assert offset == [(sim.live_path.stat().st_size,)]
+    assert sim.generated_until == START + timedelta(minutes=9)
+    # the clock drives the default target
+    demo.clock.set(START + timedelta(minutes=10))
+    report = sim.step()
+    assert sim.generated_until == START + timedelta(minutes=10)
+    assert report is None or report.duplicates == 0
+
+
+def test_a_second_simulator_on_the_same_spool_and_cache_duplicates_nothing(tmp_path: Path) -> None:
+    d = make_demo(tmp_path, backfill=timedelta(hours=1))
+    d.sim.backfill()
+    d.sim.step(START + timedelta(minutes=3))
+    before = d.ids()
+    d.sim.close()
+    sim2 = Simulator(d.cache, d.config, d.spool, seed=7, clock=d.clock, backfill=timedelta(hours=1))
+    try:
+        assert sim2.live_path != d.sim.live_path
+        assert sim2.backfill().spans_stored == 0
+        sim2.step(START + timedelta(minutes=3))
+        assert d.ids() == before
+        assert d.sim.live_path.exists()  # nothing of the first run was deleted
+        with pytest.raises(RuntimeError):
+            d.sim.step(START + timedelta(minutes=4))
+    finally:
+        d.cache.close()
+
+
+# ---------------------------------------------------------------------------
+# the scripted incident
+# ---------------------------------------------------------------------------
+
+
+def test_incident_starts_a_minute_of_wall_time_after_the_start(tmp_path: Path) -> None:
+    config = demo_config(tmp_path / "c.duckdb")
+    with Cache.open(tmp_path / "c.duckdb") as cache:
+        for speed, delay in ((1, timedelta(seconds=60)), (30, timedelta(minutes=30))):
+            clock = SimClock(START, speed, wall=FakeWall())
+            inc = Simulator(cache, config, tmp_path / "spool", clock=clock).incident
+            assert (inc.provider, inc.start, inc.end) == (
+                "anthropic", START + delay, START + delay + timedelta(hours=2))
+            assert inc.models == ("claude-sonnet-4-5", "claude-haiku-4-5")
+            assert "anthropic" in inc.describe() and inc.active(inc.start)
+            assert not inc.active(inc.end)
+        clock = SimClock(START, 1, wall=FakeWall())
+        custom = Simulator(cache, config, tmp_path / "spool", clock=clock,
+                           incident_delay=timedelta(minutes=5)).incident
+        assert custom.start == START + timedelta(minutes=5)
+
+
+@pytest.fixture(scope="module")
+def incident_demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
+    """A day of history, then live steps (one per sim minute) to 10 minutes into the incident."""
+    d = make_demo(tmp_path_factory.mktemp("incident"), backfill=timedelta(days=1))
+    d.sim.backfill()
+    inc = d.sim.incident
+    t = START
+    while t < inc.start + timedelta(minutes=10):
+        t += timedelta(minutes=1)
+        d.sim.step(t)
+    yield d
+    d.sim.close()
+    d.cache.close()
+
+
+def test_the_incident_makes_anthropic_fail_slowly_after_the_delay(incident_demo: Demo) -> None:
+    d = incident_demo
+    inc = d.sim.incident
+    rows = d.sql(
+        """
+        SELECT start_time >= ? AS during, count(*),
+               avg((status = 'error')::INT), avg(rate_limited::INT),
+               median(duration_ms),
+               list(DISTINCT http_status) FILTER (WHERE status = 'error')
+        FROM spans WHERE provider = 'anthropic' AND start_time >= ? AND start_time < ?
+        GROUP BY ALL ORDER BY 1
+        """, [inc.start, START - timedelta(hours=6), inc.start + timedelta(minutes=10)])
+    (_, n0, err0, _, lat0, _), (_, n1, err1, rl1, lat1, statuses) = rows
+    assert n0 > 100 and n1 > 20
+    assert err0 < 0.02
+    assert err1 > 0.6 and rl1 == err1  # every failure is a 429 or a 529
+    assert set(statuses) == {429, 529}
+    assert lat1 > 2 * lat0  # ~3x slower
+    # no anthropic failure burst before the incident start
+    early = d.sql("SELECT count(*) FROM spans WHERE provider = 'anthropic' AND rate_limited"
+                  " AND start_time >= ? AND start_time < ?", [START, inc.start])[0][0]
+    assert early <= 1
+    # the app retries in the same trace, then falls back to OpenAI
+    chains = d.sql(
+        """
+        SELECT trace_id, count(*) AS n, bool_or(fallback AND provider = 'openai') AS fell_back
+        FROM spans WHERE start_time >= ? GROUP BY trace_id HAVING bool_or(provider = 'anthropic')
+        """, [inc.start])
+    assert max(n for _, n, _ in chains) == 4
+    assert sum(1 for _, _, fb in chains if fb) > 5
+    retried = d.sql("SELECT count(*) FROM spans WHERE start_time >= ?"
+                    " AND attributes LIKE '%http.request.resend_count%'", [inc.start])[0][0]
+    assert retried > 20
+
+
+def test_failed_calls_cost_money_during_the_incident(incident_demo: Demo) -> None:
+    from console.cache.cost_queries import cost_snapshot
+
+    d = incident_demo
+    inc = d.sim.incident
+    at = inc.start + timedelta(minutes=10)
+    failed_cost, billed = d.sql(
+        "SELECT sum(cost_usd), count(*) FILTER (WHERE input_tokens > 0) FROM spans"
+        " WHERE status = 'error' AND provider = 'anthropic' AND start_time >= ?", [inc.start])[0]
+    assert billed > 10 and failed_cost > 0.01
+    before = cost_snapshot(d.cache.cursor(), d.config.budgets, inc.start)
+    during = cost_snapshot(d.cache.cursor(), d.config.budgets, at)
+    assert during.retry_spend_usd > before.retry_spend_usd + 0.01
+    assert during.retry_spend_usd == pytest.approx(
+        d.sql("SELECT sum(cost_usd) FROM spans WHERE status = 'error' AND start_time >= ?"
+              " AND start_time < ?", [at.replace(hour=0, minute=0, second=0), at])[0][0])
+
+
+def test_slos_ok_before_the_incident_and_anthropic_pages_within_ten_minutes(
+    incident_demo: Demo,
+) -> None:
+    from console.cache.cost_queries import cost_snapshot
+    from console.cache.slo_queries import slo_statuses
+
+    d = incident_demo
+    cur = d.cache.cursor()
+    inc = d.sim.incident
+    for at in (START - timedelta(hours=12), START - timedelta(hours=1), inc.start):
+        for status in slo_statuses(cur, d.config.slos, at):
+            assert status.level is AlertLevel.OK, (at, status.name, status.reason)
+        for budget in cost_snapshot(cur, d.config.budgets, at).budgets:
+            assert budget.level is BudgetLevel.OK, (at, budget.name, budget.reason)
+
+    paged: dict[str, datetime] = {}
+    for minute in range(1, 11):
+        at = inc.start + timedelta(minutes=minute)
+        for status in slo_statuses(cur, d.config.slos, at):
+            if status.level is AlertLevel.PAGE:
+                paged.setdefault(status.name, at)
+    final = {s.name: s for s in slo_statuses(cur, d.config.slos, inc.start + timedelta(minutes=10))}
+    for name in ("anthropic availability", "anthropic rate limits"):
+        status = final[name]
+        assert status.level is AlertLevel.PAGE, status.reason
+        assert (status.burn("5m") or 0) > 14.4 and (status.burn("1h") or 0) > 14.4
+    print({name: str(at - inc.start) for name, at in paged.items()})
+    assert paged["anthropic availability"] <= inc.start + timedelta(minutes=6)
+
+
+# ---------------------------------------------------------------------------
+# source status, config
+# ---------------------------------------------------------------------------
+
+
+def test_source_status_live_stale_down(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [datetime(2026, 1, 1, 12, 0, 0)]
+    d = make_demo(tmp_path, backfill=timedelta(minutes=30), wall=lambda: now[0])
+    try:
+        st = d.sim.source_status()
+        assert (st.name, st.kind, st.state) == ("demo simulator", "otlp-files", "stale")
+        d.sim.backfill()
+        assert d.sim.source_status().state == "live"
+        d.sim.step(START + timedelta(minutes=1))
+        st = d.sim.source_status()
+        assert st.state == "live" and st.last_ok == now[0] and "spans" in st.detail
+        now[0] += timedelta(seconds=30)
+        st = d.sim.source_status()
+        assert st.state == "stale" and st.since == now[0] - timedelta(seconds=20)
+        now[0] += timedelta(minutes=2)
+        assert d.sim.source_status().state == "down"
+
+        d.sim.step(START + timedelta(minutes=2))
+        assert d.sim.source_status().state == "live"
+
+        def broken(*_: Any) -> int:
+            raise OSError("disk full")
+
+        monkeypatch.setattr(generate, "append_chunks", broken)
+        with pytest.raises(OSError):
+            d.sim.step(START + timedelta(minutes=3))
+        st = d.sim.source_status()
+        assert st.state == "stale" and "disk full" in st.detail and st.since == now[0]
+        now[0] += timedelta(minutes=5)
+        assert d.sim.source_status().state == "down"
+        monkeypatch.undo()
+        d.sim.step(START + timedelta(minutes=3))  # catches up
+        assert d.sim.source_status().state == "live"
+        assert d.sim.generated_until == START + timedelta(minutes=3)
+    finally:
+        d.cache.close()
+
+
+def test_demo_config(tmp_path: Path) -> None:
+    config = demo_config(tmp_path / "demo.duckdb")
+    assert config.cache.path == tmp_path / "demo.duckdb"
+    assert config.cache_file() == tmp_path / "demo.duckdb"
+    assert config.ui.refresh_seconds == 1
+    assert config.cache.retention_days is None and config.cache.rollup_retention_days is None
+    assert list(config.slos) == list(DEMO_SLOS) and list(config.budgets) == list(DEMO_BUDGETS)
+    kinds = {s.kind for s in config.slos}
+    assert kinds == {"availability", "latency", "ttft", "rate_limit", "fallback"}
+    assert {b.period for b in config.budgets} == {"day", "week", "month"}
+    assert {b.scope for b in config.budgets} == {"global", "provider", "tenant"}
+    # round-trips through validation (what `config check` would see)
+    assert Config.model_validate(config.model_dump()) == config
