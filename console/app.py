@@ -10,13 +10,14 @@ writes through the real ingest path.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from functools import partial
 from typing import ClassVar, Protocol
 
-from textual.app import App, SystemCommand
+from textual.app import App, ScreenStackError, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.timer import Timer
@@ -76,7 +77,9 @@ class LlmdeckApp(App[None]):
         poll: bool = True,
         wall_clock: Callable[[], datetime] = datetime.now,
     ) -> None:
-        super().__init__()
+        # NO_COLOR: by default Textual only turns colours grey (they are still colour codes);
+        # in ANSI mode it drops them, and the tcss marks cursors by reverse video instead.
+        super().__init__(ansi_color=True if "NO_COLOR" in os.environ else None)
         self.wall_clock = wall_clock
         """When a refresh happened (status lines); tests pin it for stable snapshots."""
         self.backend = backend
@@ -87,6 +90,8 @@ class LlmdeckApp(App[None]):
             self.register_theme(t)
         self.theme = resolve(theme or backend.config.ui.theme) or THEME_NAMES[0]
         self._timer: Timer | None = None
+        self._due: float | None = None
+        """When the pending poll timer fires (time.monotonic()), None once it fired."""
         self._polling = False
         self._poll_again = False
 
@@ -171,17 +176,31 @@ class LlmdeckApp(App[None]):
     # ---- the poller -------------------------------------------------------------
 
     def _schedule(self, delay: float) -> None:
+        """Poll in `delay` seconds, unless a poll is already due sooner.
+
+        A refresh asked for (view changed, `r`) just before the running poll ends must not be
+        pushed back a whole interval by that poll re-arming its timer.
+        """
         if not self.poll_enabled:
+            return
+        delay = max(delay, 0.01)
+        due = time.monotonic() + delay
+        if self._timer is not None and self._due is not None and self._due <= due:
             return
         if self._timer is not None:
             self._timer.stop()
-        self._timer = self.set_timer(max(delay, 0.01), self._poll, name="poll")
+        self._due = due
+        self._timer = self.set_timer(delay, self._poll, name="poll")
 
     def _poll(self) -> None:
+        self._due = None
         if self._polling:
             self._poll_again = True
             return
-        screen = self.screen
+        try:
+            screen = self.screen
+        except ScreenStackError:  # the app is shutting down
+            return
         if not isinstance(screen, DeckScreen):
             self._schedule(self.refresh_seconds)  # a modal is open: polling pauses
             return

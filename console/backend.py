@@ -190,13 +190,13 @@ class Backend:
 
 def alerts_from(slos: Sequence[SloStatus], cost: CostSnapshot) -> tuple[Alert, ...]:
     """Firing SLOs and budgets, most severe first."""
-    alerts = [
-        Alert(int(s.level), "slo", s.name, s.reason) for s in slos if s.level > AlertLevel.OK
-    ]
+    burning = sorted((s for s in slos if s.level > AlertLevel.OK),
+                     key=lambda s: (-int(s.level), s.budget_remaining))
+    alerts = [Alert(int(s.level), "slo", s.name, s.reason) for s in burning]
     alerts += [
         Alert(int(b.level), "budget", b.name, b.reason) for b in cost.budgets if b.level > BudgetLevel.OK
     ]
-    alerts.sort(key=lambda a: -a.level)
+    alerts.sort(key=lambda a: -a.level)  # stable: within a level, SLOs by budget left
     return tuple(alerts)
 
 

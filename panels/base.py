@@ -14,9 +14,10 @@ from textual.widgets import DataTable, Footer, Input
 from console.backend import Fetched, View
 from panels.messages import FetchFailed, RefreshRequested, SnapshotReady
 from panels.status_line import StatusLine
+from panels.text import SafeInput
 
 
-class FilterBar(Input):
+class FilterBar(SafeInput):
     """`/` opens it; typing narrows the screen's tables; Enter keeps the filter, Esc clears it."""
 
     BINDINGS: ClassVar[list[BindingType]] = [

@@ -14,10 +14,15 @@ class SeriesChart(PlotextPlot):
     def __init__(self, title: str, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
         self.chart_title = title
+        self._shown: tuple[object, ...] | None = None
 
     def show(self, series: Series, markers: tuple[ChangeMarker, ...] = (), *,
              percent: bool = False, threshold: float | None = None) -> None:
         """Draw `series` (values ×100 when `percent`), an optional threshold line and markers."""
+        shown = (series, markers, percent, threshold)
+        if shown == self._shown:
+            return  # plotting and rendering a chart costs tens of ms of the UI thread
+        self._shown = shown
         plt = self.plt
         plt.clear_data()
         plt.clear_figure()

@@ -27,7 +27,7 @@ class HelpScreen(ModalScreen[None]):
             yield Static(self._keys(), id="help-keys")
 
     def _keys(self) -> Table:
-        table = Table(title="llmdeck keys (remap by id under [ui.keymap])", expand=True,
+        table = Table(title=Text("llmdeck keys (remap by id under [ui.keymap])"), expand=True,
                       show_edge=False, pad_edge=False)
         table.add_column("key", no_wrap=True)
         table.add_column("does")
@@ -35,6 +35,8 @@ class HelpScreen(ModalScreen[None]):
         stack = self.app.screen_stack
         below = stack[-2] if len(stack) > 1 else stack[-1]
         seen: set[str] = set()
+        named: list[tuple[Text, Text, Text]] = []
+        generic: list[tuple[Text, Text, Text]] = []
         nodes = [below, *([below.focused] if below.focused else []), self.app]
         for node in nodes:
             for key, bindings in node._bindings.key_to_bindings.items():
@@ -43,9 +45,12 @@ class HelpScreen(ModalScreen[None]):
                     if ident in seen:
                         continue
                     seen.add(ident)
-                    table.add_row(Text(self.app.get_key_display(binding) or key),
-                                  Text(binding.description or binding.action),
-                                  Text(binding.id or "-"))
+                    # llmdeck's own keys (they have ids) first: at 80x24 they fit above the fold
+                    (named if binding.id else generic).append(
+                        (Text(self.app.get_key_display(binding) or key),
+                         Text(binding.description or binding.action), Text(binding.id or "-")))
+        for row in (*named, *generic):
+            table.add_row(*row)
         table.add_row(Text(""), Text(""), Text(""))
         for name, (help_text, aliases) in COMMANDS.items():
             alias = f" ({', '.join(':' + a for a in aliases)})" if aliases else ""

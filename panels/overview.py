@@ -16,7 +16,7 @@ from textual.widgets import DataTable, Static
 
 from console.backend import Fetched, OverviewView, View
 from console.formatting import burn, duration, pct, usd
-from console.snapshots import OverviewSnapshot
+from console.snapshots import Alert, OverviewSnapshot
 from panels.base import DeckScreen
 from panels.charts import SeriesChart
 from panels.messages import Navigate
@@ -30,6 +30,20 @@ def state_cell(symbol: str, word: str, level: int) -> Text:
     """A state as symbol + word, coloured by the theme's level class (never colour alone)."""
     style = ("", "bold", "bold reverse")[level]
     return Text(f"{symbol} {word}", style=style, no_wrap=True)
+
+
+def worst_alert(snap: OverviewSnapshot) -> Alert:
+    """The most severe alert, ties broken as the tables above sort (least SLO budget left,
+    then most budget used), so "worst" names the top row; snap.alerts is level order only."""
+    remaining = {s.name: s.budget_remaining for s in snap.slos}
+    used = {b.name: b.used for b in snap.budgets}
+
+    def rank(a: Alert) -> tuple[int, bool, float]:
+        if a.source == "slo":
+            return (-a.level, False, remaining.get(a.name, 0.0))
+        return (-a.level, True, -used.get(a.name, 0.0))
+
+    return min(snap.alerts, key=rank)
 
 
 class OverviewScreen(DeckScreen):
@@ -90,7 +104,7 @@ class OverviewScreen(DeckScreen):
             return
         rows = [
             (s.name, [
-                safe_cell(s.name, 26),
+                safe_cell(s.name, 28),
                 state_cell(s.level.symbol, s.level.word, int(s.level)),
                 pct(s.compliance, 2),
                 pct(s.budget_remaining, 1),
@@ -137,7 +151,7 @@ class OverviewScreen(DeckScreen):
             return
         severe = sum(1 for a in snap.alerts if a.level >= 2)
         line = Text(f"Firing: ✖ {severe} page · ▲ {len(snap.alerts) - severe} ticket · worst: ")
-        line.append_text(safe_cell(snap.alerts[0].name, 40))
+        line.append_text(safe_cell(worst_alert(snap).name, 40))
         widget.update(line)
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:

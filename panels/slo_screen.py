@@ -37,6 +37,8 @@ class SloScreen(DeckScreen):
         super().__init__()
         self.selected = view.selected if isinstance(view, SloView) else None
         self.statuses: tuple[SloStatus, ...] = ()
+        self._cursor_placed = False
+        """The first rows put the cursor on the SLO this screen was opened for (overview Enter)."""
 
     def compose(self) -> ComposeResult:
         yield from self.compose_status()
@@ -79,6 +81,11 @@ class SloScreen(DeckScreen):
                                             *[""] * (len(BURN_WINDOWS) + 6)])])
             else:
                 sync_rows(table, rows, self.filter_text)
+                if not self._cursor_placed and table.row_count:
+                    self._cursor_placed = True
+                    keys = [str(k.value) for k in table.rows]
+                    if self.selected in keys:
+                        table.move_cursor(row=keys.index(self.selected))
             if self.selected is None and rows:
                 self.selected = selected_key(table)
                 self.request_refresh()
@@ -100,9 +107,11 @@ class SloScreen(DeckScreen):
             self.query_one("#slo-latency-chart", SeriesChart).show(detail.latency_p95, detail.markers)
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        key = event.row_key.value
+        # the row under the cursor now: the event the first rows posted for row 0 is stale
+        # once the cursor was placed on the SLO the screen was opened for
+        key = selected_key(event.data_table)
         if key is not None and key != "none" and key != self.selected:
-            self.selected = str(key)
+            self.selected = key
             self.request_refresh()
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:

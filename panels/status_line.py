@@ -68,4 +68,6 @@ class StatusLine(Static):
         for s in self.sources:
             since = f" since {clock(s.since)}" if s.state != "live" and s.since else ""
             parts.append(Content(f"{_MARK[s.state]} {cell(s.name, 30)} {s.state}{since}"))
-        self.update(Content(" · ").join(parts))
+        # One line (CSS height: 1): a new text never changes the layout, so only this line is
+        # repainted, not the whole screen re-laid out on every tick and refresh.
+        self.update(Content(" · ").join(parts), layout=False)

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from rich.text import Text
 from textual.widgets import DataTable
+from textual.widgets.data_table import RowKey
 
 Row = tuple[str, Sequence[object]]
 """(row key, cells): `Text` cells as they are; anything else becomes plain text, never markup.
@@ -34,10 +35,13 @@ def sync_rows(table: DataTable[Text | str], rows: Sequence[Row], filter_text: st
     cells_trusted = [[_text(c) for c in cells] for _, cells in wanted]
     if current == wanted_keys:
         columns = list(table.columns)
+        changed: list[str] = []
         for (key, _), cells in zip(wanted, cells_trusted, strict=True):
             for col, value in zip(columns, cells, strict=False):
                 if _plain(table.get_cell(key, col)) != value.plain:
                     table.update_cell(key, col, value)
+                    changed.append(key)
+        _measure_now(table, changed)
         return
     cursor_key = None
     if table.row_count and 0 <= table.cursor_row < table.row_count:
@@ -45,8 +49,21 @@ def sync_rows(table: DataTable[Text | str], rows: Sequence[Row], filter_text: st
     table.clear()
     for (key, _), cells in zip(wanted, cells_trusted, strict=True):
         table.add_row(*cells, key=key)
+    _measure_now(table, wanted_keys)
     if cursor_key in wanted_keys:
         table.move_cursor(row=wanted_keys.index(cursor_key))
+
+
+def _measure_now(table: DataTable[Text | str], keys: Sequence[str]) -> None:
+    """Widen the columns to fit these rows' cells now, before anything paints.
+
+    Textual's DataTable measures new cells on idle but caches rendered cells without their
+    column width, so a paint in between kept header-wide cells ("anthropi" under "provider")
+    for good on a table whose own size does not change (height: 1fr). Widths only grow here,
+    as they do on idle.
+    """
+    if keys:
+        table._update_dimensions([RowKey(k) for k in dict.fromkeys(keys)])
 
 
 def selected_key(table: DataTable[Text | str]) -> str | None:

@@ -8,10 +8,9 @@ is frozen at AT, so every snapshot shows the same data.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -70,3 +69,35 @@ def make_app(demo_data: DemoData) -> Callable[..., Any]:
         return LlmdeckApp(backend, theme=theme, wall_clock=lambda: WALL, **kwargs)
 
     return make
+
+
+async def settle(pilot: Any, timeout: float = 10.0) -> None:
+    """Pause until the active screen shows data fetched for its current view.
+
+    The poller answers a screen asynchronously (SnapshotReady), and a screen may ask again at
+    once (the SLO screen picks its first SLO): wait until the last snapshot shown is for the
+    view the screen wants now and the status line says "data", then two more pauses for
+    after-refresh work (tree cursor, attribute rows). Bounded: fails with the screen's text.
+    """
+    from panels.base import DeckScreen
+    from panels.status_line import StatusLine
+    from tests.tui.screen_text import screen_text
+
+    app = pilot.app
+    for _ in range(int(timeout / 0.02)):
+        screen = app.screen
+        if isinstance(screen, DeckScreen) and screen.last is not None \
+                and screen.last.view == screen.view() and screen.is_mounted:
+            if "data " in str(screen.query_one(StatusLine).render()):
+                await pilot.pause()
+                await pilot.pause()
+                return
+        await pilot.pause(0.02)
+    raise AssertionError(f"no data on {type(app.screen).__name__} after {timeout}s:\n"
+                         f"{screen_text(app)}")
+
+
+@pytest.fixture
+def wait_for_data() -> Callable[..., Awaitable[None]]:
+    """`await wait_for_data(pilot)`: the active screen shows its own view's data (see settle)."""
+    return settle
