@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -96,8 +97,18 @@ class Step:
 
     def line(self, spans: int, extra: str = "") -> str:
         t = min(self.times)
-        return (f"  {self.label:<27} {t:8.2f} s {spans / t:>10,.0f} spans/s"
+        median = f" (median {statistics.median(self.times):.2f})" if len(self.times) > 1 else ""
+        return (f"  {self.label:<27} {t:8.2f} s{median} {spans / t:>10,.0f} spans/s"
                 f"  peak RSS {max(self.rss):5.0f} MB{extra}")
+
+
+def load_average() -> str:
+    """The 1-minute load average: other work on the machine changes every figure here."""
+    try:
+        with open("/proc/loadavg") as f:
+            return f.read().split()[0]
+    except OSError:
+        return "?"
 
 
 def checked(stdout: str, key: str, expected: int, what: str) -> dict[str, Any]:
@@ -148,6 +159,7 @@ def main() -> int:
     parse, rj = Step("(a) parse floor (orjson)"), Step("(b) DuckDB read_json")
     ing = Step("(c) llmdeck ingest (wall)")
     own: list[float] = []
+    loads = [load_average()]
     for _ in range(args.repeat):
         for p in made:
             p.unlink(missing_ok=True)
@@ -158,6 +170,7 @@ def main() -> int:
         r = run_measured(llmdeck("--cache", str(cache), "ingest", str(data), "--json"), env)
         own.append(float(checked(r.stdout, "spans_stored", n, "llmdeck ingest")["seconds"]))
         ing.add(r.seconds, r)
+        loads.append(load_average())
 
     print(parse.line(n))
     print(rj.line(n))
@@ -171,8 +184,10 @@ def main() -> int:
     print(f"  ingest / parse floor   {r1:6.2f}     goal <= 3.0   {'ok' if r1 <= 3.0 else 'MISSED'}")
     print(f"  read_json / ingest     {r2:6.2f}     goal >= 2.0   {'ok' if r2 >= 2.0 else 'MISSED'}")
     print(f"  peak RSS of ingest     {rss:6.0f} MB  goal < 1024   {'ok' if rss < 1024 else 'MISSED'}")
+    print(f"  load average (1 min)   {' -> '.join(loads)}  (2 cores: above ~0.5 the figures are noisy)")
     print(f"RESULT ingest/parse_floor={r1:.2f} (goal<=3.0) read_json/ingest={r2:.2f} (goal>=2.0)"
-          f" peak_rss_mb={rss:.0f} (goal<1024) spans_per_s={n / t_ing:.0f} spans={n}")
+          f" peak_rss_mb={rss:.0f} (goal<1024) spans_per_s={n / t_ing:.0f} spans={n}"
+          f" load={max(loads, key=lambda x: float(x) if x != '?' else 0.0)}")
 
     if args.keep:
         print(f"kept {workdir}")

@@ -2,14 +2,16 @@
 
 `BatchBuilder` maps records (OTLP export requests, flat spans, bad lines) into
 a `SpanColumns` batch plus quarantine rows. For large JSON-lines files the
-same builder runs in worker processes (`map_lines`), so decoding and mapping
-use every core while the parent's writer thread stores finished batches.
+same builder runs in worker processes (`map_range`), which read their own
+run of lines, so reading, decoding and mapping use every core while the
+parent's writer thread stores finished batches.
 """
 
 from __future__ import annotations
 
 import gc
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -32,7 +34,8 @@ class Chunk:
     spans_read: int = 0
     duplicates: int = 0
     last_line: int = 0
-    last_offset: int = -1
+    last_offset: int = -1  # just after the last line read, -1 if none
+    pending_tail: bool = False  # ends in an unfinished line, left for the next run
 
 
 class BatchBuilder:
@@ -122,13 +125,15 @@ def init_worker(config_json: str) -> None:
     _worker_builder = BatchBuilder(Config.model_validate_json(config_json))
 
 
-def map_lines(kind: readers.Kind, name: str, lines: list[tuple[int, bytes, int]]) -> Chunk:
-    """Decode and map a run of JSON lines in a worker process."""
+def map_range(kind: readers.Kind, name: str, start: int, end: int, start_line: int) -> Chunk:
+    """Read, decode and map one run of lines of `name` (see `readers.line_ranges`) in a worker."""
     builder = _worker_builder
     assert builder is not None, "init_worker was not called"
-    for line_no, raw, offset in lines:
+    state = readers.ReadState()
+    last_line, last_offset = 0, -1
+    for line_no, raw, offset in readers.iter_raw_lines(Path(name), state, start, start_line, end):
         builder.add(readers.decode_line(kind, line_no, raw, offset), name)
+        last_line, last_offset = line_no, offset
     cols, quarantine, read = builder.take()
-    last_line, _, last_offset = lines[-1] if lines else (0, b"", -1)
     return Chunk(cols.to_arrow() if len(cols) else None, quarantine, read, cols.duplicates,
-                 last_line, last_offset)
+                 last_line, last_offset, state.pending_tail)

@@ -19,7 +19,7 @@ import pyarrow as pa
 from console.cache.redact import Redactor
 from console.cache.schema import SPAN_COLUMNS
 from console.config import IngestSettings
-from console.cost import PriceTable
+from console.cost import Price, PriceTable
 
 # Attribute names, newest first; deprecated names are still emitted by many instrumentations.
 PROVIDER_KEYS = ("gen_ai.provider.name", "gen_ai.system")
@@ -96,6 +96,10 @@ ARROW_SCHEMA = pa.schema(
 COLUMN_NAMES = tuple(name for name, _ in SPAN_COLUMNS)
 
 
+_PRICE_MEMO_MAX = 65_536
+_NO_KEY = object()
+
+
 class BadSpan(ValueError):
     """A span that cannot become a row (the reason goes to quarantine)."""
 
@@ -155,7 +159,9 @@ def normalise_id(raw: Any, nbytes: int, what: str, required: bool = True) -> str
         if required:
             raise BadSpan(f"missing {what}")
         return None
-    if isinstance(raw, bytes):
+    if type(raw) is str:
+        s = raw.lower()
+    elif isinstance(raw, bytes):
         s = raw.hex()
     else:
         s = str(raw).lower()
@@ -231,6 +237,8 @@ def _truthy(v: Any) -> bool:
 
 def _time_ns(v: Any) -> int | None:
     """Nanoseconds since the epoch from an int, a decimal string, ISO text or a datetime."""
+    if type(v) is str and v.isdigit():  # OTLP/JSON's usual form, first
+        return int(v)
     if v is None or v == "":
         return None
     if isinstance(v, datetime):
@@ -259,10 +267,19 @@ class SpanMapper:
     def __init__(self, settings: IngestSettings, redactor: Redactor, prices: PriceTable) -> None:
         self.settings = settings
         self.redact = redactor.redact
+        self._redact_memo = redactor.memo
         self.prices = prices
         self.keep_bodies = settings.keep_bodies
         self._date_cache: dict[int, date] = {}
         self._drop_memo: dict[str, bool] = {}
+        self._price_memo: dict[tuple[Any, ...], tuple[Price | None, str | None]] = {}
+        # The first configured attribute of each dimension (a key no attribute has if none is).
+        first: list[Any] = [
+            keys[0] if keys else _NO_KEY
+            for keys in (settings.tenant_attributes, settings.route_attributes,
+                         settings.prompt_id_attributes, settings.prompt_version_attributes)
+        ]
+        self._first_dim_keys = tuple(first)
 
     # -- attribute handling -------------------------------------------------
 
@@ -274,41 +291,55 @@ class SpanMapper:
             self._drop_memo[key] = drop
         return drop
 
-    def otlp_clean_attributes(self, kvs: Any) -> tuple[dict[str, Any], int]:
-        """Decode OTLP/JSON attributes, drop bodies and redact strings in one pass (hot path)."""
+    def otlp_clean_attributes(self, kvs: Any) -> tuple[dict[str, Any], dict[str, Any], int]:
+        """Decode OTLP/JSON attributes, drop bodies and redact strings in one pass (hot path).
+
+        Returns the attributes, the subset that does not become columns, and the redactions.
+        """
         out: dict[str, Any] = {}
+        rest: dict[str, Any] = {}
         if not kvs:
-            return out, 0
+            return out, rest, 0
         count = 0
         redact = self.redact
-        dropped = self._drop_memo.get
+        memo = self._redact_memo.get
+        dropped = self._drop_memo
+        value: Any
         for kv in kvs:
             key = kv["key"]
-            drop = dropped(key)
-            if drop is None:
+            try:  # subscripts, not .get(): the keys are almost always there
+                drop = dropped[key]
+            except KeyError:
                 drop = self._dropped(key)
             if drop:
                 continue
-            v = kv.get("value")
+            try:
+                v = kv["value"]
+            except KeyError:
+                v = None
             if not v:
-                out[key] = None
-                continue
-            x = v.get("stringValue")
-            if x is not None:
-                x, n = redact(x)
-                count += n
-                out[key] = x
-                continue
-            x = v.get("intValue")
-            if x is not None:
-                out[key] = int(x)
-                continue
-            value = _any_value(v)
-            if isinstance(value, list | dict):
-                value, n = self._clean_nested(value)
-                count += n
+                value = None
+            else:
+                x = v.get("stringValue")
+                if x is not None:
+                    hit = memo(x) if type(x) is str else None
+                    if hit is None:
+                        hit = redact(x)
+                    value = hit[0]
+                    count += hit[1]
+                else:
+                    x = v.get("intValue")
+                    if x is not None:
+                        value = int(x)
+                    else:
+                        value = _any_value(v)
+                        if isinstance(value, list | dict):
+                            value, n = self._clean_nested(value)
+                            count += n
             out[key] = value
-        return out, count
+            if key not in _MAPPED_KEYS:
+                rest[key] = value
+        return out, rest, count
 
     def _clean(self, attrs: dict[str, Any]) -> tuple[dict[str, Any], int]:
         """Drop bodies unless kept, redact every string (also inside lists/maps)."""
@@ -400,20 +431,40 @@ class SpanMapper:
         source: str,
     ) -> None:
         """Append one span (attrs already cleaned); a repeat within the batch is counted, not added."""
-        key = (trace_id, span_id)
-        if key in out.keys:
+        self._row(out, trace_id, span_id, parent_span_id, name, kind, start_ns, end_ns, duration_ms,
+                  status_code, status_message, attrs, None, resource, redactions, events, source)
+
+    def _row(
+        self, out: SpanColumns, trace_id: str, span_id: str, parent_span_id: str | None,
+        name: str | None, kind: int | None, start_ns: int, end_ns: int | None,
+        duration_ms: float | None, status_code: int, status_message: str | None,
+        attrs: dict[str, Any], rest: dict[str, Any] | None, resource: dict[str, Any],
+        redactions: int, events: Any, source: str,
+    ) -> None:
+        """`add` with positional arguments (the hot path); `rest` is attrs less _MAPPED_KEYS."""
+        keys = out.keys
+        seen = len(keys)
+        keys.add((trace_id, span_id))
+        if len(keys) == seen:
             out.duplicates += 1
             return
-        out.keys.add(key)
         s = self.settings
         get = attrs.get
         provider = get("gen_ai.provider.name") or get("gen_ai.system")
         request_model = get("gen_ai.request.model") or None
         response_model = get("gen_ai.response.model") or None
-        input_tokens = _int(_first(attrs, INPUT_TOKEN_KEYS))
-        output_tokens = _int(_first(attrs, OUTPUT_TOKEN_KEYS))
+        # Shortcuts below: when the first attribute holds the usual type, the general
+        # lookup (`_first`, `_dim`) would return that very value, so it is skipped.
+        input_tokens = get(INPUT_TOKEN_KEYS[0])
+        if type(input_tokens) is not int:
+            input_tokens = _int(_first(attrs, INPUT_TOKEN_KEYS))
+        output_tokens = get(OUTPUT_TOKEN_KEYS[0])
+        if type(output_tokens) is not int:
+            output_tokens = _int(_first(attrs, OUTPUT_TOKEN_KEYS))
         cache_read = _int(_first(attrs, CACHE_READ_KEYS))
-        ttft_s = _float(_first(attrs, TTFT_SECONDS_KEYS))
+        ttft_s = get(TTFT_SECONDS_KEYS[0])
+        if type(ttft_s) is not float:
+            ttft_s = _float(_first(attrs, TTFT_SECONDS_KEYS))
         http_status = _int(_first(attrs, HTTP_STATUS_KEYS))
         if http_status is not None and not 0 <= http_status < 1000:
             http_status = None
@@ -421,10 +472,19 @@ class SpanMapper:
         if error_type is not None:
             error_type = str(error_type)
 
-        tenant = _dim(attrs, resource, s.tenant_attributes)
-        route = _dim(attrs, resource, s.route_attributes)
-        prompt_id = _dim(attrs, resource, s.prompt_id_attributes)
-        prompt_version = _dim(attrs, resource, s.prompt_version_attributes)
+        first_tenant, first_route, first_prompt_id, first_prompt_version = self._first_dim_keys
+        tenant = get(first_tenant)
+        if type(tenant) is not str or not tenant:
+            tenant = _dim(attrs, resource, s.tenant_attributes)
+        route = get(first_route)
+        if type(route) is not str or not route:
+            route = _dim(attrs, resource, s.route_attributes)
+        prompt_id = get(first_prompt_id)
+        if type(prompt_id) is not str or not prompt_id:
+            prompt_id = _dim(attrs, resource, s.prompt_id_attributes)
+        prompt_version = get(first_prompt_version)
+        if type(prompt_version) is not str or not prompt_version:
+            prompt_version = _dim(attrs, resource, s.prompt_version_attributes)
         fallback_raw = _first(attrs, s.fallback_attributes)
         fallback = _truthy(fallback_raw) if fallback_raw is not None else False
 
@@ -442,30 +502,32 @@ class SpanMapper:
         price_version = None
         unpriced = False
         if model is not None:
-            day = self._day(start_ns)
-            price = self.prices.lookup(provider, str(model), day)
-            if price is None and request_model is not None and model is not request_model:
-                price = self.prices.lookup(provider, str(request_model), day)
+            price, price_version = self._price(provider, model, request_model, start_ns)
             if price is None:
                 unpriced = True
             else:
                 cost = price.cost(input_tokens or 0, output_tokens or 0, cache_read or 0)
-                price_version = self.prices.price_tag(price)
 
-        rest = {k: v for k, v in attrs.items() if k not in _MAPPED_KEYS}
+        if rest is None:
+            rest = {k: v for k, v in attrs.items() if k not in _MAPPED_KEYS}
         if resource:
             rest["resource"] = resource
-        events_json, event_redactions = self._events(events)
+        if events is None:
+            events_json, event_redactions = None, 0
+        else:
+            events_json, event_redactions = self._events(events)
         msg = None
         if status_message:
             msg, n = self.redact(str(status_message))
             redactions += n
 
-        values = (
+        service = resource.get("service.name")
+        op = get("gen_ai.operation.name")
+        out.rows.append((
             trace_id, span_id, parent_span_id,
-            None if resource.get("service.name") is None else str(resource.get("service.name")),
+            None if service is None else str(service),
             name, kind,
-            None if (op := get("gen_ai.operation.name")) is None else str(op),
+            None if op is None else str(op),
             None if provider is None else str(provider),
             None if request_model is None else str(request_model),
             None if response_model is None else str(response_model),
@@ -478,8 +540,29 @@ class SpanMapper:
             cost, price_version, unpriced, redactions + event_redactions,
             orjson.dumps(rest, default=str).decode() if rest else None,
             events_json, source,
-        )
-        out.rows.append(values)
+        ))
+
+    def _price(
+        self, provider: Any, model: Any, request_model: Any, start_ns: int
+    ) -> tuple[Price | None, str | None]:
+        """The price of a call and its price-table tag, memoised per (provider, models, day)."""
+        memo_key = None
+        if (type(model) is str and (request_model is None or type(request_model) is str)
+                and (provider is None or type(provider) is str)):
+            memo_key = (provider, model, request_model, start_ns // 86_400_000_000_000)
+            hit = self._price_memo.get(memo_key)
+            if hit is not None:
+                return hit
+        day = self._day(start_ns)
+        price = self.prices.lookup(provider, str(model), day)
+        if price is None and request_model is not None and model is not request_model:
+            price = self.prices.lookup(provider, str(request_model), day)
+        result = (price, None if price is None else self.prices.price_tag(price))
+        if memo_key is not None:
+            if len(self._price_memo) >= _PRICE_MEMO_MAX:
+                self._price_memo.clear()
+            self._price_memo[memo_key] = result
+        return result
 
     def _day(self, start_ns: int) -> date:
         key = start_ns // 86_400_000_000_000
@@ -508,18 +591,20 @@ class SpanMapper:
         kind = sp.get("kind")
         if isinstance(kind, str):
             kind = SPAN_KIND_NAMES.get(kind)
-        attrs, n = self.otlp_clean_attributes(sp.get("attributes"))
+        attrs, rest, n = self.otlp_clean_attributes(sp.get("attributes"))
         name = sp.get("name")
         if name:
-            name, n2 = self.redact(str(name))
-            n += n2
-        self.add(
-            out, trace_id=trace_id, span_id=span_id,  # type: ignore[arg-type]
-            parent_span_id=normalise_id(sp.get("parentSpanId"), 8, "parentSpanId", required=False),
-            name=name or None, kind=kind, start_ns=start_ns, end_ns=end_ns, duration_ms=None,
-            status_code=int(code or 0), status_message=status.get("message"),
-            attrs=attrs, resource=resource, redactions=n + resource_redactions,
-            events=sp.get("events"), source=source,
+            text = str(name)
+            hit = self._redact_memo.get(text)
+            if hit is None:
+                hit = self.redact(text)
+            name = hit[0]
+            n += hit[1]
+        self._row(
+            out, trace_id, span_id,  # type: ignore[arg-type]
+            normalise_id(sp.get("parentSpanId"), 8, "parentSpanId", required=False),
+            name or None, kind, start_ns, end_ns, None, int(code or 0), status.get("message"),
+            attrs, rest, resource, n + resource_redactions, sp.get("events"), source,
         )
 
     def add_flat_span(self, out: SpanColumns, rec: dict[str, Any], source: str) -> None:

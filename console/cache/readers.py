@@ -166,9 +166,13 @@ def _otlp_json_flavour(path: Path) -> str:
 
 
 def iter_raw_lines(
-    path: Path, state: ReadState, start_offset: int = 0, start_line: int = 0
+    path: Path, state: ReadState, start_offset: int = 0, start_line: int = 0,
+    end_offset: int | None = None,
 ) -> Iterator[tuple[int, bytes, int]]:
-    """(line number, raw line, offset after it) for each non-blank line; holds back an unfinished tail."""
+    """(line number, raw line, offset after it) for each non-blank line; holds back an unfinished tail.
+
+    With `end_offset` (a line boundary, see `line_ranges`) it stops after the line ending there.
+    """
     with _open_decompressed(path) as f:
         line_no = start_line
         offset = start_offset
@@ -186,8 +190,42 @@ def iter_raw_lines(
                         state.pending_tail = True
                     return
             elif raw.isspace():
+                if end_offset is not None and offset >= end_offset:
+                    return
                 continue
             yield line_no, raw, offset
+            if end_offset is not None and offset >= end_offset:
+                return
+
+
+def line_ranges(
+    path: Path, start_offset: int, start_line: int, chunk_bytes: int
+) -> Iterator[tuple[int, int, int]]:
+    """Cut an uncompressed file into runs of whole lines of about `chunk_bytes`.
+
+    Yields (start offset, end offset, line number before the run): `iter_raw_lines` over
+    that range reads exactly those lines, so worker processes can read their own runs.
+    The last run may end in a line without its newline (the reader then decides on it).
+    """
+    buf = bytearray(chunk_bytes)
+    with open(path, "rb") as f:
+        f.seek(start_offset)
+        pos, line = start_offset, start_line
+        while True:
+            n = f.readinto(buf)
+            if not n:
+                return
+            lines = buf.count(b"\n", 0, n)
+            end = pos + n
+            if buf[n - 1] != 0x0A:  # finish the line the read stopped in
+                rest = f.readline()
+                end += len(rest)
+                if not rest.endswith(b"\n"):  # end of file inside a line: the last run
+                    yield pos, end, line
+                    return
+                lines += 1
+            yield pos, end, line
+            pos, line = end, line + lines
 
 
 def decode_line(kind: Kind, line_no: int, raw: bytes, offset: int = -1) -> Record:
@@ -331,6 +369,7 @@ __all__ = [
     "file_fingerprint",
     "is_compressed",
     "iter_raw_lines",
+    "line_ranges",
     "list_files",
     "read_file",
     "resolve_format",

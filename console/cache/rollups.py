@@ -83,6 +83,14 @@ def _dims_select() -> str:
     return ", ".join(f"coalesce({d}, '') AS {d}" for d in ROLLUP_DIMS)
 
 
+def _hist_sql(buckets: str) -> str:
+    """A list of bucket indexes (NULLs ignored) as the histogram column's (bucket, count) list."""
+    return (
+        f"coalesce(list_transform(map_entries(list_aggregate({buckets}, 'histogram')),"
+        " lambda e: {'b': e.key, 'n': e.value::INTEGER}), [])"
+    )
+
+
 def append_partials(cur: duckdb.DuckDBPyConnection, source: str) -> None:
     """Aggregate the spans in table `source` into partial minute and hour rollup rows."""
     cur.execute(
@@ -97,14 +105,16 @@ def append_partials(cur: duckdb.DuckDBPyConnection, source: str) -> None:
     )
     for table, grain, dims in all_tables():
         keys = ", ".join(dims)
+        # One GROUP BY per table: the bucket indexes are gathered as plain lists and
+        # counted per row afterwards (cheaper than grouping by bucket, then listing structs).
         cur.execute(
             f"""
             INSERT INTO {table}
-            WITH b AS (SELECT {truncate_sql(grain, "start_time")} AS ts, * FROM _rollup_base),
-            -- one row per (key, latency bucket) carrying the sums, plus one per (key, TTFT bucket);
-            -- a single second-level GROUP BY then folds both into the rollup row (no joins).
-            lvl AS (
-                SELECT ts, {keys}, 0 AS m, lb AS bk,
+            SELECT ts, {keys}, requests, errors, rate_limited, fallbacks, input_tokens,
+                   output_tokens, cache_read_tokens, cost_usd, unpriced, latency_sum_ms,
+                   {_hist_sql("lbs")}, {_hist_sql("tbs")}
+            FROM (
+                SELECT {truncate_sql(grain, "start_time")} AS ts, {keys},
                        count(*) AS requests,
                        count(*) FILTER (WHERE status = 'error') AS errors,
                        count(*) FILTER (WHERE rate_limited) AS rate_limited,
@@ -114,22 +124,11 @@ def append_partials(cur: duckdb.DuckDBPyConnection, source: str) -> None:
                        coalesce(sum(cache_read_tokens), 0) AS cache_read_tokens,
                        coalesce(sum(cost_usd), 0) AS cost_usd,
                        count(*) FILTER (WHERE unpriced) AS unpriced,
-                       coalesce(sum(duration_ms), 0) AS latency_sum_ms
-                FROM b GROUP BY ts, {keys}, lb
-                UNION ALL
-                SELECT ts, {keys}, 1, tb, count(*), 0, 0, 0, 0, 0, 0, 0, 0, 0
-                FROM b WHERE tb IS NOT NULL GROUP BY ts, {keys}, tb
+                       coalesce(sum(duration_ms), 0) AS latency_sum_ms,
+                       list(lb) FILTER (WHERE lb IS NOT NULL) AS lbs,
+                       list(tb) FILTER (WHERE tb IS NOT NULL) AS tbs
+                FROM _rollup_base GROUP BY ts, {keys}
             )
-            SELECT ts, {keys},
-                   sum(requests) FILTER (WHERE m = 0), sum(errors) FILTER (WHERE m = 0),
-                   sum(rate_limited) FILTER (WHERE m = 0), sum(fallbacks) FILTER (WHERE m = 0),
-                   sum(input_tokens) FILTER (WHERE m = 0), sum(output_tokens) FILTER (WHERE m = 0),
-                   sum(cache_read_tokens) FILTER (WHERE m = 0), sum(cost_usd) FILTER (WHERE m = 0),
-                   sum(unpriced) FILTER (WHERE m = 0), sum(latency_sum_ms) FILTER (WHERE m = 0),
-                   coalesce(list({{'b': bk, 'n': requests::INTEGER}})
-                            FILTER (WHERE m = 0 AND bk IS NOT NULL), []),
-                   coalesce(list({{'b': bk, 'n': requests::INTEGER}}) FILTER (WHERE m = 1), [])
-            FROM lvl GROUP BY ts, {keys}
             """
         )
     cur.execute("DROP TABLE _rollup_base")
