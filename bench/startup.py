@@ -208,7 +208,7 @@ def main() -> int:
     }
     print(f"start-up → first complete paint, {SIZE[0]}x{SIZE[1]} pty, cache {cache.name}"
           f" ({args.spans:,} spans), clock {AT:%Y-%m-%d %H:%M}Z; load {loadavg()}", flush=True)
-    for name, (code, argv, markers) in apps.items():  # warm-up: file cache, .pyc files
+    for code, argv, markers in apps.values():  # warm-up: file cache, .pyc files
         run_in_pty(code, argv, markers, env)
     times: dict[str, list[float]] = {name: [] for name in apps}
     loads = []

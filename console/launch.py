@@ -14,13 +14,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from console.backend import Backend
 from console.cache.store import Cache
 from console.config import Config
-from console.demo.simulator import BackfillProgress
 from console.snapshots import SourceStatus
+
+if TYPE_CHECKING:
+    from console.demo.simulator import BackfillProgress
 
 
 @dataclass
