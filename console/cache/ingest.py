@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from console.cache import readers, rollups
 from console.cache.batching import BatchBuilder, Chunk, init_worker, map_range
@@ -143,12 +142,13 @@ class _Writer(threading.Thread):
             self._compact(cur)
 
     def _insert_spans(self, cur: Any, table: pa.Table) -> tuple[int, int, int]:
-        # Integer nanoseconds: a Python datetime would cut the bounds to microseconds.
-        bounds = pc.min_max(table.column("start_time").cast(pa.int64()))
-        lo, hi = bounds["min"].as_py(), bounds["max"].as_py()
         in_range = "start_time BETWEEN make_timestamp_ns($lo) AND make_timestamp_ns($hi)"
         cur.register("_batch", table)
         try:
+            # Integer nanoseconds: a Python datetime would cut the bounds to microseconds.
+            lo, hi = cur.execute(
+                "SELECT epoch_ns(min(start_time)), epoch_ns(max(start_time)) FROM _batch"
+            ).fetchall()[0]
             # The batch is unique already (SpanColumns); only stored spans can repeat it.
             # Usually none do, and the batch is stored straight from Arrow, uncopied.
             clashes = cur.execute(

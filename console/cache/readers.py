@@ -25,6 +25,7 @@ Kind = Literal["otlp", "flat", "bad"]
 
 # A proto frame bigger than this is treated as corruption rather than allocated.
 MAX_PROTO_FRAME = 256 * 1024 * 1024
+READ_BUFFER = 1 << 20
 
 
 class UnreadableFile(Exception):
@@ -68,7 +69,9 @@ def list_files(paths: list[Path]) -> list[Path]:
 
 
 def _open_decompressed(path: Path) -> IO[bytes]:
-    raw = open(path, "rb")  # noqa: SIM115 - closed by the caller through the wrapper
+    # A large buffer: iterating over long lines (a Collector line holds hundreds of spans)
+    # through the default 8 KiB one costs ~3x the CPU.
+    raw = open(path, "rb", buffering=READ_BUFFER)  # noqa: SIM115 - closed by the caller
     head = raw.read(4)
     raw.seek(0)
     if head[:2] == b"\x1f\x8b":
