@@ -32,6 +32,7 @@ from panels.help_screen import HelpScreen
 from panels.messages import FetchFailed, Navigate, RefreshRequested, SnapshotReady
 from panels.overview import OverviewScreen
 from panels.slo_screen import SloScreen
+from panels.status_line import StatusLine
 from panels.traces_screen import RequestsScreen, TraceScreen, TracesScreen
 from themes import STYLESHEET, THEME_NAMES, THEMES, resolve
 
@@ -233,8 +234,6 @@ class LlmdeckApp(App[None]):
                         markup=False, timeout=30)
 
     def _tick_status_lines(self) -> None:
-        from panels.status_line import StatusLine
-
         screen = self.screen
         if isinstance(screen, DeckScreen):
             for line in screen.query(StatusLine):

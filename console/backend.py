@@ -32,6 +32,7 @@ from console.snapshots import (
     SloStatus,
     SourceStatus,
     TraceTree,
+    worst_first,
 )
 
 Clock = Callable[[], datetime]
@@ -133,6 +134,8 @@ class Backend:
         self.config = config
         self.clock = clock
         self.sources = list(sources)
+        self._trace_seen: dict[str, datetime] = {}
+        """A start time seen in each opened trace: refreshes read only that stretch of spans."""
 
     def source_statuses(self) -> tuple[SourceStatus, ...]:
         """Freshness of every source, in a stable order."""
@@ -156,8 +159,17 @@ class Backend:
             rows = worst_requests(cur, view.filter, at - view.window, at, view.order)
             snapshot = RequestsPage(view, rows)
         else:
-            snapshot = trace_tree(cur, view.trace_id)
+            snapshot = self.trace(view.trace_id)
         return Fetched(view, at, snapshot, self.source_statuses(), time.perf_counter() - started)
+
+    def trace(self, trace_id: str) -> TraceTree | None:
+        """One trace; the first fetch finds it anywhere, refreshes look only near it."""
+        tree = trace_tree(self.cache.cursor(), trace_id, self._trace_seen.get(trace_id))
+        if tree is not None and tree.spans:
+            if len(self._trace_seen) >= 256:
+                self._trace_seen.clear()
+            self._trace_seen[trace_id] = tree.spans[0].start_time
+        return tree
 
     def overview(self, at: datetime, chart_span: timedelta) -> OverviewSnapshot:
         cur = self.cache.cursor()
@@ -184,14 +196,17 @@ class Backend:
         spec = next((s for s in self.config.slos if s.name == view.selected), None)
         if spec is None and self.config.slos:
             spec = self.config.slos[0]
-        detail = None if spec is None else slo_detail(cur, spec, at, view.chart_span)
+        detail = None
+        if spec is not None:
+            # slo_statuses answers in config order
+            status = statuses[self.config.slos.index(spec)]
+            detail = slo_detail(cur, spec, at, view.chart_span, status=status)
         return SloPage(statuses, detail)
 
 
 def alerts_from(slos: Sequence[SloStatus], cost: CostSnapshot) -> tuple[Alert, ...]:
     """Firing SLOs and budgets, most severe first."""
-    burning = sorted((s for s in slos if s.level > AlertLevel.OK),
-                     key=lambda s: (-int(s.level), s.budget_remaining))
+    burning = worst_first(s for s in slos if s.level > AlertLevel.OK)
     alerts = [Alert(int(s.level), "slo", s.name, s.reason) for s in burning]
     alerts += [
         Alert(int(b.level), "budget", b.name, b.reason) for b in cost.budgets if b.level > BudgetLevel.OK

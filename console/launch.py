@@ -27,18 +27,25 @@ if TYPE_CHECKING:
 
 @dataclass
 class CacheProbe:
-    """The cache file itself as a source: live while it answers, with its newest span."""
+    """A read-only cache file as a source: live while it answers, with its newest span.
+
+    Nothing can write a file this process holds read-only, so the newest span is
+    read once rather than scanned again on every refresh.
+    """
 
     cache: Cache
     label: str = "trace cache"
+    _detail: str | None = None
 
     def source_status(self) -> SourceStatus:
-        try:
-            newest = self.cache.cursor().execute("SELECT max(start_time) FROM spans").fetchall()[0][0]
-        except Exception as exc:  # the UI shows it; it must not crash the poll
-            return SourceStatus(self.label, "duckdb", "down", None, None, f"{type(exc).__name__}")
-        detail = f"newest span {newest:%Y-%m-%d %H:%M}Z" if newest else "no spans yet"
-        return SourceStatus(self.label, "duckdb", "live", datetime.now(), None, detail)
+        if self._detail is None:
+            try:
+                rows = self.cache.cursor().execute("SELECT max(start_time) FROM spans").fetchall()
+            except Exception as exc:  # the UI shows it; it must not crash the poll
+                return SourceStatus(self.label, "duckdb", "down", None, None, type(exc).__name__)
+            newest = rows[0][0]
+            self._detail = f"newest span {newest:%Y-%m-%d %H:%M}Z" if newest else "no spans yet"
+        return SourceStatus(self.label, "duckdb", "live", datetime.now(), None, self._detail)
 
 
 def wall_clock() -> datetime:

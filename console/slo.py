@@ -96,12 +96,11 @@ def time_to_exhaustion(
     return timedelta.max if seconds >= timedelta.max.total_seconds() else timedelta(seconds=seconds)
 
 
-class AlertLevel(IntEnum):
-    """Alert severity, ordered OK < TICKET < PAGE, with colour-free renderings."""
+class SeverityMarks:
+    """Colour-free renderings shared by the severity enums (value 0 ok, 1 warn, 2 worst)."""
 
-    OK = 0
-    TICKET = 1
-    PAGE = 2
+    value: int
+    name: str
 
     @property
     def symbol(self) -> str:
@@ -112,6 +111,14 @@ class AlertLevel(IntEnum):
     def word(self) -> str:
         """The lowercase word shown beside the symbol."""
         return self.name.lower()
+
+
+class AlertLevel(SeverityMarks, IntEnum):
+    """Alert severity, ordered OK < TICKET < PAGE, with colour-free renderings."""
+
+    OK = 0
+    TICKET = 1
+    PAGE = 2
 
     @property
     def ascii(self) -> str:

@@ -10,13 +10,14 @@ Times are naive UTC.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import IntEnum
 from typing import Literal
 
 from console.config import ScopeFilter
-from console.slo import AlertLevel
+from console.slo import AlertLevel, SeverityMarks
 
 Dimension = Literal["service", "provider", "model", "tenant", "route", "prompt_version"]
 DIMENSIONS: tuple[Dimension, ...] = ("service", "provider", "model", "tenant", "route", "prompt_version")
@@ -24,22 +25,12 @@ MISSING_LABEL = "(none)"
 """How a missing dimension value ('' in rollups and breakdowns) is shown."""
 
 
-class BudgetLevel(IntEnum):
+class BudgetLevel(SeverityMarks, IntEnum):
     """Budget severity, ordered OK < WARNING < CRITICAL, with colour-free renderings."""
 
     OK = 0
     WARNING = 1
     CRITICAL = 2
-
-    @property
-    def symbol(self) -> str:
-        """A one-character mark that carries the meaning without colour."""
-        return ("✔", "▲", "✖")[self.value]
-
-    @property
-    def word(self) -> str:
-        """The lowercase word shown beside the symbol."""
-        return self.name.lower()
 
 
 SourceState = Literal["live", "stale", "down"]
@@ -87,6 +78,16 @@ class SloStatus:
     def burn(self, label: str) -> float | None:
         """The burn rate of one window label, None if absent or without traffic."""
         return dict(self.burn_rates).get(label)
+
+
+def worst_first(slos: Iterable[SloStatus]) -> list[SloStatus]:
+    """SLOs ordered as every view lists them: highest alert level, then least budget left."""
+    return sorted(slos, key=lambda s: (-int(s.level), s.budget_remaining))
+
+
+def budgets_worst_first(budgets: Iterable[BudgetStatus]) -> list[BudgetStatus]:
+    """Budgets ordered as every view lists them: highest level, then most of the limit used."""
+    return sorted(budgets, key=lambda b: (-int(b.level), -b.used))
 
 
 @dataclass(frozen=True)

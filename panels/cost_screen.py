@@ -14,11 +14,11 @@ from textual.widgets import DataTable, Static
 from console.backend import BreakdownView, CostView, Fetched, View
 from console.config import ScopeFilter
 from console.formatting import duration, pct, usd
-from console.snapshots import BudgetStatus, CostSnapshot, Dimension
+from console.snapshots import MISSING_LABEL, BudgetStatus, CostSnapshot, Dimension, budgets_worst_first
 from panels.base import DeckScreen
 from panels.messages import Navigate
 from panels.overview import state_cell
-from panels.tables import selected_key, sync_rows
+from panels.tables import EMPTY_KEY, selected_key, sync_rows
 from panels.text import safe_cell
 
 PERIODS = ("today", "week", "month")
@@ -98,16 +98,12 @@ class CostScreen(DeckScreen):
 
     def _show_budgets(self, snap: CostSnapshot) -> None:
         table = self.query_one("#cost-budgets", DataTable)
-        if not snap.budgets:
-            sync_rows(table, [("none", [Text("no budgets configured: add [[budgets]]"),
-                                        *[""] * 10])])
-            return
         rows = []
-        for b in sorted(snap.budgets, key=lambda b: (-int(b.level), -b.used)):
+        for b in budgets_worst_first(snap.budgets):
             rates = dict(b.burn_usd_per_hour)
             rows.append((b.name, [
                 safe_cell(b.name, 28),
-                state_cell(b.level.symbol, b.level.word, int(b.level)),
+                state_cell(b.level),
                 pct(b.used, 0),
                 usd(b.spent_usd),
                 usd(b.limit_usd, cents=False),
@@ -116,7 +112,7 @@ class CostScreen(DeckScreen):
                 usd(rates.get("1h")), usd(rates.get("6h")), usd(rates.get("24h")),
                 b.period,
             ]))
-        sync_rows(table, rows, self.filter_text)
+        sync_rows(table, rows, self.filter_text, empty="no budgets configured: add [[budgets]]")
 
     def _show_spend(self, snap: CostSnapshot) -> None:
         title = self.query_one("#cost-spend-title", Static)
@@ -126,7 +122,7 @@ class CostScreen(DeckScreen):
         rows = spend.rows if spend else ()
         total = sum(r.cost_usd for r in rows) or 1.0
         sync_rows(table, [
-            (r.key, [safe_cell(r.key or "(none)", 32), usd(r.cost_usd), pct(r.cost_usd / total, 1),
+            (r.key, [safe_cell(r.label, 32), usd(r.cost_usd), pct(r.cost_usd / total, 1),
                      f"{r.requests:,}", f"{r.unpriced:,}"])
             for r in rows
         ], self.filter_text)
@@ -137,11 +133,11 @@ class CostScreen(DeckScreen):
         for m in snap.movers:
             change = m.change
             rows.append((f"{m.dimension}:{m.key}", [
-                m.dimension, safe_cell(m.key or "(none)", 24),
+                m.dimension, safe_cell(m.key or MISSING_LABEL, 24),
                 usd(m.previous_usd_per_hour), usd(m.current_usd_per_hour),
                 "new" if change is None else f"×{change:.1f}",
             ]))
-        sync_rows(table, rows or [("none", [Text("no movers"), "", "", "", ""])], self.filter_text)
+        sync_rows(table, rows, self.filter_text, empty="no movers")
 
     def action_next_period(self) -> None:
         self.period = PERIODS[(PERIODS.index(self.period) + 1) % len(PERIODS)]
@@ -161,7 +157,7 @@ class CostScreen(DeckScreen):
         if not isinstance(focused, DataTable):
             return
         key = selected_key(focused)
-        if key is None or key == "none":
+        if key is None or key == EMPTY_KEY:
             return
         flt = ScopeFilter()
         if focused.id == "cost-budgets":

@@ -16,7 +16,8 @@ from textual.widgets import DataTable, Static
 
 from console.backend import Fetched, OverviewView, View
 from console.formatting import burn, duration, pct, usd
-from console.snapshots import Alert, OverviewSnapshot
+from console.slo import SeverityMarks
+from console.snapshots import Alert, OverviewSnapshot, budgets_worst_first, worst_first
 from panels.base import DeckScreen
 from panels.charts import SeriesChart
 from panels.messages import Navigate
@@ -26,10 +27,10 @@ from panels.text import safe_cell
 ROOMY = (120, 40)
 
 
-def state_cell(symbol: str, word: str, level: int) -> Text:
-    """A state as symbol + word, coloured by the theme's level class (never colour alone)."""
-    style = ("", "bold", "bold reverse")[level]
-    return Text(f"{symbol} {word}", style=style, no_wrap=True)
+def state_cell(level: SeverityMarks) -> Text:
+    """A state as symbol + word, emphasised by severity (never by colour alone)."""
+    style = ("", "bold", "bold reverse")[level.value]
+    return Text(f"{level.symbol} {level.word}", style=style, no_wrap=True)
 
 
 def worst_alert(snap: OverviewSnapshot) -> Alert:
@@ -98,42 +99,35 @@ class OverviewScreen(DeckScreen):
 
     def _show_slos(self, snap: OverviewSnapshot) -> None:
         table = self.query_one("#overview-slos", DataTable)
-        if not snap.slos:
-            sync_rows(table, [("none", [Text("no SLOs configured: add [[slos]] to the config"),
-                                        "", "", "", "", "", ""])])
-            return
         rows = [
             (s.name, [
                 safe_cell(s.name, 28),
-                state_cell(s.level.symbol, s.level.word, int(s.level)),
+                state_cell(s.level),
                 pct(s.compliance, 2),
                 pct(s.budget_remaining, 1),
                 burn(s.burn("1h")),
                 burn(s.burn("5m")),
                 duration(s.time_to_exhaustion),
             ])
-            for s in sorted(snap.slos, key=lambda s: (-int(s.level), s.budget_remaining))
+            for s in worst_first(snap.slos)
         ]
-        sync_rows(table, rows, self.filter_text)
+        sync_rows(table, rows, self.filter_text,
+                  empty="no SLOs configured: add [[slos]] to the config")
 
     def _show_budgets(self, snap: OverviewSnapshot) -> None:
         table = self.query_one("#overview-budgets", DataTable)
-        if not snap.budgets:
-            sync_rows(table, [("none", [Text("no budgets configured: add [[budgets]]"),
-                                        "", "", "", "", ""])])
-            return
         rows = [
             (b.name, [
                 safe_cell(b.name, 22),
-                state_cell(b.level.symbol, b.level.word, int(b.level)),
+                state_cell(b.level),
                 usd(b.spent_usd, cents=False),
                 f"{pct(b.used, 0)} of {usd(b.limit_usd, cents=False)}",
                 usd(b.forecast_usd, cents=False),
                 duration(b.time_to_exhaustion),
             ])
-            for b in sorted(snap.budgets, key=lambda b: (-int(b.level), -b.used))
+            for b in budgets_worst_first(snap.budgets)
         ]
-        sync_rows(table, rows, self.filter_text)
+        sync_rows(table, rows, self.filter_text, empty="no budgets configured: add [[budgets]]")
 
     def _show_spend(self, snap: OverviewSnapshot) -> None:
         totals = dict(snap.spend)

@@ -12,12 +12,12 @@ from textual.widgets import DataTable, Static
 
 from console.backend import BreakdownView, Fetched, SloPage, SloView, View
 from console.formatting import burn, duration, pct
-from console.snapshots import DIMENSIONS, SloStatus
+from console.snapshots import DIMENSIONS, SloStatus, worst_first
 from panels.base import DeckScreen
 from panels.charts import SeriesChart
 from panels.messages import Navigate
 from panels.overview import state_cell
-from panels.tables import selected_key, sync_rows
+from panels.tables import EMPTY_KEY, selected_key, sync_rows
 from panels.text import safe_cell
 
 BURN_WINDOWS = ("5m", "1h", "30m", "6h", "2h", "24h", "3d")
@@ -65,7 +65,7 @@ class SloScreen(DeckScreen):
         rows = [
             (s.name, [
                 safe_cell(s.name, 30),
-                state_cell(s.level.symbol, s.level.word, int(s.level)),
+                state_cell(s.level),
                 pct(s.compliance, 3),
                 pct(s.budget_remaining, 1),
                 duration(s.time_to_exhaustion),
@@ -73,14 +73,12 @@ class SloScreen(DeckScreen):
                 pct(s.objective, 2),
                 s.kind + (f"<{s.threshold_ms:g}ms" if s.threshold_ms else ""),
             ])
-            for s in sorted(page.statuses, key=lambda s: (-int(s.level), s.budget_remaining))
+            for s in worst_first(page.statuses)
         ]
         with self.app.batch_update():
-            if not rows:
-                sync_rows(table, [("none", [Text("no SLOs configured: add [[slos]] to the config"),
-                                            *[""] * (len(BURN_WINDOWS) + 6)])])
-            else:
-                sync_rows(table, rows, self.filter_text)
+            sync_rows(table, rows, self.filter_text,
+                      empty="no SLOs configured: add [[slos]] to the config")
+            if rows:
                 if not self._cursor_placed and table.row_count:
                     self._cursor_placed = True
                     keys = [str(k.value) for k in table.rows]
@@ -110,7 +108,7 @@ class SloScreen(DeckScreen):
         # the row under the cursor now: the event the first rows posted for row 0 is stale
         # once the cursor was placed on the SLO the screen was opened for
         key = selected_key(event.data_table)
-        if key is not None and key != "none" and key != self.selected:
+        if key is not None and key != EMPTY_KEY and key != self.selected:
             self.selected = key
             self.request_refresh()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 
 from textual.content import Content
@@ -25,6 +26,10 @@ class StatusLine(Static):
         self.sources: tuple[SourceStatus, ...] = ()
         self.error: str | None = None
         self.error_since: datetime | None = None
+        self.now: datetime | None = None
+        """The wall clock at the last tick (ages are shown relative to it)."""
+        self.stale_after = math.inf
+        """Seconds without a refresh after which the view is marked stale."""
 
     def on_mount(self) -> None:
         self._render_line()
@@ -44,12 +49,12 @@ class StatusLine(Static):
 
     def tick(self, now: datetime, stale_after_seconds: float) -> None:
         """Re-render ages; mark the view stale when refreshes stopped arriving."""
-        self._now = now
-        self._stale_after = stale_after_seconds
+        self.now = now
+        self.stale_after = stale_after_seconds
         self._render_line()
 
     def _render_line(self) -> None:
-        now = getattr(self, "_now", None) or self.refreshed or datetime.now()
+        now = self.now or self.refreshed or datetime.now()
         parts = [Content.from_markup("[b]llmdeck[/b] › $title", title=self.title)]
         if self.data_at is not None:
             parts.append(Content(f"data {clock(self.data_at)}Z"))
@@ -60,7 +65,7 @@ class StatusLine(Static):
             ))
         elif self.refreshed is not None:
             age = (now - self.refreshed).total_seconds()
-            stale = age > getattr(self, "_stale_after", 1e9)
+            stale = age > self.stale_after
             mark = "▲ stale, refreshed" if stale else "refreshed"
             parts.append(Content(f"{mark} {ago(self.refreshed, now)} ago"))
         else:

@@ -26,8 +26,19 @@ def row_text(cells: Sequence[object]) -> str:
     return " ".join(_plain(c) for c in cells).casefold()
 
 
-def sync_rows(table: DataTable[Text | str], rows: Sequence[Row], filter_text: str = "") -> None:
-    """Make `table` show `rows` (matching `filter_text`), updating cells in place when keys match."""
+EMPTY_KEY = "none"
+"""Row key of the one-row message an empty table shows; drill actions ignore it."""
+
+
+def sync_rows(table: DataTable[Text | str], rows: Sequence[Row], filter_text: str = "",
+              empty: str | None = None) -> None:
+    """Make `table` show `rows` (matching `filter_text`), updating cells in place when keys match.
+
+    With no rows at all and an `empty` message, the table shows that message as its one row.
+    """
+    if not rows and empty is not None:
+        rows = [(EMPTY_KEY, [Text(empty), *[""] * (len(table.columns) - 1)])]
+        filter_text = ""
     needle = filter_text.casefold().strip()
     wanted = [r for r in rows if not needle or needle in row_text(r[1])]
     wanted_keys = [k for k, _ in wanted]

@@ -148,11 +148,7 @@ class TracesScreen(DeckScreen):
             for r in snap.rows
         ]
         with self.app.batch_update():
-            if rows:
-                sync_rows(table, rows, self.filter_text)
-            else:
-                sync_rows(table, [("none", [Text("no traffic in this scope and window"),
-                                            *[""] * 6])])
+            sync_rows(table, rows, self.filter_text, empty="no traffic in this scope and window")
             self._show_header(snap)
 
     def _set_columns(self, dimension: Dimension) -> None:
@@ -275,11 +271,7 @@ class RequestsScreen(DeckScreen):
                 for key, cells in ((k, request_cells(r)) for k, r in self.rows.items())]
         table = self.query_one("#requests-table", DataTable)
         with self.app.batch_update():
-            if rows:
-                sync_rows(table, rows, self.filter_text)
-            else:
-                sync_rows(table, [("none", [Text(f"no {page.view.order} requests here"),
-                                            *[""] * (len(self.columns) - 1)])])
+            sync_rows(table, rows, self.filter_text, empty=f"no {page.view.order} requests here")
             self._show_header(page)
 
     def _show_header(self, page: RequestsPage | None) -> None:

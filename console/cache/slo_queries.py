@@ -189,9 +189,14 @@ def slo_detail(
     at: datetime,
     span: timedelta = timedelta(hours=6),
     points: int = 72,
+    status: SloStatus | None = None,
 ) -> SloDetail:
-    """One SLO's status with its error rate, p95 latency and burn rate charts and change markers."""
-    status = slo_statuses(cur, [spec], at)[0]
+    """One SLO's status with its error rate, p95 latency and burn rate charts and change markers.
+
+    Pass `status` when the caller already evaluated this SLO at `at` (saves a query).
+    """
+    if status is None:
+        status = slo_statuses(cur, [spec], at)[0]
     start, step = chart_steps(at, span, points)
     hists = tuple(dict.fromkeys(("latency_hist", *_hists_for(spec.kind))))
     steps = _stepped(cur, spec.filter, start, step, points, hists)

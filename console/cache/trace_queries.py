@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import duckdb
@@ -150,15 +150,28 @@ def _loads(text: str) -> Any:
         return text
 
 
-def trace_tree(cur: duckdb.DuckDBPyConnection, trace_id: str) -> TraceTree | None:
+TRACE_SPAN_LIMIT = timedelta(hours=6)
+"""How far from a known span of a trace `trace_tree(..., near=)` looks for the others."""
+
+
+def trace_tree(
+    cur: duckdb.DuckDBPyConnection, trace_id: str, near: datetime | None = None
+) -> TraceTree | None:
     """Every span of a trace, depth-first by start time, with depths; None if unknown.
 
-    A span whose parent is not in the cache is a root (depth 0).
+    A span whose parent is not in the cache is a root (depth 0). With `near` (a
+    start time already seen in this trace) only spans within TRACE_SPAN_LIMIT of
+    it are read, so DuckDB skips most of the file instead of scanning every id.
     """
     columns = (*_HEAD, *_DETAIL_COLUMNS, "attributes", "events")
+    where = "trace_id = ?"
+    params: list[object] = [trace_id.strip().lower()]
+    if near is not None:
+        where += " AND start_time >= ? AND start_time < ?"
+        params += [near - TRACE_SPAN_LIMIT, near + TRACE_SPAN_LIMIT]
     result = cur.execute(
-        f"SELECT {', '.join(columns)} FROM spans WHERE trace_id = ? ORDER BY start_time, span_id",
-        [trace_id.strip().lower()],
+        f"SELECT {', '.join(columns)} FROM spans WHERE {where} ORDER BY start_time, span_id",
+        params,
     ).fetchall()
     if not result:
         return None

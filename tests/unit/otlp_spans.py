@@ -24,6 +24,8 @@ def kv(key: str, value: Any) -> dict[str, Any]:
         return {"key": key, "value": {"intValue": str(value)}}
     if isinstance(value, float):
         return {"key": key, "value": {"doubleValue": value}}
+    if isinstance(value, list):
+        return {"key": key, "value": {"arrayValue": {"values": [kv("", v)["value"] for v in value]}}}
     return {"key": key, "value": {"stringValue": value}}
 
 

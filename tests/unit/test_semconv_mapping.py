@@ -17,21 +17,10 @@ import pytest
 
 from console.config import Config, IngestSettings
 from console.cost import PriceTable
+from tests.unit.otlp_spans import kv
 
 T0 = 1_767_225_600_000_000_000  # 2026-01-01T00:00:00Z
 _ids = itertools.count(1)
-
-
-def kv(key: str, value: Any) -> dict[str, Any]:
-    if isinstance(value, bool):
-        return {"key": key, "value": {"boolValue": value}}
-    if isinstance(value, int):
-        return {"key": key, "value": {"intValue": str(value)}}
-    if isinstance(value, float):
-        return {"key": key, "value": {"doubleValue": value}}
-    if isinstance(value, list):
-        return {"key": key, "value": {"arrayValue": {"values": [kv("", v)["value"] for v in value]}}}
-    return {"key": key, "value": {"stringValue": value}}
 
 
 def span(attrs: dict[str, Any] | None = None, **fields: Any) -> dict[str, Any]:
