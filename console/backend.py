@@ -8,8 +8,10 @@ thread only renders it. No Textual here.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal, Protocol
@@ -136,6 +138,24 @@ class Backend:
         self.sources = list(sources)
         self._trace_seen: dict[str, datetime] = {}
         """A start time seen in each opened trace: refreshes read only that stretch of spans."""
+        self._prefetched: tuple[View, Future[Fetched]] | None = None
+
+    def prefetch(self, view: View) -> None:
+        """Start fetching `view` on a thread now; the next `fetch` of an equal view takes its result.
+
+        Start-up calls this before importing Textual, so the first overview query
+        (DuckDB releases the GIL) runs while the UI is imported and mounted.
+        """
+        future: Future[Fetched] = Future()
+
+        def run() -> None:
+            try:
+                future.set_result(self._fetch(view))
+            except BaseException as exc:  # handed to whoever takes the result
+                future.set_exception(exc)
+
+        self._prefetched = (view, future)
+        threading.Thread(target=run, name="llmdeck-prefetch", daemon=True).start()
 
     def source_statuses(self) -> tuple[SourceStatus, ...]:
         """Freshness of every source, in a stable order."""
@@ -143,6 +163,12 @@ class Backend:
 
     def fetch(self, view: View) -> Fetched:
         """Query the cache for `view` (call from a worker thread, never the UI thread)."""
+        pending, self._prefetched = self._prefetched, None
+        if pending is not None and pending[0] == view:
+            return pending[1].result()
+        return self._fetch(view)
+
+    def _fetch(self, view: View) -> Fetched:
         started = time.perf_counter()
         at = self.clock()
         cur = self.cache.cursor()

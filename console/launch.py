@@ -16,7 +16,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from console.backend import Backend
+from console.backend import Backend, OverviewView
 from console.cache.store import Cache
 from console.config import Config
 from console.snapshots import SourceStatus
@@ -55,8 +55,6 @@ def wall_clock() -> datetime:
 
 def run_console(config: Config, cache_path: Path, theme: str | None, err: TextIO) -> int:
     """`llmdeck` / `llmdeck --cache FILE`: the console on a cache (read-only; it never writes it)."""
-    from console.app import LlmdeckApp
-
     if not cache_path.exists():
         err.write(f"llmdeck: no cache at {cache_path}; run `llmdeck ingest FILES` first,"
                   " or `llmdeck demo` to try the console\n")
@@ -64,6 +62,10 @@ def run_console(config: Config, cache_path: Path, theme: str | None, err: TextIO
     cache = Cache.open(cache_path, read_only=True, create=False)
     try:
         backend = Backend(cache, config, wall_clock, [CacheProbe(cache)])
+        # the first overview query runs while Textual is imported and the app mounts
+        backend.prefetch(OverviewView())
+        from console.app import LlmdeckApp
+
         LlmdeckApp(backend, theme=theme).run()
     finally:
         cache.close()

@@ -92,24 +92,18 @@ def cost_snapshot(
     at = naive_utc(at)
     end = window_end(at)
     starts = {name: period_bounds(period, at)[0] for name, period in PERIODS}
-    period_segments = _segments(starts.values(), end)
-    recent_edges = [end - w for _, w in BURN_WINDOWS] + [end - 2 * MOVER_WINDOW]
-    recent_segments = _segments(recent_edges, end)
-    per_segment = _spend_by_segment(cur, period_segments + recent_segments)
+    recent_edges = [end - w for _, w in BURN_WINDOWS] + [end - 2 * MOVER_WINDOW, end - MOVER_WINDOW]
+    # one set of disjoint segments cut at every edge; each window is a run of them
+    segments = _segments([*starts.values(), *recent_edges], end)
+    per_segment = _spend_by_segment(cur, segments)
 
-    n = len(period_segments)
-    periods = {
-        name: _sum(per_segment, (i for i, (a, _) in enumerate(period_segments) if a >= start))
-        for name, start in starts.items()
-    }
-    burns = {
-        label: _sum(per_segment, (n + i for i, (a, _) in enumerate(recent_segments) if a >= end - w))
-        for label, w in BURN_WINDOWS
-    }
-    previous = _sum(per_segment, (n + i for i, (a, b) in enumerate(recent_segments)
-                                  if a >= end - 2 * MOVER_WINDOW and b <= end - MOVER_WINDOW))
-    current = _sum(per_segment, (n + i for i, (a, _) in enumerate(recent_segments)
-                                 if a >= end - MOVER_WINDOW))
+    def since(start: datetime, until: datetime = end) -> dict[Key, Spend]:
+        return _sum(per_segment, (i for i, (a, b) in enumerate(segments) if a >= start and b <= until))
+
+    periods = {name: since(start) for name, start in starts.items()}
+    burns = {label: since(end - w) for label, w in BURN_WINDOWS}
+    previous = since(end - 2 * MOVER_WINDOW, end - MOVER_WINDOW)
+    current = since(end - MOVER_WINDOW)
 
     statuses = []
     for spec in budgets:

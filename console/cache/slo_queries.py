@@ -20,6 +20,7 @@ from console.cache.scope_sql import (
     METRIC_COLUMNS,
     Totals,
     filter_sql,
+    group_dims,
     hist_columns,
     hour_ceil,
     is_coarse,
@@ -70,33 +71,24 @@ def slo_statuses(
     if not specs:
         return ()
     end = window_end(naive_utc(at))
-    by_filter: dict[ScopeFilter, list[SloSpec]] = {}
-    for spec in specs:
-        by_filter.setdefault(spec.filter, []).append(spec)
-
-    sources: list[str] = []
-    params: list[object] = []
-    rings: dict[ScopeFilter, list[tuple[int, timedelta]]] = {}
-    label = 0
-    for flt, group in by_filter.items():
-        widths = sorted(set(REQUIRED_WINDOWS) | {timedelta(days=s.window_days) for s in group})
-        windows, inner = [], timedelta(0)
-        for width in widths:
-            windows.append((label, end - width, end - inner))
-            rings.setdefault(flt, []).append((label, width))
-            label, inner = label + 1, width
-        hists = {h for s in group for h in _hists_for(s.kind)}
-        sql, p = union_parts(windows, flt, hists=hists)
-        sources.append(sql)
-        params += p
-    sums = rollup_sums(cur, " UNION ALL ".join(sources), params, ("win",))
+    filters = list(dict.fromkeys(spec.filter for spec in specs))
+    widths = sorted(set(REQUIRED_WINDOWS) | {timedelta(days=s.window_days) for s in specs})
+    # disjoint rings between the nested windows, all read in one pass for every filter
+    rings, inner = [], timedelta(0)
+    for label, width in enumerate(widths):
+        rings.append((label, end - width, end - inner))
+        inner = width
+    hists = {h for s in specs for h in _hists_for(s.kind)}
+    source, params = union_parts(rings, ScopeFilter(), keys=group_dims(filters), hists=hists)
+    sums = rollup_sums(cur, source, params, ("win",), hists, groups=filters)
 
     out = []
     for spec in specs:
         cumulative: dict[timedelta, Totals] = {}
         running = Totals()
-        for ring, width in rings[spec.filter]:
-            running = running + sums.get((ring,), Totals())
+        gid = filters.index(spec.filter)
+        for ring, width in enumerate(widths):
+            running = running + sums.get((gid, ring), Totals())
             cumulative[width] = running
         out.append(_status(spec, cumulative))
     return tuple(out)

@@ -311,3 +311,19 @@ def test_change_markers_need_a_baseline_and_respect_the_scope(release_cache):
         scoped = change_markers(cur, ScopeFilter(model="gpt-4o-mini"), T0 + timedelta(days=2),
                                 T0 + timedelta(days=3))
     assert [m.label for m in scoped] == ["prompt v2"]
+
+
+def test_slos_with_different_filters_read_together_equal_each_read_alone(incident_cache):
+    """One pass serves every filter (coarse and full rollups mixed): no filter sees another's rows."""
+    specs = [slo("availability", 0.99, f) for f in FILTERS] + [
+        slo("latency", 0.9, FILTERS[1], threshold_ms=2000.0),
+        slo("ttft", 0.9, FILTERS[2], threshold_ms=400.0),
+        slo("rate_limit", 0.99, FILTERS[3]),
+        slo("fallback", 0.95, ALL, window_days=0.5),
+    ]
+    with Cache.open(incident_cache, read_only=True) as cache:
+        cur = cache.cursor()
+        together = slo_statuses(cur, specs, END)
+        alone = [slo_statuses(cur, [spec], END)[0] for spec in specs]
+    assert together == tuple(alone)
+    assert {s.requests for s in together} != {0}
