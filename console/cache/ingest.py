@@ -221,7 +221,14 @@ class Ingestor:
         config: Config,
         progress: Callable[[Progress], None] | None = None,
         workers: int | None = None,
+        processes: bool | None = None,
     ) -> None:
+        """`workers`: how many processes may decode and map a big file (default: one per core,
+        at most MAX_WORKERS). `processes`: whether big files (>= PARALLEL_MIN_BYTES) are mapped
+        in worker processes at all; by default only when `workers` > 1. `processes=True` with
+        `workers=1` is the mode for an ingest inside the console: one worker process maps, the
+        writer's DuckDB uses one thread, and the calling process keeps its GIL and a core.
+        """
         self.cache = cache
         self.config = config
         self.progress = progress
@@ -229,6 +236,10 @@ class Ingestor:
         self.builder = BatchBuilder(config)
         self.report = IngestReport()
         self.workers = (os.cpu_count() or 1) if workers is None else workers
+        self.processes = self.workers > 1 if processes is None else processes
+        self._pool_size = max(1, min(self.workers, MAX_WORKERS))
+        # Asked for explicitly, worker processes share the machine with the caller's own work.
+        self._writer_threads = 1 if processes else None
         self._pool: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
 
@@ -270,8 +281,7 @@ class Ingestor:
         The workers keep every core busy, so the writer's extra DuckDB threads would only
         compete with them (measured: ~20% more writer CPU for the same work on 2 cores).
         """
-        workers = min(self.workers, MAX_WORKERS)
-        if workers < 2:
+        if not self.processes:
             return None
         try:
             if not any(f.stat().st_size >= PARALLEL_MIN_BYTES for f in files):
@@ -280,7 +290,8 @@ class Ingestor:
             return None
         cur = self.cache.cursor()
         threads = int(cur.execute("SELECT current_setting('threads')").fetchall()[0][0])
-        cur.execute(f"SET threads = {max(1, (os.cpu_count() or 1) - workers)}")
+        keep = self._writer_threads or max(1, (os.cpu_count() or 1) - self._pool_size)
+        cur.execute(f"SET threads = {keep}")
         return threads
 
     def _resume_point(self, path: Path) -> tuple[int, int]:
@@ -304,7 +315,7 @@ class Ingestor:
             actual = readers.resolve_format(path, fmt)
             parallel = (
                 actual in ("otlp-jsonl", "jsonl")
-                and self.workers > 1
+                and self.processes
                 and size - offset >= PARALLEL_MIN_BYTES
                 and not readers.is_compressed(path)
             )
@@ -354,7 +365,7 @@ class Ingestor:
         """Decode and map in worker processes; store in order on the writer thread."""
         if self._pool is None:
             self._pool = ProcessPoolExecutor(
-                max_workers=min(self.workers, MAX_WORKERS),
+                max_workers=self._pool_size,
                 mp_context=multiprocessing.get_context("spawn"),
                 initializer=init_worker,
                 initargs=(self.config.model_dump_json(),),

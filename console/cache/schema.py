@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-import duckdb
+if TYPE_CHECKING:  # ingest's worker processes import this module for SPAN_COLUMNS only
+    import duckdb
 
 SCHEMA_VERSION = 1
 
