@@ -3,6 +3,7 @@ refreshes each second on a 10M-span cache and an ingest runs in the same process
 
     python bench/responsiveness.py [--workdir /work/bench-caches] [--spans 10000000]
                                    [--presses 300] [--ingest-spans 2000000] [--no-ingest]
+                                   [--ingest-mapping process|thread]
 
 Set-up. The 10M cache is copied (the ingest writes to it, and the copy keeps the
 shared cache at exactly 10M spans for the other benchmarks) and opened read-write
@@ -12,10 +13,12 @@ the end of the cached week, refresh_seconds=1) runs under `App.run_test` at
 120x40, headless. An ingest of a generated Collector file (the demo traffic
 generator, seed 12, spread over the last 24 h of the week, so the panels' windows
 change while it runs) starts on a background thread with
-`console.cache.ingest.Ingestor(cache, config, workers=1)` on the same Cache object:
-decoding and mapping run in this process's threads, as the demo simulator's ingest
-does, so the UI shares the GIL with it (the harder case; big files from
-`llmdeck ingest` would use worker processes).
+`console.cache.ingest.Ingestor(cache, config, workers=1, processes=True)` on the same
+Cache object: one worker process decodes and maps, the writer stores on this
+process's ingest thread (DuckDB at 1 thread), leaving a core and the GIL to the UI.
+`--ingest-mapping thread` decodes and maps on the ingest thread instead, sharing the
+GIL with the UI (the harder case; the figures recorded before 2026-11-24's second
+session were taken that way).
 
 What is measured, per key press:
 - t0: just before the key event is handed to the driver, as the Linux driver's
@@ -279,9 +282,10 @@ class GcPauses:
 
 
 class IngestThread(threading.Thread):
-    def __init__(self, cache: Any, config: Any, path: Path | None) -> None:
+    def __init__(self, cache: Any, config: Any, path: Path | None, mapping: str = "process") -> None:
         super().__init__(name="bench-ingest", daemon=True)
         self.cache, self.config, self.path = cache, config, path
+        self.mapping = mapping
         self.report: Any = None
         self.error: BaseException | None = None
         self.started_at = self.finished_at = 0.0
@@ -294,7 +298,11 @@ class IngestThread(threading.Thread):
             self.finished_at = self.started_at
             return
         try:
-            self.report = Ingestor(self.cache, self.config, workers=1).run([self.path])
+            # "process": one worker process decodes and maps (what an ingest inside the console
+            # process should do); "thread": all of it on this thread, sharing the UI's GIL.
+            processes = self.mapping == "process"
+            self.report = Ingestor(self.cache, self.config, workers=1,
+                                   processes=processes).run([self.path])
         except BaseException as exc:
             self.error = exc
         self.finished_at = time.perf_counter()
@@ -468,6 +476,9 @@ def main() -> int:
                     help="spans in the file ingested meanwhile (default 2M, so it outlasts the presses)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--no-ingest", action="store_true", help="no ingest alongside (for comparison)")
+    ap.add_argument("--ingest-mapping", choices=("process", "thread"), default="process",
+                    help="where the ingest decodes and maps spans: one worker process (default)"
+                         " or this process's ingest thread, sharing the GIL with the UI")
     ap.add_argument("--verbose", action="store_true", help="print every press")
     ap.add_argument("--switch-interval", type=float, default=None, metavar="SECONDS",
                     help="experiment: sys.setswitchinterval (GIL hand-over; Python's default 0.005)")
@@ -490,12 +501,13 @@ def main() -> int:
     backend = Backend(cache, config, lambda: AT, [CacheProbe(cache)])
     recorder = Recorder(VirtualScreen(*SIZE))
     app = make_app(backend, recorder)
-    ingest = IngestThread(cache, config, feed)
+    ingest = IngestThread(cache, config, feed, args.ingest_mapping)
     log: list[str] = []
     load_start = loadavg()
     print(f"responsiveness: {args.presses} key presses, {SIZE[0]}x{SIZE[1]}, cache {source.name}"
           f" ({args.spans:,} spans), refresh every 1 s,"
-          f" {'no ingest' if feed is None else f'ingesting {feed.name} meanwhile'};"
+          f" {'no ingest' if feed is None else f'ingesting {feed.name} meanwhile'}"
+          f" (mapping: {args.ingest_mapping});"
           f" load {load_start}", flush=True)
 
     async def run() -> tuple[dict[str, list[float]], dict[str, Any]]:
@@ -556,7 +568,8 @@ def main() -> int:
     print(f"RESULT keypress_p50_ms={percentile(every, 0.5):.1f} p95_ms={percentile(every, 0.95):.1f}"
           f" p99_ms={p99:.1f} (goal<50) max_ms={max(every):.1f} presses={len(every)}"
           f" during_ingest={info['during_ingest']} timeouts={len(info['timeouts'])}"
-          f" ingest={'no' if feed is None else args.ingest_spans} spans={args.spans}"
+          f" ingest={'no' if feed is None else args.ingest_spans} mapping={args.ingest_mapping}"
+          f" spans={args.spans}"
           f" load_start={load_start} load_end={load_end}")
     return 0
 

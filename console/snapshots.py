@@ -235,6 +235,9 @@ class BreakdownRow:
     rate_limited: int
     latency_p95_ms: float | None
     cost_usd: float
+    """Cost of the priced requests only."""
+    unpriced: int
+    """Requests with no price: their cost is unknown (not in cost_usd), never $0."""
 
     @property
     def label(self) -> str:

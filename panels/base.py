@@ -8,12 +8,15 @@ from typing import ClassVar
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Input
+from textual.widgets import DataTable, Input, Static
 
 from console.backend import Fetched, View
+from panels.key_hints import KeyHints
 from panels.messages import FetchFailed, RefreshRequested, SnapshotReady
 from panels.status_line import StatusLine
+from panels.tables import shown_rows
 from panels.text import SafeInput
 
 
@@ -21,13 +24,27 @@ class FilterBar(SafeInput):
     """`/` opens it; typing narrows the screen's tables; Enter keeps the filter, Esc clears it."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "clear", "Clear filter", show=False, id="filter.clear"),
+        Binding("enter", "submit", "Keep filter", id="filter.keep"),
+        Binding("escape", "clear", "Clear filter", id="filter.clear"),
     ]
 
     def action_clear(self) -> None:
         self.value = ""
-        self.remove_class("-active")
+        self.show_bar(False)
         self.screen.focus_next(DataTable)
+
+    def show_bar(self, active: bool) -> None:
+        """Show or hide the filter line (this input and its match count) above the footer."""
+        self.set_class(active, "-active")
+        if self.parent is not None:
+            self.parent.set_class(active, "-active")
+
+
+def match_count(rows: int) -> str:
+    """What the filter line says beside the typed text."""
+    if rows == 0:
+        return "no rows match"
+    return "1 row matches" if rows == 1 else f"{rows:,} rows match"
 
 
 class DeckScreen(Screen[None]):
@@ -51,8 +68,14 @@ class DeckScreen(Screen[None]):
         yield StatusLine(self.screen_title)
 
     def compose_footer(self) -> ComposeResult:
-        yield FilterBar(placeholder="filter rows (Esc clears)", id="filter-bar")
-        yield Footer()
+        # One bottom dock holding both lines, so the open filter line takes a row of its own
+        # above the footer (two widgets docked bottom would be drawn over each other).
+        with Vertical(id="bottom-bar"):
+            with Horizontal(id="filter-line"):
+                yield Static("/", id="filter-prompt")
+                yield FilterBar(placeholder="filter rows (Esc clears)", id="filter-bar")
+                yield Static("", id="filter-count")
+            yield KeyHints(id="footer")
 
     def view(self) -> View:
         """What to fetch now; subclasses return their current view."""
@@ -66,12 +89,22 @@ class DeckScreen(Screen[None]):
         """Re-render the last snapshot with the current filter."""
         if self.last is not None:
             self.show(self.last)
+        self.count_matches()
+
+    def count_matches(self) -> None:
+        """Say beside the filter how many table rows the filter leaves (cleared when unfiltered)."""
+        count = self.query_one("#filter-count", Static)
+        if not self.filter_text.strip():
+            count.update("")
+            return
+        count.update(match_count(sum(shown_rows(t) for t in self.query(DataTable))))
 
     def on_snapshot_ready(self, message: SnapshotReady) -> None:
         if message.fetched.view != self.view():
             return  # an answer to a view this screen has since left
         self.last = message.fetched
         self.show(message.fetched)
+        self.count_matches()
         self.query_one(StatusLine).fetched(message.fetched.at, message.fetched.sources, self.wall_now())
 
     def on_fetch_failed(self, message: FetchFailed) -> None:
@@ -89,10 +122,15 @@ class DeckScreen(Screen[None]):
 
     def action_filter(self) -> None:
         bar = self.query_one(FilterBar)
-        bar.add_class("-active")
+        bar.show_bar(True)
         bar.focus()
 
     def action_back(self) -> None:
+        bar = self.query_one(FilterBar)
+        if bar.has_class("-active"):  # a kept filter is cleared first, as in the bar itself
+            bar.value = ""
+            bar.show_bar(False)
+            return
         if len(self.app.screen_stack) > 1:
             self.app.pop_screen()
 

@@ -18,7 +18,7 @@ from console.snapshots import MISSING_LABEL, BudgetStatus, CostSnapshot, Dimensi
 from panels.base import DeckScreen
 from panels.messages import Navigate
 from panels.overview import state_cell
-from panels.tables import EMPTY_KEY, selected_key, sync_rows
+from panels.tables import EMPTY_KEY, DeckTable, selected_key, sync_rows
 from panels.text import safe_cell
 
 PERIODS = ("today", "week", "month")
@@ -48,19 +48,20 @@ class CostScreen(DeckScreen):
         yield Static("", id="cost-totals", classes="note")
         yield Static("", id="cost-unpriced", classes="warning-line")
         yield Static("Budgets", classes="section-title")
-        budgets: DataTable[Text | str] = DataTable(id="cost-budgets", cursor_type="row")
+        budgets: DataTable[Text | str] = DeckTable(id="cost-budgets", cursor_type="row",
+                                                   fixed_columns=2)
         budgets.add_columns("budget", "state", "used", "spent", "limit", "forecast", "exhaust",
                             "$/h 1h", "$/h 6h", "$/h 24h", "period")
         yield budgets
         with Horizontal(id="cost-lower"):
             with Vertical():
                 yield Static("", id="cost-spend-title", classes="section-title")
-                spend: DataTable[Text | str] = DataTable(id="cost-spend", cursor_type="row")
+                spend: DataTable[Text | str] = DeckTable(id="cost-spend", cursor_type="row")
                 spend.add_columns("key", "spend", "share", "requests", "unpriced")
                 yield spend
             with Vertical():
                 yield Static("Top movers (last hour vs the hour before)", classes="section-title")
-                movers: DataTable[Text | str] = DataTable(id="cost-movers", cursor_type="row")
+                movers: DataTable[Text | str] = DeckTable(id="cost-movers", cursor_type="row")
                 movers.add_columns("what", "key", "$/h before", "$/h now", "change")
                 yield movers
         yield from self.compose_footer()

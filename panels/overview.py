@@ -21,7 +21,7 @@ from console.snapshots import Alert, OverviewSnapshot, budgets_worst_first, wors
 from panels.base import DeckScreen
 from panels.charts import SeriesChart
 from panels.messages import Navigate
-from panels.tables import selected_key, sync_rows
+from panels.tables import DeckTable, selected_key, sync_rows
 from panels.text import safe_cell
 
 ROOMY = (120, 40)
@@ -60,11 +60,11 @@ class OverviewScreen(DeckScreen):
         yield from self.compose_status()
         with Vertical(id="overview-body"):
             yield Static("SLOs", classes="section-title")
-            slos: DataTable[Text | str] = DataTable(id="overview-slos", cursor_type="row")
+            slos: DataTable[Text | str] = DeckTable(id="overview-slos", cursor_type="row")
             slos.add_columns("SLO", "state", "SLI", "budget", "burn1h", "burn5m", "exhaust")
             yield slos
             yield Static("Budgets", classes="section-title")
-            budgets: DataTable[Text | str] = DataTable(id="overview-budgets", cursor_type="row")
+            budgets: DataTable[Text | str] = DeckTable(id="overview-budgets", cursor_type="row")
             budgets.add_columns("budget", "state", "spent", "of limit", "forecast", "exhaust")
             yield budgets
             yield Static("", id="overview-spend", classes="note")

@@ -17,7 +17,7 @@ from panels.base import DeckScreen
 from panels.charts import SeriesChart
 from panels.messages import Navigate
 from panels.overview import state_cell
-from panels.tables import EMPTY_KEY, selected_key, sync_rows
+from panels.tables import EMPTY_KEY, DeckTable, selected_key, sync_rows
 from panels.text import safe_cell
 
 BURN_WINDOWS = ("5m", "1h", "30m", "6h", "2h", "24h", "3d")
@@ -42,7 +42,8 @@ class SloScreen(DeckScreen):
 
     def compose(self) -> ComposeResult:
         yield from self.compose_status()
-        table: DataTable[Text | str] = DataTable(id="slo-table", cursor_type="row")
+        table: DataTable[Text | str] = DeckTable(id="slo-table", cursor_type="row",
+                                                 fixed_columns=2)
         table.add_columns("SLO", "state", "SLI", "budget", "exhaust",
                           *(f"burn{w}" for w in BURN_WINDOWS), "target", "kind")
         yield table

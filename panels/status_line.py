@@ -63,16 +63,23 @@ class StatusLine(Static):
                 "[$error]✖ stale since $since[/]: $err",
                 since=clock(self.error_since), err=cell(self.error, 80),
             ))
-        elif self.refreshed is not None:
+        # A source that is not live matters more than the refresh age: it comes first, so a
+        # line cut at 80 columns still reads "✖ collector files down since …".
+        troubled = [s for s in self.sources if s.state != "live"]
+        parts.extend(self._source(s) for s in troubled)
+        if self.error is None and self.refreshed is not None:
             age = (now - self.refreshed).total_seconds()
             stale = age > self.stale_after
             mark = "▲ stale, refreshed" if stale else "refreshed"
             parts.append(Content(f"{mark} {ago(self.refreshed, now)} ago"))
-        else:
+        elif self.error is None:
             parts.append(Content("loading…"))
-        for s in self.sources:
-            since = f" since {clock(s.since)}" if s.state != "live" and s.since else ""
-            parts.append(Content(f"{_MARK[s.state]} {cell(s.name, 30)} {s.state}{since}"))
+        parts.extend(self._source(s) for s in self.sources if s.state == "live")
         # One line (CSS height: 1): a new text never changes the layout, so only this line is
         # repainted, not the whole screen re-laid out on every tick and refresh.
         self.update(Content(" · ").join(parts), layout=False)
+
+    @staticmethod
+    def _source(source: SourceStatus) -> Content:
+        since = f" since {clock(source.since)}" if source.state != "live" and source.since else ""
+        return Content(f"{_MARK[source.state]} {cell(source.name, 30)} {source.state}{since}")

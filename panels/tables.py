@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar
 
 from rich.text import Text
+from textual.binding import Binding, BindingType
 from textual.widgets import DataTable
 from textual.widgets.data_table import RowKey
 
@@ -24,6 +26,45 @@ def _plain(value: object) -> str:
 def row_text(cells: Sequence[object]) -> str:
     """All of a row's visible text, for `/` filtering."""
     return " ".join(_plain(c) for c in cells).casefold()
+
+
+class DeckTable(DataTable[Text | str]):
+    """A row-cursor table that scrolls sideways a whole column per ← / →.
+
+    Tables wider than the terminal keep their name columns pinned (`fixed_columns`) and
+    scroll the rest; DataTable's own ← → move a row cursor one cell, so reaching the last
+    column at 80 columns took dozens of presses. Home and End jump to the first and last.
+    """
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("right", "cursor_right", "Scroll a column right", show=False),
+        Binding("left", "cursor_left", "Scroll a column left", show=False),
+        Binding("home", "scroll_home", "First columns", show=False),
+        Binding("end", "scroll_end", "Last columns", show=False),
+    ]
+
+    def column_edges(self) -> list[int]:
+        """Horizontal scroll offsets at which a scrolling (unpinned) column starts."""
+        edges, x = [], 0
+        for column in self.ordered_columns[self.fixed_columns:]:
+            edges.append(x)
+            x += column.get_render_width(self)
+        return edges
+
+    def action_cursor_right(self) -> None:
+        if self.cursor_type != "row":
+            super().action_cursor_right()
+            return
+        later = [e for e in self.column_edges() if e > round(self.scroll_x)]
+        self.scroll_to(x=min(later[0] if later else self.max_scroll_x, self.max_scroll_x),
+                       animate=False)
+
+    def action_cursor_left(self) -> None:
+        if self.cursor_type != "row":
+            super().action_cursor_left()
+            return
+        earlier = [e for e in self.column_edges() if e < round(self.scroll_x)]
+        self.scroll_to(x=earlier[-1] if earlier else 0, animate=False)
 
 
 EMPTY_KEY = "none"
@@ -58,6 +99,9 @@ def sync_rows(table: DataTable[Text | str], rows: Sequence[Row], filter_text: st
     if table.row_count and 0 <= table.cursor_row < table.row_count:
         cursor_key = str(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
     table.clear()
+    for column in table.columns.values():  # fit the new rows, not the ones they replace
+        if column.auto_width:  # (a wide "no … here" message must not keep its column wide)
+            column.content_width = column.label.cell_len
     for (key, _), cells in zip(wanted, cells_trusted, strict=True):
         table.add_row(*cells, key=key)
     _measure_now(table, wanted_keys)
@@ -75,6 +119,11 @@ def _measure_now(table: DataTable[Text | str], keys: Sequence[str]) -> None:
     """
     if keys:
         table._update_dimensions([RowKey(k) for k in dict.fromkeys(keys)])
+
+
+def shown_rows(table: DataTable[Text | str]) -> int:
+    """How many data rows the table shows (its one-row empty message is not one)."""
+    return sum(1 for key in table.rows if key.value != EMPTY_KEY)
 
 
 def selected_key(table: DataTable[Text | str]) -> str | None:

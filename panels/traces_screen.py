@@ -22,11 +22,11 @@ from console.backend import BreakdownView, Fetched, RequestsPage, RequestsView, 
 from console.config import ScopeFilter
 from console.formatting import clock, duration, ms, pct, usd
 from console.safe_text import cell
-from console.snapshots import DIMENSIONS, Breakdown, Dimension, RequestRow, TraceTree
+from console.snapshots import DIMENSIONS, Breakdown, BreakdownRow, Dimension, RequestRow, TraceTree
 from panels.base import DeckScreen
 from panels.messages import Navigate
 from panels.span_tree import SpanTree, span_fields
-from panels.tables import selected_key, sync_rows
+from panels.tables import DeckTable, selected_key, sync_rows
 from panels.text import safe_cell, safe_line
 
 WINDOWS: tuple[timedelta, ...] = (
@@ -84,6 +84,15 @@ def status_cell(row: RequestRow) -> Text:
     return text
 
 
+def cost_cell(row: BreakdownRow) -> Text:
+    """`$1.65`, or `$0.96 +267 unpriced` when some requests have no price (never a bare $0)."""
+    if not row.unpriced:
+        return Text(usd(row.cost_usd), no_wrap=True)
+    text = Text(usd(row.cost_usd) + " ", no_wrap=True)
+    text.append(f"+{row.unpriced:,} unpriced", style="bold")
+    return text
+
+
 def header(*parts: Content) -> Content:
     """Parts of a header line joined with ` · `."""
     return Content(" · ").join(parts)
@@ -119,7 +128,7 @@ class TracesScreen(DeckScreen):
     def compose(self) -> ComposeResult:
         yield from self.compose_status()
         yield Static(id="traces-header", classes="screen-header")
-        yield DataTable(id="traces-table", cursor_type="row")
+        yield DeckTable(id="traces-table", cursor_type="row", fixed_columns=1)
         yield from self.compose_footer()
 
     def on_mount(self) -> None:
@@ -143,7 +152,7 @@ class TracesScreen(DeckScreen):
         rows = [
             (f"k:{r.key}", [
                 key_cell(r.key), f"{r.requests:,}", f"{r.errors:,}", pct(r.error_rate, 1),
-                f"{r.rate_limited:,}", ms(r.latency_p95_ms), usd(r.cost_usd),
+                f"{r.rate_limited:,}", ms(r.latency_p95_ms), cost_cell(r),
             ])
             for r in snap.rows
         ]
@@ -245,7 +254,7 @@ class RequestsScreen(DeckScreen):
     def compose(self) -> ComposeResult:
         yield from self.compose_status()
         yield Static(id="requests-header", classes="screen-header")
-        table: DataTable[Text | str] = DataTable(id="requests-table", cursor_type="row",
+        table: DataTable[Text | str] = DeckTable(id="requests-table", cursor_type="row",
                                                  fixed_columns=2)
         table.add_columns(*self.columns)
         yield table
@@ -344,7 +353,8 @@ class TraceScreen(DeckScreen):
         yield Static(id="trace-header", classes="screen-header")
         with Container(id="trace-body"):
             yield SpanTree(id="trace-tree")
-            attributes: DataTable[Text | str] = DataTable(id="trace-attributes", cursor_type="row")
+            attributes: DataTable[Text | str] = DeckTable(id="trace-attributes", cursor_type="row",
+                                                          fixed_columns=1)
             attributes.add_columns("attribute", "value")
             yield attributes
         yield from self.compose_footer()

@@ -50,6 +50,7 @@ def breakdown(
             rate_limited=t.rate_limited,
             latency_p95_ms=t.latency_quantile(0.95),
             cost_usd=t.cost_usd,
+            unpriced=t.unpriced,
         )
         for (key,), t in sums.items()
     ]

@@ -32,7 +32,7 @@ from panels.slo_screen import SloScreen
 from panels.status_line import StatusLine
 from panels.traces_screen import TracesScreen
 from tests.tui.conftest import WALL, DemoData, settle
-from tests.tui.screen_text import screen_text, terminal_bytes
+from tests.tui.screen_text import screen_lines, screen_text, terminal_bytes
 
 SIZE = (80, 24)
 
@@ -214,6 +214,8 @@ async def test_a_source_going_down_is_named_in_the_status_line_until_it_is_back(
         source.state = SourceStatus("collector files", "files", "down", WALL - timedelta(minutes=2),
                                     since=WALL - timedelta(minutes=1), detail="no such file")
         await until(pilot, lambda: "✖ collector files down since 12:19:01" in status(app))
+        # ahead of the refresh age, so the 80-column line is not cut before it
+        assert "✖ collector files down since 12:19:01" in screen_lines(app)[0]
         assert "✖ page" in screen_text(app)  # the data from the cache is still shown
         source.state = SourceStatus("collector files", "files", "live", WALL)
         await until(pilot, lambda: "● collector files live" in status(app))

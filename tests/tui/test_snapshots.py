@@ -110,7 +110,9 @@ def test_overview(snap_compare: Any, deck: Callable[..., Any], size: tuple[int, 
     pages (support-chatbot availability, anthropic rate limits) and six `✔ ok` rows; all four
     budgets `✔ ok`; the Spend line ending `▲ … unpriced`; `Firing: ✖ 3 page · ▲ 0 ticket ·
     worst: anthropic availability` (the top row, not config order); the footer `/ Filter`,
-    `esc Back`, `: :cmd`, `? Help`, `q Quit`. Status line: `llmdeck › overview · data 12:20:00Z
+    `esc Back`, `: :cmd`, `? Help`, `q Quit` (packed, no `^p palette` under 100 columns). The
+    SLO table has focus: its cursor row bold on a strong accent; the budgets table's cursor
+    row only faintly tinted. Status line: `llmdeck › overview · data 12:20:00Z
     · refreshed 0s ago · ● demo simulator live`. Every SLO name whole (`support-chatbot
     availability`), nothing cut off. 160x50 adds the error-rate (%) and p95-latency (s) charts
     under the tables, both jumping up at the right edge (the incident), ticks -6h/-3h/now."""
@@ -124,7 +126,8 @@ def test_slo_screen(snap_compare: Any, deck: Callable[..., Any], size: tuple[int
     burn … > 14.4`, scope provider=anthropic, `Enter: drill down`; three charts (burn rate,
     error rate %, p95 latency s), the first two flat then jumping up at `now`. 80x24: the table
     shows SLO…burn1h and scrolls sideways (scrollbar under it) for the other windows, target
-    and kind; the charts fit the rows left, with their x axis and -6h/-3h/now ticks.
+    and kind, with SLO and state pinned at the left; the charts fit the rows left, with their
+    x axis and -6h/-3h/now ticks.
     160x50: every column through `target` and `kind`, nothing cut."""
     assert snap_compare(deck(), terminal_size=size, run_before=after("2"))
 
@@ -136,8 +139,9 @@ def test_cost_screen(snap_compare: Any, deck: Callable[..., Any], size: tuple[in
     used/spent/limit/forecast/exhaust first), then "Spend today by provider" (anthropic the
     largest share) and "Top movers (last hour vs the hour before)" with a `change` column.
     80x24: spend and movers stacked, all on screen; the budgets table scrolls sideways
-    (scrollbar under it) for the $/h columns and period. 160x50: spend and movers side by
-    side, every column of every table visible."""
+    (scrollbar under it) for the $/h columns and period, budget and state pinned. Only the
+    budgets table (focused) has a strong cursor row; spend and movers show theirs faintly.
+    160x50: spend and movers side by side, every column of every table visible."""
     assert snap_compare(deck(), terminal_size=size, run_before=after("3"))
 
 
@@ -146,8 +150,9 @@ def test_traces_breakdown(snap_compare: Any, deck: Callable[..., Any],
                           size: tuple[int, int]) -> None:
     """`4`: `all traffic · by provider · last 1h · N requests`; anthropic first with about a
     third of its requests failed, as many 429/529, p95 ~16 s; openai, gcp.gemini, mistral_ai
-    below at ~0% errors. Every cell at full width (not `anthropi` / `15.` cut to the header's
-    width) at both sizes; the table fills the screen down to the footer."""
+    below at ~0% errors; openai's cost reads `$0.96 +54 unpriced` (not a bare dollar figure).
+    Every cell at full width (not `anthropi` / `15.` cut to the header's width) at both sizes;
+    the table fills the screen down to the footer, which at 80x24 ends `? Help q Quit`."""
     assert snap_compare(deck(), terminal_size=size, run_before=after("4"))
 
 
@@ -156,8 +161,8 @@ def test_requests_failed(snap_compare: Any, deck: Callable[..., Any],
                          size: tuple[int, int]) -> None:
     """`4` then `f`: `all traffic · failed requests · last 1h · 50 shown`; newest first, each
     `✖ 429 rate_limit_error` or `✖ 529 overloaded_error` on claude models. 80x24: time, trace,
-    status, duration and model fit; the table scrolls sideways for tenant…cost. 160x50: every
-    column, full width."""
+    status, duration and model fit; the table scrolls sideways for tenant…cost (time and trace
+    pinned); the footer ends `? Help q Quit`. 160x50: every column, full width."""
     assert snap_compare(deck(), terminal_size=size, run_before=after("4", "f"))
 
 
@@ -171,6 +176,25 @@ def test_trace_span_tree(snap_compare: Any, deck: Callable[..., Any],
     80x24: tree above, attributes below (scrolling); 160x50: side by side, every attribute,
     `source` reads `/demo/spool/…` (the temp dir is normalised)."""
     assert snap_compare(deck(), terminal_size=size, run_before=after("4", "f", "enter"))
+
+
+async def filter_anth(pilot: Any) -> None:
+    """`4` then `/` and `anth`; stop the cursor blinking."""
+    await settle(pilot)
+    await pilot.press("4")
+    await settle(pilot)
+    await pilot.press("slash", *"anth")
+    pilot.app.screen.query_one(Input).cursor_blink = False
+    await pilot.pause()
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_filter_line(snap_compare: Any, deck: Callable[..., Any], size: tuple[int, int]) -> None:
+    """`4`, `/`, `anth`: the breakdown narrowed to its one `anthropic` row; on its own line
+    right above the footer, `/ anth` with the cursor after it and `1 row matches` at the right
+    edge; the footer below reads `⏎ Keep filter`, `esc Clear filter`. Nothing is drawn over
+    the table (it ends above the filter line)."""
+    assert snap_compare(deck(), terminal_size=size, run_before=filter_anth)
 
 
 @pytest.mark.parametrize("size", SIZES)
