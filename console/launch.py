@@ -91,8 +91,8 @@ def run_demo(seed: int, speed: float, start: datetime | None, theme: str | None,
     try:
         clock = SimClock(start or wall_clock(), speed)
         sim = Simulator(cache, config, spool, seed=seed, clock=clock)
-        # Backfill before the console starts (worker processes cannot be spawned from
-        # inside a running Textual app), so every panel is populated from the first paint.
+        # Backfill before the console starts, with its progress on the terminal, so every
+        # panel is populated from the first paint.
         sim.backfill(partial(_backfill_progress, sys.stderr))
         sys.stderr.write("\n")
         backend = Backend(cache, config, clock.now, [sim])

@@ -13,6 +13,7 @@ import gc
 import multiprocessing
 import os
 import queue
+import sys
 import threading
 import time
 from collections import deque
@@ -212,6 +213,25 @@ def _to_dt(value: Any) -> datetime:
     return datetime.fromtimestamp(int(value) / 1e9, UTC).replace(tzinfo=None)
 
 
+def _start_resource_tracker() -> None:
+    """Start multiprocessing's resource tracker with the process's real stderr.
+
+    Spawning a worker starts the tracker once, handing it `sys.stderr.fileno()`.
+    Inside a running Textual app sys.stderr is Textual's capture object, whose
+    descriptor is not a real one, and the spawn fails ("bad value(s) in
+    fds_to_keep"); with the tracker already running, no descriptor is passed.
+    """
+    from multiprocessing import resource_tracker
+
+    captured = sys.stderr
+    if sys.__stderr__ is not None:
+        sys.stderr = sys.__stderr__
+    try:
+        resource_tracker.ensure_running()
+    finally:
+        sys.stderr = captured
+
+
 class Ingestor:
     """One ingest run over a set of paths into an open cache."""
 
@@ -364,6 +384,7 @@ class Ingestor:
     ) -> None:
         """Decode and map in worker processes; store in order on the writer thread."""
         if self._pool is None:
+            _start_resource_tracker()
             self._pool = ProcessPoolExecutor(
                 max_workers=self._pool_size,
                 mp_context=multiprocessing.get_context("spawn"),
