@@ -281,6 +281,14 @@ class GcPauses:
             self.pauses.append((info["generation"], (time.perf_counter() - self._start) * 1000))
 
 
+def gc_by_generation(pauses: list[tuple[int, float]]) -> str:
+    totals = {g: [0, 0.0] for g in range(3)}
+    for gen, ms in pauses:
+        totals[gen][0] += 1
+        totals[gen][1] += ms
+    return ", ".join(f"gen{g} {n}/{ms:.0f}" for g, (n, ms) in totals.items())
+
+
 class IngestThread(threading.Thread):
     def __init__(self, cache: Any, config: Any, path: Path | None, mapping: str = "process") -> None:
         super().__init__(name="bench-ingest", daemon=True)
@@ -552,7 +560,8 @@ def main() -> int:
         print(f"  (info) screen switch → its first data painted: {summary(info['switch_to_data_ms'])}")
     pauses = [ms for _, ms in gc_pauses.pauses]
     print(f"  garbage collections on the UI thread: {len(pauses)},"
-          f" {sum(ms >= 20 for ms in pauses)} of 20 ms or more (max {max(pauses, default=0):.0f} ms)")
+          f" {sum(ms >= 20 for ms in pauses)} of 20 ms or more (max {max(pauses, default=0):.0f} ms);"
+          f" by generation (count, ms total): {gc_by_generation(gc_pauses.pauses)}")
     print(f"  render_segments per refresh: median {statistics.median(recorder.render_ms):.2f} ms,"
           f" max {max(recorder.render_ms):.1f} ms")
     if info["timeouts"]:

@@ -10,6 +10,7 @@ writes through the real ingest path.
 
 from __future__ import annotations
 
+import gc
 import os
 import time
 from collections.abc import Callable, Iterable
@@ -102,12 +103,20 @@ class LlmdeckApp(App[None]):
         return OverviewScreen()
 
     def on_mount(self) -> None:
+        # Everything alive after the first paint (Textual, DuckDB, the widgets) lives as long
+        # as the app: leave it out of every later collection, so collections stay short.
+        self.call_after_refresh(gc.freeze)
         self.set_keymap(dict(self.backend.config.ui.keymap))
         self.set_interval(1.0, self._tick_status_lines)
         if self.simulator is not None:
             self.run_worker(self._simulate, thread=True, exclusive=True, exit_on_error=False,
                             group="demo", name="demo", description="demo simulator")
         self._schedule(0)
+
+    def on_unmount(self) -> None:
+        # Hand the frozen objects back to the collector, so whatever holds native
+        # resources (DuckDB's bindings) is freed before the interpreter exits.
+        gc.unfreeze()
 
     def action_goto(self, target: str) -> None:
         """k9s-style jump: back to the overview, then open `target` on top of it."""
