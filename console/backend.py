@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import Literal, Protocol
 
 from console.cache.cost_queries import cost_snapshot
+from console.cache.scope_sql import HourMemo
 from console.cache.slo_queries import change_markers, series, slo_detail, slo_statuses
 from console.cache.store import Cache
 from console.cache.trace_queries import breakdown, trace_tree, worst_requests
@@ -139,6 +140,8 @@ class Backend:
         self._trace_seen: dict[str, datetime] = {}
         """A start time seen in each opened trace: refreshes read only that stretch of spans."""
         self._prefetched: tuple[View, Future[Fetched]] | None = None
+        self.memo = HourMemo()
+        """Closed hours' rollup sums, reused across polls until the data changes."""
 
     def prefetch(self, view: View) -> None:
         """Start fetching `view` on a thread now; the next `fetch` of an equal view takes its result.
@@ -199,7 +202,8 @@ class Backend:
 
     def overview(self, at: datetime, chart_span: timedelta) -> OverviewSnapshot:
         cur = self.cache.cursor()
-        slos = slo_statuses(cur, self.config.slos, at)
+        self.memo.sync(cur)
+        slos = slo_statuses(cur, self.config.slos, at, self.memo)
         cost = cost_snapshot(cur, self.config.budgets, at)
         everything = ScopeFilter()
         error_rate, latency = series(cur, everything, at, chart_span, 72)
@@ -218,7 +222,8 @@ class Backend:
 
     def slo_page(self, at: datetime, view: SloView) -> SloPage:
         cur = self.cache.cursor()
-        statuses = slo_statuses(cur, self.config.slos, at)
+        self.memo.sync(cur)
+        statuses = slo_statuses(cur, self.config.slos, at, self.memo)
         spec = next((s for s in self.config.slos if s.name == view.selected), None)
         if spec is None and self.config.slos:
             spec = self.config.slos[0]

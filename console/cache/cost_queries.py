@@ -74,7 +74,7 @@ def _spend_by_segment(
     sets = ", ".join(["(win)", *(f"(win, {k})" for k in _KEYS)])
     rows = cur.execute(
         f"WITH src AS ({source}) SELECT win, {', '.join(_KEYS)}, sum(cost_usd)::DOUBLE,"
-        f" sum(requests), sum(unpriced) FROM src GROUP BY GROUPING SETS ({sets})",
+        f" sum(requests)::BIGINT, sum(unpriced)::BIGINT FROM src GROUP BY GROUPING SETS ({sets})",
         params,
     ).fetchall()
     out: dict[int, dict[Key, Spend]] = {}

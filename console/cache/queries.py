@@ -10,6 +10,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Literal
 
 import duckdb
 
@@ -60,6 +61,7 @@ def labelled_source(
     columns: str,
     where: str = "",
     where_params: Sequence[object] = (),
+    tables: Literal["both", "hour", "minute"] = "both",
 ) -> tuple[str, list[object]]:
     """SQL reading `columns` of each labelled window [start, end) with its label as `win`.
 
@@ -67,7 +69,8 @@ def labelled_source(
     rings between them and add up). Whole hours come from `hour_table`, ragged
     edges from `minute_table`, and each table is scanned once, a CASE on `ts`
     labelling its rows: a UNION ALL of one scan per window cost ~1 ms per part.
-    `where` is extra ` AND ...` conditions with `where_params`.
+    `where` is extra ` AND ...` conditions with `where_params`. `tables` reads only
+    the whole-hour or only the minute parts; "" when that part is empty.
     """
     hour_ranges: list[tuple[int, datetime, datetime]] = []
     minute_ranges: list[tuple[int, datetime, datetime]] = []
@@ -82,7 +85,7 @@ def labelled_source(
     selects: list[str] = []
     params: list[object] = []
     for table, ranges in ((hour_table, hour_ranges), (minute_table, minute_ranges)):
-        if not ranges:
+        if not ranges or tables not in ("both", "hour" if table == hour_table else "minute"):
             continue
         lo, hi = min(a for _, a, _ in ranges), max(b for _, _, b in ranges)
         if len(ranges) == 1:
@@ -168,13 +171,14 @@ def status_groups(
                      for k in range(r, len(windows)))
     prelude = f"WITH src AS MATERIALIZED ({source}), w(win, label) AS (VALUES {upto}) "
     totals = cur.execute(
-        prelude + "SELECT label, provider, model, sum(requests), sum(errors), sum(input_tokens),"
-        " sum(output_tokens), sum(cost_usd), sum(unpriced) FROM src JOIN w USING (win)"
+        prelude + "SELECT label, provider, model, sum(requests)::BIGINT, sum(errors)::BIGINT,"
+        " sum(input_tokens)::BIGINT, sum(output_tokens)::BIGINT, sum(cost_usd)::DOUBLE,"
+        " sum(unpriced)::BIGINT FROM src JOIN w USING (win)"
         " GROUP BY ALL",
         params,
     ).fetchall()
     hist_rows = cur.execute(
-        prelude + "SELECT label, provider, model, metric, b, sum(n) FROM ("
+        prelude + "SELECT label, provider, model, metric, b, sum(n)::BIGINT FROM ("
         " SELECT win, provider, model, 0 AS metric, u.b, sum(u.n) AS n"
         " FROM (SELECT win, provider, model, unnest(latency_hist) AS u FROM src) GROUP BY ALL"
         " UNION ALL SELECT win, provider, model, 1, u.b, sum(u.n)"

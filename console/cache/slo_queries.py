@@ -11,14 +11,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Literal
 
 import duckdb
 
-from console.cache.queries import window_end
+from console.cache.queries import window_end, window_parts
 from console.cache.rollups import GAMMA
 from console.cache.scope_sql import (
     METRIC_COLUMNS,
+    HourMemo,
     Totals,
+    add_sums,
     filter_sql,
     group_dims,
     hist_columns,
@@ -65,9 +68,13 @@ def window_counts(spec: SloSpec, totals: Totals) -> WindowCounts:
 
 
 def slo_statuses(
-    cur: duckdb.DuckDBPyConnection, specs: Sequence[SloSpec], at: datetime
+    cur: duckdb.DuckDBPyConnection, specs: Sequence[SloSpec], at: datetime,
+    memo: HourMemo | None = None,
 ) -> tuple[SloStatus, ...]:
-    """Every SLO at `at`: compliance, budget, burn rates over REQUIRED_WINDOWS, alert level."""
+    """Every SLO at `at`: compliance, budget, burn rates over REQUIRED_WINDOWS, alert level.
+
+    With a synced `memo`, the whole hours of every window are read once per data version.
+    """
     if not specs:
         return ()
     end = window_end(naive_utc(at))
@@ -79,19 +86,28 @@ def slo_statuses(
         rings.append((label, end - width, end - inner))
         inner = width
     hists = {h for s in specs for h in _hists_for(s.kind)}
-    source, params = union_parts(rings, ScopeFilter(), keys=group_dims(filters), hists=hists)
-    sums = rollup_sums(cur, source, params, ("win",), hists, groups=filters)
+    keys = group_dims(filters)
 
-    out = []
-    for spec in specs:
-        cumulative: dict[timedelta, Totals] = {}
-        running = Totals()
-        gid = filters.index(spec.filter)
+    def read(tables: Literal["both", "hour", "minute"]) -> dict[tuple[object, ...], Totals]:
+        source, params = union_parts(rings, ScopeFilter(), keys=keys, hists=hists, tables=tables)
+        return rollup_sums(cur, source, params, ("win",), hists, groups=filters) if source else {}
+
+    if memo is None:
+        sums = read("both")
+    else:
+        hour_ranges = tuple((label, window_parts(a, b)[0]) for label, a, b in rings)
+        key = ("slo", hour_ranges, tuple(filters), tuple(sorted(hists)))
+        sums = add_sums(memo.get(key, lambda: read("hour")), read("minute"))
+
+    # each filter's nested windows, summed once however many SLOs share the filter
+    cumulative: list[dict[timedelta, Totals]] = []
+    for gid in range(len(filters)):
+        running, windows = Totals(), {}
         for ring, width in enumerate(widths):
             running = running + sums.get((gid, ring), Totals())
-            cumulative[width] = running
-        out.append(_status(spec, cumulative))
-    return tuple(out)
+            windows[width] = running
+        cumulative.append(windows)
+    return tuple(_status(spec, cumulative[filters.index(spec.filter)]) for spec in specs)
 
 
 def _status(spec: SloSpec, cumulative: dict[timedelta, Totals]) -> SloStatus:
