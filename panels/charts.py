@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
+from rich.console import RenderResult
+from rich.text import Text
 from textual_plotext import PlotextPlot
 
 from console.safe_text import cell
 from console.snapshots import ChangeMarker, Series
+
+_BUILT: OrderedDict[tuple[object, ...], Text] = OrderedDict()
+"""Recently built charts by everything that decides their look, shared by all chart widgets:
+a screen opened again, or a chart drawn again at a size it had before, is not re-plotted."""
+_BUILT_MAX = 48
 
 
 class SeriesChart(PlotextPlot):
@@ -52,6 +61,24 @@ class SeriesChart(PlotextPlot):
         ticks = [-span_min, -span_min / 2, 0.0]
         plt.xticks(ticks, [_ago_label(-t) for t in ticks])
         self.refresh()
+
+
+    def render(self) -> RenderResult:
+        # plotext builds the whole figure as ANSI text and Rich parses it back: ~5-10 ms of
+        # the UI thread per chart, on every repaint of a new or resized widget.
+        key = (type(self), self.chart_title, self._shown, self.size.width, self.size.height,
+               self.app.theme)
+        built = _BUILT.get(key)
+        if built is None:
+            rendered = super().render()
+            if not isinstance(rendered, Text):
+                return rendered
+            built = _BUILT[key] = rendered
+            if len(_BUILT) > _BUILT_MAX:
+                _BUILT.popitem(last=False)
+        else:
+            _BUILT.move_to_end(key)
+        return built
 
 
 def _ago_label(minutes: float) -> str:
