@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from rich.console import RenderResult
 from rich.text import Text
+from textual.visual import VisualType
 from textual_plotext import PlotextPlot
 
 from console.safe_text import cell
@@ -63,7 +63,7 @@ class SeriesChart(PlotextPlot):
         self.refresh()
 
 
-    def render(self) -> RenderResult:
+    def render(self) -> VisualType:
         # plotext builds the whole figure as ANSI text and Rich parses it back: ~5-10 ms of
         # the UI thread per chart, on every repaint of a new or resized widget.
         key = (type(self), self.chart_title, self._shown, self.size.width, self.size.height,

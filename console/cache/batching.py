@@ -17,7 +17,7 @@ from typing import Any
 import pyarrow as pa
 
 from console.cache import readers
-from console.cache.mapping import BadSpan, SpanColumns, SpanMapper, otlp_attributes
+from console.cache.mapping import BadSpan, SpanColumns, SpanMapper, normalise_id, otlp_attributes
 from console.cache.redact import Redactor
 from console.config import Config
 from console.cost import PriceTable
@@ -62,7 +62,10 @@ class BatchBuilder:
         if rec.kind == "bad":
             self.reject(name, rec.line, str(rec.payload))
         elif rec.kind == "otlp":
-            self._add_request(rec.payload, name, rec.line)
+            if type(rec.payload) is readers.TypedLine:
+                self._add_typed_request(rec.payload, name, rec.line, rec.offset)
+            else:
+                self._add_request(rec.payload, name, rec.line)
         else:
             self._add_flat(rec.payload, name, rec.line)
 
@@ -98,6 +101,38 @@ class BatchBuilder:
                     else:
                         self.spans_read += 1
 
+    def _add_typed_request(self, typed: readers.TypedLine, name: str, line: int, offset: int) -> None:
+        """Map a line decoded into structs; on anything unusual, undo it and take the dict path.
+
+        The typed path never quarantines: a span it cannot map makes the whole line go
+        through `_add_request`, which rejects exactly what it always rejected, with its reasons.
+        """
+        cols = self.cols
+        rows, keys = cols.rows, cols.keys
+        n_rows, n_keys, duplicates, spans_read = len(rows), len(keys), cols.duplicates, self.spans_read
+        current: readers.OtlpSpan | None = None
+        try:
+            source = f"{name}:{line}"
+            mapper = self.mapper
+            for rs in typed.request.resourceSpans or ():
+                current = None
+                res = readers.raw_json(rs.resource) if rs.resource else None
+                resource, res_n = mapper.resource(otlp_attributes((res or {}).get("attributes")))
+                for ss in rs.scopeSpans or rs.instrumentationLibrarySpans or ():
+                    for sp in ss.spans or ():
+                        current = sp
+                        mapper.add_typed_otlp_span(cols, sp, resource, res_n, source)
+                        self.spans_read += 1
+        except Exception:
+            # `_row` adds a span's key before it can fail: that key goes too.
+            if current is not None and len(keys) - n_keys > len(rows) - n_rows:
+                keys.discard(_typed_key(current))
+            for row in rows[n_rows:]:
+                keys.discard((row[0], row[1]))
+            del rows[n_rows:]
+            cols.duplicates, self.spans_read = duplicates, spans_read
+            self.add(readers.decode_dict_line("otlp", line, typed.raw, offset), name)
+
     def _add_flat(self, rec: dict[str, Any], name: str, line: int) -> None:
         try:
             self.mapper.add_flat_span(self.cols, rec, f"{name}:{line}")
@@ -105,6 +140,14 @@ class BatchBuilder:
             self.reject(name, line, _reason(exc))
         else:
             self.spans_read += 1
+
+
+def _typed_key(sp: readers.OtlpSpan) -> tuple[str, str]:
+    """The dedupe key `_row` added for a typed span before it failed (its ids were valid then)."""
+    trace_id = normalise_id(sp.traceId, 16, "traceId")
+    span_id = normalise_id(sp.spanId, 8, "spanId")
+    assert trace_id is not None and span_id is not None
+    return trace_id, span_id
 
 
 def _reason(exc: BaseException) -> str:

@@ -37,6 +37,11 @@ COMPACT_EVERY_BATCHES = 16
 PARALLEL_MIN_BYTES = 32 * 1024 * 1024
 MAX_WORKERS = 2
 MAX_IN_FLIGHT = 2
+# Chunks mapped by worker processes are stored this many to a transaction (at most one per
+# worker, so a group is ready about when its last chunk is): every commit is a checkpoint
+# that compresses the new rows again with their neighbours, and half as many commits cut the
+# writer's time by ~20% (300k spans, 2 workers: 2.1 -> 1.7 s).
+CHUNKS_PER_BATCH = 2
 BYTES_PER_SPAN_GUESS = 1100
 
 
@@ -76,7 +81,9 @@ class Progress:
 
 @dataclass
 class _Batch:
-    table: pa.Table | None
+    """What the writer stores in one transaction: span tables in file order, quarantine, offset."""
+
+    tables: list[pa.Table]
     quarantine: list[tuple[str, int, str]]
     file_state: tuple[str, str, int, int] | None  # path, fingerprint, byte offset, line
 
@@ -113,11 +120,27 @@ class _Writer(threading.Thread):
                 self.error = exc
 
     def _store(self, cur: Any, batch: _Batch) -> None:
+        views: list[str] = []  # the batch's tables, registered as views until the transaction ends
         cur.execute("BEGIN")
         try:
             stored = dup = unpriced = 0
-            if batch.table is not None and batch.table.num_rows:
-                stored, dup, unpriced = self._insert_spans(cur, batch.table)
+            sources: list[str] = []  # the rows stored from each table, for the rollups
+            for i, table in enumerate(batch.tables):
+                if not table.num_rows:
+                    continue
+                views.append(f"_batch{i}")
+                cur.register(views[-1], table)
+                # A later table's dedupe sees the earlier ones (same transaction).
+                source, s, d, u = self._insert_spans(cur, views[-1], table.num_rows, f"_new{i}")
+                stored, dup, unpriced = stored + s, dup + d, unpriced + u
+                if s:
+                    sources.append(source)
+            if sources:  # one set of partial rollup rows for the whole transaction
+                union = " UNION ALL ".join(f"SELECT * FROM {s}" for s in sources)
+                rollups.append_partials(cur, sources[0] if len(sources) == 1 else f"({union})")
+            for source in sources:
+                if source.startswith("_new"):
+                    cur.execute(f"DROP TABLE {source}")
             if batch.quarantine:
                 now = datetime.now(UTC).replace(tzinfo=None)
                 cur.executemany(
@@ -132,66 +155,69 @@ class _Writer(threading.Thread):
                 )
             cur.execute("COMMIT")
         except BaseException:
-            cur.execute("ROLLBACK")
+            cur.execute("ROLLBACK")  # temporary tables made in the transaction go with it
             raise
+        finally:
+            for view in views:
+                cur.unregister(view)
         with self.lock:
             self.report.spans_stored += stored
             self.report.duplicates += dup
             self.report.unpriced += unpriced
-        self.batches_since_compact += 1
+        self.batches_since_compact += max(1, len(batch.tables))
         if self.batches_since_compact >= COMPACT_EVERY_BATCHES:
             self._compact(cur)
 
-    def _insert_spans(self, cur: Any, table: pa.Table) -> tuple[int, int, int]:
+    def _insert_spans(self, cur: Any, view: str, rows: int, new: str) -> tuple[str, int, int, int]:
+        """Store the spans of `view` that are not stored yet.
+
+        Returns where the rows stored are (`view`, or the temporary table `new` when some
+        were stored before), and how many were stored, already there, and unpriced.
+        """
         in_range = "start_time BETWEEN make_timestamp_ns($lo) AND make_timestamp_ns($hi)"
-        cur.register("_batch", table)
-        try:
-            # Integer nanoseconds: a Python datetime would cut the bounds to microseconds.
-            lo, hi = cur.execute(
-                "SELECT epoch_ns(min(start_time)), epoch_ns(max(start_time)) FROM _batch"
-            ).fetchall()[0]
-            # The batch is unique already (SpanColumns); only stored spans can repeat it.
-            # Usually none do, and the batch is stored straight from Arrow, uncopied.
-            clashes = cur.execute(
+        # Integer nanoseconds: a Python datetime would cut the bounds to microseconds.
+        lo, hi = cur.execute(
+            f"SELECT epoch_ns(min(start_time)), epoch_ns(max(start_time)) FROM {view}"
+        ).fetchall()[0]
+        # The table is unique already (SpanColumns); only stored spans can repeat it.
+        # Usually none do, and the table is stored straight from Arrow, uncopied.
+        clashes = cur.execute(
+            f"""
+            SELECT count(*) FROM (SELECT trace_id, span_id FROM {view})
+            SEMI JOIN (SELECT trace_id, span_id FROM spans WHERE {in_range})
+            USING (trace_id, span_id)
+            """,
+            {"lo": lo, "hi": hi},
+        ).fetchall()[0][0]
+        source = view
+        if clashes:
+            source = new
+            cur.execute(
                 f"""
-                SELECT count(*) FROM (SELECT trace_id, span_id FROM _batch)
-                SEMI JOIN (SELECT trace_id, span_id FROM spans WHERE {in_range})
+                CREATE OR REPLACE TEMP TABLE {new} AS
+                SELECT b.* FROM {view} b
+                ANTI JOIN (SELECT trace_id, span_id FROM spans WHERE {in_range}) s
                 USING (trace_id, span_id)
                 """,
                 {"lo": lo, "hi": hi},
-            ).fetchall()[0][0]
-            source = "_batch"
+            )
+        stored = rows - clashes
+        unpriced = 0
+        if not stored:
             if clashes:
-                source = "_new"
-                cur.execute(
-                    f"""
-                    CREATE OR REPLACE TEMP TABLE _new AS
-                    SELECT b.* FROM _batch b
-                    ANTI JOIN (SELECT trace_id, span_id FROM spans WHERE {in_range}) s
-                    USING (trace_id, span_id)
-                    """,
-                    {"lo": lo, "hi": hi},
-                )
-            stored = table.num_rows - clashes
-            unpriced = 0
-            if stored:
-                unpriced = cur.execute(
-                    f"SELECT count(*) FILTER (WHERE unpriced) FROM {source}"
-                ).fetchall()[0][0]
-                cur.execute(f"INSERT INTO spans SELECT * FROM {source}")
-                rollups.append_partials(cur, source)
-        finally:
-            cur.unregister("_batch")
-        if clashes:
-            cur.execute("DROP TABLE _new")
-        if stored:
-            lo_ts = _to_dt(lo)
-            hi_ts = _to_dt(hi)
-            if self.touched is None:
-                self.touched = (lo_ts, hi_ts)
-            else:
-                self.touched = (min(self.touched[0], lo_ts), max(self.touched[1], hi_ts))
-        return stored, clashes, unpriced
+                cur.execute(f"DROP TABLE {new}")
+            return source, 0, clashes, 0
+        unpriced = cur.execute(
+            f"SELECT count(*) FILTER (WHERE unpriced) FROM {source}"
+        ).fetchall()[0][0]
+        cur.execute(f"INSERT INTO spans SELECT * FROM {source}")
+        lo_ts = _to_dt(lo)
+        hi_ts = _to_dt(hi)
+        if self.touched is None:
+            self.touched = (lo_ts, hi_ts)
+        else:
+            self.touched = (min(self.touched[0], lo_ts), max(self.touched[1], hi_ts))
+        return source, stored, clashes, unpriced
 
     def _compact(self, cur: Any) -> None:
         self.batches_since_compact = 0
@@ -397,30 +423,45 @@ class Ingestor:
             )
         name = str(path)
         chunk_bytes = max(64 * 1024, self.batch_spans * BYTES_PER_SPAN_GUESS)
+        group = max(1, min(CHUNKS_PER_BATCH, self._pool_size))
         in_flight: deque[Future[Chunk]] = deque()
+        mapped: list[Chunk] = []
         # The parent only finds line boundaries; each worker reads its own run of lines.
         for start, end, first_line in readers.line_ranges(path, offset, line, chunk_bytes):
             in_flight.append(self._pool.submit(map_range, kind, name, start, end, first_line))
             while len(in_flight) > MAX_IN_FLIGHT:
-                done = self._store_chunk(writer, in_flight.popleft().result(), name, fingerprint,
-                                         state)
-                self._tick(index, total, name, done, size)
+                mapped.append(self._take_chunk(in_flight.popleft().result(), state))
+                if len(mapped) >= group:
+                    done = self._store_chunks(writer, mapped, name, fingerprint)
+                    mapped = []
+                    self._tick(index, total, name, done, size)
             if writer.error is not None:
                 return
         while in_flight:
-            self._store_chunk(writer, in_flight.popleft().result(), name, fingerprint, state)
+            mapped.append(self._take_chunk(in_flight.popleft().result(), state))
+            if len(mapped) >= group or not in_flight:
+                self._store_chunks(writer, mapped, name, fingerprint)
+                mapped = []
 
-    def _store_chunk(
-        self, writer: _Writer, chunk: Chunk, name: str, fingerprint: str, state: readers.ReadState
-    ) -> int:
-        """Hand a mapped chunk to the writer; return the file offset it reaches."""
+    def _take_chunk(self, chunk: Chunk, state: readers.ReadState) -> Chunk:
+        """Count a mapped chunk into the report as it arrives (in file order)."""
         self._count(chunk.spans_read, chunk.quarantine, chunk.duplicates)
         state.pending_tail = state.pending_tail or chunk.pending_tail
-        if chunk.last_offset < 0:  # only blank lines (or an unfinished tail): nothing to store
-            return chunk.last_offset
-        writer.inbox.put(_Batch(chunk.table, chunk.quarantine,
-                                (name, fingerprint, chunk.last_offset, chunk.last_line)))
-        return chunk.last_offset
+        return chunk
+
+    def _store_chunks(
+        self, writer: _Writer, chunks: list[Chunk], name: str, fingerprint: str
+    ) -> int:
+        """Hand consecutive mapped chunks to the writer as one batch; return the offset reached."""
+        last = max((c for c in chunks if c.last_offset >= 0), key=lambda c: c.last_offset,
+                   default=None)
+        if last is None:  # only blank lines (or an unfinished tail): nothing to store
+            return -1
+        tables = [c.table for c in chunks if c.table is not None]
+        quarantine = [row for c in chunks for row in c.quarantine]
+        writer.inbox.put(_Batch(tables, quarantine, (name, fingerprint, last.last_offset,
+                                                     last.last_line)))
+        return last.last_offset
 
     def _submit_builder(
         self, writer: _Writer, state: readers.ReadState, name: str, fingerprint: str,
@@ -433,8 +474,7 @@ class Ingestor:
             file_state = (name, fingerprint, offset, line)
         if not len(cols) and not quarantine and file_state is None:
             return
-        table = cols.to_arrow() if len(cols) else None
-        writer.inbox.put(_Batch(table, quarantine, file_state))
+        writer.inbox.put(_Batch([cols.to_arrow()] if len(cols) else [], quarantine, file_state))
 
     def _count(self, spans_read: int, quarantine: list[tuple[str, int, str]], duplicates: int) -> None:
         report = self.report

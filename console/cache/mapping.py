@@ -15,7 +15,9 @@ from typing import Any
 
 import orjson
 import pyarrow as pa
+from msgspec import UNSET
 
+from console.cache.readers import OtlpAnyValue, OtlpKeyValue, OtlpSpan, raw_json
 from console.cache.redact import Redactor
 from console.cache.schema import SPAN_COLUMNS
 from console.config import IngestSettings
@@ -104,6 +106,10 @@ class BadSpan(ValueError):
     """A span that cannot become a row (the reason goes to quarantine)."""
 
 
+class NotTypedShape(ValueError):
+    """A typed line the typed mapping leaves to the dict path (which words any reason)."""
+
+
 class SpanColumns:
     """A batch of rows, transposed to columns only when handed to DuckDB as Arrow."""
 
@@ -141,6 +147,34 @@ def _any_value(v: dict[str, Any]) -> Any:
         if key == "bytesValue":
             return x
     return None
+
+
+def _typed_other_value(v: OtlpAnyValue) -> Any:
+    """An AnyValue without a string or int member, as `_any_value` reads the same JSON object.
+
+    `_any_value` takes the first member in the object's order, which structs do not keep: a
+    value with two of these members is left to the dict path.
+    """
+    double, boolean = v.doubleValue, v.boolValue
+    if not (v.arrayValue or v.kvlistValue or v.bytesValue):  # the usual case, first
+        if double is UNSET:
+            return None if boolean is UNSET else boolean
+        if boolean is UNSET:
+            return double
+    found: dict[str, Any] = {}
+    if v.doubleValue is not UNSET:
+        found["doubleValue"] = v.doubleValue
+    if v.boolValue is not UNSET:
+        found["boolValue"] = v.boolValue
+    if v.arrayValue:
+        found["arrayValue"] = raw_json(v.arrayValue)
+    if v.kvlistValue:
+        found["kvlistValue"] = raw_json(v.kvlistValue)
+    if v.bytesValue:
+        found["bytesValue"] = raw_json(v.bytesValue)
+    if len(found) > 1:
+        raise NotTypedShape("an AnyValue with several members")
+    return _any_value(found) if found else None
 
 
 def otlp_attributes(kvs: Any) -> dict[str, Any]:
@@ -333,6 +367,53 @@ class SpanMapper:
                         value = int(x)
                     else:
                         value = _any_value(v)
+                        if isinstance(value, list | dict):
+                            value, n = self._clean_nested(value)
+                            count += n
+            out[key] = value
+            if key not in _MAPPED_KEYS:
+                rest[key] = value
+        return out, rest, count
+
+    def typed_clean_attributes(
+        self, kvs: list[OtlpKeyValue] | None
+    ) -> tuple[dict[str, Any], dict[str, Any], int]:
+        """`otlp_clean_attributes` over decoded structs: the same result for the same line."""
+        out: dict[str, Any] = {}
+        rest: dict[str, Any] = {}
+        if not kvs:
+            return out, rest, 0
+        count = 0
+        redact = self.redact
+        memo = self._redact_memo.get
+        dropped = self._drop_memo
+        value: Any
+        for kv in kvs:
+            key = kv.key
+            try:
+                drop = dropped[key]
+            except KeyError:
+                drop = self._dropped(key)
+            if drop:
+                continue
+            v = kv.value
+            if v is None:
+                value = None
+            else:
+                # As the dict path: a stringValue first, then an intValue, then the one other member.
+                x = v.stringValue
+                if x is not UNSET:
+                    hit = memo(x)
+                    if hit is None:
+                        hit = redact(x)
+                    value = hit[0]
+                    count += hit[1]
+                else:
+                    i = v.intValue
+                    if i is not UNSET:
+                        value = int(i)
+                    else:
+                        value = _typed_other_value(v)
                         if isinstance(value, list | dict):
                             value, n = self._clean_nested(value)
                             count += n
@@ -605,6 +686,43 @@ class SpanMapper:
             normalise_id(sp.get("parentSpanId"), 8, "parentSpanId", required=False),
             name or None, kind, start_ns, end_ns, None, int(code or 0), status.get("message"),
             attrs, rest, resource, n + resource_redactions, sp.get("events"), source,
+        )
+
+    def add_typed_otlp_span(
+        self, out: SpanColumns, sp: OtlpSpan, resource: dict[str, Any],
+        resource_redactions: int, source: str,
+    ) -> None:
+        """`add_otlp_span` for a span decoded into structs (see readers.OtlpRequest)."""
+        trace_id = normalise_id(sp.traceId, 16, "traceId")
+        span_id = normalise_id(sp.spanId, 8, "spanId")
+        start_ns = _time_ns(sp.startTimeUnixNano)
+        if not start_ns:
+            raise BadSpan("missing startTimeUnixNano")
+        end_ns = _time_ns(sp.endTimeUnixNano)
+        status = sp.status
+        code: Any = 0
+        message = None
+        if status is not None:
+            code, message = status.code, status.message
+            if isinstance(code, str):
+                code = STATUS_CODE_NAMES.get(code, 0)
+        kind: Any = sp.kind
+        if isinstance(kind, str):
+            kind = SPAN_KIND_NAMES.get(kind)
+        attrs, rest, n = self.typed_clean_attributes(sp.attributes)
+        name = sp.name
+        if name:
+            hit = self._redact_memo.get(name)
+            if hit is None:
+                hit = self.redact(name)
+            name = hit[0]
+            n += hit[1]
+        events = raw_json(sp.events) if sp.events else None
+        self._row(
+            out, trace_id, span_id,  # type: ignore[arg-type]
+            normalise_id(sp.parentSpanId, 8, "parentSpanId", required=False),
+            name or None, kind, start_ns, end_ns, None, int(code or 0), message,
+            attrs, rest, resource, n + resource_redactions, events, source,
         )
 
     def add_flat_span(self, out: SpanColumns, rec: dict[str, Any], source: str) -> None:

@@ -92,7 +92,7 @@ def _hist_sql(buckets: str) -> str:
 
 
 def append_partials(cur: duckdb.DuckDBPyConnection, source: str) -> None:
-    """Aggregate the spans in table `source` into partial minute and hour rollup rows."""
+    """Aggregate the spans in `source` (a table, or a query in parentheses) into partial rollup rows."""
     cur.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE _rollup_base AS

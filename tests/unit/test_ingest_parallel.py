@@ -13,15 +13,21 @@ that the writer completes (and appends to) before the second run.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import orjson
 import pytest
 
 from console.cache import ingest as ingest_module
+from console.cache import rollups
+from console.cache.batching import BatchBuilder
 from console.cache.ingest import Ingestor, IngestReport
+from console.cache.readers import decode_line
+from console.cache.schema import ROLLUP_DIMS
 from console.cache.store import Cache
 from console.config import CacheSettings, Config, IngestSettings
 from console.demo.traffic import TrafficModel, export_requests
@@ -255,3 +261,87 @@ def test_writer_threads_are_restored_after_a_confined_run(
         assert report.spans_stored == 200
         assert cur.execute("SELECT current_setting('threads')").fetchall() == [(3,)]
 
+
+
+# -- the writer: several chunks in one transaction ------------------------------
+
+
+def _table(requests: list[bytes]) -> Any:
+    builder = BatchBuilder(_config())
+    for n, raw in enumerate(requests, 1):
+        builder.add(decode_line("otlp", n, raw), "t.jsonl")
+    cols, quarantine, _ = builder.take()
+    assert not quarantine
+    return cols.to_arrow()
+
+
+def _rollups_match_spans(cur: Any) -> None:
+    """Each rollup table, summed per key, equals the same rollup computed from the spans."""
+    dims_sel = ", ".join(f"coalesce({d}, '') AS {d}" for d in ROLLUP_DIMS)  # '' for NULL, as stored
+    for table, grain, dims in rollups.all_tables():
+        keys = ", ".join(dims)
+        want = cur.execute(f"""
+            SELECT {rollups.truncate_sql(grain, "start_time")} AS ts, {keys}, count(*),
+                   sum(coalesce(input_tokens, 0)), count(*) FILTER (WHERE status = 'error')
+            FROM (SELECT start_time, input_tokens, {dims_sel}
+                  FROM (SELECT *, coalesce(request_model, response_model) AS model FROM spans))
+            GROUP BY ALL ORDER BY ALL
+        """).fetchall()
+        got = cur.execute(
+            f"SELECT ts, {keys}, sum(requests), sum(input_tokens), sum(errors) FROM {table}"
+            f" GROUP BY ALL ORDER BY ALL"
+        ).fetchall()
+        assert want and got == want, table
+
+
+def test_chunks_stored_together_dedupe_across_each_other_and_stored_spans(tmp_path: Path) -> None:
+    requests = _requests(600, seed=21, start_ns=T0)  # 30 requests of 20 spans
+    first = _table(requests[:10])
+    second = _table(requests[8:20])  # repeats 2 requests of `first` (already stored)
+    third = _table(requests[18:])  # repeats 2 requests of `second` (same transaction)
+    report = IngestReport()
+    with Cache.open(tmp_path / "c.duckdb") as cache:
+        writer = ingest_module._Writer(cache, report, threading.Lock())
+        cur = cache.cursor()
+        writer._store(cur, ingest_module._Batch([first], [], ("t.jsonl", "fp", 100, 10)))
+        writer._store(cur, ingest_module._Batch(
+            [second, third], [("t.jsonl", 25, "bad line")], ("t.jsonl", "fp", 300, 30)))
+        writer._compact(cur)
+        assert report.spans_stored == 600
+        assert report.duplicates == 80
+        assert cur.execute("SELECT count(*), count(DISTINCT (trace_id, span_id)) FROM spans"
+                           ).fetchall() == [(600, 600)]
+        assert cur.execute("SELECT line, reason FROM quarantine").fetchall() == [(25, "bad line")]
+        assert cur.execute("SELECT byte_offset, line FROM ingest_files").fetchall() == [(300, 30)]
+        _rollups_match_spans(cur)
+        # Compaction left one row per key.
+        for table, _, dims in rollups.all_tables():
+            keys = ", ".join(dims)
+            assert cur.execute(
+                f"SELECT count(*) FROM (SELECT ts, {keys} FROM {table} GROUP BY ALL HAVING count(*) > 1)"
+            ).fetchall() == [(0,)], table
+        # Nothing is left registered or in temporary tables.
+        assert cur.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE temporary").fetchall() == [(0,)]
+        assert cur.execute(
+            "SELECT count(*) FROM duckdb_views() WHERE view_name LIKE '_batch%'").fetchall() == [(0,)]
+
+
+def test_a_failing_chunk_leaves_its_whole_batch_unstored(tmp_path: Path) -> None:
+    requests = _requests(200, seed=22, start_ns=T0)
+    good = _table(requests[:5])
+    bad = _table(requests[5:]).drop_columns(["source"])  # the wrong shape: its INSERT fails
+    report = IngestReport()
+    with Cache.open(tmp_path / "c.duckdb") as cache:
+        writer = ingest_module._Writer(cache, report, threading.Lock())
+        cur = cache.cursor()
+        with pytest.raises(duckdb.Error):
+            writer._store(cur, ingest_module._Batch(
+                [good, bad], [("t.jsonl", 3, "bad line")], ("t.jsonl", "fp", 500, 10)))
+        for table in ("spans", "quarantine", "ingest_files", *ROLLUPS):
+            assert cur.execute(f"SELECT count(*) FROM {table}").fetchall() == [(0,)], table
+        assert report.spans_stored == 0
+        # The writer goes on: the next batch stores as usual.
+        writer._store(cur, ingest_module._Batch([good], [], ("t.jsonl", "fp", 250, 5)))
+        assert cur.execute("SELECT count(*) FROM spans").fetchall() == [(100,)]
+        _rollups_match_spans(cur)
