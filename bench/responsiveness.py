@@ -270,15 +270,28 @@ class GcPauses:
     def __init__(self) -> None:
         self.thread = threading.get_ident()
         self.pauses: list[tuple[int, float]] = []
+        self.cpu_ms: list[float] = []
+        self.collected: list[int] = []
         self._start = 0.0
+        self._cpu = 0.0
 
     def __call__(self, phase: str, info: dict[str, int]) -> None:
         if threading.get_ident() != self.thread:
             return
         if phase == "start":
             self._start = time.perf_counter()
+            self._cpu = time.thread_time()
         else:
             self.pauses.append((info["generation"], (time.perf_counter() - self._start) * 1000))
+            self.cpu_ms.append((time.thread_time() - self._cpu) * 1000)
+            self.collected.append(info.get("collected", 0))
+
+
+def long_gc_cpu(gc_pauses: GcPauses) -> float:
+    """UI-thread CPU of the collections of 20 ms or more (wall): near their wall time when
+    the collector itself, not a wait for the CPU, made them long."""
+    pairs = zip(gc_pauses.pauses, gc_pauses.cpu_ms, strict=True)
+    return sum(cpu for (_, wall), cpu in pairs if wall >= 20)
 
 
 def gc_by_generation(pauses: list[tuple[int, float]]) -> str:
@@ -561,7 +574,9 @@ def main() -> int:
     pauses = [ms for _, ms in gc_pauses.pauses]
     print(f"  garbage collections on the UI thread: {len(pauses)},"
           f" {sum(ms >= 20 for ms in pauses)} of 20 ms or more (max {max(pauses, default=0):.0f} ms);"
-          f" by generation (count, ms total): {gc_by_generation(gc_pauses.pauses)}")
+          f" by generation (count, ms total): {gc_by_generation(gc_pauses.pauses)};"
+          f" UI-thread CPU of the 20 ms+ ones: {long_gc_cpu(gc_pauses):.0f} ms"
+          f" of {sum(w for _, w in gc_pauses.pauses if w >= 20):.0f} ms wall")
     print(f"  render_segments per refresh: median {statistics.median(recorder.render_ms):.2f} ms,"
           f" max {max(recorder.render_ms):.1f} ms")
     if info["timeouts"]:

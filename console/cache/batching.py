@@ -10,6 +10,7 @@ parent's writer thread stores finished batches.
 from __future__ import annotations
 
 import gc
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -161,10 +162,16 @@ def _reason(exc: BaseException) -> str:
 _worker_builder: BatchBuilder | None = None
 
 
-def init_worker(config_json: str) -> None:
-    """Process-pool initializer: one builder per worker, GC off (see ingest.py)."""
+def init_worker(config_json: str, nice: int = 0) -> None:
+    """Process-pool initializer: one builder per worker, GC off (see ingest.py), and a lower
+    CPU priority by `nice` for an ingest inside the console."""
     global _worker_builder
     gc.disable()
+    if nice > 0:
+        try:
+            os.nice(nice)
+        except OSError:  # not allowed: run at normal priority
+            pass
     _worker_builder = BatchBuilder(Config.model_validate_json(config_json))
 
 

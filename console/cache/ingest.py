@@ -88,11 +88,28 @@ class _Batch:
     file_state: tuple[str, str, int, int] | None  # path, fingerprint, byte offset, line
 
 
+BACKGROUND_NICE = 10
+"""How much lower the CPU priority of an ingest inside the console runs (writer and worker)."""
+
+
+def lower_thread_priority(nice: int) -> None:
+    """Lower the calling thread's CPU priority by `nice` (Linux schedules threads one by one)."""
+    if nice <= 0:
+        return
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + nice)
+    except (AttributeError, OSError):  # not Linux, or not allowed: run at normal priority
+        pass
+
+
 class _Writer(threading.Thread):
     """Stores batches in order, one transaction each, off the reading thread."""
 
-    def __init__(self, cache: Cache, report: IngestReport, lock: threading.Lock) -> None:
+    def __init__(self, cache: Cache, report: IngestReport, lock: threading.Lock,
+                 nice: int = 0) -> None:
         super().__init__(name="llmdeck-ingest-writer", daemon=True)
+        self.nice = nice
         self.cache = cache
         self.report = report
         self.lock = lock
@@ -102,6 +119,7 @@ class _Writer(threading.Thread):
         self.batches_since_compact = 0
 
     def run(self) -> None:
+        lower_thread_priority(self.nice)
         cur = self.cache.cursor()
         while True:
             batch = self.inbox.get()
@@ -284,8 +302,11 @@ class Ingestor:
         self.workers = (os.cpu_count() or 1) if workers is None else workers
         self.processes = self.workers > 1 if processes is None else processes
         self._pool_size = max(1, min(self.workers, MAX_WORKERS))
-        # Asked for explicitly, worker processes share the machine with the caller's own work.
+        # Asked for explicitly, worker processes share the machine with the caller's own work:
+        # the writer's DuckDB gets one thread, and writer and workers run at a lower CPU
+        # priority, so the console's UI thread wins the core when both want it.
         self._writer_threads = 1 if processes else None
+        self._nice = BACKGROUND_NICE if processes else 0
         self._pool: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
 
@@ -294,7 +315,7 @@ class Ingestor:
         files = readers.list_files(paths)
         self.report.files = len(files)
         threads = self._leave_cores_to_workers(files)
-        writer = _Writer(self.cache, self.report, self._lock)
+        writer = _Writer(self.cache, self.report, self._lock, self._nice)
         writer.start()
         # Batches hold hundreds of thousands of live objects; the cyclic GC would
         # rescan them every few thousand allocations (measured: ~2x slower mapping).
@@ -419,7 +440,7 @@ class Ingestor:
                 max_workers=self._pool_size,
                 mp_context=multiprocessing.get_context("spawn"),
                 initializer=init_worker,
-                initargs=(self.config.model_dump_json(),),
+                initargs=(self.config.model_dump_json(), self._nice),
             )
         name = str(path)
         chunk_bytes = max(64 * 1024, self.batch_spans * BYTES_PER_SPAN_GUESS)

@@ -175,12 +175,22 @@ class Cache:
         rows = self.cursor().execute("SELECT value FROM meta WHERE key = ?", [key]).fetchall()
         return rows[0][0] if rows else None
 
-    def checkpoint(self) -> None:
-        """Fold the WAL into the file and remember when (the loss window if the WAL breaks)."""
+    def checkpoint(self) -> bool:
+        """Fold the WAL into the file and remember when (the loss window if the WAL breaks).
+
+        Best effort: DuckDB refuses while another transaction it counts as writing is
+        open (seen at the end of an ingest inside the console, with polls running). The
+        data is committed and safe in the WAL either way; the next checkpoint (DuckDB's
+        own when the WAL grows, or closing the cache) folds it. Returns whether it ran.
+        """
         if self.read_only:
-            return
+            return False
         self.con.execute("INSERT OR REPLACE INTO meta VALUES ('last_checkpoint', ?)", [_now()])
-        self.con.execute("CHECKPOINT")
+        try:
+            self.con.execute("CHECKPOINT")
+        except duckdb.TransactionException:
+            return False
+        return True
 
     def close(self) -> None:
         try:
