@@ -143,22 +143,27 @@ class _Writer(threading.Thread):
         try:
             stored = dup = unpriced = 0
             sources: list[str] = []  # the rows stored from each table, for the rollups
+            temporary: list[str] = []  # tables `_insert_spans` made, dropped before the commit
             for i, table in enumerate(batch.tables):
                 if not table.num_rows:
                     continue
-                views.append(f"_batch{i}")
-                cur.register(views[-1], table)
+                view = f"_batch{i}"
+                views.append(view)
+                cur.register(view, table)
                 # A later table's dedupe sees the earlier ones (same transaction).
-                source, s, d, u = self._insert_spans(cur, views[-1], table.num_rows, f"_new{i}")
+                source, s, d, u = self._insert_spans(cur, view, table.num_rows, f"_new{i}")
                 stored, dup, unpriced = stored + s, dup + d, unpriced + u
+                if source != view:
+                    temporary.append(source)
                 if s:
                     sources.append(source)
-            if sources:  # one set of partial rollup rows for the whole transaction
+            if len(sources) == 1:  # one set of partial rollup rows for the whole transaction
+                rollups.append_partials(cur, sources[0])
+            elif sources:
                 union = " UNION ALL ".join(f"SELECT * FROM {s}" for s in sources)
-                rollups.append_partials(cur, sources[0] if len(sources) == 1 else f"({union})")
-            for source in sources:
-                if source.startswith("_new"):
-                    cur.execute(f"DROP TABLE {source}")
+                rollups.append_partials(cur, f"({union})")
+            for temp in temporary:
+                cur.execute(f"DROP TABLE {temp}")
             if batch.quarantine:
                 now = datetime.now(UTC).replace(tzinfo=None)
                 cur.executemany(
@@ -189,8 +194,9 @@ class _Writer(threading.Thread):
     def _insert_spans(self, cur: Any, view: str, rows: int, new: str) -> tuple[str, int, int, int]:
         """Store the spans of `view` that are not stored yet.
 
-        Returns where the rows stored are (`view`, or the temporary table `new` when some
-        were stored before), and how many were stored, already there, and unpriced.
+        Returns where the rows stored are (`view`, or the temporary table `new`, left for
+        the caller to drop, when some were stored before), and how many were stored,
+        already there, and unpriced.
         """
         in_range = "start_time BETWEEN make_timestamp_ns($lo) AND make_timestamp_ns($hi)"
         # Integer nanoseconds: a Python datetime would cut the bounds to microseconds.
@@ -220,10 +226,7 @@ class _Writer(threading.Thread):
                 {"lo": lo, "hi": hi},
             )
         stored = rows - clashes
-        unpriced = 0
         if not stored:
-            if clashes:
-                cur.execute(f"DROP TABLE {new}")
             return source, 0, clashes, 0
         unpriced = cur.execute(
             f"SELECT count(*) FILTER (WHERE unpriced) FROM {source}"

@@ -162,10 +162,10 @@ def _typed_other_value(v: OtlpAnyValue) -> Any:
         if boolean is UNSET:
             return double
     found: dict[str, Any] = {}
-    if v.doubleValue is not UNSET:
-        found["doubleValue"] = v.doubleValue
-    if v.boolValue is not UNSET:
-        found["boolValue"] = v.boolValue
+    if double is not UNSET:
+        found["doubleValue"] = double
+    if boolean is not UNSET:
+        found["boolValue"] = boolean
     if v.arrayValue:
         found["arrayValue"] = raw_json(v.arrayValue)
     if v.kvlistValue:
@@ -378,7 +378,11 @@ class SpanMapper:
     def typed_clean_attributes(
         self, kvs: list[OtlpKeyValue] | None
     ) -> tuple[dict[str, Any], dict[str, Any], int]:
-        """`otlp_clean_attributes` over decoded structs: the same result for the same line."""
+        """`otlp_clean_attributes` over decoded structs: the same result for the same line.
+
+        A twin of that loop on purpose: sharing the per-attribute step through a helper
+        both loops call costs ~8% of the typed mapping (one call per attribute, measured).
+        """
         out: dict[str, Any] = {}
         rest: dict[str, Any] = {}
         if not kvs:
@@ -659,6 +663,8 @@ class SpanMapper:
         self, out: SpanColumns, sp: dict[str, Any], resource: dict[str, Any],
         resource_redactions: int, source: str,
     ) -> None:
+        # Read in this order (ids, times, status, attributes): the first failure words the
+        # quarantine reason, so only what cannot fail moves into `_otlp_row`.
         trace_id = normalise_id(sp.get("traceId"), 16, "traceId")
         span_id = normalise_id(sp.get("spanId"), 8, "spanId")
         start_ns = _time_ns(sp.get("startTimeUnixNano"))
@@ -667,24 +673,10 @@ class SpanMapper:
         end_ns = _time_ns(sp.get("endTimeUnixNano"))
         status = sp.get("status") or {}
         code = status.get("code", 0)
-        if isinstance(code, str):
-            code = STATUS_CODE_NAMES.get(code, 0)
-        kind = sp.get("kind")
-        if isinstance(kind, str):
-            kind = SPAN_KIND_NAMES.get(kind)
         attrs, rest, n = self.otlp_clean_attributes(sp.get("attributes"))
-        name = sp.get("name")
-        if name:
-            text = str(name)
-            hit = self._redact_memo.get(text)
-            if hit is None:
-                hit = self.redact(text)
-            name = hit[0]
-            n += hit[1]
-        self._row(
-            out, trace_id, span_id,  # type: ignore[arg-type]
-            normalise_id(sp.get("parentSpanId"), 8, "parentSpanId", required=False),
-            name or None, kind, start_ns, end_ns, None, int(code or 0), status.get("message"),
+        self._otlp_row(
+            out, trace_id, span_id, sp.get("parentSpanId"), sp.get("name"),  # type: ignore[arg-type]
+            sp.get("kind"), start_ns, end_ns, code, status.get("message"),
             attrs, rest, resource, n + resource_redactions, sp.get("events"), source,
         )
 
@@ -700,29 +692,37 @@ class SpanMapper:
             raise BadSpan("missing startTimeUnixNano")
         end_ns = _time_ns(sp.endTimeUnixNano)
         status = sp.status
-        code: Any = 0
-        message = None
-        if status is not None:
-            code, message = status.code, status.message
-            if isinstance(code, str):
-                code = STATUS_CODE_NAMES.get(code, 0)
-        kind: Any = sp.kind
+        attrs, rest, n = self.typed_clean_attributes(sp.attributes)
+        self._otlp_row(
+            out, trace_id, span_id, sp.parentSpanId, sp.name, sp.kind, start_ns, end_ns,  # type: ignore[arg-type]
+            0 if status is None else status.code, None if status is None else status.message,
+            attrs, rest, resource, n + resource_redactions,
+            raw_json(sp.events) if sp.events else None, source,
+        )
+
+    def _otlp_row(
+        self, out: SpanColumns, trace_id: str, span_id: str, parent_span_id: Any, name: Any,
+        kind: Any, start_ns: int, end_ns: int | None, code: Any, message: str | None,
+        attrs: dict[str, Any], rest: dict[str, Any], resource: dict[str, Any],
+        redactions: int, events: Any, source: str,
+    ) -> None:
+        """The rest of an OTLP span, read either way: enum names, name, parent id, then `_row`."""
+        if isinstance(code, str):
+            code = STATUS_CODE_NAMES.get(code, 0)
         if isinstance(kind, str):
             kind = SPAN_KIND_NAMES.get(kind)
-        attrs, rest, n = self.typed_clean_attributes(sp.attributes)
-        name = sp.name
         if name:
-            hit = self._redact_memo.get(name)
+            text = str(name)
+            hit = self._redact_memo.get(text)
             if hit is None:
-                hit = self.redact(name)
+                hit = self.redact(text)
             name = hit[0]
-            n += hit[1]
-        events = raw_json(sp.events) if sp.events else None
+            redactions += hit[1]
         self._row(
-            out, trace_id, span_id,  # type: ignore[arg-type]
-            normalise_id(sp.parentSpanId, 8, "parentSpanId", required=False),
+            out, trace_id, span_id,
+            normalise_id(parent_span_id, 8, "parentSpanId", required=False),
             name or None, kind, start_ns, end_ns, None, int(code or 0), message,
-            attrs, rest, resource, n + resource_redactions, events, source,
+            attrs, rest, resource, redactions, events, source,
         )
 
     def add_flat_span(self, out: SpanColumns, rec: dict[str, Any], source: str) -> None:

@@ -196,11 +196,8 @@ def iter_raw_lines(
                     if not raw.isspace():
                         state.pending_tail = True
                     return
-            elif raw.isspace():
-                if end_offset is not None and offset >= end_offset:
-                    return
-                continue
-            yield line_no, raw, offset
+            if not raw.isspace():
+                yield line_no, raw, offset
             if end_offset is not None and offset >= end_offset:
                 return
 
