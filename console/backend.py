@@ -35,6 +35,7 @@ from console.snapshots import (
     SloStatus,
     SourceStatus,
     TraceTree,
+    budgets_worst_first,
     worst_first,
 )
 
@@ -202,7 +203,6 @@ class Backend:
 
     def overview(self, at: datetime, chart_span: timedelta) -> OverviewSnapshot:
         cur = self.cache.cursor()
-        self.memo.sync(cur)
         slos = slo_statuses(cur, self.config.slos, at, self.memo)
         cost = cost_snapshot(cur, self.config.budgets, at)
         everything = ScopeFilter()
@@ -222,7 +222,6 @@ class Backend:
 
     def slo_page(self, at: datetime, view: SloView) -> SloPage:
         cur = self.cache.cursor()
-        self.memo.sync(cur)
         statuses = slo_statuses(cur, self.config.slos, at, self.memo)
         spec = next((s for s in self.config.slos if s.name == view.selected), None)
         if spec is None and self.config.slos:
@@ -236,13 +235,13 @@ class Backend:
 
 
 def alerts_from(slos: Sequence[SloStatus], cost: CostSnapshot) -> tuple[Alert, ...]:
-    """Firing SLOs and budgets, most severe first."""
+    """Firing SLOs and budgets, most severe first; within a level SLOs before budgets, each in
+    the order their tables list them, so the first alert names the top row."""
     burning = worst_first(s for s in slos if s.level > AlertLevel.OK)
     alerts = [Alert(int(s.level), "slo", s.name, s.reason) for s in burning]
-    alerts += [
-        Alert(int(b.level), "budget", b.name, b.reason) for b in cost.budgets if b.level > BudgetLevel.OK
-    ]
-    alerts.sort(key=lambda a: -a.level)  # stable: within a level, SLOs by budget left
+    over = budgets_worst_first(b for b in cost.budgets if b.level > BudgetLevel.OK)
+    alerts += [Alert(int(b.level), "budget", b.name, b.reason) for b in over]
+    alerts.sort(key=lambda a: -a.level)  # stable: keeps that order within a level
     return tuple(alerts)
 
 

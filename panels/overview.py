@@ -14,10 +14,10 @@ from textual.containers import Horizontal, Vertical
 from textual.events import Resize
 from textual.widgets import DataTable, Static
 
-from console.backend import Fetched, OverviewView, View
+from console.backend import Fetched, OverviewView, SloView, View
 from console.formatting import burn, duration, pct, usd
 from console.slo import SeverityMarks
-from console.snapshots import Alert, OverviewSnapshot, budgets_worst_first, worst_first
+from console.snapshots import OverviewSnapshot, budgets_worst_first, worst_first
 from panels.base import DeckScreen
 from panels.charts import SeriesChart
 from panels.messages import Navigate
@@ -31,20 +31,6 @@ def state_cell(level: SeverityMarks) -> Text:
     """A state as symbol + word, emphasised by severity (never by colour alone)."""
     style = ("", "bold", "bold reverse")[level.value]
     return Text(f"{level.symbol} {level.word}", style=style, no_wrap=True)
-
-
-def worst_alert(snap: OverviewSnapshot) -> Alert:
-    """The most severe alert, ties broken as the tables above sort (least SLO budget left,
-    then most budget used), so "worst" names the top row; snap.alerts is level order only."""
-    remaining = {s.name: s.budget_remaining for s in snap.slos}
-    used = {b.name: b.used for b in snap.budgets}
-
-    def rank(a: Alert) -> tuple[int, bool, float]:
-        if a.source == "slo":
-            return (-a.level, False, remaining.get(a.name, 0.0))
-        return (-a.level, True, -used.get(a.name, 0.0))
-
-    return min(snap.alerts, key=rank)
 
 
 class OverviewScreen(DeckScreen):
@@ -145,7 +131,7 @@ class OverviewScreen(DeckScreen):
             return
         severe = sum(1 for a in snap.alerts if a.level >= 2)
         line = Text(f"Firing: ✖ {severe} page · ▲ {len(snap.alerts) - severe} ticket · worst: ")
-        line.append_text(safe_cell(worst_alert(snap).name, 40))
+        line.append_text(safe_cell(snap.alerts[0].name, 40))
         widget.update(line)
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
@@ -156,6 +142,4 @@ class OverviewScreen(DeckScreen):
         if isinstance(focused, DataTable) and focused.id == "overview-budgets":
             self.post_message(Navigate("cost"))
         elif isinstance(focused, DataTable):
-            from console.backend import SloView
-
             self.post_message(Navigate("slo", SloView(selected=selected_key(focused))))

@@ -97,7 +97,8 @@ class HourMemo:
     Whole hours before the current one change only when an ingest stores spans in them,
     so a console polling every second re-reads only the minute rollups (the current
     hour and the ragged window edges). Keys must name exactly what was read (the hour
-    ranges, the filters, the histograms); `sync` drops everything when the data changed.
+    ranges, the filters, the histograms); `sync` (called by each user before its reads)
+    drops everything when the data changed.
     Used from the poller's one thread at a time; a lock keeps concurrent use safe.
     """
 
@@ -259,15 +260,14 @@ def rollup_sums(
         match = " AND ".join(f"(g.{d} IS NULL OR g.{d} = p.{d})" for d in dims) or "TRUE"
         outer = "".join(f"p.{k}, " for k in keys)
         folded = f"g(gid{''.join(f', {d}' for d in dims)}) AS (VALUES {values})"
-        metrics = (
-            f"{prelude}, p AS MATERIALIZED ({metrics}), {folded} SELECT g.gid, {outer}"
-            f"sum(c0)::BIGINT, sum(c1)::BIGINT, sum(c2)::BIGINT, sum(c3)::BIGINT, sum(c4),"
-            f" sum(c5)::BIGINT FROM p JOIN g ON {match} GROUP BY ALL"
-        )
-        buckets_sql = (
-            f"{prelude}, p AS MATERIALIZED ({buckets_sql}), {folded} SELECT g.gid, {outer}"
-            f"p.m, p.b, sum(p.n)::BIGINT FROM p JOIN g ON {match} GROUP BY ALL"
-        ) if wanted else ""
+
+        def fold(summed: str, columns: str) -> str:
+            return (f"{prelude}, p AS MATERIALIZED ({summed}), {folded} SELECT g.gid, {outer}"
+                    f"{columns} FROM p JOIN g ON {match} GROUP BY ALL")
+
+        metrics = fold(metrics, "sum(c0)::BIGINT, sum(c1)::BIGINT, sum(c2)::BIGINT,"
+                                " sum(c3)::BIGINT, sum(c4), sum(c5)::BIGINT")
+        buckets_sql = fold(buckets_sql, "p.m, p.b, sum(p.n)::BIGINT") if wanted else ""
         params += group_params
         keys = ("gid", *keys)
     else:

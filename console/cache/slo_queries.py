@@ -15,7 +15,7 @@ from typing import Literal
 
 import duckdb
 
-from console.cache.queries import window_end, window_parts
+from console.cache.queries import rings, window_end, window_parts
 from console.cache.rollups import GAMMA
 from console.cache.scope_sql import (
     METRIC_COLUMNS,
@@ -73,7 +73,7 @@ def slo_statuses(
 ) -> tuple[SloStatus, ...]:
     """Every SLO at `at`: compliance, budget, burn rates over REQUIRED_WINDOWS, alert level.
 
-    With a synced `memo`, the whole hours of every window are read once per data version.
+    With a `memo`, the whole hours of every window are read once per data version.
     """
     if not specs:
         return ()
@@ -81,21 +81,19 @@ def slo_statuses(
     filters = list(dict.fromkeys(spec.filter for spec in specs))
     widths = sorted(set(REQUIRED_WINDOWS) | {timedelta(days=s.window_days) for s in specs})
     # disjoint rings between the nested windows, all read in one pass for every filter
-    rings, inner = [], timedelta(0)
-    for label, width in enumerate(widths):
-        rings.append((label, end - width, end - inner))
-        inner = width
+    parts = rings(widths, end)
     hists = {h for s in specs for h in _hists_for(s.kind)}
     keys = group_dims(filters)
 
     def read(tables: Literal["both", "hour", "minute"]) -> dict[tuple[object, ...], Totals]:
-        source, params = union_parts(rings, ScopeFilter(), keys=keys, hists=hists, tables=tables)
+        source, params = union_parts(parts, ScopeFilter(), keys=keys, hists=hists, tables=tables)
         return rollup_sums(cur, source, params, ("win",), hists, groups=filters) if source else {}
 
     if memo is None:
         sums = read("both")
     else:
-        hour_ranges = tuple((label, window_parts(a, b)[0]) for label, a, b in rings)
+        memo.sync(cur)
+        hour_ranges = tuple((label, window_parts(a, b)[0]) for label, a, b in parts)
         key = ("slo", hour_ranges, tuple(filters), tuple(sorted(hists)))
         sums = add_sums(memo.get(key, lambda: read("hour")), read("minute"))
 

@@ -97,6 +97,13 @@ async def settle(pilot: Any, timeout: float = 10.0) -> None:
                          f"{screen_text(app)}")
 
 
+async def press_settled(pilot: Any, *keys: str) -> None:
+    """Press each key and wait for the screen it leads to to show its data (see settle)."""
+    for key in keys:
+        await pilot.press(key)
+        await settle(pilot)
+
+
 @pytest.fixture
 def wait_for_data() -> Callable[..., Awaitable[None]]:
     """`await wait_for_data(pilot)`: the active screen shows its own view's data (see settle)."""

@@ -22,6 +22,7 @@ from console.snapshots import Breakdown
 from panels.base import FilterBar
 from panels.tables import EMPTY_KEY
 from tests.tui.conftest import DemoData, settle
+from tests.tui.conftest import press_settled as keys
 from tests.tui.screen_text import screen_lines, screen_text, style_at
 
 SIZE = (80, 24)
@@ -37,13 +38,6 @@ def make_app(make_app: Callable[..., Any], demo_data: DemoData) -> Callable[...,
         return make_app(config=config.model_copy(update={"ui": ui}), **kwargs)
 
     return make
-
-
-async def keys(pilot: Any, *pressed: str) -> None:
-    """Press each key and wait for the screen it leads to to show its data."""
-    for key in pressed:
-        await pilot.press(key)
-        await settle(pilot)
 
 
 # ---- the `/` filter line ----------------------------------------------------------------------

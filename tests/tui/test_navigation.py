@@ -26,6 +26,7 @@ from panels.span_tree import SpanTree
 from panels.status_line import StatusLine
 from panels.traces_screen import RequestsScreen, TraceScreen, TracesScreen
 from tests.tui.conftest import DemoData, settle
+from tests.tui.conftest import press_settled as press
 from tests.tui.screen_text import screen_text, terminal_bytes
 from themes import THEME_NAMES
 
@@ -70,11 +71,6 @@ async def command(pilot: Any, text: str) -> None:
     await pilot.pause()
     if isinstance(pilot.app.screen, DeckScreen):
         await settle(pilot)
-
-
-async def press(pilot: Any, *keys: str) -> None:
-    await pilot.press(*keys)
-    await settle(pilot)
 
 
 async def test_colon_commands_open_slo_cost_traces_and_overview(make_app: Callable[..., Any]) -> None:
