@@ -18,6 +18,7 @@ from datetime import datetime
 from functools import partial
 from typing import ClassVar, Protocol
 
+from textual import events
 from textual.app import App, ScreenStackError, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
@@ -25,6 +26,7 @@ from textual.timer import Timer
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from console.backend import Backend, View
+from console.idle_gc import IdleCollector
 from console.safe_text import cell
 from panels.base import DeckScreen
 from panels.command_line import COMMANDS, CommandLine, parse_command
@@ -96,6 +98,8 @@ class LlmdeckApp(App[None]):
         """When the pending poll timer fires (time.monotonic()), None once it fired."""
         self._polling = False
         self._poll_again = False
+        self.idle_gc = IdleCollector()
+        """Runs full garbage collections between key presses (console/idle_gc.py)."""
 
     # ---- screens and navigation -------------------------------------------------
 
@@ -103,9 +107,7 @@ class LlmdeckApp(App[None]):
         return OverviewScreen()
 
     def on_mount(self) -> None:
-        # Everything alive after the first paint (Textual, DuckDB, the widgets) lives as long
-        # as the app: leave it out of every later collection, so collections stay short.
-        self.call_after_refresh(gc.freeze)
+        self.call_after_refresh(self._after_first_paint)
         self.set_keymap(dict(self.backend.config.ui.keymap))
         self.set_interval(1.0, self._tick_status_lines)
         if self.simulator is not None:
@@ -113,7 +115,21 @@ class LlmdeckApp(App[None]):
                             group="demo", name="demo", description="demo simulator")
         self._schedule(0)
 
+    def _after_first_paint(self) -> None:
+        # Everything alive after the first paint (Textual, DuckDB, the widgets) lives as long
+        # as the app: leave it out of every later collection, so collections stay short.
+        gc.freeze()
+        # and run the full collections that remain between key presses, not during one
+        self.idle_gc.start()
+        self.set_interval(0.25, self.idle_gc.tick, name="idle-gc")
+
+    async def on_event(self, event: events.Event) -> None:
+        if isinstance(event, events.InputEvent):
+            self.idle_gc.input_seen()
+        await super().on_event(event)
+
     def on_unmount(self) -> None:
+        self.idle_gc.stop()
         # Hand the frozen objects back to the collector, so whatever holds native
         # resources (DuckDB's bindings) is freed before the interpreter exits.
         gc.unfreeze()

@@ -28,6 +28,14 @@ class FilterBar(SafeInput):
         Binding("escape", "clear", "Clear filter", id="filter.clear"),
     ]
 
+    def watch_value(self, value: str) -> None:
+        # Applied here, inside the key press's own handling, and not on Input.Changed: that
+        # message is handled after the screen's first repaint, so every keystroke painted
+        # twice (the typed character, then the filtered tables one 60 Hz frame later).
+        screen = self.screen if self.is_attached else None
+        if isinstance(screen, DeckScreen):
+            screen.set_filter(value)
+
     def action_clear(self) -> None:
         self.value = ""
         self.show_bar(False)
@@ -134,9 +142,11 @@ class DeckScreen(Screen[None]):
         if len(self.app.screen_stack) > 1:
             self.app.pop_screen()
 
-    @on(Input.Changed, "#filter-bar")
-    def _filter_changed(self, event: Input.Changed) -> None:
-        self.filter_text = event.value
+    def set_filter(self, text: str) -> None:
+        """Narrow this screen's tables to rows containing `text` (the filter bar calls this)."""
+        if text == self.filter_text:
+            return
+        self.filter_text = text
         self.refilter()
 
     @on(Input.Submitted, "#filter-bar")

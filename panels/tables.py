@@ -5,8 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import ClassVar
 
+from rich.segment import Segment
+from rich.style import Style
 from rich.text import Text
 from textual.binding import Binding, BindingType
+from textual.cache import LRUCache
 from textual.widgets import DataTable
 from textual.widgets.data_table import RowKey
 
@@ -42,6 +45,48 @@ class DeckTable(DataTable[Text | str]):
         Binding("home", "scroll_home", "First columns", show=False),
         Binding("end", "scroll_end", "Last columns", show=False),
     ]
+
+    CELL_CACHE_SIZE: ClassVar[int] = 4096
+    """Rendered cells kept across updates (a 160x50 screen shows a few hundred)."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self._cell_lines: LRUCache[tuple[object, ...], list[list[Segment]]] = LRUCache(
+            self.CELL_CACHE_SIZE)
+
+    def _render_cell(self, row_index: int, column_index: int, base_style: Style, width: int,
+                     cursor: bool = False, hover: bool = False) -> list[list[Segment]]:
+        """DataTable's cell rendering, cached by what the cell shows instead of by update.
+
+        Textual keys its cell cache on a counter that every `update_cell`, `add_row` and
+        `clear` bumps, so one changed cell in a poll, or a `/` keystroke (which re-adds the
+        matching rows), rendered every visible cell again through Rich. Here the key is what
+        the rendering depends on: the cell's text and styles, its position (it is in the
+        segments' mouse metadata), width, and the styles DataTable would apply to it (from
+        its own memo, which CSS and theme changes clear).
+        """
+        if row_index < 0 or column_index < 0:  # the header row and row labels
+            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        row_key = self._row_locations.get_key(row_index)
+        column_key = self._column_locations.get_key(column_index)
+        if row_key is None or column_key is None:
+            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        row = self.rows.get(row_key)
+        value = self._data.get(row_key, {}).get(column_key)
+        if row is None or row.height != 1 or value is None:
+            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        shown: object = (value.plain, value.style, tuple(value.spans), value.justify,
+                         value.overflow, value.no_wrap) if isinstance(value, Text) else str(value)
+        styles = self._get_styles_to_render_cell(
+            False, False, row_index < self.fixed_rows or column_index < self.fixed_columns,
+            hover, cursor, self.show_cursor, self._show_hover_cursor,
+            self.cursor_foreground_priority == "css", self.cursor_background_priority == "css")
+        key = (row_index, column_index, shown, base_style, styles, width, self.cell_padding)
+        lines = self._cell_lines.get(key)
+        if lines is None:
+            lines = super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+            self._cell_lines[key] = lines
+        return lines
 
     def column_edges(self) -> list[int]:
         """Horizontal scroll offsets at which a scrolling (unpinned) column starts."""
