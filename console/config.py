@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -87,7 +87,10 @@ NonEmpty = Annotated[str, Field(min_length=1)]
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+    # Field docstrings become JSON Schema descriptions in `write_json_schema`, not through
+    # pydantic's `use_attribute_docstrings`: that reads and parses this module's source at
+    # import, ~30-50 ms of every start-up (bench/startup.py).
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class UiSettings(_Section):
@@ -369,7 +372,51 @@ class Config(_Section):
 
 def write_json_schema() -> dict[str, Any]:
     """The JSON Schema of the config file (field docstrings become descriptions)."""
-    return Config.model_json_schema()
+    schema = Config.model_json_schema()
+    for model in _section_models(Config):
+        props = (schema if model is Config else schema.get("$defs", {}).get(model.__name__, {}))
+        for name, doc in _field_docstrings(model).items():
+            prop = props.get("properties", {}).get(name)
+            if prop is not None:
+                prop.setdefault("description", doc)
+    return schema
+
+
+def _section_models(root: type[BaseModel]) -> list[type[BaseModel]]:
+    """`root` and every config model reachable from its fields."""
+    found: list[type[BaseModel]] = []
+    todo: list[type[BaseModel]] = [root]
+    while todo:
+        model = todo.pop()
+        if model in found:
+            continue
+        found.append(model)
+        for field in model.model_fields.values():
+            todo.extend(_models_in(field.annotation))
+    return found
+
+
+def _models_in(annotation: object) -> list[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in get_args(annotation) for m in _models_in(arg)]
+
+
+def _field_docstrings(model: type[BaseModel]) -> dict[str, str]:
+    """`name: T = ...` followed by a string literal, in the class body: {name: docstring}."""
+    import ast
+    import inspect
+    import textwrap
+
+    body = ast.parse(textwrap.dedent(inspect.getsource(model))).body[0]
+    assert isinstance(body, ast.ClassDef)
+    docs: dict[str, str] = {}
+    for node, after in zip(body.body, body.body[1:], strict=False):
+        if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+                and isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant)
+                and isinstance(after.value.value, str)):
+            docs[node.target.id] = inspect.cleandoc(after.value.value)
+    return docs
 
 
 # ---------------------------------------------------------------------------
