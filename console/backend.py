@@ -223,14 +223,11 @@ class Backend:
     def slo_page(self, at: datetime, view: SloView) -> SloPage:
         cur = self.cache.cursor()
         statuses = slo_statuses(cur, self.config.slos, at, self.memo)
-        spec = next((s for s in self.config.slos if s.name == view.selected), None)
-        if spec is None and self.config.slos:
-            spec = self.config.slos[0]
+        slos = self.config.slos
         detail = None
-        if spec is not None:
-            # slo_statuses answers in config order
-            status = statuses[self.config.slos.index(spec)]
-            detail = slo_detail(cur, spec, at, view.chart_span, status=status)
+        if slos:  # the selected SLO, else the first; slo_statuses answers in config order
+            i = next((i for i, s in enumerate(slos) if s.name == view.selected), 0)
+            detail = slo_detail(cur, slos[i], at, view.chart_span, status=statuses[i])
         return SloPage(statuses, detail)
 
 

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -373,33 +373,14 @@ class Config(_Section):
 def write_json_schema() -> dict[str, Any]:
     """The JSON Schema of the config file (field docstrings become descriptions)."""
     schema = Config.model_json_schema()
-    for model in _section_models(Config):
-        props = (schema if model is Config else schema.get("$defs", {}).get(model.__name__, {}))
+    for model in _Section.__subclasses__():  # Config and every section (a model unused
+        # by Config has no $defs entry and adds nothing)
+        props = schema if model is Config else schema.get("$defs", {}).get(model.__name__, {})
         for name, doc in _field_docstrings(model).items():
             prop = props.get("properties", {}).get(name)
             if prop is not None:
                 prop.setdefault("description", doc)
     return schema
-
-
-def _section_models(root: type[BaseModel]) -> list[type[BaseModel]]:
-    """`root` and every config model reachable from its fields."""
-    found: list[type[BaseModel]] = []
-    todo: list[type[BaseModel]] = [root]
-    while todo:
-        model = todo.pop()
-        if model in found:
-            continue
-        found.append(model)
-        for field in model.model_fields.values():
-            todo.extend(_models_in(field.annotation))
-    return found
-
-
-def _models_in(annotation: object) -> list[type[BaseModel]]:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return [annotation]
-    return [m for arg in get_args(annotation) for m in _models_in(arg)]
 
 
 def _field_docstrings(model: type[BaseModel]) -> dict[str, str]:

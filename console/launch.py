@@ -10,7 +10,7 @@ from __future__ import annotations
 import shutil
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -35,7 +35,7 @@ class CacheProbe:
 
     cache: Cache
     label: str = "trace cache"
-    _detail: str | None = None
+    _detail: str | None = field(default=None, init=False, repr=False)
 
     def source_status(self) -> SourceStatus:
         if self._detail is None:

@@ -37,9 +37,13 @@ class FilterBar(SafeInput):
             screen.set_filter(value)
 
     def action_clear(self) -> None:
+        self.close()
+        self.screen.focus_next(DataTable)
+
+    def close(self) -> None:
+        """Clear the filter and hide the filter line."""
         self.value = ""
         self.show_bar(False)
-        self.screen.focus_next(DataTable)
 
     def show_bar(self, active: bool) -> None:
         """Show or hide the filter line (this input and its match count) above the footer."""
@@ -94,7 +98,7 @@ class DeckScreen(Screen[None]):
         raise NotImplementedError
 
     def refilter(self) -> None:
-        """Re-render the last snapshot with the current filter."""
+        """Render the last snapshot with the current filter, and count the rows it leaves."""
         if self.last is not None:
             self.show(self.last)
         self.count_matches()
@@ -111,8 +115,7 @@ class DeckScreen(Screen[None]):
         if message.fetched.view != self.view():
             return  # an answer to a view this screen has since left
         self.last = message.fetched
-        self.show(message.fetched)
-        self.count_matches()
+        self.refilter()
         self.query_one(StatusLine).fetched(message.fetched.at, message.fetched.sources, self.wall_now())
 
     def on_fetch_failed(self, message: FetchFailed) -> None:
@@ -136,8 +139,7 @@ class DeckScreen(Screen[None]):
     def action_back(self) -> None:
         bar = self.query_one(FilterBar)
         if bar.has_class("-active"):  # a kept filter is cleared first, as in the bar itself
-            bar.value = ""
-            bar.show_bar(False)
+            bar.close()
             return
         if len(self.app.screen_stack) > 1:
             self.app.pop_screen()

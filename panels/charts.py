@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-from collections import OrderedDict
-
 from rich.text import Text
+from textual.cache import LRUCache
 from textual.visual import VisualType
 from textual_plotext import PlotextPlot
 
 from console.safe_text import cell
 from console.snapshots import ChangeMarker, Series
 
-_BUILT: OrderedDict[tuple[object, ...], Text] = OrderedDict()
+_BUILT: LRUCache[tuple[object, ...], Text] = LRUCache(48)
 """Recently built charts by everything that decides their look, shared by all chart widgets:
 a screen opened again, or a chart drawn again at a size it had before, is not re-plotted."""
-_BUILT_MAX = 48
 
 
 class SeriesChart(PlotextPlot):
@@ -74,10 +72,6 @@ class SeriesChart(PlotextPlot):
             if not isinstance(rendered, Text):
                 return rendered
             built = _BUILT[key] = rendered
-            if len(_BUILT) > _BUILT_MAX:
-                _BUILT.popitem(last=False)
-        else:
-            _BUILT.move_to_end(key)
         return built
 
 

@@ -18,7 +18,7 @@ from console.snapshots import MISSING_LABEL, BudgetStatus, CostSnapshot, Dimensi
 from panels.base import DeckScreen
 from panels.messages import Navigate
 from panels.overview import state_cell
-from panels.tables import EMPTY_KEY, DeckTable, selected_key, sync_rows
+from panels.tables import DeckTable, selected_key, sync_rows
 from panels.text import safe_cell
 
 PERIODS = ("today", "week", "month")
@@ -158,7 +158,7 @@ class CostScreen(DeckScreen):
         if not isinstance(focused, DataTable):
             return
         key = selected_key(focused)
-        if key is None or key == EMPTY_KEY:
+        if key is None:
             return
         flt = ScopeFilter()
         if focused.id == "cost-budgets":

@@ -17,7 +17,7 @@ from panels.base import DeckScreen
 from panels.charts import SeriesChart
 from panels.messages import Navigate
 from panels.overview import state_cell
-from panels.tables import EMPTY_KEY, DeckTable, selected_key, sync_rows
+from panels.tables import DeckTable, selected_key, sync_rows
 from panels.text import safe_cell
 
 BURN_WINDOWS = ("5m", "1h", "30m", "6h", "2h", "24h", "3d")
@@ -109,7 +109,7 @@ class SloScreen(DeckScreen):
         # the row under the cursor now: the event the first rows posted for row 0 is stale
         # once the cursor was placed on the SLO the screen was opened for
         key = selected_key(event.data_table)
-        if key is not None and key != EMPTY_KEY and key != self.selected:
+        if key is not None and key != self.selected:
             self.selected = key
             self.request_refresh()
 

@@ -65,28 +65,36 @@ class DeckTable(DataTable[Text | str]):
         segments' mouse metadata), width, and the styles DataTable would apply to it (from
         its own memo, which CSS and theme changes clear).
         """
-        if row_index < 0 or column_index < 0:  # the header row and row labels
+        value = self._shown_value(row_index, column_index)
+        if value is None:  # the header, row labels, multi-line rows: Textual's own cache
             return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
-        row_key = self._row_locations.get_key(row_index)
-        column_key = self._column_locations.get_key(column_index)
-        if row_key is None or column_key is None:
-            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
-        row = self.rows.get(row_key)
-        value = self._data.get(row_key, {}).get(column_key)
-        if row is None or row.height != 1 or value is None:
-            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
-        shown: object = (value.plain, value.style, tuple(value.spans), value.justify,
-                         value.overflow, value.no_wrap) if isinstance(value, Text) else str(value)
         styles = self._get_styles_to_render_cell(
             False, False, row_index < self.fixed_rows or column_index < self.fixed_columns,
             hover, cursor, self.show_cursor, self._show_hover_cursor,
             self.cursor_foreground_priority == "css", self.cursor_background_priority == "css")
-        key = (row_index, column_index, shown, base_style, styles, width, self.cell_padding)
+        key = (row_index, column_index, value, base_style, styles, width, self.cell_padding)
         lines = self._cell_lines.get(key)
         if lines is None:
             lines = super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
             self._cell_lines[key] = lines
         return lines
+
+    def _shown_value(self, row_index: int, column_index: int) -> object | None:
+        """What a one-line data cell shows, as a hashable value; None for any other cell."""
+        if row_index < 0 or column_index < 0:
+            return None
+        row_key = self._row_locations.get_key(row_index)
+        column_key = self._column_locations.get_key(column_index)
+        if row_key is None or column_key is None:
+            return None
+        row = self.rows.get(row_key)
+        if row is None or row.height != 1:
+            return None
+        value = self._data.get(row_key, {}).get(column_key)
+        if isinstance(value, Text):
+            return (value.plain, value.style, tuple(value.spans), value.justify, value.overflow,
+                    value.no_wrap)
+        return None if value is None else str(value)
 
     def column_edges(self) -> list[int]:
         """Horizontal scroll offsets at which a scrolling (unpinned) column starts."""
@@ -113,7 +121,7 @@ class DeckTable(DataTable[Text | str]):
 
 
 EMPTY_KEY = "none"
-"""Row key of the one-row message an empty table shows; drill actions ignore it."""
+"""Row key of the one-row message an empty table shows (`selected_key` never returns it)."""
 
 
 def sync_rows(table: DataTable[Text | str], rows: Sequence[Row], filter_text: str = "",
@@ -140,9 +148,7 @@ def sync_rows(table: DataTable[Text | str], rows: Sequence[Row], filter_text: st
                     changed.append(key)
         _measure_now(table, changed)
         return
-    cursor_key = None
-    if table.row_count and 0 <= table.cursor_row < table.row_count:
-        cursor_key = str(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
+    cursor_key = selected_key(table)
     table.clear()
     for column in table.columns.values():  # fit the new rows, not the ones they replace
         if column.auto_width:  # (a wide "no … here" message must not keep its column wide)
@@ -172,7 +178,8 @@ def shown_rows(table: DataTable[Text | str]) -> int:
 
 
 def selected_key(table: DataTable[Text | str]) -> str | None:
-    """The row key under the cursor, or None for an empty table."""
+    """The row key under the cursor; None for an empty table or its one-row empty message."""
     if not table.row_count:
         return None
-    return str(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
+    key = str(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
+    return None if key == EMPTY_KEY else key

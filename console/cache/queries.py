@@ -166,19 +166,18 @@ def status_groups(
         "provider, model, requests, errors, input_tokens, output_tokens, cost_usd, unpriced,"
         " latency_hist, ttft_hist",
     )
-    # ring r counts towards every window from r outwards
-    upto = ", ".join(f"({r}, '{labels[k]}')" for r in range(len(windows))
-                     for k in range(r, len(windows)))
-    prelude = f"WITH src AS MATERIALIZED ({source}), w(win, label) AS (VALUES {upto}) "
+    # ring r counts towards every window k from r outwards (k indexes `labels`)
+    upto = ", ".join(f"({r}, {k})" for r in range(len(windows)) for k in range(r, len(windows)))
+    prelude = f"WITH src AS MATERIALIZED ({source}), w(win, k) AS (VALUES {upto}) "
     totals = cur.execute(
-        prelude + "SELECT label, provider, model, sum(requests)::BIGINT, sum(errors)::BIGINT,"
+        prelude + "SELECT k, provider, model, sum(requests)::BIGINT, sum(errors)::BIGINT,"
         " sum(input_tokens)::BIGINT, sum(output_tokens)::BIGINT, sum(cost_usd)::DOUBLE,"
         " sum(unpriced)::BIGINT FROM src JOIN w USING (win)"
         " GROUP BY ALL",
         params,
     ).fetchall()
     hist_rows = cur.execute(
-        prelude + "SELECT label, provider, model, metric, b, sum(n)::BIGINT FROM ("
+        prelude + "SELECT k, provider, model, metric, b, sum(n)::BIGINT FROM ("
         " SELECT win, provider, model, 0 AS metric, u.b, sum(u.n) AS n"
         " FROM (SELECT win, provider, model, unnest(latency_hist) AS u FROM src) GROUP BY ALL"
         " UNION ALL SELECT win, provider, model, 1, u.b, sum(u.n)"
@@ -186,17 +185,16 @@ def status_groups(
         ") JOIN w USING (win) GROUP BY ALL",
         params,
     ).fetchall()
-    hists: dict[tuple[str, str, str, int], list[tuple[int, int]]] = defaultdict(list)
-    for win, provider, model, metric, b, n in hist_rows:
-        hists[(win, provider, model, metric)].append((int(b), int(n)))
-    order = {label: i for i, (label, _) in enumerate(windows)}
+    hists: dict[tuple[int, str, str, int], list[tuple[int, int]]] = defaultdict(list)
+    for k, provider, model, metric, b, n in hist_rows:
+        hists[(k, provider, model, metric)].append((int(b), int(n)))
     out = []
-    for win, provider, model, req, err, tin, tout, cost, unpriced in totals:
-        lat = hists.get((win, provider, model, 0), [])
-        ttft = hists.get((win, provider, model, 1), [])
+    for k, provider, model, req, err, tin, tout, cost, unpriced in totals:
+        lat = hists.get((k, provider, model, 0), [])
+        ttft = hists.get((k, provider, model, 1), [])
         out.append(
             GroupStats(
-                window=win,
+                window=labels[k],
                 provider=provider or None,
                 model=model or None,
                 requests=int(req),
@@ -212,7 +210,8 @@ def status_groups(
                 unpriced=int(unpriced),
             )
         )
-    out.sort(key=lambda g: (order.get(g.window, 99), -g.requests, g.provider or "", g.model or ""))
+    order = {label: i for i, label in enumerate(labels)}
+    out.sort(key=lambda g: (order[g.window], -g.requests, g.provider or "", g.model or ""))
     return out
 
 

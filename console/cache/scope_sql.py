@@ -2,10 +2,10 @@
 
 A `ScopeFilter` becomes `AND dim = ?` clauses (values always bound as
 parameters); it reads the coarse `*_svc` rollups when every dimension it needs
-is one of theirs. `union_parts` turns labelled windows into one UNION ALL over
-hour rollups (whole hours) and minute rollups (ragged edges), and
-`rollup_sums` folds such a source into per-key `Totals` with merged latency and
-TTFT histograms in a single query.
+is one of theirs. `union_parts` reads labelled windows from the hour rollups
+(whole hours) and the minute rollups (ragged edges), one scan per table with a
+CASE labelling the rows, and `rollup_sums` folds such a source into per-key
+`Totals` with merged latency and TTFT histograms (two queries: sums, buckets).
 """
 
 from __future__ import annotations
@@ -99,7 +99,8 @@ class HourMemo:
     hour and the ragged window edges). Keys must name exactly what was read (the hour
     ranges, the filters, the histograms); `sync` (called by each user before its reads)
     drops everything when the data changed.
-    Used from the poller's one thread at a time; a lock keeps concurrent use safe.
+    Used from the poller's one thread at a time (polls never overlap); the lock only keeps
+    the dict itself consistent, not a read racing a `sync`.
     """
 
     MAX_ENTRIES = 64
@@ -224,7 +225,10 @@ def rollup_sums(
     hists: Iterable[str] = HIST_COLUMNS,
     groups: Sequence[ScopeFilter] = (),
 ) -> dict[tuple[object, ...], Totals]:
-    """Sum `source_sql` (a `union_parts`-shaped source) per `keys` in one query.
+    """Sum `source_sql` (a `union_parts`-shaped source) per `keys`.
+
+    Two queries, each materialising the source on its own: the counters and the histogram
+    buckets (see the comment below for why not one).
 
     With `groups`, the source is read once for all of them: it must carry the
     `group_dims(groups)` columns, each row counts towards every group whose filter
