@@ -182,7 +182,7 @@ class Backend:
         elif isinstance(view, SloView):
             snapshot = self.slo_page(at, view)
         elif isinstance(view, CostView):
-            snapshot = cost_snapshot(cur, self.config.budgets, at)
+            snapshot = cost_snapshot(cur, self.config.budgets, at, self.memo)
         elif isinstance(view, BreakdownView):
             snapshot = breakdown(cur, view.filter, at - view.window, at, view.dimension)
         elif isinstance(view, RequestsView):
@@ -204,7 +204,7 @@ class Backend:
     def overview(self, at: datetime, chart_span: timedelta) -> OverviewSnapshot:
         cur = self.cache.cursor()
         slos = slo_statuses(cur, self.config.slos, at, self.memo)
-        cost = cost_snapshot(cur, self.config.budgets, at)
+        cost = cost_snapshot(cur, self.config.budgets, at, self.memo)
         everything = ScopeFilter()
         error_rate, latency = series(cur, everything, at, chart_span, 72)
         markers = change_markers(cur, everything, at - chart_span, at)

@@ -16,8 +16,8 @@ from typing import Literal
 
 import duckdb
 
-from console.cache.queries import window_end
-from console.cache.scope_sql import naive_utc, union_parts
+from console.cache.queries import window_end, window_parts
+from console.cache.scope_sql import HourMemo, naive_utc, union_parts
 from console.config import BudgetSpec, ScopeFilter
 from console.cost import BudgetPeriod, budget_status, period_bounds
 from console.snapshots import CostSnapshot, Dimension, Mover, SpendRow, SpendTable
@@ -64,13 +64,16 @@ def _sum(per_segment: dict[int, dict[Key, Spend]], segments: Iterable[int]) -> d
 
 
 def _spend_by_segment(
-    cur: duckdb.DuckDBPyConnection, segments: Sequence[tuple[datetime, datetime]]
+    cur: duckdb.DuckDBPyConnection, segments: Sequence[tuple[datetime, datetime]],
+    tables: Literal["both", "hour", "minute"] = "both",
 ) -> dict[int, dict[Key, Spend]]:
     """Per segment: spend per (dimension, value) for every dimension in _KEYS, and the total."""
     source, params = union_parts(
         [(i, a, b) for i, (a, b) in enumerate(segments)], ScopeFilter(), keys=_KEYS, hists=(),
-        coarse=False,
+        coarse=False, tables=tables,
     )
+    if not source:  # no whole hours (or no ragged edges) in any segment
+        return {}
     sets = ", ".join(["(win)", *(f"(win, {k})" for k in _KEYS)])
     rows = cur.execute(
         f"WITH src AS ({source}) SELECT win, {', '.join(_KEYS)}, sum(cost_usd)::DOUBLE,"
@@ -85,17 +88,36 @@ def _spend_by_segment(
     return out
 
 
+def _spend_read(
+    cur: duckdb.DuckDBPyConnection, segments: Sequence[tuple[datetime, datetime]],
+    memo: HourMemo | None,
+) -> dict[int, dict[Key, Spend]]:
+    """`_spend_by_segment`, with the segments' whole hours read once per data version."""
+    if memo is None:
+        return _spend_by_segment(cur, segments)
+    memo.sync(cur)
+    key = ("cost", tuple(window_parts(a, b)[0] for a, b in segments))
+    hours = memo.get(key, lambda: _spend_by_segment(cur, segments, "hour"))
+    minutes = _spend_by_segment(cur, segments, "minute")
+    return {seg: _sum({0: hours.get(seg, {}), 1: minutes.get(seg, {})}, (0, 1))
+            for seg in hours.keys() | minutes.keys()}
+
+
 def cost_snapshot(
-    cur: duckdb.DuckDBPyConnection, budgets: Sequence[BudgetSpec], at: datetime
+    cur: duckdb.DuckDBPyConnection, budgets: Sequence[BudgetSpec], at: datetime,
+    memo: HourMemo | None = None,
 ) -> CostSnapshot:
-    """Spend to date per period and dimension, budget states and spend-rate movers at `at`."""
+    """Spend to date per period and dimension, budget states and spend-rate movers at `at`.
+
+    With a `memo`, the whole hours of every segment are read once per data version.
+    """
     at = naive_utc(at)
     end = window_end(at)
     starts = {name: period_bounds(period, at)[0] for name, period in PERIODS}
     recent_edges = [end - w for _, w in BURN_WINDOWS] + [end - 2 * MOVER_WINDOW, end - MOVER_WINDOW]
     # one set of disjoint segments cut at every edge; each window is a run of them
     segments = _segments([*starts.values(), *recent_edges], end)
-    per_segment = _spend_by_segment(cur, segments)
+    per_segment = _spend_read(cur, segments, memo)
 
     def since(start: datetime, until: datetime = end) -> dict[Key, Spend]:
         return _sum(per_segment, (i for i, (a, b) in enumerate(segments) if a >= start and b <= until))

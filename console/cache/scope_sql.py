@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Literal, TypeVar, cast
 
 import duckdb
 
@@ -91,6 +91,9 @@ def union_parts(
     return labelled_source(windows, *rollup_tables(coarse), columns, where, where_params, tables)
 
 
+T = TypeVar("T")
+
+
 class HourMemo:
     """Sums read from the hour rollups, kept while the cache's data version stays the same.
 
@@ -107,7 +110,7 @@ class HourMemo:
 
     def __init__(self) -> None:
         self._version: tuple[object, ...] | None = None
-        self._entries: dict[Hashable, dict[tuple[object, ...], Totals]] = {}
+        self._entries: dict[Hashable, object] = {}
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
@@ -120,14 +123,13 @@ class HourMemo:
                 self._entries.clear()
                 self._version = version
 
-    def get(
-        self, key: Hashable, read: Callable[[], dict[tuple[object, ...], Totals]]
-    ) -> dict[tuple[object, ...], Totals]:
+    def get(self, key: Hashable, read: Callable[[], T]) -> T:
+        """The value kept under `key`, or `read()` kept under it (never mutate either)."""
         with self._lock:
             found = self._entries.get(key)
         if found is not None:
             self.hits += 1
-            return found
+            return cast(T, found)
         self.misses += 1
         value = read()
         with self._lock:

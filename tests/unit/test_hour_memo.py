@@ -11,10 +11,11 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from console.cache.cost_queries import cost_snapshot
 from console.cache.scope_sql import HourMemo
 from console.cache.slo_queries import slo_statuses
 from console.cache.store import Cache
-from console.config import ScopeFilter, SloSpec
+from console.config import BudgetSpec, ScopeFilter, SloSpec
 from tests.unit.otlp_spans import Span, write_spans
 
 AT = datetime(2026, 3, 4, 10, 17)
@@ -61,3 +62,34 @@ def test_memo_answers_equal_fresh_reads_across_polls_and_new_ingests(tmp_path: P
         after = slo_statuses(cur, SPECS, AT, memo)
         assert after == slo_statuses(cur, SPECS, AT)
         assert after[0].requests > before[0].requests
+
+
+BUDGETS = [
+    BudgetSpec(name="all", limit_usd=100.0),
+    BudgetSpec(name="acme daily", scope="tenant", match="acme", period="day", limit_usd=5.0),
+    BudgetSpec(name="anthropic weekly", scope="provider", match="anthropic", period="week",
+               limit_usd=50.0),
+]
+
+
+def test_cost_memo_answers_equal_fresh_reads_across_polls_and_new_ingests(tmp_path: Path, ingest):
+    ingest([write_spans(tmp_path / "a.jsonl", spans(AT - timedelta(hours=30), 30,
+                                                    timedelta(minutes=3), 1))])
+    memo = HourMemo()
+    with Cache.open(tmp_path / "cache.duckdb", read_only=True) as cache:
+        cur = cache.cursor()
+        for minutes in (0, 1, 2, 45):  # polls as the clock moves within and across hours
+            at = AT + timedelta(minutes=minutes)
+            assert cost_snapshot(cur, BUDGETS, at, memo) == cost_snapshot(cur, BUDGETS, at)
+        assert memo.hits >= 2 and memo.misses >= 1  # whole hours were reused
+        before = cost_snapshot(cur, BUDGETS, AT, memo)
+
+    # late spans, in hours the memo already holds
+    ingest([write_spans(tmp_path / "late.jsonl", spans(AT - timedelta(hours=20), 2,
+                                                       timedelta(minutes=1), 100_000,
+                                                       name="late"))])
+    with Cache.open(tmp_path / "cache.duckdb", read_only=True) as cache:
+        cur = cache.cursor()
+        after = cost_snapshot(cur, BUDGETS, AT, memo)
+        assert after == cost_snapshot(cur, BUDGETS, AT)
+        assert after.requests > before.requests
