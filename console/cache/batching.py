@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gc
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from typing import Any
 import pyarrow as pa
 
 from console.cache import readers
-from console.cache.mapping import BadSpan, SpanColumns, SpanMapper, normalise_id, otlp_attributes
+from console.cache.mapping import BadSpan, SpanColumns, SpanMapper, otlp_attributes
 from console.cache.redact import Redactor
 from console.config import Config
 from console.cost import PriceTable
@@ -110,24 +111,18 @@ class BatchBuilder:
         """
         cols = self.cols
         rows, keys = cols.rows, cols.keys
-        n_rows, n_keys, duplicates, spans_read = len(rows), len(keys), cols.duplicates, self.spans_read
-        current: readers.OtlpSpan | None = None
+        n_rows, duplicates, spans_read = len(rows), cols.duplicates, self.spans_read
         try:
             source = f"{name}:{line}"
             mapper = self.mapper
             for rs in typed.request.resourceSpans or ():
-                current = None
                 res = readers.raw_json(rs.resource) if rs.resource else None
                 resource, res_n = mapper.resource(otlp_attributes((res or {}).get("attributes")))
                 for ss in rs.scopeSpans or rs.instrumentationLibrarySpans or ():
                     for sp in ss.spans or ():
-                        current = sp
                         mapper.add_typed_otlp_span(cols, sp, resource, res_n, source)
                         self.spans_read += 1
-        except Exception:
-            # `_row` adds a span's key before it can fail: that key goes too.
-            if current is not None and len(keys) - n_keys > len(rows) - n_rows:
-                keys.discard(_typed_key(current))
+        except Exception:  # any failure at all: the dict path is the reference and decides
             for row in rows[n_rows:]:
                 keys.discard((row[0], row[1]))
             del rows[n_rows:]
@@ -143,14 +138,6 @@ class BatchBuilder:
             self.spans_read += 1
 
 
-def _typed_key(sp: readers.OtlpSpan) -> tuple[str, str]:
-    """The dedupe key `_row` added for a typed span before it failed (its ids were valid then)."""
-    trace_id = normalise_id(sp.traceId, 16, "traceId")
-    span_id = normalise_id(sp.spanId, 8, "spanId")
-    assert trace_id is not None and span_id is not None
-    return trace_id, span_id
-
-
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, BadSpan):
         return str(exc)
@@ -158,6 +145,21 @@ def _reason(exc: BaseException) -> str:
 
 
 # -- worker processes ---------------------------------------------------------
+
+BACKGROUND_NICE = 10
+"""How much lower the CPU priority of an ingest inside the console runs (writer and worker)."""
+
+
+def lower_thread_priority(nice: int) -> None:
+    """Lower the calling thread's CPU priority by `nice` (Linux schedules threads one by one)."""
+    if nice <= 0:
+        return
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + nice)
+    except (AttributeError, OSError):  # not Linux, or not allowed: run at normal priority
+        pass
+
 
 _worker_builder: BatchBuilder | None = None
 
@@ -167,11 +169,7 @@ def init_worker(config_json: str, nice: int = 0) -> None:
     CPU priority by `nice` for an ingest inside the console."""
     global _worker_builder
     gc.disable()
-    if nice > 0:
-        try:
-            os.nice(nice)
-        except OSError:  # not allowed: run at normal priority
-            pass
+    lower_thread_priority(nice)
     _worker_builder = BatchBuilder(Config.model_validate_json(config_json))
 
 

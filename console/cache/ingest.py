@@ -27,7 +27,14 @@ from typing import Any
 import pyarrow as pa
 
 from console.cache import readers, rollups
-from console.cache.batching import BatchBuilder, Chunk, init_worker, map_range
+from console.cache.batching import (
+    BACKGROUND_NICE,
+    BatchBuilder,
+    Chunk,
+    init_worker,
+    lower_thread_priority,
+    map_range,
+)
 from console.cache.store import Cache
 from console.config import Config
 
@@ -86,21 +93,6 @@ class _Batch:
     tables: list[pa.Table]
     quarantine: list[tuple[str, int, str]]
     file_state: tuple[str, str, int, int] | None  # path, fingerprint, byte offset, line
-
-
-BACKGROUND_NICE = 10
-"""How much lower the CPU priority of an ingest inside the console runs (writer and worker)."""
-
-
-def lower_thread_priority(nice: int) -> None:
-    """Lower the calling thread's CPU priority by `nice` (Linux schedules threads one by one)."""
-    if nice <= 0:
-        return
-    try:
-        tid = threading.get_native_id()
-        os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + nice)
-    except (AttributeError, OSError):  # not Linux, or not allowed: run at normal priority
-        pass
 
 
 class _Writer(threading.Thread):
@@ -305,11 +297,12 @@ class Ingestor:
         self.workers = (os.cpu_count() or 1) if workers is None else workers
         self.processes = self.workers > 1 if processes is None else processes
         self._pool_size = max(1, min(self.workers, MAX_WORKERS))
-        # Asked for explicitly, worker processes share the machine with the caller's own work:
-        # the writer's DuckDB gets one thread, and writer and workers run at a lower CPU
-        # priority, so the console's UI thread wins the core when both want it.
-        self._writer_threads = 1 if processes else None
-        self._nice = BACKGROUND_NICE if processes else 0
+        self.background = bool(processes)
+        """Worker processes asked for explicitly: an ingest sharing the machine and this
+        process with the console. DuckDB runs on one thread meanwhile (a database-wide
+        setting, so the panels' queries too), writer and workers at a lower CPU priority so
+        the UI thread wins the core, and the cyclic GC stays on for the UI's sake."""
+        self._nice = BACKGROUND_NICE if self.background else 0
         self._pool: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
 
@@ -322,11 +315,10 @@ class Ingestor:
         writer.start()
         # Batches hold hundreds of thousands of live objects; the cyclic GC would
         # rescan them every few thousand allocations (measured: ~2x slower mapping).
-        # GC is process-wide: with worker processes mapping (an ingest inside the
-        # console), this process only stores Arrow batches, and the UI sharing it
-        # must keep collecting in small steps rather than in one long pause after.
+        # GC is process-wide: inside the console (background) the UI sharing this
+        # process must keep collecting in small steps rather than in one long pause after.
         gc_was_enabled = gc.isenabled()
-        if not self.processes:
+        if not self.background:
             gc.disable()
         try:
             for index, path in enumerate(files, 1):
@@ -364,7 +356,7 @@ class Ingestor:
             return None
         cur = self.cache.cursor()
         threads = int(cur.execute("SELECT current_setting('threads')").fetchall()[0][0])
-        keep = self._writer_threads or max(1, (os.cpu_count() or 1) - self._pool_size)
+        keep = 1 if self.background else max(1, (os.cpu_count() or 1) - self._pool_size)
         cur.execute(f"SET threads = {keep}")
         return threads
 

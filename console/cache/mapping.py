@@ -527,10 +527,8 @@ class SpanMapper:
         redactions: int, events: Any, source: str,
     ) -> None:
         """`add` with positional arguments (the hot path); `rest` is attrs less _MAPPED_KEYS."""
-        keys = out.keys
-        seen = len(keys)
-        keys.add((trace_id, span_id))
-        if len(keys) == seen:
+        key = (trace_id, span_id)
+        if key in out.keys:
             out.duplicates += 1
             return
         s = self.settings
@@ -626,6 +624,7 @@ class SpanMapper:
             orjson.dumps(rest, default=str).decode() if rest else None,
             events_json, source,
         ))
+        out.keys.add(key)  # only once stored: a span rejected above leaves no key behind
 
     def _price(
         self, provider: Any, model: Any, request_model: Any, start_ns: int

@@ -309,7 +309,10 @@ class TypedLine:
 _OTLP_DECODER = msgspec.json.Decoder(OtlpRequest)
 # msgspec gives up on nesting at the interpreter's recursion limit, orjson at 1024 levels:
 # with a raised limit msgspec could accept a line orjson rejects, so it is not used then.
+# From Python 3.12 msgspec's depth no longer follows that limit (it accepted 1030-2999
+# levels that orjson rejects), so there every line takes the dict path.
 _TYPED_MAX_RECURSION = 1024
+_TYPED_DECODING = sys.version_info < (3, 12)
 
 
 def raw_json(raw: Raw) -> Any:
@@ -331,7 +334,7 @@ def decode_line(kind: Kind, line_no: int, raw: bytes, offset: int = -1) -> Recor
 
     An OTLP line in the usual shape becomes a `TypedLine`; anything else is decoded as dicts.
     """
-    if kind == "otlp" and sys.getrecursionlimit() <= _TYPED_MAX_RECURSION:
+    if kind == "otlp" and _TYPED_DECODING and sys.getrecursionlimit() <= _TYPED_MAX_RECURSION:
         try:
             return Record(kind, line_no, TypedLine(_OTLP_DECODER.decode(raw), raw), offset)
         except (msgspec.DecodeError, RecursionError):  # DecodeError includes ValidationError

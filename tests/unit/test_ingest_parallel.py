@@ -263,6 +263,22 @@ def test_writer_threads_are_restored_after_a_confined_run(
 
 
 
+@pytest.mark.parametrize(("processes", "gc_off"), [(None, True), (True, False)])
+def test_the_cyclic_gc_is_off_for_a_cli_ingest_and_on_inside_the_console(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, processes: bool | None, gc_off: bool
+) -> None:
+    # A small file is mapped in this process either way; only the console's background mode
+    # (processes=True asked for) keeps collecting, for the UI sharing the process.
+    path = tmp_path / "t.jsonl"
+    path.write_bytes(b"".join(r + b"\n" for r in _requests(50, seed=5, start_ns=T0)))
+    disabled: list[bool] = []
+    monkeypatch.setattr(ingest_module.gc, "disable", lambda: disabled.append(True))
+    with Cache.open(tmp_path / "c.duckdb") as cache:
+        report = Ingestor(cache, _config(), workers=2, processes=processes).run([path])
+    assert report.spans_stored == 50
+    assert bool(disabled) is gc_off
+
+
 # -- the writer: several chunks in one transaction ------------------------------
 
 
