@@ -104,24 +104,85 @@ class UiSettings(_Section):
     """Key remaps: binding id -> key (for example `quit = "ctrl+q"`)."""
 
 
-class PrometheusSource(_Section):
-    """A Prometheus-compatible HTTP API (Prometheus, Thanos, Mimir, VictoriaMetrics)."""
+def _plain_header(value: str) -> str:
+    if looks_like_secret(value):
+        raise ValueError(SECRET_MESSAGE + " (secret headers go in header_refs)")
+    return value
+
+
+PlainHeader = Annotated[str, AfterValidator(_plain_header)]
+"""A header value that is not a secret (secret ones are named in `header_refs`)."""
+
+
+class HttpSource(_Section):
+    """What every HTTP source has: where it is, how to authenticate, how often to read it."""
 
     name: NonEmpty
     """Label shown in panels and used to refer to this source."""
     url: HttpUrl
     """Base URL, for example `http://prometheus:9090`."""
-    timeout_seconds: float = Field(default=5, gt=0)
-    """Per-request timeout."""
+    path_prefix: str = ""
+    """Path put before every API path (`/prometheus` for Mimir, `/select/0/prometheus` ...)."""
+    timeout_seconds: float = Field(default=5, gt=0, le=120)
+    """Per-request read timeout; connecting gets at most 3 s, a whole request with its
+    retries at most three times this."""
+    refresh_seconds: float = Field(default=15, ge=1)
+    """Seconds between reads of this source while the console runs."""
+    headers: dict[str, PlainHeader] = {}
+    """Extra request headers that are not secrets (for example `X-Scope-OrgID` for Mimir)."""
+    header_refs: dict[str, KeyRef] = {}
+    """Extra headers whose values are secrets: header name -> key reference."""
+    bearer_token_ref: KeyRef | None = None
+    """`Authorization: Bearer` token reference: `keyring:SERVICE/NAME` or `env:VAR`."""
+    basic_username: str | None = None
+    """HTTP basic auth user (with `basic_password_ref`)."""
+    basic_password_ref: KeyRef | None = None
+    """HTTP basic auth password reference."""
+
+    @field_validator("path_prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        value = value.strip()
+        if value and (not value.startswith("/") or any(c in value for c in "?#") or " " in value):
+            raise ValueError("a path prefix starts with / and has no query, fragment or spaces")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _one_auth(self) -> HttpSource:
+        if self.bearer_token_ref and (self.basic_username or self.basic_password_ref):
+            raise ValueError("use bearer_token_ref or basic auth, not both")
+        if bool(self.basic_username) != bool(self.basic_password_ref):
+            raise ValueError("basic auth needs both basic_username and basic_password_ref")
+        return self
+
+    def secret_refs(self) -> list[tuple[str, str]]:
+        """(setting, reference) for every secret this source uses."""
+        refs = [(f"header_refs.{h}", r) for h, r in self.header_refs.items()]
+        if self.bearer_token_ref:
+            refs.append(("bearer_token_ref", self.bearer_token_ref))
+        if self.basic_password_ref:
+            refs.append(("basic_password_ref", self.basic_password_ref))
+        return refs
 
 
-class AlertmanagerSource(_Section):
+class PrometheusSource(HttpSource):
+    """A Prometheus-compatible HTTP API (Prometheus, Thanos, Mimir, VictoriaMetrics)."""
+
+    alerts: bool = True
+    """Read active alerts from `/api/v1/alerts` (VictoriaMetrics has none without vmalert)."""
+
+
+class AlertmanagerSource(HttpSource):
     """An Alertmanager whose alerts and silences the console reads and writes."""
 
-    name: NonEmpty
-    """Label shown in panels and used to refer to this source."""
-    url: HttpUrl
-    """Base URL, for example `http://alertmanager:9093`."""
+
+class ScrapeSource(HttpSource):
+    """A model server's or gateway's `/metrics`, read directly (teams without Prometheus)."""
+
+    kind: Literal["auto", "vllm", "litellm"] = "auto"
+    """What serves the endpoint; `auto` tells from the metric names."""
+    metrics_path: str = "/metrics"
+    """Path of the metrics endpoint under `url` (and `path_prefix`)."""
 
 
 class BillingSource(_Section):
@@ -160,6 +221,8 @@ class SourcesSettings(_Section):
     """Metrics stores."""
     alertmanager: list[AlertmanagerSource] = []
     """Alert sources."""
+    scrape: list[ScrapeSource] = []
+    """`/metrics` endpoints of model servers (vLLM) and gateways (LiteLLM) read directly."""
     openai_billing: list[BillingSource] = []
     """OpenAI organisation usage/cost APIs."""
     anthropic_billing: list[BillingSource] = []
@@ -168,6 +231,15 @@ class SourcesSettings(_Section):
     """LiteLLM proxies."""
     otlp_files: list[OtlpFileSource] = []
     """Trace files on disk."""
+
+    def http(self) -> list[HttpSource]:
+        """Every HTTP source the connectors read (Prometheus, Alertmanager, scrapes)."""
+        return [*self.prometheus, *self.alertmanager, *self.scrape]
+
+    def all(self) -> list[_Section]:
+        """Every configured source, in config order of kind."""
+        return [*self.prometheus, *self.alertmanager, *self.scrape, *self.openai_billing,
+                *self.anthropic_billing, *self.litellm, *self.otlp_files]
 
 
 class CacheSettings(_Section):
@@ -300,6 +372,44 @@ class ScopeFilter(_Section):
 SloKindName = Literal["availability", "latency", "ttft", "rate_limit", "fallback"]
 
 
+class PromqlSli(_Section):
+    """Where an SLO takes its SLI from a Prometheus-compatible store instead of the cache.
+
+    Queries are counter selectors (`llm_requests_total{job="gw"}`), wrapped as
+    `sum(increase(SELECTOR[$window]))`, or whole expressions that contain `$window`
+    themselves (substituted with each window: `5m`, `1h`, `28d`...). Give
+    `good` + `total`, or `errors` + `total`, or (latency/ttft SLOs) `histogram`.
+    """
+
+    source: NonEmpty
+    """Name of a `[[sources.prometheus]]` entry."""
+    good: str | None = None
+    """Good events (counter selector or expression with `$window`)."""
+    errors: str | None = None
+    """Bad events, when it is easier to count those."""
+    total: str | None = None
+    """All events."""
+    histogram: str | None = None
+    """Latency histogram metric name without `_bucket` (e.g. `llm_request_duration_seconds`)."""
+    selector: str = ""
+    """Label matchers for `histogram`, without braces (`job="gw",model="gpt-4o"`)."""
+    method: Literal["bucket", "quantile"] = "bucket"
+    """bucket: good = requests in the `le` bucket at `threshold_ms`; quantile: good = minutes
+    whose `histogram_quantile(quantile)` is at or under the threshold."""
+    quantile: float = Field(default=0.95, gt=0, lt=1)
+    """The quantile for `method = "quantile"`."""
+
+    @model_validator(mode="after")
+    def _complete(self) -> PromqlSli:
+        ratio = self.total is not None and (self.good is not None) != (self.errors is not None)
+        if self.histogram is not None:
+            if self.good or self.errors or self.total:
+                raise ValueError("give histogram, or good/errors with total, not both")
+        elif not ratio:
+            raise ValueError("give good and total, or errors and total, or histogram")
+        return self
+
+
 class SloSpec(_Section):
     """One service level objective over the trace cache's rollups."""
 
@@ -315,13 +425,25 @@ class SloSpec(_Section):
     threshold_ms: float | None = Field(default=None, gt=0)
     """Latency/TTFT threshold in ms; required for those kinds."""
     filter: ScopeFilter = ScopeFilter()
-    """Which traffic counts."""
+    """Which traffic counts (cache SLOs)."""
+    promql: PromqlSli | None = None
+    """Take the SLI from PromQL instead of the trace cache (`[slos.promql]`)."""
 
     @model_validator(mode="after")
     def _threshold_needed(self) -> SloSpec:
         if self.kind in ("latency", "ttft") and self.threshold_ms is None:
             raise ValueError(f"a {self.kind} SLO needs threshold_ms")
+        if self.promql is not None:
+            if self.filter.items():
+                raise ValueError("a PromQL SLO selects its traffic in its queries, not filter")
+            if self.promql.histogram is not None and self.threshold_ms is None:
+                raise ValueError("a histogram SLI needs threshold_ms")
         return self
+
+    @property
+    def source(self) -> str:
+        """Where the SLI comes from: `cache` or `prometheus:<source name>`."""
+        return "cache" if self.promql is None else f"prometheus:{self.promql.source}"
 
 
 class BudgetSpec(_Section):
@@ -365,6 +487,20 @@ class Config(_Section):
     budgets: list[BudgetSpec] = []
     """Spend budgets (`[[budgets]]`)."""
 
+    @model_validator(mode="after")
+    def _references_exist(self) -> Config:
+        names = [s.name for s in self.sources.all()]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"source names must be unique: {', '.join(dupes)}")
+        proms = {p.name for p in self.sources.prometheus}
+        for slo in self.slos:
+            if slo.promql is not None and slo.promql.source not in proms:
+                known = ", ".join(sorted(proms)) or "none configured"
+                raise ValueError(f"SLO {slo.name!r}: no prometheus source named"
+                                 f" {slo.promql.source!r} (known: {known})")
+        return self
+
     def cache_file(self, override: Path | None = None) -> Path:
         """The cache file: `--cache`, then config, then the XDG default."""
         return override or self.cache.path or paths.default_cache_file()
@@ -373,14 +509,26 @@ class Config(_Section):
 def write_json_schema() -> dict[str, Any]:
     """The JSON Schema of the config file (field docstrings become descriptions)."""
     schema = Config.model_json_schema()
-    for model in _Section.__subclasses__():  # Config and every section (a model unused
+    for model in _sections(_Section):  # Config and every section (a model unused
         # by Config has no $defs entry and adds nothing)
         props = schema if model is Config else schema.get("$defs", {}).get(model.__name__, {})
-        for name, doc in _field_docstrings(model).items():
+        docs = {}
+        for base in reversed(model.__mro__):  # inherited fields keep their docstrings
+            if isinstance(base, type) and issubclass(base, _Section) and base is not _Section:
+                docs.update(_field_docstrings(base))
+        for name, doc in docs.items():
             prop = props.get("properties", {}).get(name)
             if prop is not None:
                 prop.setdefault("description", doc)
     return schema
+
+
+def _sections(base: type[_Section]) -> list[type[_Section]]:
+    """`base`'s subclasses, their subclasses, and so on."""
+    found = []
+    for sub in base.__subclasses__():
+        found += [sub, *_sections(sub)]
+    return found
 
 
 def _field_docstrings(model: type[BaseModel]) -> dict[str, str]:

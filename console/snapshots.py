@@ -18,6 +18,8 @@ from typing import Literal
 
 from console.config import ScopeFilter
 from console.slo import AlertLevel, SeverityMarks
+from console.sources import SourceState as SourceState
+from console.sources import SourceStatus as SourceStatus
 
 Dimension = Literal["service", "provider", "model", "tenant", "route", "prompt_version"]
 DIMENSIONS: tuple[Dimension, ...] = ("service", "provider", "model", "tenant", "route", "prompt_version")
@@ -32,23 +34,6 @@ class BudgetLevel(SeverityMarks, IntEnum):
     WARNING = 1
     CRITICAL = 2
 
-
-SourceState = Literal["live", "stale", "down"]
-
-
-@dataclass(frozen=True)
-class SourceStatus:
-    """Freshness of one data source (trace files, the demo simulator, later Prometheus...)."""
-
-    name: str
-    kind: str
-    state: SourceState
-    last_ok: datetime | None
-    """Last successful read (wall clock)."""
-    since: datetime | None = None
-    """When the current stale/down state began."""
-    detail: str = ""
-    """Last error or what was read, untrusted text."""
 
 
 @dataclass(frozen=True)
