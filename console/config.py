@@ -236,7 +236,7 @@ class SourcesSettings(_Section):
         """Every HTTP source the connectors read (Prometheus, Alertmanager, scrapes)."""
         return [*self.prometheus, *self.alertmanager, *self.scrape]
 
-    def all(self) -> list[_Section]:
+    def all(self) -> list[HttpSource | BillingSource | LiteLLMSource | OtlpFileSource]:
         """Every configured source, in config order of kind."""
         return [*self.prometheus, *self.alertmanager, *self.scrape, *self.openai_billing,
                 *self.anthropic_billing, *self.litellm, *self.otlp_files]
