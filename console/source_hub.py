@@ -63,6 +63,12 @@ def failure_text(exc: BaseException) -> str:
     return cell(text, 300)
 
 
+def snapshot_summary(snapshot: object) -> str:
+    """What a snapshot says it holds (its `summary()`, if it has one), one clean line."""
+    summary = getattr(snapshot, "summary", None)
+    return cell(summary(), 200) if callable(summary) else ""
+
+
 class SourceHub:
     """Runs pollers on a private event loop thread; thread-safe readers."""
 
@@ -157,7 +163,10 @@ class SourceHub:
         else:
             with self._lock:
                 self._latest[poller.name] = (snapshot, self.clock())
-            poller.health.succeeded(time.perf_counter() - started)
+            poller.health.succeeded(time.perf_counter() - started, snapshot_summary(snapshot))
+            problems = tuple(getattr(snapshot, "problems", ()) or ())
+            if problems:  # it answered, but not everything: stale, with the first reason
+                poller.health.failed(cell("; ".join(problems), 300))
         with self._lock:
             self.version += 1
             self.polls += 1

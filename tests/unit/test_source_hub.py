@@ -158,3 +158,25 @@ def test_health_turns_stale_then_down_when_reads_stop() -> None:
     now[0] += timedelta(minutes=5)
     status = health.status()
     assert status.state == "down" and status.since == datetime(2026, 1, 1, 0, 5)
+
+
+@dataclass(frozen=True)
+class PartialSnap:
+    problems: tuple[str, ...]
+
+    def summary(self) -> str:
+        return "2 SLOs"
+
+
+def test_an_answer_with_problems_is_stale_with_the_reason_and_a_clean_one_is_live() -> None:
+    class Partial(FakePoller):
+        async def poll(self) -> object:
+            return PartialSnap(("SLO x: bad_data: parse error",) if self.calls == 0 else ())
+
+    poller = Partial("p")
+    readings = run_pollers_once([poller])
+    assert readings[0].status.state == "stale"
+    assert readings[0].status.detail == "SLO x: bad_data: parse error"
+    poller.calls = 1
+    readings = run_pollers_once([poller])
+    assert (readings[0].status.state, readings[0].status.detail) == ("live", "2 SLOs")
