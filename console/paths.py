@@ -36,3 +36,8 @@ def default_config_file() -> Path:
 
 def default_cache_file() -> Path:
     return cache_dir() / "cache.duckdb"
+
+
+def secrets_dir() -> Path:
+    """`$XDG_CONFIG_HOME/llmdeck/secrets`: the plaintext store, used only with `--insecure-storage`."""
+    return config_dir() / "secrets"
