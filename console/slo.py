@@ -42,17 +42,17 @@ class SloTarget:
 
 @dataclass(frozen=True)
 class WindowCounts:
-    """Good and total request counts over one window."""
+    """Good and total request counts over one window (fractional from PromQL's `increase`)."""
 
-    good: int
-    total: int
+    good: float
+    total: float
 
     def __post_init__(self) -> None:
         if not 0 <= self.good <= self.total:
             raise ValueError(f"need 0 <= good <= total, got good={self.good} total={self.total}")
 
     @property
-    def bad(self) -> int:
+    def bad(self) -> float:
         """Requests that missed the objective."""
         return self.total - self.good
 
@@ -216,6 +216,38 @@ def alert_state(
                 rule.severity, rule, burn_rates.get(rule.long_window), burn_rates.get(rule.short_window)
             )
     return best
+
+
+@dataclass(frozen=True)
+class SloEvaluation:
+    """An SLO's figures from its window counts, whatever the counts came from (cache or PromQL)."""
+
+    compliance: float | None
+    budget_remaining: float
+    time_to_exhaustion: timedelta | None
+    """At the 1h burn rate."""
+    burn_rates: tuple[tuple[str, float | None], ...]
+    """(window label, burn rate) for REQUIRED_WINDOWS, shortest first."""
+    level: AlertLevel
+    reason: str
+
+
+def evaluate_windows(
+    counts: Mapping[timedelta, WindowCounts], objective: float, slo_window: timedelta
+) -> SloEvaluation:
+    """Compliance, budget, burn rates and alert level from counts over REQUIRED_WINDOWS and the SLO window."""
+    burns = {w: burn_rate(counts[w], objective) for w in REQUIRED_WINDOWS}
+    over_window = counts[slo_window]
+    remaining = error_budget_remaining(over_window, objective)
+    state = alert_state(burns)
+    return SloEvaluation(
+        compliance=compliance(over_window),
+        budget_remaining=remaining,
+        time_to_exhaustion=time_to_exhaustion(remaining, burns[_H], slo_window),
+        burn_rates=tuple((window_label(w), b) for w, b in burns.items()),
+        level=state.level,
+        reason=state.reason,
+    )
 
 
 class SloKind(StrEnum):

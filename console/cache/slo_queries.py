@@ -37,13 +37,9 @@ from console.slo import (
     REQUIRED_WINDOWS,
     SloKind,
     WindowCounts,
-    alert_state,
     burn_rate,
-    compliance,
     counts_for,
-    error_budget_remaining,
-    time_to_exhaustion,
-    window_label,
+    evaluate_windows,
 )
 from console.snapshots import ChangeMarker, Point, Series, SloDetail, SloStatus
 
@@ -110,12 +106,8 @@ def slo_statuses(
 
 def _status(spec: SloSpec, cumulative: dict[timedelta, Totals]) -> SloStatus:
     window = timedelta(days=spec.window_days)
-    burns = {
-        w: burn_rate(window_counts(spec, cumulative[w]), spec.objective) for w in REQUIRED_WINDOWS
-    }
-    over_window = window_counts(spec, cumulative[window])
-    remaining = error_budget_remaining(over_window, spec.objective)
-    state = alert_state(burns)
+    counts = {w: window_counts(spec, cumulative[w]) for w in (*REQUIRED_WINDOWS, window)}
+    ev = evaluate_windows(counts, spec.objective, window)
     return SloStatus(
         name=spec.name,
         kind=spec.kind,
@@ -124,12 +116,12 @@ def _status(spec: SloSpec, cumulative: dict[timedelta, Totals]) -> SloStatus:
         filter=spec.filter,
         threshold_ms=spec.threshold_ms,
         requests=cumulative[window].requests,
-        compliance=compliance(over_window),
-        budget_remaining=remaining,
-        time_to_exhaustion=time_to_exhaustion(remaining, burns[_HOUR], window),
-        burn_rates=tuple((window_label(w), b) for w, b in burns.items()),
-        level=state.level,
-        reason=state.reason,
+        compliance=ev.compliance,
+        budget_remaining=ev.budget_remaining,
+        time_to_exhaustion=ev.time_to_exhaustion,
+        burn_rates=ev.burn_rates,
+        level=ev.level,
+        reason=ev.reason,
     )
 
 
