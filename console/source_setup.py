@@ -1,0 +1,109 @@
+"""Pollers for every configured outside source, built without touching the network or keyring.
+
+A source's secrets (bearer token, basic password, secret headers) are resolved on
+its first poll, on the hub's thread, not when the console starts: a keyring that
+is slow or locked then shows as that source being down, with a message naming the
+reference, instead of holding up the first paint. No Textual here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from datetime import timedelta
+from typing import Any
+
+from console.config import (
+    AlertmanagerSource,
+    Config,
+    HttpSource,
+    PrometheusSource,
+    ScrapeSource,
+)
+from console.source_hub import Poller
+from console.sources import SourceHealth
+
+Factory = Callable[[Any, Config, Mapping[str, str]], Poller]
+"""`make_poller(source, config, secret_headers)` of one kind of source."""
+
+
+class SecretsUnavailable(Exception):
+    """A source's secret reference did not resolve (the message names it, never a value)."""
+
+    kind = "auth"
+    permanent = True
+
+
+def _factory(source: HttpSource) -> tuple[str, Factory]:
+    """The kind name and poller factory of a source (imported only when a source is set)."""
+    if isinstance(source, PrometheusSource):
+        from console.promql_slo import make_poller as prometheus
+
+        return "prometheus", prometheus
+    if isinstance(source, AlertmanagerSource):
+        from console.alertmanager_poll import make_poller as alertmanager
+
+        return "alertmanager", alertmanager
+    if isinstance(source, ScrapeSource):
+        from console.serving import make_poller as scrape
+
+        return "scrape", scrape
+    raise TypeError(f"no poller for {type(source).__name__}")
+
+
+KINDS: dict[type[HttpSource], str] = {
+    PrometheusSource: "prometheus",
+    AlertmanagerSource: "alertmanager",
+    ScrapeSource: "scrape",
+}
+
+
+class LazyPoller:
+    """A source's poller, made on its first poll once its secrets are resolved."""
+
+    def __init__(self, source: HttpSource, config: Config,
+                 factory: Callable[[HttpSource], tuple[str, Factory]] = _factory) -> None:
+        self.source = source
+        self.config = config
+        self.name = source.name
+        self.kind = KINDS.get(type(source), "http")
+        self.interval = source.refresh_seconds
+        self.health = SourceHealth(
+            source.name, self.kind,
+            stale_after=timedelta(seconds=max(3 * source.refresh_seconds, 30)),
+            down_after=timedelta(seconds=max(10 * source.refresh_seconds, 120)),
+        )
+        self._factory = factory
+        self._inner: Poller | None = None
+
+    async def poll(self) -> object:
+        if self._inner is None:
+            headers = await asyncio.to_thread(_secret_headers, self.source)
+            _, make = self._factory(self.source)
+            self._inner = make(self.source, self.config, headers)
+        return await self._inner.poll()
+
+    @property
+    def inner(self) -> Poller | None:
+        """The real poller once made (its client serves one-off calls such as chart queries)."""
+        return self._inner
+
+    async def aclose(self) -> None:
+        if self._inner is not None:
+            await self._inner.aclose()
+
+
+def _secret_headers(source: HttpSource) -> dict[str, str]:
+    if not source.secret_refs():
+        return {}
+    from console.secrets import SecretError, source_secret_headers
+
+    try:
+        return source_secret_headers(source)
+    except SecretError as exc:
+        raise SecretsUnavailable(f"{source.name}: {exc}") from None
+
+
+def build_pollers(config: Config) -> list[LazyPoller]:
+    """One poller per configured HTTP source, in config order (no I/O)."""
+    return [LazyPoller(source, config) for source in config.sources.http()]

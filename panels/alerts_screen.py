@@ -1,0 +1,120 @@
+"""`:alerts`: what Prometheus and Alertmanager say is firing, and the silences in force."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.widgets import DataTable, Static
+
+from console.alerts import ActiveAlert, Silence
+from console.formatting import ago, clock, duration
+from console.source_views import AlertsPage, AlertsView, alerts_in_order
+from console.views import Fetched, View
+from panels.base import DeckScreen
+from panels.tables import DeckTable, sync_rows
+from panels.text import safe_cell
+
+_STATE = {
+    "firing": ("✖ firing", "bold reverse"),
+    "active": ("✖ firing", "bold reverse"),
+    "pending": ("▲ pending", "bold"),
+    "unprocessed": ("▲ new", "bold"),
+    "suppressed": ("◌ silenced", "dim"),
+}
+
+
+def alert_state_cell(alert: ActiveAlert) -> Text:
+    """Firing / pending / silenced / inhibited as symbol + word."""
+    word, style = _STATE.get(alert.state, (alert.state, ""))
+    if alert.state == "suppressed" and alert.inhibited_by and not alert.silenced_by:
+        word = "◌ inhibited"
+    return Text(word, style=style, no_wrap=True)
+
+
+class AlertsScreen(DeckScreen):
+    """Every alert from Prometheus rules and Alertmanager, firing first, and the silences."""
+
+    screen_title = "alerts"
+    view_id = "alerts"
+
+    def compose(self) -> ComposeResult:
+        yield from self.compose_status()
+        yield Static("", id="alerts-summary", classes="note")
+        alerts: DataTable[Text | str] = DeckTable(id="alerts-table", cursor_type="row",
+                                                  fixed_columns=2)
+        alerts.add_columns("state", "alert", "severity", "for", "summary", "source", "labels")
+        yield alerts
+        yield Static("Silences", classes="section-title")
+        silences: DataTable[Text | str] = DeckTable(id="silences-table", cursor_type="row")
+        silences.add_columns("state", "matchers", "ends", "by", "comment", "id", "source")
+        yield silences
+        yield from self.compose_footer()
+
+    def view(self) -> View:
+        return AlertsView()
+
+    def show(self, fetched: Fetched) -> None:
+        page = fetched.snapshot
+        if not isinstance(page, AlertsPage):
+            return
+        now = fetched.at
+        alerts = alerts_in_order(page.alerts)
+        with self.app.batch_update():
+            self.query_one("#alerts-summary", Static).update(self._summary(page))
+            rows = [(f"{a.source}:{a.fingerprint}:{i}", self._alert_cells(a, now))
+                    for i, a in enumerate(alerts)]
+            sync_rows(self.query_one("#alerts-table", DataTable), rows, self.filter_text,
+                      empty=self._empty_alerts(page))
+            live = [s for s in page.silences if s.state != "expired"]
+            silence_rows = [(f"{s.source}:{s.id}", self._silence_cells(s, now)) for s in live]
+            sync_rows(self.query_one("#silences-table", DataTable), silence_rows,
+                      self.filter_text, empty="no active or pending silences")
+
+    @staticmethod
+    def _summary(page: AlertsPage) -> Text:
+        firing = sum(1 for a in page.alerts if a.firing)
+        silenced = sum(1 for a in page.alerts if a.state == "suppressed")
+        pending = len(page.alerts) - firing - silenced
+        line = Text(f"✖ {firing} firing · ▲ {pending} pending · ◌ {silenced} silenced")
+        troubled = [s for s in page.sources if s.state != "live"]
+        for s in troubled:
+            line.append(" · ")
+            line.append_text(safe_cell(f"{s.name} {s.state}: {s.detail}", 60))
+        return line
+
+    @staticmethod
+    def _empty_alerts(page: AlertsPage) -> str:
+        if not page.sources:
+            return "no alert sources: add [[sources.prometheus]] or [[sources.alertmanager]]"
+        if all(s.state == "down" for s in page.sources):
+            return "no alert source answers: nothing is known about alerts (see :sources)"
+        return "nothing firing"
+
+    @staticmethod
+    def _alert_cells(a: ActiveAlert, now: datetime) -> list[object]:
+        labels = " ".join(f"{k}={v}" for k, v in a.labels
+                          if k not in ("alertname", "severity"))
+        return [
+            alert_state_cell(a),
+            safe_cell(a.name, 32),
+            safe_cell(a.severity or "-", 10),
+            ago(a.started, now) if a.started else "-",
+            safe_cell(a.summary, 60),
+            safe_cell(a.source, 20),
+            safe_cell(labels, 80),
+        ]
+
+    @staticmethod
+    def _silence_cells(s: Silence, now: datetime) -> list[object]:
+        ends = f"in {duration(s.ends - now)}" if s.ends > now else f"{clock(s.ends)}Z"
+        return [
+            Text(s.state, no_wrap=True),
+            safe_cell(" ".join(str(m) for m in s.matchers), 50),
+            ends,
+            safe_cell(s.created_by, 16),
+            safe_cell(s.comment, 40),
+            safe_cell(s.id[:8], 8),
+            safe_cell(s.source, 20),
+        ]
