@@ -1,0 +1,341 @@
+"""The one HTTP policy every connector uses: timeouts, deadline, retries, breaker, safe errors.
+
+A `SourceClient` owns one reused `httpx.AsyncClient` for one source. Every call runs
+under an overall deadline (`asyncio.timeout` around the whole retry loop), holds the
+endpoint's lock (one request in flight per method + path), passes the source's circuit
+breaker, and retries only idempotent requests on connection errors and 408/429/5xx
+with capped, fully jittered exponential backoff (`Retry-After` is a floor). Failures
+are `SourceError`s whose text names the source and never carries a URL query or a
+header value. httpx's own loggers are quieted and filtered at import.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json as jsonlib
+import logging
+import random as _random
+import time
+import weakref
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Literal
+
+import httpx
+import orjson
+
+from connectors.http_breaker import CircuitBreaker
+from connectors.http_text import (
+    MASK,
+    Redactor,
+    clean,
+    html_title,
+    retry_after_seconds,
+    says_quota_exhausted,
+    short_reason,
+    strip_query,
+)
+
+if TYPE_CHECKING:
+    from console.config import HttpSource
+
+ErrorKind = Literal["connect", "timeout", "http", "auth", "quota", "decode", "content_type", "breaker_open"]
+Params = Mapping[str, str] | Sequence[tuple[str, str]] | None
+
+RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504, 529})
+SENSITIVE_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "x-api-key", "api-key"})
+_PERMANENT: frozenset[str] = frozenset({"auth", "quota", "breaker_open"})
+_HTTP_FORM: frozenset[str] = frozenset({"http", "auth", "quota"})
+_log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class HttpPolicy:
+    """Timeouts, retry and breaker settings for one source (seconds)."""
+
+    connect_timeout: float = 3.0
+    read_timeout: float = 5.0
+    deadline: float = 15.0  # a whole call, retries and backoff included
+    max_attempts: int = 3
+    backoff_base: float = 0.5
+    backoff_cap: float = 8.0
+    retry_after_cap: float = 30.0
+    breaker_failures: int = 5
+    breaker_open_seconds: float = 30.0
+
+    @classmethod
+    def for_source(cls, source: HttpSource) -> HttpPolicy:
+        """The policy for a configured source: its timeout as the read timeout, three times it as deadline."""
+        return cls(read_timeout=source.timeout_seconds, deadline=3 * source.timeout_seconds)
+
+
+class SourceError(Exception):
+    """A source could not be read; the text names the source and never carries a secret."""
+
+    def __init__(self, source: str, kind: ErrorKind, reason: str, *, status: int | None = None,
+                 retry_after: float | None = None) -> None:
+        self.source = source
+        self.kind: ErrorKind = kind
+        self.status = status
+        self.reason = reason
+        self.retry_after = retry_after
+        super().__init__(self._text())
+
+    def _text(self) -> str:
+        if self.status is not None and self.kind in _HTTP_FORM:
+            return f"{self.source}: HTTP {self.status}: {self.reason}"
+        return f"{self.source}: {self.kind}: {self.reason}"
+
+    def __str__(self) -> str:
+        return self._text()
+
+    @property
+    def permanent(self) -> bool:
+        """True when waiting will not help (auth, exhausted quota, open breaker): the source is down."""
+        return self.kind in _PERMANENT
+
+
+# ---------------------------------------------------------------------------
+# httpx logs full URLs at INFO: keep it quiet, and strip queries if someone raises the level.
+# ---------------------------------------------------------------------------
+
+_REDACTORS: weakref.WeakSet[Redactor] = weakref.WeakSet()
+_SHAPES_ONLY = Redactor()
+
+
+class QueryStripFilter(logging.Filter):
+    """Rewrites a record's message with URL queries and every live client's secret values masked."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed record: let logging report it as usual
+            return True
+        message = _SHAPES_ONLY(strip_query(message))
+        for redact in list(_REDACTORS):
+            message = redact(message)
+        record.msg, record.args = message, None
+        return True
+
+
+_FILTER = QueryStripFilter()
+for _name in ("httpx", "httpcore"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
+for _name in ("httpx", "httpcore", "httpcore.connection", "httpcore.http11", "httpcore.http2",
+              "httpcore.proxy", "httpcore.socks", __name__):
+    logging.getLogger(_name).addFilter(_FILTER)
+
+
+# ---------------------------------------------------------------------------
+# The client
+# ---------------------------------------------------------------------------
+
+
+DEFAULT_POLICY = HttpPolicy()
+_NO_HEADERS: Mapping[str, str] = MappingProxyType({})
+
+
+class SourceClient:
+    """One reused httpx.AsyncClient per source; retries, breaker, one request in flight per endpoint."""
+
+    def __init__(self, name: str, base_url: str, *, path_prefix: str = "",
+                 headers: Mapping[str, str] = _NO_HEADERS, secret_headers: Mapping[str, str] = _NO_HEADERS,
+                 policy: HttpPolicy = DEFAULT_POLICY,
+                 transport: httpx.AsyncBaseTransport | None = None,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+                 random: Callable[[], float] = _random.random,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.name = name
+        self.policy = policy
+        self._prefix = path_prefix.rstrip("/")
+        self._secret_names = frozenset(h.lower() for h in secret_headers)
+        self._redact = Redactor(secret_headers.values())
+        _REDACTORS.add(self._redact)
+        self._sleep, self._random, self._monotonic = sleep, random, monotonic
+        url = httpx.URL(base_url)
+        self._where = f"{url.host}:{url.port or (443 if url.scheme == 'https' else 80)}"
+        timeout = httpx.Timeout(connect=policy.connect_timeout, read=policy.read_timeout,
+                                write=policy.read_timeout, pool=policy.connect_timeout)
+        self._client = httpx.AsyncClient(base_url=base_url, headers={**headers, **secret_headers},
+                                         timeout=timeout, transport=transport, follow_redirects=False)
+        self._breaker = CircuitBreaker(policy.breaker_failures, policy.breaker_open_seconds, monotonic)
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+
+    @classmethod
+    def for_source(cls, source: HttpSource, secret_headers: Mapping[str, str], **kw: Any) -> SourceClient:
+        """A client for a configured source (policy from its timeout unless `policy=` is given)."""
+        kw.setdefault("policy", HttpPolicy.for_source(source))
+        return cls(source.name, str(source.url), path_prefix=source.path_prefix, headers=source.headers,
+                   secret_headers=secret_headers, **kw)
+
+    @property
+    def breaker(self) -> CircuitBreaker:
+        """This source's circuit breaker (read it for status; tests may inspect it)."""
+        return self._breaker
+
+    async def get_json(self, path: str, params: Params = None) -> Any:
+        """GET `path` and decode its JSON body (retried; SourceError on any failure)."""
+        response = await self._call("GET", path, params=params, idempotent=True)
+        content_type = response.headers.get("content-type", "")
+        media = content_type.split(";")[0].strip().lower()
+        if media and "json" not in media:
+            title = html_title(response.text[:65536]) if "html" in media else None
+            detail = f" ({clean(title, self._redact, 80)})" if title else ""
+            raise SourceError(self.name, "content_type", clean(f"expected JSON, got {media}{detail}",
+                                                               self._redact), status=response.status_code)
+        try:
+            return orjson.loads(response.content)
+        except orjson.JSONDecodeError as exc:
+            error = SourceError(self.name, "decode", clean(f"malformed JSON: {exc}", self._redact),
+                                status=response.status_code)
+        raise error from None
+
+    async def get_text(self, path: str, params: Params = None) -> tuple[str, str]:
+        """GET `path`: (body text, content type)."""
+        response = await self._call("GET", path, params=params, idempotent=True)
+        return response.text, response.headers.get("content-type", "")
+
+    async def send(self, method: str, path: str, *, json: Any = None, params: Params = None,
+                   idempotent: bool = False) -> httpx.Response:
+        """Send one request; retried only when `idempotent` (or GET); SourceError on >= 300."""
+        method = method.upper()
+        return await self._call(method, path, json=json, params=params,
+                                idempotent=idempotent or method in ("GET", "HEAD"))
+
+    def describe_request(self, method: str, path: str, *, json: Any = None, params: Params = None) -> str:
+        """The exact request as text for a plan preview: method, URL, headers (secrets masked), body."""
+        request = self._client.build_request(method.upper(), self._path(path), json=json, params=params)
+        lines = [f"{request.method} {self._redact.known(str(request.url))}"]
+        for name, value in request.headers.items():
+            secret = name.lower() in self._secret_names or name.lower() in SENSITIVE_HEADERS
+            lines.append(f"{name}: {MASK if secret else self._redact.known(value)}")
+        if json is not None:
+            lines += ["", self._redact.known(jsonlib.dumps(json, indent=2, ensure_ascii=False))]
+        return "\n".join(lines)
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self._client.aclose()
+
+    # -- one call: breaker -> deadline -> endpoint lock -> attempts ---------------------------
+
+    def _path(self, path: str) -> str:
+        return self._prefix + ("/" + path.lstrip("/") if path else "")
+
+    async def _call(self, method: str, path: str, *, json: Any = None, params: Params = None,
+                    idempotent: bool) -> httpx.Response:
+        probe = self._breaker.admit()
+        if probe is None:
+            raise self._breaker_error()
+        try:
+            response = await self._within_deadline(method, self._path(path), json, params,
+                                                   attempts=1 if probe else self.policy.max_attempts,
+                                                   idempotent=idempotent)
+        except SourceError as err:
+            if err.kind in ("connect", "timeout") or (err.kind == "http" and (
+                    err.status is None or err.status >= 500 or err.status in RETRY_STATUSES)):
+                self._breaker.failed(probe, err.reason)
+            else:
+                self._breaker.succeeded(probe)
+            raise
+        except BaseException:
+            self._breaker.released(probe)
+            raise
+        self._breaker.succeeded(probe)
+        return response
+
+    def _breaker_error(self) -> SourceError:
+        breaker = self._breaker
+        last = f"; last error: {breaker.last_failure}" if breaker.last_failure else ""
+        reason = (f"not asked: {breaker.consecutive_failures} failed calls in a row, "
+                  f"next try in {breaker.seconds_until_probe():.0f} s{last}")
+        return SourceError(self.name, "breaker_open", clean(reason, self._redact))
+
+    async def _within_deadline(self, method: str, path: str, json: Any, params: Params, *,
+                               attempts: int, idempotent: bool) -> httpx.Response:
+        deadline = self.policy.deadline
+        start = self._monotonic()
+        try:
+            async with asyncio.timeout(deadline):
+                async with self._locks.setdefault((method, path), asyncio.Lock()):
+                    return await self._attempts(method, path, json, params, attempts, idempotent, start)
+        except TimeoutError:
+            reason = f"no complete answer within the {deadline:g} s deadline"
+            error = SourceError(self.name, "timeout", reason)
+        raise error from None
+
+    async def _attempts(self, method: str, path: str, json: Any, params: Params, attempts: int,
+                        idempotent: bool, start: float) -> httpx.Response:
+        policy = self.policy
+        for attempt in range(max(1, attempts)):
+            outcome = await self._attempt(method, path, json, params)
+            if isinstance(outcome, httpx.Response):
+                return outcome
+            error, retryable = outcome
+            if not (idempotent and retryable) or attempt + 1 >= attempts:
+                raise error from None
+            delay = self._random() * min(policy.backoff_cap, policy.backoff_base * 2 ** attempt)
+            if error.retry_after is not None:
+                delay = max(delay, min(error.retry_after, policy.retry_after_cap))
+            if delay > policy.deadline - (self._monotonic() - start):
+                raise error from None
+            _log.debug("%s: %s %s failed (%s); retry %d in %.2f s", self.name, method, path,
+                       error.kind if error.status is None else error.status, attempt + 1, delay)
+            await self._sleep(delay)
+        raise AssertionError("unreachable: the last attempt raises")
+
+    async def _attempt(self, method: str, path: str, json: Any,
+                       params: Params) -> httpx.Response | tuple[SourceError, bool]:
+        """One request: the response when it is a success, else (error, retryable)."""
+        try:
+            response = await self._client.request(method, path, json=json, params=params)
+        except httpx.ConnectTimeout:
+            failure = ("connect", f"cannot connect to {self._where} within {self.policy.connect_timeout:g} s",
+                       True)
+        except httpx.TimeoutException:
+            failure = ("timeout", f"no answer within {self.policy.read_timeout:g} s (read timeout)", False)
+        except httpx.ConnectError as exc:
+            failure = ("connect", f"cannot connect to {self._where}: {_os_reason(exc)}", True)
+        except httpx.ReadError:
+            failure = ("connect", "connection reset by the server", True)
+        except httpx.RemoteProtocolError:
+            failure = ("connect", "the server closed the connection without a complete answer", True)
+        except httpx.HTTPError as exc:
+            failure = ("connect", f"request failed ({type(exc).__name__})", False)
+        else:
+            if response.status_code < 300:
+                return response
+            return self._status_error(response)
+        kind, reason, retryable = failure
+        return SourceError(self.name, kind, clean(reason, self._redact)), retryable  # type: ignore[arg-type]
+
+    def _status_error(self, response: httpx.Response) -> tuple[SourceError, bool]:
+        status = response.status_code
+        retry_after = retry_after_seconds(response.headers)
+        fallback = response.reason_phrase or f"status {status}"
+        if 300 <= status < 400:
+            where = strip_query(response.headers.get("location", "")) or "elsewhere"
+            reason = clean(f"redirected to {where}; redirects are not followed (check url and path_prefix)",
+                           self._redact)
+            return SourceError(self.name, "http", reason, status=status), False
+        content_type = response.headers.get("content-type", "")
+        body = short_reason(response.content, content_type, self._redact, fallback)
+        if status in (401, 403):
+            reason = (f"{clean(body, self._redact, 110)}; check the credentials reference configured "
+                      f"for source {self.name}")
+            return SourceError(self.name, "auth", reason, status=status), False
+        if status == 429 and says_quota_exhausted(response.content, response.headers):
+            return SourceError(self.name, "quota", body, status=status, retry_after=retry_after), False
+        error = SourceError(self.name, "http", body, status=status, retry_after=retry_after)
+        return error, status in RETRY_STATUSES
+
+
+def _os_reason(exc: httpx.ConnectError) -> str:
+    """'connection refused' and the like, from the OS error under an httpx ConnectError."""
+    text = str(exc).lower()
+    for phrase in ("connection refused", "name or service not known", "no route to host",
+                   "network is unreachable", "temporary failure in name resolution", "certificate"):
+        if phrase in text:
+            return phrase
+    return "connection failed"
