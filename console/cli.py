@@ -66,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="cache file (default $XDG_CACHE_HOME/llmdeck/cache.duckdb)")
     parser.add_argument("--theme", default=None,
                         help="console theme: llmdeck-dark (default), llmdeck-light, llmdeck-high-contrast")
+    parser.add_argument("--insecure-storage", action="store_true",
+                        help="keep keyring: secrets in plaintext 0600 files under"
+                        " $XDG_CONFIG_HOME/llmdeck/secrets (no OS keyring here; shown as a badge)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     demo = sub.add_parser("demo", help="the full console on its embedded simulator (no config, no network)")
@@ -120,6 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     prune = cache_sub.add_parser("prune", help="delete spans older than a duration")
     prune.add_argument("--older-than", type=parse_duration, required=True, metavar="DURATION")
     _cache_arg(prune)
+    from console.secrets_cli import add_parser as add_secrets_parser
+
+    add_secrets_parser(sub)
     return parser
 
 
@@ -140,6 +146,14 @@ def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     out, err = sys.stdout, sys.stderr
+    if args.insecure_storage:
+        from console import secrets
+
+        secrets.enable_insecure_storage()
+    if args.command == "secrets":
+        from console.secrets_cli import main_secrets
+
+        return main_secrets(args, parser, out, err)
     if args.command == "demo":
         from console.launch import run_demo
 

@@ -135,7 +135,7 @@ def _warn(line: str) -> None:
 
 def _file_store(ref: _Ref, action: str) -> FileStore:
     assert _insecure is not None
-    _warn(f"--insecure-storage: {action} {ref.text} in a plaintext file under {_insecure.directory}")
+    _warn(f"--insecure-storage: {action} {ref.text} a plaintext file under {_insecure.directory}")
     return _insecure
 
 
@@ -240,7 +240,7 @@ def _lookup(ref: _Ref, timeout: float | None) -> tuple[str | None, str]:
         return os.environ.get(ref.service) or None, "env"
     if _insecure is not None:
         try:
-            return _file_store(ref, "reading").get(ref.service, ref.name), "plaintext file"
+            return _file_store(ref, "reading from").get(ref.service, ref.name), "plaintext file"
         except (StoreProblem, OSError) as exc:
             raise SecretError(ref.text, "refused", f"{ref.text}: {exc}") from None
 
@@ -280,15 +280,22 @@ def check(ref: str, *, timeout: float | None = None) -> SecretCheck:
     return SecretCheck(ref, "found", f"{ref}: found ({origin})", origin)
 
 
-def store(ref: str, value: str, *, timeout: float | None = None) -> str:
-    """Save `value` under a `keyring:` reference; returns where it went. SecretError otherwise."""
+def storable_ref(ref: str, action: Literal["set", "delete"]) -> _Ref:
+    """The parsed `keyring:` reference; SecretError (`invalid`) for `env:`, which llmdeck never stores."""
     parsed = parse_ref(ref)
     if parsed.scheme == "env":
-        raise SecretError(ref, "invalid", f"{ref} is an environment variable: llmdeck does not store it;"
-                          f" export {parsed.service}=... in the environment that runs llmdeck")
+        todo = "export" if action == "set" else "unset"
+        raise SecretError(ref, "invalid", f"{ref} is an environment variable, which llmdeck does not"
+                          f" store; {todo} {parsed.service} in the environment that runs llmdeck instead")
+    return parsed
+
+
+def store(ref: str, value: str, *, timeout: float | None = None) -> str:
+    """Save `value` under a `keyring:` reference; returns where it went. SecretError otherwise."""
+    parsed = storable_ref(ref, "set")
     if _insecure is not None:
         try:
-            path = _file_store(parsed, "writing").set(parsed.service, parsed.name, value)
+            path = _file_store(parsed, "writing to").set(parsed.service, parsed.name, value)
         except (StoreProblem, OSError) as exc:
             raise SecretError(ref, "refused", f"{ref}: {exc}".replace(value, "***")) from None
         return f"plaintext file {path} (insecure storage)"
@@ -306,13 +313,10 @@ def store(ref: str, value: str, *, timeout: float | None = None) -> str:
 
 def delete(ref: str, *, timeout: float | None = None) -> bool:
     """Remove the secret a `keyring:` reference names; False when there was none."""
-    parsed = parse_ref(ref)
-    if parsed.scheme == "env":
-        raise SecretError(ref, "invalid", f"{ref} is an environment variable: llmdeck does not store it;"
-                          f" unset {parsed.service} in the environment instead")
+    parsed = storable_ref(ref, "delete")
     if _insecure is not None:
         try:
-            return _file_store(parsed, "deleting").delete(parsed.service, parsed.name)
+            return _file_store(parsed, "deleting from").delete(parsed.service, parsed.name)
         except (StoreProblem, OSError) as exc:
             raise SecretError(ref, "refused", f"{ref}: {exc}") from None
 
