@@ -14,7 +14,10 @@ from __future__ import annotations
 import asyncio
 import json as jsonlib
 import logging
+import os
 import random as _random
+import socket
+import ssl
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -331,11 +334,17 @@ class SourceClient:
         return error, status in RETRY_STATUSES
 
 
-def _os_reason(exc: httpx.ConnectError) -> str:
+def _os_reason(exc: BaseException) -> str:
     """'connection refused' and the like, from the OS error under an httpx ConnectError."""
-    text = str(exc).lower()
-    for phrase in ("connection refused", "name or service not known", "no route to host",
-                   "network is unreachable", "temporary failure in name resolution", "certificate"):
-        if phrase in text:
-            return phrase
+    seen: BaseException | None = exc
+    for _ in range(6):
+        if seen is None:
+            break
+        if isinstance(seen, socket.gaierror):
+            return "host name not resolved"
+        if isinstance(seen, ssl.SSLError):
+            return "TLS handshake failed"
+        if isinstance(seen, OSError) and isinstance(seen.errno, int) and seen.errno > 0:
+            return os.strerror(seen.errno).lower()
+        seen = seen.__cause__ or seen.__context__
     return "connection failed"

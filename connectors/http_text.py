@@ -100,8 +100,9 @@ def strip_query(text: str) -> str:
 
 def printable(text: str) -> str:
     """One line: whitespace runs collapsed, control and format characters (bidi, zero-width) removed."""
-    text = _WHITESPACE.sub(" ", _ESCAPE_SEQUENCE.sub("", text))
-    return "".join(c for c in text if unicodedata.category(c) not in ("Cc", "Cf", "Cs", "Co")).strip()
+    text = "".join(" " if unicodedata.category(c) == "Cc" else c for c in _ESCAPE_SEQUENCE.sub("", text))
+    text = _WHITESPACE.sub(" ", text)
+    return "".join(c for c in text if unicodedata.category(c) not in ("Cf", "Cs", "Co")).strip()
 
 
 def clean(text: str, redact: Redactor, limit: int = REASON_LIMIT) -> str:
