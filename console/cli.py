@@ -126,6 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
     from console.secrets_cli import add_parser as add_secrets_parser
 
     add_secrets_parser(sub)
+    from console.alerts_cli import add_parsers as add_alert_parsers
+
+    add_alert_parsers(sub)
     return parser
 
 
@@ -176,6 +179,15 @@ def _main(argv: list[str] | None) -> int:
     except ConfigError as exc:
         err.write(f"llmdeck: bad config:\n{exc}\n")
         return EXIT_PROBLEM
+    if args.command in ("alerts", "silences"):
+        from console import alerts_cli
+
+        main = alerts_cli.main_alerts if args.command == "alerts" else alerts_cli.main_silences
+        return main(config, args, out, err)
+    if args.command == "silence":
+        from console.silence_cli import main_silence
+
+        return main_silence(config, args, parser, out, err)
     if args.command is None:
         from console.cache.store import CacheError
         from console.launch import run_console
