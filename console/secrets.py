@@ -3,9 +3,9 @@
 `env:VAR` reads the environment variable as named. `keyring:SERVICE/NAME` reads the OS
 keyring, but only when its backend is a real one (Secret Service, libsecret, macOS
 Keychain, Windows, KWallet); the `fail`, `null` and plaintext backends (`keyrings.alt`)
-are refused. Every keyring call runs in a daemon thread with a timeout, so a hung or
-locked keyring costs the caller at most the timeout, and while one call is still stuck
-later calls fail at once instead of piling up threads. With `--insecure-storage`
+are refused, and every keyring call runs in a daemon thread under a timeout
+(`console/keyring_guard.py`), so a hung or locked keyring costs the caller at most the
+timeout, never a hang. With `--insecure-storage`
 (`enable_insecure_storage()`) keyring references live in 0600 files instead
 (`console/secret_store.py`) and each use warns on stderr. No message ever holds a value.
 These calls block: run them off the UI thread.
@@ -17,41 +17,19 @@ import base64
 import os
 import re
 import sys
-import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, TypeVar
 
-from console import paths
+from console import keyring_guard, paths
 from console.safe_text import sanitize
 from console.secret_store import FileStore, StoreProblem
 
 if TYPE_CHECKING:
     from console.config import HttpSource
 
-KEYRING_TIMEOUT = 5.0
-"""Seconds a keyring call may take before the caller gets a `timeout` error."""
-
 State = Literal["found", "missing", "refused", "locked", "timeout", "invalid", "error"]
 T = TypeVar("T")
-
-# Exact backend classes that keep secrets in a real OS keyring (module.qualname).
-ALLOWED_BACKENDS = frozenset({
-    "keyring.backends.SecretService.Keyring",
-    "keyring.backends.libsecret.Keyring",
-    "keyring.backends.macOS.Keyring",
-    "keyring.backends.Windows.WinVaultKeyring",
-    "keyring.backends.kwallet.DBusKeyring",
-    "keyring.backends.kwallet.DBusKeyringKWallet4",
-})
-_CHAINER = "keyring.backends.chainer.ChainerBackend"
-_REFUSED_WHY = {
-    "keyring.backends.fail.Keyring": "there is no OS keyring here (no Secret Service on this D-Bus session)",
-    "keyring.backends.null.Keyring": "the null backend stores nothing and finds nothing",
-}
-_WHAT_INSTEAD = ("use an env:VAR reference instead, run a Secret Service (gnome-keyring-daemon --unlock"
-                 " on this session's D-Bus), or start llmdeck with --insecure-storage")
-_LOCKED_ERRORS = frozenset({"KeyringLocked", "LockedException", "PromptDismissedException"})
 _HEADER_UNSAFE = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -139,97 +117,20 @@ def _file_store(ref: _Ref, action: str) -> FileStore:
     return _insecure
 
 
-# --- the OS keyring, allow-listed and under a timeout -----------------------------------------
+# --- the OS keyring, through the guard ----------------------------------------------------------
 
-def backend_name(backend: object) -> str:
-    cls = type(backend)
-    return f"{cls.__module__}.{cls.__qualname__}"
-
-
-def refusal(backend: object) -> str | None:
-    """Why `backend` may not hold secrets, or None when it is a real OS keyring."""
-    name = backend_name(backend)
-    if name in ALLOWED_BACKENDS:
-        return None
-    if name in _REFUSED_WHY:
-        return _REFUSED_WHY[name]
-    if type(backend).__module__.startswith("keyrings.alt") or "plaintext" in name.lower():
-        return "it keeps secrets in a plaintext (or merely encoded) file"
-    return "it is not a known OS keyring"
-
-
-def usable_backends(backend: object) -> list[object]:
-    """The allowed backends `backend` stands for (a chainer's allowed members); [] if none."""
-    if backend_name(backend) == _CHAINER:
-        return [b for b in getattr(backend, "backends", []) if refusal(b) is None]
-    return [backend] if refusal(backend) is None else []
-
-
-def _keyring_backends(ref: _Ref) -> list[object]:
-    import keyring
-
-    backend = keyring.get_keyring()
-    usable = usable_backends(backend)
-    if not usable:
-        name = backend_name(backend)
-        why = refusal(backend) if name != _CHAINER else "none of the backends it chains is an OS keyring"
-        raise SecretError(ref.text, "refused", f"{ref.text}: the keyring backend {name} is refused: {why};"
-                          f" {_WHAT_INSTEAD}")
-    return usable
-
-
-_stuck: set[threading.Thread] = set()
-_stuck_lock = threading.Lock()
-
-
-def _timeout_error(ref: _Ref, timeout: float) -> SecretError:
-    return SecretError(ref.text, "timeout", f"{ref.text}: the keyring did not answer within {timeout:g} s"
-                       f" (hung or waiting for an unlock prompt); use {env_suggestion(ref.text)} instead,"
-                       " or restart the keyring daemon")
-
-
-def _classify(ref: _Ref, exc: BaseException) -> SecretError:
-    if isinstance(exc, SecretError):
-        return exc
-    kind = type(exc).__name__
-    text = sanitize(str(exc), max_chars=160, one_line=True)
-    if kind in _LOCKED_ERRORS or (kind == "InitError" and re.search(r"prompt|lock", text, re.I)):
-        return SecretError(ref.text, "locked", f"{ref.text}: the keyring is locked and cannot be unlocked"
-                           " here (no display for the unlock prompt); unlock it"
-                           " (gnome-keyring-daemon --unlock, password on stdin) or use"
-                           f" {env_suggestion(ref.text)} instead")
-    if kind == "NoKeyringError":
-        return SecretError(ref.text, "refused", f"{ref.text}: no OS keyring is available; {_WHAT_INSTEAD}")
-    return SecretError(ref.text, "error", f"{ref.text}: the keyring failed: {kind}: {text}")
-
-
-def _in_thread(ref: _Ref, work: Callable[[], T], timeout: float | None) -> T:
-    """Run one keyring call in a daemon thread; SecretError on failure or after `timeout` seconds."""
-    limit = KEYRING_TIMEOUT if timeout is None else timeout
-    with _stuck_lock:
-        if any(t.is_alive() for t in _stuck):
-            raise _timeout_error(ref, limit)
-        _stuck.clear()
-    box: dict[str, object] = {}
-    done = threading.Event()
-
-    def run() -> None:
-        try:
-            box["value"] = work()
-        except BaseException as exc:  # handed to the caller below
-            box["error"] = exc
-        finally:
-            done.set()
-
-    thread = threading.Thread(target=run, name="llmdeck-keyring", daemon=True)
-    thread.start()
-    if not done.wait(limit):
-        with _stuck_lock:
-            _stuck.add(thread)
-        raise _timeout_error(ref, limit)
-    if "error" in box:
-        raise _classify(ref, box["error"])  # type: ignore[arg-type]
-    return box["value"]  # type: ignore[return-value]
+def _keyring(ref: _Ref, work: Callable[[Sequence[object]], T], timeout: float | None,
+             secret: str = "") -> T:
+    """Run `work` through `keyring_guard.call`; its problems become SecretErrors naming `ref`."""
+    try:
+        return keyring_guard.call(work, timeout=timeout, secret=secret)
+    except keyring_guard.KeyringProblem as problem:
+        text = f"{ref.text}: {problem}"
+        if problem.state == "locked":
+            text += f" or use {env_suggestion(ref.text)} instead"
+        elif problem.state == "timeout":
+            text += f"; use {env_suggestion(ref.text)} instead, or restart the keyring daemon"
+        raise SecretError(ref.text, problem.state, text) from None
 
 
 # --- the API ----------------------------------------------------------------------------------
@@ -244,14 +145,14 @@ def _lookup(ref: _Ref, timeout: float | None) -> tuple[str | None, str]:
         except (StoreProblem, OSError) as exc:
             raise SecretError(ref.text, "refused", f"{ref.text}: {exc}") from None
 
-    def get() -> tuple[str | None, str]:
-        for backend in _keyring_backends(ref):
+    def get(backends: Sequence[object]) -> tuple[str | None, str]:
+        for backend in backends:
             value = backend.get_password(ref.service, ref.name)  # type: ignore[attr-defined]
             if value is not None:
-                return value, f"keyring ({backend_name(backend).rsplit('.', 2)[-2]})"
+                return value, f"keyring ({keyring_guard.short_name(backend)})"
         return None, "keyring"
 
-    return _in_thread(ref, get, timeout)
+    return _keyring(ref, get, timeout)
 
 
 def resolve(ref: str, *, timeout: float | None = None) -> str:
@@ -297,18 +198,14 @@ def store(ref: str, value: str, *, timeout: float | None = None) -> str:
         try:
             path = _file_store(parsed, "writing to").set(parsed.service, parsed.name, value)
         except (StoreProblem, OSError) as exc:
-            raise SecretError(ref, "refused", f"{ref}: {exc}".replace(value, "***")) from None
+            raise SecretError(ref, "refused", f"{ref}: {exc}") from None
         return f"plaintext file {path} (insecure storage)"
 
-    def put() -> str:
-        backend = _keyring_backends(parsed)[0]
-        backend.set_password(parsed.service, parsed.name, value)  # type: ignore[attr-defined]
-        return f"keyring ({backend_name(backend).rsplit('.', 2)[-2]})"
+    def put(backends: Sequence[object]) -> str:
+        backends[0].set_password(parsed.service, parsed.name, value)  # type: ignore[attr-defined]
+        return f"keyring ({keyring_guard.short_name(backends[0])})"
 
-    try:
-        return _in_thread(parsed, put, timeout)
-    except SecretError as exc:
-        raise SecretError(ref, exc.state, str(exc).replace(value, "***") if value else str(exc)) from None
+    return _keyring(parsed, put, timeout, secret=value)
 
 
 def delete(ref: str, *, timeout: float | None = None) -> bool:
@@ -320,17 +217,16 @@ def delete(ref: str, *, timeout: float | None = None) -> bool:
         except (StoreProblem, OSError) as exc:
             raise SecretError(ref, "refused", f"{ref}: {exc}") from None
 
-    def remove() -> bool:
+    def remove(backends: Sequence[object]) -> bool:
         from keyring.errors import PasswordDeleteError
 
-        backend = _keyring_backends(parsed)[0]
         try:
-            backend.delete_password(parsed.service, parsed.name)  # type: ignore[attr-defined]
+            backends[0].delete_password(parsed.service, parsed.name)  # type: ignore[attr-defined]
         except PasswordDeleteError:
             return False
         return True
 
-    return _in_thread(parsed, remove, timeout)
+    return _keyring(parsed, remove, timeout)
 
 
 def _header_value(ref: str, timeout: float | None, strip: bool = True) -> str:

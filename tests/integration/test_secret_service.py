@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Literal
 
 import keyring
 import pytest
@@ -21,12 +22,23 @@ CANARY = "sk-ant-admin-CANARY-51c2-never-shown"
 Run = Callable[..., subprocess.CompletedProcess[str]]
 
 
-class SecretService:
-    """A private session bus with gnome-keyring's secrets component; `env` reaches both."""
+# A process that owns org.freedesktop.secrets on the bus and never answers a call: a hung keyring.
+MUTE_SERVICE = """
+from jeepney.bus_messages import message_bus
+from jeepney.io.blocking import open_dbus_connection
+conn = open_dbus_connection(bus="SESSION")
+conn.send_and_get_reply(message_bus.RequestName("org.freedesktop.secrets"))
+while True:
+    conn.receive()
+"""
+Mode = Literal["unlocked", "locked", "mute"]
 
-    def __init__(self, tmp: Path, unlocked: bool) -> None:
+
+class SecretService:
+    """A private session bus with gnome-keyring (or a mute stand-in) owning the secrets name."""
+
+    def __init__(self, tmp: Path, mode: Mode) -> None:
         dbus = require_binary("dbus-daemon")
-        daemon = require_binary("gnome-keyring-daemon")
         self.dbus_send = require_binary("dbus-send")
         run_dir = tmp / "run"
         run_dir.mkdir(mode=0o700, parents=True)
@@ -40,9 +52,13 @@ class SecretService:
                                  env=self.env)
         self.bus.wait_ready(lambda: "unix:" in self.bus.log(), 10, "dbus-daemon's address")
         self.env["DBUS_SESSION_BUS_ADDRESS"] = self.bus.log().splitlines()[0].strip()
-        argv = [daemon, "--foreground", "--components=secrets", *(["--unlock"] if unlocked else [])]
-        self.keyring = ServerProcess(argv, tmp / "gnome-keyring.log", env=self.env,
-                                     stdin_text="llmdeck-test-password" if unlocked else None)
+        if mode == "mute":
+            argv = [sys.executable, "-c", MUTE_SERVICE]
+        else:
+            argv = [require_binary("gnome-keyring-daemon"), "--foreground", "--components=secrets",
+                    *(["--unlock"] if mode == "unlocked" else [])]
+        self.keyring = ServerProcess(argv, tmp / "secret-service.log", env=self.env,
+                                     stdin_text="llmdeck-test-password" if mode == "unlocked" else None)
         self.keyring.wait_ready(self.on_bus, 20, "org.freedesktop.secrets on the bus")
 
     def on_bus(self) -> bool:
@@ -59,11 +75,11 @@ class SecretService:
 
 
 @pytest.fixture
-def make_service(tmp_path: Path) -> Iterator[Callable[[bool], SecretService]]:
+def make_service(tmp_path: Path) -> Iterator[Callable[[Mode], SecretService]]:
     started: list[SecretService] = []
 
-    def make(unlocked: bool = True) -> SecretService:
-        service = SecretService(tmp_path / f"svc{len(started)}", unlocked)
+    def make(mode: Mode) -> SecretService:
+        service = SecretService(tmp_path / f"svc{len(started)}", mode)
         started.append(service)
         return service
 
@@ -101,8 +117,8 @@ def secret_tool(service: SecretService, *args: str) -> subprocess.CompletedProce
 
 
 def test_set_list_delete_through_the_cli_against_gnome_keyring(
-        make_service: Callable[[bool], SecretService], tmp_path: Path) -> None:
-    service = make_service(True)
+        make_service: Callable[[Mode], SecretService], tmp_path: Path) -> None:
+    service = make_service("unlocked")
     run = llmdeck(service)
     config = tmp_path / "config.toml"
     config.write_text(CONFIG)
@@ -137,12 +153,12 @@ def test_set_list_delete_through_the_cli_against_gnome_keyring(
 
 
 def test_in_process_resolve_and_headers_use_the_secret_service(
-        make_service: Callable[[bool], SecretService], monkeypatch: pytest.MonkeyPatch) -> None:
+        make_service: Callable[[Mode], SecretService], monkeypatch: pytest.MonkeyPatch) -> None:
     from keyring.backends import SecretService as SecretServiceBackend
 
     from console.config import AlertmanagerSource
 
-    service = make_service(True)
+    service = make_service("unlocked")
     monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", service.env["DBUS_SESSION_BUS_ADDRESS"])
     before = keyring.get_keyring()
     keyring.set_keyring(SecretServiceBackend.Keyring())
@@ -159,8 +175,8 @@ def test_in_process_resolve_and_headers_use_the_secret_service(
 
 
 def test_a_locked_keyring_gives_a_clean_message_naming_the_ref_and_env_alternative(
-        make_service: Callable[[bool], SecretService], tmp_path: Path) -> None:
-    service = make_service(False)  # no --unlock and no display: the unlock prompt cannot be shown
+        make_service: Callable[[Mode], SecretService], tmp_path: Path) -> None:
+    service = make_service("locked")  # no --unlock and no display: the unlock prompt cannot be shown
     run = llmdeck(service)
     config = tmp_path / "config.toml"
     config.write_text(CONFIG)
@@ -180,3 +196,25 @@ def test_a_locked_keyring_gives_a_clean_message_naming_the_ref_and_env_alternati
     assert "use env:LLMDECK_ALERTMANAGER instead" in listed.stdout
     for proc in (done, listed):
         assert CANARY not in proc.stdout + proc.stderr
+
+
+def test_a_secret_service_that_never_answers_times_out_once_without_a_hang(
+        make_service: Callable[[Mode], SecretService], tmp_path: Path) -> None:
+    service = make_service("mute")
+    run = llmdeck(service)
+    config = tmp_path / "config.toml"
+    config.write_text(CONFIG)
+
+    started = time.monotonic()
+    done = run("secrets", "set", "keyring:llmdeck/anthropic-admin", stdin=CANARY + "\n")
+    assert time.monotonic() - started < 15  # the 5 s keyring timeout, then the process exits
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr == ("llmdeck: keyring:llmdeck/anthropic-admin: the keyring did not answer within"
+                           " 5 s (hung or waiting for an unlock prompt); use env:LLMDECK_ANTHROPIC_ADMIN"
+                           " instead, or restart the keyring daemon\n")
+
+    started = time.monotonic()
+    listed = run("--config", config, "secrets", "list", "--json")
+    assert time.monotonic() - started < 15  # one timeout for both references, not one each
+    assert listed.returncode == 1
+    assert [r["state"] for r in json.loads(listed.stdout)["secrets"]] == ["timeout", "timeout"]

@@ -19,7 +19,7 @@ import pytest
 from keyring.backend import KeyringBackend
 from keyring.backends import fail, null
 
-from console import paths, secrets
+from console import keyring_guard, paths, secrets
 from console.cli import main
 from console.config import AlertmanagerSource, PrometheusSource
 from console.secret_store import FileStore
@@ -77,6 +77,9 @@ class HangingKeyring(MemoryKeyring):
         self.release.wait()
         return None
 
+    def set_password(self, service: str, username: str, password: str) -> None:
+        self.get_password(service, username)
+
 
 PlaintextFile = type("PlaintextKeyring", (MemoryKeyring,), {"__module__": "keyrings.alt.file"})
 
@@ -88,14 +91,14 @@ def _clean_state() -> Iterator[None]:
     yield
     keyring.set_keyring(before)
     secrets.disable_insecure_storage()
-    secrets._stuck.clear()
+    keyring_guard.forget_stuck()
 
 
 def use(backend: KeyringBackend, monkeypatch: pytest.MonkeyPatch, allow: bool = True) -> KeyringBackend:
     """Make `backend` the process keyring, allow-listed as if it were a real OS keyring."""
     if allow:
-        monkeypatch.setattr(secrets, "ALLOWED_BACKENDS",
-                            secrets.ALLOWED_BACKENDS | {secrets.backend_name(backend)})
+        monkeypatch.setattr(keyring_guard, "ALLOWED_BACKENDS",
+                            keyring_guard.ALLOWED_BACKENDS | {keyring_guard.backend_name(backend)})
     keyring.set_keyring(backend)
     return backend
 
@@ -150,14 +153,14 @@ def test_fail_null_and_plaintext_backends_are_refused_with_what_to_do(
             call()
         assert err.value.state == "refused"
         message = str(err.value)
-        assert "keyring:llmdeck/x" in message and secrets.backend_name(backend) in message
+        assert "keyring:llmdeck/x" in message and keyring_guard.backend_name(backend) in message
         assert "env:VAR" in message and "Secret Service" in message and "--insecure-storage" in message
     assert getattr(backend, "items", {}) == {}  # nothing was written to a refused backend
 
 
 def test_a_keyrings_alt_backend_is_refused_as_plaintext() -> None:
-    assert "plaintext" in (secrets.refusal(PlaintextFile()) or "")
-    assert secrets.refusal(MemoryKeyring()) == "it is not a known OS keyring"
+    assert "plaintext" in (keyring_guard.refusal(PlaintextFile()) or "")
+    assert keyring_guard.refusal(MemoryKeyring()) == "it is not a known OS keyring"
 
 
 def test_a_chainer_uses_only_its_allowed_backends(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -202,7 +205,7 @@ def test_a_hung_keyring_times_out_and_later_calls_fail_at_once(monkeypatch: pyte
         assert kr.calls == 1  # no second thread piled up behind the stuck one
     finally:
         kr.release.set()
-    for thread in list(secrets._stuck):
+    for thread in keyring_guard.stuck_threads():
         thread.join()
     assert secrets.check("keyring:llmdeck/x").state == "missing"  # answers again once unstuck
 
@@ -220,14 +223,25 @@ def test_a_locked_keyring_names_the_ref_and_the_env_alternative(
     assert "env:LLMDECK_OPENAI_ADMIN" in result.message
 
 
+def test_storing_a_short_value_leaves_the_message_intact(monkeypatch: pytest.MonkeyPatch) -> None:
+    kr = use(HangingKeyring(), monkeypatch)
+    try:
+        with pytest.raises(SecretError) as err:
+            secrets.store("keyring:llmdeck/x", "e", timeout=0.05)
+    finally:
+        kr.release.set()
+    assert str(err.value).endswith("; use env:LLMDECK_X instead, or restart the keyring daemon")
+
+
 def test_an_unexpected_keyring_error_never_carries_the_value(monkeypatch: pytest.MonkeyPatch) -> None:
     kr = RaisingKeyring()
     kr.error = keyring.errors.PasswordSetError(f"could not store {CANARY}")
     use(kr, monkeypatch)
     with pytest.raises(SecretError) as err:
         secrets.store("keyring:llmdeck/x", CANARY)
-    assert err.value.state == "error" and "PasswordSetError" in str(err.value)
-    assert CANARY not in str(err.value) and CANARY not in repr(err.value.args)
+    assert str(err.value) == ("keyring:llmdeck/x: the keyring failed: PasswordSetError: (details withheld:"
+                              " they held the secret)")
+    assert err.value.state == "error" and CANARY not in repr(err.value.args)
 
 
 def test_secret_headers_for_bearer_basic_and_header_refs(monkeypatch: pytest.MonkeyPatch) -> None:
