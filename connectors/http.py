@@ -208,7 +208,8 @@ class SourceClient:
 
     def describe_request(self, method: str, path: str, *, json: Any = None, params: Params = None) -> str:
         """The exact request as text for a plan preview: method, URL, headers (secrets masked), body."""
-        request = self._client.build_request(method.upper(), self._path(path), json=json, params=params)
+        request = self._client.build_request(method.upper(), self._path(path), json=json,
+                                             params=_query(params))
         lines = [f"{request.method} {self._redact.known(str(request.url))}"]
         for name, value in request.headers.items():
             secret = name.lower() in self._secret_names or name.lower() in SENSITIVE_HEADERS
@@ -292,7 +293,7 @@ class SourceClient:
                        params: Params) -> httpx.Response | tuple[SourceError, bool]:
         """One request: the response when it is a success, else (error, retryable)."""
         try:
-            response = await self._client.request(method, path, json=json, params=params)
+            response = await self._client.request(method, path, json=json, params=_query(params))
         except httpx.ConnectTimeout:
             failure = ("connect", f"cannot connect to {self._where} within {self.policy.connect_timeout:g} s",
                        True)
@@ -332,6 +333,13 @@ class SourceClient:
             return SourceError(self.name, "quota", body, status=status, retry_after=retry_after), False
         error = SourceError(self.name, "http", body, status=status, retry_after=retry_after)
         return error, status in RETRY_STATUSES
+
+
+def _query(params: Params) -> httpx.QueryParams | None:
+    """Query parameters as httpx takes them (a mapping, or pairs for repeated names)."""
+    if params is None:
+        return None
+    return httpx.QueryParams(dict(params) if isinstance(params, Mapping) else list(params))
 
 
 def _os_reason(exc: BaseException) -> str:

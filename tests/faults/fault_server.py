@@ -132,6 +132,7 @@ class FaultServer:
     # -- lifecycle ------------------------------------------------------------------------
 
     def start(self) -> FaultServer:
+        """Start accepting connections (the first thread in `_threads` is the accept loop)."""
         thread = threading.Thread(target=self._accept_loop, name="fault-server", daemon=True)
         thread.start()
         self._threads.append(thread)
@@ -139,10 +140,9 @@ class FaultServer:
 
     def stop(self) -> None:
         self._stop.set()
-        try:
-            self._listener.close()
-        except OSError:
-            pass
+        if self._threads:
+            self._threads[0].join(timeout=5)  # the accept loop sees the stop flag within 0.05 s
+        self._listener.close()
         with self._lock:
             conns = list(self._conns)
         for conn in conns:
@@ -150,7 +150,7 @@ class FaultServer:
                 conn.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
-        for thread in list(self._threads):
+        for thread in list(self._threads[1:]):
             thread.join(timeout=5)
 
     def __enter__(self) -> FaultServer:
