@@ -113,7 +113,7 @@ def _warn(line: str) -> None:
 
 def _file_store(ref: _Ref, action: str) -> FileStore:
     assert _insecure is not None
-    _warn(f"--insecure-storage: {action} {ref.text} a plaintext file under {_insecure.directory}")
+    _warn(f"--insecure-storage: {ref.text} is {action} a plaintext file under {_insecure.directory}")
     return _insecure
 
 
@@ -141,7 +141,7 @@ def _lookup(ref: _Ref, timeout: float | None) -> tuple[str | None, str]:
         return os.environ.get(ref.service) or None, "env"
     if _insecure is not None:
         try:
-            return _file_store(ref, "reading from").get(ref.service, ref.name), "plaintext file"
+            return _file_store(ref, "read from").get(ref.service, ref.name), "plaintext file"
         except (StoreProblem, OSError) as exc:
             raise SecretError(ref.text, "refused", f"{ref.text}: {exc}") from None
 
@@ -155,18 +155,23 @@ def _lookup(ref: _Ref, timeout: float | None) -> tuple[str | None, str]:
     return _keyring(ref, get, timeout)
 
 
+def _missing(ref: _Ref) -> SecretError:
+    if ref.scheme == "env":
+        return SecretError(ref.text, "missing", f"{ref.text}: the environment variable {ref.service} is"
+                           " not set (or is empty)")
+    where = "the plaintext store (--insecure-storage)" if _insecure is not None else "the keyring"
+    flag = "--insecure-storage " if _insecure is not None else ""
+    return SecretError(ref.text, "missing", f"{ref.text}: not found in {where}; store it with"
+                       f" `llmdeck {flag}secrets set {ref.text}`")
+
+
 def resolve(ref: str, *, timeout: float | None = None) -> str:
     """The secret `ref` names; SecretError (naming the ref and what to do, never a value) otherwise."""
     parsed = parse_ref(ref)
     value, _ = _lookup(parsed, timeout)
-    if value is not None:
-        return value
-    if parsed.scheme == "env":
-        raise SecretError(ref, "missing", f"{ref}: the environment variable {parsed.service} is not set"
-                          " (or is empty)")
-    where = "the plaintext store (--insecure-storage)" if _insecure is not None else "the keyring"
-    raise SecretError(ref, "missing", f"{ref}: not found in {where}; store it with"
-                      f" `llmdeck {'--insecure-storage ' if _insecure else ''}secrets set {ref}`")
+    if value is None:
+        raise _missing(parsed)
+    return value
 
 
 def check(ref: str, *, timeout: float | None = None) -> SecretCheck:
@@ -175,7 +180,7 @@ def check(ref: str, *, timeout: float | None = None) -> SecretCheck:
         parsed = parse_ref(ref)
         value, origin = _lookup(parsed, timeout)
         if value is None:
-            resolve(ref, timeout=timeout)  # raises the "missing" error with its message
+            raise _missing(parsed)
     except SecretError as exc:
         return SecretCheck(ref, exc.state, str(exc))
     return SecretCheck(ref, "found", f"{ref}: found ({origin})", origin)
@@ -196,7 +201,7 @@ def store(ref: str, value: str, *, timeout: float | None = None) -> str:
     parsed = storable_ref(ref, "set")
     if _insecure is not None:
         try:
-            path = _file_store(parsed, "writing to").set(parsed.service, parsed.name, value)
+            path = _file_store(parsed, "written to").set(parsed.service, parsed.name, value)
         except (StoreProblem, OSError) as exc:
             raise SecretError(ref, "refused", f"{ref}: {exc}") from None
         return f"plaintext file {path} (insecure storage)"
@@ -213,7 +218,7 @@ def delete(ref: str, *, timeout: float | None = None) -> bool:
     parsed = storable_ref(ref, "delete")
     if _insecure is not None:
         try:
-            return _file_store(parsed, "deleting from").delete(parsed.service, parsed.name)
+            return _file_store(parsed, "deleted from").delete(parsed.service, parsed.name)
         except (StoreProblem, OSError) as exc:
             raise SecretError(ref, "refused", f"{ref}: {exc}") from None
 
