@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from connectors.prometheus import QueryResult, choose_step, duration
 from console.config import SloSpec
 from console.promql_slo import PromqlError, QueryApi, selector, sli_queries, window_counts
-from console.slo import WindowCounts, burn_rate
+from console.slo import burn_rate
 from console.snapshots import Point, Series, SloDetail, SloStatus
 from console.timeutil import floor_to, naive_utc, to_unix
 
@@ -57,15 +57,13 @@ async def promql_series(client: QueryApi, spec: SloSpec, at: datetime,
     results = await asyncio.gather(*(
         _range(client, e, start, end, step) for e in exprs))
     good, errors, total = (_by_time(r) for r in results[:3])
-    if q.sli.histogram is not None and not q.counts_good:
-        good = dict.fromkeys(total, 0.0)
     p95 = _by_time(results[3]) if len(results) > 3 else {}
     rates: list[float | None] = []
     burns: list[float | None] = []
     latency: list[float | None] = []
     for i in range(count):
         ts = _unix(start + step * i)
-        c = window_counts(good.get(ts), errors.get(ts), total.get(ts)) if ts in total else WindowCounts(0, 0)
+        c = window_counts(q.good_value(good.get(ts)), errors.get(ts), total.get(ts))
         rates.append(c.bad / c.total if c.total else None)
         burns.append(burn_rate(c, spec.objective))
         latency.append(p95.get(ts))

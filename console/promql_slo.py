@@ -131,6 +131,12 @@ class SliQueries:
             return sli.good is not None
         return sli.method == "quantile" or self.le is not None
 
+    def good_value(self, value: float | None) -> float | None:
+        """The good count from the good query's value: no series is 0 good, None for an errors SLI."""
+        if self.sli.histogram is None and self.sli.good is None:
+            return None
+        return value or 0.0
+
     def good(self, window: timedelta) -> str:
         """Good events (quantile method: minutes that met the threshold) over `window`."""
         sli, w = self.sli, duration(window)
@@ -179,7 +185,7 @@ def single_value(result: QueryResult, expr: str) -> float | None:
 
 
 def window_counts(good: float | None, errors: float | None, total: float | None) -> WindowCounts:
-    """Counts from query values: no total is no traffic, a missing good/errors series is 0."""
+    """Counts from query values: no total is no traffic; good None means total - errors (none: 0)."""
     if total is None or total <= 0:
         return WindowCounts(0, 0)
     if good is None:
@@ -262,7 +268,7 @@ async def evaluate(client: QueryApi, spec: SloSpec, at: datetime,
     results = await asyncio.gather(*(_maybe(client, e, at) for e in exprs))
     values = [None if r is None else single_value(r, e or "") for r, e in zip(results, exprs, strict=True)]
     bucketless = q.sli.histogram is not None and not q.counts_good
-    counts = {w: window_counts(0.0 if bucketless else values[3 * i], values[3 * i + 1], values[3 * i + 2])
+    counts = {w: window_counts(q.good_value(values[3 * i]), values[3 * i + 1], values[3 * i + 2])
               for i, w in enumerate(windows)}
     if bucketless and counts[slo_window].total:
         raise PromqlError(f"{selector(q.sli.histogram + '_bucket', q.sli.selector)} has no series"
