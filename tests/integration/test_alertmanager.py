@@ -323,3 +323,35 @@ def test_cli_bad_input_and_an_unreachable_source_have_their_own_exit_codes(stack
     failed = _llmdeck(down, "alerts", env=env)
     assert failed.returncode == 2 and "am: connect: cannot connect" in failed.stderr
     assert "CliFlow" in failed.stdout  # Prometheus still answered
+
+
+def test_cli_plans_and_records_never_show_the_secret_header(stack: Stack, proxy: RecordingProxy,
+                                                            tmp_path: Path) -> None:
+    canary = "canary-am-token-7c1e5b"
+    cfg = tmp_path / "cfg.toml"
+    cfg.write_text(f'[[sources.alertmanager]]\nname = "am"\nurl = "{proxy.url}"\n'
+                   'bearer_token_ref = "env:LLMDECK_TEST_AM_TOKEN"\n'
+                   'header_refs = { "X-Scope-OrgID" = "env:LLMDECK_TEST_AM_TOKEN" }\n')
+    env = _cli_env(tmp_path, LLMDECK_TEST_AM_TOKEN=canary)
+    shown = _llmdeck(cfg, "silence", "create", "-m", "alertname=NothingSent", "--for", "5m",
+                     "-c", "secret test", "--yes", "--json", env=env)
+    assert shown.returncode == 0, shown.stderr
+    plan = json.loads(shown.stdout)["plan"]["request"]
+    assert "authorization: ***" in plan.lower() and "x-scope-orgid: ***" in plan.lower()
+    sid = json.loads(shown.stdout)["outcome"]["silence_id"]
+    expired = _llmdeck(cfg, "silence", "expire", sid, "--yes", env=env)
+    assert expired.returncode == 0, expired.stderr
+    journal = (tmp_path / "state/llmdeck/actions.jsonl").read_text()
+    for text in (shown.stdout, shown.stderr, expired.stdout, expired.stderr, journal):
+        assert canary not in text
+
+
+def test_cli_alerts_make_hostile_label_text_inert(stack: Stack, tmp_path: Path) -> None:
+    hostile = "\x1b]52;c;ZXZpbA==\x07\u202eevil\x1b[2J"
+    httpx.post(f"{stack.am_url}/api/v2/alerts", json=[{
+        "labels": {"alertname": "Hostile", "note": hostile}, "annotations": {"summary": hostile}}])
+    cfg, env = _config(tmp_path, stack.am_url, stack.prom_url), _cli_env(tmp_path)
+    shown = _llmdeck(cfg, "alerts", env=env)
+    assert "Hostile" in shown.stdout
+    assert "\x1b" not in shown.stdout and "\u202e" not in shown.stdout and "\x07" not in shown.stdout
+    assert "\\x1b]52" in shown.stdout and "<U+202E>" in shown.stdout
