@@ -355,7 +355,7 @@ def test_quantile_slo_counts_minutes_that_met_the_threshold_on_prometheus(promet
     assert status.budget_remaining == pytest.approx(1 - 6.25, rel=1e-12)
     assert status.requests == TTFT_REQUESTS
     assert status.level is AlertLevel.PAGE
-    burn = f"{(15 / 24) / 0.1:.1f}"  # 6.250000000000001 -> "6.3"
+    burn = f"{(15 / 24) / (1 - 0.9):.1f}"  # 1 - 0.9 is 0.0999...98: 6.250000000000001 -> "6.3"
     assert status.reason == f"page: 6h burn {burn} and 30m burn {burn} > 6"
     assert status.time_to_exhaustion == timedelta(0)
 
