@@ -12,6 +12,7 @@ header value. httpx's own loggers are quieted and filtered at import.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json as jsonlib
 import logging
 import os
@@ -20,7 +21,7 @@ import socket
 import ssl
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
@@ -163,7 +164,7 @@ class SourceClient:
         self._client = httpx.AsyncClient(base_url=base_url, headers={**headers, **secret_headers},
                                          timeout=timeout, transport=transport, follow_redirects=False)
         self._breaker = CircuitBreaker(policy.breaker_failures, policy.breaker_open_seconds, monotonic)
-        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._endpoints: dict[tuple[str, str], tuple[asyncio.Lock, int]] = {}
 
     @classmethod
     def for_source(cls, source: HttpSource, secret_headers: Mapping[str, str], **kw: Any) -> SourceClient:
@@ -262,12 +263,28 @@ class SourceClient:
         start = self._monotonic()
         try:
             async with asyncio.timeout(deadline):
-                async with self._locks.setdefault((method, path), asyncio.Lock()):
+                async with self._endpoint(method, path):
                     return await self._attempts(method, path, json, params, attempts, idempotent, start)
         except TimeoutError:
             reason = f"no complete answer within the {deadline:g} s deadline"
             error = SourceError(self.name, "timeout", reason)
         raise error from None
+
+    @contextlib.asynccontextmanager
+    async def _endpoint(self, method: str, path: str) -> AsyncIterator[None]:
+        """Hold the endpoint's lock, forgotten when no call uses it (ids in paths keep the map small)."""
+        key = (method, path)
+        lock, users = self._endpoints.get(key, (asyncio.Lock(), 0))
+        self._endpoints[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._endpoints[key]
+            if users > 1:
+                self._endpoints[key] = (lock, users - 1)
+            else:
+                del self._endpoints[key]
 
     async def _attempts(self, method: str, path: str, json: Any, params: Params, attempts: int,
                         idempotent: bool, start: float) -> httpx.Response:
@@ -320,8 +337,7 @@ class SourceClient:
         fallback = response.reason_phrase or f"status {status}"
         if 300 <= status < 400:
             where = strip_query(response.headers.get("location", "")) or "elsewhere"
-            reason = clean(f"redirected to {where}; redirects are not followed (check url and path_prefix)",
-                           self._redact)
+            reason = clean(f"redirected to {where} (not followed: check url and path_prefix)", self._redact)
             return SourceError(self.name, "http", reason, status=status), False
         content_type = response.headers.get("content-type", "")
         body = short_reason(response.content, content_type, self._redact, fallback)

@@ -57,6 +57,10 @@ FAULTS: dict[str, tuple[tuple[Any, ...], str, int | None, str]] = {
                    "prom: decode: malformed JSON: unexpected end of data: line 1 column 32 (char 31)"),
     "/wrong-type": ((html_page(200, "Sign in"),), "content_type", 200,
                     "prom: content_type: expected JSON, got text/html (Sign in)"),
+    "/redirect": ((Reply(302, "", headers={"Location": "https://sso.example/login?next=%2Fapi&sig=abc"}),),
+                  "http", 302,
+                  "prom: HTTP 302: redirected to https://sso.example/login?*** (not followed: check url and "
+                  "path_prefix)"),
     "/reset": ((Reset(),), "connect", None, "prom: connect: connection reset by the server"),
     "/timeout": ((Hang(),), "timeout", None, "prom: timeout: no answer within 1 s (read timeout)"),
     "/drip": ((Drip(interval=0.2),), "timeout", None,
@@ -146,6 +150,19 @@ async def test_a_dripping_source_ends_in_a_timeout_within_the_deadline(client, s
     assert elapsed < POLICY.deadline + 1.0
 
 
+async def test_a_call_queued_behind_a_hung_one_on_the_same_endpoint_keeps_its_deadline(server) -> None:
+    source_client = SourceClient("prom", server.url, policy=HttpPolicy(read_timeout=30.0, deadline=1.0))
+    try:
+        start = time.monotonic()
+        results = await asyncio.gather(source_client.get_json("/timeout"), source_client.get_json("/timeout"),
+                                       return_exceptions=True)
+        elapsed = time.monotonic() - start
+    finally:
+        await source_client.aclose()
+    assert [str(r) for r in results] == ["prom: timeout: no complete answer within the 1 s deadline"] * 2
+    assert elapsed < 1.0 + 1.0
+
+
 async def test_a_hung_source_does_not_delay_another(server) -> None:
     server.route("/ok", Reply(200, {"ok": 1}))
     hung = SourceClient("hung", server.url, policy=HttpPolicy(read_timeout=30, deadline=30))
@@ -183,7 +200,8 @@ def _hostile_routes(server: FaultServer) -> list[str]:
     """Faults whose bodies echo the secrets back, as careless servers do."""
     routes = {
         "/echo-401": Reply(401, {"error": f"invalid api key {CANARY}", "header": CANARY_HEADER}),
-        "/echo-500": Reply(500, f"Traceback: Authorization: Bearer {CANARY} X-Canary: {CANARY_HEADER}"),
+        "/echo-500": Reply(500, f"Traceback: Authorization: Bearer {CANARY} X-Canary: {CANARY_HEADER}",
+                           headers={"X-Echo-Authorization": f"Bearer {CANARY}", "X-Echo": CANARY_HEADER}),
         "/echo-html": html_page(502, f"Bad key {CANARY}"),
         "/echo-429": Reply(429, {"error": f"quota exhausted for {CANARY}"}),
         "/echo-redirect": Reply(302, "", headers={"Location": f"https://login.example/auth?key={CANARY}"}),

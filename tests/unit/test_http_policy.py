@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
 
+import httpx
 import pytest
 
 from connectors.http import HttpPolicy, SourceClient, SourceError
@@ -216,6 +217,32 @@ async def test_a_refused_connection_is_retried_then_reported(make_client, clock)
     assert len(clock.sleeps) == 2
 
 
+@pytest.mark.parametrize(("exception", "kind", "attempts"), [
+    (httpx.ConnectTimeout("connect timed out"), "connect", 3),
+    (httpx.ConnectError("refused"), "connect", 3),
+    (httpx.ReadError("reset"), "connect", 3),
+    (httpx.RemoteProtocolError("closed"), "connect", 3),
+    (httpx.ReadTimeout("read timed out"), "timeout", 1),
+    (httpx.WriteTimeout("write timed out"), "timeout", 1),
+    (httpx.PoolTimeout("pool"), "timeout", 1),
+    (httpx.UnsupportedProtocol("ftp"), "connect", 1),
+])
+async def test_transport_failures_map_to_a_kind_and_only_connection_errors_retry(clock, exception, kind,
+                                                                                 attempts) -> None:
+    seen: list[httpx.Request] = []
+
+    def fail(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        raise exception
+
+    client = SourceClient("prom", "http://127.0.0.1:9", transport=httpx.MockTransport(fail),
+                          sleep=clock.sleep, random=lambda: 0.5, monotonic=clock.monotonic)
+    err = await _error(client.get_json("/q", params={"api_key": SECRET}))
+    await client.aclose()
+    assert (err.kind, len(seen)) == (kind, attempts)
+    assert SECRET not in str(err) and "api_key" not in str(err)
+
+
 # -- circuit breaker ----------------------------------------------------------------------
 
 
@@ -285,6 +312,7 @@ async def test_one_request_in_flight_per_endpoint_while_endpoints_overlap(server
     await asyncio.gather(*calls)
     assert server.max_in_flight_by_path == {"/a": 1, "/b": 1}
     assert server.max_in_flight == 2
+    assert client._endpoints == {}  # locks of finished endpoints are not kept
 
 
 async def test_two_sources_on_one_endpoint_run_concurrently(server, make_client) -> None:
