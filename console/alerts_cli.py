@@ -1,7 +1,7 @@
 """`llmdeck alerts` and `llmdeck silences`: what Prometheus and Alertmanager say is firing, and the silences.
 
-The parsers of `alerts`, `silences` and `silence create|expire` are added here (one
-hook in `console/cli.py`); the silence writes themselves live in `console/silence_cli.py`.
+`add_parsers` adds `alerts`, `silences` and (from `console/silence_cli.py`) `silence
+create|expire` to the command line: one hook in `console/cli.py`.
 Label and annotation text is untrusted: it reaches the terminal through `cell` only.
 """
 
@@ -13,7 +13,7 @@ import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, TextIO, TypeVar
+from typing import TYPE_CHECKING, Any, TextIO
 
 from console.safe_text import cell
 
@@ -24,7 +24,6 @@ if TYPE_CHECKING:
 EXIT_OK = 0
 EXIT_FIRING = 1
 EXIT_SOURCE_FAILED = 2
-T = TypeVar("T")
 
 ALERTS_HELP = (
     "Active alerts from every Prometheus (/api/v1/alerts) and Alertmanager (/api/v2/alerts) source,"
@@ -32,14 +31,7 @@ ALERTS_HELP = (
     " is neither silenced nor inhibited (when an Alertmanager here holds a Prometheus alert, its"
     " state decides), 2 a source could not be read (whatever the others say)."
 )
-SILENCE_HELP = (
-    "Create or expire an Alertmanager silence. The plan (the exact request, secrets masked, and the"
-    " alerts it affects) is printed first; then you type the source name to confirm, or pass --yes."
-    " Without a terminal and without --yes nothing is sent. LLMDECK_READONLY=1 or --read-only refuse"
-    " every write. Each attempt is recorded in $XDG_STATE_HOME/llmdeck/actions.jsonl. Exit code:"
-    " 0 done and verified (or --dry-run shown), 1 the request failed or could not be verified,"
-    " 2 bad input or config, 3 nothing sent (read-only, not confirmed)."
-)
+
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -54,27 +46,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     sl.add_argument("--source", metavar="NAME", help="only this Alertmanager source")
     sl.add_argument("--all", action="store_true", help="include expired silences")
 
-    si = sub.add_parser("silence", help="create or expire an Alertmanager silence (plan, confirm, verify)",
-                        description=SILENCE_HELP)
-    actions = si.add_subparsers(dest="silence_command", metavar="ACTION")
-    create = actions.add_parser("create", help="silence the alerts the matchers select",
-                                description=SILENCE_HELP)
-    create.add_argument("--matcher", "-m", action="append", default=[], metavar="MATCHER", required=True,
-                        help="NAME=VALUE, NAME!=VALUE, NAME=~REGEX or NAME!~REGEX (repeat for several)")
-    create.add_argument("--for", dest="length", required=True, metavar="DURATION",
-                        help="how long: 2h, 90m, 1h30m, 1d (at most 366 days)")
-    create.add_argument("--comment", "-c", required=True, help="why (Alertmanager requires it)")
-    create.add_argument("--created-by", default=None,
-                        help="author recorded in the silence (default: the OS user)")
-    expire = actions.add_parser("expire", help="expire (end now) a silence by id", description=SILENCE_HELP)
-    expire.add_argument("silence_id", metavar="ID", help="the silence id (see `llmdeck silences`)")
-    for p in (create, expire):
-        p.add_argument("--source", metavar="NAME", help="the Alertmanager source (needed if several)")
-        p.add_argument("--dry-run", action="store_true", help="print the plan and send nothing")
-        p.add_argument("--yes", action="store_true", help="confirmed: do not ask on the terminal")
-        p.add_argument("--read-only", action="store_true", help="refuse to send (as LLMDECK_READONLY=1)")
-        p.add_argument("--json", action="store_true", help="print one JSON object (plan and outcome)")
+    from console.silence_cli import add_parser as add_silence_parser
 
+    add_silence_parser(sub)
 
 # -- shared helpers --------------------------------------------------------------------------
 
@@ -113,7 +87,7 @@ def labels_text(labels: Sequence[tuple[str, str]], skip: Sequence[str] = ("alert
 
 
 @dataclass(frozen=True)
-class Fetched:
+class SourceAnswer:
     """One source's answer or its error text."""
 
     name: str
@@ -123,7 +97,7 @@ class Fetched:
 
 
 async def _fetch(source: HttpSource, kind: str,
-                 read: Callable[[Any], Awaitable[tuple[Any, ...]]]) -> Fetched:
+                 read: Callable[[Any], Awaitable[tuple[Any, ...]]]) -> SourceAnswer:
     """Build the source's client, run `read(client)`, close it; any failure becomes `error`."""
     from connectors.alertmanager import AlertmanagerClient
     from connectors.http import SourceError
@@ -133,13 +107,13 @@ async def _fetch(source: HttpSource, kind: str,
     try:
         headers = secret_headers(source)
     except SecretError as exc:
-        return Fetched(source.name, kind, (), f"{source.name}: {exc}")
+        return SourceAnswer(source.name, kind, (), f"{source.name}: {exc}")
     client_type = AlertmanagerClient if kind == "alertmanager" else PrometheusClient
     client: Any = client_type.for_source(source, headers)  # type: ignore[arg-type]
     try:
-        return Fetched(source.name, kind, await read(client))
+        return SourceAnswer(source.name, kind, await read(client))
     except SourceError as exc:
-        return Fetched(source.name, kind, (), str(exc))
+        return SourceAnswer(source.name, kind, (), str(exc))
     finally:
         await client.aclose()
 
@@ -180,11 +154,11 @@ def loud(alerts: Sequence[ActiveAlert]) -> list[ActiveAlert]:
     return [a for a in alerts if a.firing and (a.origin != "prometheus" or counterpart(a, alerts) is None)]
 
 
-def gather_alerts(config: Config, name: str | None) -> list[Fetched]:
+def gather_alerts(config: Config, name: str | None) -> list[SourceAnswer]:
     """Every alert source read once, concurrently."""
     sources = pick_sources(config, name, ("prometheus", "alertmanager"))
 
-    async def run() -> list[Fetched]:
+    async def run() -> list[SourceAnswer]:
         return list(await asyncio.gather(*(_fetch(s, k, lambda c: c.alerts()) for s, k in sources)))
     return asyncio.run(run()) if sources else []
 
@@ -242,7 +216,7 @@ def main_silences(config: Config, args: argparse.Namespace, out: TextIO, err: Te
         err.write(f"llmdeck: silences: {exc}\n")
         return EXIT_SOURCE_FAILED
 
-    async def run() -> list[Fetched]:
+    async def run() -> list[SourceAnswer]:
         return list(await asyncio.gather(*(_fetch(s, k, lambda c: c.silences()) for s, k in sources)))
     fetched = asyncio.run(run()) if sources else []
     rows: list[Silence] = [s for f in fetched for s in f.rows if args.all or s.state != "expired"]

@@ -27,6 +27,39 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_NOT_SENT = 3
 PROMPT = "Type the source name to confirm: "
+SILENCE_HELP = (
+    "Create or expire an Alertmanager silence. The plan (the exact request, secrets masked, and the"
+    " alerts it affects) is printed first; then you type the source name to confirm, or pass --yes."
+    " Without a terminal and without --yes nothing is sent. LLMDECK_READONLY=1 or --read-only refuse"
+    " every write. Each attempt is recorded in $XDG_STATE_HOME/llmdeck/actions.jsonl. Exit code:"
+    " 0 done and verified (or --dry-run shown), 1 the request failed or could not be verified,"
+    " 2 bad input or config, 3 nothing sent (read-only, not confirmed)."
+)
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """`silence create|expire`."""
+    si = sub.add_parser("silence", help="create or expire an Alertmanager silence (plan, confirm, verify)",
+                        description=SILENCE_HELP)
+    actions = si.add_subparsers(dest="silence_command", metavar="ACTION")
+    create = actions.add_parser("create", help="silence the alerts the matchers select",
+                                description=SILENCE_HELP)
+    create.add_argument("--matcher", "-m", action="append", default=[], metavar="MATCHER", required=True,
+                        help="NAME=VALUE, NAME!=VALUE, NAME=~REGEX or NAME!~REGEX (repeat for several)")
+    create.add_argument("--for", dest="length", required=True, metavar="DURATION",
+                        help="how long: 2h, 90m, 1h30m, 1d (at most 366 days)")
+    create.add_argument("--comment", "-c", required=True, help="why (Alertmanager requires it)")
+    create.add_argument("--created-by", default=None,
+                        help="author recorded in the silence (default: the OS user)")
+    expire = actions.add_parser("expire", help="expire (end now) a silence by id", description=SILENCE_HELP)
+    expire.add_argument("silence_id", metavar="ID", help="the silence id (see `llmdeck silences`)")
+    for p in (create, expire):
+        p.add_argument("--source", metavar="NAME", help="the Alertmanager source (needed if several)")
+        p.add_argument("--dry-run", action="store_true", help="print the plan and send nothing")
+        p.add_argument("--yes", action="store_true", help="confirmed: do not ask on the terminal")
+        p.add_argument("--read-only", action="store_true", help="refuse to send (as LLMDECK_READONLY=1)")
+        p.add_argument("--json", action="store_true", help="print one JSON object (plan and outcome)")
+
 
 
 def plan_text(plan: SilencePlan) -> str:
