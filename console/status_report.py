@@ -1,17 +1,20 @@
 """`llmdeck status`: traffic per provider/model, SLO states and budget states, as text or JSON.
 
-`gather` reads everything from the cache's rollups; `as_json` and `write_text`
-render it; `exit_code` is 0 when all is well, 1 for any ticket or budget
-warning, 2 for any page or critical budget. Every string that came from the
-data or the config is written through `console.safe_text.cell`.
+`gather` reads traffic, cache SLOs and budgets from the cache's rollups and
+evaluates PromQL SLOs live on their Prometheus sources; `as_json` and
+`write_text` render it; `exit_code` is 0 when all is well, 1 for any ticket or
+budget warning or an SLO whose source failed, 2 for any page or critical budget.
+Every string that came from the data, a source or the config is written through
+`console.safe_text.cell`.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import duckdb
 
@@ -19,9 +22,32 @@ from console import formatting as fmt
 from console.cache.cost_queries import cost_snapshot
 from console.cache.queries import STATUS_WINDOWS, GroupStats, status_groups
 from console.cache.slo_queries import slo_statuses
-from console.config import Config
+from console.config import Config, SloSpec
 from console.safe_text import cell
 from console.snapshots import BudgetStatus, SloStatus
+
+if TYPE_CHECKING:
+    from console.promql_slo import PromqlSloResult
+
+
+@dataclass(frozen=True)
+class SloLine:
+    """One configured SLO: its status, or why its source gave none (`error`)."""
+
+    spec: SloSpec
+    status: SloStatus | None
+    error: str | None = None
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def source(self) -> str:
+        """`cache` or `prometheus:<source name>`."""
+        return self.spec.source
+
+    @property
+    def level(self) -> int:
+        """The alert level; an SLO that could not be evaluated counts at least as a ticket."""
+        return 1 if self.status is None else int(self.status.level)
 
 
 @dataclass(frozen=True)
@@ -30,20 +56,40 @@ class StatusReport:
 
     at: datetime
     groups: list[GroupStats]
-    slos: tuple[SloStatus, ...]
+    slos: tuple[SloLine, ...]
     budgets: tuple[BudgetStatus, ...]
 
     @property
     def exit_code(self) -> int:
-        """0 all well, 1 any ticket/warning, 2 any page/critical."""
-        levels = [int(s.level) for s in self.slos] + [int(b.level) for b in self.budgets]
+        """0 all well, 1 any ticket/warning or unknown SLO, 2 any page/critical."""
+        levels = [s.level for s in self.slos] + [int(b.level) for b in self.budgets]
         return max(levels, default=0)
 
 
-def gather(cur: duckdb.DuckDBPyConnection, config: Config, at: datetime) -> StatusReport:
-    """Traffic groups, every configured SLO and every configured budget at `at`."""
+def gather(cur: duckdb.DuckDBPyConnection, config: Config, at: datetime,
+           promql: Mapping[str, PromqlSloResult] | None = None) -> StatusReport:
+    """Traffic groups, every configured SLO (cache and PromQL, in config order) and budget at `at`.
+
+    PromQL SLOs are evaluated live unless `promql` (results by SLO name) is given.
+    """
     budgets = cost_snapshot(cur, config.budgets, at).budgets if config.budgets else ()
-    return StatusReport(at, status_groups(cur, at), slo_statuses(cur, config.slos, at), budgets)
+    cache_specs = [s for s in config.slos if s.promql is None]
+    cached = iter(slo_statuses(cur, cache_specs, at))
+    if promql is None and len(cache_specs) < len(config.slos):
+        from console.prometheus_poll import evaluate_configured
+
+        promql = evaluate_configured(config, at)
+    lines = []
+    for spec in config.slos:
+        if spec.promql is None:
+            lines.append(SloLine(spec, next(cached)))
+            continue
+        result = (promql or {}).get(spec.name)
+        if result is None:
+            lines.append(SloLine(spec, None, "not evaluated"))
+        else:
+            lines.append(SloLine(spec, result.status, result.error, result.warnings))
+    return StatusReport(at, status_groups(cur, at), tuple(lines), budgets)
 
 
 # ---------------------------------------------------------------------------
@@ -62,7 +108,15 @@ def _seconds(value: timedelta | None) -> float | None:
     return None if value is None else round(value.total_seconds(), 3)
 
 
-def slo_json(s: SloStatus) -> dict[str, object]:
+def slo_json(line: SloLine) -> dict[str, object]:
+    s, spec = line.status, line.spec
+    if s is None:
+        return {
+            "name": spec.name, "kind": spec.kind, "objective": spec.objective,
+            "window_days": spec.window_days, "threshold_ms": spec.threshold_ms, "filter": {},
+            "source": line.source, "state": "unknown", "error": line.error,
+            "warnings": list(line.warnings),
+        }
     return {
         "name": s.name,
         "kind": s.kind,
@@ -77,6 +131,9 @@ def slo_json(s: SloStatus) -> dict[str, object]:
         "burn_rates": {label: _num(value, 4) for label, value in s.burn_rates},
         "state": s.level.word,
         "reason": s.reason,
+        "source": line.source,
+        "error": None,
+        "warnings": list(line.warnings),
     }
 
 
@@ -152,24 +209,33 @@ def _write_groups(report: StatusReport, out: TextIO) -> None:
                   " [[pricing.overrides]] to the config\n")
 
 
-def _write_slos(slos: tuple[SloStatus, ...], out: TextIO) -> None:
+def _write_slos(slos: tuple[SloLine, ...], out: TextIO) -> None:
     out.write("\nSLOs\n")
     if not slos:
         out.write("  none configured (add [[slos]] to the config)\n")
         return
-    for s in slos:
+    for line in slos:
+        s = line.status
+        where = cell(line.source, 80)
+        if s is None:
+            out.write(f"  ? unknown {cell(line.spec.name, 40)}: {line.spec.kind} from {where}\n"
+                      f"            error: {cell(line.error or '', 300)}\n")
+            continue
+        scope = cell(s.filter.describe(), 80) if line.source == "cache" else "from " + where
         threshold = f" under {fmt.ms(s.threshold_ms)}" if s.threshold_ms is not None else ""
         window = f"{s.window / timedelta(days=1):g}d"
         burns = " ".join(f"{label} {fmt.burn(v)}" for label, v in s.burn_rates)
         out.write(
             f"  {s.level.symbol} {s.level.word:<7} {cell(s.name, 40)}: {s.kind}{threshold}"
-            f" {100 * s.objective:g}% over {window}, {cell(s.filter.describe(), 80)}\n"
+            f" {100 * s.objective:g}% over {window}, {scope} [{where}]\n"
             f"            compliance {fmt.pct(s.compliance, 3)} of {s.requests:,} requests,"
             f" budget left {fmt.pct(s.budget_remaining, 1)},"
             f" {_runs_out(s.time_to_exhaustion, 'error budget spent')}\n"
             f"            burn {burns}\n"
             f"            {cell(s.reason, 200)}\n"
         )
+        for warning in line.warnings:
+            out.write(f"            warning: {cell(warning, 300)}\n")
 
 
 def _write_budgets(budgets: tuple[BudgetStatus, ...], out: TextIO) -> None:

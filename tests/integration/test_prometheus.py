@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import asyncio
 import http.server
+import json
 import math
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -448,3 +450,65 @@ def test_chart_series_come_from_range_queries(prometheus: str) -> None:
     assert error_rate.points[-1].value == pytest.approx(slow_inc(0) / total_inc(0), rel=1e-12)
     assert burn.points[-1].value == pytest.approx(3.0, rel=1e-12)
     assert p95.unit == "ms" and p95.points[-1].value is not None and not math.isnan(p95.points[-1].value)
+
+
+STATUS_CONFIG = """
+[[sources.prometheus]]
+name = "prom"
+url = "{url}"
+
+[[sources.prometheus]]
+name = "gone"
+url = "http://127.0.0.1:{dead}"
+timeout_seconds = 1
+
+[[slos]]
+name = "cache availability"
+kind = "availability"
+objective = 0.99
+
+[[slos]]
+name = "latency bucket"
+kind = "latency"
+objective = 0.99
+window_days = 4
+threshold_ms = 500
+promql = {{ source = "prom", histogram = "llm_request_duration_seconds", selector = 'job="gw"' }}
+
+[[slos]]
+name = "from a dead source"
+kind = "availability"
+objective = 0.99
+promql = {{ source = "gone", errors = 'x_errors_total', total = 'x_total' }}
+"""
+
+
+def test_status_json_lists_cache_and_promql_slos_with_their_source(
+        prometheus: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from console.cache.store import Cache
+    from console.cli import main
+
+    with Cache.open(tmp_path / "cache.duckdb"):
+        pass
+    (tmp_path / "config.toml").write_text(STATUS_CONFIG.format(url=prometheus, dead=free_port()))
+    argv = ["--config", str(tmp_path / "config.toml"), "--cache", str(tmp_path / "cache.duckdb"),
+            "status", "--at", AT.isoformat()]
+    code = main([*argv, "--json"])
+    slos = {s["name"]: s for s in json.loads(capsys.readouterr().out)["slos"]}
+    assert list(slos) == ["cache availability", "latency bucket", "from a dead source"]
+    cached = slos["cache availability"]
+    assert cached["source"] == "cache" and cached["compliance"] is None
+    bucket = slos["latency bucket"]
+    want = expected(slow_inc, 0.99)
+    assert bucket["source"] == "prometheus:prom" and bucket["error"] is None and bucket["state"] == "ok"
+    assert bucket["compliance"] == round(want.compliance, 6) and bucket["requests"] == want.requests
+    assert bucket["burn_rates"] == {k: round(v, 4) for k, v in want.burn.items()}
+    dead = slos["from a dead source"]
+    assert dead["source"] == "prometheus:gone" and dead["state"] == "unknown"
+    assert dead["error"].startswith("gone: connect: cannot connect to")
+    assert code == 1  # nothing pages, but one SLO is unknown
+
+    assert main(argv) == 1
+    out = capsys.readouterr().out
+    assert "[prometheus:prom]" in out and "[cache]" in out
+    assert "? unknown from a dead source: availability from prometheus:gone" in out
