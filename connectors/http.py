@@ -94,6 +94,11 @@ class SourceError(Exception):
     def __str__(self) -> str:
         return self._text()
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # copy/pickle rebuild from the fields, not from the formatted text in args
+        return (type(self), (self.source, self.kind, self.reason),
+                {"status": self.status, "retry_after": self.retry_after})
+
     @property
     def permanent(self) -> bool:
         """True when waiting will not help (auth, exhausted quota, open breaker): the source is down."""
@@ -222,6 +227,12 @@ class SourceClient:
     async def aclose(self) -> None:
         """Close the connection pool."""
         await self._client.aclose()
+
+    async def __aenter__(self) -> SourceClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
 
     # -- one call: breaker -> deadline -> endpoint lock -> attempts ---------------------------
 

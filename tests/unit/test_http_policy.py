@@ -7,7 +7,9 @@ are injected, so nothing here depends on how fast the machine is.
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
+import pickle
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -340,6 +342,12 @@ def test_error_text_names_source_and_status_or_kind() -> None:
     assert str(SourceError("prom", "http", "boom", status=500)) == "prom: HTTP 500: boom"
     assert str(SourceError("prom", "timeout", "no answer")) == "prom: timeout: no answer"
     assert str(SourceError("prom", "decode", "malformed JSON", status=200)) == "prom: decode: malformed JSON"
+
+
+def test_error_survives_copy_and_pickle_with_its_fields() -> None:
+    err = SourceError("prom", "http", "busy", status=503, retry_after=2.0)
+    for twin in (copy.copy(err), pickle.loads(pickle.dumps(err))):
+        assert (str(twin), twin.kind, twin.status, twin.retry_after) == (str(err), "http", 503, 2.0)
 
 
 @pytest.mark.parametrize(("body", "content_type", "expected"), [
