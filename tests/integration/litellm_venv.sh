@@ -11,6 +11,10 @@ if [ -x "$DIR/bin/litellm" ] && "$DIR/bin/python" -c "$READY" 2>/dev/null; then
     echo "litellm venv ready: $DIR"
     exit 0
 fi
+if [ -d "$DIR" ] && [ ! -f "$DIR/pyvenv.cfg" ] && [ -n "$(ls -A "$DIR")" ]; then
+    echo "refusing to replace $DIR: it is not empty and not a virtualenv" >&2
+    exit 2
+fi
 rm -rf "$DIR"
 "$PY" -m venv "$DIR"
 "$DIR/bin/python" -m pip install --quiet --upgrade pip
