@@ -151,9 +151,10 @@ async def _run(client: AlertmanagerClient, args: argparse.Namespace, out: TextIO
     if args.json:
         out.write(json.dumps({"plan": plan_json(plan), "outcome": outcome_json(outcome)}) + "\n")
     else:
-        stream = out if outcome.ok else err
-        prefix = "" if outcome.ok else "llmdeck: "
-        stream.write(f"{prefix}{outcome.status}: {cell(outcome.detail, 400)}\n")
+        if outcome.ok:
+            out.write(f"{cell(outcome.detail, 400)}\n")
+        else:
+            err.write(f"llmdeck: {outcome.status}: {cell(outcome.detail, 400)}\n")
     return exit_code(outcome)
 
 

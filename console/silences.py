@@ -182,7 +182,10 @@ async def _send_and_verify(plan: SilencePlan, client: AlertmanagerClient,
     if problem:
         return SilenceOutcome(plan, "unverified", sent=True, silence_id=silence_id, suppressed=suppressed,
                               detail=f"sent, but not verified: {problem}")
-    done = "created and active" if plan.action == "create" else "expired"
+    if plan.action == "create":
+        done = f"created and active, {len(suppressed)} matching alert(s) suppressed"
+    else:
+        done = "expired"
     return SilenceOutcome(plan, "applied", sent=True, silence_id=silence_id, suppressed=suppressed,
                           detail=f"silence {silence_id} {done}")
 

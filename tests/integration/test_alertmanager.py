@@ -260,7 +260,8 @@ def test_cli_silence_create_alerts_and_expire_end_to_end(stack: Stack, proxy: Re
     dry = _llmdeck(cfg, "silence", "create", "--matcher", "alertname=CliFlow", "--for", "2h",
                    "--comment", "cli test", "--dry-run", env=env)
     assert dry.returncode == 0, dry.stderr
-    assert "POST " + proxy.url + "/api/v2/silences" in dry.stdout and "dry_run" in dry.stdout
+    assert "POST " + proxy.url + "/api/v2/silences" in dry.stdout
+    assert "dry run: nothing sent" in dry.stdout
     no_tty = _llmdeck(cfg, "silence", "create", "-m", "alertname=CliFlow", "--for", "2h", "-c", "x", env=env)
     assert no_tty.returncode == 3 and "no terminal to confirm on" in no_tty.stderr
     read_only = _llmdeck(cfg, "silence", "create", "-m", "alertname=CliFlow", "--for", "2h", "-c", "x",
