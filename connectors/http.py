@@ -6,7 +6,7 @@ endpoint's lock (one request in flight per method + path), passes the source's c
 breaker, and retries only idempotent requests on connection errors and 408/429/5xx
 with capped, fully jittered exponential backoff (`Retry-After` is a floor). Failures
 are `SourceError`s whose text names the source and never carries a URL query or a
-header value. httpx's own loggers are quieted and filtered at import.
+header value. httpx's own loggers are quieted and filtered at import (`http_logging`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ import random as _random
 import socket
 import ssl
 import time
-import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -30,6 +29,7 @@ import httpx
 import orjson
 
 from connectors.http_breaker import CircuitBreaker
+from connectors.http_logging import mask_in_logs, quiet_httpx_loggers
 from connectors.http_text import (
     MASK,
     Redactor,
@@ -105,35 +105,7 @@ class SourceError(Exception):
         return self.kind in _PERMANENT
 
 
-# ---------------------------------------------------------------------------
-# httpx logs full URLs at INFO: keep it quiet, and strip queries if someone raises the level.
-# ---------------------------------------------------------------------------
-
-_REDACTORS: weakref.WeakSet[Redactor] = weakref.WeakSet()
-_SHAPES_ONLY = Redactor()
-
-
-class QueryStripFilter(logging.Filter):
-    """Rewrites a record's message with URL queries and every live client's secret values masked."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except Exception:  # a malformed record: let logging report it as usual
-            return True
-        message = _SHAPES_ONLY(strip_query(message))
-        for redact in list(_REDACTORS):
-            message = redact(message)
-        record.msg, record.args = message, None
-        return True
-
-
-_FILTER = QueryStripFilter()
-for _name in ("httpx", "httpcore"):
-    logging.getLogger(_name).setLevel(logging.WARNING)
-for _name in ("httpx", "httpcore", "httpcore.connection", "httpcore.http11", "httpcore.http2",
-              "httpcore.proxy", "httpcore.socks", __name__):
-    logging.getLogger(_name).addFilter(_FILTER)
+quiet_httpx_loggers(__name__)
 
 
 # ---------------------------------------------------------------------------
@@ -160,7 +132,7 @@ class SourceClient:
         self._prefix = path_prefix.rstrip("/")
         self._secret_names = frozenset(h.lower() for h in secret_headers)
         self._redact = Redactor(secret_headers.values())
-        _REDACTORS.add(self._redact)
+        mask_in_logs(self._redact)
         self._sleep, self._random, self._monotonic = sleep, random, monotonic
         url = httpx.URL(base_url)
         self._where = f"{url.host}:{url.port or (443 if url.scheme == 'https' else 80)}"
