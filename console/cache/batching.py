@@ -22,7 +22,7 @@ from console.cache import readers
 from console.cache.mapping import BadSpan, SpanColumns, SpanMapper, otlp_attributes
 from console.cache.redact import Redactor
 from console.config import Config
-from console.cost import PriceTable
+from console.pricing import PriceTable
 
 QuarantineRow = tuple[str, int, str]
 

@@ -16,10 +16,10 @@ from typing import Literal
 
 import duckdb
 
+from console.budgets import BudgetPeriod, budget_status, period_bounds
 from console.cache.queries import window_end, window_parts
 from console.cache.scope_sql import HourMemo, naive_utc, union_parts
 from console.config import BudgetSpec, ScopeFilter
-from console.cost import BudgetPeriod, budget_status, period_bounds
 from console.snapshots import CostSnapshot, Dimension, Mover, SpendRow, SpendTable
 
 PeriodName = Literal["today", "week", "month"]

@@ -21,7 +21,7 @@ from console.cache.readers import OtlpAnyValue, OtlpKeyValue, OtlpSpan, raw_json
 from console.cache.redact import Redactor
 from console.cache.schema import SPAN_COLUMNS
 from console.config import IngestSettings
-from console.cost import Price, PriceTable
+from console.pricing import Price, PriceTable
 
 # Attribute names, newest first; deprecated names are still emitted by many instrumentations.
 PROVIDER_KEYS = ("gen_ai.provider.name", "gen_ai.system")

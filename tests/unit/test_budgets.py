@@ -1,4 +1,4 @@
-"""Budget maths (console.cost): calendar periods in UTC, levels, forecasts, worked examples."""
+"""Budget maths (console.budgets): calendar periods in UTC, levels, forecasts, worked examples."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
+from console.budgets import budget_status, period_bounds
 from console.config import BudgetSpec
-from console.cost import budget_status, period_bounds
 from console.snapshots import BudgetLevel
 
 

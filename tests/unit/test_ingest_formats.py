@@ -23,7 +23,7 @@ import pytest
 import zstandard
 
 from console.cli import main
-from console.cost import PriceTable
+from console.pricing import PriceTable
 
 T0 = 1_767_225_600_000_000_000  # 2026-01-01T00:00:00Z in ns
 MS = 1_000_000

@@ -11,7 +11,7 @@ from importlib import resources
 import pytest
 
 from console.config import PriceOverride
-from console.cost import Price, PriceTable, normalise_model, normalise_provider, parse_table
+from console.pricing import Price, PriceTable, normalise_model, normalise_provider, parse_table
 
 NOW = date(2025, 11, 1)
 
@@ -482,7 +482,7 @@ def test_cost_with_a_shipped_price(table: PriceTable) -> None:
 
 def test_cost_module_imports_no_ui() -> None:
     code = (
-        "import sys, console.cost; "
+        "import sys, console.pricing, console.budgets; "
         "bad = [m for m in sys.modules if m.split('.')[0] in ('textual', 'panels')]; "
         "assert not bad, bad"
     )

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from console.config import Config, IngestSettings
-from console.cost import PriceTable
+from console.pricing import PriceTable
 from tests.unit.otlp_spans import kv
 
 T0 = 1_767_225_600_000_000_000  # 2026-01-01T00:00:00Z
