@@ -25,27 +25,23 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.worker import Worker, WorkerState, get_current_worker
 
-from console.backend import Backend, View
+from console.backend import Backend
 from console.idle_gc import IdleCollector
 from console.safe_text import cell
+from console.views import View
 from panels.base import DeckScreen
-from panels.command_line import COMMANDS, CommandLine, parse_command
-from panels.cost_screen import CostScreen
+from panels.command_line import CommandLine, parse_command
 from panels.help_screen import HelpScreen
 from panels.messages import FetchFailed, Navigate, RefreshRequested, SnapshotReady
-from panels.overview import OverviewScreen
-from panels.slo_screen import SloScreen
+from panels.routes import HOME, ROUTE_BY_NAME, ROUTES
 from panels.status_line import StatusLine
-from panels.traces_screen import RequestsScreen, TraceScreen, TracesScreen
 from themes import STYLESHEET, THEME_NAMES, THEMES, resolve
 
-SCREENS: dict[str, Callable[[View | None], DeckScreen]] = {
-    "slo": lambda view: SloScreen(view),
-    "cost": lambda view: CostScreen(),
-    "traces": lambda view: TracesScreen(view),
-    "requests": lambda view: RequestsScreen(view),
-    "trace": lambda view: TraceScreen(view),
-}
+
+def goto_bindings() -> list[BindingType]:
+    """`1`-`4`: jump to a screen; one per route with a key (ids `app.<name>`, remappable)."""
+    return [Binding(route.key, f"goto({route.name!r})", route.key_title, show=False, id=f"app.{route.name}")
+            for route in ROUTES if route.key is not None]
 
 
 class Stepper(Protocol):
@@ -63,10 +59,7 @@ class LlmdeckApp(App[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("colon", "command_line", ":cmd", id="app.command"),
         Binding("question_mark", "help", "Help", id="app.help"),
-        Binding("1", "goto('overview')", "Overview", show=False, id="app.overview"),
-        Binding("2", "goto('slo')", "SLOs", show=False, id="app.slo"),
-        Binding("3", "goto('cost')", "Cost", show=False, id="app.cost"),
-        Binding("4", "goto('traces')", "Traces", show=False, id="app.traces"),
+        *goto_bindings(),
         Binding("r", "refresh_now", "Refresh", show=False, id="app.refresh"),
         Binding("ctrl+t", "next_theme", "Theme", show=False, id="app.theme"),
         Binding("q", "quit", "Quit", id="app.quit"),
@@ -104,7 +97,7 @@ class LlmdeckApp(App[None]):
     # ---- screens and navigation -------------------------------------------------
 
     def get_default_screen(self) -> Screen[None]:
-        return OverviewScreen()
+        return ROUTE_BY_NAME[HOME].screen(None)
 
     def on_mount(self) -> None:
         self.call_after_refresh(self._after_first_paint)
@@ -138,7 +131,7 @@ class LlmdeckApp(App[None]):
         """k9s-style jump: back to the overview, then open `target` on top of it."""
         while len(self.screen_stack) > 1:
             self.pop_screen()
-        if target != "overview":
+        if target != HOME:
             self.push_screen(self._kept_screen(target))
         self._schedule(0)
 
@@ -152,14 +145,14 @@ class LlmdeckApp(App[None]):
         """
         name = f"deck-{target}"
         if not self.is_screen_installed(name):
-            self.install_screen(SCREENS[target](None), name)
+            self.install_screen(ROUTE_BY_NAME[target].screen(None), name)
         return name
 
     def on_navigate(self, message: Navigate) -> None:
         if message.view is None:
             self.action_goto(message.target)
             return
-        self.push_screen(SCREENS[message.target](message.view))
+        self.push_screen(ROUTE_BY_NAME[message.target].screen(message.view))
         self._schedule(0)
 
     def on_refresh_requested(self, message: RefreshRequested) -> None:
@@ -187,7 +180,8 @@ class LlmdeckApp(App[None]):
                         markup=False)
             return
         name, arg = command
-        if name in ("overview", "slo", "cost", "traces"):
+        route = ROUTE_BY_NAME.get(name)
+        if route is not None and route.is_command:
             self.action_goto(name)
         elif name == "theme":
             chosen = resolve(arg or "")
@@ -204,9 +198,9 @@ class LlmdeckApp(App[None]):
 
     def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
-        for name, (help_text, _) in COMMANDS.items():
-            if name in ("overview", "slo", "cost", "traces"):
-                yield SystemCommand(f":{name}", help_text, partial(self.action_goto, name))
+        for route in ROUTES:
+            if route.is_command:
+                yield SystemCommand(f":{route.name}", route.help, partial(self.action_goto, route.name))
         for t in THEME_NAMES:
             yield SystemCommand(f"theme {t}", "switch to this theme", partial(setattr, self, "theme", t))
         yield SystemCommand("refresh now", "fetch the current view now", self.action_refresh_now)

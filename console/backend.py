@@ -1,20 +1,19 @@
-"""What the console asks for and how it is fetched: views in, snapshots out.
+"""How views are answered: one reader per view type, on a worker thread, over the cache.
 
-A view is a frozen description of what a screen shows (the overview, one SLO,
-a breakdown with its filter...). `Backend.fetch(view)` runs on a worker thread
-with that thread's own cache cursor and returns an immutable `Fetched`; the UI
-thread only renders it. No Textual here.
+`Backend.fetch(view)` runs on a worker thread with that thread's own cache
+cursor and returns an immutable `Fetched` (the types live in `console/views.py`);
+the UI thread only renders it. No Textual here.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Literal, Protocol
+from types import MappingProxyType
+from typing import Any
 
 from console.cache.cost_queries import cost_snapshot
 from console.cache.scope_sql import HourMemo
@@ -28,111 +27,39 @@ from console.snapshots import (
     Breakdown,
     BudgetLevel,
     CostSnapshot,
-    Dimension,
     OverviewSnapshot,
-    RequestRow,
-    SloDetail,
     SloStatus,
-    SourceStatus,
     TraceTree,
     budgets_worst_first,
     worst_first,
 )
-
-Clock = Callable[[], datetime]
-"""Returns naive-UTC "now": the wall clock, or the demo's simulated clock."""
-
-
-@dataclass(frozen=True)
-class OverviewView:
-    """The overview: SLO and budget states, spend, alerts, sources, charts."""
-
-    chart_span: timedelta = timedelta(hours=6)
-
-
-@dataclass(frozen=True)
-class SloView:
-    """Every SLO, and the charts of the selected one."""
-
-    selected: str | None = None
-    chart_span: timedelta = timedelta(hours=6)
-
-
-@dataclass(frozen=True)
-class CostView:
-    """Spend, budgets and movers."""
-
-
-@dataclass(frozen=True)
-class BreakdownView:
-    """Traffic in scope over the last `window`, grouped by `dimension`."""
-
-    filter: ScopeFilter = field(default_factory=ScopeFilter)
-    dimension: Dimension = "provider"
-    window: timedelta = timedelta(hours=1)
-
-
-@dataclass(frozen=True)
-class RequestsView:
-    """The worst requests in scope over the last `window`."""
-
-    filter: ScopeFilter = field(default_factory=ScopeFilter)
-    window: timedelta = timedelta(hours=1)
-    order: Literal["slowest", "failed"] = "failed"
-
-
-@dataclass(frozen=True)
-class TraceView:
-    """One trace's span tree."""
-
-    trace_id: str
-
-
-View = OverviewView | SloView | CostView | BreakdownView | RequestsView | TraceView
-
-
-@dataclass(frozen=True)
-class SloPage:
-    """What the SLO screen shows."""
-
-    statuses: tuple[SloStatus, ...]
-    detail: SloDetail | None
-
-
-@dataclass(frozen=True)
-class RequestsPage:
-    """What the requests screen shows."""
-
-    view: RequestsView
-    rows: tuple[RequestRow, ...]
-
-
-Snapshot = OverviewSnapshot | SloPage | CostSnapshot | Breakdown | RequestsPage | TraceTree | None
-
-
-@dataclass(frozen=True)
-class Fetched:
-    """A view's snapshot, when it was taken and how long it took, plus source freshness."""
-
-    view: View
-    at: datetime
-    """The data time ("now" on the backend's clock)."""
-    snapshot: Snapshot
-    sources: tuple[SourceStatus, ...]
-    seconds: float
-
-
-class SourceProbe(Protocol):
-    """Anything that can say how fresh its data is."""
-
-    def source_status(self) -> SourceStatus: ...
+from console.sources import SourceProbe, SourceStatus
+from console.views import (
+    BreakdownView,
+    Clock,
+    CostView,
+    Fetched,
+    OverviewView,
+    RequestsPage,
+    RequestsView,
+    SloPage,
+    SloView,
+    Snapshot,
+    TraceView,
+    View,
+)
 
 
 class Backend:
     """Answers views from the cache; handed to the app when it is built."""
 
     def __init__(
-        self, cache: Cache, config: Config, clock: Clock, sources: Sequence[SourceProbe] = ()
+        self,
+        cache: Cache,
+        config: Config,
+        clock: Clock,
+        sources: Sequence[SourceProbe] = (),
+        readers: Mapping[type[Any], Reader] = MappingProxyType({}),
     ) -> None:
         self.cache = cache
         self.config = config
@@ -143,6 +70,8 @@ class Backend:
         self._prefetched: tuple[View, Future[Fetched]] | None = None
         self.memo = HourMemo()
         """Closed hours' rollup sums, reused across polls until the data changes."""
+        self.readers: dict[type[Any], Reader] = {**READERS, **readers}
+        """How each view type is answered: `READERS`, plus any handed in."""
 
     def prefetch(self, view: View) -> None:
         """Start fetching `view` on a thread now; the next `fetch` of an equal view takes its result.
@@ -175,21 +104,7 @@ class Backend:
     def _fetch(self, view: View) -> Fetched:
         started = time.perf_counter()
         at = self.clock()
-        cur = self.cache.cursor()
-        snapshot: Snapshot
-        if isinstance(view, OverviewView):
-            snapshot = self.overview(at, view.chart_span)
-        elif isinstance(view, SloView):
-            snapshot = self.slo_page(at, view)
-        elif isinstance(view, CostView):
-            snapshot = cost_snapshot(cur, self.config.budgets, at, self.memo)
-        elif isinstance(view, BreakdownView):
-            snapshot = breakdown(cur, view.filter, at - view.window, at, view.dimension)
-        elif isinstance(view, RequestsView):
-            rows = worst_requests(cur, view.filter, at - view.window, at, view.order)
-            snapshot = RequestsPage(view, rows)
-        else:
-            snapshot = self.trace(view.trace_id)
+        snapshot = self.readers[type(view)](self, view, at)
         return Fetched(view, at, snapshot, self.source_statuses(), time.perf_counter() - started)
 
     def trace(self, trace_id: str) -> TraceTree | None:
@@ -229,6 +144,34 @@ class Backend:
             i = next((i for i, s in enumerate(slos) if s.name == view.selected), 0)
             detail = slo_detail(cur, slos[i], at, view.chart_span, status=statuses[i])
         return SloPage(statuses, detail)
+
+
+Reader = Callable[[Backend, Any, datetime], Snapshot]
+"""Answers one view type: (backend, view, data time) -> snapshot, on a worker thread."""
+
+
+def _read_cost(backend: Backend, view: CostView, at: datetime) -> CostSnapshot:
+    return cost_snapshot(backend.cache.cursor(), backend.config.budgets, at, backend.memo)
+
+
+def _read_breakdown(backend: Backend, view: BreakdownView, at: datetime) -> Breakdown:
+    return breakdown(backend.cache.cursor(), view.filter, at - view.window, at, view.dimension)
+
+
+def _read_requests(backend: Backend, view: RequestsView, at: datetime) -> RequestsPage:
+    rows = worst_requests(backend.cache.cursor(), view.filter, at - view.window, at, view.order)
+    return RequestsPage(view, rows)
+
+
+READERS: Mapping[type[Any], Reader] = MappingProxyType({
+    OverviewView: lambda backend, view, at: backend.overview(at, view.chart_span),
+    SloView: lambda backend, view, at: backend.slo_page(at, view),
+    CostView: _read_cost,
+    BreakdownView: _read_breakdown,
+    RequestsView: _read_requests,
+    TraceView: lambda backend, view, at: backend.trace(view.trace_id),
+})
+"""The reader of every view type (the routing table `panels/routes.py` is keyed by the same types)."""
 
 
 def alerts_from(slos: Sequence[SloStatus], cost: CostSnapshot) -> tuple[Alert, ...]:

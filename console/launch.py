@@ -16,10 +16,11 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from console.backend import Backend, OverviewView
+from console.backend import Backend
 from console.cache.store import Cache
 from console.config import Config
-from console.snapshots import SourceStatus
+from console.sources import SourceHealth, SourceStatus
+from console.views import OverviewView
 
 if TYPE_CHECKING:
     from console.demo.simulator import BackfillProgress
@@ -30,22 +31,30 @@ class CacheProbe:
     """A read-only cache file as a source: live while it answers, with its newest span.
 
     Nothing can write a file this process holds read-only, so the newest span is
-    read once rather than scanned again on every refresh.
+    read once rather than scanned again on every refresh. Reports through a
+    `SourceHealth`, like every other source.
     """
 
     cache: Cache
     label: str = "trace cache"
     _detail: str | None = field(default=None, init=False, repr=False)
+    _health: SourceHealth = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._health = SourceHealth(self.label, "duckdb")
 
     def source_status(self) -> SourceStatus:
+        """`SourceProbe`: live once the newest span was read, down (with the error) if it cannot be."""
         if self._detail is None:
             try:
                 rows = self.cache.cursor().execute("SELECT max(start_time) FROM spans").fetchall()
             except Exception as exc:  # the UI shows it; it must not crash the poll
-                return SourceStatus(self.label, "duckdb", "down", None, None, type(exc).__name__)
+                self._health.failed(type(exc).__name__)
+                return self._health.status()
             newest = rows[0][0]
             self._detail = f"newest span {newest:%Y-%m-%d %H:%M}Z" if newest else "no spans yet"
-        return SourceStatus(self.label, "duckdb", "live", datetime.now(), None, self._detail)
+        self._health.succeeded(detail=self._detail)
+        return self._health.status()
 
 
 def wall_clock() -> datetime:

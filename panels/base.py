@@ -12,7 +12,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Input, Static
 
-from console.backend import Fetched, View
+from console.views import Fetched, View
 from panels.key_hints import KeyHints
 from panels.messages import FetchFailed, RefreshRequested, SnapshotReady
 from panels.status_line import StatusLine

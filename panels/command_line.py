@@ -10,18 +10,26 @@ from textual.screen import ModalScreen
 from textual.suggester import SuggestFromList
 from textual.widgets import Input
 
+from panels.routes import HOME, ROUTES
 from panels.text import SafeInput
 
-COMMANDS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "overview": ("SLO, budget, spend and alert overview", ("o", "home")),
-    "slo": ("every SLO with burn rates and charts", ("slos",)),
-    "cost": ("spend, budgets, top movers", ("costs", "spend")),
-    "traces": ("breakdown → worst requests → span tree", ("tr", "trace")),
+APP_COMMANDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "theme": ("switch theme: :theme dark|light|high-contrast", ()),
     "refresh": ("fetch the current view now", ()),
     "help": ("every key and command", ("?", "keys")),
     "quit": ("leave llmdeck", ("q", "q!", "exit")),
 }
+"""Commands that are not screens (the app runs them)."""
+COMMANDS: dict[str, tuple[str, tuple[str, ...]]] = {
+    **{route.name: (route.help, route.aliases) for route in ROUTES if route.is_command},
+    **APP_COMMANDS,
+}
+"""Every `:` command -> (help, aliases): the screens of `panels.routes`, then the app's own."""
+PROMPTED: tuple[str, ...] = (
+    *(route.name for route in ROUTES if route.is_command and route.name != HOME),
+    HOME, "theme", "help", "quit",
+)
+"""The commands the empty prompt names: the screens (home last), then theme, help, quit."""
 _ALIASES = {alias: name for name, (_, aliases) in COMMANDS.items() for alias in aliases}
 
 
@@ -46,7 +54,7 @@ class CommandLine(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         names = list(COMMANDS) + [f"theme {t}" for t in ("dark", "light", "high-contrast")]
-        yield SafeInput(placeholder=":command (slo, cost, traces, overview, theme, help, quit)",
+        yield SafeInput(placeholder=f":command ({', '.join(PROMPTED)})",
                         suggester=SuggestFromList(names, case_sensitive=False), id="command-input")
 
     def on_input_submitted(self, event: Input.Submitted) -> None:

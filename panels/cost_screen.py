@@ -11,10 +11,10 @@ from textual.containers import Horizontal, Vertical
 from textual.events import Resize
 from textual.widgets import DataTable, Static
 
-from console.backend import BreakdownView, CostView, Fetched, View
 from console.config import ScopeFilter
 from console.formatting import duration, pct, usd
 from console.snapshots import MISSING_LABEL, BudgetStatus, CostSnapshot, Dimension, budgets_worst_first
+from console.views import BreakdownView, CostView, Fetched, View
 from panels.base import DeckScreen
 from panels.messages import Navigate
 from panels.overview import state_cell

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from textual.message import Message
 
-from console.backend import Fetched, View
+from console.views import Fetched, View
 
 
 class SnapshotReady(Message):

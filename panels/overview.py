@@ -14,10 +14,10 @@ from textual.containers import Horizontal, Vertical
 from textual.events import Resize
 from textual.widgets import DataTable, Static
 
-from console.backend import Fetched, OverviewView, SloView, View
 from console.formatting import burn, duration, pct, usd
 from console.slo import SeverityMarks
 from console.snapshots import OverviewSnapshot, budgets_worst_first, worst_first
+from console.views import Fetched, OverviewView, SloView, View
 from panels.base import DeckScreen
 from panels.charts import SeriesChart
 from panels.messages import Navigate

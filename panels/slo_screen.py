@@ -10,9 +10,9 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.widgets import DataTable, Static
 
-from console.backend import BreakdownView, Fetched, SloPage, SloView, View
 from console.formatting import burn, duration, pct
 from console.snapshots import DIMENSIONS, SloStatus, worst_first
+from console.views import BreakdownView, Fetched, SloPage, SloView, View
 from panels.base import DeckScreen
 from panels.charts import SeriesChart
 from panels.messages import Navigate

@@ -10,7 +10,7 @@ from textual.widgets import Static
 
 from console.formatting import ago, clock
 from console.safe_text import cell
-from console.snapshots import SourceStatus
+from console.sources import SourceStatus
 
 _MARK = {"live": "●", "stale": "▲", "down": "✖"}
 

@@ -18,11 +18,11 @@ from textual.content import Content
 from textual.events import Resize
 from textual.widgets import DataTable, Static, Tree
 
-from console.backend import BreakdownView, Fetched, RequestsPage, RequestsView, TraceView, View
 from console.config import ScopeFilter
 from console.formatting import clock, duration, ms, pct, usd
 from console.safe_text import cell
 from console.snapshots import DIMENSIONS, Breakdown, BreakdownRow, Dimension, RequestRow, TraceTree
+from console.views import BreakdownView, Fetched, RequestsPage, RequestsView, TraceView, View
 from panels.base import DeckScreen
 from panels.messages import Navigate
 from panels.span_tree import SpanTree, span_fields

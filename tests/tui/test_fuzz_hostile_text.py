@@ -41,12 +41,13 @@ from textual.content import Content
 from textual.widgets import DataTable, Input, Label, Static, Tree
 
 from console.app import LlmdeckApp
-from console.backend import Backend, BreakdownView, TraceView
+from console.backend import Backend
 from console.cache.ingest import Ingestor, IngestReport
 from console.cache.store import Cache
 from console.config import BudgetSpec, CacheSettings, Config, ScopeFilter, SloSpec
 from console.safe_text import cell
 from console.snapshots import DIMENSIONS
+from console.views import BreakdownView, TraceView
 from panels.base import DeckScreen, FilterBar
 from panels.command_line import CommandLine
 from panels.cost_screen import PERIODS, SPEND_DIMENSIONS, CostScreen
@@ -462,7 +463,7 @@ class Probe:
         self.name, self.detail = name, detail
 
     def source_status(self) -> Any:
-        from console.snapshots import SourceStatus
+        from console.sources import SourceStatus
 
         return SourceStatus(self.name, "otlp-file", "stale", END - timedelta(minutes=3),
                             since=END - timedelta(minutes=2), detail=self.detail)

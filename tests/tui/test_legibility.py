@@ -15,10 +15,11 @@ import pytest
 from rich.color import Color
 from textual.widgets import DataTable
 
-from console.backend import Backend, BreakdownView
+from console.backend import Backend
 from console.config import Config, ScopeFilter
 from console.formatting import usd
 from console.snapshots import Breakdown
+from console.views import BreakdownView
 from panels.base import FilterBar
 from panels.tables import EMPTY_KEY
 from tests.tui.conftest import DemoData, settle

@@ -20,12 +20,13 @@ import duckdb
 import pytest
 from textual.widgets import DataTable
 
-from console.backend import Backend, CostView, Fetched, OverviewView, SloView, View
+from console.backend import Backend
 from console.cache.ingest import Ingestor
 from console.cache.store import Cache
 from console.config import Config, UiSettings
 from console.demo.traffic import Incident, TrafficModel, export_requests, write_collector_jsonl
-from console.snapshots import SourceStatus
+from console.sources import SourceStatus
+from console.views import CostView, Fetched, OverviewView, SloView, View
 from panels.help_screen import HelpScreen
 from panels.overview import OverviewScreen
 from panels.slo_screen import SloScreen

@@ -15,8 +15,8 @@ from rich.console import Console
 from textual.command import CommandPalette
 from textual.widgets import DataTable, Static
 
-from console.backend import BreakdownView, RequestsView, SloView, TraceView
 from console.config import Config, ScopeFilter
+from console.views import BreakdownView, RequestsView, SloView, TraceView
 from panels.base import DeckScreen, FilterBar
 from panels.cost_screen import CostScreen
 from panels.help_screen import HelpScreen

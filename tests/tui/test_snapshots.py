@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 from textual.widgets import Input
 
-from console.backend import Backend, Fetched, View
+from console.backend import Backend
 from console.snapshots import TraceTree
+from console.views import Fetched, View
 from panels.command_line import CommandLine
 from panels.help_screen import HelpScreen
 from tests.tui.conftest import DemoData, settle

@@ -19,14 +19,16 @@ from rich.console import Console
 from textual.app import App
 from textual.widgets import DataTable, Static
 
-from console.backend import Backend, BreakdownView, RequestsView, TraceView, View
+from console.backend import Backend
 from console.cache.ingest import Ingestor
 from console.cache.store import Cache
 from console.config import ScopeFilter
 from console.demo.traffic import Incident, TrafficModel, export_requests, write_collector_jsonl
 from console.snapshots import TraceSpan, TraceTree
+from console.views import BreakdownView, RequestsView, TraceView
 from panels.base import DeckScreen
 from panels.messages import Navigate, RefreshRequested, SnapshotReady
+from panels.routes import ROUTE_BY_NAME
 from panels.span_tree import SpanTree, parent_indexes
 from panels.traces_screen import RequestsScreen, TraceScreen, TracesScreen
 from themes import STYLESHEET
@@ -35,9 +37,6 @@ END = datetime(2025, 6, 2, 14, 0)
 HOSTILE_TRACE = "feedfacefeedfacefeedfacefeedface"
 HOSTILE_TENANT = "[@click=app.quit]x[/]"
 HOSTILE_MODEL = "\x1b]0;pwn\x07claude"
-SCREENS: dict[str, Callable[[View | None], DeckScreen]] = {
-    "traces": TracesScreen, "requests": RequestsScreen, "trace": TraceScreen,
-}
 
 
 def _ns(t: datetime) -> int:
@@ -119,7 +118,7 @@ class Harness(App[None]):
         screen.post_message(SnapshotReady(self.backend.fetch(screen.view())))
 
     def on_navigate(self, message: Navigate) -> None:
-        screen = SCREENS[message.target](message.view)
+        screen = ROUTE_BY_NAME[message.target].screen(message.view)
         self.push_screen(screen)
         self.answer(screen)
 

@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
-from console.backend import Backend, CostView, OverviewView
+from console.backend import Backend
 from console.cache.store import Cache
 from console.config import BudgetSpec, SloSpec
+from console.views import CostView, OverviewView
 
 AT = datetime(2026, 3, 4, 10, 0)
 
