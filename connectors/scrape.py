@@ -33,6 +33,8 @@ Labels = tuple[tuple[str, str], ...]
 _REDIRECTS = frozenset({301, 302, 307, 308})
 _SIBLINGS = ("_total", "_count", "_bucket", "_sum", "")
 _PLAIN = Redactor()
+MAX_CHARS = 64 * 1024 * 1024
+"""A larger body is refused (a big vLLM or LiteLLM exposition is a few MB)."""
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,9 @@ class _CountingLines:
 
 def parse_exposition(text: str, source: str, content_type: str = "") -> tuple[ScrapeSample, ...]:
     """The samples of a Prometheus text (0.0.4) or OpenMetrics exposition; SourceError on bad input."""
+    if len(text) > MAX_CHARS:
+        raise SourceError(source, "decode", f"metrics text of {len(text) // 1_048_576} MiB is over the "
+                                            f"{MAX_CHARS // 1_048_576} MiB limit")
     media = content_type.split(";")[0].strip().lower()
     if "html" in media or (not media and text.lstrip()[:15].lower().startswith(("<!doctype", "<html"))):
         raise SourceError(source, "content_type", f"expected Prometheus text, got {media or 'HTML'}")

@@ -134,3 +134,9 @@ async def test_a_redirect_elsewhere_is_an_error() -> None:
         await reader.read()
     assert caught.value.status == 302 and "redirect" in caught.value.reason
     await reader.client.aclose()
+
+
+def test_an_oversized_body_is_refused_before_parsing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("connectors.scrape.MAX_CHARS", 2 * 1_048_576)
+    with pytest.raises(SourceError, match="3 MiB is over the 2 MiB limit"):
+        parse_exposition("up 1\n" * (3 * 1_048_576 // 5 + 1), "s")
