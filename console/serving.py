@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from console.serving_poll import ScrapePoller
 
 ServingKind = Literal["vllm", "litellm", "unknown"]
+BudgetScope = Literal["team", "key", "user", "org", "customer"]
 DEPLOYMENT_STATES = {0: "healthy", 1: "partial outage", 2: "complete outage"}
 
 
@@ -88,7 +89,7 @@ class DeploymentServing:
 class BudgetServing:
     """One LiteLLM budget: a team's, a virtual key's, a user's, an organisation's or a customer's."""
 
-    scope: Literal["team", "key", "user", "org", "customer"]
+    scope: BudgetScope
     name: str
     """The alias when one is set, else the id (a key's id is its hash, never the key)."""
     remaining: float | None = None

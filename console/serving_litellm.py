@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from console.serving import BudgetServing, DeploymentServing, ModelServing
+from console.serving import BudgetScope, BudgetServing, DeploymentServing, ModelServing
 from console.serving_math import (
     Metrics,
     Reads,
@@ -29,7 +29,7 @@ PREFIX = "litellm_"
 E2E = "litellm_request_total_latency_metric"
 TTFT = "litellm_llm_api_time_to_first_token_metric"
 _NONE = ("", "None")
-BUDGETS: tuple[tuple[str, str, str | None, str], ...] = (
+BUDGETS: tuple[tuple[BudgetScope, str, str | None, str], ...] = (
     ("team", "team", "team_alias", "team"),
     ("key", "hashed_api_key", "api_key_alias", "api_key"),
     ("user", "user", None, "user"),
@@ -154,6 +154,6 @@ def litellm_budgets(cur: Metrics) -> list[BudgetServing]:
         most = gauges(cur, cur.first(f"litellm_{stem}_max_budget_metric"), key, min)
         hours = gauges(cur, cur.first(f"litellm_{stem}_budget_remaining_hours_metric"), key, min)
         for ident in sorted(names, key=lambda i: names[i]):
-            rows.append(BudgetServing(scope, names[ident], remaining.get(ident), most.get(ident),  # type: ignore[arg-type]
+            rows.append(BudgetServing(scope, names[ident], remaining.get(ident), most.get(ident),
                                       hours.get(ident)))
     return rows
