@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from console.safe_text import cell
+from console.timeutil import naive_utc, utc_now
 
 if TYPE_CHECKING:
     from console.cache.store import Cache
@@ -45,9 +46,7 @@ def parse_timestamp(text: str) -> datetime:
         dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"not a timestamp: {text!r}") from exc
-    if dt.tzinfo is not None:
-        dt = dt.astimezone(UTC).replace(tzinfo=None)
-    return dt
+    return naive_utc(dt)
 
 
 def _cache_arg(p: argparse.ArgumentParser) -> None:
@@ -114,6 +113,12 @@ def build_parser() -> argparse.ArgumentParser:
     cfg_sub = cfg.add_subparsers(dest="config_command", metavar="ACTION")
     chk = cfg_sub.add_parser("check", help="validate the config file")
     chk.add_argument("--config", type=Path, default=argparse.SUPPRESS)
+
+    srcs = sub.add_parser("sources", help="the outside sources (Prometheus, Alertmanager, scrapes)")
+    srcs_sub = srcs.add_subparsers(dest="sources_command", metavar="ACTION")
+    srcs_check = srcs_sub.add_parser(
+        "check", help="read every source once: exit 0 all live, 1 some stale, 2 some down")
+    srcs_check.add_argument("--json", action="store_true")
 
     cache = sub.add_parser("cache", help="the local trace cache")
     cache_sub = cache.add_subparsers(dest="cache_command", metavar="ACTION")
@@ -188,6 +193,12 @@ def _main(argv: list[str] | None) -> int:
         from console.silence_cli import main_silence
 
         return main_silence(config, args, parser, out, err)
+    if args.command == "sources":
+        if args.sources_command != "check":
+            parser.parse_args(["sources", "--help"])
+        from console.sources_cli import main_check as sources_check
+
+        return sources_check(config, args.json, out)
     if args.command is None:
         from console.cache.store import CacheError
         from console.launch import run_console
@@ -262,7 +273,7 @@ def _ingest(cache: object, config: object, args: argparse.Namespace, out: TextIO
 def _generate(args: argparse.Namespace, out: TextIO) -> int:
     from console.demo.traffic import Incident, TrafficModel, export_requests, write_collector_jsonl
 
-    end = args.end or datetime.now(UTC).replace(tzinfo=None)
+    end = args.end or utc_now()
     end_ns = int(end.replace(tzinfo=UTC).timestamp() * 1e9)
     start_ns = end_ns - int(args.hours * 3.6e12)
     incidents = []
@@ -279,7 +290,7 @@ def _generate(args: argparse.Namespace, out: TextIO) -> int:
 def _status(cache: Cache, config: Config, args: argparse.Namespace, out: TextIO) -> int:
     from console import status_report
 
-    at = args.at or datetime.now(UTC).replace(tzinfo=None)
+    at = args.at or utc_now()
     report = status_report.gather(cache.cursor(), config, at)
     if args.json:
         out.write(json.dumps(status_report.as_json(report)) + "\n")
@@ -313,7 +324,7 @@ def _cache_info(cache: object, args: argparse.Namespace, out: TextIO) -> int:
 def _prune(cache: object, args: argparse.Namespace, out: TextIO) -> int:
     from console.cache.ingest import prune
 
-    cutoff = datetime.now(UTC).replace(tzinfo=None) - args.older_than
+    cutoff = utc_now() - args.older_than
     spans, _ = prune(cache, spans_before=cutoff, rollups_before=None)  # type: ignore[arg-type]
     cache.checkpoint()  # type: ignore[attr-defined]
     out.write(f"pruned {spans:,} spans older than {cutoff:%Y-%m-%d %H:%M:%S}Z; rollups kept\n")
