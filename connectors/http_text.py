@@ -36,6 +36,7 @@ _QUOTA = re.compile(
     re.IGNORECASE,
 )
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_EXPLAINING_HEADER = re.compile(r"error|reason|code|type|quota|limit|budget|billing", re.IGNORECASE)
 _MIN_SECRET = 4
 
 
@@ -169,10 +170,11 @@ def short_reason(content: bytes, content_type: str, redact: Redactor, fallback: 
 
 
 def says_quota_exhausted(content: bytes, headers: Mapping[str, str]) -> bool:
-    """True when a 429's body or header values say a spend limit, quota, budget or credits ran out."""
+    """True when a 429's body or an explaining header (error, reason, code, quota...) says a spend
+    limit, quota, budget or credits ran out; a `Via: billing-proxy` does not count."""
     if _QUOTA.search(body_text(content)):
         return True
-    return any(_QUOTA.search(value) for value in headers.values())
+    return any(_QUOTA.search(value) for name, value in headers.items() if _EXPLAINING_HEADER.search(name))
 
 
 def retry_after_seconds(headers: Mapping[str, str], now: datetime | None = None) -> float | None:

@@ -174,7 +174,7 @@ async def test_quota_exhausted_said_in_a_header_is_permanent(server, make_client
 
 async def test_a_rate_limit_429_is_not_mistaken_for_quota(server, make_client) -> None:
     server.route("/q", Reply(429, {"error": {"type": "rate_limit_error", "message": "Too many requests"}},
-                             headers={"x-ratelimit-remaining-requests": "0"}))
+                             headers={"x-ratelimit-remaining-requests": "0", "Via": "1.1 billing-gw"}))
     err = await _error(make_client(max_attempts=1).get_json("/q"))
     assert (err.kind, err.permanent) == ("http", False)
 
