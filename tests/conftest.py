@@ -25,6 +25,10 @@ def _isolated_xdg(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
     for var in list(os.environ):
         if var.upper().startswith("LLMDECK_"):
             monkeypatch.delenv(var)
+        # a proxy in the environment must not carry loopback test traffic anywhere else
+        if var.lower() in ("http_proxy", "https_proxy", "all_proxy"):
+            monkeypatch.delenv(var)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
 
 
 @pytest.fixture
