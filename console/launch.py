@@ -8,13 +8,12 @@ module is imported only here, so `llmdeck status` never loads Textual.
 from __future__ import annotations
 
 import shutil
-import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from functools import partial
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Protocol, TextIO
 
 from console.backend import Backend
 from console.cache.store import Cache
@@ -83,8 +82,12 @@ def run_console(config: Config, cache_path: Path, theme: str | None, err: TextIO
 
 def run_demo(seed: int, speed: float, start: datetime | None, theme: str | None,
              workdir: Path | None) -> int:
-    """`llmdeck demo`: a fresh cache in a temp dir, a week of backfill, then live traffic."""
-    from console.app import LlmdeckApp
+    """`llmdeck demo`: a fresh cache in a temp dir, the console at once, a week of history behind it.
+
+    The history is ingested newest first on the simulator's own thread while the
+    console is up (its source status says how far it got; a toast says when the
+    week is in), then the simulator's live steps keep it going.
+    """
     from console.demo.clock import SimClock
     from console.demo.config import demo_config
     from console.demo.simulator import Simulator
@@ -97,24 +100,53 @@ def run_demo(seed: int, speed: float, start: datetime | None, theme: str | None,
     config = demo_config(root / "demo.duckdb")
     assert config.cache.path is not None
     cache = Cache.open(config.cache.path)
+    sim: Simulator | None = None
     try:
         clock = SimClock(start or wall_clock(), speed)
         sim = Simulator(cache, config, spool, seed=seed, clock=clock)
-        # Backfill before the console starts, with its progress on the terminal, so every
-        # panel is populated from the first paint.
-        sim.backfill(partial(_backfill_progress, sys.stderr))
-        sys.stderr.write("\n")
-        backend = Backend(cache, config, clock.now, [sim])
-        LlmdeckApp(backend, theme=theme, simulator=sim).run()
+        # The newest hour is ingested while Textual is imported and the app mounts.
+        progress = _DemoProgress()
+        sim.start_backfill(progress)
+        from console.app import LlmdeckApp
+
+        app = LlmdeckApp(Backend(cache, config, clock.now, [sim]), theme=theme, simulator=sim)
+        days = sim.backfill_span / timedelta(days=1)
+        app.notify(f"loading {days:g} days of demo history in the background, newest first;"
+                   " the panels fill in as it arrives", title="llmdeck demo", timeout=6)
+        progress.app = app
+        app.run()
     finally:
+        if sim is not None:
+            sim.close()  # stops the backfill between two parts
         cache.close()
         if own:
             shutil.rmtree(root, ignore_errors=True)
     return 0
 
 
-def _backfill_progress(err: TextIO, p: BackfillProgress) -> None:
-    if err.isatty():
-        err.write(f"\rllmdeck demo: backfilling a week of traffic: day {p.parts_done}/{p.parts},"
-                  f" {p.spans_stored:,} spans, through {p.through:%Y-%m-%d %H:%M}Z\x1b[K")
-        err.flush()
+class _DemoProgress:
+    """The demo backfill's progress callback: refresh the view after each part, toast at the end.
+
+    Called on the backfill's thread; `call_later` and `notify` post to the app's
+    queue (thread-safe, never blocking). Parts that land before the app exists
+    are shown by its first poll.
+    """
+
+    def __init__(self) -> None:
+        self.app: _DemoApp | None = None
+
+    def __call__(self, p: BackfillProgress) -> None:
+        app = self.app
+        if app is None:
+            return
+        app.call_later(app.action_refresh_now)
+        if p.done:
+            app.notify(f"demo history loaded: {p.total / timedelta(days=1):g} days,"
+                       f" {p.spans_stored:,} spans in {p.seconds:.1f} s", title="llmdeck demo",
+                       timeout=8)
+
+
+class _DemoApp(Protocol):
+    def call_later(self, callback: Callable[[], object]) -> object: ...
+    def action_refresh_now(self) -> None: ...
+    def notify(self, message: str, *, title: str = "", timeout: float | None = None) -> None: ...

@@ -4,8 +4,10 @@ It writes realistic traffic (console/demo/traffic.py) as OpenTelemetry Collector
 file-exporter JSON lines into a spool directory and ingests them through the
 real ingest path (`Ingestor`), exactly as `llmdeck ingest` would:
 
-* `backfill()` generates the week (by default) before the clock's start, so
-  every chart and SLO window has data at once;
+* the history (a week by default, before the clock's start) is written and
+  ingested newest first (console/demo/backfill.py): `start_backfill()` does
+  it on a thread of its own while the console is already showing the newest
+  parts (the source status says how far it got), `backfill()` does it at once;
 * `step()` generates every complete chunk of simulated time since the last
   step, appends it to a live spool file and ingests it (ingest resumes from the
   stored byte offset, so only the new lines are read);
@@ -23,22 +25,20 @@ the cache holds the same spans however often `step()` is called.
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
 import os
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from multiprocessing import get_context
 from pathlib import Path
 
 from console.cache.ingest import Ingestor, IngestReport
 from console.cache.store import Cache
 from console.config import Config
 from console.demo import generate
+from console.demo.backfill import Part, PartFiles, plan_parts
 from console.demo.clock import SimClock, naive_utc
 from console.demo.traffic import MODELS, Incident
 from console.snapshots import SourceState, SourceStatus
@@ -53,8 +53,6 @@ INCIDENT_DURATION = timedelta(hours=2)
 INCIDENT_FAILURE_SHARE = 0.8
 INCIDENT_SLOWDOWN = 3.0
 INCIDENT_BILLED_SHARE = 0.5
-BACKFILL_PART = timedelta(days=1)
-"""The backfill is written and ingested in files of this much simulated time."""
 STALE_AFTER = timedelta(seconds=10)
 DOWN_AFTER = timedelta(seconds=60)
 
@@ -101,13 +99,31 @@ class IncidentInfo:
 
 @dataclass(frozen=True)
 class BackfillProgress:
-    """A progress tick of `Simulator.backfill`: parts of the history written and ingested."""
+    """A progress tick of the backfill: parts of the history written and ingested, newest first."""
 
     parts_done: int
     parts: int
     spans_stored: int
-    through: datetime
-    """Simulated time the ingested history reaches."""
+    """Spans the backfill stored so far."""
+    oldest: datetime
+    """Simulated time the ingested history reaches back to."""
+    depth: timedelta
+    """How much history is in: start - oldest."""
+    total: timedelta
+    """How much history there will be."""
+    seconds: float
+    """Since the backfill began."""
+
+    @property
+    def done(self) -> bool:
+        return self.parts_done == self.parts
+
+    def describe(self) -> str:
+        """`last 6 h of 7 days loaded`, `day 3/7 loaded`."""
+        days = self.total / timedelta(days=1)
+        if self.depth < timedelta(days=1):
+            return f"last {self.depth / timedelta(hours=1):g} h of {days:g} days loaded"
+        return f"day {self.depth / timedelta(days=1):g}/{days:g} loaded"
 
 
 class Simulator:
@@ -177,6 +193,11 @@ class Simulator:
         self._error: str | None = None
         self._error_since: datetime | None = None
         self._detail = "starting"
+        self._backfill_note: str | None = None
+        """While a background backfill runs: how far it got (shown before the live detail)."""
+        self._backfill_thread: threading.Thread | None = None
+        self._backfill_done = threading.Event()
+        self._stop = threading.Event()
 
     # -- public -------------------------------------------------------------
 
@@ -195,25 +216,44 @@ class Simulator:
         """Where the backfilled history begins."""
         return from_ns(generate.chunk_start_ns(self._backfill_first))
 
-    def backfill(self, progress: Callable[[BackfillProgress], None] | None = None) -> IngestReport:
-        """Write and ingest the history [start - backfill, start); returns the combined report.
+    @property
+    def backfill_done(self) -> bool:
+        """Whether every part of the history is in the cache."""
+        return self._backfill_done.is_set()
 
-        The history is written in day-long files, generated in a worker process
-        while the previous file is ingested. A file already in the spool (same
-        seed, rate, range and generator version) is reused rather than rewritten;
-        anything already in the cache is skipped by ingest.
+    def backfill(self, progress: Callable[[BackfillProgress], None] | None = None) -> IngestReport:
+        """Write and ingest the history [start - backfill, start) now; returns the combined report.
+
+        Newest part first (console/demo/backfill.py); the files are written in a
+        worker process while the previous part is ingested. A file already in the
+        spool is reused rather than rewritten; anything already in the cache is
+        skipped by ingest. Raises on the first part that fails.
         """
         with self._lock:
             self._check_open()
-            with self._status_lock:
-                self._detail = f"backfilling {self.backfill_span.total_seconds() / 86400:g} days of history"
-            try:
-                report = self._backfill(progress)
-            except Exception as exc:
-                self._failed(exc)
-                raise
-            self._succeeded("backfilled")
-            return report
+        return self._backfill(progress, live=False)
+
+    def start_backfill(self, progress: Callable[[BackfillProgress], None] | None = None) -> None:
+        """Backfill on a thread of its own and return at once; `close()` stops it between parts.
+
+        Each part is ingested under the step lock, then the live data is caught up
+        in the same hold, so live steps keep going while the older days arrive.
+        `progress` is called on that thread after each part. A failure is recorded
+        in `source_status()` and ends the backfill.
+        """
+        with self._lock:
+            self._check_open()
+            if self._backfill_thread is not None:
+                raise RuntimeError("the backfill has already started")
+            self._backfill_note = "backfilling history, newest first"
+            self._backfill_thread = threading.Thread(
+                target=self._background_backfill, args=(progress,), name="demo-backfill",
+                daemon=True)
+        self._backfill_thread.start()
+
+    def wait_backfill(self, timeout: float | None = None) -> bool:
+        """Wait until the backfill has finished (or `timeout` seconds); whether it has."""
+        return self._backfill_done.wait(timeout)
 
     def step(self, until: datetime | None = None) -> IngestReport | None:
         """Generate and ingest every complete chunk up to `until` (default: the clock's now).
@@ -223,28 +263,7 @@ class Simulator:
         """
         with self._lock:
             self._check_open()
-            target = naive_utc(until) if until is not None else self.clock.now()
-            last = generate.chunk_of(to_ns(target))
-            try:
-                spans = 0
-                if last > self._next:
-                    spans = generate.append_chunks(self.plan, self._next, last, self.live_path)
-                    self._next = last
-                    self._pending_ingest = self._pending_ingest or spans > 0
-                if not self._pending_ingest:
-                    self._succeeded("live")
-                    return None
-                report = Ingestor(self.cache, self.config, workers=1).run([self.live_path])
-            except Exception as exc:
-                self._failed(exc)
-                raise
-            if report.errors:
-                self._failed_text("; ".join(report.errors))
-                return report
-            self._pending_ingest = False
-            self.spans_stored += report.spans_stored
-            self._succeeded("live")
-            return report
+            return self._step_locked(until)
 
     def source_status(self) -> SourceStatus:
         """Freshness of the simulator as a data source (live / stale / down)."""
@@ -277,7 +296,14 @@ class Simulator:
                             last_ok=last_ok, since=since, detail=detail)
 
     def close(self) -> None:
-        """Stop stepping. Deletes nothing: the spool directory and the cache are the caller's."""
+        """Stop stepping and backfilling (a part being ingested is finished first).
+
+        Deletes nothing: the spool directory and the cache are the caller's.
+        """
+        self._stop.set()
+        thread = self._backfill_thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
         with self._lock:
             self._closed = True
 
@@ -303,59 +329,91 @@ class Simulator:
         path.touch()
         return path
 
-    def _parts(self) -> list[tuple[int, int, Path]]:
-        size = int(BACKFILL_PART.total_seconds()) // generate.CHUNK_SECONDS
-        parts = []
-        for first in range(self._backfill_first, self._live_first, size):
-            last = min(first + size, self._live_first)
-            key = repr((generate.GENERATOR_VERSION, self.plan, first, last)).encode()
-            digest = hashlib.blake2b(key, digest_size=8).hexdigest()
-            stamp = from_ns(generate.chunk_start_ns(first))
-            name = f"demo-backfill-{stamp:%Y%m%dT%H%M%S}-{digest}.jsonl"
-            parts.append((first, last, self.spool_dir / name))
-        return parts
+    def _step_locked(self, until: datetime | None) -> IngestReport | None:
+        target = naive_utc(until) if until is not None else self.clock.now()
+        last = generate.chunk_of(to_ns(target))
+        try:
+            spans = 0
+            if last > self._next:
+                spans = generate.append_chunks(self.plan, self._next, last, self.live_path)
+                self._next = last
+                self._pending_ingest = self._pending_ingest or spans > 0
+            if not self._pending_ingest:
+                self._succeeded("live")
+                return None
+            report = Ingestor(self.cache, self.config, workers=1).run([self.live_path])
+        except Exception as exc:
+            self._failed(exc)
+            raise
+        if report.errors:
+            self._failed_text("; ".join(report.errors))
+            return report
+        self._pending_ingest = False
+        self.spans_stored += report.spans_stored
+        self._succeeded("live")
+        return report
 
-    def _backfill(self, progress: Callable[[BackfillProgress], None] | None) -> IngestReport:
-        parts = self._parts()
-        todo = [i for i, (_, _, path) in enumerate(parts) if not path.exists()]
-        pool: ProcessPoolExecutor | None = None
-        futures: dict[int, Future[int]] = {}
-        if len(todo) > 1 and self.workers > 1:
-            # Generating (pure Python) overlaps ingesting the previous part on the other core.
-            try:
-                pool = ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn"))
-                futures = {i: pool.submit(generate.write_chunks, self.plan, *parts[i]) for i in todo}
-            except (OSError, RuntimeError):  # no processes here: generate in this one
-                futures = {}
+    def _background_backfill(self, progress: Callable[[BackfillProgress], None] | None) -> None:
+        try:
+            self._backfill(progress, live=True)
+        except Exception as exc:  # recorded in the source status; kept in its detail too
+            self._backfill_note = f"backfill stopped: {type(exc).__name__}: {exc}"
+
+    def _backfill(self, progress: Callable[[BackfillProgress], None] | None,
+                  live: bool) -> IngestReport:
+        """Ingest the parts newest first, one per hold of the lock (then the live data if `live`)."""
+        parts = plan_parts(self.plan, self._backfill_first, self._live_first, self.spool_dir)
+        total_depth = parts[-1].depth if parts else timedelta(0)
         total = IngestReport()
         started = time.perf_counter()
+        files = PartFiles(self.plan, parts, self.workers)
         try:
-            for i, (first, last, path) in enumerate(parts):
-                if i in futures:
-                    try:
-                        futures[i].result()
-                    except (OSError, BrokenProcessPool):
-                        generate.write_chunks(self.plan, first, last, path)
-                elif i in todo:
-                    generate.write_chunks(self.plan, first, last, path)
-                report = Ingestor(self.cache, self.config, workers=1).run([path])
-                _merge(total, report)
-                if report.errors:
-                    raise RuntimeError("; ".join(report.errors))
-                self.spans_stored += report.spans_stored
+            for i, part in enumerate(parts):
+                if self._stop.is_set():
+                    break
+                tick = self._ingest_part(files, i, part, total, total_depth, started)
+                if live:
+                    with self._lock, contextlib.suppress(Exception):  # recorded; the next step retries
+                        if not self._closed:
+                            self._step_locked(None)
                 if progress is not None:
-                    progress(BackfillProgress(i + 1, len(parts), total.spans_stored,
-                                              from_ns(generate.chunk_start_ns(last))))
+                    progress(tick)
+            else:
+                self._backfill_done.set()
         finally:
-            if pool is not None:
-                pool.shutdown(cancel_futures=True)
+            files.close()
         total.seconds = time.perf_counter() - started  # generating and ingesting
         return total
+
+    def _ingest_part(self, files: PartFiles, index: int, part: Part, total: IngestReport,
+                     total_depth: timedelta, started: float) -> BackfillProgress:
+        try:
+            path = files.ready(index)  # outside the lock: live steps go on meanwhile
+        except Exception as exc:
+            self._failed(exc)
+            raise
+        with self._lock:
+            self._check_open()
+            try:
+                report = Ingestor(self.cache, self.config, workers=1).run([path])
+            except Exception as exc:
+                self._failed(exc)
+                raise
+            _merge(total, report)
+            if report.errors:
+                self._failed_text("; ".join(report.errors))
+                raise RuntimeError("; ".join(report.errors))
+            self.spans_stored += report.spans_stored
+            tick = BackfillProgress(index + 1, len(files.parts), total.spans_stored, part.start,
+                                    part.depth, total_depth, time.perf_counter() - started)
+            self._backfill_note = None if tick.done else f"backfilling, newest first: {tick.describe()}"
+            self._succeeded("backfilled" if tick.done else "backfilling")
+        return tick
 
     def _succeeded(self, what: str) -> None:
         now = self._wall()
         detail = (
-            f"{what}: {self.spans_stored:,} spans ingested; simulated time"
+            f"{self._backfill_note or what}: {self.spans_stored:,} spans ingested; simulated time"
             f" {self.generated_until:%Y-%m-%d %H:%M:%S}"
         )
         with self._status_lock:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -139,7 +140,15 @@ def test_backfill_covers_the_whole_week(tmp_path: Path) -> None:
         report = d.sim.backfill(progress=ticks.append)
         print(f"week backfill: {report.spans_stored:,} spans in {report.seconds:.2f} s")
         assert not report.errors and report.duplicates == 0 and report.quarantined == 0
-        assert len(ticks) == 7 and ticks[-1].parts_done == 7 and ticks[-1].through == START
+        # newest first: the last hour, the last 6 h, the last day, then a day at a time
+        assert [t.depth for t in ticks] == [timedelta(hours=1), timedelta(hours=6)] + [
+            timedelta(days=n) for n in range(1, 8)]
+        assert [t.oldest for t in ticks] == [START - t.depth for t in ticks]
+        assert ticks[-1].parts_done == ticks[-1].parts == 9 and ticks[-1].done
+        assert not any(t.done for t in ticks[:-1])
+        assert ticks[-1].spans_stored == report.spans_stored
+        assert ticks[0].describe() == "last 1 h of 7 days loaded"
+        assert ticks[4].describe() == "day 3/7 loaded"
         first, last, n = d.sql("SELECT min(start_time), max(start_time), count(*) FROM spans")[0]
         week = START - timedelta(days=7)
         assert week <= first < week + timedelta(minutes=5)
@@ -167,10 +176,97 @@ def test_backfill_covers_the_whole_week(tmp_path: Path) -> None:
             " WHERE ts >= ? AND ts < ? GROUP BY ALL) GROUP BY provider",
             [week + timedelta(hours=1), START - timedelta(hours=1)]))
         assert hourly["anthropic"] >= 30 and hourly["openai"] >= 60
-        assert len(list(d.spool.glob("demo-backfill-*.jsonl"))) == 7
+        assert len(list(d.spool.glob("demo-backfill-*.jsonl"))) == 9
         # a second backfill (same seed, start) reuses the files and stores nothing new
         again = d.sim.backfill()
         assert again.spans_stored == 0 and again.duplicates == 0
+    finally:
+        d.cache.close()
+
+
+def _backfill_the_old_way(d: Demo) -> None:
+    """What `backfill()` did before it went newest first: whole days, oldest first."""
+    from console.cache.ingest import Ingestor
+
+    sim = d.sim
+    day = 86_400 // generate.CHUNK_SECONDS
+    for first in range(sim._backfill_first, sim._live_first, day):
+        path = d.spool / f"old-{first}.jsonl"
+        generate.write_chunks(sim.plan, first, min(first + day, sim._live_first), path)
+        assert not Ingestor(d.cache, d.config, workers=1).run([path]).errors
+
+
+ROLLUP_SUMS = """
+    SELECT ts, provider, model, service, sum(requests), sum(errors), sum(rate_limited),
+           sum(fallbacks), sum(input_tokens), sum(output_tokens), sum(cost_usd), sum(latency_sum_ms)
+    FROM {table} GROUP BY ALL ORDER BY ALL
+"""
+
+
+def test_background_backfill_goes_newest_first_and_stores_what_the_old_path_stored(
+    tmp_path: Path,
+) -> None:
+    new = make_demo(tmp_path / "new", backfill=timedelta(days=2))
+    old = make_demo(tmp_path / "old", backfill=timedelta(days=2))
+    try:
+        seen: list[tuple[timedelta, datetime, datetime, str]] = []
+
+        def tick(p: Any) -> None:  # on the backfill's thread, after each part
+            oldest, newest = new.sql("SELECT min(start_time), max(start_time) FROM spans")[0]
+            seen.append((p.depth, oldest, newest, new.sim.source_status().detail))
+
+        new.sim.start_backfill(tick)
+        assert new.sim.wait_backfill(timeout=300) and new.sim.backfill_done
+        # the recent hours are in before anything older: the overview's 5m/1h/6h first
+        assert [depth for depth, *_ in seen] == [
+            timedelta(hours=1), timedelta(hours=6), timedelta(days=1), timedelta(days=2)]
+        for depth, oldest, newest, _ in seen:
+            assert START - depth <= oldest < START - depth + timedelta(minutes=5)
+            assert newest > START - timedelta(minutes=5)
+        assert seen[0][3].startswith("backfilling, newest first: last 1 h of 2 days loaded: ")
+        assert seen[2][3].startswith("backfilling, newest first: day 1/2 loaded: ")
+        assert "backfilling" not in seen[-1][3] and new.sim.source_status().state == "live"
+
+        _backfill_the_old_way(old)
+        assert new.sql("SELECT count(*) FROM spans") == old.sql("SELECT count(*) FROM spans")
+        # every column but `source` (the file and line a span was read from)
+        everything = "SELECT * EXCLUDE (source) FROM spans ORDER BY trace_id, span_id"
+        rows = new.sql(everything)
+        assert len(rows) > 30_000 and rows == old.sql(everything)
+        for table in ("rollup_minute", "rollup_hour", "rollup_minute_svc", "rollup_hour_svc"):
+            query = ROLLUP_SUMS.format(table=table)
+            if table.endswith("_svc"):
+                query = query.replace(" model, ", " ")
+            got, want = new.sql(query), old.sql(query)
+            assert [r[:-2] for r in got] == [r[:-2] for r in want], table
+            # float sums in another order: equal to the last few bits
+            assert [r[-2:] for r in got] == [pytest.approx(r[-2:], rel=1e-9) for r in want], table
+    finally:
+        for d in (new, old):
+            d.sim.close()
+            d.cache.close()
+
+
+def test_close_stops_a_background_backfill_between_parts(tmp_path: Path) -> None:
+    d = make_demo(tmp_path, backfill=timedelta(days=2))
+    try:
+        ticks: list[Any] = []
+        closed = threading.Event()
+
+        def tick(p: Any) -> None:
+            ticks.append(p)
+            d.sim.close()  # after the first part, as the app's exit could, from any thread
+            closed.set()
+
+        d.sim.start_backfill(tick)
+        assert closed.wait(timeout=120)
+        d.sim.close()  # joins the backfill's thread
+        assert len(ticks) == 1 and not d.sim.backfill_done
+        assert d.sql("SELECT min(start_time) FROM spans")[0][0] >= START - timedelta(hours=1)
+        with pytest.raises(RuntimeError):
+            d.sim.step(START + timedelta(minutes=1))
+        with pytest.raises(RuntimeError):
+            d.sim.start_backfill()
     finally:
         d.cache.close()
 

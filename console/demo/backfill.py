@@ -1,0 +1,145 @@
+"""The demo's history in parts, newest first, with their files written ahead of ingest.
+
+The overview needs the newest data first: its 5m and 1h burn rates, its 6 h
+charts and today's spend. So the history is cut at 1 h, 6 h and 1 day before
+the start, then into whole days going back; the console shows populated
+panels once the first part is in, while the older days keep arriving.
+
+A part's file is named by a digest of everything its spans depend on, so a
+file already in the spool (same seed, rate, range, generator version) is
+reused. Files are written by `PartFiles`: the two newest parts in the
+calling thread (they are small, and a worker process takes longer to start
+than it takes to generate them; on a busy machine it would only compete with
+the first part), the others in one worker process started once the first part
+is in, in order, while the caller ingests what is ready.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from multiprocessing import get_context
+from pathlib import Path
+
+from console.demo import generate
+
+RECENT_DEPTHS: tuple[timedelta, ...] = (timedelta(hours=1), timedelta(hours=6), timedelta(days=1))
+"""Where the first parts end, going back from the start (5m/1h windows, 6 h charts, today)."""
+PART = timedelta(days=1)
+"""Beyond the recent parts, the history is written and ingested a day at a time."""
+
+_EPOCH = datetime(1970, 1, 1)
+
+
+@dataclass(frozen=True)
+class Part:
+    """Chunks [first, last) of the history, written to `path` and ingested as one file."""
+
+    first: int
+    last: int
+    path: Path
+    depth: timedelta
+    """How far back the history reaches once this part and every newer one are in."""
+
+    @property
+    def start(self) -> datetime:
+        """The simulated time this part begins at (naive UTC)."""
+        return _EPOCH + timedelta(microseconds=generate.chunk_start_ns(self.first) // 1000)
+
+
+def plan_parts(traffic: generate.TrafficPlan, first: int, live_first: int,
+               spool_dir: Path) -> list[Part]:
+    """The parts covering chunks [first, live_first), newest first."""
+    depths = [*RECENT_DEPTHS]
+    total = (live_first - first) * generate.CHUNK_SECONDS
+    while depths[-1].total_seconds() < total:
+        depths.append(depths[-1] + PART)
+    parts: list[Part] = []
+    last = live_first
+    for depth in depths:
+        start = max(first, live_first - int(depth.total_seconds()) // generate.CHUNK_SECONDS)
+        if start >= last:
+            continue
+        reached = timedelta(seconds=(live_first - start) * generate.CHUNK_SECONDS)
+        parts.append(Part(start, last, spool_dir / _file_name(traffic, start, last), reached))
+        last = start
+    return parts
+
+
+def _file_name(traffic: generate.TrafficPlan, first: int, last: int) -> str:
+    key = repr((generate.GENERATOR_VERSION, traffic, first, last)).encode()
+    digest = hashlib.blake2b(key, digest_size=8).hexdigest()
+    stamp = _EPOCH + timedelta(microseconds=generate.chunk_start_ns(first) // 1000)
+    return f"demo-backfill-{stamp:%Y%m%dT%H%M%S}-{last - first}-{digest}.jsonl"
+
+
+IN_THREAD = 2
+"""The newest parts written by the caller; the worker process starts when the last is asked for."""
+
+
+class PartFiles:
+    """Writes the parts' files ahead of their ingest: the newest here, the rest in a worker process."""
+
+    def __init__(self, traffic: generate.TrafficPlan, parts: list[Part], workers: int) -> None:
+        self.traffic = traffic
+        self.parts = parts
+        self.workers = workers
+        self._pool: ProcessPoolExecutor | None = None
+        self._futures: dict[int, Future[int]] = {}
+        if workers > 1:
+            _start_resource_tracker()
+
+    def _write_ahead(self) -> None:
+        ahead = [i for i in range(IN_THREAD, len(self.parts)) if not self.parts[i].path.exists()]
+        if not ahead or self.workers < 2:
+            return
+        try:
+            self._pool = ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn"))
+            self._futures = {
+                i: self._pool.submit(generate.write_chunks, self.traffic, self.parts[i].first,
+                                     self.parts[i].last, self.parts[i].path)
+                for i in ahead
+            }
+        except (OSError, RuntimeError, ValueError):  # no processes: everything is written here
+            self._futures = {}
+
+    def ready(self, index: int) -> Path:
+        """Part `index`'s file, written (or waited for) now if it is not there yet."""
+        part = self.parts[index]
+        if index == min(IN_THREAD, len(self.parts)) - 1 and self._pool is None:
+            self._write_ahead()
+        future = self._futures.pop(index, None)
+        if future is not None:
+            try:
+                future.result()
+                return part.path
+            except (OSError, BrokenProcessPool, RuntimeError):  # write it here instead
+                pass
+        if not part.path.exists():
+            generate.write_chunks(self.traffic, part.first, part.last, part.path)
+        return part.path
+
+    def close(self) -> None:
+        """Stop writing ahead: cancel the parts not started, wait for the one being written."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+        self._futures = {}
+
+
+def _start_resource_tracker() -> None:
+    """Start multiprocessing's resource tracker now, while sys.stderr is still the real one.
+
+    The worker process is spawned later, when a Textual app may have replaced
+    sys.stderr with an object whose descriptor is not a real one; spawning would
+    then start the tracker with it and fail ("bad value(s) in fds_to_keep").
+    """
+    from multiprocessing import resource_tracker
+
+    try:
+        resource_tracker.ensure_running()
+    except (OSError, ValueError):  # then the pool fails too and the parts are written here
+        pass
