@@ -178,7 +178,8 @@ def parse_alerts(body: Any, source: str = "prometheus") -> tuple[ActiveAlert, ..
         if not isinstance(a, dict):
             continue
         labels = _labels(a.get("labels"), source)
-        notes = a.get("annotations") if isinstance(a.get("annotations"), dict) else {}
+        raw_notes = a.get("annotations")
+        notes: dict[str, Any] = raw_notes if isinstance(raw_notes, dict) else {}
         by_name = dict(labels)
         rows.append(ActiveAlert(
             source=source, origin="prometheus", name=by_name.get("alertname", ""),

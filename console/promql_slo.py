@@ -267,12 +267,12 @@ async def evaluate(client: QueryApi, spec: SloSpec, at: datetime,
         exprs.append(q.requests(slo_window))
     results = await asyncio.gather(*(_maybe(client, e, at) for e in exprs))
     values = [None if r is None else single_value(r, e or "") for r, e in zip(results, exprs, strict=True)]
-    bucketless = q.sli.histogram is not None and not q.counts_good
     counts = {w: window_counts(q.good_value(values[3 * i]), values[3 * i + 1], values[3 * i + 2])
               for i, w in enumerate(windows)}
-    if bucketless and counts[slo_window].total:
-        raise PromqlError(f"{selector(q.sli.histogram + '_bucket', q.sli.selector)} has no series"
-                          f" but {q.sli.histogram}_count has: is it a histogram?")
+    histogram = q.sli.histogram
+    if histogram is not None and not q.counts_good and counts[slo_window].total:
+        raise PromqlError(f"{selector(histogram + '_bucket', q.sli.selector)} has no series"
+                          f" but {histogram}_count has: is it a histogram?")
     requests = values[-1] if quantile else counts[slo_window].total
     ev = evaluate_windows(counts, spec.objective, slo_window)
     warnings = tuple(dict.fromkeys(w for r in results if r is not None for w in r.warnings))
