@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Literal
 
 from console.snapshots import BudgetLevel, BudgetStatus
+from console.timeutil import naive_utc
 
 if TYPE_CHECKING:
     from console.config import BudgetSpec
@@ -30,8 +31,7 @@ BudgetPeriod = Literal["day", "week", "month"]
 
 def period_bounds(period: BudgetPeriod, at: datetime) -> tuple[datetime, datetime]:
     """[start, end) of the calendar period (UTC, naive) that contains `at`."""
-    if at.tzinfo is not None:
-        at = at.astimezone(UTC).replace(tzinfo=None)
+    at = naive_utc(at)
     day = at.replace(hour=0, minute=0, second=0, microsecond=0)
     if period == "day":
         return day, day + timedelta(days=1)
@@ -63,8 +63,7 @@ def budget_status(
     `warning` or when the forecast (spent + 6h rate x hours left) exceeds the
     limit; else OK.
     """
-    if at.tzinfo is not None:
-        at = at.astimezone(UTC).replace(tzinfo=None)
+    at = naive_utc(at)
     start, end = period_bounds(spec.period, at)
     limit = spec.limit_usd
     hours_left = max(0.0, (end - at) / timedelta(hours=1))

@@ -11,7 +11,7 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, TextIO
 
@@ -19,6 +19,7 @@ from console.backend import Backend
 from console.cache.store import Cache
 from console.config import Config
 from console.sources import SourceHealth, SourceStatus
+from console.timeutil import utc_now
 from console.views import OverviewView
 
 if TYPE_CHECKING:
@@ -58,7 +59,7 @@ class CacheProbe:
 
 def wall_clock() -> datetime:
     """Naive-UTC now."""
-    return datetime.now(UTC).replace(tzinfo=None)
+    return utc_now()
 
 
 def run_console(config: Config, cache_path: Path, theme: str | None, err: TextIO) -> int:

@@ -18,9 +18,10 @@ import duckdb
 
 from console.budgets import BudgetPeriod, budget_status, period_bounds
 from console.cache.queries import window_end, window_parts
-from console.cache.scope_sql import HourMemo, naive_utc, union_parts
+from console.cache.scope_sql import HourMemo, union_parts
 from console.config import BudgetSpec, ScopeFilter
 from console.snapshots import CostSnapshot, Dimension, Mover, SpendRow, SpendTable
+from console.timeutil import naive_utc
 
 PeriodName = Literal["today", "week", "month"]
 PERIODS: tuple[tuple[PeriodName, BudgetPeriod], ...] = (

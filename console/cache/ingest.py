@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,9 @@ from console.cache.batching import (
     map_range,
 )
 from console.cache.store import Cache
+from console.cache.transactions import transaction
 from console.config import Config
+from console.timeutil import from_unix, utc_now
 
 QUARANTINE_SAMPLES = 10
 COMPACT_EVERY_BATCHES = 16
@@ -131,47 +133,43 @@ class _Writer(threading.Thread):
 
     def _store(self, cur: Any, batch: _Batch) -> None:
         views: list[str] = []  # the batch's tables, registered as views until the transaction ends
-        cur.execute("BEGIN")
         try:
-            stored = dup = unpriced = 0
-            sources: list[str] = []  # the rows stored from each table, for the rollups
-            temporary: list[str] = []  # tables `_insert_spans` made, dropped before the commit
-            for i, table in enumerate(batch.tables):
-                if not table.num_rows:
-                    continue
-                view = f"_batch{i}"
-                views.append(view)
-                cur.register(view, table)
-                # A later table's dedupe sees the earlier ones (same transaction).
-                source, s, d, u = self._insert_spans(cur, view, table.num_rows, f"_new{i}")
-                stored, dup, unpriced = stored + s, dup + d, unpriced + u
-                if source != view:
-                    temporary.append(source)
-                if s:
-                    sources.append(source)
-            if len(sources) == 1:  # one set of partial rollup rows for the whole transaction
-                rollups.append_partials(cur, sources[0])
-            elif sources:
-                union = " UNION ALL ".join(f"SELECT * FROM {s}" for s in sources)
-                rollups.append_partials(cur, f"({union})")
-            for temp in temporary:
-                cur.execute(f"DROP TABLE {temp}")
-            if batch.quarantine:
-                now = datetime.now(UTC).replace(tzinfo=None)
-                cur.executemany(
-                    "INSERT INTO quarantine VALUES (?, ?, ?, NULL, ?)",
-                    [(src, line, reason, now) for src, line, reason in batch.quarantine],
-                )
-            if batch.file_state is not None:
-                path, fp, offset, line = batch.file_state
-                cur.execute(
-                    "INSERT OR REPLACE INTO ingest_files VALUES (?, ?, ?, ?, now()::TIMESTAMP)",
-                    [path, fp, offset, line],
-                )
-            cur.execute("COMMIT")
-        except BaseException:
-            cur.execute("ROLLBACK")  # temporary tables made in the transaction go with it
-            raise
+            with transaction(cur):  # a rollback takes the temporary tables made in it too
+                stored = dup = unpriced = 0
+                sources: list[str] = []  # the rows stored from each table, for the rollups
+                temporary: list[str] = []  # tables `_insert_spans` made, dropped before the commit
+                for i, table in enumerate(batch.tables):
+                    if not table.num_rows:
+                        continue
+                    view = f"_batch{i}"
+                    views.append(view)
+                    cur.register(view, table)
+                    # A later table's dedupe sees the earlier ones (same transaction).
+                    source, s, d, u = self._insert_spans(cur, view, table.num_rows, f"_new{i}")
+                    stored, dup, unpriced = stored + s, dup + d, unpriced + u
+                    if source != view:
+                        temporary.append(source)
+                    if s:
+                        sources.append(source)
+                if len(sources) == 1:  # one set of partial rollup rows for the whole transaction
+                    rollups.append_partials(cur, sources[0])
+                elif sources:
+                    union = " UNION ALL ".join(f"SELECT * FROM {s}" for s in sources)
+                    rollups.append_partials(cur, f"({union})")
+                for temp in temporary:
+                    cur.execute(f"DROP TABLE {temp}")
+                if batch.quarantine:
+                    now = utc_now()
+                    cur.executemany(
+                        "INSERT INTO quarantine VALUES (?, ?, ?, NULL, ?)",
+                        [(src, line, reason, now) for src, line, reason in batch.quarantine],
+                    )
+                if batch.file_state is not None:
+                    path, fp, offset, line = batch.file_state
+                    cur.execute(
+                        "INSERT OR REPLACE INTO ingest_files VALUES (?, ?, ?, ?, now()::TIMESTAMP)",
+                        [path, fp, offset, line],
+                    )
         finally:
             for view in views:
                 cur.unregister(view)
@@ -236,20 +234,15 @@ class _Writer(threading.Thread):
         self.batches_since_compact = 0
         if self.touched is None:
             return
-        cur.execute("BEGIN")
-        try:
+        with transaction(cur):
             rollups.compact(cur, *self.touched)
-            cur.execute("COMMIT")
-        except BaseException:
-            cur.execute("ROLLBACK")
-            raise
         self.touched = None
 
 
 def _to_dt(value: Any) -> datetime:
     if isinstance(value, datetime):
         return value.replace(tzinfo=None)
-    return datetime.fromtimestamp(int(value) / 1e9, UTC).replace(tzinfo=None)
+    return from_unix(int(value) / 1e9)
 
 
 def _start_resource_tracker() -> None:
@@ -513,7 +506,7 @@ class Ingestor:
         rollup_days = self.config.cache.rollup_retention_days
         if days is None and rollup_days is None:
             return
-        now = datetime.now(UTC).replace(tzinfo=None)
+        now = utc_now()
         prune(
             self.cache,
             spans_before=now - timedelta(days=days) if days else None,
@@ -527,8 +520,7 @@ def prune(
     """Delete spans (and, separately, rollups) older than the given times; rollups outlive spans."""
     cur = cache.cursor()
     spans = rolled = 0
-    cur.execute("BEGIN")
-    try:
+    with transaction(cur):
         if spans_before is not None:
             spans = cur.execute(
                 "DELETE FROM spans WHERE start_time < ?", [spans_before]
@@ -538,8 +530,4 @@ def prune(
                 rolled += cur.execute(
                     f"DELETE FROM {table} WHERE ts < ?", [rollups_before]
                 ).fetchall()[0][0]
-        cur.execute("COMMIT")
-    except BaseException:
-        cur.execute("ROLLBACK")
-        raise
     return int(spans), int(rolled)

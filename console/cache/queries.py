@@ -15,6 +15,7 @@ from typing import Literal
 import duckdb
 
 from console.cache.rollups import quantile
+from console.timeutil import ceil_to, floor_to
 
 STATUS_WINDOWS: tuple[tuple[str, timedelta], ...] = (
     ("5m", timedelta(minutes=5)),
@@ -27,27 +28,16 @@ _MINUTE = timedelta(minutes=1)
 _HOUR = timedelta(hours=1)
 
 
-def _floor(t: datetime, unit: timedelta) -> datetime:
-    seconds = int(unit.total_seconds())
-    epoch = datetime(1970, 1, 1)
-    return epoch + timedelta(seconds=int((t - epoch).total_seconds()) // seconds * seconds)
-
-
-def _ceil(t: datetime, unit: timedelta) -> datetime:
-    f = _floor(t, unit)
-    return f if f == t else f + unit
-
-
 def window_end(at: datetime) -> datetime:
     """The minute boundary a window ending at `at` reads up to (the current minute counts)."""
-    return _ceil(at.replace(tzinfo=None), _MINUTE)
+    return ceil_to(at.replace(tzinfo=None), _MINUTE)
 
 
 def window_parts(
     start: datetime, end: datetime
 ) -> tuple[tuple[datetime, datetime] | None, list[tuple[datetime, datetime]]]:
     """Split [start, end) into an hour-rollup range and minute-rollup ranges."""
-    h_lo, h_hi = _ceil(start, _HOUR), _floor(end, _HOUR)
+    h_lo, h_hi = ceil_to(start, _HOUR), floor_to(end, _HOUR)
     if h_lo >= h_hi:
         return None, [(start, end)]
     minutes = [(a, b) for a, b in ((start, h_lo), (h_hi, end)) if a < b]

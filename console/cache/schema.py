@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from console.cache.transactions import transaction
+
 if TYPE_CHECKING:  # ingest's worker processes import this module for SPAN_COLUMNS only
     import duckdb
 
@@ -122,16 +124,11 @@ def migrate(con: duckdb.DuckDBPyConnection, path: str) -> int:
             f" to v{SCHEMA_VERSION}). Upgrade llmdeck, or point --cache at another file."
         )
     for version in range(found, SCHEMA_VERSION):
-        con.execute("BEGIN")
-        try:
+        with transaction(con):
             if version == 0:
                 con.execute("CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
             MIGRATIONS[version](con)
             con.execute(
                 "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(version + 1)]
             )
-            con.execute("COMMIT")
-        except Exception:
-            con.execute("ROLLBACK")
-            raise
     return found

@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Literal, TypeVar, cast
 
 import duckdb
@@ -28,11 +28,6 @@ Hist = tuple[tuple[int, int], ...]
 HIST_TYPE = "STRUCT(b SMALLINT, n INTEGER)[]"
 HIST_COLUMNS = ("latency_hist", "ttft_hist")
 METRIC_COLUMNS = "requests, errors, rate_limited, fallbacks, cost_usd, unpriced"
-
-
-def naive_utc(t: datetime) -> datetime:
-    """`t` as naive UTC (aware times are converted, naive ones are taken as UTC)."""
-    return t.astimezone(UTC).replace(tzinfo=None) if t.tzinfo is not None else t
 
 
 def is_coarse(flt: ScopeFilter, *dims: str) -> bool:
@@ -294,7 +289,3 @@ def rollup_sums(
     return out
 
 
-def hour_ceil(t: datetime) -> datetime:
-    """The first hour boundary at or after `t`."""
-    floor = t.replace(minute=0, second=0, microsecond=0)
-    return floor if floor == t else floor + timedelta(hours=1)

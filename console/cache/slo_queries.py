@@ -25,9 +25,7 @@ from console.cache.scope_sql import (
     filter_sql,
     group_dims,
     hist_columns,
-    hour_ceil,
     is_coarse,
-    naive_utc,
     rollup_sums,
     rollup_tables,
     union_parts,
@@ -42,6 +40,7 @@ from console.slo import (
     evaluate_windows,
 )
 from console.snapshots import ChangeMarker, Point, Series, SloDetail, SloStatus
+from console.timeutil import ceil_to, naive_utc
 
 MARKER_LOOKBACK = timedelta(days=7)
 """A prompt version or model is new when it was not seen in this long before the chart."""
@@ -138,7 +137,7 @@ def chart_steps(at: datetime, span: timedelta, points: int) -> tuple[datetime, t
     raw = span / points
     if raw >= _HOUR:
         step = _HOUR * max(1, round(raw / _HOUR))
-        end = hour_ceil(at)
+        end = ceil_to(at, _HOUR)
     else:
         step = _MINUTE * max(1, round(raw / _MINUTE))
         end = window_end(at)

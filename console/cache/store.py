@@ -11,12 +11,12 @@ import re
 import shutil
 import threading
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
 
 from console.cache import schema
+from console.timeutil import from_unix, utc_now
 
 
 class CacheError(Exception):
@@ -73,7 +73,7 @@ def _describe_holder(message: str, path: Path) -> str:
 
 
 def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return utc_now().strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class Cache:
@@ -156,8 +156,8 @@ class Cache:
 
     @staticmethod
     def _move_wal_aside(path: Path, wal: Path) -> tuple[Path, str]:
-        modified = datetime.fromtimestamp(wal.stat().st_mtime, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        modified = from_unix(wal.stat().st_mtime).strftime("%Y-%m-%dT%H:%M:%SZ")
+        stamp = utc_now().strftime("%Y%m%dT%H%M%SZ")
         target = Path(f"{path}.wal.corrupt-{stamp}")
         shutil.move(str(wal), target)
         return target, modified

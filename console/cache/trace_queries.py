@@ -16,7 +16,7 @@ from typing import Any, Literal
 import duckdb
 
 from console.cache.queries import window_end
-from console.cache.scope_sql import naive_utc, rollup_sums, union_parts
+from console.cache.scope_sql import rollup_sums, union_parts
 from console.config import ScopeFilter
 from console.snapshots import (
     Breakdown,
@@ -26,6 +26,7 @@ from console.snapshots import (
     TraceSpan,
     TraceTree,
 )
+from console.timeutil import naive_utc
 
 _SPAN_MODEL = "coalesce(request_model, response_model)"
 """The span's model as the rollups key it."""
