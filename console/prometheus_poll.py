@@ -35,6 +35,9 @@ class PrometheusReading:
     """The API's warnings, each prefixed by the SLO it came with."""
     errors: tuple[tuple[str, str], ...]
     """(SLO name, why it has no status) for SLOs whose queries failed."""
+    alerts_error: str | None = None
+    """Why the alerts could not be read while the SLO queries worked (e.g. a 404 from a store
+    without rules: set `alerts = false`)."""
 
     @property
     def slo_source(self) -> str:
@@ -43,7 +46,8 @@ class PrometheusReading:
     @property
     def problems(self) -> tuple[str, ...]:
         """What went wrong although the source answered (the hub shows the source stale)."""
-        return tuple(f"SLO {name}: {text}" for name, text in self.errors) + self.warnings
+        alerts = (f"alerts: {self.alerts_error}",) if self.alerts_error else ()
+        return alerts + tuple(f"SLO {name}: {text}" for name, text in self.errors) + self.warnings
 
     def summary(self) -> str:
         """One line for `:sources`: alerts firing and SLOs evaluated."""
@@ -53,13 +57,14 @@ class PrometheusReading:
 
 
 def reading_from(source: str, at: datetime, alerts: tuple[ActiveAlert, ...],
-                 results: Sequence[PromqlSloResult]) -> PrometheusReading:
+                 results: Sequence[PromqlSloResult], alerts_error: str | None = None) -> PrometheusReading:
     """A reading from the alerts and per-SLO results."""
     return PrometheusReading(
         source=source, at=at, alerts=alerts,
         slos=tuple(r.status for r in results if r.status is not None),
         warnings=tuple(dict.fromkeys(f"{r.name}: {w}" for r in results for w in r.warnings)),
         errors=tuple((r.name, r.error or "") for r in results if r.status is None),
+        alerts_error=alerts_error,
     )
 
 
@@ -85,19 +90,32 @@ class PrometheusPoller:
         )
 
     async def poll(self) -> PrometheusReading:
-        """One reading; raises SourceError when the alerts read fails or every SLO failed to reach it."""
+        """One reading; raises SourceError when nothing could be read (alerts nor any SLO).
+
+        A failed alerts read beside working SLO queries is kept as `alerts_error`; SLO
+        failures are per SLO unless every one of them says the source is unreachable.
+        """
         at = self.clock()
-        alerts, results = await asyncio.gather(
+        alerts_or_error, results = await asyncio.gather(
             self.client.alerts() if self.source.alerts else _no_alerts(),
             evaluate_many(self.client, self.specs, at, self.le_cache),
+            return_exceptions=True,
         )
+        if isinstance(results, BaseException):
+            raise results
         unreachable = [r for r in results if r.error_kind in SOURCE_LEVEL_KINDS]
-        if results and len(unreachable) == len(results) and not self.source.alerts:
+        all_unreachable = len(unreachable) == len(results)
+        if isinstance(alerts_or_error, BaseException):
+            if all_unreachable:  # no SLOs, or none got through either
+                raise alerts_or_error
+            text = str(alerts_or_error) if isinstance(alerts_or_error, SourceError) else repr(alerts_or_error)
+            return reading_from(self.name, at, (), results, text[:300])
+        if results and all_unreachable and not self.source.alerts:
             first = unreachable[0]
             kind = first.error_kind or "connect"
             raise SourceError(self.name, kind,  # type: ignore[arg-type]
                               (first.error or "").removeprefix(f"{self.name}: {kind}: "))
-        return reading_from(self.name, at, alerts, results)
+        return reading_from(self.name, at, alerts_or_error, results)
 
     async def aclose(self) -> None:
         await self.client.aclose()
@@ -128,7 +146,7 @@ def evaluate_configured(config: Config, at: datetime,
     async def one(source: PrometheusSource) -> tuple[PromqlSloResult, ...]:
         specs = grouped[source.name]
         try:
-            headers = _headers(source) if secret_headers is None else secret_headers(source)
+            headers = await asyncio.to_thread(secret_headers or _headers, source)
         except Exception as exc:  # noqa: BLE001 - a secret that does not resolve fails this source only
             return tuple(PromqlSloResult(s.name, s.source, None, str(exc)[:500], "auth") for s in specs)
         client = PrometheusClient.for_source(source, headers, **client_kw)

@@ -221,7 +221,7 @@ def _write_slos(slos: tuple[SloLine, ...], out: TextIO) -> None:
             out.write(f"  ? unknown {cell(line.spec.name, 40)}: {line.spec.kind} from {where}\n"
                       f"            error: {cell(line.error or '', 300)}\n")
             continue
-        scope = cell(s.filter.describe(), 80) if line.source == "cache" else "from " + where
+        scope = cell(s.filter.describe(), 80) if line.source == "cache" else "PromQL"
         threshold = f" under {fmt.ms(s.threshold_ms)}" if s.threshold_ms is not None else ""
         window = f"{s.window / timedelta(days=1):g}d"
         burns = " ".join(f"{label} {fmt.burn(v)}" for label, v in s.burn_rates)

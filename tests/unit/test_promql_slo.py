@@ -249,9 +249,16 @@ def test_an_unreachable_source_fails_the_poll_instead_of_every_slo() -> None:
     with pytest.raises(SourceError) as info:
         run(poller(FakeClient(answer), spec(good="g", total="t"), alerts=False).poll())
     assert str(info.value) == "prom: connect: cannot connect to 127.0.0.1:1: connection refused"
-    down = SourceError("prom", "auth", "unauthorized", status=401)
-    with pytest.raises(SourceError, match="unauthorized"):
-        run(poller(FakeClient(lambda e: vector(1), alerts=down), spec(good="g", total="t")).poll())
+    refused = SourceError("prom", "connect", "connection refused")
+    with pytest.raises(SourceError, match="connection refused"):
+        run(poller(FakeClient(answer, alerts=refused), spec(good="g", total="t")).poll())
+
+
+def test_alerts_that_fail_beside_working_slo_queries_are_a_problem_not_a_failed_poll() -> None:
+    missing = SourceError("vm", "http", "404 page not found", status=404)
+    reading = run(poller(FakeClient(lambda e: vector(1), alerts=missing), spec(good="g", total="t")).poll())
+    assert reading.alerts == () and [s.name for s in reading.slos] == ["s"]
+    assert reading.problems == ("alerts: vm: HTTP 404: 404 page not found",)
 
 
 def test_make_poller_takes_the_slos_that_name_the_source() -> None:
@@ -266,3 +273,43 @@ def test_make_poller_takes_the_slos_that_name_the_source() -> None:
     made = make_poller(config.sources.prometheus[0], config, {})
     assert [s.name for s in made.specs] == ["a"] and made.interval == 30 and made.kind == "prometheus"
     run(made.aclose())
+
+
+# ---------------------------------------------------------------------------
+# llmdeck status
+# ---------------------------------------------------------------------------
+
+
+def test_status_report_lists_promql_slos_with_source_warnings_and_errors(tmp_path: Any) -> None:
+    import io
+
+    from console import status_report
+    from console.cache.store import Cache
+    from console.promql_slo import PromqlSloResult
+
+    config = Config.model_validate({
+        "sources": {"prometheus": [{"name": "prom", "url": "http://127.0.0.1:9090"}]},
+        "slos": [{"name": "cached", "kind": "availability", "objective": 0.99},
+                 {"name": "fine", "kind": "availability", "objective": 0.99,
+                  "promql": {"source": "prom", "good": "g", "total": "t"}},
+                 {"name": "failed", "kind": "availability", "objective": 0.99,
+                  "promql": {"source": "prom", "good": "g", "total": "t"}}]})
+    fine, _ = run(evaluate(FakeApi(lambda e: vector(10)), config.slos[1], AT))
+    promql = {"fine": PromqlSloResult("fine", "prometheus:prom", fine, warnings=("\x1b[31mred\x1b[0m",)),
+              "failed": PromqlSloResult("failed", "prometheus:prom", None, "prom: HTTP 422: execution: x",
+                                        "http")}
+    with Cache.open(tmp_path / "cache.duckdb") as cache:
+        report = status_report.gather(cache.cursor(), config, AT, promql)
+    doc = status_report.as_json(report)
+    cached, ok, failed = doc["slos"]  # type: ignore[misc]
+    assert [cached["source"], ok["source"], failed["source"]] == ["cache", *["prometheus:prom"] * 2]
+    assert ok["state"] == "ok" and ok["error"] is None and ok["warnings"] == ["\x1b[31mred\x1b[0m"]
+    assert failed["state"] == "unknown" and failed["error"] == "prom: HTTP 422: execution: x"
+    assert report.exit_code == 1
+    out = io.StringIO()
+    status_report.write_text(report, out)
+    text = out.getvalue()
+    assert "fine: availability 99% over 28d, PromQL [prometheus:prom]" in text
+    assert "cached: availability 99% over 28d, all traffic [cache]" in text
+    assert "warning: \\x1b[31mred\\x1b[0m" in text and "\x1b" not in text
+    assert "? unknown failed: availability from prometheus:prom\n            error: prom: HTTP 422" in text
