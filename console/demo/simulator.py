@@ -41,7 +41,7 @@ from console.demo import generate
 from console.demo.backfill import Part, PartFiles, plan_parts
 from console.demo.clock import SimClock, naive_utc
 from console.demo.traffic import MODELS, Incident
-from console.snapshots import SourceState, SourceStatus
+from console.sources import SourceState, SourceStatus
 
 DEFAULT_RATE = 0.2
 """Mean user requests per second over a day (trough 0.08/s, peak 0.32/s): ~121k spans a week."""
