@@ -1,7 +1,8 @@
 """SLOs whose SLI comes from a Prometheus-compatible store, evaluated with PromQL.
 
 Each SLO is read with instant queries at `at`, one good and one total per window
-(5m ... 3d for the burn-rate rules, and the SLO window), all issued at once, and
+(5m ... 3d for the burn-rate rules, and the SLO window), issued together with
+`asyncio.gather` (the HTTP policy sends at most one at a time per endpoint), and
 turned into the same `SloStatus` as a cache SLO by `console.slo.evaluate_windows`.
 The PromQL, with W each window as a PromQL duration (`5m`, `28d`):
 
@@ -48,7 +49,6 @@ SLICE = timedelta(minutes=1)
 """Time-slice length of the quantile method."""
 SLICE_RATE = "2m"
 """Rate window of each slice's quantile (two scrapes at a 1 m scrape interval)."""
-_MINUTE = timedelta(minutes=1)
 
 
 class PromqlError(ValueError):
@@ -113,6 +113,11 @@ def _quantile(sli: PromqlSli, histogram: str) -> str:
     return f"histogram_quantile({sli.quantile:g}, sum by (le) ({rate}))"
 
 
+def _slices(condition: str, window: str) -> str:
+    """How many one-minute slices of `window` satisfy `condition` (a filtering comparison)."""
+    return f"count_over_time(({condition})[{window}:{duration(SLICE)}])"
+
+
 @dataclass(frozen=True)
 class SliQueries:
     """The PromQL of one SLO for any window."""
@@ -144,7 +149,7 @@ class SliQueries:
             assert sli.good is not None
             return counter_expr(sli.good, window)
         if sli.method == "quantile":
-            return f"count_over_time(({_quantile(sli, sli.histogram)} <= {self.threshold!r})[{w}:1m])"
+            return _slices(f"{_quantile(sli, sli.histogram)} <= {self.threshold!r}", w)
         assert self.le is not None
         return f"sum(increase({selector(sli.histogram + '_bucket', sli.selector, self.le)}[{w}]))"
 
@@ -159,7 +164,7 @@ class SliQueries:
             assert sli.total is not None  # config validation guarantees it
             return counter_expr(sli.total, window)
         if sli.method == "quantile":
-            return f"count_over_time(({_quantile(sli, sli.histogram)} >= 0)[{w}:1m])"
+            return _slices(f"{_quantile(sli, sli.histogram)} >= 0", w)
         return self.requests(window)
 
     def requests(self, window: timedelta) -> str:
