@@ -369,6 +369,19 @@ def test_same_slo_figures_from_victoriametrics(victoria: str) -> None:
     assert_figures(got["latency bucket"], expected(slow_inc, 0.99))  # type: ignore[index]
 
 
+def test_bad_promql_on_victoriametrics_carries_its_error_type_too(victoria: str) -> None:
+    async def bad() -> None:
+        client = PrometheusClient.for_source(config(victoria).sources.prometheus[0], {})
+        try:
+            await client.query("sum(rate((x[5m])", AT)
+        finally:
+            await client.aclose()
+
+    with pytest.raises(SourceError) as info:
+        run(bad())
+    assert info.value.status == 422 and info.value.reason.startswith("422: error when executing query")
+
+
 def test_alerts_from_a_rule_on_a_scraped_exporter(prometheus: str) -> None:
     async def firing() -> tuple[object, ...]:
         client = PrometheusClient.for_source(config(prometheus).sources.prometheus[0], {})
