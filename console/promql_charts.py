@@ -88,9 +88,10 @@ def _series(name: str, unit: str, start: datetime, step: timedelta,
 
 
 async def promql_detail(client: QueryApi, spec: SloSpec, at: datetime, status: SloStatus,
-                        span: timedelta = timedelta(hours=6), points: int = 72) -> SloDetail:
+                        span: timedelta = timedelta(hours=6), points: int = 72,
+                        le_cache: dict[tuple[str, str, float], str] | None = None) -> SloDetail:
     """The SLO detail view's data for a PromQL SLO (no change markers: PromQL has no prompt versions)."""
-    error_rate, latency, burn = await promql_series(client, spec, at, span, points)
+    error_rate, latency, burn = await promql_series(client, spec, at, span, points, le_cache)
     return SloDetail(status=status, error_rate=error_rate, latency_p95=latency, burn_rate=burn, markers=())
 
 

@@ -525,3 +525,26 @@ def test_status_json_lists_cache_and_promql_slos_with_their_source(
     out = capsys.readouterr().out
     assert "[prometheus:prom]" in out and "[cache]" in out
     assert "? unknown from a dead source: availability from prometheus:gone" in out
+
+
+def test_quantile_chart_series_and_detail_for_the_slow_minutes(prometheus: str) -> None:
+    from console.promql_charts import promql_detail
+
+    cfg = config(prometheus)
+    ttft = cfg.slos[3]
+
+    async def detail() -> object:
+        client = PrometheusClient.for_source(cfg.sources.prometheus[0], {})
+        try:
+            status, _ = await evaluate(client, ttft, AT)
+            return await promql_detail(client, ttft, AT, status, timedelta(minutes=30), 6)
+        finally:
+            await client.aclose()
+
+    d = run(detail())
+    assert d.markers == () and d.status.name == "ttft p95 minutes"  # type: ignore[attr-defined]
+    last_rate = d.error_rate.points[-1]  # type: ignore[attr-defined]
+    assert last_rate.ts == AT - STEP and last_rate.value == 1.0  # every minute of the last 5 was slow
+    assert d.burn_rate.points[-1].value == pytest.approx(1 / 0.1)  # type: ignore[attr-defined]
+    # all of the last 5 minutes' observations in (0.5, 1]: p95 = 0.5 + 0.5 * 0.95 s
+    assert d.latency_p95.points[-1].value == pytest.approx(975.0)  # type: ignore[attr-defined]
