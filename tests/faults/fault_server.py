@@ -6,7 +6,8 @@ several are served in order and the last repeats (`route("/x", Reply(503), Reply
 Reply(200, body))` fails twice then succeeds). Unrouted paths answer 404. Behaviours:
 `Reply` (status, body, headers, optional delay), `Drip` (headers, then a byte every N s,
 never finishing), `Reset` (read the request, then RST via SO_LINGER 0), `Hang` (accept,
-read, never answer). Every request is recorded (`requests`), and the server tracks the
+read, never answer), `Answer` (a Reply computed from the request, e.g. per PromQL query,
+after a delay). Every request is recorded (`requests`), and the server tracks the
 most requests it had in flight at once, overall and per path.
 
     with FaultServer() as server:
@@ -23,6 +24,7 @@ import struct
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -71,7 +73,15 @@ class Hang:
     """Read the request and never answer (until the client gives up or the server stops)."""
 
 
-Behaviour = Reply | Drip | Reset | Hang
+@dataclass(frozen=True)
+class Answer:
+    """A `Reply` computed from the request (the PromQL query, say), sent after `delay` seconds."""
+
+    handler: Callable[[RecordedRequest], Reply]
+    delay: float = 0.0
+
+
+Behaviour = Reply | Drip | Reset | Hang | Answer
 
 
 def html_page(status: int, title: str | None, text: str = "") -> Reply:
@@ -246,13 +256,13 @@ class FaultServer:
             self.max_in_flight_by_path[request.path] = max(self.max_in_flight_by_path[request.path],
                                                            self._active[request.path])
         try:
-            return self._play(conn, behaviour)
+            return self._play(conn, behaviour, request)
         finally:
             with self._lock:
                 self._active[request.path] -= 1
                 self._active_total -= 1
 
-    def _play(self, conn: socket.socket, behaviour: Behaviour) -> bool:
+    def _play(self, conn: socket.socket, behaviour: Behaviour, request: RecordedRequest) -> bool:
         if isinstance(behaviour, Reset):
             conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             conn.close()
@@ -269,6 +279,8 @@ class FaultServer:
             return False
         if behaviour.delay and self._wait_for_close(conn, timeout=behaviour.delay):
             return False
+        if isinstance(behaviour, Answer):
+            behaviour = behaviour.handler(request)
         body, content_type = behaviour.encoded()
         headers = {"Content-Type": content_type, **behaviour.headers, "Content-Length": str(len(body))}
         head = f"HTTP/1.1 {behaviour.status} {_REASONS.get(behaviour.status, 'Status')}\r\n"
@@ -279,10 +291,10 @@ class FaultServer:
     def _wait_for_close(self, conn: socket.socket, timeout: float = 0.0, forever: bool = False) -> bool:
         """Wait up to `timeout` s (or until stop when `forever`); True when the client closed or we stop."""
         end = time.monotonic() + timeout
-        while forever or time.monotonic() < end:
+        while forever or (left := end - time.monotonic()) > 0:
             if self._stop.is_set():
                 return True
-            ready, _, _ = select.select([conn], [], [], 0.05)
+            ready, _, _ = select.select([conn], [], [], 0.05 if forever else min(0.05, left))
             if ready:
                 if not conn.recv(65536, socket.MSG_PEEK):
                     return True
