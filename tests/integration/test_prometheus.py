@@ -285,6 +285,7 @@ def victoria(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         lines = [f"{name} {value:.17g} {round(to_unix(t) * 1000)}" for name, value, t in samples()]
         httpx.post(f"{url}/api/v1/import/prometheus", content="\n".join(lines) + "\n",
                    timeout=30).raise_for_status()
+        httpx.get(f"{url}/internal/force_flush", timeout=30).raise_for_status()  # searchable now
         last = 'llm_requests_total{job="gw"}'
         want = next(v for n, v, t in reversed(list(samples())) if n == last and t == AT)
 
