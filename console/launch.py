@@ -23,6 +23,7 @@ from console.timeutil import utc_now
 from console.views import OverviewView
 
 if TYPE_CHECKING:
+    from console.demo.endpoints import DemoEndpoints
     from console.demo.simulator import BackfillProgress
 
 
@@ -102,12 +103,18 @@ def run_demo(seed: int, speed: float, start: datetime | None, theme: str | None,
     assert config.cache.path is not None
     cache = Cache.open(config.cache.path)
     sim: Simulator | None = None
+    endpoints: DemoEndpoints | None = None
     try:
         clock = SimClock(start or wall_clock(), speed)
         sim = Simulator(cache, config, spool, seed=seed, clock=clock)
-        # The newest hour is ingested while Textual is imported and the app mounts.
+        # The newest hour is ingested while the servers start, Textual is imported and the app mounts.
         progress = _DemoProgress()
         sim.start_backfill(progress)
+        # vLLM and LiteLLM /metrics and an Alertmanager on loopback, read by the real connectors
+        from console.demo.endpoints import DemoEndpoints
+
+        endpoints = DemoEndpoints.for_simulator(sim)
+        config = demo_config(config.cache.path, endpoints.start())
         from console.app import LlmdeckApp
 
         app = LlmdeckApp(Backend(cache, config, clock.now, [sim]), theme=theme, simulator=sim)
@@ -119,6 +126,8 @@ def run_demo(seed: int, speed: float, start: datetime | None, theme: str | None,
     finally:
         if sim is not None:
             sim.close()  # stops the backfill between two parts
+        if endpoints is not None:
+            endpoints.close()
         cache.close()
         if own:
             shutil.rmtree(root, ignore_errors=True)

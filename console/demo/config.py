@@ -20,15 +20,25 @@ in, anthropic rate limits 3-6 minutes in, support-chatbot availability 6-9.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from console.config import (
+    AlertmanagerSource,
     BudgetSpec,
     CacheSettings,
     Config,
     ScopeFilter,
+    ScrapeSource,
     SloSpec,
+    SourcesSettings,
     UiSettings,
 )
+
+if TYPE_CHECKING:
+    from console.demo.endpoints import EndpointUrls
+
+SOURCE_REFRESH_SECONDS = 2
+"""How often the console reads the demo's servers."""
 
 DEMO_SLOS: tuple[SloSpec, ...] = (
     SloSpec(name="support-chatbot availability", kind="availability", objective=0.995,
@@ -60,15 +70,29 @@ DEMO_BUDGETS: tuple[BudgetSpec, ...] = (
 )
 
 
-def demo_config(cache_path: Path) -> Config:
+def demo_config(cache_path: Path, endpoints: EndpointUrls | None = None) -> Config:
     """The demo's Config: cache at `cache_path`, 1 s refresh, calibrated SLOs and budgets.
 
+    With `endpoints` (the servers console/demo/endpoints.py started), it lists them
+    as sources: two `[[sources.scrape]]` (`demo-vllm`, kind vllm; `demo-litellm`,
+    kind litellm) and one `[[sources.alertmanager]]` (`demo-alertmanager`).
     Nothing is pruned: the simulated clock may run ahead of the wall clock, and
     retention is measured against the wall clock.
     """
+    sources = SourcesSettings()
+    if endpoints is not None:
+        every = SOURCE_REFRESH_SECONDS
+        sources = SourcesSettings(
+            scrape=[ScrapeSource(name="demo-vllm", url=endpoints.vllm, kind="vllm", refresh_seconds=every),
+                    ScrapeSource(name="demo-litellm", url=endpoints.litellm, kind="litellm",
+                                 refresh_seconds=every)],
+            alertmanager=[AlertmanagerSource(name="demo-alertmanager", url=endpoints.alertmanager,
+                                             refresh_seconds=every)],
+        )
     return Config(
         ui=UiSettings(refresh_seconds=1),
         cache=CacheSettings(path=Path(cache_path), retention_days=None, rollup_retention_days=None),
         slos=list(DEMO_SLOS),
         budgets=list(DEMO_BUDGETS),
+        sources=sources,
     )
