@@ -23,8 +23,8 @@ from console.timeutil import utc_now
 from console.views import OverviewView
 
 if TYPE_CHECKING:
+    from console.demo.backfill import BackfillProgress
     from console.demo.endpoints import DemoEndpoints
-    from console.demo.simulator import BackfillProgress
 
 
 @dataclass

@@ -50,6 +50,36 @@ class Part:
         return _EPOCH + timedelta(microseconds=generate.chunk_start_ns(self.first) // 1000)
 
 
+@dataclass(frozen=True)
+class BackfillProgress:
+    """A progress tick of the backfill: parts of the history written and ingested, newest first."""
+
+    parts_done: int
+    parts: int
+    spans_stored: int
+    """Spans the backfill stored so far."""
+    oldest: datetime
+    """Simulated time the ingested history reaches back to."""
+    depth: timedelta
+    """How much history is in: start - oldest."""
+    total: timedelta
+    """How much history there will be."""
+    seconds: float
+    """Since the backfill began."""
+
+    @property
+    def done(self) -> bool:
+        return self.parts_done == self.parts
+
+    def describe(self) -> str:
+        """`last 6 h of 7 days loaded`, `day 3/7 loaded`."""
+        days = self.total / timedelta(days=1)
+        if self.depth < timedelta(days=1):
+            return f"last {self.depth / timedelta(hours=1):g} h of {days:g} days loaded"
+        return f"day {self.depth / timedelta(days=1):g}/{days:g} loaded"
+
+
+
 def plan_parts(traffic: generate.TrafficPlan, first: int, live_first: int,
                spool_dir: Path) -> list[Part]:
     """The parts covering chunks [first, live_first), newest first."""

@@ -38,7 +38,7 @@ from console.cache.ingest import Ingestor, IngestReport
 from console.cache.store import Cache
 from console.config import Config
 from console.demo import generate
-from console.demo.backfill import Part, PartFiles, plan_parts
+from console.demo.backfill import BackfillProgress, Part, PartFiles, plan_parts
 from console.demo.clock import SimClock, naive_utc
 from console.demo.traffic import MODELS, Incident
 from console.sources import SourceState, SourceStatus
@@ -95,35 +95,6 @@ class IncidentInfo:
             f" from {self.start:%Y-%m-%d %H:%M:%S} to {self.end:%H:%M:%S} UTC"
             f" ({', '.join(self.models)}); the app retries, then falls back to OpenAI."
         )
-
-
-@dataclass(frozen=True)
-class BackfillProgress:
-    """A progress tick of the backfill: parts of the history written and ingested, newest first."""
-
-    parts_done: int
-    parts: int
-    spans_stored: int
-    """Spans the backfill stored so far."""
-    oldest: datetime
-    """Simulated time the ingested history reaches back to."""
-    depth: timedelta
-    """How much history is in: start - oldest."""
-    total: timedelta
-    """How much history there will be."""
-    seconds: float
-    """Since the backfill began."""
-
-    @property
-    def done(self) -> bool:
-        return self.parts_done == self.parts
-
-    def describe(self) -> str:
-        """`last 6 h of 7 days loaded`, `day 3/7 loaded`."""
-        days = self.total / timedelta(days=1)
-        if self.depth < timedelta(days=1):
-            return f"last {self.depth / timedelta(hours=1):g} h of {days:g} days loaded"
-        return f"day {self.depth / timedelta(days=1):g}/{days:g} loaded"
 
 
 class Simulator:
