@@ -493,6 +493,11 @@ class Config(_Section):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"source names must be unique: {', '.join(dupes)}")
+        slo_names = [s.name for s in self.slos]
+        for name in dict.fromkeys(n for n in slo_names if slo_names.count(n) > 1):
+            where = " and ".join(f"#{i + 1}" for i, n in enumerate(slo_names) if n == name)
+            raise ValueError(f"SLO names must be unique: {name!r} names [[slos]] {where}"
+                             " (status, alerts and the SLO views key SLOs by name)")
         proms = {p.name for p in self.sources.prometheus}
         for slo in self.slos:
             if slo.promql is not None and slo.promql.source not in proms:
