@@ -1,34 +1,36 @@
 """Demo start benchmark: `llmdeck demo` launch → overview painted with recent data, and with the week.
 
-    python bench/demo_start.py [--repeat 3] [--load 2] [--workdir /tmp/demo-start]
+    python bench/demo_start.py [--repeat 3] [--load 2] [--before dd47df8^] [--workdir DIR]
 
 Every app runs as a fresh process on the slave side of a pseudo-terminal (120x40,
 TERM=xterm-256color), played by this script as bench/startup.py does (the
-synchronized-output query answered, every frame's end timestamped). Three apps,
-alternated within each round so they see the same machine:
+synchronized-output query answered, every frame's start and end timestamped).
+The apps, alternated within each round so they see the same machine:
 
 - baseline: bench/startup.py's minimal Textual app (Header, a 13-row DataTable,
-  Footer); the figure is its first complete frame showing the last row;
-- backfill-first: `llmdeck demo` as it started before this benchmark's change:
-  the whole week backfilled (`Simulator.backfill()`), then the console opened;
+  Footer); its figure is its first complete frame showing the last row;
+- before (with `--before REV`): `llmdeck demo` as commit REV had it, run from a
+  `git archive` of that commit (dd47df8^: the week backfilled before the console
+  opened, day files oldest first);
+- backfill-first: this checkout's backfill (`Simulator.backfill()`, newest first)
+  run before the console opens, as `llmdeck demo` used to;
 - demo: `llmdeck demo` as it is: the console at once, the history ingested
   newest first behind it (`Simulator.start_backfill()`).
 
-Both demo children are `console.cli main(["demo", "--start", START])` with a
-fresh temp dir (no spool files reused), seed 7, speed 10. In the child, a thin
-wrapper around the overview's `show()` writes the wall time at which the
+Every demo child is `console.cli main(["demo", "--start", START, "--seed", "7",
+"--speed", "10"])` with a fresh temp dir (no spool files reused). In the child, a
+thin wrapper around the overview's `show()` writes the wall time at which the
 overview took in a snapshot that is:
 
 - "populated": every SLO has a compliance and a 1h burn rate, today's spend is
   above zero and the error-rate chart has points (the last hour and more are in);
-- "week": fetched after the last part of the week was ingested
-  (`Simulator.backfill_done` when the fetch began).
+- "week": populated and fetched after the last part of the week was ingested.
 
-The figure for each is from just before the spawn to the end of the first
-complete (synchronized) frame the terminal received after that moment, i.e.
-the frame that painted it. The run also checks that the pty showed the SLO
-names. `--load N` repeats every round with N busy-loop processes running
-(`python -c "while True: pass"`, stopped by pid afterwards).
+Each figure runs from just before the spawn to the end of the frame that painted
+that snapshot: the first synchronized frame begun after that moment by whose end
+the SLO and budget names are on the screen. `--load N` repeats every round with N
+busy-loop processes running (`python -c "while True: pass"`, stopped by pid).
+Goal (issue 9 §8): the populated console within 3 s of pressing Enter.
 """
 
 from __future__ import annotations
@@ -77,20 +79,27 @@ def mark(name):
     with open(marks_path, "a") as f:
         f.write(f"{name} {time.time():.6f}\\n")
 
-if mode == "backfill-first":
-    def start_backfill(self, progress=None):
-        sims.append(self)
-        self.backfill(progress)
-else:
-    _start = Simulator.start_backfill
-    def start_backfill(self, progress=None):
-        sims.append(self)
-        _start(self, progress)
-Simulator.start_backfill = start_backfill
+backfilled = []
+_init = Simulator.__init__
+def init(self, *args, **kw):
+    _init(self, *args, **kw)
+    sims.append(self)
+Simulator.__init__ = init
+_backfill = Simulator.backfill
+def backfill(self, progress=None):
+    report = _backfill(self, progress)
+    backfilled.append(self)
+    return report
+Simulator.backfill = backfill
+if mode == "backfill-first":  # this checkout's backfill, run as `llmdeck demo` did before the console
+    Simulator.start_backfill = lambda self, progress=None: self.backfill(progress)
+
+def week_in():
+    return bool(backfilled) or any(getattr(sim, "backfill_done", False) for sim in sims)
 
 _fetch = console.backend.Backend.fetch
 def fetch(self, view):
-    week = bool(sims) and sims[0].backfill_done
+    week = week_in()
     fetched = _fetch(self, view)
     if week:
         fetched_after_week.add(id(fetched))
@@ -126,8 +135,9 @@ class DemoPaint:
     """Spawn → end of the frame that painted an overview fetched after the week was in."""
 
 
-def run_demo_in_pty(mode: str, env: dict[str, str], workdir: Path, timeout: float = 180.0) -> DemoPaint:
-    """Spawn the demo child on a fresh pty; time the frames that painted the two milestones."""
+def run_demo_in_pty(mode: str, env: dict[str, str], workdir: Path, timeout: float = 180.0,
+                    tree: Path = REPO) -> DemoPaint:
+    """Spawn the demo child (the code in `tree`) on a pty; time the frames that painted the milestones."""
     import fcntl
     import pty
     import struct
@@ -138,13 +148,16 @@ def run_demo_in_pty(mode: str, env: dict[str, str], workdir: Path, timeout: floa
     cols, rows = SIZE
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
     buf = bytearray()
-    frames: list[tuple[float, float]] = []
-    """(wall time its start arrived, wall time its end arrived) of every synchronized frame."""
+    frames: list[tuple[float, float, int]] = []
+    """(wall time its start arrived, wall time its end arrived, its end in `buf`) of every
+    synchronized frame."""
     frame_start: float | None = None
     started_wall = time.time()
     started = time.perf_counter()
+    if tree != REPO:
+        env = {**env, "PYTHONPATH": os.pathsep.join([str(tree), env.get("PYTHONPATH", "")])}
     proc = subprocess.Popen([sys.executable, "-c", DEMO_CHILD, str(marks), mode, START],
-                            stdin=slave, stdout=slave, stderr=slave, env=env, cwd=REPO,
+                            stdin=slave, stdout=slave, stderr=slave, env=env, cwd=tree,
                             close_fds=True, start_new_session=True)
     os.close(slave)
     try:
@@ -153,7 +166,7 @@ def run_demo_in_pty(mode: str, env: dict[str, str], workdir: Path, timeout: floa
                 raise SystemExit(f"bench: {mode}: no week painted after {timeout:.0f} s; the pty showed:\n"
                                  + bytes(buf[-3000:]).decode(errors="replace"))
             got = _marks(marks)
-            if "week" in got and any(begun >= got["week"] for begun, _ in frames):
+            if "week" in got and _painted(frames, got["week"], buf) is not None:
                 break
             ready, _, _ = select.select([master], [], [], 0.05)
             if not ready:
@@ -170,11 +183,11 @@ def run_demo_in_pty(mode: str, env: dict[str, str], workdir: Path, timeout: floa
             buf += chunk
             if buf.find(SYNC_QUERY, scan_from) >= 0:
                 os.write(master, SYNC_REPLY)
-            for kind, _ in _sync_marks(buf, scan_from):
+            for kind, at in _sync_marks(buf, scan_from):
                 if kind == "start":
                     frame_start = now
                 elif frame_start is not None:
-                    frames.append((frame_start, now))
+                    frames.append((frame_start, now, at))
                     frame_start = None
     finally:
         _stop(proc, master)
@@ -184,9 +197,21 @@ def run_demo_in_pty(mode: str, env: dict[str, str], workdir: Path, timeout: floa
             raise SystemExit(f"bench: {mode}: {marker.decode()!r} never reached the screen"
                              f" (see {marks.with_suffix('.pty')})")
     got = _marks(marks)
-    # The frame that painted a snapshot is the first one begun after the overview took it in.
-    return DemoPaint(*(min(end for begun, end in frames if begun >= got[name]) - started_wall
-                       for name in ("populated", "week")))
+    painted = [_painted(frames, got[name], buf) for name in ("populated", "week")]
+    return DemoPaint(*(t - started_wall for t in painted if t is not None))
+
+
+def _painted(frames: list[tuple[float, float, int]], mark: float, buf: bytearray) -> float | None:
+    """When the frame that painted a snapshot the overview took in at `mark` ended.
+
+    That is the first frame begun after `mark` by the end of which the SLO and budget
+    names are on the screen (a table's new rows may come one frame after its other changes).
+    """
+    found = [buf.find(m) for m in SCREEN_MARKERS]
+    if min(found) < 0:
+        return None
+    shown = max(found)
+    return next((end for begun, end, at in frames if begun >= mark and at >= shown), None)
 
 
 def _sync_marks(buf: bytearray, scan_from: int) -> list[tuple[str, int]]:
@@ -219,60 +244,87 @@ def stop_load(procs: list[subprocess.Popen[bytes]]) -> None:
         p.wait()
 
 
-def measure(label: str, repeat: int, env: dict[str, str], workdir: Path) -> dict[str, list[float]]:
-    times: dict[str, list[float]] = {"baseline": [], "backfill-first populated": [],
-                                     "backfill-first week": [], "demo populated": [], "demo week": []}
+@dataclass(frozen=True)
+class App:
+    """One of the apps a round launches: its name, the demo child's mode and the code it runs."""
+
+    name: str
+    mode: str
+    tree: Path = REPO
+
+
+def measure(label: str, apps: list[App], repeat: int, env: dict[str, str],
+            workdir: Path) -> dict[str, list[DemoPaint]]:
+    """`repeat` rounds of the baseline and every app, alternated; every run printed."""
+    times: dict[str, list[DemoPaint]] = {"baseline": [], **{app.name: [] for app in apps}}
     for i in range(repeat):
         load = loadavg()
         base = run_in_pty(BASELINE_CHILD, [], BASELINE_MARKERS, env).seconds
-        old = run_demo_in_pty("backfill-first", env, workdir)
-        new = run_demo_in_pty("demo", env, workdir)
-        times["baseline"].append(base)
-        times["backfill-first populated"].append(old.populated)
-        times["backfill-first week"].append(old.week)
-        times["demo populated"].append(new.populated)
-        times["demo week"].append(new.week)
-        print(f"  {label} run {i + 1}: baseline {base:.2f} s; backfill-first populated"
-              f" {old.populated:.2f} s, week {old.week:.2f} s; demo populated {new.populated:.2f} s,"
-              f" week {new.week:.2f} s  (load before {load})", flush=True)
+        times["baseline"].append(DemoPaint(base, base))
+        line = [f"  {label} run {i + 1}: baseline {base:.2f} s"]
+        for app in apps:
+            paint = run_demo_in_pty(app.mode, env, workdir, tree=app.tree)
+            times[app.name].append(paint)
+            line.append(f"{app.name} populated {paint.populated:.2f} s, week {paint.week:.2f} s")
+        print("; ".join(line) + f"  (load before {load})", flush=True)
     return times
 
 
-def report(label: str, times: dict[str, list[float]]) -> str:
-    med = {k: statistics.median(v) for k, v in times.items()}
-    base = med["baseline"]
-    print(f"  {label} medians: baseline {base:.2f} s; backfill-first {med['backfill-first populated']:.2f} s"
-          f" ({med['backfill-first populated'] / base:.1f}x baseline); demo populated"
-          f" {med['demo populated']:.2f} s ({med['demo populated'] / base:.1f}x baseline,"
-          f" worst {max(times['demo populated']):.2f} s, goal ≤ 3 s), demo week {med['demo week']:.2f} s"
-          f" ({med['demo week'] / med['backfill-first week']:.2f}x backfill-first's week)", flush=True)
-    return (f"{label}_baseline_s={base:.2f} {label}_old_s={med['backfill-first populated']:.2f}"
-            f" {label}_populated_s={med['demo populated']:.2f}"
-            f" {label}_populated_worst_s={max(times['demo populated']):.2f}"
-            f" {label}_populated_ratio={med['demo populated'] / base:.1f}"
-            f" {label}_week_s={med['demo week']:.2f}")
+def report(label: str, times: dict[str, list[DemoPaint]]) -> str:
+    """Medians, worst runs and ratios of one machine state; the RESULT fields."""
+    populated = {k: statistics.median(p.populated for p in v) for k, v in times.items()}
+    week = {k: statistics.median(p.week for p in v) for k, v in times.items()}
+    worst = max(p.populated for p in times["demo"])
+    base = populated["baseline"]
+    old = "before" if "before" in times else "backfill-first"
+    print(f"  {label} medians: baseline {base:.2f} s; "
+          + "; ".join(f"{k} populated {populated[k]:.2f} s ({populated[k] / base:.1f}x baseline),"
+                      f" week {week[k]:.2f} s" for k in times if k != "baseline")
+          + f"\n  {label}: demo populated worst {worst:.2f} s (goal ≤ 3 s);"
+          f" demo populated / {old} populated {populated['demo'] / populated[old]:.2f},"
+          f" demo week / {old} week {week['demo'] / week[old]:.2f}", flush=True)
+    return (f"{label}_baseline_s={base:.2f} {label}_{old}_s={populated[old]:.2f}"
+            f" {label}_populated_s={populated['demo']:.2f} {label}_populated_worst_s={worst:.2f}"
+            f" {label}_populated_vs_baseline={populated['demo'] / base:.1f}"
+            f" {label}_week_s={week['demo']:.2f} {label}_week_vs_{old}={week['demo'] / week[old]:.2f}")
+
+
+def checkout(rev: str, workdir: Path) -> Path:
+    """The tree of commit `rev` (git archive), to run the demo as it was."""
+    tree = workdir / f"tree-{rev.replace('/', '_')}"
+    if not tree.exists():
+        tree.mkdir(parents=True)
+        archive = subprocess.run(["git", "archive", rev], cwd=REPO, check=True, capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    return tree
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeat", type=int, default=3, help="rounds per machine state")
     ap.add_argument("--load", type=int, default=2, help="busy-loop processes for the loaded rounds (0: skip)")
+    ap.add_argument("--before", default=None, metavar="REV",
+                    help="also run `llmdeck demo` as commit REV had it (e.g. dd47df8^, before this change)")
     ap.add_argument("--workdir", type=Path, default=None)
     args = ap.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="llmdeck-demo-start-"))
     workdir.mkdir(parents=True, exist_ok=True)
     env = console_env(workdir)
+    apps = [App("backfill-first", "backfill-first"), App("demo", "demo")]
+    if args.before:
+        apps.insert(0, App("before", "demo", checkout(args.before, workdir)))
     print(f"demo start → overview painted, {SIZE[0]}x{SIZE[1]} pty, {os.cpu_count()} cores,"
-          f" start {START}; load {loadavg()}", flush=True)
+          f" start {START}; apps: baseline, {', '.join(a.name for a in apps)}; load {loadavg()}", flush=True)
     run_in_pty(BASELINE_CHILD, [], BASELINE_MARKERS, env)  # warm-up: file cache, .pyc files
-    run_demo_in_pty("demo", env, workdir)
-    results = [report("quiet", measure("quiet", args.repeat, env, workdir))]
+    for app in apps:
+        run_demo_in_pty(app.mode, env, workdir, tree=app.tree)
+    results = [report("quiet", measure("quiet", apps, args.repeat, env, workdir))]
     if args.load:
         procs = start_load(args.load)
         try:
             time.sleep(1.0)
-            results.append(report(f"load{args.load}", measure(f"load{args.load}", args.repeat, env,
-                                                               workdir)))
+            label = f"load{args.load}"
+            results.append(report(label, measure(label, apps, args.repeat, env, workdir)))
         finally:
             stop_load(procs)
     print("RESULT " + " ".join(results) + f" runs={args.repeat} load_end={loadavg()}")
