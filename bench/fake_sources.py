@@ -27,11 +27,12 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.faults.fault_server import Answer, FaultServer, Hang, RecordedRequest, Reply  # noqa: E402
+if TYPE_CHECKING:  # imported where serving: a console child that only builds the config loads none of it
+    from tests.faults.fault_server import Answer, FaultServer, RecordedRequest, Reply
 
 REPO = Path(__file__).resolve().parent.parent
 VLLM_SAMPLE = Path("/work/shared/reference/examples/vllm_metrics_sample.txt")
@@ -59,6 +60,8 @@ def _vector(*series: tuple[dict[str, str], float]) -> dict[str, Any]:
 def promql_answer(request: RecordedRequest) -> Reply:
     """An instant query's answer: the histogram's buckets for the `le` lookup, else one value
     (good events a little under the total, so each SLO has a compliance below 1)."""
+    from tests.faults.fault_server import Reply
+
     expr = dict(request.query).get("query", "")
     if expr.startswith("count by (le)"):
         return Reply(200, _vector(*(({"le": le}, 1.0) for le in LE_VALUES)))
@@ -132,6 +135,8 @@ def litellm_metrics_text() -> str:
 
 def routes(kind: str, delay: float) -> dict[str, Reply | Answer]:
     """The paths a source of `kind` serves, every answer after `delay` seconds."""
+    from tests.faults.fault_server import Answer, Reply
+
     if kind == "prometheus":
         return {"/api/v1/query": Answer(promql_answer, delay),
                 "/api/v1/alerts": Reply(200, prometheus_alerts(), delay=delay)}
@@ -143,6 +148,8 @@ def routes(kind: str, delay: float) -> dict[str, Reply | Answer]:
 
 def serve_all(delay: float, hung: tuple[str, ...] = ()) -> dict[str, FaultServer]:
     """One started server per source (`hung` ones never answer)."""
+    from tests.faults.fault_server import FaultServer, Hang, Reply
+
     servers = {}
     for name, kind in SOURCES.items():
         server = FaultServer()
@@ -188,14 +195,15 @@ def serving(delay: float, hung: tuple[str, ...] = ()) -> Iterator[dict[str, str]
 
 
 def sources_config(config: Any, urls: dict[str, str], refresh_seconds: float = 15,
-                   timeout_seconds: float = 5, slos: bool = True) -> Any:
+                   timeout_seconds: float = 5, slos: bool = True, drop: tuple[str, ...] = ()) -> Any:
     """`config` with the six sources and three PromQL SLOs added: two ratio SLOs on prom-a
     (16 queries each: good and total over 8 windows), one latency histogram SLO (method
     bucket: an `le` lookup on the first poll, then 16 queries) on prom-b, whose alerts
     are off (as on VictoriaMetrics without vmalert).
 
     `slos=False`: no PromQL SLOs and alerts on for both Prometheus sources, so every
-    source's poll is one round of requests (one answer's delay)."""
+    source's poll is one round of requests (one answer's delay). `drop`: sources left out
+    (with their SLOs)."""
     from console.config import (
         AlertmanagerSource,
         PrometheusSource,
@@ -223,7 +231,10 @@ def sources_config(config: Any, urls: dict[str, str], refresh_seconds: float = 1
         SloSpec(name="vllm latency", kind="latency", objective=0.95, threshold_ms=500,
                 promql=PromqlSli(source="prom-b", histogram="vllm:e2e_request_latency_seconds")),
     ]
-    return config.model_copy(update={"sources": sources, "slos": [*config.slos, *(promql if slos else [])]})
+    sources = SourcesSettings(**{kind: [s for s in getattr(sources, kind) if s.name not in drop]
+                                 for kind in ("prometheus", "alertmanager", "scrape")})
+    promql = [s for s in promql if slos and s.promql is not None and s.promql.source not in drop]
+    return config.model_copy(update={"sources": sources, "slos": [*config.slos, *promql]})
 
 
 def loopback_only() -> None:
