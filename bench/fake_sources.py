@@ -28,6 +28,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -57,16 +58,32 @@ def _vector(*series: tuple[dict[str, str], float]) -> dict[str, Any]:
         {"metric": labels, "value": [now, repr(value)]} for labels, value in series]}}
 
 
-def promql_answer(request: RecordedRequest) -> Reply:
-    """An instant query's answer: the histogram's buckets for the `le` lookup, else one value
+def _promql_series(expr: str) -> list[tuple[dict[str, str], float]]:
+    """One expression's series: the histogram's buckets for the `le` lookup, else one value
     (good events a little under the total, so each SLO has a compliance below 1)."""
+    if expr.startswith("count by (le)"):
+        return [({"le": le}, 1.0) for le in LE_VALUES]
+    good = 'code="200"' in expr or "le=" in expr
+    return [({}, 99_950.0 if good else 100_000.0)]
+
+
+def promql_answer(request: RecordedRequest) -> Reply:
+    """An instant query's answer (GET, or POSTed as a form); a batched one
+    (console/promql_batch.py: parts labelled `llmdeck_q` and joined with `or`) answers
+    every part with its label."""
     from tests.faults.fault_server import Reply
 
-    expr = dict(request.query).get("query", "")
-    if expr.startswith("count by (le)"):
-        return Reply(200, _vector(*(({"le": le}, 1.0) for le in LE_VALUES)))
-    good = 'code="200"' in expr or "le=" in expr
-    return Reply(200, _vector(({}, 99_950.0 if good else 100_000.0)))
+    form = dict(parse_qsl(request.body.decode())) if request.method == "POST" else {}
+    expr = {**dict(request.query), **form}.get("query", "")
+    try:
+        from console.promql_batch import KEY_LABEL, split_query
+    except ImportError:  # before batching: one expression per query
+        return Reply(200, _vector(*_promql_series(expr)))
+    parts = split_query(expr)
+    if not parts:
+        return Reply(200, _vector(*_promql_series(expr)))
+    return Reply(200, _vector(*(({**labels, KEY_LABEL: key}, value)
+                                for key, part in parts for labels, value in _promql_series(part))))
 
 
 def prometheus_alerts(count: int = 12) -> dict[str, Any]:
