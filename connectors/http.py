@@ -157,7 +157,13 @@ class SourceClient:
 
     async def get_json(self, path: str, params: Params = None) -> Any:
         """GET `path` and decode its JSON body (retried; SourceError on any failure)."""
-        response = await self._call("GET", path, params=params, idempotent=True)
+        return self._json(await self._call("GET", path, params=params, idempotent=True))
+
+    async def post_form(self, path: str, form: Mapping[str, str]) -> Any:
+        """POST `form` url-encoded to `path` (a read too long for a URL); its JSON body (retried)."""
+        return self._json(await self._call("POST", path, json=_Form(form), idempotent=True))
+
+    def _json(self, response: httpx.Response) -> Any:
         content_type = response.headers.get("content-type", "")
         media = content_type.split(";")[0].strip().lower()
         if media and "json" not in media:
@@ -293,7 +299,11 @@ class SourceClient:
                        params: Params) -> httpx.Response | tuple[SourceError, bool]:
         """One request: the response when it is a success, else (error, retryable)."""
         try:
-            response = await self._client.request(method, path, json=json, params=_query(params))
+            if isinstance(json, _Form):
+                response = await self._client.request(method, path, data=dict(json.fields),
+                                                      params=_query(params))
+            else:
+                response = await self._client.request(method, path, json=json, params=_query(params))
         except httpx.ConnectTimeout:
             failure = ("connect", f"cannot connect to {self._where} within {self.policy.connect_timeout:g} s",
                        True)
@@ -332,6 +342,13 @@ class SourceClient:
             return SourceError(self.name, "quota", body, status=status, retry_after=retry_after), False
         error = SourceError(self.name, "http", body, status=status, retry_after=retry_after)
         return error, status in RETRY_STATUSES
+
+
+@dataclass(frozen=True)
+class _Form:
+    """A url-encoded form body; it travels where a JSON body would (`post_form`)."""
+
+    fields: Mapping[str, str]
 
 
 def _query(params: Params) -> httpx.QueryParams | None:
