@@ -6,6 +6,7 @@ annotation text is untrusted: through `console.safe_text` only). No Textual here
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
@@ -75,3 +76,31 @@ class Silence:
     ends: datetime
     created_by: str
     comment: str
+
+
+def counterpart(alert: ActiveAlert, alerts: Sequence[ActiveAlert]) -> ActiveAlert | None:
+    """The Alertmanager alert that is this Prometheus alert (it carries all its labels; external
+    labels may add more), if one is among `alerts`."""
+    mine = set(alert.labels)
+    return next((a for a in alerts if a.origin == "alertmanager" and mine <= set(a.labels)), None)
+
+
+def muted_upstream(alert: ActiveAlert, alerts: Sequence[ActiveAlert]) -> bool:
+    """A firing Prometheus alert that Alertmanager (among `alerts`) silences or inhibits."""
+    twin = counterpart(alert, alerts) if alert.origin == "prometheus" and alert.firing else None
+    return twin is not None and twin.state == "suppressed"
+
+
+def loud(alerts: Sequence[ActiveAlert]) -> list[ActiveAlert]:
+    """The alerts that page someone, each once: Alertmanager's active ones, and firing Prometheus
+    alerts that no Alertmanager here knows (else Alertmanager's state decides)."""
+    return [a for a in alerts if a.firing and (a.origin != "prometheus" or counterpart(a, alerts) is None)]
+
+
+PAGING_SEVERITIES = frozenset({"critical", "page", "error", "emergency"})
+"""`severity` label values that page someone (others are tickets)."""
+
+
+def alert_level(alert: ActiveAlert) -> int:
+    """2 for a paging severity, else 1 (the overview's levels: page / ticket)."""
+    return 2 if alert.severity.lower() in PAGING_SEVERITIES else 1

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
+from console.alerts import loud, muted_upstream
 from console.safe_text import cell
 
 if TYPE_CHECKING:
@@ -133,25 +134,6 @@ def pick_sources(config: Config, name: str | None, kinds: Sequence[str]) -> list
 
 
 # -- llmdeck alerts ----------------------------------------------------------------------------
-
-
-def counterpart(alert: ActiveAlert, alerts: Sequence[ActiveAlert]) -> ActiveAlert | None:
-    """The Alertmanager alert that is this Prometheus alert (it carries all its labels; external
-    labels may add more), if one is among `alerts`."""
-    mine = set(alert.labels)
-    return next((a for a in alerts if a.origin == "alertmanager" and mine <= set(a.labels)), None)
-
-
-def muted_upstream(alert: ActiveAlert, alerts: Sequence[ActiveAlert]) -> bool:
-    """A firing Prometheus alert that Alertmanager (among `alerts`) silences or inhibits."""
-    twin = counterpart(alert, alerts) if alert.origin == "prometheus" and alert.firing else None
-    return twin is not None and twin.state == "suppressed"
-
-
-def loud(alerts: Sequence[ActiveAlert]) -> list[ActiveAlert]:
-    """The alerts that page someone, each once: Alertmanager's active ones, and firing Prometheus
-    alerts that no Alertmanager here knows (else Alertmanager's state decides)."""
-    return [a for a in alerts if a.firing and (a.origin != "prometheus" or counterpart(a, alerts) is None)]
 
 
 def gather_alerts(config: Config, name: str | None) -> list[SourceAnswer]:

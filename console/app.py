@@ -73,6 +73,7 @@ class LlmdeckApp(App[None]):
         simulator: Stepper | None = None,
         poll: bool = True,
         wall_clock: Callable[[], datetime] = datetime.now,
+        badge: str | None = None,
     ) -> None:
         # NO_COLOR: by default Textual only turns colours grey (they are still colour codes);
         # in ANSI mode it drops them, and the tcss marks cursors by reverse video instead.
@@ -93,6 +94,8 @@ class LlmdeckApp(App[None]):
         self._poll_again = False
         self.idle_gc = IdleCollector()
         """Runs full garbage collections between key presses (console/idle_gc.py)."""
+        self.status_badge = badge
+        """A warning every status line carries for as long as it holds (insecure secret storage)."""
 
     # ---- screens and navigation -------------------------------------------------
 
@@ -115,6 +118,10 @@ class LlmdeckApp(App[None]):
         # and run the full collections that remain between key presses, not during one
         self.idle_gc.start()
         self.set_interval(0.25, self.idle_gc.tick, name="idle-gc")
+        # Outside sources are polled on their own thread, and only from now on: no connector
+        # I/O delays the first paint, and a slow or hung source never blocks a key press.
+        if self.backend.hub is not None:
+            self.backend.hub.start()
 
     async def on_event(self, event: events.Event) -> None:
         if isinstance(event, events.InputEvent):
@@ -123,6 +130,8 @@ class LlmdeckApp(App[None]):
 
     def on_unmount(self) -> None:
         self.idle_gc.stop()
+        if self.backend.hub is not None:
+            self.backend.hub.stop(timeout=2.0)
         # Hand the frozen objects back to the collector, so whatever holds native
         # resources (DuckDB's bindings) is freed before the interpreter exits.
         gc.unfreeze()

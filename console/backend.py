@@ -13,8 +13,10 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from datetime import datetime, timedelta
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from console import source_readers
+from console.alerts import ActiveAlert, alert_level
 from console.cache.cost_queries import cost_snapshot
 from console.cache.scope_sql import HourMemo
 from console.cache.slo_queries import change_markers, series, slo_detail, slo_statuses
@@ -33,6 +35,7 @@ from console.snapshots import (
     budgets_worst_first,
     worst_first,
 )
+from console.source_views import AlertsView, ServingView, SourcesView
 from console.sources import SourceProbe, SourceStatus
 from console.views import (
     BreakdownView,
@@ -49,6 +52,9 @@ from console.views import (
     View,
 )
 
+if TYPE_CHECKING:
+    from console.source_hub import SourceHub
+
 
 class Backend:
     """Answers views from the cache; handed to the app when it is built."""
@@ -60,6 +66,7 @@ class Backend:
         clock: Clock,
         sources: Sequence[SourceProbe] = (),
         readers: Mapping[type[Any], Reader] = MappingProxyType({}),
+        hub: SourceHub | None = None,
     ) -> None:
         self.cache = cache
         self.config = config
@@ -72,6 +79,10 @@ class Backend:
         """Closed hours' rollup sums, reused across polls until the data changes."""
         self.readers: dict[type[Any], Reader] = {**READERS, **readers}
         """How each view type is answered: `READERS`, plus any handed in."""
+        self.hub = hub
+        """The outside sources (Prometheus, Alertmanager, scrapes), polled on their own thread."""
+        self.cache_slos = [s for s in config.slos if s.promql is None]
+        """The SLOs read from the cache (PromQL ones come from the hub)."""
 
     def prefetch(self, view: View) -> None:
         """Start fetching `view` on a thread now; the next `fetch` of an equal view takes its result.
@@ -91,8 +102,17 @@ class Backend:
         threading.Thread(target=run, name="llmdeck-prefetch", daemon=True).start()
 
     def source_statuses(self) -> tuple[SourceStatus, ...]:
-        """Freshness of every source, in a stable order."""
-        return tuple(probe.source_status() for probe in self.sources)
+        """Freshness of every source, in a stable order: the cache or demo, then the hub's."""
+        own = tuple(probe.source_status() for probe in self.sources)
+        return own + (self.hub.statuses() if self.hub is not None else ())
+
+    def slo_statuses(self, at: datetime) -> tuple[SloStatus, ...]:
+        """Every SLO in config order: cache SLOs read now, PromQL SLOs from the hub's last poll."""
+        cached = slo_statuses(self.cache.cursor(), self.cache_slos, at, self.memo)
+        if len(self.cache_slos) == len(self.config.slos):
+            return cached
+        promql = source_readers.promql_statuses(self.hub, self.config)
+        return source_readers.merge_slos(self.config, cached, promql)
 
     def fetch(self, view: View) -> Fetched:
         """Query the cache for `view` (call from a worker thread, never the UI thread)."""
@@ -118,7 +138,7 @@ class Backend:
 
     def overview(self, at: datetime, chart_span: timedelta) -> OverviewSnapshot:
         cur = self.cache.cursor()
-        slos = slo_statuses(cur, self.config.slos, at, self.memo)
+        slos = self.slo_statuses(at)
         cost = cost_snapshot(cur, self.config.budgets, at, self.memo)
         everything = ScopeFilter()
         error_rate, latency = series(cur, everything, at, chart_span, 72)
@@ -129,20 +149,24 @@ class Backend:
             budgets=cost.budgets,
             spend=cost.totals,
             unpriced_requests=cost.unpriced_requests,
-            alerts=alerts_from(slos, cost),
+            alerts=alerts_from(slos, cost, source_readers.firing_alerts(self.hub)),
             error_rate=error_rate,
             latency_p95=latency,
             markers=markers,
         )
 
     def slo_page(self, at: datetime, view: SloView) -> SloPage:
-        cur = self.cache.cursor()
-        statuses = slo_statuses(cur, self.config.slos, at, self.memo)
+        statuses = self.slo_statuses(at)
         slos = self.config.slos
         detail = None
         if slos:  # the selected SLO, else the first; slo_statuses answers in config order
             i = next((i for i, s in enumerate(slos) if s.name == view.selected), 0)
-            detail = slo_detail(cur, slos[i], at, view.chart_span, status=statuses[i])
+            if slos[i].promql is None:
+                detail = slo_detail(self.cache.cursor(), slos[i], at, view.chart_span,
+                                    status=statuses[i])
+            else:
+                detail = source_readers.promql_detail(self.hub, slos[i], at, statuses[i],
+                                                      view.chart_span)
         return SloPage(statuses, detail)
 
 
@@ -170,17 +194,23 @@ READERS: Mapping[type[Any], Reader] = MappingProxyType({
     BreakdownView: _read_breakdown,
     RequestsView: _read_requests,
     TraceView: lambda backend, view, at: backend.trace(view.trace_id),
+    SourcesView: lambda backend, view, at: source_readers.read_sources(backend.source_statuses()),
+    AlertsView: lambda backend, view, at: source_readers.read_alerts(backend.hub),
+    ServingView: lambda backend, view, at: source_readers.read_serving(backend.hub),
 })
 """The reader of every view type (the routing table `panels/routes.py` is keyed by the same types)."""
 
 
-def alerts_from(slos: Sequence[SloStatus], cost: CostSnapshot) -> tuple[Alert, ...]:
-    """Firing SLOs and budgets, most severe first; within a level SLOs before budgets, each in
-    the order their tables list them, so the first alert names the top row."""
-    burning = worst_first(s for s in slos if s.level > AlertLevel.OK)
+def alerts_from(slos: Sequence[SloStatus], cost: CostSnapshot,
+                outside: Sequence[ActiveAlert] = ()) -> tuple[Alert, ...]:
+    """Firing SLOs, budgets and outside alerts, most severe first; within a level SLOs before
+    budgets before outside alerts, each in the order their tables list them, so the first alert
+    names the top row. An SLO whose source is down has no level to fire on."""
+    burning = worst_first(s for s in slos if s.level > AlertLevel.OK and s.freshness != "down")
     alerts = [Alert(int(s.level), "slo", s.name, s.reason) for s in burning]
     over = budgets_worst_first(b for b in cost.budgets if b.level > BudgetLevel.OK)
     alerts += [Alert(int(b.level), "budget", b.name, b.reason) for b in over]
+    alerts += [Alert(alert_level(a), "alert", a.name, a.summary or a.source) for a in outside]
     alerts.sort(key=lambda a: -a.level)  # stable: keeps that order within a level
     return tuple(alerts)
 

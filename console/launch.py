@@ -25,6 +25,7 @@ from console.views import OverviewView
 if TYPE_CHECKING:
     from console.demo.backfill import BackfillProgress
     from console.demo.endpoints import DemoEndpoints
+    from console.source_hub import SourceHub
 
 
 @dataclass
@@ -63,6 +64,24 @@ def wall_clock() -> datetime:
     return utc_now()
 
 
+def source_hub(config: Config) -> SourceHub | None:
+    """The hub polling every configured outside source (started by the app after its first
+    paint), or None when none is configured. Builds pollers only: no I/O here."""
+    from console.source_hub import SourceHub
+    from console.source_setup import build_pollers
+
+    pollers = build_pollers(config)
+    return SourceHub(pollers) if pollers else None
+
+
+def storage_badge() -> str | None:
+    """The status-line warning while secrets are kept in plaintext files (--insecure-storage)."""
+    import sys
+
+    secrets = sys.modules.get("console.secrets")  # imported only if a secret was asked for
+    return secrets.badge_text() if secrets is not None else None
+
+
 def run_console(config: Config, cache_path: Path, theme: str | None, err: TextIO) -> int:
     """`llmdeck` / `llmdeck --cache FILE`: the console on a cache (read-only; it never writes it)."""
     if not cache_path.exists():
@@ -71,12 +90,12 @@ def run_console(config: Config, cache_path: Path, theme: str | None, err: TextIO
         return 1
     cache = Cache.open(cache_path, read_only=True, create=False)
     try:
-        backend = Backend(cache, config, wall_clock, [CacheProbe(cache)])
+        backend = Backend(cache, config, wall_clock, [CacheProbe(cache)], hub=source_hub(config))
         # the first overview query runs while Textual is imported and the app mounts
         backend.prefetch(OverviewView())
         from console.app import LlmdeckApp
 
-        LlmdeckApp(backend, theme=theme).run()
+        LlmdeckApp(backend, theme=theme, badge=storage_badge()).run()
     finally:
         cache.close()
     return 0
@@ -117,7 +136,8 @@ def run_demo(seed: int, speed: float, start: datetime | None, theme: str | None,
         config = demo_config(config.cache.path, endpoints.start())
         from console.app import LlmdeckApp
 
-        app = LlmdeckApp(Backend(cache, config, clock.now, [sim]), theme=theme, simulator=sim)
+        backend = Backend(cache, config, clock.now, [sim], hub=source_hub(config))
+        app = LlmdeckApp(backend, theme=theme, simulator=sim, badge=storage_badge())
         days = sim.backfill_span / timedelta(days=1)
         app.notify(f"loading {days:g} days of demo history in the background, newest first;"
                    " the panels fill in as it arrives", title="llmdeck demo", timeout=6)

@@ -59,6 +59,11 @@ class SloStatus:
     level: AlertLevel
     reason: str
     """Why the level, e.g. "page: 1h burn 16.2 and 5m burn 20.1 > 14.4"."""
+    source: str = "cache"
+    """Where the SLI comes from: `cache` or `prometheus:<source name>`."""
+    freshness: SourceState = "live"
+    """The state of that source: figures of a stale source are its last ones, of a down source
+    none (compliance None, reason says why)."""
 
     def burn(self, label: str) -> float | None:
         """The burn rate of one window label, None if absent or without traffic."""
@@ -293,7 +298,7 @@ class Alert:
 
     level: int
     """AlertLevel / BudgetLevel value: 2 page/critical, 1 ticket/warning."""
-    source: Literal["slo", "budget"]
+    source: Literal["slo", "budget", "alert"]
     name: str
     reason: str
 

@@ -24,6 +24,14 @@ from console.snapshots import (
     SloStatus,
     TraceTree,
 )
+from console.source_views import (
+    AlertsPage,
+    AlertsView,
+    ServingPage,
+    ServingView,
+    SourcesPage,
+    SourcesView,
+)
 from console.sources import SourceStatus
 
 Clock = Callable[[], datetime]
@@ -75,7 +83,8 @@ class TraceView:
     trace_id: str
 
 
-View = OverviewView | SloView | CostView | BreakdownView | RequestsView | TraceView
+View = (OverviewView | SloView | CostView | BreakdownView | RequestsView | TraceView | SourcesView
+        | AlertsView | ServingView)
 
 
 @dataclass(frozen=True)
@@ -94,7 +103,8 @@ class RequestsPage:
     rows: tuple[RequestRow, ...]
 
 
-Snapshot = OverviewSnapshot | SloPage | CostSnapshot | Breakdown | RequestsPage | TraceTree | None
+Snapshot = (OverviewSnapshot | SloPage | CostSnapshot | Breakdown | RequestsPage | TraceTree
+            | SourcesPage | AlertsPage | ServingPage | None)
 
 
 @dataclass(frozen=True)

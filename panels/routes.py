@@ -11,11 +11,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from console.source_views import AlertsView, ServingView, SourcesView
 from console.views import BreakdownView, CostView, OverviewView, RequestsView, SloView, TraceView, View
+from panels.alerts_screen import AlertsScreen
 from panels.base import DeckScreen
 from panels.cost_screen import CostScreen
 from panels.overview import OverviewScreen
+from panels.serving_screen import ServingScreen
 from panels.slo_screen import SloScreen
+from panels.sources_screen import SourcesScreen
 from panels.traces_screen import RequestsScreen, TraceScreen, TracesScreen
 
 
@@ -52,6 +56,13 @@ ROUTES: tuple[Route, ...] = (
           "spend, budgets, top movers", ("costs", "spend"), "3", "Cost"),
     Route("traces", BreakdownView, TracesScreen,
           "breakdown → worst requests → span tree", ("tr", "trace"), "4", "Traces"),
+    Route("sources", SourcesView, lambda view: SourcesScreen(),
+          "every source: state, last success, latency, last error", ("src",), "5", "Sources"),
+    Route("alerts", AlertsView, lambda view: AlertsScreen(),
+          "Prometheus and Alertmanager alerts, silences", ("alert", "silences"), "6", "Alerts"),
+    Route("serving", ServingView, lambda view: ServingScreen(),
+          "vLLM and LiteLLM /metrics: rates, latency, queues, budgets", ("metrics", "vllm", "litellm"),
+          "7", "Serving"),
     Route("requests", RequestsView, RequestsScreen),
     Route("trace", TraceView, TraceScreen),
 )

@@ -56,6 +56,9 @@ class StatusLine(Static):
     def _render_line(self) -> None:
         now = self.now or self.refreshed or datetime.now()
         parts = [Content.from_markup("[b]llmdeck[/b] › $title", title=self.title)]
+        badge = getattr(self.app, "status_badge", None) if self.is_attached else None
+        if badge:  # permanent, first: e.g. secrets kept in plaintext files
+            parts.append(Content.from_markup("[reverse]▲ $badge[/]", badge=cell(badge, 60)))
         if self.data_at is not None:
             parts.append(Content(f"data {clock(self.data_at)}Z"))
         if self.error is not None:
