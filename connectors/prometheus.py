@@ -16,12 +16,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
+from urllib.parse import quote
 
 from connectors.http import SourceClient, SourceError
 from console.alerts import ActiveAlert
 from console.config import HttpSource
 from console.timeutil import naive_utc, to_unix
 
+MAX_GET_QUERY = 6000
+"""Longest URL-encoded instant query sent as GET; longer ones are POSTed as a form."""
 MAX_POINTS = 11_000
 """Prometheus refuses a range query with (end - start) / step above this."""
 NICE_STEPS: tuple[timedelta, ...] = tuple(
@@ -241,6 +244,8 @@ class PrometheusClient:
     def __init__(self, http: SourceClient) -> None:
         self.http = http
         self.name = http.name
+        self.post_long_queries = True
+        """False once the server refused a POST (405): long queries go as GET."""
 
     @classmethod
     def for_source(cls, source: HttpSource, secret_headers: Mapping[str, str],
@@ -252,9 +257,19 @@ class PrometheusClient:
         return await self.http.get_json(path, params)
 
     async def query(self, expr: str, at: datetime) -> QueryResult:
-        """An instant query evaluated at `at` (naive UTC)."""
-        body = await self._get("/api/v1/query", [("query", expr), ("time", _time(at))])
-        return parse_query(body, self.name)
+        """An instant query evaluated at `at` (naive UTC); POSTed as a form when too long for a URL.
+
+        A server that refuses the POST with 405 is asked with GET from then on.
+        """
+        params = {"query": expr, "time": _time(at)}
+        if self.post_long_queries and len(quote(expr, safe="")) > MAX_GET_QUERY:
+            try:
+                return parse_query(await self.http.post_form("/api/v1/query", params), self.name)
+            except SourceError as err:
+                if err.status != 405:
+                    raise
+                self.post_long_queries = False
+        return parse_query(await self._get("/api/v1/query", list(params.items())), self.name)
 
     async def query_range(self, expr: str, start: datetime, end: datetime,
                           step: timedelta | None = None) -> QueryResult:

@@ -12,7 +12,8 @@ from connectors.http import SourceError
 from connectors.prometheus import PrometheusClient
 from console.alerts import ActiveAlert
 from console.config import Config, PrometheusSource, SloSpec
-from console.promql_slo import PromqlSloResult, evaluate_many, specs_by_source
+from console.promql_eval import evaluate_many
+from console.promql_slo import PromqlSloResult, specs_by_source
 from console.snapshots import SloStatus
 from console.sources import SourceHealth
 from console.timeutil import utc_now
@@ -69,7 +70,7 @@ def reading_from(source: str, at: datetime, alerts: tuple[ActiveAlert, ...],
 
 
 class PrometheusPoller:
-    """Reads active alerts (if enabled) and evaluates the source's PromQL SLOs, concurrently."""
+    """Reads active alerts (if enabled) and evaluates the source's PromQL SLOs (batched), concurrently."""
 
     kind = "prometheus"
 
@@ -83,6 +84,8 @@ class PrometheusPoller:
         """The source's client; one-off calls (chart range queries) run on the hub's loop through it."""
         self.clock = clock
         self.le_cache: dict[tuple[str, str, float], str] = {}
+        self.isolated: set[str] = set()
+        """SLOs the server refused in the shared query: asked alone until they evaluate again."""
         self.health = health or SourceHealth(
             source.name, self.kind,
             stale_after=timedelta(seconds=max(3 * source.refresh_seconds, 30)),
@@ -98,7 +101,7 @@ class PrometheusPoller:
         at = self.clock()
         alerts_or_error, results = await asyncio.gather(
             self.client.alerts() if self.source.alerts else _no_alerts(),
-            evaluate_many(self.client, self.specs, at, self.le_cache),
+            evaluate_many(self.client, self.specs, at, self.le_cache, self.isolated),
             return_exceptions=True,
         )
         if isinstance(results, BaseException):

@@ -1,10 +1,10 @@
 """SLOs whose SLI comes from a Prometheus-compatible store, evaluated with PromQL.
 
-Each SLO is read with instant queries at `at`, one good and one total per window
-(5m ... 3d for the burn-rate rules, and the SLO window), issued together with
-`asyncio.gather` (the HTTP policy sends at most one at a time per endpoint), and
-turned into the same `SloStatus` as a cache SLO by `console.slo.evaluate_windows`.
-The PromQL, with W each window as a PromQL duration (`5m`, `28d`):
+Each SLO is read with instant queries at `at`, good and total (or errors and total)
+for each window (5m ... 3d for the burn-rate rules, and the SLO window), and turned
+into the same `SloStatus` as a cache SLO by `console.slo.evaluate_windows`;
+`console.promql_eval` sends them, batched. The PromQL, with W each window as a PromQL
+duration (`5m`, `28d`):
 
 - ratio: `sum(increase(GOOD[W]))` and `sum(increase(TOTAL[W]))` for counter
   selectors, or the user's expression with `$window` replaced by W; with `errors`
@@ -28,7 +28,6 @@ Thresholds are in the histogram's unit: milliseconds when its name ends in
 
 from __future__ import annotations
 
-import asyncio
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -36,11 +35,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
-from connectors.prometheus import QueryResult, duration
-from console.config import Config, PrometheusSource, PromqlSli, ScopeFilter, SloSpec
-from console.slo import REQUIRED_WINDOWS, WindowCounts, evaluate_windows
+from connectors.prometheus import PromSeries, QueryResult, duration
+from console.config import Config, PrometheusSource, PromqlSli, SloSpec
+from console.slo import WindowCounts
 from console.snapshots import SloStatus
-from console.timeutil import naive_utc
 
 if TYPE_CHECKING:
     from console.prometheus_poll import PrometheusPoller
@@ -126,7 +124,7 @@ class SliQueries:
     threshold: float | None
     """Threshold in the histogram's unit (histogram SLIs)."""
     le: str | None = None
-    """The bucket matcher (method bucket), from `bucket_matcher`."""
+    """The bucket matcher (method bucket), from the `le` lookup."""
 
     @property
     def counts_good(self) -> bool:
@@ -175,13 +173,13 @@ class SliQueries:
         return f"sum(increase({count}[{duration(window)}]))"
 
 
-def single_value(result: QueryResult, expr: str) -> float | None:
-    """The one value of an answer; None when there is no series (no traffic) or it is NaN."""
-    if not result.series:
+def single_value(series: Sequence[PromSeries], expr: str) -> float | None:
+    """The one value of an expression's series; None when there is none (no traffic) or it is NaN."""
+    if not series:
         return None
-    if len(result.series) > 1:
-        raise PromqlError(f"{expr} returned {len(result.series)} series; aggregate it, e.g. sum(...)")
-    value = result.series[0].value
+    if len(series) > 1:
+        raise PromqlError(f"{expr} returned {len(series)} series; aggregate it, e.g. sum(...)")
+    value = series[0].value
     if math.isnan(value):
         return None
     if math.isinf(value):
@@ -198,17 +196,21 @@ def window_counts(good: float | None, errors: float | None, total: float | None)
     return WindowCounts(min(max(good, 0.0), total), total)
 
 
-async def bucket_matcher(client: QueryApi, sli: PromqlSli, threshold: float, at: datetime,
-                         window: timedelta) -> str | None:
-    """The `le` matcher of the bucket at `threshold`; None when the histogram has no series."""
+def le_lookup(sli: PromqlSli, window: timedelta) -> str:
+    """The `le` values a histogram had over `window`: `count by (le) (last_over_time(H_bucket{SEL}[W]))`."""
     assert sli.histogram is not None
     bucket = selector(sli.histogram + "_bucket", sli.selector)
-    expr = f"count by (le) (last_over_time({bucket}[{duration(window)}]))"
-    values = [s.label("le") for s in (await client.query(expr, at)).series]
+    return f"count by (le) (last_over_time({bucket}[{duration(window)}]))"
+
+
+def le_from(values: Sequence[str], sli: PromqlSli, threshold: float) -> str | None:
+    """The `le` matcher of the bucket at `threshold` among `values`; None when there are none."""
+    assert sli.histogram is not None
     if not values:
         return None
     found = matching_le(values, threshold)
     if not found:
+        bucket = selector(sli.histogram + "_bucket", sli.selector)
         have = ", ".join(sorted(set(values), key=lambda v: float(v) if _number(v) else math.inf))
         raise PromqlError(f"{bucket} has no bucket le={threshold:g} (buckets: {have});"
                           " use a threshold_ms equal to a bucket bound or method = \"quantile\"")
@@ -237,80 +239,54 @@ class PromqlSloResult:
     warnings: tuple[str, ...] = ()
 
 
-async def sli_queries(client: QueryApi, spec: SloSpec, at: datetime,
-                   le_cache: dict[tuple[str, str, float], str] | None) -> SliQueries:
+LeCache = dict[tuple[str, str, float], str]
+"""`le` matchers found, by (histogram, selector, threshold in the histogram's unit)."""
+
+
+def le_key(spec: SloSpec) -> tuple[str, str, float] | None:
+    """The `le` cache key of a bucket-method SLO; None for the other methods."""
+    sli = spec.promql
+    assert sli is not None
+    if sli.histogram is None or sli.method != "bucket":
+        return None
+    assert spec.threshold_ms is not None  # config validation guarantees it
+    return sli.histogram, sli.selector, threshold_in_unit(sli.histogram, spec.threshold_ms)
+
+
+def known_queries(spec: SloSpec, le_cache: LeCache | None) -> SliQueries | None:
+    """The SLO's queries without I/O; None when its bucket must be looked up first."""
     sli = spec.promql
     assert sli is not None
     if sli.histogram is None:
         return SliQueries(sli, None)
     assert spec.threshold_ms is not None  # config validation guarantees it
     threshold = threshold_in_unit(sli.histogram, spec.threshold_ms)
-    if sli.method == "quantile":
+    key = le_key(spec)
+    if key is None:
         return SliQueries(sli, threshold)
-    key = (sli.histogram, sli.selector, threshold)
     le = None if le_cache is None else le_cache.get(key)
-    if le is None:
-        le = await bucket_matcher(client, sli, threshold, at, timedelta(days=spec.window_days))
-        if le is not None and le_cache is not None:
-            le_cache[key] = le
-    return SliQueries(sli, threshold, le)
+    return None if le is None else SliQueries(sli, threshold, le)
 
 
-async def evaluate(client: QueryApi, spec: SloSpec, at: datetime,
-                   le_cache: dict[tuple[str, str, float], str] | None = None
-                   ) -> tuple[SloStatus, tuple[str, ...]]:
-    """One PromQL SLO at `at`: its status and the API's warnings; raises SourceError or PromqlError."""
-    at = naive_utc(at)
-    slo_window = timedelta(days=spec.window_days)
-    q = await sli_queries(client, spec, at, le_cache)
-    windows = list(dict.fromkeys((*REQUIRED_WINDOWS, slo_window)))
-    exprs: list[str | None] = []
-    for w in windows:
-        exprs += [q.good(w) if q.counts_good else None, q.errors(w), q.total(w)]
-    quantile = q.sli.histogram is not None and q.sli.method == "quantile"
-    if quantile:
-        exprs.append(q.requests(slo_window))
-    results = await asyncio.gather(*(_maybe(client, e, at) for e in exprs))
-    values = [None if r is None else single_value(r, e or "") for r, e in zip(results, exprs, strict=True)]
-    counts = {w: window_counts(q.good_value(values[3 * i]), values[3 * i + 1], values[3 * i + 2])
-              for i, w in enumerate(windows)}
-    histogram = q.sli.histogram
-    if histogram is not None and not q.counts_good and counts[slo_window].total:
-        raise PromqlError(f"{selector(histogram + '_bucket', q.sli.selector)} has no series"
-                          f" but {histogram}_count has: is it a histogram?")
-    requests = values[-1] if quantile else counts[slo_window].total
-    ev = evaluate_windows(counts, spec.objective, slo_window)
-    warnings = tuple(dict.fromkeys(w for r in results if r is not None for w in r.warnings))
-    status = SloStatus(
-        name=spec.name, kind=spec.kind, objective=spec.objective, window=slo_window,
-        filter=ScopeFilter(), threshold_ms=spec.threshold_ms, requests=round(requests or 0),
-        compliance=ev.compliance, budget_remaining=ev.budget_remaining,
-        time_to_exhaustion=ev.time_to_exhaustion, burn_rates=ev.burn_rates,
-        level=ev.level, reason=ev.reason,
-    )
-    return status, warnings
+def with_bucket(spec: SloSpec, values: Sequence[str], le_cache: LeCache | None) -> SliQueries:
+    """A bucket-method SLO's queries from the `le` values its lookup found (cached when found)."""
+    key = le_key(spec)
+    assert spec.promql is not None and key is not None
+    le = le_from(values, spec.promql, key[2])
+    if le is not None and le_cache is not None:
+        le_cache[key] = le
+    return SliQueries(spec.promql, key[2], le)
 
 
-async def _maybe(client: QueryApi, expr: str | None, at: datetime) -> QueryResult | None:
-    return None if expr is None else await client.query(expr, at)
-
-
-async def evaluate_many(client: QueryApi, specs: Sequence[SloSpec], at: datetime,
-                        le_cache: dict[tuple[str, str, float], str] | None = None
-                        ) -> tuple[PromqlSloResult, ...]:
-    """Every SLO at `at`, concurrently; one failing SLO gets its error text, the others their status."""
-    async def one(spec: SloSpec) -> PromqlSloResult:
-        try:
-            status, warnings = await evaluate(client, spec, at, le_cache)
-        except PromqlError as exc:
-            return PromqlSloResult(spec.name, spec.source, None, str(exc)[:500], "promql")
-        except Exception as exc:  # noqa: BLE001 - one SLO's failure must not hide the others
-            kind = getattr(exc, "kind", None)
-            text = str(exc) if kind is not None else f"{type(exc).__name__}: {exc}"
-            return PromqlSloResult(spec.name, spec.source, None, text[:500], kind or "internal")
-        return PromqlSloResult(spec.name, spec.source, status, warnings=warnings)
-
-    return tuple(await asyncio.gather(*(one(s) for s in specs)))
+async def sli_queries(client: QueryApi, spec: SloSpec, at: datetime,
+                      le_cache: LeCache | None) -> SliQueries:
+    """The SLO's queries, its bucket looked up unless `le_cache` has it (one query)."""
+    known = known_queries(spec, le_cache)
+    if known is not None:
+        return known
+    assert spec.promql is not None
+    result = await client.query(le_lookup(spec.promql, timedelta(days=spec.window_days)), at)
+    return with_bucket(spec, [s.label("le") for s in result.series], le_cache)
 
 
 def specs_by_source(specs: Iterable[SloSpec]) -> Mapping[str, list[SloSpec]]:

@@ -35,7 +35,7 @@ from connectors.prometheus import PrometheusClient
 from console.config import Config
 from console.prometheus_poll import evaluate_configured, make_poller
 from console.promql_charts import promql_series
-from console.promql_slo import evaluate
+from console.promql_eval import evaluate
 from console.slo import AlertLevel
 from console.timeutil import floor_to, to_unix, utc_now
 from tests.integration.servers import ServerProcess, free_port, http_ok, require_binary
@@ -549,3 +549,118 @@ def test_quantile_chart_series_and_detail_for_the_slow_minutes(prometheus: str) 
     assert d.burn_rate.points[-1].value == pytest.approx(1 / 0.1)  # type: ignore[attr-defined]
     # all of the last 5 minutes' observations in (0.5, 1]: p95 = 0.5 + 0.5 * 0.95 s
     assert d.latency_p95.points[-1].value == pytest.approx(975.0)  # type: ignore[attr-defined]
+
+
+# ---------------------------------------------------------------------------
+# Batching: how many requests one poll sends, and the same figures
+# ---------------------------------------------------------------------------
+
+
+class CountingTransport(httpx.AsyncBaseTransport):
+    """The real transport, with every request's method and path recorded."""
+
+    def __init__(self) -> None:
+        self.inner = httpx.AsyncHTTPTransport()
+        self.sent: list[tuple[str, str]] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.sent.append((request.method, request.url.path))
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+    def queries(self) -> list[str]:
+        """The methods of the instant queries sent since the last call."""
+        sent = [m for m, path in self.sent if path == "/api/v1/query"]
+        self.sent.clear()
+        return sent
+
+
+def _poll_twice(url: str, cfg: Config) -> tuple[list[object], list[list[str]]]:
+    transport = CountingTransport()
+    poller = make_poller(cfg.sources.prometheus[0], cfg, {}, transport=transport)
+    poller.clock = lambda: AT
+
+    async def polls() -> tuple[list[object], list[list[str]]]:
+        try:
+            readings, sent = [], []
+            for _ in range(2):
+                readings.append(await poller.poll())
+                sent.append(transport.queries())
+            return readings, sent
+        finally:
+            await poller.aclose()
+
+    return run(polls())  # type: ignore[return-value]
+
+
+def test_one_poll_of_four_slos_sends_two_queries_with_the_same_figures_on_prometheus(prometheus: str) -> None:
+    readings, sent = _poll_twice(prometheus, config(prometheus))
+    # poll 1: the le lookup (GET), the 3 counter/bucket SLOs in one query (POSTed: too long for a URL),
+    # the quantile SLO's subqueries in one of their own; poll 2: the le matcher is cached.
+    # Unbatched it was 16 + 16 + 16 + 15 queries and the lookup.
+    assert sent == [["GET", "POST", "GET"], ["POST", "GET"]]
+    for reading in readings:
+        got = {s.name: s for s in reading.slos}  # type: ignore[attr-defined]
+        assert reading.errors == () and reading.problems == ()  # type: ignore[attr-defined]
+        for name in ("availability good/total", "availability errors"):
+            assert_figures(got[name], expected(errors_inc, 0.999))
+        assert_figures(got["latency bucket"], expected(slow_inc, 0.99))
+        assert got["ttft p95 minutes"].compliance == 9 / 24 and got["ttft p95 minutes"].requests == TTFT_REQUESTS
+
+
+def test_one_poll_of_three_slos_is_one_query_with_the_same_figures_on_victoriametrics(victoria: str) -> None:
+    cfg = config(victoria, with_quantile=False)
+    cfg = cfg.model_copy(update={"sources": cfg.sources.model_copy(update={"prometheus": [
+        cfg.sources.prometheus[0].model_copy(update={"alerts": False})]})})
+    readings, sent = _poll_twice(victoria, cfg)
+    assert sent == [["GET", "POST"], ["POST"]]
+    for reading in readings:
+        got = {s.name: s for s in reading.slos}  # type: ignore[attr-defined]
+        assert reading.problems == ()  # type: ignore[attr-defined]
+        for name in ("availability good/total", "availability errors"):
+            assert_figures(got[name], expected(errors_inc, 0.999))
+        assert_figures(got["latency bucket"], expected(slow_inc, 0.99))
+
+
+def _many(url: str, copies: int) -> Config:
+    base = config(url, with_quantile=False)
+    slos = [s.model_copy(update={"name": f"{s.name} #{i}"}) for i in range(copies) for s in base.slos]
+    return base.model_copy(update={"slos": slos})
+
+
+@pytest.mark.parametrize("store", ["prometheus", "victoria"])
+def test_many_slos_split_into_queries_under_the_length_limit_keep_exact_figures(
+        store: str, request: pytest.FixtureRequest) -> None:
+    from console.promql_batch import MAX_QUERY_CHARS
+
+    url = request.getfixturevalue(store)
+    cfg = _many(url, 5)  # 15 SLOs, about 27,000 characters of PromQL
+    cfg = cfg.model_copy(update={"sources": cfg.sources.model_copy(update={"prometheus": [
+        cfg.sources.prometheus[0].model_copy(update={"alerts": False})]})})
+    readings, sent = _poll_twice(url, cfg)
+    assert len(sent[1]) == 3 and len(sent[0]) == 1 + 3  # 27,000 / MAX_QUERY_CHARS, and the le lookup
+    assert MAX_QUERY_CHARS == 12_000
+    got = {s.name: s for s in readings[1].slos}  # type: ignore[attr-defined]
+    assert len(got) == 15
+    for name, status in got.items():
+        assert_figures(status, expected(slow_inc, 0.99) if name.startswith("latency")
+                       else expected(errors_inc, 0.999))
+
+
+def test_a_bad_slo_in_the_shared_query_fails_alone_then_is_asked_alone(prometheus: str) -> None:
+    cfg = config(prometheus, with_quantile=False)
+    broken = cfg.slos[0].model_copy(update={
+        "name": "broken", "promql": cfg.slos[0].promql.model_copy(update={"good": "rate(("})})  # type: ignore[union-attr]
+    cfg = cfg.model_copy(update={"slos": [*cfg.slos, broken]})
+    readings, sent = _poll_twice(prometheus, cfg)
+    # poll 1: le lookup, the shared query refused (400), then each of the 4 SLOs alone;
+    # poll 2: the 3 good SLOs together, the broken one alone
+    assert len(sent[0]) == 1 + 1 + 4 and len(sent[1]) == 2
+    for reading in readings:
+        ((name, error),) = reading.errors  # type: ignore[attr-defined]
+        assert name == "broken" and "HTTP 400: bad_data: " in error
+        got = {s.name: s for s in reading.slos}  # type: ignore[attr-defined]
+        assert_figures(got["availability errors"], expected(errors_inc, 0.999))
+        assert_figures(got["latency bucket"], expected(slow_inc, 0.99))

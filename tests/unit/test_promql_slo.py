@@ -13,12 +13,12 @@ from connectors.http import SourceError
 from connectors.prometheus import PromSeries, QueryResult
 from console.config import Config, PrometheusSource, PromqlSli, SloSpec
 from console.prometheus_poll import PrometheusPoller, make_poller
+from console.promql_batch import KEY_LABEL, split_query
+from console.promql_eval import evaluate, evaluate_many
 from console.promql_slo import (
     PromqlError,
     SliQueries,
     counter_expr,
-    evaluate,
-    evaluate_many,
     le_matcher,
     matching_le,
     threshold_in_unit,
@@ -38,17 +38,27 @@ def le_vector(*les: str) -> QueryResult:
 
 
 class FakeApi:
-    """Answers instant queries with `answer(expr)` and records them."""
+    """Answers each part of a batched instant query with `answer(expr)`, like Prometheus: one
+    failing part fails the whole query; records the parts and counts the requests."""
 
     name = "prom"
 
     def __init__(self, answer: Callable[[str], QueryResult]) -> None:
         self.answer = answer
         self.exprs: list[str] = []
+        self.requests = 0
 
     async def query(self, expr: str, at: datetime) -> QueryResult:
-        self.exprs.append(expr)
-        return self.answer(expr)
+        self.requests += 1
+        parts = split_query(expr) or [("", expr)]
+        self.exprs += [e for _, e in parts]
+        series, warnings = [], []
+        for key, part in parts:
+            result = self.answer(part)
+            series += [PromSeries((*s.labels, (KEY_LABEL, key)) if key else s.labels, s.points)
+                       for s in result.series]
+            warnings += result.warnings
+        return QueryResult("vector", tuple(series), tuple(dict.fromkeys(warnings)))
 
     async def query_range(self, expr: str, start: datetime, end: datetime,
                           step: timedelta | None = None) -> QueryResult:
