@@ -270,3 +270,30 @@ async def test_query_range_never_asks_for_more_than_11000_points() -> None:
         fine, default = server.requests_to("/prometheus/api/v1/query_range")
     assert timedelta(days=30) / timedelta(seconds=float(dict(fine.query)["step"])) <= MAX_POINTS - 1
     assert dict(default.query)["step"] == "15"
+
+
+async def test_a_query_too_long_for_a_url_is_posted_as_a_form_and_get_again_after_a_405() -> None:
+    from urllib.parse import parse_qsl
+
+    from connectors.prometheus import MAX_GET_QUERY
+
+    long = " or ".join(f'sum(increase(x{{i="{i}"}}[5m]))' for i in range(400))
+    assert len(long) > MAX_GET_QUERY
+    with FaultServer() as server:
+        server.route("/prometheus/api/v1/query", Reply(200, {"status": "success", "data": VECTOR}),
+                     Reply(200, {"status": "success", "data": VECTOR}),
+                     Reply(405, {"status": "error", "errorType": "bad_data", "error": "POST not allowed"}),
+                     Reply(200, {"status": "success", "data": VECTOR}))
+        client = client_for(server)
+        try:
+            await client.query("sum(x)", AT)
+            await client.query(long, AT)
+            assert (await client.query(long, AT)).series[0].value == 3.0  # POST refused: GET
+            assert not client.post_long_queries
+        finally:
+            await client.aclose()
+        short, posted, refused, again = server.requests_to("/prometheus/api/v1/query")
+    assert (short.method, posted.method, refused.method, again.method) == ("GET", "POST", "POST", "GET")
+    assert dict(parse_qsl(posted.body.decode())) == {"query": long, "time": "1735689600.000"}
+    assert posted.query == () and dict(again.query)["query"] == long
+    assert posted.headers.get("x-scope-orgid") == "tenant-1"
