@@ -211,6 +211,8 @@ def _main(argv: list[str] | None) -> int:
     from console.cache.store import Cache, CacheError
 
     cache_path = config.cache_file(args.cache)
+    if args.command == "status" and not cache_path.exists() and any(s.promql for s in config.slos):
+        return _status(None, config, args, out, cache_path)  # PromQL SLOs need no trace cache
     read_only = args.command in ("status",) or getattr(args, "cache_command", None) == "info"
     if args.command == "cache" and args.cache_command is None:
         parser.parse_args(["cache", "--help"])
@@ -287,11 +289,16 @@ def _generate(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
-def _status(cache: Cache, config: Config, args: argparse.Namespace, out: TextIO) -> int:
+def _status(cache: Cache | None, config: Config, args: argparse.Namespace, out: TextIO,
+            missing: Path | None = None) -> int:
     from console import status_report
 
     at = args.at or utc_now()
-    report = status_report.gather(cache.cursor(), config, at)
+    if cache is None:
+        assert missing is not None
+        report = status_report.gather_without_cache(config, at, missing)
+    else:
+        report = status_report.gather(cache.cursor(), config, at)
     if args.json:
         out.write(json.dumps(status_report.as_json(report)) + "\n")
     else:

@@ -1,9 +1,11 @@
 """`llmdeck status`: traffic per provider/model, SLO states and budget states, as text or JSON.
 
 `gather` reads traffic, cache SLOs and budgets from the cache's rollups and
-evaluates PromQL SLOs live on their Prometheus sources; `as_json` and
-`write_text` render it; `exit_code` is 0 when all is well, 1 for any ticket or
-budget warning or an SLO whose source failed, 2 for any page or critical budget.
+evaluates PromQL SLOs live on their Prometheus sources; `gather_without_cache`
+does without a trace cache file (PromQL SLOs only; cache SLOs and budgets are
+unknown); `as_json` and `write_text` render it; `exit_code` is 0 when all is well,
+1 for any ticket or budget warning or an SLO or budget that could not be
+evaluated, 2 for any page or critical budget.
 Every string that came from the data, a source or the config is written through
 `console.safe_text.cell`.
 """
@@ -14,6 +16,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 import duckdb
@@ -58,12 +61,16 @@ class StatusReport:
     groups: list[GroupStats]
     slos: tuple[SloLine, ...]
     budgets: tuple[BudgetStatus, ...]
+    trace_cache_missing: Path | None = None
+    """The trace cache file that does not exist (nothing was read from it), else None."""
+    unread_budgets: tuple[str, ...] = ()
+    """Budgets that could not be evaluated (no trace cache)."""
 
     @property
     def exit_code(self) -> int:
-        """0 all well, 1 any ticket/warning or unknown SLO, 2 any page/critical."""
+        """0 all well, 1 any ticket/warning or unknown SLO or budget, 2 any page/critical."""
         levels = [s.level for s in self.slos] + [int(b.level) for b in self.budgets]
-        return max(levels, default=0)
+        return max([*levels, 1 if self.unread_budgets else 0], default=0)
 
 
 def gather(cur: duckdb.DuckDBPyConnection, config: Config, at: datetime,
@@ -90,6 +97,25 @@ def gather(cur: duckdb.DuckDBPyConnection, config: Config, at: datetime,
         else:
             lines.append(SloLine(spec, result.status, result.error, result.warnings))
     return StatusReport(at, status_groups(cur, at), tuple(lines), budgets)
+
+
+def gather_without_cache(config: Config, at: datetime, cache_file: Path,
+                         promql: Mapping[str, PromqlSloResult] | None = None) -> StatusReport:
+    """The report when the trace cache file does not exist: PromQL SLOs live, the rest unknown."""
+    if promql is None and any(s.promql is not None for s in config.slos):
+        from console.prometheus_poll import evaluate_configured
+
+        promql = evaluate_configured(config, at)
+    lines = []
+    for spec in config.slos:
+        result = None if spec.promql is None else (promql or {}).get(spec.name)
+        if spec.promql is None:
+            lines.append(SloLine(spec, None, f"no trace cache at {cache_file}"))
+        elif result is None:
+            lines.append(SloLine(spec, None, "not evaluated"))
+        else:
+            lines.append(SloLine(spec, result.status, result.error, result.warnings))
+    return StatusReport(at, [], tuple(lines), (), cache_file, tuple(b.name for b in config.budgets))
 
 
 # ---------------------------------------------------------------------------
@@ -159,12 +185,16 @@ def budget_json(b: BudgetStatus) -> dict[str, object]:
 
 
 def as_json(report: StatusReport) -> dict[str, object]:
-    return {
+    doc: dict[str, object] = {
         "at": report.at.isoformat() + "Z",
         "groups": [g.as_json() for g in report.groups],
         "slos": [slo_json(s) for s in report.slos],
-        "budgets": [budget_json(b) for b in report.budgets],
+        "budgets": [budget_json(b) for b in report.budgets] + [
+            {"name": name, "state": "unknown", "error": "no trace cache"} for name in report.unread_budgets],
     }
+    if report.trace_cache_missing is not None:
+        doc["trace_cache"] = {"state": "missing", "path": str(report.trace_cache_missing)}
+    return doc
 
 
 # ---------------------------------------------------------------------------
@@ -238,9 +268,11 @@ def _write_slos(slos: tuple[SloLine, ...], out: TextIO) -> None:
             out.write(f"            warning: {cell(warning, 300)}\n")
 
 
-def _write_budgets(budgets: tuple[BudgetStatus, ...], out: TextIO) -> None:
+def _write_budgets(budgets: tuple[BudgetStatus, ...], out: TextIO, unread: tuple[str, ...] = ()) -> None:
     out.write("\nBudgets\n")
-    if not budgets:
+    for name in unread:
+        out.write(f"  ? unknown {cell(name, 40)}: no trace cache\n")
+    if not budgets and not unread:
         out.write("  none configured (add [[budgets]] to the config)\n")
         return
     for b in budgets:
@@ -259,6 +291,10 @@ def _write_budgets(budgets: tuple[BudgetStatus, ...], out: TextIO) -> None:
 
 def write_text(report: StatusReport, out: TextIO) -> None:
     out.write(f"llmdeck status at {report.at:%Y-%m-%d %H:%M:%S}Z\n")
-    _write_groups(report, out)
+    if report.trace_cache_missing is not None:
+        where = cell(str(report.trace_cache_missing), 200)
+        out.write(f"trace cache missing ({where}): no traffic figures; run `llmdeck ingest` to fill it\n")
+    else:
+        _write_groups(report, out)
     _write_slos(report.slos, out)
-    _write_budgets(report.budgets, out)
+    _write_budgets(report.budgets, out, report.unread_budgets)

@@ -665,3 +665,54 @@ def test_a_bad_slo_in_the_shared_query_fails_alone_then_is_asked_alone(prometheu
         got = {s.name: s for s in reading.slos}  # type: ignore[attr-defined]
         assert_figures(got["availability errors"], expected(errors_inc, 0.999))
         assert_figures(got["latency bucket"], expected(slow_inc, 0.99))
+
+
+PROMQL_ONLY_CONFIG = """
+[[sources.prometheus]]
+name = "prom"
+url = "{url}"
+
+[[slos]]
+name = "latency bucket"
+kind = "latency"
+objective = 0.99
+window_days = 4
+threshold_ms = 500
+promql = {{ source = "prom", histogram = "llm_request_duration_seconds", selector = 'job="gw"' }}
+"""
+
+PAGING_SLO = """
+[[slos]]
+name = "availability errors"
+kind = "availability"
+objective = 0.999
+window_days = 4
+
+[slos.promql]
+source = "prom"
+errors = 'sum(increase(llm_request_errors_total{{job="gw"}}[$window]))'
+total = 'llm_requests_total{{job="gw"}}'
+"""
+
+
+def test_status_without_a_trace_cache_shows_the_promql_slos_and_exits_by_their_state(
+        prometheus: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from console.cli import main
+
+    missing = tmp_path / "never-ingested" / "cache.duckdb"
+    (tmp_path / "config.toml").write_text(PROMQL_ONLY_CONFIG.format(url=prometheus))
+    argv = ["--config", str(tmp_path / "config.toml"), "--cache", str(missing),
+            "status", "--at", AT.isoformat()]
+    assert main(argv) == 0  # the bucket SLO is ok
+    out = capsys.readouterr().out
+    assert [line for line in out.splitlines() if "trace cache" in line] == [
+        f"trace cache missing ({missing}): no traffic figures; run `llmdeck ingest` to fill it"]
+    assert "latency bucket: latency under 500ms 99% over 4d, PromQL [prometheus:prom]" in out
+    assert not missing.exists()
+
+    (tmp_path / "config.toml").write_text((PROMQL_ONLY_CONFIG + PAGING_SLO).format(url=prometheus))
+    assert main([*argv, "--json"]) == 2  # the errors SLO pages
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["trace_cache"] == {"state": "missing", "path": str(missing)}
+    assert [(s["name"], s["state"]) for s in doc["slos"]] == [("latency bucket", "ok"),
+                                                               ("availability errors", "page")]
