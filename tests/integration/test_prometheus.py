@@ -716,3 +716,30 @@ def test_status_without_a_trace_cache_shows_the_promql_slos_and_exits_by_their_s
     assert doc["trace_cache"] == {"state": "missing", "path": str(missing)}
     assert [(s["name"], s["state"]) for s in doc["slos"]] == [("latency bucket", "ok"),
                                                                ("availability errors", "page")]
+
+
+@pytest.mark.parametrize("store", ["prometheus", "victoria"])
+def test_in_a_batch_a_part_without_series_stays_no_traffic_not_zero(
+        store: str, request: pytest.FixtureRequest) -> None:
+    from console.promql_eval import evaluate_many
+
+    url = request.getfixturevalue(store)
+    cfg = config(url, with_quantile=False)
+    sli = cfg.slos[0].promql
+    assert sli is not None
+    silent = cfg.slos[0].model_copy(update={"name": "silent", "promql": sli.model_copy(
+        update={"good": 'nothing_good_total{job="gw"}', "total": 'nothing_total{job="gw"}'})})
+    no_errors = cfg.slos[1].model_copy(update={"name": "no errors", "promql": sli.model_copy(
+        update={"good": None, "errors": 'nothing_errors_total{job="gw"}'})})
+
+    async def both() -> tuple[object, ...]:
+        client = PrometheusClient.for_source(cfg.sources.prometheus[0], {})
+        try:
+            return await evaluate_many(client, [cfg.slos[0], silent, no_errors], AT)
+        finally:
+            await client.aclose()
+
+    ok, quiet, clean = run(both())  # type: ignore[misc]
+    assert_figures(ok.status, expected(errors_inc, 0.999))
+    assert quiet.status.compliance is None and quiet.status.requests == 0  # no series: no traffic
+    assert clean.status.compliance == 1.0 and clean.status.requests == expected(errors_inc, 0.999).requests
