@@ -4,18 +4,20 @@ For a step S (from `choose_step`, at most 11,000 points) and W = max(S, 1m), eac
 point is computed from the SLO's own good/total PromQL over W (see
 `console.promql_slo`), so error rate and burn rate mean what the SLO means; p95 is
 `histogram_quantile(0.95, sum by (le) (rate(H_bucket{SEL}[W])))` in ms (histogram
-SLIs only; None otherwise).
+SLIs only; None otherwise). The expressions go as one batched range query
+(`console.promql_batch`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from connectors.prometheus import QueryResult, choose_step, duration
+from connectors.prometheus import PromSeries, QueryResult, choose_step, duration
 from console.config import SloSpec
+from console.promql_batch import Part, ask
 from console.promql_slo import PromqlError, QueryApi, selector, sli_queries, window_counts
 from console.slo import burn_rate
 from console.snapshots import Point, Series, SloDetail, SloStatus
@@ -24,12 +26,25 @@ from console.timeutil import floor_to, naive_utc, to_unix
 _MINUTE = timedelta(minutes=1)
 
 
-def _by_time(result: QueryResult | None) -> dict[float, float]:
-    if result is None or not result.series:
+def _by_time(series: Sequence[PromSeries]) -> dict[float, float]:
+    if not series:
         return {}
-    if len(result.series) > 1:
-        raise PromqlError(f"a chart query returned {len(result.series)} series; aggregate it")
-    return {round(ts, 3): v for ts, v in result.series[0].points if not math.isnan(v)}
+    if len(series) > 1:
+        raise PromqlError(f"a chart query returned {len(series)} series; aggregate it")
+    return {round(ts, 3): v for ts, v in series[0].points if not math.isnan(v)}
+
+
+@dataclass(frozen=True)
+class _RangeApi:
+    """Batched queries asked as range queries over one span and step."""
+
+    client: QueryApi
+    start: datetime
+    end: datetime
+    step: timedelta
+
+    async def query(self, expr: str, at: datetime) -> QueryResult:
+        return await self.client.query_range(expr, self.start, self.end, self.step)
 
 
 async def promql_series(client: QueryApi, spec: SloSpec, at: datetime,
@@ -48,16 +63,17 @@ async def promql_series(client: QueryApi, spec: SloSpec, at: datetime,
     start = end - step * (count - 1)
     window = max(step, _MINUTE)
     q = await sli_queries(client, spec, at, le_cache)
-    exprs: list[str | None] = [q.good(window) if q.counts_good else None, q.errors(window),
-                               q.total(window)]
+    exprs = {"good": q.good(window) if q.counts_good else None, "errors": q.errors(window),
+             "total": q.total(window)}
     if q.sli.histogram is not None:
         rate = f"rate({selector(q.sli.histogram + '_bucket', q.sli.selector)}[{duration(window)}])"
         scale = 1.0 if q.sli.histogram.endswith(("_milliseconds", "_ms")) else 1000.0
-        exprs.append(f"histogram_quantile(0.95, sum by (le) ({rate})) * {scale:g}")
-    results = await asyncio.gather(*(
-        _range(client, e, start, end, step) for e in exprs))
-    good, errors, total = (_by_time(r) for r in results[:3])
-    p95 = _by_time(results[3]) if len(results) > 3 else {}
+        exprs["p95"] = f"histogram_quantile(0.95, sum by (le) ({rate})) * {scale:g}"
+    parts = [Part(0, key, expr) for key, expr in exprs.items() if expr is not None]
+    answer = (await ask(_RangeApi(client, start, end, step), [{0: parts}], at))[0]
+    if isinstance(answer, Exception):
+        raise answer
+    good, errors, total, p95 = (_by_time(answer.of(key)) for key in ("good", "errors", "total", "p95"))
     rates: list[float | None] = []
     burns: list[float | None] = []
     latency: list[float | None] = []
@@ -75,11 +91,6 @@ async def promql_series(client: QueryApi, spec: SloSpec, at: datetime,
 
 def _unix(t: datetime) -> float:
     return round(to_unix(t), 3)
-
-
-async def _range(client: QueryApi, expr: str | None, start: datetime, end: datetime,
-                 step: timedelta) -> QueryResult | None:
-    return None if expr is None else await client.query_range(expr, start, end, step)
 
 
 def _series(name: str, unit: str, start: datetime, step: timedelta,

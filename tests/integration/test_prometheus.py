@@ -451,14 +451,18 @@ def test_status_evaluates_promql_slos_live(prometheus: str) -> None:
 def test_chart_series_come_from_range_queries(prometheus: str) -> None:
     cfg = config(prometheus)
 
+    transport = CountingTransport()
+
     async def charts() -> object:
-        client = PrometheusClient.for_source(cfg.sources.prometheus[0], {})
+        client = PrometheusClient.for_source(cfg.sources.prometheus[0], {}, transport=transport)
         try:
-            return await promql_series(client, cfg.slos[2], AT, timedelta(hours=1), 12)
+            return await promql_series(client, cfg.slos[2], AT, timedelta(hours=1), 12,
+                                       {("llm_request_duration_seconds", 'job="gw"', 0.5): 'le="0.5"'})
         finally:
             await client.aclose()
 
     error_rate, p95, burn = run(charts())  # type: ignore[misc]
+    assert transport.sent == [("GET", "/api/v1/query_range")]  # good, total and p95 in one range query
     assert len(error_rate.points) == 12 and error_rate.points[-1].ts == AT - STEP
     # the last 5-minute step: 3 slow of 100 (k = 0) -> error rate 0.03, burn 3
     assert error_rate.points[-1].value == pytest.approx(slow_inc(0) / total_inc(0), rel=1e-12)
