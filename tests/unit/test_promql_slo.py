@@ -137,6 +137,7 @@ def test_no_series_is_no_traffic_not_zero_compliance() -> None:
     assert status.compliance is None and status.budget_remaining == 1.0 and status.requests == 0
     assert status.level is AlertLevel.OK and all(b is None for _, b in status.burn_rates)
     assert len(api.exprs) == 2 * 8  # good and total for 5m ... 3d and the 28d window
+    assert api.requests == 1  # in one batched query
 
 
 def test_a_missing_good_series_with_traffic_counts_zero_good() -> None:
