@@ -28,6 +28,7 @@ from textual.worker import Worker, WorkerState, get_current_worker
 from console.backend import Backend
 from console.idle_gc import IdleCollector
 from console.safe_text import cell
+from console.timeutil import utc_now
 from console.views import View
 from panels.base import DeckScreen
 from panels.command_line import CommandLine, parse_command
@@ -72,7 +73,7 @@ class LlmdeckApp(App[None]):
         theme: str | None = None,
         simulator: Stepper | None = None,
         poll: bool = True,
-        wall_clock: Callable[[], datetime] = datetime.now,
+        wall_clock: Callable[[], datetime] = utc_now,
         badge: str | None = None,
     ) -> None:
         # NO_COLOR: by default Textual only turns colours grey (they are still colour codes);

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -126,22 +127,28 @@ def run_demo(seed: int, speed: float, start: datetime | None, theme: str | None,
     try:
         clock = SimClock(start or wall_clock(), speed)
         sim = Simulator(cache, config, spool, seed=seed, clock=clock)
-        # The newest hour is ingested while the servers start, Textual is imported and the app mounts.
+        # The newest hour is ingested while the servers start; the rest while the console runs.
         progress = _DemoProgress()
-        sim.start_backfill(progress)
+        painted = threading.Event()  # the older parts wait for the first paint (at most 3 s)
+        sim.start_backfill(progress, hold=painted)
         # vLLM and LiteLLM /metrics and an Alertmanager on loopback, read by the real connectors
         from console.demo.endpoints import DemoEndpoints
 
         endpoints = DemoEndpoints.for_simulator(sim)
         config = demo_config(config.cache.path, endpoints.start())
+        backend = Backend(cache, config, clock.now, [sim], hub=source_hub(config))
+        # The first overview query runs on the newest hour while Textual is imported and the
+        # app mounts, so the first paint is populated.
+        progress.first_part.wait(FIRST_PART_WAIT)
+        backend.prefetch(OverviewView())
         from console.app import LlmdeckApp
 
-        backend = Backend(cache, config, clock.now, [sim], hub=source_hub(config))
         app = LlmdeckApp(backend, theme=theme, simulator=sim, badge=storage_badge())
         days = sim.backfill_span / timedelta(days=1)
         app.notify(f"loading {days:g} days of demo history in the background, newest first;"
                    " the panels fill in as it arrives", title="llmdeck demo", timeout=6)
         progress.app = app
+        app.call_later(app.call_after_refresh, painted.set)  # runs once the app has mounted
         app.run()
     finally:
         if sim is not None:
@@ -154,6 +161,10 @@ def run_demo(seed: int, speed: float, start: datetime | None, theme: str | None,
     return 0
 
 
+FIRST_PART_WAIT = 3.0
+"""Seconds `llmdeck demo` waits for the newest hour of history before opening the console."""
+
+
 class _DemoProgress:
     """The demo backfill's progress callback: refresh the view after each part, toast at the end.
 
@@ -164,8 +175,10 @@ class _DemoProgress:
 
     def __init__(self) -> None:
         self.app: _DemoApp | None = None
+        self.first_part = threading.Event()
 
     def __call__(self, p: BackfillProgress) -> None:
+        self.first_part.set()
         app = self.app
         if app is None:
             return

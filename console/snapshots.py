@@ -10,6 +10,7 @@ Times are naive UTC.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -71,8 +72,10 @@ class SloStatus:
 
 
 def worst_first(slos: Iterable[SloStatus]) -> list[SloStatus]:
-    """SLOs ordered as every view lists them: highest alert level, then least budget left."""
-    return sorted(slos, key=lambda s: (-int(s.level), s.budget_remaining))
+    """SLOs ordered as every view lists them: highest alert level, then least budget left
+    (an SLO without figures, its source down, after those of its level)."""
+    return sorted(slos, key=lambda s: (-int(s.level), s.freshness == "down",
+                                       0.0 if math.isnan(s.budget_remaining) else s.budget_remaining))
 
 
 def budgets_worst_first(budgets: Iterable[BudgetStatus]) -> list[BudgetStatus]:

@@ -14,7 +14,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from console.alerts import ActiveAlert, Silence, loud
+from console.alerts import ActiveAlert, Silence, counterpart, loud
 from console.config import Config, SloSpec
 from console.slo import AlertLevel
 from console.snapshots import Series, SloDetail, SloStatus
@@ -129,8 +129,11 @@ def read_sources(statuses: tuple[SourceStatus, ...]) -> SourcesPage:
 
 
 def read_alerts(hub: SourceHub | None) -> AlertsPage:
+    """Every alert once: a Prometheus alert that an Alertmanager here also holds is shown as
+    Alertmanager has it (with its silence state), not twice."""
     alerts, silences, statuses = alert_readings(hub)
-    return AlertsPage(tuple(alerts), tuple(silences), tuple(statuses))
+    once = [a for a in alerts if a.origin != "prometheus" or counterpart(a, alerts) is None]
+    return AlertsPage(tuple(once), tuple(silences), tuple(statuses))
 
 
 def read_serving(hub: SourceHub | None) -> ServingPage:

@@ -59,16 +59,17 @@ class AlertsScreen(DeckScreen):
         page = fetched.snapshot
         if not isinstance(page, AlertsPage):
             return
-        now = fetched.at
+        now = self.wall_now()  # alerts carry wall-clock times (the demo's data clock is simulated)
         alerts = alerts_in_order(page.alerts)
+        live = {s.name for s in page.sources if s.state == "live"}
         with self.app.batch_update():
             self.query_one("#alerts-summary", Static).update(self._summary(page))
-            rows = [(f"{a.source}:{a.fingerprint}:{i}", self._alert_cells(a, now))
+            rows = [(f"{a.source}:{a.fingerprint}:{i}", self._alert_cells(a, now, a.source in live))
                     for i, a in enumerate(alerts)]
             sync_rows(self.query_one("#alerts-table", DataTable), rows, self.filter_text,
                       empty=self._empty_alerts(page))
-            live = [s for s in page.silences if s.state != "expired"]
-            silence_rows = [(f"{s.source}:{s.id}", self._silence_cells(s, now)) for s in live]
+            current = [s for s in page.silences if s.state != "expired"]
+            silence_rows = [(f"{s.source}:{s.id}", self._silence_cells(s, now)) for s in current]
             sync_rows(self.query_one("#silences-table", DataTable), silence_rows,
                       self.filter_text, empty="no active or pending silences")
 
@@ -93,17 +94,23 @@ class AlertsScreen(DeckScreen):
         return "nothing firing"
 
     @staticmethod
-    def _alert_cells(a: ActiveAlert, now: datetime) -> list[object]:
+    def _alert_cells(a: ActiveAlert, now: datetime, live: bool) -> list[object]:
+        """One alert; an alert from a source that is not live any more is its last word,
+        dimmed (the summary line says since when the source is stale)."""
         labels = " ".join(f"{k}={v}" for k, v in a.labels
                           if k not in ("alertname", "severity"))
+        dim = "" if live else "dim"
+        state = alert_state_cell(a)
+        if not live:
+            state.stylize("dim")
         return [
-            alert_state_cell(a),
-            safe_cell(a.name, 32),
-            safe_cell(a.severity or "-", 10),
-            ago(a.started, now) if a.started else "-",
-            safe_cell(a.summary, 60),
-            safe_cell(a.source, 20),
-            safe_cell(labels, 80),
+            state,
+            safe_cell(a.name, 32, dim),
+            safe_cell(a.severity or "-", 10, dim),
+            Text(ago(a.started, now) if a.started else "-", style=dim, no_wrap=True),
+            safe_cell(a.summary, 60, dim),
+            safe_cell(a.source, 20, dim),
+            safe_cell(labels, 80, dim),
         ]
 
     @staticmethod

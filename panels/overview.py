@@ -16,7 +16,7 @@ from textual.widgets import DataTable, Static
 
 from console.formatting import burn, duration, pct, usd
 from console.slo import SeverityMarks
-from console.snapshots import OverviewSnapshot, budgets_worst_first, worst_first
+from console.snapshots import OverviewSnapshot, SloStatus, budgets_worst_first, worst_first
 from console.views import Fetched, OverviewView, SloView, View
 from panels.base import DeckScreen
 from panels.charts import SeriesChart
@@ -31,6 +31,16 @@ def state_cell(level: SeverityMarks) -> Text:
     """A state as symbol + word, emphasised by severity (never by colour alone)."""
     style = ("", "bold", "bold reverse")[level.value]
     return Text(f"{level.symbol} {level.word}", style=style, no_wrap=True)
+
+
+def slo_state_cell(slo: SloStatus) -> Text:
+    """An SLO's state; one whose source is down has none ("? no data"), a stale one says so."""
+    if slo.freshness == "down":
+        return Text("? no data", style="dim", no_wrap=True)
+    cell = state_cell(slo.level)
+    if slo.freshness == "stale":
+        cell.append(" stale", style="dim")
+    return cell
 
 
 class OverviewScreen(DeckScreen):
@@ -88,7 +98,7 @@ class OverviewScreen(DeckScreen):
         rows = [
             (s.name, [
                 safe_cell(s.name, 28),
-                state_cell(s.level),
+                slo_state_cell(s),
                 pct(s.compliance, 2),
                 pct(s.budget_remaining, 1),
                 burn(s.burn("1h")),

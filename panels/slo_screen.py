@@ -16,7 +16,7 @@ from console.views import BreakdownView, Fetched, SloPage, SloView, View
 from panels.base import DeckScreen
 from panels.charts import SeriesChart
 from panels.messages import Navigate
-from panels.overview import state_cell
+from panels.overview import slo_state_cell
 from panels.tables import DeckTable, selected_key, sync_rows
 from panels.text import safe_cell
 
@@ -45,7 +45,7 @@ class SloScreen(DeckScreen):
         table: DataTable[Text | str] = DeckTable(id="slo-table", cursor_type="row",
                                                  fixed_columns=2)
         table.add_columns("SLO", "state", "SLI", "budget", "exhaust",
-                          *(f"burn{w}" for w in BURN_WINDOWS), "target", "kind")
+                          *(f"burn{w}" for w in BURN_WINDOWS), "target", "kind", "source")
         yield table
         yield Static("", id="slo-reason", classes="note")
         with Horizontal(id="slo-charts"):
@@ -66,13 +66,14 @@ class SloScreen(DeckScreen):
         rows = [
             (s.name, [
                 safe_cell(s.name, 30),
-                state_cell(s.level),
+                slo_state_cell(s),
                 pct(s.compliance, 3),
                 pct(s.budget_remaining, 1),
                 duration(s.time_to_exhaustion),
                 *(burn(s.burn(w)) for w in BURN_WINDOWS),
                 pct(s.objective, 2),
                 s.kind + (f"<{s.threshold_ms:g}ms" if s.threshold_ms else ""),
+                safe_cell(s.source, 30),
             ])
             for s in worst_first(page.statuses)
         ]
@@ -96,9 +97,18 @@ class SloScreen(DeckScreen):
             s = detail.status
             text = Text()
             text.append_text(safe_cell(s.name, 40))
-            text.append(f" — {s.level.symbol} {s.reason}. Scope: ")
-            text.append_text(safe_cell(s.filter.describe(), 80))
-            text.append(f"; {s.requests:,} requests in {duration(s.window)}. Enter: drill down.")
+            if s.source == "cache":
+                text.append(f" — {s.level.symbol} {s.reason}. Scope: ")
+                text.append_text(safe_cell(s.filter.describe(), 80))
+                text.append(f"; {s.requests:,} requests in {duration(s.window)}. Enter: drill down.")
+            else:  # the reason of a PromQL SLO may carry the source's error text
+                mark = "?" if s.freshness == "down" else s.level.symbol
+                text.append(f" — {mark} ")
+                text.append_text(safe_cell(s.reason, 160))
+                text.append(". From ")
+                text.append_text(safe_cell(s.source, 40))
+                stale = f" ({s.freshness})" if s.freshness != "live" else ""
+                text.append(f"{stale}; {s.requests:,} requests in {duration(s.window)}.")
             reason.update(text)
             self.query_one("#slo-burn-chart", SeriesChart).show(detail.burn_rate, detail.markers)
             self.query_one("#slo-error-chart", SeriesChart).show(
@@ -119,6 +129,9 @@ class SloScreen(DeckScreen):
     def action_drill(self) -> None:
         status = next((s for s in self.statuses if s.name == self.selected), None)
         if status is None:
+            return
+        if status.source != "cache":
+            self.notify("a PromQL SLO has no traces in the cache to drill into", markup=False)
             return
         filtered = {d for d, _ in status.filter.items()}
         dimension = next(d for d in (*DIMENSIONS[1:], DIMENSIONS[0]) if d not in filtered) \

@@ -17,11 +17,11 @@ is in, in order, while the caller ingests what is ready.
 from __future__ import annotations
 
 import hashlib
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from multiprocessing import get_context
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 
 from console.demo import generate
@@ -108,17 +108,23 @@ def _file_name(traffic: generate.TrafficPlan, first: int, last: int) -> str:
 
 IN_THREAD = 2
 """The newest parts written by the caller; the worker process starts when the last is asked for."""
+POLL_SECONDS = 0.02
 
 
 class PartFiles:
-    """Writes the parts' files ahead of their ingest: the newest here, the rest in a worker process."""
+    """Writes the parts' files ahead of their ingest: the newest here, the rest in a worker process.
+
+    The worker writes the older parts in order, each to a temporary name renamed
+    when complete, so a part is ready once its file exists. `close()` terminates
+    the worker at once (a quitting console never waits for it).
+    """
 
     def __init__(self, traffic: generate.TrafficPlan, parts: list[Part], workers: int) -> None:
         self.traffic = traffic
         self.parts = parts
         self.workers = workers
-        self._pool: ProcessPoolExecutor | None = None
-        self._futures: dict[int, Future[int]] = {}
+        self._worker: BaseProcess | None = None
+        self._ahead: set[int] = set()
         if workers > 1:
             _start_resource_tracker()
 
@@ -126,38 +132,37 @@ class PartFiles:
         ahead = [i for i in range(IN_THREAD, len(self.parts)) if not self.parts[i].path.exists()]
         if not ahead or self.workers < 2:
             return
+        ranges = [(self.parts[i].first, self.parts[i].last, self.parts[i].path) for i in ahead]
         try:
-            self._pool = ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn"))
-            self._futures = {
-                i: self._pool.submit(generate.write_chunks, self.traffic, self.parts[i].first,
-                                     self.parts[i].last, self.parts[i].path)
-                for i in ahead
-            }
+            worker = get_context("spawn").Process(target=generate.write_all, args=(self.traffic, ranges),
+                                                  name="llmdeck-demo-backfill", daemon=True)
+            worker.start()
         except (OSError, RuntimeError, ValueError):  # no processes: everything is written here
-            self._futures = {}
+            return
+        self._worker, self._ahead = worker, set(ahead)
 
     def ready(self, index: int) -> Path:
         """Part `index`'s file, written (or waited for) now if it is not there yet."""
         part = self.parts[index]
-        if index == min(IN_THREAD, len(self.parts)) - 1 and self._pool is None:
+        if index == min(IN_THREAD, len(self.parts)) - 1 and self._worker is None:
             self._write_ahead()
-        future = self._futures.pop(index, None)
-        if future is not None:
-            try:
-                future.result()
-                return part.path
-            except (OSError, BrokenProcessPool, RuntimeError):  # write it here instead
-                pass
-        if not part.path.exists():
+        if index in self._ahead and self._worker is not None:
+            while not part.path.exists() and self._worker.is_alive():
+                time.sleep(POLL_SECONDS)
+        if not part.path.exists():  # not written ahead, or the worker died: write it here
             generate.write_chunks(self.traffic, part.first, part.last, part.path)
         return part.path
 
     def close(self) -> None:
-        """Stop writing ahead: cancel the parts not started, wait for the one being written."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
-        self._futures = {}
+        """Stop writing ahead now: the worker is terminated, its unfinished file removed."""
+        worker, self._worker = self._worker, None
+        if worker is None:
+            return
+        if worker.is_alive():
+            worker.terminate()
+        worker.join(timeout=5)
+        for i in self._ahead:
+            self.parts[i].path.with_name(self.parts[i].path.name + ".tmp").unlink(missing_ok=True)
 
 
 def _start_resource_tracker() -> None:

@@ -30,6 +30,8 @@ from console.timeutil import utc_now
 
 HOST = "127.0.0.1"
 MAX_BODY = 1 << 20
+POLL_SECONDS = 0.1
+"""How often a server checks whether it should stop (closing waits at most this long)."""
 AM_VERSION = {"version": "0.25.0", "revision": "llmdeck-demo", "branch": "", "buildUser": "",
               "buildDate": "", "goVersion": ""}
 
@@ -68,9 +70,13 @@ class DemoEndpoints:
         return self.urls
 
     def close(self) -> None:
-        """Stop serving and release the ports."""
+        """Stop serving (the three at once) and release the ports."""
+        stopping = [threading.Thread(target=server.shutdown) for server in self._servers]
+        for thread in stopping:
+            thread.start()
+        for thread in stopping:
+            thread.join()
         for server in self._servers:
-            server.shutdown()
             server.server_close()
         self._servers = []
 
@@ -129,8 +135,8 @@ class DemoEndpoints:
         server = ThreadingHTTPServer((HOST, 0), handler)
         server.daemon_threads = True
         self._servers.append(server)
-        threading.Thread(target=server.serve_forever, name=f"demo-http-{server.server_port}",
-                         daemon=True).start()
+        threading.Thread(target=server.serve_forever, args=(POLL_SECONDS,),
+                         name=f"demo-http-{server.server_port}", daemon=True).start()
         return f"http://{HOST}:{server.server_port}"
 
 

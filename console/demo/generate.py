@@ -150,3 +150,10 @@ def append_chunks(plan: TrafficPlan, first: int, last: int, path: Path) -> int:
         with open(path, "ab") as f:
             f.write(data)
     return spans
+
+
+def write_all(plan: TrafficPlan, ranges: list[tuple[int, int, Path]]) -> None:
+    """`write_chunks` for each (first, last, path) in order (the backfill's worker process)."""
+    for first, last, path in ranges:
+        if not path.exists():
+            write_chunks(plan, first, last, path)

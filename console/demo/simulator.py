@@ -53,6 +53,8 @@ INCIDENT_DURATION = timedelta(hours=2)
 INCIDENT_FAILURE_SHARE = 0.8
 INCIDENT_SLOWDOWN = 3.0
 INCIDENT_BILLED_SHARE = 0.5
+HOLD_SECONDS = 3.0
+"""The longest a background backfill waits after its first part for `start_backfill(hold=)`."""
 STALE_AFTER = timedelta(seconds=10)
 DOWN_AFTER = timedelta(seconds=60)
 
@@ -169,6 +171,7 @@ class Simulator:
         self._backfill_thread: threading.Thread | None = None
         self._backfill_done = threading.Event()
         self._stop = threading.Event()
+        self._hold: threading.Event | None = None
 
     # -- public -------------------------------------------------------------
 
@@ -204,19 +207,23 @@ class Simulator:
             self._check_open()
         return self._backfill(progress, live=False)
 
-    def start_backfill(self, progress: Callable[[BackfillProgress], None] | None = None) -> None:
+    def start_backfill(self, progress: Callable[[BackfillProgress], None] | None = None,
+                       hold: threading.Event | None = None) -> None:
         """Backfill on a thread of its own and return at once; `close()` stops it between parts.
 
         Each part is ingested under the step lock, then the live data is caught up
         in the same hold, so live steps keep going while the older days arrive.
-        `progress` is called on that thread after each part. A failure is recorded
-        in `source_status()` and ends the backfill.
+        `progress` is called on that thread after each part. With `hold`, the
+        thread waits after the first part until `hold` is set (at most HOLD_SECONDS):
+        the console's start-up then has the machine to itself. A failure is
+        recorded in `source_status()` and ends the backfill.
         """
         with self._lock:
             self._check_open()
             if self._backfill_thread is not None:
                 raise RuntimeError("the backfill has already started")
             self._backfill_note = "backfilling history, newest first"
+            self._hold = hold
             self._backfill_thread = threading.Thread(
                 target=self._background_backfill, args=(progress,), name="demo-backfill",
                 daemon=True)
@@ -272,6 +279,8 @@ class Simulator:
         Deletes nothing: the spool directory and the cache are the caller's.
         """
         self._stop.set()
+        if self._hold is not None:
+            self._hold.set()
         thread = self._backfill_thread
         if thread is not None and thread is not threading.current_thread():
             thread.join()
@@ -349,6 +358,8 @@ class Simulator:
                             self._step_locked(None)
                 if progress is not None:
                     progress(tick)
+                if i == 0 and live and self._hold is not None:
+                    self._hold.wait(HOLD_SECONDS)
             else:
                 self._backfill_done.set()
         finally:

@@ -143,7 +143,7 @@ async def test_breakdown_rows_show_their_unpriced_requests_beside_the_cost_never
 
 
 @pytest.mark.parametrize(("path", "table_id", "pinned", "last_column"), [
-    pytest.param(("2",), "#slo-table", ("SLO", "state"), "kind", id="slo"),
+    pytest.param(("2",), "#slo-table", ("SLO", "state"), "source", id="slo"),
     pytest.param(("3",), "#cost-budgets", ("budget", "state"), "period", id="cost"),
     pytest.param(("4", "f"), "#requests-table", ("time", "trace"), "cost", id="requests"),
 ])
