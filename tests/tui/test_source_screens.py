@@ -158,7 +158,8 @@ def after(*keys: str) -> Callable[[Any], Any]:
 @pytest.mark.parametrize("size", SIZES)
 def test_sources_screen(snap_compare: Any, source_deck: Callable[[], Any], size: tuple[int, int]) -> None:
     """`5`: `6 sources · ● 4 live · ▲ 1 stale · ✖ 1 down`; rows worst first: `thanos` `✖ down`
-    since 12:15:01Z, last ok `never`, with its connect error, `gateway` `▲ stale` since 12:19:34Z (HTTP 503), then the
+    since 12:15:01Z, last ok `never`, with its connect error, `gateway` `▲ stale` since
+    12:19:34Z (HTTP 503), then the
     live ones (demo simulator, prom 38ms, am 12ms, gpu-vllm 55ms) with what each read. The status
     line names the stale and down sources before the refresh age. 80x24: source pinned, the
     detail and last-error columns reached by scrolling right; 160x50 shows them."""
