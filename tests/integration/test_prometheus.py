@@ -654,19 +654,25 @@ def test_many_slos_split_into_queries_under_the_length_limit_keep_exact_figures(
                        else expected(errors_inc, 0.999))
 
 
-def test_a_bad_slo_in_the_shared_query_fails_alone_then_is_asked_alone(prometheus: str) -> None:
-    cfg = config(prometheus, with_quantile=False)
+@pytest.mark.parametrize("store, refusal", [("prometheus", "HTTP 400: bad_data: "),
+                                             ("victoria", "HTTP 422: 422: error when executing query")])
+def test_a_bad_slo_in_the_shared_query_fails_alone_then_is_asked_alone(
+        store: str, refusal: str, request: pytest.FixtureRequest) -> None:
+    url = request.getfixturevalue(store)
+    cfg = config(url, with_quantile=False)
     broken = cfg.slos[0].model_copy(update={
         "name": "broken", "promql": cfg.slos[0].promql.model_copy(update={"good": "rate(("})})  # type: ignore[union-attr]
-    cfg = cfg.model_copy(update={"slos": [*cfg.slos, broken]})
-    readings, sent = _poll_twice(prometheus, cfg)
-    # poll 1: le lookup, the shared query refused (400), then each of the 4 SLOs alone;
+    cfg = cfg.model_copy(update={"slos": [*cfg.slos, broken], "sources": cfg.sources.model_copy(update={
+        "prometheus": [cfg.sources.prometheus[0].model_copy(update={"alerts": store == "prometheus"})]})})
+    readings, sent = _poll_twice(url, cfg)
+    # poll 1: le lookup, the shared query refused, then each of the 4 SLOs alone;
     # poll 2: the 3 good SLOs together, the broken one alone
     assert len(sent[0]) == 1 + 1 + 4 and len(sent[1]) == 2
     for reading in readings:
         ((name, error),) = reading.errors  # type: ignore[attr-defined]
-        assert name == "broken" and "HTTP 400: bad_data: " in error
+        assert name == "broken" and refusal in error
         got = {s.name: s for s in reading.slos}  # type: ignore[attr-defined]
+        assert_figures(got["availability good/total"], expected(errors_inc, 0.999))
         assert_figures(got["availability errors"], expected(errors_inc, 0.999))
         assert_figures(got["latency bucket"], expected(slow_inc, 0.99))
 
