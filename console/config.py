@@ -487,24 +487,30 @@ class Config(_Section):
     budgets: list[BudgetSpec] = []
     """Spend budgets (`[[budgets]]`)."""
 
-    @model_validator(mode="after")
-    def _references_exist(self) -> Config:
-        names = [s.name for s in self.sources.all()]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"source names must be unique: {', '.join(dupes)}")
+    def reference_problems(self) -> list[tuple[Loc, str]]:
+        """What refers to something that does not exist, or clashes, with where it is."""
+        problems: list[tuple[Loc, str]] = []
+        seen: set[tuple[str, str]] = set()
+        for kind in SourcesSettings.model_fields:
+            for i, source in enumerate(getattr(self.sources, kind)):
+                if (kind, source.name) in seen or any(source.name == n for k, n in seen if k != kind):
+                    problems.append((("sources", kind, i, "name"),
+                                     f"source name {source.name!r} is used twice; names must be unique"))
+                seen.add((kind, source.name))
         slo_names = [s.name for s in self.slos]
         for name in dict.fromkeys(n for n in slo_names if slo_names.count(n) > 1):
-            where = " and ".join(f"#{i + 1}" for i, n in enumerate(slo_names) if n == name)
-            raise ValueError(f"SLO names must be unique: {name!r} names [[slos]] {where}"
-                             " (status, alerts and the SLO views key SLOs by name)")
+            where = [i for i, n in enumerate(slo_names) if n == name]
+            entries = " and ".join(f"#{i + 1}" for i in where)
+            problems.append((("slos", where[-1], "name"),
+                             f"SLO names must be unique: {name!r} names [[slos]] {entries}"
+                             " (status, alerts and the SLO views key SLOs by name)"))
         proms = {p.name for p in self.sources.prometheus}
-        for slo in self.slos:
+        for i, slo in enumerate(self.slos):
             if slo.promql is not None and slo.promql.source not in proms:
                 known = ", ".join(sorted(proms)) or "none configured"
-                raise ValueError(f"SLO {slo.name!r}: no prometheus source named"
-                                 f" {slo.promql.source!r} (known: {known})")
-        return self
+                problems.append((("slos", i, "promql", "source"),
+                                 f"no prometheus source named {slo.promql.source!r} (known: {known})"))
+        return problems
 
     def cache_file(self, override: Path | None = None) -> Path:
         """The cache file: `--cache`, then config, then the XDG default."""
@@ -603,6 +609,9 @@ def read_config(path: Path | None = None, env: Mapping[str, str] | None = None) 
         except ValidationError as exc:
             errors = exc.errors(include_url=False)
         else:
+            for loc, message in config.reference_problems():
+                order, where = _where(loc, file, TomlLines(text) if text else None, origins)
+                problems.append((order, ConfigProblem(where, dotted_key(loc), message)))
             if not problems:
                 sections = tuple(data or ())
                 found = text is not None

@@ -39,7 +39,8 @@ def test_unknown_keys_bad_urls_and_inline_secrets_are_reported_with_file_and_lin
     text = text.replace("refresh_seconds = 15", "refresh_seconds = 15\nrefresh_secs = 5")
     text = text.replace('# bearer_token_ref = "env:PROM_TOKEN"',
                         'bearer_token_ref = "sk-live-0123456789abcdefghijklmnop"')
-    text = text.replace('kind = "vllm"', 'kind = "vllm"\nheaders = { X-Api-Key = "sk-abcdef0123456789abcdef" }')
+    text = text.replace('kind = "vllm"',
+                        'kind = "vllm"\nheaders = { X-Api-Key = "sk-abcdef0123456789abcdef" }')
     path = tmp_path / "config.toml"
     path.write_text(text)
     problems = {p.key: p for p in check(path, {})}
@@ -59,5 +60,17 @@ def test_a_promql_slo_naming_an_unknown_source_is_reported(tmp_path: Path) -> No
     text = example_config().replace('source = "prom"', 'source = "thanos"', 1)
     path = tmp_path / "config.toml"
     path.write_text(text)
-    messages = [str(p) for p in check(path, {})]
-    assert any("no prometheus source named 'thanos' (known: prom)" in m for m in messages), messages
+    problems = check(path, {})
+    assert [(p.where, p.key) for p in problems] == [
+        (f"{path}:{_line_of(text, 'thanos')}", "slos[0].promql.source")]
+    assert "no prometheus source named 'thanos' (known: prom)" in problems[0].message
+
+
+def test_two_sources_with_one_name_are_reported_at_the_second(tmp_path: Path) -> None:
+    text = example_config().replace('name = "am"', 'name = "prom"')
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    [problem] = check(path, {})
+    second = [i for i, line in enumerate(text.splitlines(), 1) if line == 'name = "prom"'][1]
+    assert (problem.where, problem.key) == (f"{path}:{second}", "sources.alertmanager[0].name")
+    assert "source name 'prom' is used twice" in problem.message
