@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json as jsonlib
 import logging
 import os
@@ -117,6 +118,13 @@ DEFAULT_POLICY = HttpPolicy()
 _NO_HEADERS: Mapping[str, str] = MappingProxyType({})
 
 
+@functools.cache
+def shared_tls_context() -> ssl.SSLContext:
+    """One verifying TLS context for every source's client: building one loads the CA bundle
+    (80-160 ms here), which each new `httpx.AsyncClient` would otherwise do again."""
+    return httpx.create_ssl_context()
+
+
 class SourceClient:
     """One reused httpx.AsyncClient per source; retries, breaker, one request in flight per endpoint."""
 
@@ -139,7 +147,8 @@ class SourceClient:
         timeout = httpx.Timeout(connect=policy.connect_timeout, read=policy.read_timeout,
                                 write=policy.read_timeout, pool=policy.connect_timeout)
         self._client = httpx.AsyncClient(base_url=base_url, headers={**headers, **secret_headers},
-                                         timeout=timeout, transport=transport, follow_redirects=False)
+                                         timeout=timeout, transport=transport, follow_redirects=False,
+                                         verify=shared_tls_context())
         self._breaker = CircuitBreaker(policy.breaker_failures, policy.breaker_open_seconds, monotonic)
         self._endpoints: dict[tuple[str, str], tuple[asyncio.Lock, int]] = {}
 

@@ -153,6 +153,10 @@ class SourceHub:
         """One poll of `poller`: store its snapshot and report to its health."""
         started = time.perf_counter()
         try:
+            prepare = getattr(poller, "prepare", None)
+            if prepare is not None:  # one-off setup (secrets, client) is not the source's latency
+                await asyncio.wait_for(prepare(), self.poll_deadline)
+                started = time.perf_counter()
             snapshot = await asyncio.wait_for(poller.poll(), self.poll_deadline)
         except asyncio.CancelledError:
             raise

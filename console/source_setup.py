@@ -76,11 +76,21 @@ class LazyPoller:
         self._factory = factory
         self._inner: Poller | None = None
 
-    async def poll(self) -> object:
+    async def prepare(self) -> None:
+        """Resolve the secrets and build the real poller (its HTTP client) on a worker thread,
+        so neither a keyring call nor loading a TLS context stalls the hub's loop; the hub
+        calls this before it times the poll."""
         if self._inner is None:
-            headers = await asyncio.to_thread(_secret_headers, self.source)
-            _, make = self._factory(self.source)
-            self._inner = make(self.source, self.config, headers)
+            self._inner = await asyncio.to_thread(self._make)
+
+    def _make(self) -> Poller:
+        headers = _secret_headers(self.source)
+        _, make = self._factory(self.source)
+        return make(self.source, self.config, headers)
+
+    async def poll(self) -> object:
+        await self.prepare()
+        assert self._inner is not None
         return await self._inner.poll()
 
     @property
