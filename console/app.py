@@ -21,6 +21,7 @@ from typing import ClassVar, Protocol
 from textual import events
 from textual.app import App, ScreenStackError, SystemCommand
 from textual.binding import Binding, BindingType
+from textual.message import Message
 from textual.screen import Screen
 from textual.timer import Timer
 from textual.worker import Worker, WorkerState, get_current_worker
@@ -49,6 +50,15 @@ class Stepper(Protocol):
     """What the demo simulator looks like to the app (see console/demo/simulator.py)."""
 
     def step(self) -> object: ...
+
+
+class SourceChanged(Message):
+    """An outside source answered for the first time or changed state (posted from the hub's
+    thread; post_message is thread-safe)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.name = name
 
 
 class LlmdeckApp(App[None]):
@@ -122,6 +132,7 @@ class LlmdeckApp(App[None]):
         # Outside sources are polled on their own thread, and only from now on: no connector
         # I/O delays the first paint, and a slow or hung source never blocks a key press.
         if self.backend.hub is not None:
+            self.backend.hub.listener = self._source_changed
             self.backend.hub.start()
 
     async def on_event(self, event: events.Event) -> None:
@@ -164,6 +175,13 @@ class LlmdeckApp(App[None]):
             return
         self.push_screen(ROUTE_BY_NAME[message.target].screen(message.view))
         self._schedule(0)
+
+    def _source_changed(self, name: str) -> None:
+        """The hub's listener (its thread): refresh the screen soon."""
+        self.post_message(SourceChanged(name))
+
+    def on_source_changed(self, message: SourceChanged) -> None:
+        self._schedule(0.2)  # several sources answering at once make one refresh
 
     def on_refresh_requested(self, message: RefreshRequested) -> None:
         self.action_refresh_now()

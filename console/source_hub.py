@@ -85,6 +85,9 @@ class SourceHub:
         self._wake: dict[str, asyncio.Event] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._started = threading.Event()
+        self.listener: Callable[[str], None] | None = None
+        """Called (on the hub's thread) with a source's name when its state changes or its
+        first snapshot arrives: the console refreshes the screen then, not at its next tick."""
         self.version = 0
         """Bumped on every poll that ends (good or bad): readers can tell something changed."""
         self.polls = 0
@@ -151,6 +154,8 @@ class SourceHub:
 
     async def poll_once(self, poller: Poller) -> None:
         """One poll of `poller`: store its snapshot and report to its health."""
+        before = poller.health.status().state
+        had_snapshot = poller.name in self._latest
         started = time.perf_counter()
         try:
             prepare = getattr(poller, "prepare", None)
@@ -174,6 +179,13 @@ class SourceHub:
         with self._lock:
             self.version += 1
             self.polls += 1
+            first = not had_snapshot and poller.name in self._latest
+        listener = self.listener
+        if listener is not None and (first or poller.health.status().state != before):
+            try:
+                listener(poller.name)
+            except Exception:  # a closing console must not break the polls
+                pass
 
     def refresh(self, name: str | None = None) -> None:
         """Poll `name` (or every source) now instead of at its next interval."""

@@ -35,7 +35,7 @@ def state_cell(level: SeverityMarks) -> Text:
 
 def slo_state_cell(slo: SloStatus) -> Text:
     """An SLO's state; one whose source is down has none ("? no data"), a stale one says so."""
-    if slo.freshness == "down":
+    if slo.freshness == "down" or (slo.freshness == "stale" and slo.compliance is None):
         return Text("? no data", style="dim", no_wrap=True)
     cell = state_cell(slo.level)
     if slo.freshness == "stale":

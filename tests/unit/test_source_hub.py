@@ -180,3 +180,22 @@ def test_an_answer_with_problems_is_stale_with_the_reason_and_a_clean_one_is_liv
     poller.calls = 1
     readings = run_pollers_once([poller])
     assert (readings[0].status.state, readings[0].status.detail) == ("live", "2 SLOs")
+
+
+def test_the_listener_hears_a_first_snapshot_and_state_changes_only() -> None:
+    poller = FakePoller("p", interval=10)
+    heard: list[str] = []
+    hub = SourceHub([poller])
+    hub.listener = heard.append
+    hub.start()
+    try:
+        wait_for(lambda: heard == ["p"])  # the first snapshot
+        hub.refresh()
+        wait_for(lambda: poller.calls >= 2)
+        time.sleep(0.05)
+        assert heard == ["p"]  # live again: nothing changed
+        poller.fail = FakeError("p: HTTP 503: busy")
+        hub.refresh()
+        wait_for(lambda: heard == ["p", "p"])  # live -> stale
+    finally:
+        hub.stop()
