@@ -36,6 +36,7 @@ Goal (issue 9 §8): the populated console within 3 s of pressing Enter.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import select
 import statistics
@@ -136,7 +137,7 @@ class DemoPaint:
 
 
 def run_demo_in_pty(mode: str, env: dict[str, str], workdir: Path, timeout: float = 180.0,
-                    tree: Path = REPO) -> DemoPaint:
+                    tree: Path = REPO, until: str = "week") -> DemoPaint:
     """Spawn the demo child (the code in `tree`) on a pty; time the frames that painted the milestones."""
     import fcntl
     import pty
@@ -166,7 +167,7 @@ def run_demo_in_pty(mode: str, env: dict[str, str], workdir: Path, timeout: floa
                 raise SystemExit(f"bench: {mode}: no week painted after {timeout:.0f} s; the pty showed:\n"
                                  + bytes(buf[-3000:]).decode(errors="replace"))
             got = _marks(marks)
-            if "week" in got and _painted(frames, got["week"], buf) is not None:
+            if until in got and _painted(frames, got[until], buf) is not None:
                 break
             ready, _, _ = select.select([master], [], [], 0.05)
             if not ready:
@@ -197,8 +198,8 @@ def run_demo_in_pty(mode: str, env: dict[str, str], workdir: Path, timeout: floa
             raise SystemExit(f"bench: {mode}: {marker.decode()!r} never reached the screen"
                              f" (see {marks.with_suffix('.pty')})")
     got = _marks(marks)
-    painted = [_painted(frames, got[name], buf) for name in ("populated", "week")]
-    return DemoPaint(*(t - started_wall for t in painted if t is not None))
+    painted = [_painted(frames, got[name], buf) if name in got else None for name in ("populated", "week")]
+    return DemoPaint(*(t - started_wall if t is not None else math.nan for t in painted))
 
 
 def _painted(frames: list[tuple[float, float, int]], mark: float, buf: bytearray) -> float | None:
@@ -254,7 +255,7 @@ class App:
 
 
 def measure(label: str, apps: list[App], repeat: int, env: dict[str, str],
-            workdir: Path) -> dict[str, list[DemoPaint]]:
+            workdir: Path, until: str = "week") -> dict[str, list[DemoPaint]]:
     """`repeat` rounds of the baseline and every app, alternated; every run printed."""
     times: dict[str, list[DemoPaint]] = {"baseline": [], **{app.name: [] for app in apps}}
     for i in range(repeat):
@@ -263,7 +264,7 @@ def measure(label: str, apps: list[App], repeat: int, env: dict[str, str],
         times["baseline"].append(DemoPaint(base, base))
         line = [f"  {label} run {i + 1}: baseline {base:.2f} s"]
         for app in apps:
-            paint = run_demo_in_pty(app.mode, env, workdir, tree=app.tree)
+            paint = run_demo_in_pty(app.mode, env, workdir, tree=app.tree, until=until)
             times[app.name].append(paint)
             line.append(f"{app.name} populated {paint.populated:.2f} s, week {paint.week:.2f} s")
         print("; ".join(line) + f"  (load before {load})", flush=True)
@@ -276,7 +277,7 @@ def report(label: str, times: dict[str, list[DemoPaint]]) -> str:
     week = {k: statistics.median(p.week for p in v) for k, v in times.items()}
     worst = max(p.populated for p in times["demo"])
     base = populated["baseline"]
-    old = "before" if "before" in times else "backfill-first"
+    old = "before" if "before" in times else "backfill-first" if "backfill-first" in times else "demo"
     print(f"  {label} medians: baseline {base:.2f} s; "
           + "; ".join(f"{k} populated {populated[k]:.2f} s ({populated[k] / base:.1f}x baseline),"
                       f" week {week[k]:.2f} s" for k in times if k != "baseline")
@@ -305,26 +306,30 @@ def main() -> int:
     ap.add_argument("--load", type=int, default=2, help="busy-loop processes for the loaded rounds (0: skip)")
     ap.add_argument("--before", default=None, metavar="REV",
                     help="also run `llmdeck demo` as commit REV had it (e.g. dd47df8^, before this change)")
+    ap.add_argument("--populated-only", action="store_true",
+                    help="stop each run at the populated paint; skip backfill-first (quick A/B runs)")
     ap.add_argument("--workdir", type=Path, default=None)
     args = ap.parse_args()
+    until = "populated" if args.populated_only else "week"
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="llmdeck-demo-start-"))
     workdir.mkdir(parents=True, exist_ok=True)
     env = console_env(workdir)
-    apps = [App("backfill-first", "backfill-first"), App("demo", "demo")]
+    apps = [App("demo", "demo")] if args.populated_only else [
+        App("backfill-first", "backfill-first"), App("demo", "demo")]
     if args.before:
         apps.insert(0, App("before", "demo", checkout(args.before, workdir)))
     print(f"demo start → overview painted, {SIZE[0]}x{SIZE[1]} pty, {os.cpu_count()} cores,"
           f" start {START}; apps: baseline, {', '.join(a.name for a in apps)}; load {loadavg()}", flush=True)
     run_in_pty(BASELINE_CHILD, [], BASELINE_MARKERS, env)  # warm-up: file cache, .pyc files
     for app in apps:
-        run_demo_in_pty(app.mode, env, workdir, tree=app.tree)
-    results = [report("quiet", measure("quiet", apps, args.repeat, env, workdir))]
+        run_demo_in_pty(app.mode, env, workdir, tree=app.tree, until=until)
+    results = [report("quiet", measure("quiet", apps, args.repeat, env, workdir, until))]
     if args.load:
         procs = start_load(args.load)
         try:
             time.sleep(1.0)
             label = f"load{args.load}"
-            results.append(report(label, measure(label, apps, args.repeat, env, workdir)))
+            results.append(report(label, measure(label, apps, args.repeat, env, workdir, until)))
         finally:
             stop_load(procs)
     print("RESULT " + " ".join(results) + f" runs={args.repeat} load_end={loadavg()}")

@@ -166,7 +166,7 @@ FIRST_PART_WAIT = 3.0
 
 
 class _DemoProgress:
-    """The demo backfill's progress callback: refresh the view after each part, toast at the end.
+    """The demo backfill's progress callback: refresh the view after the recent parts, toast at the end.
 
     Called on the backfill's thread; `call_later` and `notify` post to the app's
     queue (thread-safe, never blocking). Parts that land before the app exists
@@ -182,7 +182,8 @@ class _DemoProgress:
         app = self.app
         if app is None:
             return
-        app.call_later(app.action_refresh_now)
+        if p.depth <= timedelta(days=1) or p.done:  # the periodic poll shows the older parts
+            app.call_later(app.action_refresh_now)
         if p.done:
             app.notify(f"demo history loaded: {p.total / timedelta(days=1):g} days,"
                        f" {p.spans_stored:,} spans in {p.seconds:.1f} s", title="llmdeck demo",

@@ -28,8 +28,10 @@ from console.demo import generate
 
 RECENT_DEPTHS: tuple[timedelta, ...] = (timedelta(hours=1), timedelta(hours=6), timedelta(days=1))
 """Where the first parts end, going back from the start (5m/1h windows, 6 h charts, today)."""
-PART = timedelta(days=1)
-"""Beyond the recent parts, the history is written and ingested a day at a time."""
+PART = timedelta(hours=6)
+"""Beyond the recent parts, the history is written and ingested 6 h at a time: a part is
+ingested whole, so this bounds how long closing the demo waits (~0.3 s; a week in day parts
+took as long as in 6 h parts, within the noise)."""
 
 _EPOCH = datetime(1970, 1, 1)
 
@@ -72,11 +74,15 @@ class BackfillProgress:
         return self.parts_done == self.parts
 
     def describe(self) -> str:
-        """`last 6 h of 7 days loaded`, `day 3/7 loaded`."""
+        """`last 6 h of 7 days loaded`, `day 3/7 loaded`, `2 days 6 h of 7 days loaded`."""
         days = self.total / timedelta(days=1)
-        if self.depth < timedelta(days=1):
-            return f"last {self.depth / timedelta(hours=1):g} h of {days:g} days loaded"
-        return f"day {self.depth / timedelta(days=1):g}/{days:g} loaded"
+        whole, rest = divmod(self.depth, timedelta(days=1))
+        hours = rest / timedelta(hours=1)
+        if not whole:
+            return f"last {hours:g} h of {days:g} days loaded"
+        if not rest:
+            return f"day {whole}/{days:g} loaded"
+        return f"{whole} day{'s' if whole > 1 else ''} {hours:g} h of {days:g} days loaded"
 
 
 
