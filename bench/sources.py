@@ -1,7 +1,7 @@
 """Source benchmarks (issue 9 §9): refresh concurrency, key presses with a hung source, start-up.
 
     python bench/sources.py refresh [--delay 0.2] [--repeat 5] [--shared-ssl]
-    python bench/sources.py keys    [--workdir DIR] [--spans 1000000] [--presses 200] [--rounds 3]
+    python bench/sources.py keys    [--workdir DIR] [--spans 1000000] [--presses 100] [--rounds 6]
     python bench/sources.py startup [--workdir DIR] [--repeat 7]
 
 Each part compares against a baseline measured in the same run and ends with one
@@ -31,8 +31,8 @@ def main() -> int:
     for part in (keys, startup):
         part.add_argument("--workdir", type=Path, default=Path("/work/bench-caches"))
         part.add_argument("--spans", type=int, default=1_000_000, help="spans in the cache (default 1M)")
-    keys.add_argument("--presses", type=int, default=200, help="key presses per round and configuration")
-    keys.add_argument("--rounds", type=int, default=3, help="rounds (each: none, five, six)")
+    keys.add_argument("--presses", type=int, default=100, help="key presses per round and configuration")
+    keys.add_argument("--rounds", type=int, default=6, help="rounds (each: none, five, six)")
     keys.add_argument("--hung", default="am-b", help="the source that never answers (default am-b)")
     startup.add_argument("--repeat", type=int, default=7, help="measured runs of each configuration")
     args = ap.parse_args()
