@@ -17,6 +17,7 @@ is in, in order, while the caller ingests what is ready.
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -140,7 +141,8 @@ class PartFiles:
             return
         ranges = [(self.parts[i].first, self.parts[i].last, self.parts[i].path) for i in ahead]
         try:
-            worker = get_context("spawn").Process(target=generate.write_all, args=(self.traffic, ranges),
+            worker = get_context("spawn").Process(target=generate.write_all,
+                                                  args=(self.traffic, ranges, os.getpid()),
                                                   name="llmdeck-demo-backfill", daemon=True)
             worker.start()
         except (OSError, RuntimeError, ValueError):  # no processes: everything is written here

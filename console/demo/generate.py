@@ -13,6 +13,7 @@ backfill can generate in a worker process cheaply.
 from __future__ import annotations
 
 import math
+import os
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -152,8 +153,14 @@ def append_chunks(plan: TrafficPlan, first: int, last: int, path: Path) -> int:
     return spans
 
 
-def write_all(plan: TrafficPlan, ranges: list[tuple[int, int, Path]]) -> None:
-    """`write_chunks` for each (first, last, path) in order (the backfill's worker process)."""
+def write_all(plan: TrafficPlan, ranges: list[tuple[int, int, Path]], parent: int | None = None) -> None:
+    """`write_chunks` for each (first, last, path) in order (the backfill's worker process).
+
+    Stops before the next file once the process `parent` is gone (a demo killed by a
+    signal never terminates its worker).
+    """
     for first, last, path in ranges:
+        if parent is not None and os.getppid() != parent:
+            return
         if not path.exists():
             write_chunks(plan, first, last, path)
