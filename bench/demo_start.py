@@ -93,7 +93,7 @@ def backfill(self, progress=None):
     return report
 Simulator.backfill = backfill
 if mode == "backfill-first":  # this checkout's backfill, run as `llmdeck demo` did before the console
-    Simulator.start_backfill = lambda self, progress=None: self.backfill(progress)
+    Simulator.start_backfill = lambda self, progress=None, hold=None: self.backfill(progress)
 
 def week_in():
     return bool(backfilled) or any(getattr(sim, "backfill_done", False) for sim in sims)
