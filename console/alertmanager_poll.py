@@ -52,7 +52,14 @@ class AlertmanagerPoller:
 
     async def poll(self) -> AlertmanagerReading:
         """One reading; raises `SourceError` if either read fails (no half reading is kept)."""
-        alerts, silences = await asyncio.gather(self.client.alerts(), self.client.silences())
+        # Both reads run to their end (each within its deadline) before a failure is raised: a
+        # plain gather would leave the other read running unawaited after the first failure.
+        alerts, silences = await asyncio.gather(self.client.alerts(), self.client.silences(),
+                                                return_exceptions=True)
+        for answer in (alerts, silences):
+            if isinstance(answer, BaseException):
+                raise answer
+        assert not isinstance(alerts, BaseException) and not isinstance(silences, BaseException)
         return AlertmanagerReading(self.name, utc_now(), alerts, silences)
 
     async def aclose(self) -> None:

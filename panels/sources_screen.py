@@ -13,7 +13,7 @@ from console.source_views import SourcesPage, SourcesView
 from console.sources import STATE_ORDER, SourceStatus
 from console.views import Fetched, View
 from panels.base import DeckScreen
-from panels.tables import DeckTable, sync_rows
+from panels.tables import DeckTable, selected_key, sync_rows
 from panels.text import safe_cell
 
 STATE_MARK = {"live": "● live", "stale": "▲ stale", "down": "✖ down"}
@@ -31,6 +31,10 @@ class SourcesScreen(DeckScreen):
     screen_title = "sources"
     view_id = "sources"
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.by_key: dict[str, SourceStatus] = {}
+
     def compose(self) -> ComposeResult:
         yield from self.compose_status()
         yield Static("", id="sources-summary", classes="note")
@@ -39,6 +43,7 @@ class SourcesScreen(DeckScreen):
         table.add_columns("source", "kind", "state", "since", "last ok", "latency", "detail",
                           "last error")
         yield table
+        yield Static("", id="sources-detail", classes="note")
         yield from self.compose_footer()
 
     def view(self) -> View:
@@ -50,16 +55,40 @@ class SourcesScreen(DeckScreen):
             return
         now = self.wall_now()
         ordered = sorted(page.statuses, key=lambda s: -STATE_ORDER[s.state])
-        rows = [(f"{i}:{s.name}", self._cells(s, now)) for i, s in enumerate(ordered)]
+        self.by_key = {f"{i}:{s.name}": s for i, s in enumerate(ordered)}
+        rows = [(key, self._cells(s, now)) for key, s in self.by_key.items()]
         with self.app.batch_update():
             counts = {state: sum(1 for s in page.statuses if s.state == state)
                       for state in ("live", "stale", "down")}
             self.query_one("#sources-summary", Static).update(Text(
                 f"{len(page.statuses)} sources · ● {counts['live']} live · ▲ {counts['stale']}"
                 f" stale · ✖ {counts['down']} down"))
-            sync_rows(self.query_one("#sources-table", DataTable), rows, self.filter_text,
+            table = self.query_one("#sources-table", DataTable)
+            sync_rows(table, rows, self.filter_text,
                       empty="no sources: add [[sources.prometheus]], [[sources.alertmanager]]"
                             " or [[sources.scrape]] to the config")
+            self._show_detail(selected_key(table))
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._show_detail(selected_key(event.data_table))
+
+    def _show_detail(self, key: str | None) -> None:
+        """The whole story of the source under the cursor, wrapped (the table cuts it at 80
+        columns): its state, since when, and the error."""
+        status = self.by_key.get(key) if key is not None else None
+        line = Text()
+        if status is not None:
+            line.append_text(safe_cell(status.name, 40))
+            line.append(f" {STATE_MARK[status.state]}")
+            if status.since is not None and status.state != "live":
+                line.append(f" since {clock(status.since)}Z")
+            if status.detail:
+                line.append(": ")
+                line.append_text(safe_cell(status.detail, 300))
+            if status.last_error and status.last_error != status.detail:
+                line.append(" · last error: ")
+                line.append_text(safe_cell(status.last_error, 300))
+        self.query_one("#sources-detail", Static).update(line)
 
     @staticmethod
     def _cells(s: SourceStatus, now: datetime) -> list[object]:
