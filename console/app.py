@@ -26,16 +26,29 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.worker import Worker, WorkerState, get_current_worker
 
+from console.action_log import operator
 from console.backend import Backend
 from console.idle_gc import IdleCollector
 from console.safe_text import cell
+from console.silence_actions import SilenceDesk
+from console.silence_preview import Confirmation, SilenceAsk, SilenceResult
 from console.timeutil import utc_now
 from console.views import View
 from panels.base import DeckScreen
 from panels.command_line import CommandLine, parse_command
 from panels.help_screen import HelpScreen
-from panels.messages import FetchFailed, Navigate, RefreshRequested, SnapshotReady
+from panels.messages import (
+    ExpireRequested,
+    FetchFailed,
+    Navigate,
+    RefreshRequested,
+    SilencePlanned,
+    SilencePlanRequested,
+    SilenceRequested,
+    SnapshotReady,
+)
 from panels.routes import HOME, ROUTE_BY_NAME, ROUTES
+from panels.silence_dialog import SilenceDialog
 from panels.status_line import StatusLine
 from themes import STYLESHEET, THEME_NAMES, THEMES, resolve
 
@@ -107,6 +120,8 @@ class LlmdeckApp(App[None]):
         """Runs full garbage collections between key presses (console/idle_gc.py)."""
         self.status_badge = badge
         """A warning every status line carries for as long as it holds (insecure secret storage)."""
+        self.silence_desk = SilenceDesk(backend.hub)
+        """Plans and applies silences through `console.silences` on the hub (`s`/`x` on :alerts)."""
 
     # ---- screens and navigation -------------------------------------------------
 
@@ -234,6 +249,42 @@ class LlmdeckApp(App[None]):
         yield SystemCommand("refresh now", "fetch the current view now", self.action_refresh_now)
         yield SystemCommand("keys", "every key binding (?)", self.action_help)
 
+    # ---- silences: `s` / `x` on :alerts -> dialog -> plan and apply on workers -----
+
+    def on_silence_requested(self, message: SilenceRequested) -> None:
+        self._open_silence_dialog(self.silence_desk.ask_silence(message.alert, operator()["user"]))
+
+    def on_expire_requested(self, message: ExpireRequested) -> None:
+        self._open_silence_dialog(self.silence_desk.ask_expire(message.silence))
+
+    def _open_silence_dialog(self, ask: SilenceAsk) -> None:
+        dialog = SilenceDialog(ask)
+        self.push_screen(dialog, self._silence_confirmed)
+        self._plan_silence(dialog, ask)
+
+    def on_silence_plan_requested(self, message: SilencePlanRequested) -> None:
+        if isinstance(message.dialog, SilenceDialog):
+            self._plan_silence(message.dialog, message.ask)
+
+    def _plan_silence(self, dialog: SilenceDialog, ask: SilenceAsk) -> None:
+        def plan() -> None:  # GETs only, on the hub's loop; the dialog drops a stale answer
+            dialog.post_message(SilencePlanned(self.silence_desk.plan(ask)))
+        self.run_worker(plan, thread=True, exclusive=True, exit_on_error=False, group="silence-plan",
+                        name="silence-plan", description="plan a silence")
+
+    def _silence_confirmed(self, confirmation: Confirmation | None) -> None:
+        if confirmation is None:  # Esc: nothing planned is kept for sending
+            return
+        def apply() -> None:
+            self.call_from_thread(self._silence_applied, self.silence_desk.apply(confirmation))
+        self.run_worker(apply, thread=True, exit_on_error=False, group="silence-apply",
+                        name="silence-apply", description="apply a confirmed silence plan")
+
+    def _silence_applied(self, result: SilenceResult) -> None:
+        self.notify(cell(result.summary(), 400), severity="information" if result.ok else "error",
+                    markup=False, timeout=15)
+        self._schedule(0)
+
     # ---- the poller -------------------------------------------------------------
 
     def _schedule(self, delay: float) -> None:
@@ -289,6 +340,8 @@ class LlmdeckApp(App[None]):
                 self._schedule(0)
             else:
                 self._schedule(self.refresh_seconds)
+        elif worker.group.startswith("silence") and event.state is WorkerState.ERROR:
+            self.notify(f"silence: {cell(worker.error, 300)}", severity="error", markup=False)
         elif worker.group == "demo" and event.state is WorkerState.ERROR:
             self.notify(f"demo simulator stopped: {cell(worker.error, 200)}", severity="error",
                         markup=False, timeout=30)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import ClassVar
 
 from rich.text import Text
 from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
 from textual.widgets import DataTable, Static
 
 from console.alerts import ActiveAlert, Silence
@@ -13,7 +15,8 @@ from console.formatting import ago, clock, duration
 from console.source_views import AlertsPage, AlertsView, alerts_in_order
 from console.views import Fetched, View
 from panels.base import DeckScreen
-from panels.tables import DeckTable, sync_rows
+from panels.messages import ExpireRequested, SilenceRequested
+from panels.tables import DeckTable, selected_key, sync_rows
 from panels.text import safe_cell
 
 _STATE = {
@@ -34,10 +37,24 @@ def alert_state_cell(alert: ActiveAlert) -> Text:
 
 
 class AlertsScreen(DeckScreen):
-    """Every alert from Prometheus rules and Alertmanager, firing first, and the silences."""
+    """Every alert from Prometheus rules and Alertmanager, firing first, and the silences.
+
+    `s` silences the selected alert and `x` expires the selected silence: each only asks the
+    app (a message), which shows the plan and sends nothing until the source's name is typed.
+    """
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("s", "silence", "Silence", id="alerts.silence"),
+        Binding("x", "expire", "Expire", id="alerts.expire"),
+    ]
 
     screen_title = "alerts"
     view_id = "alerts"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._alert_rows: dict[str, ActiveAlert] = {}
+        self._silence_rows: dict[str, Silence] = {}
 
     def compose(self) -> ComposeResult:
         yield from self.compose_status()
@@ -64,14 +81,33 @@ class AlertsScreen(DeckScreen):
         live = {s.name for s in page.sources if s.state == "live"}
         with self.app.batch_update():
             self.query_one("#alerts-summary", Static).update(self._summary(page))
-            rows = [(f"{a.source}:{a.fingerprint}:{i}", self._alert_cells(a, now, a.source in live))
-                    for i, a in enumerate(alerts)]
+            keyed = {f"{a.source}:{a.fingerprint}:{i}": a for i, a in enumerate(alerts)}
+            self._alert_rows = keyed
+            rows = [(key, self._alert_cells(a, now, a.source in live)) for key, a in keyed.items()]
             sync_rows(self.query_one("#alerts-table", DataTable), rows, self.filter_text,
                       empty=self._empty_alerts(page))
             current = [s for s in page.silences if s.state != "expired"]
-            silence_rows = [(f"{s.source}:{s.id}", self._silence_cells(s, now)) for s in current]
+            self._silence_rows = {f"{s.source}:{s.id}": s for s in current}
+            silence_rows = [(key, self._silence_cells(s, now)) for key, s in self._silence_rows.items()]
             sync_rows(self.query_one("#silences-table", DataTable), silence_rows,
                       self.filter_text, empty="no active or pending silences")
+
+    def action_silence(self) -> None:
+        """Silence the alert under the alerts table's cursor (the app plans it, you confirm)."""
+        alert = self._alert_rows.get(selected_key(self.query_one("#alerts-table", DataTable)) or "")
+        if alert is None:
+            self.notify("no alert selected: move to one in the alerts table", severity="warning")
+            return
+        self.post_message(SilenceRequested(alert))
+
+    def action_expire(self) -> None:
+        """Expire the silence under the silences table's cursor (the app plans it, you confirm)."""
+        key = selected_key(self.query_one("#silences-table", DataTable)) or ""
+        silence = self._silence_rows.get(key)
+        if silence is None:
+            self.notify("no silence selected: move to one in the silences table", severity="warning")
+            return
+        self.post_message(ExpireRequested(silence))
 
     @staticmethod
     def _summary(page: AlertsPage) -> Text:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from textual.message import Message
 
+from console.alerts import ActiveAlert, Silence
+from console.silence_preview import SilenceAsk, SilencePreview
 from console.views import Fetched, View
 
 
@@ -35,3 +37,36 @@ class Navigate(Message):
         super().__init__()
         self.target = target
         self.view = view
+
+
+class SilenceRequested(Message):
+    """`s` on `:alerts`: silence this alert (the app opens the silence dialog and plans it)."""
+
+    def __init__(self, alert: ActiveAlert) -> None:
+        super().__init__()
+        self.alert = alert
+
+
+class ExpireRequested(Message):
+    """`x` on `:alerts`: expire this silence (the app opens the silence dialog and plans it)."""
+
+    def __init__(self, silence: Silence) -> None:
+        super().__init__()
+        self.silence = silence
+
+
+class SilencePlanRequested(Message):
+    """The silence dialog's duration or comment changed: plan `ask` again for `dialog`."""
+
+    def __init__(self, dialog: object, ask: SilenceAsk) -> None:
+        super().__init__()
+        self.dialog = dialog
+        self.ask = ask
+
+
+class SilencePlanned(Message):
+    """A worker planned an ask: the silence dialog shows the plan (or why there is none)."""
+
+    def __init__(self, preview: SilencePreview) -> None:
+        super().__init__()
+        self.preview = preview
