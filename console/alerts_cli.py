@@ -8,14 +8,12 @@ Label and annotation text is untrusted: it reaches the terminal through `cell` o
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
-from console.alerts import loud, muted_upstream
 from console.safe_text import cell
 
 if TYPE_CHECKING:
@@ -138,6 +136,8 @@ def pick_sources(config: Config, name: str | None, kinds: Sequence[str]) -> list
 
 def gather_alerts(config: Config, name: str | None) -> list[SourceAnswer]:
     """Every alert source read once, concurrently."""
+    import asyncio
+
     sources = pick_sources(config, name, ("prometheus", "alertmanager"))
 
     async def run() -> list[SourceAnswer]:
@@ -146,6 +146,7 @@ def gather_alerts(config: Config, name: str | None) -> list[SourceAnswer]:
 
 
 def main_alerts(config: Config, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from console.alerts import loud, muted_upstream
     from console.source_views import alerts_in_order
 
     try:
@@ -192,6 +193,8 @@ def main_alerts(config: Config, args: argparse.Namespace, out: TextIO, err: Text
 
 
 def main_silences(config: Config, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    import asyncio
+
     try:
         sources = pick_sources(config, args.source, ("alertmanager",))
     except ValueError as exc:

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from console import secrets
 from console.safe_text import cell
 
 if TYPE_CHECKING:
@@ -78,6 +77,8 @@ def _read_value(ref: str, stdin: TextIO) -> str:
 
 
 def _set(ref: str, out: TextIO, err: TextIO, stdin: TextIO) -> int:
+    from console import secrets
+
     try:
         secrets.storable_ref(ref, "set")
         value = _read_value(ref, stdin).removesuffix("\r")
@@ -93,6 +94,8 @@ def _set(ref: str, out: TextIO, err: TextIO, stdin: TextIO) -> int:
 
 
 def _delete(ref: str, out: TextIO, err: TextIO) -> int:
+    from console import secrets
+
     try:
         deleted = secrets.delete(ref)
     except secrets.SecretError as exc:
@@ -106,6 +109,8 @@ def _delete(ref: str, out: TextIO, err: TextIO) -> int:
 
 
 def _list(config: Config, as_json: bool, out: TextIO) -> int:
+    from console import secrets
+
     uses = config_refs(config)
     checks: dict[str, secrets.SecretCheck] = {}
     for use in uses:
@@ -142,6 +147,8 @@ def _list(config: Config, as_json: bool, out: TextIO) -> int:
 def main_secrets(args: argparse.Namespace, parser: argparse.ArgumentParser, out: TextIO,
                  err: TextIO, stdin: TextIO | None = None) -> int:
     """Run `llmdeck secrets ACTION`; returns the exit code."""
+    from console import secrets
+
     action = getattr(args, "secrets_command", None)
     if action is None:
         parser.parse_args(["secrets", "--help"])

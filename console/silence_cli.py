@@ -8,7 +8,6 @@ The confirmation is the source's name typed on a terminal; Enter alone is a no.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 from collections.abc import Callable
@@ -161,6 +160,8 @@ async def _run(client: AlertmanagerClient, args: argparse.Namespace, out: TextIO
 def main_silence(config: Config, args: argparse.Namespace, parser: argparse.ArgumentParser,
                  out: TextIO, err: TextIO, stdin: TextIO | None = None) -> int:
     """`llmdeck silence create|expire`."""
+    import asyncio
+
     if args.silence_command not in ("create", "expire"):
         parser.parse_args(["silence", "--help"])
     try:

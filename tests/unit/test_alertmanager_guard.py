@@ -238,9 +238,14 @@ def test_only_console_silences_calls_the_silence_writes() -> None:
 
 
 def test_only_the_connector_knows_the_silence_paths() -> None:
-    """No module but connectors/alertmanager.py can build a request to /api/v2/silence(s)."""
+    """No module but connectors/alertmanager.py can build a request to /api/v2/silence(s).
+
+    The demo's Alertmanager-shaped server (console/demo/endpoints.py) serves those paths; it
+    sends no request, so it is the one other module allowed to name them."""
     holders = set()
     for path in _modules():
+        if path.relative_to(ROOT).as_posix() == "console/demo/endpoints.py":
+            continue
         tree = ast.parse(path.read_text(), str(path))
         docs = _docstrings(tree)
         for node in ast.walk(tree):
