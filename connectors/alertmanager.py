@@ -8,6 +8,7 @@ checks that no other module calls them.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -108,7 +109,7 @@ class AlertmanagerClient:
         """POST the silence (never retried); its new id. Call only from `console.silences.apply`."""
         response = await self.http.send("POST", SILENCES_PATH, json=body)
         try:
-            payload = response.json()
+            payload = json.loads(self.http.masked_body(response))
         except ValueError:
             raise SourceError(self.name, "decode", f"POST {SILENCES_PATH}: answer is not JSON",
                               status=response.status_code) from None

@@ -181,16 +181,21 @@ class SourceClient:
             raise SourceError(self.name, "content_type", clean(f"expected JSON, got {media}{detail}",
                                                                self._redact), status=response.status_code)
         try:
-            return orjson.loads(response.content)
+            return orjson.loads(self.masked_body(response))
         except orjson.JSONDecodeError as exc:
             error = SourceError(self.name, "decode", clean(f"malformed JSON: {exc}", self._redact),
                                 status=response.status_code)
         raise error from None
 
+    def masked_body(self, response: httpx.Response) -> bytes:
+        """The answer's body with this source's secret values masked (a server that echoes the
+        request's headers into alert labels or metric labels must not put them on screen)."""
+        return self._redact.known_bytes(response.content)
+
     async def get_text(self, path: str, params: Params = None) -> tuple[str, str]:
-        """GET `path`: (body text, content type)."""
+        """GET `path`: (body text, secret values masked; content type)."""
         response = await self._call("GET", path, params=params, idempotent=True)
-        return response.text, response.headers.get("content-type", "")
+        return self._redact.known(response.text), response.headers.get("content-type", "")
 
     async def send(self, method: str, path: str, *, json: Any = None, params: Params = None,
                    idempotent: bool = False) -> httpx.Response:

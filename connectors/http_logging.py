@@ -22,14 +22,18 @@ class QueryStripFilter(logging.Filter):
             message = record.getMessage()
         except Exception:  # a malformed record: let logging report it as usual
             return True
-        message = _SHAPES_ONLY(strip_query(message))
-        for redact in list(_REDACTORS):
-            message = redact(message)
-        record.msg, record.args = message, None
+        record.msg, record.args = mask_secrets(message), None
         return True
 
 
 FILTER = QueryStripFilter()
+
+
+def mask_secrets(text: str) -> str:
+    """`text` with URL queries, secret-shaped strings and every live client's secret values masked."""
+    for redact in list(_REDACTORS):
+        text = redact.known(text)
+    return _SHAPES_ONLY(strip_query(text))
 
 
 def mask_in_logs(redact: Redactor) -> None:

@@ -88,6 +88,14 @@ class Redactor:
             text = text.replace(value, MASK)
         return text
 
+    def known_bytes(self, data: bytes) -> bytes:
+        """`data` (an answer's body, before decoding) with the known secret values masked."""
+        for value in sorted(self._secrets, key=len, reverse=True):
+            raw = value.encode()
+            if raw in data:
+                data = data.replace(raw, MASK.encode())
+        return data
+
 
 def _mask_unless_uuid(match: re.Match[str]) -> str:
     """A secret-shaped match masked, except a canonical UUID (silence and request ids are UUIDs)."""
@@ -165,8 +173,7 @@ def short_reason(content: bytes, content_type: str, redact: Redactor, fallback: 
             reason = None
         if reason is None:
             reason = body
-    reason = clean(reason, redact)
-    return reason or fallback
+    return clean(reason, redact) or clean(fallback, redact)
 
 
 def says_quota_exhausted(content: bytes, headers: Mapping[str, str]) -> bool:

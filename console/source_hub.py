@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, TypeVar
 
+from connectors.http_logging import mask_secrets
 from console.safe_text import cell
 from console.sources import SourceHealth, SourceStatus
 from console.timeutil import utc_now
@@ -58,9 +59,10 @@ class Reading:
 
 def failure_text(exc: BaseException) -> str:
     """What a failed poll says: a connector error's own text, else the exception's class and
-    message, one line, control characters made visible, capped."""
+    message, one line, secrets masked (a poller bug may quote a header), control characters made
+    visible, capped."""
     text = str(exc) if getattr(exc, "kind", None) is not None else f"{type(exc).__name__}: {exc}"
-    return cell(text, 300)
+    return cell(mask_secrets(text), 300)
 
 
 def snapshot_summary(snapshot: object) -> str:
