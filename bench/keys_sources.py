@@ -32,6 +32,7 @@ Goal (issue 9 §9): <= 1.1.
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import statistics
 import time
@@ -43,6 +44,17 @@ from bench.fake_sources import loopback_only, serving, sources_config
 from bench.responsiveness import IngestThread, Recorder, VirtualScreen, drive, make_app
 
 GOAL = 1.1
+
+
+def thread_cpu_seconds(hub: Any) -> float:
+    """CPU time (user + system) the hub's thread has used, from /proc (Linux)."""
+    thread = getattr(hub, "_thread", None)
+    tid = getattr(thread, "native_id", None)
+    try:
+        fields = Path(f"/proc/self/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def one_round(cache: Any, config: Any, presses: int, seed: int) -> tuple[list[float], dict[str, Any]]:
@@ -65,6 +77,7 @@ def one_round(cache: Any, config: Any, presses: int, seed: int) -> tuple[list[fl
             facts["timeouts"] = info["timeouts"]
             facts["cpu_ms"] = [x for xs in info["cpu_ms"].values() for x in xs]
             if hub is not None:
+                facts["hub_cpu_s"] = thread_cpu_seconds(hub)
                 facts["polls"] = hub.polls
                 facts["states"] = {s.name: s.state for s in hub.statuses()}
                 facts["errors"] = {s.name: s.last_error for s in hub.statuses() if s.last_error}
@@ -108,7 +121,9 @@ def run(workdir: Path, spans: int, presses: int, rounds: int, hung: str) -> int:
                     line = (f"  round {i + 1} {name:4}: {summary(xs)} (n={len(xs)},"
                             f" {facts['seconds']:.0f} s) load {load}")
                     if "polls" in facts:
-                        line += f"; hub polls {facts['polls']}, states {facts['states']}"
+                        line += (f"; hub polls {facts['polls']}, hub thread CPU {facts['hub_cpu_s']:.2f} s"
+                                 f" ({facts['hub_cpu_s'] / facts['seconds'] * 100:.1f}% of the round),"
+                                 f" states {facts['states']}")
                     if facts["timeouts"]:
                         line += f"; {len(facts['timeouts'])} presses showed nothing within 5 s"
                     print(line, flush=True)
