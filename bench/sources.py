@@ -2,7 +2,7 @@
 
     python bench/sources.py refresh [--delay 0.2] [--repeat 5] [--shared-ssl]
     python bench/sources.py keys    [--workdir DIR] [--spans 1000000] [--presses 100] [--rounds 6]
-    python bench/sources.py startup [--workdir DIR] [--repeat 7]
+    python bench/sources.py startup [--workdir DIR] [--repeat 7] [--diagnose]
 
 Each part compares against a baseline measured in the same run and ends with one
 `RESULT ...` line; the parts are described in bench/refresh_sources.py,
@@ -35,6 +35,8 @@ def main() -> int:
     keys.add_argument("--rounds", type=int, default=6, help="rounds (each: none, five, six)")
     keys.add_argument("--hung", default="am-b", help="the source that never answers (default am-b)")
     startup.add_argument("--repeat", type=int, default=7, help="measured runs of each configuration")
+    startup.add_argument("--diagnose", action="store_true",
+                         help="also six sources configured with the hub never started")
     args = ap.parse_args()
     if args.part == "refresh":
         from bench.refresh_sources import run
@@ -46,7 +48,7 @@ def main() -> int:
         return keys_run(args.workdir, args.spans, args.presses, args.rounds, args.hung)
     from bench.startup_sources import run as startup_run
 
-    return startup_run(args.workdir, args.spans, args.repeat)
+    return startup_run(args.workdir, args.spans, args.repeat, args.diagnose)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,10 @@ budgets and a pinned clock. "six" adds bench/fake_sources.py's six sources (two
 Prometheus with three PromQL SLOs, two Alertmanagers, vLLM and LiteLLM
 `/metrics`), served by a child process on loopback, every answer after 200 ms;
 "none" is the same config without them. One unmeasured warm-up of each, then
-`--repeat` alternating runs (none, six, none, ...); medians compared.
+`--repeat` alternating runs (none, six, none, ...); medians compared. `--diagnose`
+adds a third configuration, "nohub": the six sources configured but
+`console.launch.source_hub` replaced by one returning None (the config's cost alone,
+without the hub's start after the first paint).
 Goal (issue 9 §9): start-up not made slower by configured sources (six / none,
 within the noise of the two; ~1.0). The structural half of the goal (no socket
 connect before the first paint) is tests/unit/test_no_io_before_first_paint.py.
@@ -34,6 +37,8 @@ import console.config
 import console.launch
 from console.demo.config import demo_config
 cache, at, urls = Path(sys.argv[1]), datetime.fromisoformat(sys.argv[2]), json.loads(sys.argv[3])
+if sys.argv[4:] == ["nohub"]:  # diagnostic: the sources configured, the hub never built or started
+    console.launch.source_hub = lambda config: None
 def load(path=None, env=None):
     config = demo_config(cache)
     if not urls:
@@ -49,7 +54,7 @@ GOAL = 1.1
 """Read as "not slower": the two medians within 10%, about the run-to-run noise of start-up here."""
 
 
-def run(workdir: Path, spans: int, repeat: int) -> int:
+def run(workdir: Path, spans: int, repeat: int, diagnose: bool = False) -> int:
     cache = ensure_cache(workdir, spans)
     env = console_env(workdir)
     for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
@@ -58,15 +63,17 @@ def run(workdir: Path, spans: int, repeat: int) -> int:
     load_start = loadavg()
     print(f"startup with sources: {SIZE[0]}x{SIZE[1]} pty, cache {cache.name} ({spans:,} spans),"
           f" six sources answering after 200 ms vs none; load {load_start}", flush=True)
-    times: dict[str, list[float]] = {"none": [], "six": []}
+    times: dict[str, list[float]] = {"none": [], "six": [], "nohub": []}
     with serving(0.2) as urls:
-        configs = {"none": "{}", "six": json.dumps(urls)}
-        for arg in configs.values():  # warm-up: file cache, .pyc files
-            run_in_pty(CHILD, [str(cache), AT.isoformat(), arg], LLMDECK_MARKERS, env)
+        configs = {"none": ["{}"], "six": [json.dumps(urls)], "nohub": [json.dumps(urls), "nohub"]}
+        if not diagnose:
+            del configs["nohub"]
+        for args in configs.values():  # warm-up: file cache, .pyc files
+            run_in_pty(CHILD, [str(cache), AT.isoformat(), *args], LLMDECK_MARKERS, env)
         for i in range(repeat):
-            for name, arg in configs.items():
+            for name, args in configs.items():
                 load = loadavg()
-                paint = run_in_pty(CHILD, [str(cache), AT.isoformat(), arg], LLMDECK_MARKERS, env)
+                paint = run_in_pty(CHILD, [str(cache), AT.isoformat(), *args], LLMDECK_MARKERS, env)
                 times[name].append(paint.seconds)
                 print(f"  run {i + 1} {name:4} {paint.seconds * 1000:7.0f} ms"
                       f" (markers {paint.marker_seconds * 1000:.0f} ms,"
@@ -77,6 +84,10 @@ def run(workdir: Path, spans: int, repeat: int) -> int:
     print(f"  median none {none * 1000:.0f} ms (min {min(times['none']) * 1000:.0f}),"
           f" six {six * 1000:.0f} ms (min {min(times['six']) * 1000:.0f}); ratio {ratio:.3f}"
           f" (goal <= {GOAL}) {'ok' if ratio <= GOAL else 'MISSED'}")
+    if times["nohub"]:
+        nohub = statistics.median(times["nohub"])
+        print(f"  (diagnostic) six configured, hub never started: median {nohub * 1000:.0f} ms,"
+              f" ratio to none {nohub / none:.3f}; six / nohub {six / nohub:.3f}")
     print(f"RESULT startup_sources_ratio={ratio:.3f} six_ms={six * 1000:.0f} none_ms={none * 1000:.0f}"
           f" (goal<={GOAL}) runs={repeat} spans={spans} load_start={load_start} load_end={loadavg()}")
     return 0
