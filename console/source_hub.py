@@ -87,6 +87,7 @@ class SourceHub:
         self._wake: dict[str, asyncio.Event] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._started = threading.Event()
+        self._stopping = False
         self.listener: Callable[[str], None] | None = None
         """Called (on the hub's thread) with a source's name when its state changes or its
         first snapshot arrives: the console refreshes the screen then, not at its next tick."""
@@ -136,9 +137,18 @@ class SourceHub:
             loop.close()
 
     async def _shutdown(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._stopping = True
+        for event in self._wake.values():
+            event.set()
+        # Cancel until every poll has ended: on Python 3.11 a cancellation that lands while a
+        # timeout fires can be swallowed, and the task would go on polling.
+        for _ in range(40):
+            pending = [t for t in self._tasks if not t.done()]
+            if not pending:
+                break
+            for task in pending:
+                task.cancel()
+            await asyncio.wait(pending, timeout=0.05)
         await asyncio.gather(*(asyncio.wait_for(p.aclose(), 2) for p in self.pollers),
                              return_exceptions=True)
 
@@ -146,11 +156,12 @@ class SourceHub:
 
     async def _poll_forever(self, poller: Poller) -> None:
         wake = self._wake[poller.name]
-        while True:
+        while not self._stopping:
             await self.poll_once(poller)
             wake.clear()
             try:
-                await asyncio.wait_for(wake.wait(), max(poller.interval, 0.05))
+                async with asyncio.timeout(max(poller.interval, 0.05)):
+                    await wake.wait()
             except TimeoutError:
                 pass
 
@@ -162,9 +173,11 @@ class SourceHub:
         try:
             prepare = getattr(poller, "prepare", None)
             if prepare is not None:  # one-off setup (secrets, client) is not the source's latency
-                await asyncio.wait_for(prepare(), self.poll_deadline)
+                async with asyncio.timeout(self.poll_deadline):
+                    await prepare()
                 started = time.perf_counter()
-            snapshot = await asyncio.wait_for(poller.poll(), self.poll_deadline)
+            async with asyncio.timeout(self.poll_deadline):
+                snapshot = await poller.poll()
         except asyncio.CancelledError:
             raise
         except TimeoutError:
