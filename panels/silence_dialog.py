@@ -89,7 +89,10 @@ class SilenceDialog(ModalScreen[Confirmation | None]):
 
     def on_mount(self) -> None:
         self._render_state()
-        self.query_one("#silence-typed", Input).focus()
+        if self.preview is not None and not self.preview.sendable:
+            self._focus_cancel()
+        else:
+            self.query_one("#silence-typed", Input).focus()
 
     # ---- what the dialog shows ---------------------------------------------------
 
@@ -145,6 +148,12 @@ class SilenceDialog(ModalScreen[Confirmation | None]):
             return  # a plan of fields since edited again
         self.preview = message.preview
         self._render_state()
+        if not message.preview.sendable:  # after Textual moves focus off the disabled field
+            self.call_after_refresh(self._focus_cancel)
+
+    def _focus_cancel(self) -> None:
+        """Nothing can be sent: Enter anywhere now can only cancel."""
+        self.query_one("#silence-cancel", Button).focus()
 
     @on(Input.Changed)
     def _field_changed(self) -> None:
