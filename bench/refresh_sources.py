@@ -25,8 +25,6 @@ after one unmeasured warm-up. Goal (issue 9 §9): full / slowest alone <= 1.3.
 Two configurations: "slos" (as above) and "flat" (no PromQL SLOs, alerts read on
 both Prometheus sources: every source's poll is one round of requests, so the
 full refresh should take one answer's delay, and any serial per-source cost shows).
-`--shared-ssl` is an experiment: one SSL context for every httpx client of the
-process (httpx makes one per client, loading the CA bundle, ~25 ms of CPU each).
 """
 
 from __future__ import annotations
@@ -117,32 +115,15 @@ def report(label: str, rounds: list[tuple[float, dict[str, float]]]) -> tuple[fl
     return full, medians[slowest], ratio, slowest
 
 
-def share_ssl_context() -> None:
-    """Experiment: every httpx client of this process gets one SSL context, made once (each
-    `httpx.AsyncClient` otherwise loads the CA bundle into a new one: ~25 ms of CPU)."""
-    import functools
-
-    import httpx._transports.default as transports
-
-    make = transports.create_ssl_context
-    cached = functools.lru_cache(maxsize=None)(
-        lambda verify, cert, trust_env: make(verify=verify, cert=cert, trust_env=trust_env))
-    transports.create_ssl_context = (  # type: ignore[assignment]
-        lambda verify=True, cert=None, trust_env=True: cached(verify, cert, trust_env))
-
-
-def run(delay: float, repeat: int, shared_ssl: bool = False) -> int:
+def run(delay: float, repeat: int) -> int:
     """Both configurations (with PromQL SLOs, then one request round per source), cold and warm."""
     from console.config import Config
     from console.source_hub import run_pollers_once
     from console.source_setup import build_pollers
 
     loopback_only()
-    if shared_ssl:
-        share_ssl_context()
     load_start = loadavg()
-    print(f"refresh: six sources, every answer after {delay * 1000:.0f} ms, {repeat} rounds"
-          f"{', experiment: one SSL context shared by all clients' if shared_ssl else ''};"
+    print(f"refresh: six sources, every answer after {delay * 1000:.0f} ms, {repeat} rounds;"
           f" load {load_start}", flush=True)
     failures: list[str] = []
     figures: list[str] = []
@@ -163,6 +144,5 @@ def run(delay: float, repeat: int, shared_ssl: bool = False) -> int:
     if failures:
         print(f"  {len(failures)} polls did not end live (the figures include them): {failures[:5]}")
     print(f"RESULT refresh {' '.join(figures)} (goal<={GOAL}) delay_ms={delay * 1000:.0f}"
-          f" rounds={repeat} failed_polls={len(failures)} shared_ssl={'yes' if shared_ssl else 'no'}"
-          f" load_start={load_start} load_end={loadavg()}")
+          f" rounds={repeat} failed_polls={len(failures)} load_start={load_start} load_end={loadavg()}")
     return 0

@@ -1,6 +1,6 @@
 """Source benchmarks (issue 9 §9): refresh concurrency, key presses with a hung source, start-up.
 
-    python bench/sources.py refresh [--delay 0.2] [--repeat 5] [--shared-ssl]
+    python bench/sources.py refresh [--delay 0.2] [--repeat 5]
     python bench/sources.py keys    [--workdir DIR] [--spans 1000000] [--presses 100] [--rounds 6]
     python bench/sources.py startup [--workdir DIR] [--repeat 7] [--diagnose]
 
@@ -24,8 +24,6 @@ def main() -> int:
     refresh = parts.add_parser("refresh", help="A: full refresh of six 200 ms sources vs the slowest alone")
     refresh.add_argument("--delay", type=float, default=0.2, help="seconds before every answer")
     refresh.add_argument("--repeat", type=int, default=5, help="measured rounds")
-    refresh.add_argument("--shared-ssl", action="store_true",
-                         help="experiment: one SSL context shared by every httpx client")
     keys = parts.add_parser("keys", help="B: key press p99 with six sources (one hung) vs none")
     startup = parts.add_parser("startup", help="C: start-up with six sources configured vs none")
     for part in (keys, startup):
@@ -41,7 +39,7 @@ def main() -> int:
     if args.part == "refresh":
         from bench.refresh_sources import run
 
-        return run(args.delay, args.repeat, args.shared_ssl)
+        return run(args.delay, args.repeat)
     if args.part == "keys":
         from bench.keys_sources import run as keys_run
 
