@@ -58,6 +58,8 @@ class SilenceDialog(ModalScreen[Confirmation | None]):
         self.ask = ask
         """The ask last sent for planning; a plan for any other is stale and dropped."""
         self.preview = preview if preview is not None and preview.ask == ask else None
+        self._editing = ""
+        """The id of the field whose Enter asked for the plan being waited for."""
 
     def compose(self) -> ComposeResult:
         ask = self.ask
@@ -148,8 +150,15 @@ class SilenceDialog(ModalScreen[Confirmation | None]):
             return  # a plan of fields since edited again
         self.preview = message.preview
         self._render_state()
-        if not message.preview.sendable:  # after Textual moves focus off the disabled field
-            self.call_after_refresh(self._focus_cancel)
+        # after Textual has moved focus off a field that was disabled
+        self.call_after_refresh(self._focus_after_plan)
+
+    def _focus_after_plan(self) -> None:
+        """Back to the field being edited; else, when nothing can be sent, on Cancel."""
+        if self._editing:
+            self.query_one(f"#{self._editing}", Input).focus()
+        elif self.preview is not None and not self.preview.sendable:
+            self._focus_cancel()
 
     def _focus_cancel(self) -> None:
         """Nothing can be sent: Enter anywhere now can only cancel."""
@@ -161,11 +170,11 @@ class SilenceDialog(ModalScreen[Confirmation | None]):
             self._render_state()
 
     @on(Input.Submitted, "#silence-length, #silence-comment")
-    def _replan(self) -> None:
+    def _replan(self, event: Input.Submitted) -> None:
         ask = self.edited_ask()
         if ask == self.ask and self.preview is not None:
             return
-        self.ask, self.preview = ask, None
+        self.ask, self.preview, self._editing = ask, None, event.input.id or ""
         self._render_state()
         self.post_message(SilencePlanRequested(self, ask))
 

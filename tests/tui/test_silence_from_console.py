@@ -200,7 +200,20 @@ async def test_escape_on_the_dialog_sends_no_mutating_request(
         manager.proxy.clear()
         dialog = await dialog_with_plan(pilot, "s")
         assert dialog.preview is not None and dialog.preview.ready
+        first_ends = dialog.preview.plan_text.split("ends", 1)[1].split("\n", 1)[0]
+        dialog.query_one("#silence-length", Input).focus()  # a bad duration is said, not planned
+        await pilot.press("ctrl+u", *"2x", "enter")
+        await until(pilot, lambda: dialog.preview is not None, "the re-plan")
+        assert "duration '2x': not a duration" in dialog.preview.problem  # type: ignore[union-attr]
+        assert not confirm_enabled(dialog)
+        assert dialog.focused is dialog.query_one("#silence-length", Input)
+        await pilot.press("ctrl+u", *"30m", "enter")  # then a good one is planned again
+        await until(pilot, lambda: dialog.preview is not None and dialog.preview.ready, "the re-plan")
+        assert dialog.preview is not None and dialog.preview.ask.length == "30m"
+        assert dialog.preview.plan_text.split("ends", 1)[1].split("\n", 1)[0] != first_ends
+        dialog.query_one("#silence-typed", Input).focus()
         await pilot.press(*"am")  # even with the name typed, Esc cancels
+        assert confirm_enabled(dialog)
         await pilot.press("escape")
         await until(pilot, lambda: isinstance(app.screen, AlertsScreen), "the dialog to close")
         await pilot.pause(1.5)  # polls go on; a send would have happened by now
