@@ -65,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="cache file (default $XDG_CACHE_HOME/llmdeck/cache.duckdb)")
     parser.add_argument("--theme", default=None,
                         help="console theme: llmdeck-dark (default), llmdeck-light, llmdeck-high-contrast")
+    parser.add_argument("--read-only", dest="global_read_only", action="store_true",
+                        help="send nothing that changes anything, from any command or key"
+                        " (as LLMDECK_READONLY=1)")
     parser.add_argument("--insecure-storage", action="store_true",
                         help="keep keyring: secrets in plaintext 0600 files under"
                         " $XDG_CONFIG_HOME/llmdeck/secrets (no OS keyring here; shown as a badge)")
@@ -154,6 +157,8 @@ def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     out, err = sys.stdout, sys.stderr
+    if args.global_read_only:  # every guarded action reads this when it is about to send
+        os.environ["LLMDECK_READONLY"] = "1"
     if args.insecure_storage:
         from console import secrets
 
