@@ -140,16 +140,16 @@ def test_backfill_covers_the_whole_week(tmp_path: Path) -> None:
         report = d.sim.backfill(progress=ticks.append)
         print(f"week backfill: {report.spans_stored:,} spans in {report.seconds:.2f} s")
         assert not report.errors and report.duplicates == 0 and report.quarantined == 0
-        # newest first: the last hour, the last 6 h, the last day, then 6 h at a time
+        # newest first: the last hour, the last 6 h, the last day, then 12 h at a time
         assert [t.depth for t in ticks] == [timedelta(hours=1), timedelta(hours=6)] + [
-            timedelta(hours=h) for h in range(24, 7 * 24 + 1, 6)]
+            timedelta(hours=h) for h in range(24, 7 * 24 + 1, 12)]
         assert [t.oldest for t in ticks] == [START - t.depth for t in ticks]
-        assert ticks[-1].parts_done == ticks[-1].parts == 27 and ticks[-1].done
+        assert ticks[-1].parts_done == ticks[-1].parts == 15 and ticks[-1].done
         assert not any(t.done for t in ticks[:-1])
         assert ticks[-1].spans_stored == report.spans_stored
         assert ticks[0].describe() == "last 1 h of 7 days loaded"
-        assert ticks[3].describe() == "1 day 6 h of 7 days loaded"
-        assert ticks[10].describe() == "day 3/7 loaded"
+        assert ticks[3].describe() == "1 day 12 h of 7 days loaded"
+        assert ticks[6].describe() == "day 3/7 loaded"
         first, last, n = d.sql("SELECT min(start_time), max(start_time), count(*) FROM spans")[0]
         week = START - timedelta(days=7)
         assert week <= first < week + timedelta(minutes=5)
@@ -177,7 +177,7 @@ def test_backfill_covers_the_whole_week(tmp_path: Path) -> None:
             " WHERE ts >= ? AND ts < ? GROUP BY ALL) GROUP BY provider",
             [week + timedelta(hours=1), START - timedelta(hours=1)]))
         assert hourly["anthropic"] >= 30 and hourly["openai"] >= 60
-        assert len(list(d.spool.glob("demo-backfill-*.jsonl"))) == 27
+        assert len(list(d.spool.glob("demo-backfill-*.jsonl"))) == 15
         # a second backfill (same seed, start) reuses the files and stores nothing new
         again = d.sim.backfill()
         assert again.spans_stored == 0 and again.duplicates == 0
@@ -220,13 +220,13 @@ def test_background_backfill_goes_newest_first_and_stores_what_the_old_path_stor
         assert new.sim.wait_backfill(timeout=300) and new.sim.backfill_done
         # the recent hours are in before anything older: the overview's 5m/1h/6h first
         assert [depth for depth, *_ in seen] == [
-            timedelta(hours=h) for h in (1, 6, 24, 30, 36, 42, 48)]
+            timedelta(hours=h) for h in (1, 6, 24, 36, 48)]
         for depth, oldest, newest, _ in seen:
             assert START - depth <= oldest < START - depth + timedelta(minutes=5)
             assert newest > START - timedelta(minutes=5)
         assert seen[0][3].startswith("backfilling, newest first: last 1 h of 2 days loaded: ")
         assert seen[2][3].startswith("backfilling, newest first: day 1/2 loaded: ")
-        assert seen[4][3].startswith("backfilling, newest first: 1 day 12 h of 2 days loaded: ")
+        assert seen[3][3].startswith("backfilling, newest first: 1 day 12 h of 2 days loaded: ")
         assert "backfilling" not in seen[-1][3] and new.sim.source_status().state == "live"
 
         _backfill_the_old_way(old)
