@@ -75,7 +75,6 @@ def _p95(calls: list[Call]) -> float | None:
 
 
 RULES: tuple[Rule, ...] = (
-    Rule("Watchdog", "none", (), "The alerting pipeline works (always firing).", lambda _: 1.0, "null"),
     Rule("AnthropicErrorBudgetBurn", "page",
          (("provider", "anthropic"), ("service", "llm-gateway"), ("slo", "anthropic availability")),
          "anthropic is burning its error budget {value:.0f}x too fast (5m window)", _burn, "oncall-pager"),
