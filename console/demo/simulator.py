@@ -361,6 +361,7 @@ class Simulator:
                 if i == 0 and live and self._hold is not None:
                     self._hold.wait(HOLD_SECONDS)
             else:
+                self._backfill_note = None
                 self._backfill_done.set()
         finally:
             files.close()

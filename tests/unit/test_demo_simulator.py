@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -247,6 +248,28 @@ def test_background_backfill_goes_newest_first_and_stores_what_the_old_path_stor
         for d in (new, old):
             d.sim.close()
             d.cache.close()
+
+
+def test_a_failed_background_backfill_stays_in_the_source_status(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    d = make_demo(tmp_path, backfill=timedelta(hours=3))
+    try:
+        def broken(*_: Any) -> int:
+            raise OSError("disk full")
+
+        monkeypatch.setattr(generate, "write_chunks", broken)
+        d.sim.start_backfill()
+        deadline = time.monotonic() + 120  # polling for the failure, not a timing assertion
+        while d.sim.source_status().state != "down" and time.monotonic() < deadline:
+            time.sleep(0.01)
+        d.sim.close()  # joins the backfill's thread, which stopped at its first part
+        st = d.sim.source_status()
+        assert not d.sim.backfill_done and st.state == "down"  # nothing ever succeeded
+        assert st.detail == "OSError: disk full"
+        assert d.sim._backfill_note == "backfill stopped: OSError: disk full"
+    finally:
+        d.cache.close()
 
 
 def test_close_stops_a_background_backfill_between_parts(tmp_path: Path) -> None:
