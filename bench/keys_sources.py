@@ -19,7 +19,8 @@ same cache). Three configurations, alternated round by round in this one process
   `console.launch.run_console` builds it (`source_hub(config)` passed to Backend)
   and started by the app after its first paint;
 - five: six without the hung source (and without its SLOs, if it has any): the
-  issue's "run without it".
+  issue's "run without it";
+- hung (with `--configs`): the hung source alone, no other.
 
 The panels refresh every second in both. Latencies of each configuration are pooled
 over its rounds; the figure is p99(six) / p99(none) (the brief's reading, stricter),
@@ -40,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.console_common import AT, SIZE, bench_config, ensure_cache, loadavg, percentile, summary
-from bench.fake_sources import loopback_only, serving, sources_config
+from bench.fake_sources import SOURCES, loopback_only, serving, sources_config
 from bench.responsiveness import IngestThread, Recorder, VirtualScreen, drive, make_app
 
 GOAL = 1.1
@@ -91,27 +92,26 @@ def one_round(cache: Any, config: Any, presses: int, seed: int) -> tuple[list[fl
     return [x for xs in latencies.values() for x in xs], facts
 
 
-def run(workdir: Path, spans: int, presses: int, rounds: int, hung: str) -> int:
+def run(workdir: Path, spans: int, presses: int, rounds: int, hung: str,
+        names: tuple[str, ...] = ("none", "five", "six")) -> int:
     from console.cache.store import Cache
 
     loopback_only()
     path = ensure_cache(workdir, spans)
     load_start = loadavg()
-    print(f"keys with sources: {rounds} rounds x {presses} presses per configuration, alternated;"
-          f" cache {path.name} ({spans:,} spans, read-only), {SIZE[0]}x{SIZE[1]}, panels refresh 1 s;"
-          f" six sources every 1 s, answers after 200 ms, {hung} hung; load {load_start}", flush=True)
+    print(f"keys with sources: {rounds} rounds x {presses} presses per configuration ({', '.join(names)}),"
+          f" alternated; cache {path.name} ({spans:,} spans, read-only), {SIZE[0]}x{SIZE[1]}, panels refresh"
+          f" 1 s; sources every 1 s, answers after 200 ms, {hung} hung; load {load_start}", flush=True)
     cache = Cache.open(path, read_only=True, create=False)
-    pooled: dict[str, list[float]] = {"none": [], "five": [], "six": []}
-    cpu: dict[str, list[float]] = {"none": [], "five": [], "six": []}
+    pooled: dict[str, list[float]] = {n: [] for n in names}
+    cpu: dict[str, list[float]] = {n: [] for n in names}
     """UI-thread CPU per press (time.thread_time, t0 -> t1): the work itself, not the waits."""
     per_round: list[str] = []
-    round_p99: dict[str, list[float]] = {"none": [], "five": [], "six": []}
+    round_p99: dict[str, list[float]] = {n: [] for n in names}
     try:
         with serving(0.2, hung=(hung,)) as urls:
             base = bench_config(path, refresh_seconds=1)
-            configs = {"none": base,
-                       "five": sources_config(base, urls, refresh_seconds=1, drop=(hung,)),
-                       "six": sources_config(base, urls, refresh_seconds=1)}
+            configs = {n: configuration(n, base, urls, hung) for n in names}
             for i in range(rounds):
                 for name, config in configs.items():
                     load = loadavg()
@@ -134,22 +134,31 @@ def run(workdir: Path, spans: int, presses: int, rounds: int, hung: str) -> int:
     finally:
         cache.close()
     p99 = {n: percentile(xs, 0.99) for n, xs in pooled.items()}
-    ratio = p99["six"] / p99["none"]
     for name, xs in pooled.items():
         print(f"  {name:4} pooled: {summary(xs)} (n={len(xs)}); UI-thread CPU per press:"
               f" median {statistics.median(cpu[name]):.1f} ms, p99 {percentile(cpu[name], 0.99):.1f} ms")
-    print(f"  p99 six / none = {p99['six']:.1f} / {p99['none']:.1f} = {ratio:.3f} (goal <= {GOAL})"
-          f" {'ok' if ratio <= GOAL else 'MISSED'}; p99 six / five (the hung source alone)"
-          f" = {p99['six'] / p99['five']:.3f}; five / none = {p99['five'] / p99['none']:.3f};"
-          f" load {load_start} -> {loadavg()}")
-    paired = [six / none for six, none in zip(round_p99["six"], round_p99["none"], strict=True)]
-    print(f"  per round, p99 six / none: {', '.join(f'{r:.2f}' for r in paired)};"
-          f" median {statistics.median(paired):.3f}")
-    print(f"RESULT keys_sources_p99_ratio={ratio:.3f} per_round_median={statistics.median(paired):.3f}"
-          f" p99_six_ms={p99['six']:.1f}"
-          f" p99_five_ms={p99['five']:.1f} p99_none_ms={p99['none']:.1f}"
-          f" (goal<={GOAL}) p50_six_ms={percentile(pooled['six'], 0.5):.1f}"
-          f" p50_none_ms={percentile(pooled['none'], 0.5):.1f} per_round_p99={','.join(per_round)}"
+    figures = []
+    for name, over in [(n, "none") for n in names if n != "none"] + [("six", "five")]:
+        if name not in p99 or over not in p99:
+            continue
+        ratio = p99[name] / p99[over]
+        paired = [a / b for a, b in zip(round_p99[name], round_p99[over], strict=True)]
+        print(f"  p99 {name} / {over} = {p99[name]:.1f} / {p99[over]:.1f} = {ratio:.3f} (goal <= {GOAL})"
+              f" {'ok' if ratio <= GOAL else 'MISSED'}; per round {', '.join(f'{r:.2f}' for r in paired)},"
+              f" median {statistics.median(paired):.3f}")
+        figures.append(f"{name}/{over}={ratio:.3f} (rounds median {statistics.median(paired):.3f})")
+    print(f"RESULT keys_sources p99 {' '.join(figures)} (goal<={GOAL})"
+          f" p99_ms={','.join(f'{n}:{v:.1f}' for n, v in p99.items())}"
+          f" p50_ms={','.join(f'{n}:{percentile(xs, 0.5):.1f}' for n, xs in pooled.items())}"
+          f" per_round_p99={','.join(per_round)}"
           f" presses={'/'.join(str(len(xs)) for xs in pooled.values())} hung={hung} spans={spans}"
           f" load_start={load_start} load_end={loadavg()}")
     return 0
+
+
+def configuration(name: str, base: Any, urls: dict[str, str], hung: str) -> Any:
+    """none: no sources; six: all six; five: without the hung one; hung: the hung one only."""
+    if name == "none":
+        return base
+    drop = {"six": (), "five": (hung,), "hung": tuple(n for n in SOURCES if n != hung)}[name]
+    return sources_config(base, urls, refresh_seconds=1, drop=drop)

@@ -32,6 +32,8 @@ def main() -> int:
     keys.add_argument("--presses", type=int, default=100, help="key presses per round and configuration")
     keys.add_argument("--rounds", type=int, default=6, help="rounds (each: none, five, six)")
     keys.add_argument("--hung", default="am-b", help="the source that never answers (default am-b)")
+    keys.add_argument("--configs", default="none,five,six",
+                      help="configurations alternated, from none, five, six, hung (default none,five,six)")
     startup.add_argument("--repeat", type=int, default=7, help="measured runs of each configuration")
     startup.add_argument("--diagnose", action="store_true",
                          help="also six sources configured with the hub never started")
@@ -43,7 +45,8 @@ def main() -> int:
     if args.part == "keys":
         from bench.keys_sources import run as keys_run
 
-        return keys_run(args.workdir, args.spans, args.presses, args.rounds, args.hung)
+        return keys_run(args.workdir, args.spans, args.presses, args.rounds, args.hung,
+                        tuple(args.configs.split(",")))
     from bench.startup_sources import run as startup_run
 
     return startup_run(args.workdir, args.spans, args.repeat, args.diagnose)
