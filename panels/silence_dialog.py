@@ -41,14 +41,15 @@ class SilenceDialog(ModalScreen[Confirmation | None]):
         border: round $error; background: $surface; padding: 0 1;
     }
     #silence-title { text-style: bold; height: auto; }
-    #silence-fields, #silence-confirm-line { height: 1; margin-top: 1; }
+    #silence-fields { height: 1; margin-top: 1; }
+    #silence-confirm-line { height: 1; }
     .silence-label { width: auto; padding: 0 1 0 0; }
     #silence-length { width: 8; margin-right: 2; }
     #silence-comment { width: 1fr; }
     #silence-plan-box { height: 1fr; margin-top: 1; background: $panel; }
     #silence-note { height: auto; margin-top: 1; }
     #silence-note.-problem { color: $error; text-style: bold; }
-    #silence-prompt { width: auto; padding: 0 1 0 0; }
+    #silence-prompt { height: auto; margin-top: 1; }
     #silence-typed { width: 1fr; margin-right: 1; }
     #silence-confirm-line Button { margin-left: 1; }
     """
@@ -81,9 +82,11 @@ class SilenceDialog(ModalScreen[Confirmation | None]):
             with VerticalScroll(id="silence-plan-box"):
                 yield Static(Content("planning… (reads only)"), id="silence-plan")
             yield Static("", id="silence-note")
+            # the prompt has a line of its own: beside the field it left the field a few
+            # columns at 80x24 and pushed the buttons off the dialog
+            yield Static(template("Type the source name [b]$source[/b] to confirm:",
+                                  source=ask.source or "-"), id="silence-prompt")
             with Horizontal(id="silence-confirm-line"):
-                yield Static(template("Type the source name [b]$source[/b] to confirm:",
-                                      source=ask.source or "-"), id="silence-prompt")
                 yield SafeInput(placeholder="source name", id="silence-typed", compact=True)
                 yield Button("Confirm", id="silence-confirm", variant="error", compact=True,
                              disabled=True)

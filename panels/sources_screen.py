@@ -83,7 +83,7 @@ class SourcesScreen(DeckScreen):
             if status.since is not None and status.state != "live":
                 line.append(f" since {clock(status.since)}Z")
             if status.detail:
-                line.append(": ")
+                line.append(" · ")
                 line.append_text(safe_cell(status.detail, 300))
             if status.last_error and status.last_error != status.detail:
                 line.append(" · last error: ")
