@@ -168,6 +168,10 @@ def test_a_chainer_uses_only_its_allowed_backends(monkeypatch: pytest.MonkeyPatc
 
     real, plain = MemoryKeyring(), PlaintextFile()
     plain.items[("llmdeck", "x")] = "from-the-plaintext-file"
+    # monkeypatch reads ChainerBackend.backends before replacing it, and that class property
+    # asks every installed backend for its priority: the Secret Service one raises once an
+    # earlier test's private D-Bus is gone. An empty installed list keeps that read harmless.
+    monkeypatch.setattr(keyring.backend, "get_all_keyring", lambda: [])
     monkeypatch.setattr(ChainerBackend, "backends", [plain, real])
     use(real, monkeypatch)  # allow-lists MemoryKeyring
     keyring.set_keyring(ChainerBackend())
