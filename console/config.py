@@ -21,13 +21,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
+from typing import Any, Literal
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
-    ConfigDict,
     Field,
     ValidationError,
     field_validator,
@@ -36,6 +33,10 @@ from pydantic import (
 from pydantic_core import ErrorDetails
 
 from console import paths
+from console.config_base import HttpUrl as HttpUrl
+from console.config_base import KeyRef as KeyRef
+from console.config_base import NonEmpty as NonEmpty
+from console.config_base import _Section
 from console.config_errors import CONFIG_FILE_ENV as CONFIG_FILE_ENV
 from console.config_errors import ENV_PREFIX as ENV_PREFIX
 from console.config_errors import SECRET_MESSAGE as SECRET_MESSAGE
@@ -45,52 +46,20 @@ from console.config_errors import Loc as Loc
 from console.config_errors import apply_env, error_message
 from console.config_errors import dotted_key as dotted_key
 from console.config_errors import looks_like_secret as looks_like_secret
+from console.config_sources import AlertmanagerSource as AlertmanagerSource
+from console.config_sources import BillingSource as BillingSource
+from console.config_sources import HttpSource as HttpSource
+from console.config_sources import LiteLLMSource as LiteLLMSource
+from console.config_sources import OtlpFileSource as OtlpFileSource
+from console.config_sources import PlainHeader as PlainHeader
+from console.config_sources import PrometheusSource as PrometheusSource
+from console.config_sources import ScrapeSource as ScrapeSource
+from console.config_sources import SourcesSettings as SourcesSettings
 from console.config_toml import TomlLines, read_toml
-
-# ---------------------------------------------------------------------------
-# Value checks shared by the models
-# ---------------------------------------------------------------------------
-
-_KEY_REF = re.compile(r"keyring:[^/\s]+/\S+|env:[A-Za-z_][A-Za-z0-9_]*")
-
-
-def _http_url(value: str) -> str:
-    try:
-        parts = urlsplit(value)
-        parts.port  # noqa: B018 - raises ValueError on a bad port
-    except ValueError:
-        raise ValueError("not a URL") from None
-    if not parts.hostname or any(c.isspace() for c in value):
-        raise ValueError("not a URL")
-    if parts.scheme not in ("http", "https"):
-        raise ValueError("not an http(s) URL")
-    return value
-
-
-def _key_ref(value: str) -> str:
-    if _KEY_REF.fullmatch(value):
-        return value
-    if looks_like_secret(value):
-        raise ValueError(SECRET_MESSAGE)
-    raise ValueError("not a key reference; use keyring:SERVICE/NAME or env:VAR")
-
-
-HttpUrl = Annotated[str, AfterValidator(_http_url)]
-"""An absolute http:// or https:// URL, kept as text."""
-KeyRef = Annotated[str, AfterValidator(_key_ref)]
-"""Where a secret lives (`keyring:SERVICE/NAME` or `env:VAR`), never the secret itself."""
-NonEmpty = Annotated[str, Field(min_length=1)]
 
 # ---------------------------------------------------------------------------
 # Models
 # ---------------------------------------------------------------------------
-
-
-class _Section(BaseModel):
-    # Field docstrings become JSON Schema descriptions in `write_json_schema`, not through
-    # pydantic's `use_attribute_docstrings`: that reads and parses this module's source at
-    # import, ~30-50 ms of every start-up (bench/startup.py).
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class UiSettings(_Section):
@@ -102,144 +71,6 @@ class UiSettings(_Section):
     """Textual theme name."""
     keymap: dict[str, str] = {}
     """Key remaps: binding id -> key (for example `quit = "ctrl+q"`)."""
-
-
-def _plain_header(value: str) -> str:
-    if looks_like_secret(value):
-        raise ValueError(SECRET_MESSAGE + " (secret headers go in header_refs)")
-    return value
-
-
-PlainHeader = Annotated[str, AfterValidator(_plain_header)]
-"""A header value that is not a secret (secret ones are named in `header_refs`)."""
-
-
-class HttpSource(_Section):
-    """What every HTTP source has: where it is, how to authenticate, how often to read it."""
-
-    name: NonEmpty
-    """Label shown in panels and used to refer to this source."""
-    url: HttpUrl
-    """Base URL, for example `http://prometheus:9090`."""
-    path_prefix: str = ""
-    """Path put before every API path (`/prometheus` for Mimir, `/select/0/prometheus` ...)."""
-    timeout_seconds: float = Field(default=5, gt=0, le=120)
-    """Per-request read timeout; connecting gets at most 3 s, a whole request with its
-    retries at most three times this."""
-    refresh_seconds: float = Field(default=15, ge=1)
-    """Seconds between reads of this source while the console runs."""
-    headers: dict[str, PlainHeader] = {}
-    """Extra request headers that are not secrets (for example `X-Scope-OrgID` for Mimir)."""
-    header_refs: dict[str, KeyRef] = {}
-    """Extra headers whose values are secrets: header name -> key reference."""
-    bearer_token_ref: KeyRef | None = None
-    """`Authorization: Bearer` token reference: `keyring:SERVICE/NAME` or `env:VAR`."""
-    basic_username: str | None = None
-    """HTTP basic auth user (with `basic_password_ref`)."""
-    basic_password_ref: KeyRef | None = None
-    """HTTP basic auth password reference."""
-
-    @field_validator("path_prefix")
-    @classmethod
-    def _prefix(cls, value: str) -> str:
-        value = value.strip()
-        if value and (not value.startswith("/") or any(c in value for c in "?#") or " " in value):
-            raise ValueError("a path prefix starts with / and has no query, fragment or spaces")
-        return value.rstrip("/")
-
-    @model_validator(mode="after")
-    def _one_auth(self) -> HttpSource:
-        if self.bearer_token_ref and (self.basic_username or self.basic_password_ref):
-            raise ValueError("use bearer_token_ref or basic auth, not both")
-        if bool(self.basic_username) != bool(self.basic_password_ref):
-            raise ValueError("basic auth needs both basic_username and basic_password_ref")
-        return self
-
-    def secret_refs(self) -> list[tuple[str, str]]:
-        """(setting, reference) for every secret this source uses."""
-        refs = [(f"header_refs.{h}", r) for h, r in self.header_refs.items()]
-        if self.bearer_token_ref:
-            refs.append(("bearer_token_ref", self.bearer_token_ref))
-        if self.basic_password_ref:
-            refs.append(("basic_password_ref", self.basic_password_ref))
-        return refs
-
-
-class PrometheusSource(HttpSource):
-    """A Prometheus-compatible HTTP API (Prometheus, Thanos, Mimir, VictoriaMetrics)."""
-
-    alerts: bool = True
-    """Read active alerts from `/api/v1/alerts` (VictoriaMetrics has none without vmalert)."""
-
-
-class AlertmanagerSource(HttpSource):
-    """An Alertmanager whose alerts and silences the console reads and writes."""
-
-
-class ScrapeSource(HttpSource):
-    """A model server's or gateway's `/metrics`, read directly (teams without Prometheus)."""
-
-    kind: Literal["auto", "vllm", "litellm"] = "auto"
-    """What serves the endpoint; `auto` tells from the metric names."""
-    metrics_path: str = "/metrics"
-    """Path of the metrics endpoint under `url` (and `path_prefix`)."""
-
-
-class BillingSource(_Section):
-    """A provider billing/usage API read with an admin key kept outside the config."""
-
-    name: NonEmpty
-    """Label shown in panels and used to refer to this source."""
-    admin_key_ref: KeyRef
-    """Admin key reference: `keyring:SERVICE/NAME` or `env:VAR`; never the key itself."""
-
-
-class LiteLLMSource(_Section):
-    """A LiteLLM proxy: spend, model routes, and the gateway actions runbooks apply."""
-
-    name: NonEmpty
-    """Label shown in panels and used to refer to this source."""
-    url: HttpUrl
-    """Proxy base URL."""
-    key_ref: KeyRef | None = None
-    """Proxy key reference: `keyring:SERVICE/NAME` or `env:VAR`; None when the proxy is open."""
-
-
-class OtlpFileSource(_Section):
-    """OTLP/JSON or Collector file-exporter output picked up from disk."""
-
-    name: NonEmpty
-    """Label shown in panels and used to refer to this source."""
-    path: NonEmpty
-    """Glob of files to ingest, for example `/var/log/otel/*.jsonl`."""
-
-
-class SourcesSettings(_Section):
-    """The outside systems llmdeck reads from; each list may hold several named sources."""
-
-    prometheus: list[PrometheusSource] = []
-    """Metrics stores."""
-    alertmanager: list[AlertmanagerSource] = []
-    """Alert sources."""
-    scrape: list[ScrapeSource] = []
-    """`/metrics` endpoints of model servers (vLLM) and gateways (LiteLLM) read directly."""
-    openai_billing: list[BillingSource] = []
-    """OpenAI organisation usage/cost APIs."""
-    anthropic_billing: list[BillingSource] = []
-    """Anthropic organisation usage/cost APIs."""
-    litellm: list[LiteLLMSource] = []
-    """LiteLLM proxies."""
-    otlp_files: list[OtlpFileSource] = []
-    """Trace files on disk."""
-
-    def http(self) -> list[HttpSource]:
-        """Every HTTP source the connectors read (Prometheus, Alertmanager, scrapes)."""
-        return [*self.prometheus, *self.alertmanager, *self.scrape]
-
-    def all(self) -> list[HttpSource | BillingSource | LiteLLMSource | OtlpFileSource]:
-        """Every configured source, in config order of kind."""
-        return [*self.prometheus, *self.alertmanager, *self.scrape, *self.openai_billing,
-                *self.anthropic_billing, *self.litellm, *self.otlp_files]
 
 
 class CacheSettings(_Section):
