@@ -144,11 +144,18 @@ class LlmdeckApp(App[None]):
         # and run the full collections that remain between key presses, not during one
         self.idle_gc.start()
         self.set_interval(0.25, self.idle_gc.tick, name="idle-gc")
-        # Outside sources are polled on their own thread, and only from now on: no connector
-        # I/O delays the first paint, and a slow or hung source never blocks a key press.
-        if self.backend.hub is not None:
-            self.backend.hub.listener = self._source_changed
-            self.backend.hub.start()
+        # at the latest: normally the first data frame starts them (on_worker_state_changed)
+        self.set_timer(3.0, self._start_sources, name="start-sources")
+
+    def _start_sources(self) -> None:
+        """Start polling the outside sources on their own thread, once the first screen's data is
+        painted: their first poll (imports, TLS, answers) takes the GIL, which the first frame
+        with data should not share (measured: start-up to data 1.19x with six sources when
+        started at the first paint), and a slow or hung source never blocks a key press."""
+        hub = self.backend.hub
+        if hub is not None and not hub.running:
+            hub.listener = self._source_changed
+            hub.start()
 
     async def on_event(self, event: events.Event) -> None:
         if isinstance(event, events.InputEvent):
@@ -335,6 +342,9 @@ class LlmdeckApp(App[None]):
             WorkerState.SUCCESS, WorkerState.ERROR, WorkerState.CANCELLED
         ):
             self._polling = False
+            hub = self.backend.hub
+            if hub is not None and not hub.running:  # after the frame that shows this data
+                self.call_after_refresh(self.call_after_refresh, self._start_sources)
             if self._poll_again:
                 self._poll_again = False
                 self._schedule(0)
