@@ -97,7 +97,7 @@ async def test_every_fault_is_named_on_sources_and_the_console_keeps_answering(
             if "17 sources" in text and "✖ down" in text:
                 break
         assert "17 sources" in text  # the demo simulator, the healthy one and 15 faults
-        assert "✖ down since" in text and ": f401: HTTP 401: bad token; check the credentials" in text
+        assert "✖ down since" in text and " · f401: HTTP 401: bad token; check the credentials" in text
         await pilot.press("6")
         for _ in range(100):
             await pilot.pause(0.05)
