@@ -52,15 +52,6 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
 # -- shared helpers --------------------------------------------------------------------------
 
 
-def secret_headers(source: HttpSource) -> dict[str, str]:
-    """The source's secret headers (`SecretError` names the reference when one does not resolve)."""
-    if not source.secret_refs():
-        return {}
-    from console.secrets import source_secret_headers
-
-    return source_secret_headers(source)
-
-
 def when(t: datetime | None) -> str:
     return f"{t:%Y-%m-%d %H:%M}Z" if t else "-"
 
@@ -101,10 +92,10 @@ async def _fetch(source: HttpSource, kind: str,
     from connectors.alertmanager import AlertmanagerClient
     from connectors.http import SourceError
     from connectors.prometheus import PrometheusClient
-    from console.secrets import SecretError
+    from console.secrets import SecretError, source_secret_headers
 
     try:
-        headers = secret_headers(source)
+        headers = source_secret_headers(source)
     except SecretError as exc:
         return SourceAnswer(source.name, kind, (), f"{source.name}: {exc}")
     client_type = AlertmanagerClient if kind == "alertmanager" else PrometheusClient
@@ -245,9 +236,9 @@ def one_alertmanager(config: Config, name: str | None) -> AlertmanagerSource:
 
 
 def headers_or_error(source: HttpSource) -> tuple[Mapping[str, str], str]:
-    from console.secrets import SecretError
+    from console.secrets import SecretError, source_secret_headers
 
     try:
-        return secret_headers(source), ""
+        return source_secret_headers(source), ""
     except SecretError as exc:
         return {}, f"{source.name}: {exc}"

@@ -149,7 +149,9 @@ def evaluate_configured(config: Config, at: datetime,
     async def one(source: PrometheusSource) -> tuple[PromqlSloResult, ...]:
         specs = grouped[source.name]
         try:
-            headers = await asyncio.to_thread(secret_headers or _headers, source)
+            from console.secrets import source_secret_headers
+
+            headers = await asyncio.to_thread(secret_headers or source_secret_headers, source)
         except Exception as exc:  # noqa: BLE001 - a secret that does not resolve fails this source only
             return tuple(PromqlSloResult(s.name, s.source, None, str(exc)[:500], "auth") for s in specs)
         client = PrometheusClient.for_source(source, headers, **client_kw)
@@ -168,11 +170,3 @@ def evaluate_configured(config: Config, at: datetime,
     if not sources:
         return {}
     return {r.name: r for results in asyncio.run(all_sources()) for r in results}
-
-
-def _headers(source: PrometheusSource) -> Mapping[str, str]:
-    if not source.secret_refs():
-        return {}
-    from console.secrets import source_secret_headers
-
-    return source_secret_headers(source)

@@ -244,7 +244,10 @@ def _header_value(ref: str, timeout: float | None, strip: bool = True) -> str:
 
 
 def source_secret_headers(source: HttpSource, *, timeout: float | None = None) -> dict[str, str]:
-    """The secret headers of `source`: Authorization (bearer or basic) and each of `header_refs`."""
+    """The secret headers of `source`: Authorization (bearer or basic) and each of `header_refs`
+    (none, without touching the keyring, for a source that names no secret)."""
+    if not source.secret_refs():
+        return {}
     headers = {name: _header_value(ref, timeout) for name, ref in source.header_refs.items()}
     if source.bearer_token_ref:
         headers["Authorization"] = "Bearer " + _header_value(source.bearer_token_ref, timeout)

@@ -104,8 +104,6 @@ class LazyPoller:
 
 
 def _secret_headers(source: HttpSource) -> dict[str, str]:
-    if not source.secret_refs():
-        return {}
     from console.secrets import SecretError, source_secret_headers
 
     try:
