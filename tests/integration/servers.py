@@ -119,3 +119,52 @@ class ServerProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+ALERTMANAGER_CONFIG = """\
+route:
+  receiver: "null"
+  group_wait: 0s
+  group_interval: 1s
+  repeat_interval: 1h
+receivers:
+  - name: "null"
+"""
+"""Every alert to a receiver that drops it, grouped at once (alerts show in the API at once)."""
+
+
+def start_alertmanager(d: Path) -> tuple[ServerProcess, str]:
+    """A real Alertmanager on a free loopback port with its data in `d`, ready; (process, URL)."""
+    binary = require_binary("prometheus-alertmanager")
+    port = free_port()
+    (d / "am.yml").write_text(ALERTMANAGER_CONFIG)
+    url = f"http://127.0.0.1:{port}"
+    # an empty --cluster.listen-address, or it also listens on 0.0.0.0:9094
+    am = ServerProcess([binary, f"--config.file={d / 'am.yml'}", f"--storage.path={d / 'am'}",
+                        f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="],
+                       d / "am.log")
+    try:
+        am.wait_ready(http_ok(f"{url}/-/ready"), what="alertmanager")
+    except BaseException:
+        am.stop()
+        raise
+    return am, url
+
+
+def start_prometheus(d: Path, config: str, port: int | None = None) -> tuple[ServerProcess, str]:
+    """A real Prometheus on loopback with `config` (its prom.yml; rule files go beside it in `d`),
+    ready; alerts resent every second (its first notification can go out before it has found
+    the Alertmanager, and the next try would be a minute later)."""
+    binary = require_binary("prometheus")
+    port = port or free_port()
+    (d / "prom.yml").write_text(config)
+    url = f"http://127.0.0.1:{port}"
+    prom = ServerProcess([binary, f"--config.file={d / 'prom.yml'}", f"--storage.tsdb.path={d / 'prom'}",
+                          f"--web.listen-address=127.0.0.1:{port}", "--rules.alert.resend-delay=1s"],
+                         d / "prom.log")
+    try:
+        prom.wait_ready(http_ok(f"{url}/-/ready"), what="prometheus")
+    except BaseException:
+        prom.stop()
+        raise
+    return prom, url

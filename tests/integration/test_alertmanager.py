@@ -29,20 +29,16 @@ from console.alertmanager_poll import AlertmanagerReading, make_poller
 from console.config import AlertmanagerSource
 from console.silence_input import parse_matchers
 from tests.integration.recording_proxy import RecordingProxy
-from tests.integration.servers import ServerProcess, free_port, http_ok, require_binary, wait_until
+from tests.integration.servers import (
+    free_port,
+    start_alertmanager,
+    start_prometheus,
+    wait_until,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 ALERTS = ("GuardedCreate", "NothingSent", "CliFlow", "TypedConfirm")
 
-AM_CONFIG = """\
-route:
-  receiver: "null"
-  group_wait: 0s
-  group_interval: 1s
-  repeat_interval: 1h
-receivers:
-  - name: "null"
-"""
 
 
 def _rules() -> str:
@@ -64,35 +60,23 @@ class Stack:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    alertmanager = require_binary("prometheus-alertmanager")
-    prometheus = require_binary("prometheus")
     d = tmp_path_factory.mktemp("am-stack")
-    am_port, prom_port = free_port(), free_port()
-    (d / "am.yml").write_text(AM_CONFIG)
     (d / "rules.yml").write_text(_rules())
-    (d / "prom.yml").write_text(
-        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
-        "rule_files: [rules.yml]\n"
-        f"alerting:\n  alertmanagers:\n    - static_configs: [{{targets: ['127.0.0.1:{am_port}']}}]\n"
-    )
-    am_url, prom_url = f"http://127.0.0.1:{am_port}", f"http://127.0.0.1:{prom_port}"
-    with ServerProcess([alertmanager, f"--config.file={d / 'am.yml'}", f"--storage.path={d / 'am'}",
-                        f"--web.listen-address=127.0.0.1:{am_port}", "--cluster.listen-address="],
-                       d / "am.log") as am:
-        am.wait_ready(http_ok(f"{am_url}/-/ready"), what="alertmanager")
-        # resend-delay 1s: the first notification can go out before Prometheus has found the
-        # Alertmanager; without it the next try is a minute later.
-        with ServerProcess([prometheus, f"--config.file={d / 'prom.yml'}",
-                            f"--storage.tsdb.path={d / 'prom'}",
-                            f"--web.listen-address=127.0.0.1:{prom_port}", "--rules.alert.resend-delay=1s"],
-                           d / "prom.log") as prom:
-            prom.wait_ready(http_ok(f"{prom_url}/-/ready"), what="prometheus")
-
+    am, am_url = start_alertmanager(d)
+    try:
+        prom, prom_url = start_prometheus(d, (
+            "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+            "rule_files: [rules.yml]\n"
+            f"alerting:\n  alertmanagers:\n    - static_configs: [{{targets: ['{am_url[7:]}']}}]\n"
+        ))
+        with prom:
             def all_arrived() -> bool:
                 names = {a["labels"]["alertname"] for a in httpx.get(f"{am_url}/api/v2/alerts").json()}
                 return set(ALERTS) <= names
             wait_until(all_arrived, 45, "Prometheus's alerts to reach Alertmanager", interval=0.2)
             yield Stack(am_url, prom_url, d)
+    finally:
+        am.stop()
 
 
 @pytest.fixture

@@ -24,21 +24,18 @@ import pytest
 from console.backend import Backend
 from console.config import AlertmanagerSource, Config, PrometheusSource, PromqlSli, SloSpec
 from console.launch import source_hub
-from tests.integration.servers import ServerProcess, free_port, http_ok, require_binary, wait_until
+from tests.integration.servers import (
+    ServerProcess,
+    free_port,
+    start_alertmanager,
+    start_prometheus,
+    wait_until,
+)
 from tests.tui.conftest import WALL, DemoData
 from tests.tui.screen_text import screen_text, terminal_bytes
 
 HOSTILE = "[@click=app.quit]pwn[/] \x1b]0;title\x07 \x9b2J"
 
-AM_CONFIG = """\
-route:
-  receiver: "null"
-  group_wait: 0s
-  group_interval: 1s
-  repeat_interval: 1h
-receivers:
-  - name: "null"
-"""
 RULES = """\
 groups:
   - name: console
@@ -61,30 +58,19 @@ class Stack:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    alertmanager = require_binary("prometheus-alertmanager")
-    prometheus = require_binary("prometheus")
     d = tmp_path_factory.mktemp("console-stack")
-    am_port, prom_port = free_port(), free_port()
-    (d / "am.yml").write_text(AM_CONFIG)
+    prom_port = free_port()
     (d / "rules.yml").write_text(RULES)
-    (d / "prom.yml").write_text(
-        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
-        "rule_files: [rules.yml]\n"
-        f"scrape_configs:\n  - job_name: self\n    static_configs: [{{targets: ['127.0.0.1:{prom_port}']}}]\n"
-        f"alerting:\n  alertmanagers:\n    - static_configs: [{{targets: ['127.0.0.1:{am_port}']}}]\n"
-    )
-    am_url, prom_url = f"http://127.0.0.1:{am_port}", f"http://127.0.0.1:{prom_port}"
-    am = ServerProcess([alertmanager, f"--config.file={d / 'am.yml'}", f"--storage.path={d / 'am'}",
-                        f"--web.listen-address=127.0.0.1:{am_port}", "--cluster.listen-address="],
-                       d / "am.log")
+    am, am_url = start_alertmanager(d)
     try:
-        am.wait_ready(http_ok(f"{am_url}/-/ready"), what="alertmanager")
-        with ServerProcess([prometheus, f"--config.file={d / 'prom.yml'}",
-                            f"--storage.tsdb.path={d / 'prom'}",
-                            f"--web.listen-address=127.0.0.1:{prom_port}",
-                            "--rules.alert.resend-delay=1s"], d / "prom.log") as prom:
-            prom.wait_ready(http_ok(f"{prom_url}/-/ready"), what="prometheus")
-
+        prom, prom_url = start_prometheus(d, (
+            "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+            "rule_files: [rules.yml]\n"
+            "scrape_configs:\n  - job_name: self\n"
+            f"    static_configs: [{{targets: ['127.0.0.1:{prom_port}']}}]\n"
+            f"alerting:\n  alertmanagers:\n    - static_configs: [{{targets: ['{am_url[7:]}']}}]\n"
+        ), prom_port)
+        with prom:
             def arrived() -> bool:
                 alerts = httpx.get(f"{am_url}/api/v2/alerts").json()
                 return any(a["labels"]["alertname"] == "GatewayErrorBudgetBurn" for a in alerts)

@@ -36,21 +36,12 @@ from console.timeutil import utc_now
 from panels.alerts_screen import AlertsScreen
 from panels.silence_dialog import READ_ONLY_NOTE, SilenceDialog
 from tests.integration.recording_proxy import RecordingProxy
-from tests.integration.servers import ServerProcess, free_port, http_ok, require_binary
+from tests.integration.servers import start_alertmanager
 from tests.tui.conftest import WALL, DemoData, settle
 from tests.tui.screen_text import screen_lines, screen_text, terminal_bytes
 from tests.tui.test_snapshots import PortableBackend
 from tests.tui.test_source_screens import FixedHub, alert, fixed_hub, status
 
-AM_CONFIG = """\
-route:
-  receiver: "null"
-  group_wait: 0s
-  group_interval: 1s
-  repeat_interval: 1h
-receivers:
-  - name: "null"
-"""
 HOSTILE = "[@click=screen.silence]pwn[/] [@click=app.quit]q \x1b]0;title\x07 \x9b2J"
 
 
@@ -81,16 +72,8 @@ class Manager:
 
 @pytest.fixture(scope="module")
 def manager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Manager]:
-    binary = require_binary("prometheus-alertmanager")
-    d = tmp_path_factory.mktemp("silence-am")
-    port = free_port()
-    (d / "am.yml").write_text(AM_CONFIG)
-    url = f"http://127.0.0.1:{port}"
-    am = ServerProcess([binary, f"--config.file={d / 'am.yml'}", f"--storage.path={d / 'am'}",
-                        f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="],
-                       d / "am.log")
+    am, url = start_alertmanager(tmp_path_factory.mktemp("silence-am"))
     try:
-        am.wait_ready(http_ok(f"{url}/-/ready"), what="alertmanager")
         with RecordingProxy(url) as proxy:
             yield Manager(url, proxy)
     finally:
