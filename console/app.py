@@ -121,6 +121,8 @@ class LlmdeckApp(App[None]):
         self.status_badge = badge
         """A warning every status line carries for as long as it holds (insecure secret storage)."""
         self.silence_desk = SilenceDesk(backend.hub)
+        self._operator = operator()["user"]
+        """Who silences (looked up once: getpass may ask the password database)."""
         """Plans and applies silences through `console.silences` on the hub (`s`/`x` on :alerts)."""
 
     # ---- screens and navigation -------------------------------------------------
@@ -259,7 +261,7 @@ class LlmdeckApp(App[None]):
     # ---- silences: `s` / `x` on :alerts -> dialog -> plan and apply on workers -----
 
     def on_silence_requested(self, message: SilenceRequested) -> None:
-        self._open_silence_dialog(self.silence_desk.ask_silence(message.alert, operator()["user"]))
+        self._open_silence_dialog(self.silence_desk.ask_silence(message.alert, self._operator))
 
     def on_expire_requested(self, message: ExpireRequested) -> None:
         self._open_silence_dialog(self.silence_desk.ask_expire(message.silence))

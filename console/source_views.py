@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from console.alerts import ActiveAlert, Silence
+from console.alerts import ActiveAlert, Silence, alert_level
 from console.sources import SourceStatus
 
 if TYPE_CHECKING:
@@ -62,7 +62,7 @@ def alerts_in_order(alerts: tuple[ActiveAlert, ...] | list[ActiveAlert]) -> tupl
     """Firing first, then pending, then silenced/inhibited; within a state, by severity
     (critical/page first), then the oldest first."""
     def key(a: ActiveAlert) -> tuple[int, int, str, str]:
-        severity = 0 if a.severity.lower() in ("critical", "page", "error") else 1
+        severity = 2 - alert_level(a)  # paging severities first
         started = a.started.isoformat() if a.started else "9999"
         return ALERT_STATE_ORDER.get(a.state, 3), severity, started, a.name
     return tuple(sorted(alerts, key=key))

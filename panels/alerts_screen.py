@@ -30,7 +30,10 @@ _STATE = {
 
 def alert_state_cell(alert: ActiveAlert) -> Text:
     """Firing / pending / silenced / inhibited as symbol + word."""
-    word, style = _STATE.get(alert.state, (alert.state, ""))
+    known = _STATE.get(alert.state)
+    if known is None:  # a state this console does not know: the source's text, made inert
+        return safe_cell(alert.state, 12)
+    word, style = known
     if alert.state == "suppressed" and alert.inhibited_by and not alert.silenced_by:
         word = "◌ inhibited"
     return Text(word, style=style, no_wrap=True)
