@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from connectors.alertmanager import AlertmanagerClient
@@ -44,11 +44,7 @@ class AlertmanagerPoller:
         self.interval = source.refresh_seconds
         self.client = client
         """The source's client; one-off calls (a silence) run on the hub's loop through it."""
-        self.health = health or SourceHealth(
-            source.name, self.kind,
-            stale_after=timedelta(seconds=max(3 * source.refresh_seconds, 30)),
-            down_after=timedelta(seconds=max(10 * source.refresh_seconds, 120)),
-        )
+        self.health = health or SourceHealth.polled_every(source.name, self.kind, source.refresh_seconds)
 
     async def poll(self) -> AlertmanagerReading:
         """One reading; raises `SourceError` if either read fails (no half reading is kept)."""

@@ -92,12 +92,10 @@ async def _fetch(source: HttpSource, kind: str,
     from connectors.alertmanager import AlertmanagerClient
     from connectors.http import SourceError
     from connectors.prometheus import PrometheusClient
-    from console.secrets import SecretError, source_secret_headers
 
-    try:
-        headers = source_secret_headers(source)
-    except SecretError as exc:
-        return SourceAnswer(source.name, kind, (), f"{source.name}: {exc}")
+    headers, problem = headers_or_error(source)
+    if problem:
+        return SourceAnswer(source.name, kind, (), problem)
     client_type = AlertmanagerClient if kind == "alertmanager" else PrometheusClient
     client: Any = client_type.for_source(source, headers)  # type: ignore[arg-type]
     try:

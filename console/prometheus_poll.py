@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from connectors.http import SourceError
@@ -86,11 +86,7 @@ class PrometheusPoller:
         self.le_cache: dict[tuple[str, str, float], str] = {}
         self.isolated: set[str] = set()
         """SLOs the server refused in the shared query: asked alone until they evaluate again."""
-        self.health = health or SourceHealth(
-            source.name, self.kind,
-            stale_after=timedelta(seconds=max(3 * source.refresh_seconds, 30)),
-            down_after=timedelta(seconds=max(10 * source.refresh_seconds, 120)),
-        )
+        self.health = health or SourceHealth.polled_every(source.name, self.kind, source.refresh_seconds)
 
     async def poll(self) -> PrometheusReading:
         """One reading; raises SourceError when nothing could be read (alerts nor any SLO).

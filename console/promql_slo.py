@@ -33,15 +33,15 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from connectors.prometheus import PromSeries, QueryResult, duration
-from console.config import Config, PrometheusSource, PromqlSli, SloSpec
+from console.config import PromqlSli, SloSpec
 from console.slo import WindowCounts
 from console.snapshots import SloStatus
 
 if TYPE_CHECKING:
-    from console.prometheus_poll import PrometheusPoller
+    pass
 
 SLICE = timedelta(minutes=1)
 """Time-slice length of the quantile method."""
@@ -296,11 +296,3 @@ def specs_by_source(specs: Iterable[SloSpec]) -> Mapping[str, list[SloSpec]]:
         if spec.promql is not None:
             grouped.setdefault(spec.promql.source, []).append(spec)
     return grouped
-
-
-def make_poller(source: PrometheusSource, config: Config, secret_headers: Mapping[str, str],
-                **client_kw: Any) -> PrometheusPoller:
-    """The poller of one `[[sources.prometheus]]` (it lives in `console.prometheus_poll`)."""
-    from console.prometheus_poll import make_poller as make
-
-    return make(source, config, secret_headers, **client_kw)

@@ -19,8 +19,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
-    from console.config import Config, ScrapeSource
-    from console.serving_poll import ScrapePoller
+    pass
 
 ServingKind = Literal["vllm", "litellm", "unknown"]
 BudgetScope = Literal["team", "key", "user", "org", "customer"]
@@ -159,10 +158,3 @@ MODEL_COLUMNS: Mapping[str, tuple[Column, ...]] = {
     "unknown": (),
 }
 """Per kind, the model-table columns in display order (None values show as "-")."""
-
-
-def make_poller(source: ScrapeSource, config: Config, secret_headers: Mapping[str, str]) -> ScrapePoller:
-    """The hub's poller for a `[[sources.scrape]]` entry (its module loads httpx only when used)."""
-    from console.serving_poll import make_poller as make
-
-    return make(source, config, secret_headers)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from connectors.http import SourceClient
 from connectors.scrape import MetricsReader, Scrape
@@ -28,11 +28,7 @@ class ScrapePoller:
         self.source = source
         self.name = source.name
         self.interval = source.refresh_seconds
-        self.health = SourceHealth(
-            source.name, self.kind,
-            stale_after=timedelta(seconds=max(3 * source.refresh_seconds, 30)),
-            down_after=timedelta(seconds=max(10 * source.refresh_seconds, 120)),
-        )
+        self.health = SourceHealth.polled_every(source.name, self.kind, source.refresh_seconds)
         self.client = client
         self.reader = MetricsReader(client, source.metrics_path, clock)
         self.previous: Scrape | None = None

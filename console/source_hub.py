@@ -91,9 +91,8 @@ class SourceHub:
         self.listener: Callable[[str], None] | None = None
         """Called (on the hub's thread) with a source's name when its state changes or its
         first snapshot arrives: the console refreshes the screen then, not at its next tick."""
-        self.version = 0
-        """Bumped on every poll that ends (good or bad): readers can tell something changed."""
         self.polls = 0
+        """How many polls have ended (good or bad)."""
 
     # ---- lifecycle ------------------------------------------------------------
 
@@ -192,7 +191,6 @@ class SourceHub:
             if problems:  # it answered, but not everything: stale, with the first reason
                 poller.health.failed(cell("; ".join(problems), 300))
         with self._lock:
-            self.version += 1
             self.polls += 1
             first = not had_snapshot and poller.name in self._latest
         listener = self.listener
@@ -226,10 +224,6 @@ class SourceHub:
             snapshot, read_at = latest.get(p.name, (None, None))
             out.append(Reading(p.name, p.kind, snapshot, read_at, p.health.status()))
         return tuple(out)
-
-    def snapshots(self, kind: type[T]) -> list[tuple[T, SourceStatus]]:
-        """The latest snapshot of every source whose snapshot is a `kind`, with its status."""
-        return [(r.snapshot, r.status) for r in self.readings() if isinstance(r.snapshot, kind)]
 
     def poller(self, name: str) -> Poller | None:
         return next((p for p in self.pollers if p.name == name), None)

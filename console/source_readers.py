@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from console.alerts import ActiveAlert, Silence, counterpart, loud
 from console.config import Config, SloSpec
-from console.slo import AlertLevel
+from console.slo import REQUIRED_WINDOWS, AlertLevel, window_label
 from console.snapshots import Series, SloDetail, SloStatus
 from console.source_views import AlertsPage, ServingPage, SourcesPage
 from console.sources import SourceStatus
@@ -38,7 +38,7 @@ def no_data_status(spec: SloSpec, reason: str, freshness: str = "down") -> SloSt
         window=timedelta(days=spec.window_days), filter=spec.filter,
         threshold_ms=spec.threshold_ms, requests=0, compliance=None,
         budget_remaining=math.nan, time_to_exhaustion=None,
-        burn_rates=tuple((label, None) for label in ("5m", "30m", "1h", "2h", "6h", "24h", "3d")),
+        burn_rates=tuple((window_label(w), None) for w in REQUIRED_WINDOWS),
         level=AlertLevel.OK, reason=reason, source=spec.source,
         freshness="down" if freshness == "down" else "stale",
     )

@@ -9,8 +9,8 @@ reference, instead of holding up the first paint. No Textual here.
 from __future__ import annotations
 
 import asyncio
+import importlib
 from collections.abc import Callable, Mapping
-from datetime import timedelta
 from typing import Any
 
 from console.config import (
@@ -34,45 +34,33 @@ class SecretsUnavailable(Exception):
     permanent = True
 
 
-def _factory(source: HttpSource) -> tuple[str, Factory]:
-    """The kind name and poller factory of a source (imported only when a source is set)."""
-    if isinstance(source, PrometheusSource):
-        from console.promql_slo import make_poller as prometheus
-
-        return "prometheus", prometheus
-    if isinstance(source, AlertmanagerSource):
-        from console.alertmanager_poll import make_poller as alertmanager
-
-        return "alertmanager", alertmanager
-    if isinstance(source, ScrapeSource):
-        from console.serving import make_poller as scrape
-
-        return "scrape", scrape
-    raise TypeError(f"no poller for {type(source).__name__}")
-
-
-KINDS: dict[type[HttpSource], str] = {
-    PrometheusSource: "prometheus",
-    AlertmanagerSource: "alertmanager",
-    ScrapeSource: "scrape",
+KINDS: dict[type[HttpSource], tuple[str, str]] = {
+    PrometheusSource: ("prometheus", "console.prometheus_poll"),
+    AlertmanagerSource: ("alertmanager", "console.alertmanager_poll"),
+    ScrapeSource: ("scrape", "console.serving_poll"),
 }
+"""Each source type's kind name and the module whose `make_poller` builds its poller (imported
+only when such a source is configured: no httpx or connector import otherwise)."""
+
+
+def _factory(source: HttpSource) -> Factory:
+    """The poller factory of a source."""
+    module = importlib.import_module(KINDS[type(source)][1])
+    factory: Factory = module.make_poller
+    return factory
 
 
 class LazyPoller:
     """A source's poller, made on its first poll once its secrets are resolved."""
 
     def __init__(self, source: HttpSource, config: Config,
-                 factory: Callable[[HttpSource], tuple[str, Factory]] = _factory) -> None:
+                 factory: Callable[[HttpSource], Factory] = _factory) -> None:
         self.source = source
         self.config = config
         self.name = source.name
-        self.kind = KINDS.get(type(source), "http")
+        self.kind = KINDS[type(source)][0]
         self.interval = source.refresh_seconds
-        self.health = SourceHealth(
-            source.name, self.kind,
-            stale_after=timedelta(seconds=max(3 * source.refresh_seconds, 30)),
-            down_after=timedelta(seconds=max(10 * source.refresh_seconds, 120)),
-        )
+        self.health = SourceHealth.polled_every(source.name, self.kind, source.refresh_seconds)
         self._factory = factory
         self._inner: Poller | None = None
 
@@ -85,7 +73,7 @@ class LazyPoller:
 
     def _make(self) -> Poller:
         headers = _secret_headers(self.source)
-        _, make = self._factory(self.source)
+        make = self._factory(self.source)
         return make(self.source, self.config, headers)
 
     async def poll(self) -> object:

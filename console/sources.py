@@ -82,6 +82,13 @@ class SourceHealth:
         self._last_error = ""
         self._last_error_at: datetime | None = None
 
+    @classmethod
+    def polled_every(cls, name: str, kind: str, seconds: float) -> SourceHealth:
+        """The health of a source read every `seconds`: stale after three missed reads (at
+        least 30 s), down after ten (at least 2 minutes)."""
+        return cls(name, kind, stale_after=timedelta(seconds=max(3 * seconds, 30)),
+                   down_after=timedelta(seconds=max(10 * seconds, 120)))
+
     def succeeded(self, latency_seconds: float | None = None, detail: str = "") -> None:
         """A read worked: live again."""
         with self._lock:

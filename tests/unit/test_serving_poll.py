@@ -10,9 +10,10 @@ import pytest
 
 from connectors.http import HttpPolicy, SourceClient, SourceError
 from console.config import Config, ScrapeSource
-from console.serving import ServingSnapshot, make_poller
+from console.serving import ServingSnapshot
 from console.serving_poll import ScrapePoller
 from console.serving_poll import make_poller as make_transport_poller
+from console.source_setup import _factory as hub_factory
 
 T0 = datetime(2026, 3, 1, 12, 0, 0)
 
@@ -81,7 +82,7 @@ async def test_make_poller_wires_the_source_path_prefix_metrics_path_and_secret_
 
     source = ScrapeSource(name="gw", url="http://127.0.0.1:9", path_prefix="/proxy", metrics_path="/stats",
                           kind="litellm", refresh_seconds=30)
-    hub_made = make_poller(source, Config(), {})
+    hub_made = hub_factory(source)(source, Config(), {})  # what the hub builds
     assert isinstance(hub_made, ScrapePoller)
     await hub_made.aclose()
     poller = make_transport_poller(source, Config(), {"Authorization": "Bearer sk-canary"},
