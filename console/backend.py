@@ -81,6 +81,8 @@ class Backend:
         """How each view type is answered: `READERS`, plus any handed in."""
         self.hub = hub
         """The outside sources (Prometheus, Alertmanager, scrapes), polled on their own thread."""
+        self.promql_charts: source_readers.ChartMemo = {}
+        """PromQL SLO charts, drawn again only after their source is read again."""
         self.cache_slos = [s for s in config.slos if s.promql is None]
         """The SLOs read from the cache (PromQL ones come from the hub)."""
 
@@ -166,7 +168,7 @@ class Backend:
                                     status=statuses[i])
             else:
                 detail = source_readers.promql_detail(self.hub, slos[i], at, statuses[i],
-                                                      view.chart_span)
+                                                      view.chart_span, self.promql_charts)
         return SloPage(statuses, detail)
 
 

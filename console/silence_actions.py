@@ -135,12 +135,11 @@ class SilenceDesk:
         poller = self.hub.poller(source) if self.hub is not None else None
         if poller is None or poller.kind != "alertmanager":
             return f"no Alertmanager source named {source!r} is configured"
-        inner = getattr(poller, "inner", poller)
-        client = getattr(inner, "client", None)
+        client = self.hub.client(source) if self.hub is not None else None
         if client is None:
             state = poller.health.status().state
             return f"{source} has not been read yet ({state}): try again once :sources shows it live"
-        found: AlertmanagerClient = client
+        found: AlertmanagerClient = client  # type: ignore[assignment]  # the kind was checked above
         return found
 
     def _call(self, make: Callable[[], Awaitable[T]], timeout: float) -> T:

@@ -228,6 +228,12 @@ class SourceHub:
     def poller(self, name: str) -> Poller | None:
         return next((p for p in self.pollers if p.name == name), None)
 
+    def client(self, name: str) -> object | None:
+        """The HTTP client of source `name` once its poller is made (one-off calls such as a
+        chart query or a silence run through it on the hub's loop); None before that."""
+        poller = self.poller(name)
+        return getattr(getattr(poller, "inner", poller), "client", None)
+
     def call(self, make: Callable[[], Awaitable[T]], timeout: float) -> T:
         """Run `make()` on the hub's loop from another thread and wait at most `timeout` s.
 

@@ -12,7 +12,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from console.alerts import ActiveAlert, Silence, counterpart, loud
 from console.config import Config, SloSpec
@@ -152,10 +152,15 @@ def read_serving(hub: SourceHub | None) -> ServingPage:
     return ServingPage(tuple(rows))
 
 
+ChartMemo = dict[tuple[str, timedelta], tuple[datetime, SloDetail]]
+"""A PromQL SLO's charts by (SLO, span), with the source reading they were drawn after."""
+
+
 def promql_detail(hub: SourceHub | None, spec: SloSpec, at: datetime, status: SloStatus,
-                  span: timedelta) -> SloDetail:
+                  span: timedelta, memo: ChartMemo | None = None) -> SloDetail:
     """A PromQL SLO's detail with charts from `query_range` (empty charts if the source cannot
-    answer within `CHART_DEADLINE`)."""
+    answer within `CHART_DEADLINE`). With `memo`, the range queries run again only after the
+    source has been read again, not on every refresh of the screen."""
     from console.promql_charts import promql_detail as detail_from_promql
 
     empty = SloDetail(status=status, error_rate=Series("error_rate", "fraction", ()),
@@ -163,14 +168,22 @@ def promql_detail(hub: SourceHub | None, spec: SloSpec, at: datetime, status: Sl
                       burn_rate=Series("burn_rate", "x", ()), markers=())
     if hub is None or spec.promql is None or status.freshness == "down":
         return empty
-    lazy = hub.poller(spec.promql.source)
-    poller = getattr(lazy, "inner", lazy)
-    client = getattr(poller, "client", None)
+    source = spec.promql.source
+    client: Any = hub.client(source)  # the Prometheus poller's PrometheusClient
     if client is None:
         return empty
-    le_cache = getattr(poller, "le_cache", None)
+    read_at = next((r.read_at for r in hub.readings() if r.name == source), None)
+    key = (spec.name, span)
+    kept = memo.get(key) if memo is not None else None
+    if kept is not None and read_at is not None and kept[0] == read_at:
+        return replace(kept[1], status=status)
+    poller = hub.poller(source)
+    le_cache = getattr(getattr(poller, "inner", poller), "le_cache", None)
     try:
-        return hub.call(lambda: detail_from_promql(client, spec, at, status, span, 72, le_cache),
-                        CHART_DEADLINE)
+        detail = hub.call(lambda: detail_from_promql(client, spec, at, status, span, 72, le_cache),
+                          CHART_DEADLINE)
     except Exception:  # the table row says how the source is; the charts stay empty
         return empty
+    if memo is not None and read_at is not None:
+        memo[key] = (read_at, detail)
+    return detail
