@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import re
@@ -12,7 +11,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from console.safe_text import cell
 from console.timeutil import naive_utc, utc_now
 
 if TYPE_CHECKING:
@@ -213,68 +211,30 @@ def _main(argv: list[str] | None) -> int:
         except CacheError as exc:
             err.write(f"llmdeck: {exc}\n")
             return EXIT_CACHE
-    from console.cache.store import Cache, CacheError
+    if args.command == "ingest":
+        from console.ingest_cli import main_ingest
+
+        return main_ingest(config, args, out, err)
+    if args.command == "cache":
+        from console.cache_cli import main_cache
+
+        return main_cache(config, args, parser, out, err)
+    return _main_status(config, args, out, err)
+
+
+def _main_status(config: Config, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from console.cache_cli import open_for_cli
 
     cache_path = config.cache_file(args.cache)
-    if args.command == "status" and not cache_path.exists() and any(s.promql for s in config.slos):
+    if not cache_path.exists() and any(s.promql for s in config.slos):
         return _status(None, config, args, out, cache_path)  # PromQL SLOs need no trace cache
-    read_only = args.command in ("status",) or getattr(args, "cache_command", None) == "info"
-    if args.command == "cache" and args.cache_command is None:
-        parser.parse_args(["cache", "--help"])
-    try:
-        cache = Cache.open(cache_path, read_only=read_only, create=not read_only)
-    except CacheError as exc:
-        err.write(f"llmdeck: {exc}\n")
+    cache = open_for_cli(cache_path, read_only=True, err=err)
+    if cache is None:
         return EXIT_CACHE
-    if cache.recovery is not None:
-        err.write(f"llmdeck: warning: {cache.recovery.message()}\n")
     try:
-        if args.command == "ingest":
-            return _ingest(cache, config, args, out, err)
-        if args.command == "status":
-            return _status(cache, config, args, out)
-        if args.cache_command == "info":
-            return _cache_info(cache, args, out)
-        return _prune(cache, args, out)
+        return _status(cache, config, args, out)
     finally:
         cache.close()
-
-
-def _ingest(cache: object, config: object, args: argparse.Namespace, out: TextIO,
-            err: TextIO) -> int:
-    from console.cache.ingest import Ingestor, Progress
-
-    show = err.isatty() and not args.json
-
-    def progress(p: Progress) -> None:
-        pct = f" {100 * p.bytes_done / p.bytes_total:5.1f}%" if p.bytes_total else ""
-        name = cell(os.path.basename(p.path), 40)
-        err.write(f"\r[{p.file_index}/{p.files}] {name}{pct}  spans read {p.spans_read:,}"
-                  f"  stored {p.spans_stored:,}\x1b[K")
-        err.flush()
-
-    ingestor = Ingestor(cache, config, progress if show else None)  # type: ignore[arg-type]
-    missing = [p for p in args.paths if not p.exists()]
-    report = ingestor.run([p for p in args.paths if p.exists()], args.format)
-    report.errors[:0] = [f"{p}: no such file or directory" for p in missing]
-    report.files += len(missing)
-    if show:
-        err.write("\n")
-    if args.json:
-        out.write(json.dumps(report.as_json()) + "\n")
-    else:
-        out.write(
-            f"{report.files} file(s): {report.spans_read:,} spans read, {report.spans_stored:,}"
-            f" stored, {report.duplicates:,} duplicates, {report.quarantined:,} quarantined,"
-            f" {report.unpriced:,} unpriced, {report.seconds:.2f}s\n"
-        )
-        for reason in report.quarantine_reasons:
-            out.write(f"  quarantined {cell(reason, 300)}\n")
-        for note in report.pending_partial_lines:
-            out.write(f"  pending {cell(note, 300)}\n")
-    for e in report.errors:
-        err.write(f"llmdeck: error: {cell(e, 500)}\n")
-    return EXIT_PROBLEM if report.errors else EXIT_OK
 
 
 def _generate(args: argparse.Namespace, out: TextIO) -> int:
@@ -309,38 +269,6 @@ def _status(cache: Cache | None, config: Config, args: argparse.Namespace, out: 
     else:
         status_report.write_text(report, out)
     return report.exit_code
-
-
-def _cache_info(cache: object, args: argparse.Namespace, out: TextIO) -> int:
-    from console.cache.queries import cache_info
-
-    info = cache_info(cache.cursor(), str(cache.path))  # type: ignore[attr-defined]
-    if args.json:
-        data = {k: (v.isoformat() if isinstance(v, datetime) else v)
-                for k, v in dataclasses.asdict(info).items()}
-        out.write(json.dumps(data) + "\n")
-        return EXIT_OK
-    out.write(
-        f"cache          {info.path}\n"
-        f"size           {info.size_bytes / 1e6:,.1f} MB (+ {info.wal_bytes / 1e6:,.1f} MB WAL)\n"
-        f"schema         v{info.schema_version}\n"
-        f"spans          {info.spans:,}\n"
-        f"span range     {info.first_span or '-'} .. {info.last_span or '-'} (UTC)\n"
-        f"rollups        {info.rollup_minutes:,} minute rows since {info.rollup_first or '-'}\n"
-        f"quarantined    {info.quarantined:,}\n"
-        f"checkpoint     {info.last_checkpoint or '-'}\n"
-    )
-    return EXIT_OK
-
-
-def _prune(cache: object, args: argparse.Namespace, out: TextIO) -> int:
-    from console.cache.ingest import prune
-
-    cutoff = utc_now() - args.older_than
-    spans, _ = prune(cache, spans_before=cutoff, rollups_before=None)  # type: ignore[arg-type]
-    cache.checkpoint()  # type: ignore[attr-defined]
-    out.write(f"pruned {spans:,} spans older than {cutoff:%Y-%m-%d %H:%M:%S}Z; rollups kept\n")
-    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -16,16 +16,9 @@ from pathlib import Path
 import duckdb
 
 from console.cache import schema
+from console.cache.faults import CacheError as CacheError
+from console.cache.faults import CacheLockedError as CacheLockedError
 from console.timeutil import from_unix, utc_now
-
-
-class CacheError(Exception):
-    """A cache problem worth one clear line to the user, never a traceback."""
-
-
-class CacheLockedError(CacheError):
-    """Another process holds the cache file."""
-
 
 MEMORY_LIMIT = "512MB"
 READ_ONLY_MEMORY_LIMIT = "96MB"

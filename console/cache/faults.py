@@ -1,0 +1,104 @@
+"""What went wrong with the cache file, in one line a person can act on.
+
+DuckDB reports a damaged block, a full disk and a read-only file system as
+generic `duckdb.Error`s (or as an `OSError` from our own file handling); these
+classes name the fault and say what to do. Every entry point that opens or
+writes the cache (the CLI, the console's panels, an ingest inside the console)
+turns such an exception into one of these with `classify`, so the same fault
+reads the same wherever it is met.
+"""
+
+from __future__ import annotations
+
+import errno
+from pathlib import Path
+
+
+class CacheError(Exception):
+    """A cache problem worth one clear line to the user, never a traceback."""
+
+
+class CacheLockedError(CacheError):
+    """Another process holds the cache file."""
+
+
+class CacheCorruptError(CacheError):
+    """The cache file is damaged (a failed block checksum, a file cut short)."""
+
+
+class CacheFullError(CacheError):
+    """The file system holding the cache is full (or over quota)."""
+
+
+class CacheUnwritableError(CacheError):
+    """The cache (or its directory) cannot be written: read-only file system, permissions."""
+
+
+_CORRUPT = (
+    "corrupt database file",
+    "computed checksum",
+    "does not match stored checksum",
+    "not a valid duckdb database file",
+    "the file is not a valid",
+    "could not read enough bytes",
+    "reading past the end of the file",
+)
+_FULL = ("no space left on device", "disk quota exceeded", "file too large")
+_UNWRITABLE = ("read-only file system", "permission denied", "operation not permitted")
+_ERRNO_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+_ERRNO_UNWRITABLE = {errno.EROFS, errno.EACCES, errno.EPERM}
+
+RESET_HINT = (
+    "It holds only data derived from your trace files (spans and rollups): run"
+    " `llmdeck cache reset` to move it aside (it is kept, not deleted) and start a fresh"
+    " cache, then run `llmdeck ingest` again on your trace files."
+)
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's text (its type name when it has none)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def is_corruption(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return any(marker in text for marker in _CORRUPT)
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    if isinstance(exc, OSError) and exc.errno in _ERRNO_FULL:
+        return True
+    text = str(exc).lower()
+    return any(marker in text for marker in _FULL)
+
+
+def is_unwritable(exc: BaseException) -> bool:
+    if isinstance(exc, OSError) and exc.errno in _ERRNO_UNWRITABLE:
+        return True
+    text = str(exc).lower()
+    return any(marker in text for marker in _UNWRITABLE)
+
+
+def corrupt(path: Path | str, exc: BaseException) -> CacheCorruptError:
+    return CacheCorruptError(f"{path} is corrupt ({first_line(exc)}). {RESET_HINT}")
+
+
+def classify(exc: BaseException, path: Path | str) -> CacheError | None:
+    """The `CacheError` this exception means for the cache at `path`, or None if it is no
+    known fault of the file (a bug, a bad query: let it surface as it is)."""
+    if isinstance(exc, CacheError):
+        return exc
+    if is_corruption(exc):
+        return corrupt(path, exc)
+    if is_disk_full(exc):
+        return CacheFullError(
+            f"no space left on the device holding {path} ({first_line(exc)}); free some space"
+            " (or point --cache at another disk) and run the same command again"
+        )
+    if is_unwritable(exc):
+        return CacheUnwritableError(
+            f"cannot write {path} ({first_line(exc)}); make its directory writable or point"
+            " --cache at a writable place"
+        )
+    return None

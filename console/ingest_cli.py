@@ -1,0 +1,61 @@
+"""`llmdeck ingest`: the command line around `console.cache.ingest.Ingestor`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from typing import TextIO
+
+from console.cache.store import Cache
+from console.cache_cli import open_for_cli
+from console.cli import EXIT_CACHE, EXIT_OK, EXIT_PROBLEM
+from console.config import Config
+from console.safe_text import cell
+
+
+def main_ingest(config: Config, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    cache = open_for_cli(config.cache_file(args.cache), read_only=False, err=err)
+    if cache is None:
+        return EXIT_CACHE
+    try:
+        return _ingest(cache, config, args, out, err)
+    finally:
+        cache.close()
+
+
+def _ingest(cache: Cache, config: Config, args: argparse.Namespace, out: TextIO,
+            err: TextIO) -> int:
+    from console.cache.ingest import Ingestor, Progress
+
+    show = err.isatty() and not args.json
+
+    def progress(p: Progress) -> None:
+        pct = f" {100 * p.bytes_done / p.bytes_total:5.1f}%" if p.bytes_total else ""
+        name = cell(os.path.basename(p.path), 40)
+        err.write(f"\r[{p.file_index}/{p.files}] {name}{pct}  spans read {p.spans_read:,}"
+                  f"  stored {p.spans_stored:,}\x1b[K")
+        err.flush()
+
+    ingestor = Ingestor(cache, config, progress if show else None)
+    missing = [p for p in args.paths if not p.exists()]
+    report = ingestor.run([p for p in args.paths if p.exists()], args.format)
+    report.errors[:0] = [f"{p}: no such file or directory" for p in missing]
+    report.files += len(missing)
+    if show:
+        err.write("\n")
+    if args.json:
+        out.write(json.dumps(report.as_json()) + "\n")
+    else:
+        out.write(
+            f"{report.files} file(s): {report.spans_read:,} spans read, {report.spans_stored:,}"
+            f" stored, {report.duplicates:,} duplicates, {report.quarantined:,} quarantined,"
+            f" {report.unpriced:,} unpriced, {report.seconds:.2f}s\n"
+        )
+        for reason in report.quarantine_reasons:
+            out.write(f"  quarantined {cell(reason, 300)}\n")
+        for note in report.pending_partial_lines:
+            out.write(f"  pending {cell(note, 300)}\n")
+    for e in report.errors:
+        err.write(f"llmdeck: error: {cell(e, 500)}\n")
+    return EXIT_PROBLEM if report.errors else EXIT_OK
