@@ -1,17 +1,24 @@
-"""`llmdeck cache info|prune`, and opening the cache for any command with one clear line on failure."""
+"""`llmdeck cache info|prune|reset`, and opening the cache for any command with one clear line on failure."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import json
+import os
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import TextIO
 
+import duckdb
+
+from console.cache.faults import classify
 from console.cache.store import Cache, CacheError
 from console.cli import EXIT_CACHE, EXIT_OK
 from console.config import Config
+from console.paths import default_cache_file
+from console.safe_text import cell
 from console.timeutil import utc_now
 
 
@@ -20,27 +27,81 @@ def open_for_cli(path: Path, *, read_only: bool, err: TextIO) -> Cache | None:
     try:
         cache = Cache.open(path, read_only=read_only, create=not read_only)
     except CacheError as exc:
-        err.write(f"llmdeck: {exc}\n")
+        err.write(f"llmdeck: {cell(exc, 2000)}\n")
         return None
     if cache.recovery is not None:
-        err.write(f"llmdeck: warning: {cache.recovery.message()}\n")
+        err.write(f"llmdeck: warning: {cell(cache.recovery.message(), 2000)}\n")
     return cache
+
+
+def run_on_cache(path: Path, *, read_only: bool, err: TextIO, body: Callable[[Cache], int]) -> int:
+    """Open the cache, run `body` on it and close it; a cache fault met on the way (a corrupt
+    block read by a query, a full disk) is one line and EXIT_CACHE. Other errors (bugs) surface."""
+    cache = open_for_cli(path, read_only=read_only, err=err)
+    if cache is None:
+        return EXIT_CACHE
+    try:
+        return body(cache)
+    except (duckdb.Error, OSError) as exc:
+        fault = classify(exc, path)
+        if fault is None:
+            raise
+        err.write(f"llmdeck: {cell(fault, 2000)}\n")
+        return EXIT_CACHE
+    finally:
+        try:
+            cache.close()
+        except duckdb.Error:
+            pass  # a damaged file may refuse even to close; the fault was said above
 
 
 def main_cache(config: Config, args: argparse.Namespace, parser: argparse.ArgumentParser,
                out: TextIO, err: TextIO) -> int:
     if args.cache_command is None:
         parser.parse_args(["cache", "--help"])
-    read_only = args.cache_command == "info"
-    cache = open_for_cli(config.cache_file(args.cache), read_only=read_only, err=err)
-    if cache is None:
-        return EXIT_CACHE
+    path = config.cache_file(args.cache)
+    if args.cache_command == "reset":
+        return _reset(path, args, out, err)
+    if args.cache_command == "info":
+        return run_on_cache(path, read_only=True, err=err,
+                            body=lambda cache: _cache_info(cache, args, out))
+    return run_on_cache(path, read_only=False, err=err, body=lambda cache: _prune(cache, args, out))
+
+
+def _reset(path: Path, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from console.cache.reset import reset
+
     try:
-        if args.cache_command == "info":
-            return _cache_info(cache, args, out)
-        return _prune(cache, args, out)
-    finally:
-        cache.close()
+        report = reset(path)
+    except CacheError as exc:
+        err.write(f"llmdeck: {cell(exc, 2000)}\n")
+        return EXIT_CACHE
+    if args.json:
+        out.write(json.dumps(report.as_json()) + "\n")
+        return EXIT_OK
+    if not report.moved:
+        out.write(f"no cache at {cell(path, 500)}; nothing to move. `llmdeck ingest` starts a new one.\n")
+        return EXIT_OK
+    state = (f"was corrupt: {report.corrupt}" if report.corrupt is not None
+             else "was not corrupt (every table read back)")
+    out.write(f"{cell(path, 500)} {cell(state, 500)}\nmoved aside (kept, not deleted):\n")
+    for src, dst in report.moved:
+        out.write(f"  {cell(src, 500)} -> {cell(dst, 500)}\n")
+    if report.files is None:
+        out.write(f"its list of ingested files could not be read ({cell(report.files_error, 300)});"
+                  " run `llmdeck ingest` again on your trace files to build a new cache\n")
+    elif not report.files:
+        out.write("it recorded no ingested files; `llmdeck ingest` starts a new cache\n")
+    else:
+        where = "" if path.absolute() == default_cache_file().absolute() else f" --cache {path}"
+        out.write(f"to rebuild it, ingest again the {len(report.files)} file(s) it had read"
+                  f" (`llmdeck ingest{cell(where, 500)} FILE...`):\n")
+        for f in report.files:
+            gone = "  (no longer there)" if os.path.isabs(f) and not os.path.exists(f) else ""
+            out.write(f"  {cell(f, 500)}{gone}\n")
+        if any(not os.path.isabs(f) for f in report.files):
+            out.write("  (relative paths are from the directory that ingest ran in)\n")
+    return EXIT_OK
 
 
 def _cache_info(cache: Cache, args: argparse.Namespace, out: TextIO) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import re
@@ -11,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
+from console.cache.faults import CacheError
 from console.timeutil import naive_utc, utc_now
 
 if TYPE_CHECKING:
@@ -129,6 +131,13 @@ def build_parser() -> argparse.ArgumentParser:
     prune = cache_sub.add_parser("prune", help="delete spans older than a duration")
     prune.add_argument("--older-than", type=parse_duration, required=True, metavar="DURATION")
     _cache_arg(prune)
+    reset = cache_sub.add_parser(
+        "reset", help="move the cache file aside (kept, not deleted); the next ingest starts afresh",
+        description="Move the cache file and its WAL aside to <file>.corrupt-<UTC time> (or"
+        " .reset-<UTC time> when it reads back whole) and list the trace files it had ingested,"
+        " to ingest again. Refuses while another process has the cache open.")
+    reset.add_argument("--json", action="store_true")
+    _cache_arg(reset)
     from console.secrets_cli import add_parser as add_secrets_parser
 
     add_secrets_parser(sub)
@@ -149,6 +158,36 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("llmdeck: interrupted\n")
         return 130
+    except CacheError as exc:  # a cache fault no command caught on the way: still one line
+        from console.safe_text import cell
+
+        sys.stderr.write(f"llmdeck: {cell(exc, 2000)}\n")
+        return EXIT_CACHE
+    except OSError as exc:  # a place that cannot be read or written: one line, not a traceback
+        sys.stderr.write(f"llmdeck: {os_error_line(exc)}\n")
+        return EXIT_PROBLEM
+
+
+def os_error_line(exc: OSError) -> str:
+    """`<what>: <path>: <strerror>` for an OSError (what: reading, writing, creating...)."""
+    from console.safe_text import cell
+
+    what = _OS_WHAT.get(exc.errno or 0, "cannot use")
+    where = "".join(f"{cell(name, 500)}: " for name in (exc.filename, exc.filename2)
+                    if name is not None)
+    return f"{what}: {where}{cell(exc.strerror or exc, 300)}"
+
+
+_OS_WHAT = {
+    errno.EROFS: "cannot write (read-only place)",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "not permitted",
+    errno.ENOSPC: "out of space",
+    errno.EDQUOT: "over quota",
+    errno.ENOENT: "not found",
+    errno.ENOTDIR: "not a directory on the way",
+    errno.EISDIR: "is a directory",
+}
 
 
 def _main(argv: list[str] | None) -> int:
@@ -185,7 +224,7 @@ def _main(argv: list[str] | None) -> int:
     try:
         config = load_config(args.config, os.environ)
     except ConfigError as exc:
-        err.write(f"llmdeck: bad config:\n{exc}\n")
+        err.write(config_error_text(exc))
         return EXIT_PROBLEM
     if args.command in ("alerts", "silences"):
         from console import alerts_cli
@@ -222,19 +261,24 @@ def _main(argv: list[str] | None) -> int:
     return _main_status(config, args, out, err)
 
 
+def config_error_text(exc: Exception) -> str:
+    """`llmdeck: bad config: <problem>` on one line, or a line per problem when there are more."""
+    from console.safe_text import cell
+
+    lines = str(exc).splitlines()
+    if len(lines) == 1:
+        return f"llmdeck: bad config: {cell(lines[0], 1000)}\n"
+    return "llmdeck: bad config:\n" + "".join(f"{cell(line, 1000)}\n" for line in lines)
+
+
 def _main_status(config: Config, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from console.cache_cli import open_for_cli
+    from console.cache_cli import run_on_cache
 
     cache_path = config.cache_file(args.cache)
     if not cache_path.exists() and any(s.promql for s in config.slos):
         return _status(None, config, args, out, cache_path)  # PromQL SLOs need no trace cache
-    cache = open_for_cli(cache_path, read_only=True, err=err)
-    if cache is None:
-        return EXIT_CACHE
-    try:
-        return _status(cache, config, args, out)
-    finally:
-        cache.close()
+    return run_on_cache(cache_path, read_only=True, err=err,
+                        body=lambda cache: _status(cache, config, args, out))
 
 
 def _generate(args: argparse.Namespace, out: TextIO) -> int:

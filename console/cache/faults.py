@@ -11,7 +11,11 @@ reads the same wherever it is met.
 from __future__ import annotations
 
 import errno
+import os
+import re
 from pathlib import Path
+
+from console.paths import default_cache_file
 
 
 class CacheError(Exception):
@@ -49,10 +53,13 @@ _ERRNO_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 _ERRNO_UNWRITABLE = {errno.EROFS, errno.EACCES, errno.EPERM}
 
 RESET_HINT = (
-    "It holds only data derived from your trace files (spans and rollups): run"
+    "The cache holds only data derived from your trace files (spans and rollups): run"
     " `llmdeck cache reset` to move it aside (it is kept, not deleted) and start a fresh"
     " cache, then run `llmdeck ingest` again on your trace files."
 )
+
+_BLOCK_RE = re.compile(r"in block at location (\d+)")
+_SHORT_RE = re.compile(r"attempted to read (\d+) bytes from location (\d+)")
 
 
 def first_line(exc: BaseException) -> str:
@@ -80,8 +87,34 @@ def is_unwritable(exc: BaseException) -> bool:
     return any(marker in text for marker in _UNWRITABLE)
 
 
+def reset_hint(path: Path | str) -> str:
+    """RESET_HINT with `--cache PATH` in the command when `path` is not the default cache."""
+    if Path(path).absolute() == default_cache_file().absolute():
+        return RESET_HINT
+    return RESET_HINT.replace("`llmdeck cache reset`", f"`llmdeck cache reset --cache {path}`")
+
+
+def damage(path: Path | str, exc: BaseException) -> str:
+    """Where the file is damaged, from DuckDB's message: a block's byte offset, a cut, a header."""
+    text = first_line(exc)
+    block = _BLOCK_RE.search(text)
+    if block:
+        return f"the block at byte {int(block[1]):,} fails its checksum"
+    short = _SHORT_RE.search(text)
+    if short:
+        try:
+            size = f"{os.path.getsize(path):,} bytes"
+        except OSError:
+            size = "fewer"
+        end = int(short[1]) + int(short[2])
+        return f"the file is cut short (it has {size}; DuckDB needs bytes up to {end:,})"
+    if "not a valid" in text.lower():
+        return "its header is not a DuckDB header (overwritten, zeroed, or not a cache file at all)"
+    return f"DuckDB: {text}"
+
+
 def corrupt(path: Path | str, exc: BaseException) -> CacheCorruptError:
-    return CacheCorruptError(f"{path} is corrupt ({first_line(exc)}). {RESET_HINT}")
+    return CacheCorruptError(f"{path} is corrupt: {damage(path, exc)}. {reset_hint(path)}")
 
 
 def classify(exc: BaseException, path: Path | str) -> CacheError | None:

@@ -16,8 +16,10 @@ from pathlib import Path
 import duckdb
 
 from console.cache import schema
+from console.cache.faults import CacheCorruptError as CacheCorruptError
 from console.cache.faults import CacheError as CacheError
 from console.cache.faults import CacheLockedError as CacheLockedError
+from console.cache.faults import CacheUnwritableError, classify, first_line
 from console.timeutil import from_unix, utc_now
 
 MEMORY_LIMIT = "512MB"
@@ -53,16 +55,25 @@ def _describe_holder(message: str, path: Path) -> str:
     match = _LOCK_RE.search(message)
     if not match:
         return f"{path} is in use by another process"
-    pid = match.group("pid")
-    prog = os.path.basename(match.group("prog"))
+    return describe_pid(int(match.group("pid")), path, os.path.basename(match.group("prog")))
+
+
+def describe_pid(pid: int, path: Path, prog: str | None = None,
+                 advice: str = "close it or use another --cache") -> str:
+    """`PATH is in use by <its llmdeck command line, or its program> (PID n); <advice>`."""
     cmdline = ""
     try:
         raw = Path(f"/proc/{pid}/cmdline").read_bytes()
         cmdline = " ".join(part.decode(errors="replace") for part in raw.split(b"\0") if part)
     except OSError:
         pass
+    if prog is None:
+        try:
+            prog = os.path.basename(os.readlink(f"/proc/{pid}/exe"))
+        except OSError:
+            prog = "another process"
     who = cmdline if "llmdeck" in cmdline else prog
-    return f"{path} is in use by {who} (PID {pid}); close it or use another --cache"
+    return f"{path} is in use by {who} (PID {pid}); {advice}"
 
 
 def _now() -> str:
@@ -82,11 +93,18 @@ class Cache:
 
     @classmethod
     def open(cls, path: Path, *, read_only: bool = False, create: bool = True) -> Cache:
-        """Open (creating and migrating as needed); raise CacheError with a one-line reason."""
+        """Open (creating and migrating as needed); raise CacheError with a one-line reason.
+
+        A damaged file raises CacheCorruptError, an unwritable place CacheUnwritableError.
+        """
         path = Path(path)
+        if path.is_dir():
+            raise CacheError(f"{path} is a directory, not a cache file; point --cache at a file"
+                             f" (for example {path / 'cache.duckdb'})")
         if not path.exists() and (read_only or not create):
             raise CacheError(f"no cache at {path}; run `llmdeck ingest` first")
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if not read_only:
+            _make_parent(path)
         recovery = None
         try:
             con = cls._connect(path, read_only)
@@ -99,12 +117,22 @@ class Cache:
             # Read-only commands (`status`, `cache info`) recover too: nothing can open the
             # file until the bad WAL is out of the way.
             if not wal.exists() or "WAL" not in str(exc):
-                raise CacheError(f"cannot open {path}: {_first_line(exc)}") from exc
+                raise _fault(exc, path, "cannot open") from exc
             recovery = cls._move_wal_aside(path, wal)
             try:
                 con = cls._connect(path, read_only)
             except duckdb.Error as exc2:
-                raise CacheError(f"cannot open {path}: {_first_line(exc2)}") from exc2
+                raise _fault(exc2, path, "cannot open") from exc2
+        try:
+            return cls._prepare(con, path, read_only, recovery)
+        except BaseException:
+            con.close()
+            raise
+
+    @classmethod
+    def _prepare(cls, con: duckdb.DuckDBPyConnection, path: Path, read_only: bool,
+                 recovery: tuple[Path, str] | None) -> Cache:
+        """Set limits, note a WAL recovery, check or migrate the schema (the first reads)."""
         # The console must stay small on a bastion; DuckDB spills or evicts past this.
         con.execute(f"SET memory_limit = '{READ_ONLY_MEMORY_LIMIT if read_only else MEMORY_LIMIT}'")
         if read_only:
@@ -120,22 +148,21 @@ class Cache:
             try:
                 schema.migrate(con, str(path))
             except schema.SchemaTooNewError as exc:
-                con.close()
                 raise CacheError(str(exc)) from exc
             except duckdb.Error as exc:
-                con.close()
-                raise CacheError(f"cannot prepare {path}: {_first_line(exc)}") from exc
-        else:
+                raise _fault(exc, path, "cannot prepare") from exc
+            return cache
+        try:
             found = schema.current_version(con)
-            if found == 0:
-                con.close()
-                raise CacheError(f"{path} is not an llmdeck cache (no schema); run `llmdeck ingest`")
-            if found > schema.SCHEMA_VERSION:
-                con.close()
-                raise CacheError(
-                    f"{path} was written by a newer llmdeck (cache schema v{found}; this llmdeck"
-                    f" reads up to v{schema.SCHEMA_VERSION})."
-                )
+        except duckdb.Error as exc:
+            raise _fault(exc, path, "cannot read") from exc
+        if found == 0:
+            raise CacheError(f"{path} is not an llmdeck cache (no schema); run `llmdeck ingest`")
+        if found > schema.SCHEMA_VERSION:
+            raise CacheError(
+                f"{path} was written by a newer llmdeck (cache schema v{found}; this llmdeck"
+                f" reads up to v{schema.SCHEMA_VERSION})."
+            )
         return cache
 
     @staticmethod
@@ -199,5 +226,16 @@ class Cache:
         self.close()
 
 
-def _first_line(exc: BaseException) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+def _fault(exc: BaseException, path: Path, doing: str) -> CacheError:
+    """The named fault (corrupt, full, unwritable) or `<doing> PATH: <DuckDB's first line>`."""
+    return classify(exc, path) or CacheError(f"{doing} {path}: {first_line(exc)}")
+
+
+def _make_parent(path: Path) -> None:
+    """Create the cache's directory, or say in one line why it cannot be."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CacheUnwritableError(
+            f"cannot create the cache directory {path.parent}: {exc.strerror or exc};"
+            " make it creatable or point --cache at a writable place") from exc
