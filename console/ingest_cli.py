@@ -26,6 +26,7 @@ def main_ingest(config: Config, args: argparse.Namespace, out: TextIO, err: Text
 
 def _ingest(cache: Cache, config: Config, args: argparse.Namespace, out: TextIO,
             err: TextIO) -> int:
+    from console.cache.clock import describe
     from console.cache.ingest import Ingestor, Progress
 
     show = err.isatty() and not args.json
@@ -56,6 +57,9 @@ def _ingest(cache: Cache, config: Config, args: argparse.Namespace, out: TextIO,
             out.write(f"  quarantined {cell(reason, 300)}\n")
         for note in report.pending_partial_lines:
             out.write(f"  pending {cell(note, 300)}\n")
+        skew = describe(report.future, report.past, report.future_latest, report.past_before)
+        if skew:
+            out.write(f"  {skew}\n")
     for e in report.errors:
         err.write(f"llmdeck: error: {cell(e, 500)}\n")
     return EXIT_PROBLEM if report.errors else EXIT_OK

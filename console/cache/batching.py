@@ -19,6 +19,7 @@ from typing import Any
 import pyarrow as pa
 
 from console.cache import readers
+from console.cache.clock import ClockCounts, ExpectedRange
 from console.cache.mapping import BadSpan, SpanColumns, SpanMapper, otlp_attributes
 from console.cache.redact import Redactor
 from console.config import Config
@@ -38,6 +39,7 @@ class Chunk:
     last_line: int = 0
     last_offset: int = -1  # just after the last line read, -1 if none
     pending_tail: bool = False  # ends in an unfinished line, left for the next run
+    clock: ClockCounts = field(default_factory=ClockCounts)  # rows started outside the expected range
 
 
 class BatchBuilder:
@@ -51,12 +53,16 @@ class BatchBuilder:
         self.cols = SpanColumns()
         self.quarantine: list[QuarantineRow] = []
         self.spans_read = 0
+        self.horizon_days = config.cache.rollup_retention_days
+        """Spans older than this many days (or clock.DEFAULT_HORIZON_DAYS) are counted as past."""
 
     def __len__(self) -> int:
         return len(self.cols)
 
     def take(self) -> tuple[SpanColumns, list[QuarantineRow], int]:
+        """Hand over the batch, its rows started outside the expected range counted (`cols.clock`)."""
         cols, quarantine, read = self.cols, self.quarantine, self.spans_read
+        cols.count_clock(ExpectedRange.now(self.horizon_days))
         self.cols, self.quarantine, self.spans_read = SpanColumns(), [], 0
         return cols, quarantine, read
 
@@ -184,4 +190,4 @@ def map_range(kind: readers.Kind, name: str, start: int, end: int, start_line: i
         last_line, last_offset = line_no, offset
     cols, quarantine, read = builder.take()
     return Chunk(cols.to_arrow() if len(cols) else None, quarantine, read, cols.duplicates,
-                 last_line, last_offset, state.pending_tail)
+                 last_line, last_offset, state.pending_tail, cols.clock)

@@ -26,7 +26,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from console.cache import readers, rollups
+from console.cache import clock, readers, rollups
 from console.cache.batching import (
     BACKGROUND_NICE,
     BatchBuilder,
@@ -35,10 +35,11 @@ from console.cache.batching import (
     lower_thread_priority,
     map_range,
 )
+from console.cache.clock import ClockCounts
 from console.cache.store import Cache
 from console.cache.transactions import transaction
 from console.config import Config
-from console.timeutil import from_unix, utc_now
+from console.timeutil import utc_now
 
 QUARANTINE_SAMPLES = 10
 COMPACT_EVERY_BATCHES = 16
@@ -65,6 +66,13 @@ class IngestReport:
     quarantined: int = 0
     unpriced: int = 0
     seconds: float = 0.0
+    future: int = 0
+    """Spans started more than clock.FUTURE_TOLERANCE_NS after the ingest's wall clock."""
+    past: int = 0
+    """Spans started before `past_before` (the rollup retention): outside every window of now."""
+    future_latest: str | None = None
+    past_earliest: str | None = None
+    past_before: str | None = None
     quarantine_reasons: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     pending_partial_lines: list[str] = field(default_factory=list)
@@ -109,7 +117,8 @@ class _Writer(threading.Thread):
         self.lock = lock
         self.inbox: queue.Queue[_Batch | None] = queue.Queue(maxsize=2)
         self.error: BaseException | None = None
-        self.touched: tuple[datetime, datetime] | None = None
+        self.touched: set[int] = set()
+        """Hours (unix ns // 1 h) given partial rollup rows since the last compaction."""
         self.batches_since_compact = 0
 
     def run(self) -> None:
@@ -222,27 +231,25 @@ class _Writer(threading.Thread):
             f"SELECT count(*) FILTER (WHERE unpriced) FROM {source}"
         ).fetchall()[0][0]
         cur.execute(f"INSERT INTO spans SELECT * FROM {source}")
-        lo_ts = _to_dt(lo)
-        hi_ts = _to_dt(hi)
-        if self.touched is None:
-            self.touched = (lo_ts, hi_ts)
-        else:
-            self.touched = (min(self.touched[0], lo_ts), max(self.touched[1], hi_ts))
+        # the hours stored in, not min..max: one span from 1970 must not make compaction scan years
+        self.touched |= rollups.hours_of(cur, source)
         return source, stored, clashes, unpriced
 
     def _compact(self, cur: Any) -> None:
         self.batches_since_compact = 0
-        if self.touched is None:
+        if not self.touched:
             return
         with transaction(cur):
-            rollups.compact(cur, *self.touched)
-        self.touched = None
+            rollups.compact_hours(cur, self.touched)
+        self.touched = set()
 
 
-def _to_dt(value: Any) -> datetime:
-    if isinstance(value, datetime):
-        return value.replace(tzinfo=None)
-    return from_unix(int(value) / 1e9)
+def _later(kept: str | None, ns: int | None, pick: Callable[[str, str], str]) -> str | None:
+    """The report's extreme start time (ISO, to the minute) updated with `ns`, by `pick`."""
+    if ns is None:
+        return kept
+    text = f"{clock.ns_datetime(ns):%Y-%m-%dT%H:%MZ}"
+    return text if kept is None else pick(kept, text)
 
 
 def _start_resource_tracker() -> None:
@@ -454,7 +461,7 @@ class Ingestor:
 
     def _take_chunk(self, chunk: Chunk, state: readers.ReadState) -> Chunk:
         """Count a mapped chunk into the report as it arrives (in file order)."""
-        self._count(chunk.spans_read, chunk.quarantine, chunk.duplicates)
+        self._count(chunk.spans_read, chunk.quarantine, chunk.duplicates, chunk.clock)
         state.pending_tail = state.pending_tail or chunk.pending_tail
         return chunk
 
@@ -477,7 +484,7 @@ class Ingestor:
         offset: int, line: int,
     ) -> None:
         cols, quarantine, read = self.builder.take()
-        self._count(read, quarantine, cols.duplicates)
+        self._count(read, quarantine, cols.duplicates, cols.clock)
         file_state = None
         if state.resumable and offset >= 0:
             file_state = (name, fingerprint, offset, line)
@@ -485,10 +492,17 @@ class Ingestor:
             return
         writer.inbox.put(_Batch([cols.to_arrow()] if len(cols) else [], quarantine, file_state))
 
-    def _count(self, spans_read: int, quarantine: list[tuple[str, int, str]], duplicates: int) -> None:
+    def _count(self, spans_read: int, quarantine: list[tuple[str, int, str]], duplicates: int,
+               skew: ClockCounts) -> None:
         report = self.report
         with self._lock:
             report.duplicates += duplicates
+        report.future += skew.future
+        report.past += skew.past
+        report.future_latest = _later(report.future_latest, skew.latest_ns, max)
+        report.past_earliest = _later(report.past_earliest, skew.earliest_ns, min)
+        if skew.horizon_ns is not None:
+            report.past_before = f"{clock.ns_datetime(skew.horizon_ns):%Y-%m-%d}"
         report.spans_read += spans_read
         report.quarantined += len(quarantine)
         room = QUARANTINE_SAMPLES - len(report.quarantine_reasons)

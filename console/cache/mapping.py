@@ -17,6 +17,8 @@ import orjson
 import pyarrow as pa
 from msgspec import UNSET
 
+from console.cache import clock
+from console.cache.clock import ClockCounts, ExpectedRange
 from console.cache.readers import OtlpAnyValue, OtlpKeyValue, OtlpSpan, raw_json
 from console.cache.redact import Redactor
 from console.cache.schema import SPAN_COLUMNS
@@ -96,6 +98,10 @@ ARROW_SCHEMA = pa.schema(
     [(name, ARROW_TYPES[typ.split()[0]]) for name, typ in SPAN_COLUMNS]
 )
 COLUMN_NAMES = tuple(name for name, _ in SPAN_COLUMNS)
+START_INDEX = COLUMN_NAMES.index("start_time")
+"""Where a row holds its start time (unix nanoseconds)."""
+MAX_TIME_NS = 2**63 - 1
+"""The latest start a TIMESTAMP_NS holds (2262-04-11); later ones, or 1970 itself, are quarantined."""
 
 
 _PRICE_MEMO_MAX = 65_536
@@ -117,6 +123,14 @@ class SpanColumns:
         self.rows: list[tuple[Any, ...]] = []
         self.keys: set[tuple[str, str]] = set()
         self.duplicates = 0
+        self.clock = ClockCounts()
+        """Rows started outside the expected range (set when the batch is handed over)."""
+
+    def count_clock(self, expected: ExpectedRange) -> ClockCounts:
+        """Count (and keep in `clock`) the rows started outside `expected`."""
+        i = START_INDEX
+        self.clock = clock.count((row[i] for row in self.rows), expected)
+        return self.clock
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -293,6 +307,16 @@ def _time_ns(v: Any) -> int | None:
     if "." in s:
         frac = "".join(ch for ch in s.split(".", 1)[1] if ch.isdigit())
     return int(dt.replace(microsecond=0).timestamp()) * 1_000_000_000 + int((frac + "000000000")[:9])
+
+
+def _start_ns(v: Any, what: str) -> int:
+    """A span's start in unix nanoseconds; BadSpan when missing or not storable (TIMESTAMP_NS)."""
+    start_ns = _time_ns(v)
+    if not start_ns:
+        raise BadSpan(f"missing {what}")
+    if not 0 < start_ns <= MAX_TIME_NS:
+        raise BadSpan(f"{what} {str(v)[:40]} is out of range (not a time from 1970 to 2262)")
+    return start_ns
 
 
 class SpanMapper:
@@ -666,9 +690,7 @@ class SpanMapper:
         # quarantine reason, so only what cannot fail moves into `_otlp_row`.
         trace_id = normalise_id(sp.get("traceId"), 16, "traceId")
         span_id = normalise_id(sp.get("spanId"), 8, "spanId")
-        start_ns = _time_ns(sp.get("startTimeUnixNano"))
-        if not start_ns:
-            raise BadSpan("missing startTimeUnixNano")
+        start_ns = _start_ns(sp.get("startTimeUnixNano"), "startTimeUnixNano")
         end_ns = _time_ns(sp.get("endTimeUnixNano"))
         status = sp.get("status") or {}
         code = status.get("code", 0)
@@ -686,9 +708,7 @@ class SpanMapper:
         """`add_otlp_span` for a span decoded into structs (see readers.OtlpRequest)."""
         trace_id = normalise_id(sp.traceId, 16, "traceId")
         span_id = normalise_id(sp.spanId, 8, "spanId")
-        start_ns = _time_ns(sp.startTimeUnixNano)
-        if not start_ns:
-            raise BadSpan("missing startTimeUnixNano")
+        start_ns = _start_ns(sp.startTimeUnixNano, "startTimeUnixNano")
         end_ns = _time_ns(sp.endTimeUnixNano)
         status = sp.status
         attrs, rest, n = self.typed_clean_attributes(sp.attributes)
@@ -729,10 +749,8 @@ class SpanMapper:
         g = rec.get
         trace_id = normalise_id(g("trace_id", g("traceId")), 16, "trace_id")
         span_id = normalise_id(g("span_id", g("spanId")), 8, "span_id")
-        start_ns = _time_ns(_first(rec, ("start_time_unix_nano", "startTimeUnixNano", "start_time",
-                                         "start_ns", "timestamp")))
-        if not start_ns:
-            raise BadSpan("missing start time")
+        start_ns = _start_ns(_first(rec, ("start_time_unix_nano", "startTimeUnixNano", "start_time",
+                                          "start_ns", "timestamp")), "start time")
         end_ns = _time_ns(_first(rec, ("end_time_unix_nano", "endTimeUnixNano", "end_time", "end_ns")))
         duration_ms = _float(g("duration_ms"))
         status = g("status")

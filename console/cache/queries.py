@@ -14,8 +14,9 @@ from typing import Literal
 
 import duckdb
 
+from console.cache.clock import FUTURE_TOLERANCE_NS, ExpectedRange, ns_datetime
 from console.cache.rollups import quantile
-from console.timeutil import ceil_to, floor_to
+from console.timeutil import ceil_to, floor_to, naive_utc
 
 STATUS_WINDOWS: tuple[tuple[str, timedelta], ...] = (
     ("5m", timedelta(minutes=5)),
@@ -215,18 +216,47 @@ class CacheInfo:
     schema_version: int
     spans: int
     first_span: datetime | None
+    """The first span start inside the expected range (clock.ExpectedRange at the time of asking)."""
     last_span: datetime | None
+    """The last span start inside the expected range: a span dated next year is not "last"."""
     rollup_minutes: int
     rollup_first: datetime | None
     quarantined: int
     last_checkpoint: str | None
+    future_spans: int = 0
+    """Spans dated after the expected range (a host clock ahead), up to `latest_span`."""
+    past_spans: int = 0
+    """Spans dated before `past_before` (older than the rollup retention), from `earliest_span`."""
+    latest_span: datetime | None = None
+    earliest_span: datetime | None = None
+    past_before: datetime | None = None
+
+    def outside_range(self) -> str | None:
+        """One line on the spans dated outside the expected range, or None when there are none."""
+        parts = []
+        if self.future_spans:
+            parts.append(f"{self.future_spans:,} dated in the future (up to {self.latest_span:%Y-%m-%d})")
+        if self.past_spans:
+            parts.append(f"{self.past_spans:,} older than {self.past_before:%Y-%m-%d}"
+                         f" (from {self.earliest_span:%Y-%m-%d})")
+        return ", ".join(parts) + " (a host clock may be wrong)" if parts else None
 
 
-def cache_info(cur: duckdb.DuckDBPyConnection, path: str) -> CacheInfo:
+def cache_info(
+    cur: duckdb.DuckDBPyConnection, path: str, horizon_days: float | None = None,
+) -> CacheInfo:
+    """What `llmdeck cache info` prints; spans outside clock.ExpectedRange (now, `horizon_days`
+    or the default rollup retention) are counted apart from the span range."""
     import os
 
-    spans, first, last = cur.execute(
-        "SELECT count(*), min(start_time), max(start_time) FROM spans"
+    expected = ExpectedRange.now(horizon_days)
+    lo, hi = ns_datetime(expected.oldest_ns), ns_datetime(expected.newest_ns)
+    spans, first, last, future, past, latest, earliest = cur.execute(
+        "SELECT count(*), min(start_time) FILTER (WHERE start_time BETWEEN $lo AND $hi),"
+        " max(start_time) FILTER (WHERE start_time BETWEEN $lo AND $hi),"
+        " count(*) FILTER (WHERE start_time > $hi), count(*) FILTER (WHERE start_time < $lo),"
+        " max(start_time), min(start_time) FROM spans",
+        {"lo": lo, "hi": hi},
     ).fetchall()[0]
     rows, rfirst = cur.execute("SELECT count(*), min(ts) FROM rollup_minute").fetchall()[0]
     quarantined = cur.execute("SELECT count(*) FROM quarantine").fetchall()[0][0]
@@ -244,4 +274,18 @@ def cache_info(cur: duckdb.DuckDBPyConnection, path: str) -> CacheInfo:
         rollup_first=rfirst,
         quarantined=int(quarantined),
         last_checkpoint=meta.get("last_checkpoint"),
+        future_spans=int(future),
+        past_spans=int(past),
+        latest_span=latest if future else None,
+        earliest_span=earliest if past else None,
+        past_before=lo,
     )
+
+
+def newest_span(cur: duckdb.DuckDBPyConnection, at: datetime) -> datetime | None:
+    """The latest span start not after `at` (plus clock.FUTURE_TOLERANCE_NS): a span dated
+    next year by a wrong clock is not the newest."""
+    limit = naive_utc(at) + timedelta(microseconds=FUTURE_TOLERANCE_NS // 1000)
+    rows = cur.execute("SELECT max(start_time) FROM spans WHERE start_time <= ?", [limit]).fetchall()
+    value = rows[0][0]
+    return value if isinstance(value, datetime) else None

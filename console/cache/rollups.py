@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import duckdb
 
 from console.cache.schema import COARSE_DIMS, ROLLUP_DIMS
+from console.timeutil import EPOCH
 
 GAMMA = 1.02
 ALPHA = (GAMMA - 1) / (GAMMA + 1)
@@ -189,6 +190,44 @@ def compact(cur: duckdb.DuckDBPyConnection, start: datetime, end: datetime) -> N
         cur.execute(f"INSERT INTO {table} SELECT * FROM _compacted")
         cur.execute("DROP TABLE _compacted")
         cur.execute("DROP TABLE _partial")
+
+
+MAX_COMPACT_RANGES = 8
+"""Hours touched by an ingest are compacted in at most this many runs (the nearest merged)."""
+_HOUR_NS = 3_600_000_000_000
+
+
+def hours_of(cur: duckdb.DuckDBPyConnection, source: str) -> set[int]:
+    """The hours (unix ns // 1 h) the spans of `source` start in: what their partial rows touched."""
+    rows = cur.execute(
+        f"SELECT DISTINCT epoch_ns(start_time) // {_HOUR_NS} FROM {source}"
+    ).fetchall()
+    return {int(h) for (h,) in rows}
+
+
+def hour_runs(hours: Iterable[int], most: int = MAX_COMPACT_RANGES) -> list[tuple[int, int]]:
+    """Runs [first, last] of consecutive hours covering `hours`, at most `most` of them.
+
+    Beyond `most`, the runs with the smallest gap between them are merged: a batch of
+    recent traffic plus one span from 1970 stays two short runs, never the 56 years between.
+    """
+    runs: list[list[int]] = []
+    for h in sorted(set(hours)):
+        if runs and h == runs[-1][1] + 1:
+            runs[-1][1] = h
+        else:
+            runs.append([h, h])
+    while len(runs) > max(1, most):
+        i = min(range(len(runs) - 1), key=lambda k: runs[k + 1][0] - runs[k][1])
+        runs[i:i + 2] = [[runs[i][0], runs[i + 1][1]]]
+    return [(a, b) for a, b in runs]
+
+
+def compact_hours(cur: duckdb.DuckDBPyConnection, hours: Iterable[int]) -> None:
+    """`compact` the rows of the given hours (see `hours_of`), run by run."""
+    for first, last in hour_runs(hours):
+        start = EPOCH + timedelta(hours=first)
+        compact(cur, start, EPOCH + timedelta(hours=last + 1) - timedelta(seconds=1))
 
 
 _SUMMED = (
