@@ -10,6 +10,7 @@ writes through the real ingest path.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import os
 import time
@@ -21,17 +22,19 @@ from typing import ClassVar, Protocol
 from textual import events
 from textual.app import App, ScreenStackError, SystemCommand
 from textual.binding import Binding, BindingType
+from textual.driver import Driver
 from textual.message import Message
 from textual.screen import Screen
 from textual.timer import Timer
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from console.action_log import operator
-from console.backend import Backend
+from console.backend import Backend, Fault, fault_of
 from console.idle_gc import IdleCollector
 from console.safe_text import cell
 from console.silence_actions import SilenceDesk
 from console.silence_preview import Confirmation, SilenceAsk, SilenceResult
+from console.stop_signals import StopSignals
 from console.timeutil import utc_now
 from console.views import View
 from panels.base import DeckScreen
@@ -98,6 +101,7 @@ class LlmdeckApp(App[None]):
         poll: bool = True,
         wall_clock: Callable[[], datetime] = utc_now,
         badge: str | None = None,
+        stop: StopSignals | None = None,
     ) -> None:
         # NO_COLOR: by default Textual only turns colours grey (they are still colour codes);
         # in ANSI mode it drops them, and the tcss marks cursors by reverse video instead.
@@ -121,6 +125,10 @@ class LlmdeckApp(App[None]):
         self.status_badge = badge
         """A warning every status line carries for as long as it holds (insecure secret storage)."""
         self.silence_desk = SilenceDesk(backend.hub)
+        self._fault: Fault | None = None
+        """The cache fault last read from the backend (shown on every status line)."""
+        self.stop_signals = stop
+        """SIGHUP/SIGTERM/SIGINT, handed to this app while it runs (`llmdeck`, `llmdeck demo`)."""
         self._operator = operator()["user"]
         """Who silences (looked up once: getpass may ask the password database)."""
         """Plans and applies silences through `console.silences` on the hub (`s`/`x` on :alerts)."""
@@ -130,7 +138,17 @@ class LlmdeckApp(App[None]):
     def get_default_screen(self) -> Screen[None]:
         return ROUTE_BY_NAME[HOME].screen(None)
 
+    def get_driver_class(self) -> type[Driver]:
+        from textual.drivers.linux_driver import LinuxDriver
+
+        from panels.terminal_driver import HangupSafeDriver
+
+        found = super().get_driver_class()
+        return HangupSafeDriver if found is LinuxDriver else found
+
     def on_mount(self) -> None:
+        if self.stop_signals is not None:
+            self._listen_for_stop_signals(self.stop_signals)
         self.call_after_refresh(self._after_first_paint)
         self.set_keymap(dict(self.backend.config.ui.keymap))
         self.set_interval(1.0, self._tick_status_lines)
@@ -164,7 +182,22 @@ class LlmdeckApp(App[None]):
             self.idle_gc.input_seen()
         await super().on_event(event)
 
+    def _listen_for_stop_signals(self, stop: StopSignals) -> None:
+        """Take SIGHUP/SIGTERM/SIGINT (their handlers are installed by the runner) on the event
+        loop: the app exits, and the runner closes what it opened."""
+        loop = asyncio.get_running_loop()
+
+        def on_signal(signum: int) -> None:  # in a signal handler: hand it to the loop
+            loop.call_soon_threadsafe(self._stop_for_signal, signum)
+
+        stop.listen(on_signal)
+
+    def _stop_for_signal(self, signum: int) -> None:
+        self.exit(return_code=128 + signum)
+
     def on_unmount(self) -> None:
+        if self.stop_signals is not None:
+            self.stop_signals.listen(None)
         self.idle_gc.stop()
         if self.backend.hub is not None:
             self.backend.hub.stop(timeout=2.0)
@@ -334,7 +367,11 @@ class LlmdeckApp(App[None]):
         try:
             fetched = self.backend.fetch(view)
         except Exception as exc:  # a failing source or query must never take the UI down
-            screen.post_message(FetchFailed(view, f"{type(exc).__name__}: {exc}"))
+            fault = fault_of(exc, self.backend.cache.path)
+            if fault is not None:  # the cache file's fault: the panel says where, what to do
+                screen.post_message(FetchFailed(view, fault.line, fault.message))
+            else:
+                screen.post_message(FetchFailed(view, f"{type(exc).__name__}: {exc}"))
         else:
             screen.post_message(SnapshotReady(fetched))
 
@@ -358,7 +395,21 @@ class LlmdeckApp(App[None]):
             self.notify(f"demo simulator stopped: {cell(worker.error, 200)}", severity="error",
                         markup=False, timeout=30)
 
+    @property
+    def status_fault(self) -> str | None:
+        """The cache fault every status line shows first (a failed write, a corrupt block)."""
+        return self._fault.line if self._fault is not None else None
+
+    def check_fault(self) -> None:
+        """Read the backend's cache fault (cheap); toast its whole message when it is new."""
+        fault = self.backend.fault()
+        if fault is not None and (self._fault is None or fault.line != self._fault.line):
+            self.notify(cell(fault.message, 600), title="llmdeck", severity="error",
+                        markup=False, timeout=10)
+        self._fault = fault
+
     def _tick_status_lines(self) -> None:
+        self.check_fault()
         screen = self.screen
         if isinstance(screen, DeckScreen):
             for line in screen.query(StatusLine):

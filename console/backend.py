@@ -11,13 +11,23 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from console import source_readers
 from console.alerts import ActiveAlert, alert_level
 from console.cache.cost_queries import cost_snapshot
+from console.cache.faults import (
+    CacheCorruptError,
+    CacheError,
+    CacheFullError,
+    CacheUnwritableError,
+    classify,
+    first_line,
+)
 from console.cache.scope_sql import HourMemo
 from console.cache.slo_queries import change_markers, series, slo_detail, slo_statuses
 from console.cache.store import Cache
@@ -56,6 +66,34 @@ if TYPE_CHECKING:
     from console.source_hub import SourceHub
 
 
+@dataclass(frozen=True)
+class Fault:
+    """A fault of the cache file as the console says it: a few words for every status line,
+    the whole message (where, what to do) for the panel and a toast."""
+
+    line: str
+    message: str
+
+
+def fault_of(exc: BaseException, path: Path | str | None = None) -> Fault | None:
+    """The console's words for a `CacheError` (None for anything else); `path`: the cache file."""
+    if not isinstance(exc, CacheError):
+        return None
+    if isinstance(exc, CacheCorruptError):
+        return Fault("cache corrupt: run `llmdeck cache reset`", str(exc))
+    where = f" holding {path}" if path is not None else ""
+    if isinstance(exc, CacheFullError):
+        line, what = "disk full", f"no space left on the device{where}"
+    elif isinstance(exc, CacheUnwritableError):
+        line, what = "not writable", f"the place{where} is not writable"
+    else:
+        return Fault("cache error", str(exc))
+    return Fault(f"cache write failed: {line}; showing what is stored",
+                 f"cache write failed: {what}; the console keeps showing what is stored. Free"
+                 " some space (or make it writable), then start it again: it resumes where it"
+                 f" stopped. ({first_line(exc.__cause__ or exc)})")
+
+
 class Backend:
     """Answers views from the cache; handed to the app when it is built."""
 
@@ -85,6 +123,8 @@ class Backend:
         """PromQL SLO charts, drawn again only after their source is read again."""
         self.cache_slos = [s for s in config.slos if s.promql is None]
         """The SLOs read from the cache (PromQL ones come from the hub)."""
+        self.read_fault: CacheError | None = None
+        """Corruption met by a query: the file stays damaged, so every status line keeps saying so."""
 
     def prefetch(self, view: View) -> None:
         """Start fetching `view` on a thread now; the next `fetch` of an equal view takes its result.
@@ -117,11 +157,32 @@ class Backend:
         return source_readers.merge_slos(self.config, cached, promql)
 
     def fetch(self, view: View) -> Fetched:
-        """Query the cache for `view` (call from a worker thread, never the UI thread)."""
+        """Query the cache for `view` (call from a worker thread, never the UI thread).
+
+        A fault of the cache file (a corrupt block met by this query, say) is raised as its
+        `CacheError`, which says where and what to do; any other error as it is.
+        """
         pending, self._prefetched = self._prefetched, None
-        if pending is not None and pending[0] == view:
-            return pending[1].result()
-        return self._fetch(view)
+        try:
+            if pending is not None and pending[0] == view:
+                return pending[1].result()
+            return self._fetch(view)
+        except Exception as exc:
+            fault = classify(exc, self.cache.path)
+            if fault is None or fault is exc:
+                raise
+            if isinstance(fault, CacheCorruptError):
+                self.read_fault = fault
+            raise fault from exc
+
+    def fault(self) -> Fault | None:
+        """The cache fault every status line shows: a failed write of a source, else corruption
+        a query met (a cheap read: the UI thread calls it every second)."""
+        for probe in self.sources:
+            written = getattr(probe, "cache_fault", None)  # the demo simulator's writes
+            if isinstance(written, CacheError):
+                return fault_of(written, self.cache.path)
+        return fault_of(self.read_fault) if self.read_fault is not None else None
 
     def _fetch(self, view: View) -> Fetched:
         started = time.perf_counter()

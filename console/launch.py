@@ -8,6 +8,7 @@ module is imported only here, so `llmdeck status` never loads Textual.
 from __future__ import annotations
 
 import shutil
+import sys
 import tempfile
 import threading
 from collections.abc import Callable
@@ -17,9 +18,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, TextIO
 
 from console.backend import Backend
+from console.cache.faults import CacheCorruptError, CacheError, classify, first_line
+from console.cache.queries import newest_span
 from console.cache.store import Cache
 from console.config import Config
+from console.safe_text import cell
 from console.sources import SourceHealth, SourceStatus
+from console.stop_signals import StopSignals
 from console.timeutil import utc_now
 from console.views import OverviewView
 
@@ -50,11 +55,11 @@ class CacheProbe:
         """`SourceProbe`: live once the newest span was read, down (with the error) if it cannot be."""
         if self._detail is None:
             try:
-                rows = self.cache.cursor().execute("SELECT max(start_time) FROM spans").fetchall()
+                newest = newest_span(self.cache.cursor(), utc_now())  # not a span dated ahead
             except Exception as exc:  # the UI shows it; it must not crash the poll
-                self._health.failed(type(exc).__name__)
+                fault = classify(exc, self.cache.path)
+                self._health.failed(str(fault) if fault is not None else type(exc).__name__)
                 return self._health.status()
-            newest = rows[0][0]
             self._detail = f"newest span {newest:%Y-%m-%d %H:%M}Z" if newest else "no spans yet"
         self._health.succeeded(detail=self._detail)
         return self._health.status()
@@ -84,44 +89,88 @@ def storage_badge() -> str | None:
 
 
 def run_console(config: Config, cache_path: Path, theme: str | None, err: TextIO) -> int:
-    """`llmdeck` / `llmdeck --cache FILE`: the console on a cache (read-only; it never writes it)."""
+    """`llmdeck` / `llmdeck --cache FILE`: the console on a cache (read-only; it never writes it).
+
+    A cache that cannot be opened (corrupt, locked, too new) raises its `CacheError` before
+    Textual starts. SIGHUP, SIGTERM and SIGINT end it cleanly (console/stop_signals.py).
+    """
     if not cache_path.exists():
-        err.write(f"llmdeck: no cache at {cache_path}; run `llmdeck ingest FILES` first,"
+        err.write(f"llmdeck: no cache at {cell(cache_path, 400)}; run `llmdeck ingest FILES` first,"
                   " or `llmdeck demo` to try the console\n")
         return 1
-    cache = Cache.open(cache_path, read_only=True, create=False)
+    stop = StopSignals()
+    stop.install()
+    cache = open_cache(cache_path, read_only=True, create=False)
     try:
         backend = Backend(cache, config, wall_clock, [CacheProbe(cache)], hub=source_hub(config))
         # the first overview query runs while Textual is imported and the app mounts
         backend.prefetch(OverviewView())
         from console.app import LlmdeckApp
 
-        LlmdeckApp(backend, theme=theme, badge=storage_badge()).run()
+        app = LlmdeckApp(backend, theme=theme, badge=storage_badge(), stop=stop)
+        if stop.received is None:
+            app.run()
     finally:
         cache.close()
-    return 0
+    return stopped(stop, cache_path, err)
+
+
+def open_cache(path: Path, *, read_only: bool = False, create: bool = True) -> Cache:
+    """`Cache.open`, with any fault of the file (corrupt, full, unwritable) raised as its
+    `CacheError` (one line saying where and what to do), never as DuckDB's own error."""
+    try:
+        return Cache.open(path, read_only=read_only, create=create)
+    except CacheError:
+        raise
+    except Exception as exc:
+        fault = classify(exc, path)
+        if fault is None:
+            raise
+        raise fault from exc
+
+
+def stopped(stop: StopSignals, cache_path: Path, err: TextIO) -> int:
+    """After the console: one line when a signal stopped it (to /dev/null after a hangup)."""
+    if stop.received is None:
+        return 0
+    try:
+        err.write(f"llmdeck: stopped by {stop.describe()}; {cell(cache_path, 400)} is closed,"
+                  " nothing stored was lost\n")
+        err.flush()
+    except (OSError, ValueError):  # the terminal is gone
+        pass
+    return stop.exit_code
 
 
 def run_demo(seed: int, speed: float, start: datetime | None, theme: str | None,
-             workdir: Path | None) -> int:
+             workdir: Path | None, err: TextIO | None = None) -> int:
     """`llmdeck demo`: a fresh cache in a temp dir, the console at once, a week of history behind it.
 
     The history is ingested newest first on the simulator's own thread while the
     console is up (its source status says how far it got; a toast says when the
-    week is in), then the simulator's live steps keep it going.
+    week is in), then the simulator's live steps keep it going. A corrupt demo cache
+    in `workdir` is moved aside and the demo starts on a fresh one. SIGHUP, SIGTERM
+    and SIGINT end it cleanly: the backfill stops, the cache is closed.
     """
     from console.demo.clock import SimClock
     from console.demo.config import demo_config
     from console.demo.simulator import Simulator
 
+    err = err or sys.stderr
     own = workdir is None
     root = Path(tempfile.mkdtemp(prefix="llmdeck-demo-")) if workdir is None else workdir
     root.mkdir(parents=True, exist_ok=True)
     spool = root / "spool"
     spool.mkdir(exist_ok=True)
-    config = demo_config(root / "demo.duckdb")
-    assert config.cache.path is not None
-    cache = Cache.open(config.cache.path)
+    cache_path = root / "demo.duckdb"
+    config = demo_config(cache_path)
+    stop = StopSignals()
+    stop.install()
+    try:
+        cache = open_demo_cache(cache_path, err)
+    except CacheError as exc:
+        err.write(f"llmdeck demo: {cell(exc, 1000)}\n")
+        return EXIT_CACHE
     sim: Simulator | None = None
     endpoints: DemoEndpoints | None = None
     try:
@@ -135,7 +184,7 @@ def run_demo(seed: int, speed: float, start: datetime | None, theme: str | None,
         from console.demo.endpoints import DemoEndpoints
 
         endpoints = DemoEndpoints.for_simulator(sim)
-        config = demo_config(config.cache.path, endpoints.start())
+        config = demo_config(cache_path, endpoints.start())
         backend = Backend(cache, config, clock.now, [sim], hub=source_hub(config))
         # The first overview query runs on the newest hour while Textual is imported and the
         # app mounts, so the first paint is populated.
@@ -143,13 +192,14 @@ def run_demo(seed: int, speed: float, start: datetime | None, theme: str | None,
         backend.prefetch(OverviewView())
         from console.app import LlmdeckApp
 
-        app = LlmdeckApp(backend, theme=theme, simulator=sim, badge=storage_badge())
+        app = LlmdeckApp(backend, theme=theme, simulator=sim, badge=storage_badge(), stop=stop)
         days = sim.backfill_span / timedelta(days=1)
         app.notify(f"loading {days:g} days of demo history in the background, newest first;"
                    " the panels fill in as it arrives", title="llmdeck demo", timeout=6)
         progress.app = app
         app.call_later(app.call_after_refresh, painted.set)  # runs once the app has mounted
-        app.run()
+        if stop.received is None:
+            app.run()
     finally:
         if sim is not None:
             sim.close()  # stops the backfill between two parts
@@ -158,7 +208,32 @@ def run_demo(seed: int, speed: float, start: datetime | None, theme: str | None,
         cache.close()
         if own:
             shutil.rmtree(root, ignore_errors=True)
-    return 0
+    return stopped(stop, cache_path, err)
+
+
+EXIT_CACHE = 3
+"""The exit code of a cache that cannot be used (as `llmdeck`'s other commands)."""
+
+
+def open_demo_cache(path: Path, err: TextIO) -> Cache:
+    """The demo's cache at `path`; a corrupt one is moved aside first (never deleted, never
+    written), saying where in one line on `err`, and the demo starts on a fresh one."""
+    if not path.exists():
+        return open_cache(path)
+    from console.cache.reset import damage_of, reset
+
+    try:
+        damage = damage_of(path)
+        if damage is None:
+            return open_cache(path)
+    except CacheCorruptError as exc:
+        damage = first_line(exc)
+    report = reset(path)
+    moved = ", ".join(f"{cell(dst, 400)}" for _, dst in report.moved) or "nowhere"
+    err.write(f"llmdeck demo: {cell(path, 400)} is corrupt ({cell(damage, 200)}); moved it aside"
+              f" to {moved} and starting on a fresh demo cache\n")
+    err.flush()
+    return open_cache(path)
 
 
 FIRST_PART_WAIT = 3.0

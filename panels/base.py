@@ -9,9 +9,11 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
+from textual.content import Content
 from textual.screen import Screen
 from textual.widgets import DataTable, Input, Static
 
+from console.safe_text import cell
 from console.views import Fetched, View
 from panels.key_hints import KeyHints
 from panels.messages import FetchFailed, RefreshRequested, SnapshotReady
@@ -59,6 +61,29 @@ def match_count(rows: int) -> str:
     return "1 row matches" if rows == 1 else f"{rows:,} rows match"
 
 
+class PanelError(Static):
+    """Above the footer while this screen's last fetch failed with a message worth reading whole
+    (a corrupt cache: where, what to do); hidden otherwise."""
+
+    DEFAULT_CSS = """
+    PanelError { display: none; height: auto; max-height: 10; padding: 0 1; color: $error; }
+    PanelError.-shown { display: block; }
+    """
+
+    def __init__(self) -> None:
+        super().__init__(id="panel-error")
+
+    def say(self, text: str | None) -> None:
+        """Show `text` (untrusted: it passes through `cell`), or hide the line when None."""
+        if text is None:
+            if self.has_class("-shown"):
+                self.remove_class("-shown")
+                self.update("")
+            return
+        self.update(Content("✖ " + cell(text, 600)))
+        self.add_class("-shown")
+
+
 class DeckScreen(Screen[None]):
     """A screen showing one view; the app's poller fetches `view()` and posts SnapshotReady."""
 
@@ -83,6 +108,7 @@ class DeckScreen(Screen[None]):
         # One bottom dock holding both lines, so the open filter line takes a row of its own
         # above the footer (two widgets docked bottom would be drawn over each other).
         with Vertical(id="bottom-bar"):
+            yield PanelError()
             with Horizontal(id="filter-line"):
                 yield Static("/", id="filter-prompt")
                 yield FilterBar(placeholder="filter rows (Esc clears)", id="filter-bar")
@@ -117,9 +143,14 @@ class DeckScreen(Screen[None]):
         self.last = message.fetched
         self.refilter()
         self.query_one(StatusLine).fetched(message.fetched.at, message.fetched.sources, self.wall_now())
+        self.query_one(PanelError).say(None)
 
     def on_fetch_failed(self, message: FetchFailed) -> None:
+        check_fault = getattr(self.app, "check_fault", None)  # a cache fault: every status line
+        if callable(check_fault):
+            check_fault()
         self.query_one(StatusLine).failed(message.error, self.wall_now())
+        self.query_one(PanelError).say(message.detail)
 
     def wall_now(self) -> datetime:
         """The app's wall clock (pinned in tests so snapshots are stable)."""

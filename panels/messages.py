@@ -20,10 +20,13 @@ class SnapshotReady(Message):
 class FetchFailed(Message):
     """A worker could not fetch a view; the screen keeps its last data and says so."""
 
-    def __init__(self, view: View, error: str) -> None:
+    def __init__(self, view: View, error: str, detail: str | None = None) -> None:
         super().__init__()
         self.view = view
         self.error = error
+        """A few words for the status line."""
+        self.detail = detail
+        """The whole message for the panel itself (a corrupt cache: where, what to do), if any."""
 
 
 class RefreshRequested(Message):

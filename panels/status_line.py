@@ -59,9 +59,15 @@ class StatusLine(Static):
         badge = getattr(self.app, "status_badge", None) if self.is_attached else None
         if badge:  # permanent, first: e.g. secrets kept in plaintext files
             parts.append(Content.from_markup("[reverse]▲ $badge[/]", badge=cell(badge, 60)))
+        fault = getattr(self.app, "status_fault", None) if self.is_attached else None
+        if fault:  # the cache file's fault (a failed write, a corrupt block): before the rest
+            parts.append(Content.from_markup("[$error]✖ $fault[/]", fault=cell(fault, 70)))
         if self.data_at is not None:
             parts.append(Content(f"data {clock(self.data_at)}Z"))
-        if self.error is not None:
+        if self.error is not None and self.error == fault:
+            parts.append(Content.from_markup("[$error]stale since $since[/]",
+                                             since=clock(self.error_since)))
+        elif self.error is not None:
             parts.append(Content.from_markup(
                 "[$error]✖ stale since $since[/]: $err",
                 since=clock(self.error_since), err=cell(self.error, 80),

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from console.cache.faults import CacheError, classify
 from console.cache.ingest import Ingestor, IngestReport
 from console.cache.store import Cache
 from console.config import Config
@@ -166,6 +167,8 @@ class Simulator:
         self._error: str | None = None
         self._error_since: datetime | None = None
         self._detail = "starting"
+        self._live_fault: CacheError | None = None
+        self._backfill_fault: CacheError | None = None
         self._backfill_note: str | None = None
         """While a background backfill runs: how far it got (shown before the live detail)."""
         self._backfill_thread: threading.Thread | None = None
@@ -273,6 +276,13 @@ class Simulator:
         return SourceStatus(name="demo simulator", kind="otlp-files", state=state,
                             last_ok=last_ok, since=since, detail=detail)
 
+    @property
+    def cache_fault(self) -> CacheError | None:
+        """The fault of the cache file the last write met (disk full, unwritable, corrupt), or
+        None: a live step's until the next one succeeds, the backfill's for good (it stopped)."""
+        with self._status_lock:
+            return self._live_fault or self._backfill_fault
+
     def close(self) -> None:
         """Stop stepping and backfilling (a part being ingested is finished first).
 
@@ -337,7 +347,8 @@ class Simulator:
         try:
             self._backfill(progress, live=True)
         except Exception as exc:  # recorded in the source status; kept in its detail too
-            self._backfill_note = f"backfill stopped: {type(exc).__name__}: {exc}"
+            fault = self._backfill_fault
+            self._backfill_note = f"backfill stopped: {fault if fault is not None else _text(exc)}"
 
     def _backfill(self, progress: Callable[[BackfillProgress], None] | None,
                   live: bool) -> IngestReport:
@@ -373,14 +384,14 @@ class Simulator:
         try:
             path = files.ready(index)  # outside the lock: live steps go on meanwhile
         except Exception as exc:
-            self._failed(exc)
+            self._failed(exc, backfill=True)
             raise
         with self._lock:
             self._check_open()
             try:
                 report = Ingestor(self.cache, self.config, workers=1).run([path])
             except Exception as exc:
-                self._failed(exc)
+                self._failed(exc, backfill=True)
                 raise
             _merge(total, report)
             if report.errors:
@@ -404,9 +415,20 @@ class Simulator:
             self._error = None
             self._error_since = None
             self._detail = detail
+            self._live_fault = None
 
-    def _failed(self, exc: BaseException) -> None:
-        self._failed_text(f"{type(exc).__name__}: {exc}")
+    def _failed(self, exc: BaseException, backfill: bool = False) -> None:
+        """Record a failure; a fault of the cache file (or the spool beside it) in its own words."""
+        fault = classify(exc, getattr(exc, "filename", None) or self.cache.path)
+        if fault is not None:
+            if fault is not exc:
+                fault.__cause__ = exc  # DuckDB's or the OS's own words, for the toast
+            with self._status_lock:
+                if backfill:
+                    self._backfill_fault = fault
+                else:
+                    self._live_fault = fault
+        self._failed_text(str(fault) if fault is not None else _text(exc))
 
     def _failed_text(self, text: str) -> None:
         now = self._wall()
@@ -414,6 +436,10 @@ class Simulator:
             if self._error is None:
                 self._error_since = now
             self._error = text
+
+
+def _text(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _merge(total: IngestReport, report: IngestReport) -> None:

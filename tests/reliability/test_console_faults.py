@@ -1,0 +1,414 @@
+"""The console under faults, as an on-call engineer meets them, in real processes.
+
+- The terminal goes away (SSH drops, `tmux kill-session`: SIGHUP) or a service
+  manager sends SIGTERM while `llmdeck demo` ingests its history: the console
+  exits cleanly within seconds, no process of its tree is left, and the cache
+  opens afterwards with its spans intact (whole batches, rollups equal to the
+  spans) and no WAL to recover.
+- The disk fills during the demo's backfill (a real 40 MB tmpfs): the status
+  line says the cache write failed and the console keeps answering keys.
+- `llmdeck demo --workdir` on a corrupt demo cache: moved aside (byte-identical),
+  said on one line, and the demo starts on a fresh one.
+- Corruption met later by one panel's query (a real cache with noise in one
+  block): that panel says the cache is corrupt and what to do, the status line
+  says so too, and the console stays up.
+"""
+
+from __future__ import annotations
+
+import os
+import pty
+import re
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import termios
+import threading
+import time
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from console.cache.store import Cache
+
+ROOT = Path(__file__).resolve().parents[2]
+DEADLINE = 20.0
+"""Seconds a stopped console may take to be gone (generous: it takes about one)."""
+LLMDECK = [sys.executable, "-m", "console.cli"]
+
+pytestmark = pytest.mark.slow
+
+
+# ---- processes -------------------------------------------------------------------------------
+
+def _ppids() -> dict[int, int]:
+    found = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            found[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
+    return found
+
+
+def process_tree(pid: int) -> set[int]:
+    """`pid` and every process descending from it now."""
+    parents = _ppids()
+    tree, grew = {pid}, True
+    while grew:
+        more = {p for p, pp in parents.items() if pp in tree} - tree
+        tree |= more
+        grew = bool(more)
+    return tree
+
+
+def alive(pids: set[int]) -> set[int]:
+    """Those of `pids` still running (zombies count as gone)."""
+    left = set()
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            left.add(pid)
+    return left
+
+
+def wait_gone(pids: set[int], deadline: float = DEADLINE) -> set[int]:
+    end = time.monotonic() + deadline
+    while alive(pids) and time.monotonic() < end:
+        time.sleep(0.1)
+    return alive(pids)
+
+
+class PtyConsole:
+    """`llmdeck ARGS` on a pseudo-terminal of 80x24, its output collected as it comes."""
+
+    def __init__(self, *args: str) -> None:
+        pid, fd = pty.fork()
+        if pid == 0:  # the child: llmdeck, session leader on the pty
+            os.chdir(ROOT)
+            os.execv(sys.executable, [*LLMDECK, *args])
+        self.pid, self.fd = pid, fd
+        import fcntl
+
+        fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+        self.output = bytearray()
+        self.status: int | None = None
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                chunk = os.read(self.fd, 65536)
+            except OSError:  # EIO once the child side has closed, EBADF once we closed it
+                return
+            if not chunk:
+                return
+            self.output += chunk
+
+    def wait_for(self, pattern: bytes, deadline: float = 60.0) -> None:
+        end = time.monotonic() + deadline
+        while not re.search(pattern, bytes(self.output)):
+            assert time.monotonic() < end, f"no {pattern!r} in: {bytes(self.output)[-2000:]!r}"
+            assert self.poll() is None, f"exited {self.status}: {bytes(self.output)[-2000:]!r}"
+            time.sleep(0.1)
+
+    def poll(self) -> int | None:
+        if self.status is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.status = os.waitstatus_to_exitcode(status)
+        return self.status
+
+    def wait(self, deadline: float = DEADLINE) -> int | None:
+        end = time.monotonic() + deadline
+        while self.poll() is None and time.monotonic() < end:
+            time.sleep(0.05)
+        return self.status
+
+    def hang_up(self) -> None:
+        """What a dropped SSH session does: the terminal's master side closes (SIGHUP, EIO)."""
+        os.close(self.fd)
+
+    def kill(self) -> None:
+        if self.poll() is None:
+            for pid in alive(process_tree(self.pid)):
+                os.kill(pid, signal.SIGKILL)
+            self.wait()
+
+
+@pytest.fixture
+def consoles() -> Iterator[list[PtyConsole]]:
+    started: list[PtyConsole] = []
+    yield started
+    for console in started:
+        console.kill()
+
+
+def tmux(*args: str) -> str:
+    return subprocess.run(["tmux", "-L", "llmdeck-faults", *args], check=True, text=True,
+                          capture_output=True).stdout
+
+
+@pytest.fixture
+def tmux_server() -> Iterator[None]:
+    if shutil.which("tmux") is None:
+        if os.environ.get("CI"):
+            pytest.fail("tmux is needed in CI")
+        pytest.skip("tmux is not installed")
+    yield
+    subprocess.run(["tmux", "-L", "llmdeck-faults", "kill-server"], capture_output=True)
+
+
+def pane(session: str) -> str:
+    return tmux("capture-pane", "-p", "-t", session)
+
+
+def wait_pane(session: str, text: str, deadline: float = 60.0) -> str:
+    end = time.monotonic() + deadline
+    while True:
+        shown = pane(session)
+        if text in shown:
+            return shown
+        assert time.monotonic() < end, f"no {text!r} on the screen:\n{shown}"
+        time.sleep(0.2)
+
+
+# ---- the cache afterwards ---------------------------------------------------------------------
+
+def check_cache(path: Path) -> int:
+    """The cache opens read-only with no WAL to recover, holds whole batches; its span count."""
+    assert not Path(f"{path}.wal").exists(), "the cache was not checkpointed and closed"
+    with Cache.open(path, read_only=True) as cache:
+        assert cache.recovery is None
+        cur = cache.cursor()
+        spans, distinct = cur.execute(
+            "SELECT count(*), count(DISTINCT (trace_id, span_id)) FROM spans").fetchall()[0]
+        minute = cur.execute("SELECT coalesce(sum(requests), 0) FROM rollup_minute").fetchall()
+        hour = cur.execute("SELECT coalesce(sum(requests), 0) FROM rollup_hour").fetchall()
+    assert spans == distinct, "duplicate spans"
+    assert minute[0][0] == spans and hour[0][0] == spans, "rollups and spans disagree"
+    return int(spans)
+
+
+DATA = rb"data \d\d:\d\d:\d\dZ"
+"""The status line once a view was fetched: the console is up and answering."""
+
+
+# ---- SIGHUP / SIGTERM -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("how", ["hangup", "sigterm"])
+def test_a_stop_signal_during_the_backfill_exits_cleanly(tmp_path, consoles, how):
+    workdir = tmp_path / "demo"
+    console = PtyConsole("demo", "--workdir", str(workdir))
+    consoles.append(console)
+    console.wait_for(DATA)
+    time.sleep(1.0)  # the week's backfill is under way: parts are being ingested
+    tree = process_tree(console.pid)
+    assert len(tree) > 1, "the backfill's helper processes were expected"
+    if how == "hangup":
+        console.hang_up()
+    else:
+        os.kill(console.pid, signal.SIGTERM)
+    status = console.wait()
+    assert status is not None, f"still running {DEADLINE} s after {how}"
+    expected = signal.SIGHUP if how == "hangup" else signal.SIGTERM
+    assert status == 128 + expected, f"exit status {status}: {bytes(console.output)[-1500:]!r}"
+    assert not wait_gone(tree), "processes of the console's tree outlived it"
+    out = bytes(console.output)
+    assert b"Traceback" not in out
+    if how == "sigterm":  # the terminal is still there: restored, and one line on it
+        assert b"\x1b[?1049l" in out  # left the alternate screen
+        assert b"llmdeck: stopped by SIGTERM; " in out and b"nothing stored was lost" in out
+    spans = check_cache(workdir / "demo.duckdb")
+    assert spans > 0
+
+
+def test_tmux_kill_session_while_the_demo_backfills(tmp_path, tmux_server):
+    workdir = tmp_path / "demo"
+    command = " ".join([*LLMDECK, "demo", "--workdir", str(workdir)])
+    tmux("new-session", "-d", "-s", "hup", "-x", "80", "-y", "24", "-c", str(ROOT),
+         f"exec {command}")
+    pid = int(tmux("display-message", "-p", "-t", "hup", "#{pane_pid}").strip())
+    wait_pane("hup", "demo simulator")
+    time.sleep(1.0)
+    tree = process_tree(pid)
+    tmux("kill-session", "-t", "hup")
+    assert not wait_gone(tree), "processes of the console's tree outlived the session"
+    assert check_cache(workdir / "demo.duckdb") > 0
+
+
+# ---- a full disk ---------------------------------------------------------------------------
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    if os.geteuid() != 0:
+        if os.environ.get("CI"):
+            pytest.fail("the full-disk test needs root (tmpfs) in CI")
+        pytest.skip("mounting a tmpfs needs root")
+    where = tmp_path / "small"
+    where.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=40m", "tmpfs", str(where)], check=True)
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def test_a_full_disk_shows_on_the_status_line_and_the_console_keeps_answering(
+        small_disk, tmux_server):
+    command = " ".join([*LLMDECK, "demo", "--workdir", str(small_disk)])
+    tmux("new-session", "-d", "-s", "full", "-x", "80", "-y", "24", "-c", str(ROOT),
+         f"exec {command}")
+    pid = int(tmux("display-message", "-p", "-t", "full", "#{pane_pid}").strip())
+    # the week's history does not fit in 40 MB (spool files and cache): a write fails
+    shown = wait_pane("full", "✖ cache write failed: disk full; showing what is stored", 120)
+    assert shown.splitlines()[0].startswith(" llmdeck › overview · ✖ cache write failed")
+    assert "Traceback" not in shown
+    tmux("send-keys", "-t", "full", "2")  # keys still work: the SLO screen, from stored data
+    shown = wait_pane("full", "llmdeck › SLOs · ✖ cache write failed: disk full")
+    wait_pane("full", "support-chatbot")
+    assert "Traceback" not in pane("full")
+    tree = process_tree(pid)
+    tmux("kill-session", "-t", "full")
+    assert not wait_gone(tree)
+
+
+# ---- a corrupt demo cache -------------------------------------------------------------------
+
+def _small_cache(path: Path, hours: float = 6.0) -> None:
+    """A real llmdeck cache with a few hours of demo traffic, closed (checkpointed)."""
+    from console.demo.clock import SimClock
+    from console.demo.config import demo_config
+    from console.demo.simulator import Simulator
+
+    config = demo_config(path)
+    start = datetime(2026, 11, 24, 12, 0, 0)
+    clock = SimClock(start, 10.0)
+    clock.freeze()
+    with Cache.open(path) as cache:
+        sim = Simulator(cache, config, path.parent / f"{path.stem}-spool", clock=clock,
+                        backfill=timedelta(hours=hours), workers=1)
+        sim.backfill()
+        sim.close()
+
+
+BLOCK = 256 * 1024
+HEADER = 3 * 4096
+
+
+def _noise_in_every_block(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    for offset in range(HEADER + 1000, len(data), BLOCK):
+        data[offset:offset + 64] = os.urandom(64)
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("damage", ["noise in blocks", "zeroed header"])
+def test_the_demo_moves_a_corrupt_cache_aside_and_starts_fresh(tmp_path, consoles, damage):
+    workdir = tmp_path / "demo"
+    workdir.mkdir()
+    path = workdir / "demo.duckdb"
+    _small_cache(path)
+    if damage == "zeroed header":
+        with path.open("r+b") as f:
+            f.write(bytes(4096))
+    else:
+        _noise_in_every_block(path)
+    corrupt = path.read_bytes()
+    console = PtyConsole("demo", "--workdir", str(workdir))
+    consoles.append(console)
+    console.wait_for(DATA)  # the console runs, on a fresh cache
+    said = bytes(console.output).split(b"\x1b[", 1)[0].decode()  # before Textual starts
+    assert re.fullmatch(
+        rf"llmdeck demo: {re.escape(str(path))} is corrupt \(.+\); moved it aside to"
+        rf" {re.escape(str(path))}\.corrupt-\d{{8}}T\d{{6}}Z and starting on a fresh demo"
+        r" cache\r\n", said), said
+    aside = Path(said.split(" moved it aside to ")[1].split(" and starting")[0])
+    assert aside.read_bytes() == corrupt, "the corrupt cache must be kept as it was"
+    os.kill(console.pid, signal.SIGTERM)
+    assert console.wait() == 128 + signal.SIGTERM
+    assert b"Traceback" not in bytes(console.output)
+    assert check_cache(path) > 0
+    assert aside.read_bytes() == corrupt
+
+
+# ---- corruption met by one panel's query -----------------------------------------------------
+
+def _corrupt_for_the_overview(pristine: Path, work: Path) -> Path:
+    """A copy of `pristine` with noise in one block: it opens read-only, and the overview's
+    query then fails on a checksum. Tries each block in turn (found, not guessed)."""
+    from console.backend import Backend
+    from console.cache.faults import CacheCorruptError
+    from console.demo.config import demo_config
+    from console.views import OverviewView
+
+    size = pristine.stat().st_size
+    at = datetime(2026, 11, 24, 12, 0, 0)
+    for n, offset in enumerate(range(HEADER, size, BLOCK)):
+        path = work / f"corrupt-{n}.duckdb"
+        data = bytearray(pristine.read_bytes())
+        data[offset + 1000:offset + 1064] = os.urandom(64)
+        path.write_bytes(bytes(data))
+        try:
+            cache = Cache.open(path, read_only=True)
+        except Exception:
+            continue
+        try:
+            Backend(cache, demo_config(path), lambda: at).fetch(OverviewView())
+        except CacheCorruptError:
+            return path
+        except Exception:
+            pass
+        finally:
+            cache.close()
+    raise AssertionError("no block whose damage only the overview's query meets")
+
+
+async def test_corruption_met_by_a_panel_query_is_that_panels_error(tmp_path):
+    from console.app import LlmdeckApp
+    from console.backend import Backend
+    from console.demo.config import demo_config
+    from panels.base import PanelError
+    from tests.tui.screen_text import screen_text
+
+    pristine = tmp_path / "pristine.duckdb"
+    _small_cache(pristine, hours=24)
+    path = _corrupt_for_the_overview(pristine, tmp_path)
+    at = datetime(2026, 11, 24, 12, 0, 0)
+    cache = Cache.open(path, read_only=True)  # opening succeeds: the damage is met later
+    try:
+        app = LlmdeckApp(Backend(cache, demo_config(path), lambda: at),
+                         wall_clock=lambda: datetime(2026, 11, 24, 12, 0, 1))
+        async with app.run_test(size=(80, 24)) as pilot:
+            for _ in range(200):
+                await pilot.pause(0.05)
+                if app.screen.query_one(PanelError).has_class("-shown"):
+                    break
+            text = screen_text(app)
+            flat = "".join(text.split())  # the panel wraps the path anywhere
+            assert f"{path}iscorrupt:theblockatbyte" in flat, text
+            assert f"run`llmdeckcachereset--cache{path}`" in flat, text
+            assert "`llmdeckingest`again" in flat, text
+            first = text.splitlines()[0].strip()
+            assert first.startswith("llmdeck › overview · ✖ cache corrupt: run `llmdeck cache"), first
+            assert "Traceback" not in text and "_duckdb" not in text
+            await pilot.press("5")  # the console stays up: another screen, other queries
+            for _ in range(100):
+                await pilot.pause(0.05)
+                if "llmdeck › sources" in screen_text(app):
+                    break
+            text = screen_text(app)
+            assert "llmdeck › sources · ✖ cache corrupt" in text, text
+            assert app.is_running
+    finally:
+        cache.close()
