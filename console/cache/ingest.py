@@ -197,11 +197,10 @@ class _Writer(threading.Thread):
         the caller to drop, when some were stored before), and how many were stored,
         already there, and unpriced.
         """
-        in_range = "start_time BETWEEN make_timestamp_ns($lo) AND make_timestamp_ns($hi)"
-        # Integer nanoseconds: a Python datetime would cut the bounds to microseconds.
-        lo, hi = cur.execute(
-            f"SELECT epoch_ns(min(start_time)), epoch_ns(max(start_time)) FROM {view}"
-        ).fetchall()[0]
+        # The hours the batch starts in, not min..max: with one span from 1970 in the batch,
+        # dedupe and compaction still read the recent hours and that one, not 56 years.
+        hours = rollups.hours_of(cur, view)
+        in_range, bounds = rollups.hours_where("start_time", hours)
         # The table is unique already (SpanColumns); only stored spans can repeat it.
         # Usually none do, and the table is stored straight from Arrow, uncopied.
         clashes = cur.execute(
@@ -210,7 +209,7 @@ class _Writer(threading.Thread):
             SEMI JOIN (SELECT trace_id, span_id FROM spans WHERE {in_range})
             USING (trace_id, span_id)
             """,
-            {"lo": lo, "hi": hi},
+            bounds,
         ).fetchall()[0][0]
         source = view
         if clashes:
@@ -222,7 +221,7 @@ class _Writer(threading.Thread):
                 ANTI JOIN (SELECT trace_id, span_id FROM spans WHERE {in_range}) s
                 USING (trace_id, span_id)
                 """,
-                {"lo": lo, "hi": hi},
+                bounds,
             )
         stored = rows - clashes
         if not stored:
@@ -231,8 +230,7 @@ class _Writer(threading.Thread):
             f"SELECT count(*) FILTER (WHERE unpriced) FROM {source}"
         ).fetchall()[0][0]
         cur.execute(f"INSERT INTO spans SELECT * FROM {source}")
-        # the hours stored in, not min..max: one span from 1970 must not make compaction scan years
-        self.touched |= rollups.hours_of(cur, source)
+        self.touched |= hours
         return source, stored, clashes, unpriced
 
     def _compact(self, cur: Any) -> None:

@@ -195,6 +195,7 @@ def compact(cur: duckdb.DuckDBPyConnection, start: datetime, end: datetime) -> N
 MAX_COMPACT_RANGES = 8
 """Hours touched by an ingest are compacted in at most this many runs (the nearest merged)."""
 _HOUR_NS = 3_600_000_000_000
+_MAX_NS = 2**63 - 1
 
 
 def hours_of(cur: duckdb.DuckDBPyConnection, source: str) -> set[int]:
@@ -221,6 +222,20 @@ def hour_runs(hours: Iterable[int], most: int = MAX_COMPACT_RANGES) -> list[tupl
         i = min(range(len(runs) - 1), key=lambda k: runs[k + 1][0] - runs[k][1])
         runs[i:i + 2] = [[runs[i][0], runs[i + 1][1]]]
     return [(a, b) for a, b in runs]
+
+
+def hours_where(column: str, hours: Iterable[int]) -> tuple[str, dict[str, int]]:
+    """SQL true when `column` is inside the runs of `hours` (see `hour_runs`), with its parameters.
+
+    A test DuckDB can skip row groups with: a batch of recent spans plus one from 1970 reads
+    the recent hours and one hour of 1970, not every span stored in between.
+    """
+    clauses, params = [], {}
+    for i, (first, last) in enumerate(hour_runs(hours)):
+        clauses.append(f"{column} BETWEEN make_timestamp_ns($h{i}a) AND make_timestamp_ns($h{i}b)")
+        params[f"h{i}a"] = first * _HOUR_NS
+        params[f"h{i}b"] = min((last + 1) * _HOUR_NS - 1, _MAX_NS)
+    return "(" + " OR ".join(clauses or ["false"]) + ")", params
 
 
 def compact_hours(cur: duckdb.DuckDBPyConnection, hours: Iterable[int]) -> None:

@@ -275,6 +275,12 @@ def test_a_span_from_1970_does_not_make_compaction_scan_the_years_between(
     assert leftover == 0, "partial rollup rows left unmerged"
     assert minute == spans == RECENT + 2_000  # the 1970 span's rollups fall to the retention
     assert report.past == 1
+    # the same spans again (under another name, so read from the start): every one a duplicate
+    again = tmp_path / "again.jsonl"
+    shutil.copy(path, again)
+    with Cache.open(cache_path) as cache:
+        report = Ingestor(cache, config, workers=1).run([again])
+    assert (report.spans_stored, report.duplicates) == (0, 2_001)
 
 
 def test_a_start_time_a_timestamp_cannot_hold_is_quarantined_not_fatal(world: World) -> None:
