@@ -22,10 +22,14 @@ from console.safe_text import cell
 from console.timeutil import utc_now
 
 
-def open_for_cli(path: Path, *, read_only: bool, err: TextIO) -> Cache | None:
-    """The cache opened for a command, or None after writing why not (one line)."""
+def open_for_cli(path: Path, *, read_only: bool, err: TextIO, create: bool | None = None
+                 ) -> Cache | None:
+    """The cache opened for a command, or None after writing why not (one line).
+
+    A missing cache is created unless `read_only` (or `create=False`)."""
     try:
-        cache = Cache.open(path, read_only=read_only, create=not read_only)
+        cache = Cache.open(path, read_only=read_only,
+                           create=not read_only if create is None else create)
     except CacheError as exc:
         err.write(f"llmdeck: {cell(exc, 2000)}\n")
         return None
@@ -34,10 +38,11 @@ def open_for_cli(path: Path, *, read_only: bool, err: TextIO) -> Cache | None:
     return cache
 
 
-def run_on_cache(path: Path, *, read_only: bool, err: TextIO, body: Callable[[Cache], int]) -> int:
+def run_on_cache(path: Path, *, read_only: bool, err: TextIO, body: Callable[[Cache], int],
+                 create: bool | None = None) -> int:
     """Open the cache, run `body` on it and close it; a cache fault met on the way (a corrupt
     block read by a query, a full disk) is one line and EXIT_CACHE. Other errors (bugs) surface."""
-    cache = open_for_cli(path, read_only=read_only, err=err)
+    cache = open_for_cli(path, read_only=read_only, err=err, create=create)
     if cache is None:
         return EXIT_CACHE
     try:
@@ -63,9 +68,11 @@ def main_cache(config: Config, args: argparse.Namespace, parser: argparse.Argume
     if args.cache_command == "reset":
         return _reset(path, args, out, err)
     if args.cache_command == "info":
+        horizon = config.cache.rollup_retention_days
         return run_on_cache(path, read_only=True, err=err,
-                            body=lambda cache: _cache_info(cache, args, out))
-    return run_on_cache(path, read_only=False, err=err, body=lambda cache: _prune(cache, args, out))
+                            body=lambda cache: _cache_info(cache, args, out, horizon))
+    return run_on_cache(path, read_only=False, create=False, err=err,
+                        body=lambda cache: _prune(cache, args, out))
 
 
 def _reset(path: Path, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -104,10 +111,11 @@ def _reset(path: Path, args: argparse.Namespace, out: TextIO, err: TextIO) -> in
     return EXIT_OK
 
 
-def _cache_info(cache: Cache, args: argparse.Namespace, out: TextIO) -> int:
+def _cache_info(cache: Cache, args: argparse.Namespace, out: TextIO,
+                horizon_days: float | None) -> int:
     from console.cache.queries import cache_info
 
-    info = cache_info(cache.cursor(), str(cache.path))
+    info = cache_info(cache.cursor(), str(cache.path), horizon_days=horizon_days)
     if args.json:
         data = {k: (v.isoformat() if isinstance(v, datetime) else v)
                 for k, v in dataclasses.asdict(info).items()}
@@ -119,7 +127,8 @@ def _cache_info(cache: Cache, args: argparse.Namespace, out: TextIO) -> int:
         f"schema         v{info.schema_version}\n"
         f"spans          {info.spans:,}\n"
         f"span range     {info.first_span or '-'} .. {info.last_span or '-'} (UTC)\n"
-        f"rollups        {info.rollup_minutes:,} minute rows since {info.rollup_first or '-'}\n"
+        + (f"outside range  {cell(info.outside_range(), 200)}\n" if info.outside_range() else "")
+        + f"rollups        {info.rollup_minutes:,} minute rows since {info.rollup_first or '-'}\n"
         f"quarantined    {info.quarantined:,}\n"
         f"checkpoint     {info.last_checkpoint or '-'}\n"
     )

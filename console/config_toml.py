@@ -35,6 +35,10 @@ def read_toml(
         if not explicit:
             return None, {}, None
         return None, None, ConfigProblem(str(file), "", "config file not found")
+    except IsADirectoryError:
+        return None, None, ConfigProblem(
+            str(file), "", f"is a directory, not a config file (name the file itself, for example"
+            f" {file / 'config.toml'})")
     except UnicodeDecodeError as exc:
         return None, None, ConfigProblem(str(file), "", f"not UTF-8 text ({exc.reason})")
     except OSError as exc:

@@ -163,6 +163,8 @@ def main_secrets(args: argparse.Namespace, parser: argparse.ArgumentParser, out:
     try:
         config = load_config(args.config, os.environ)
     except ConfigError as exc:
-        err.write(f"llmdeck: bad config:\n{exc}\n")
+        from console.cli import config_error_text
+
+        err.write(config_error_text(exc))
         return EXIT_PROBLEM
     return _list(config, args.json, out)

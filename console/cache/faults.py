@@ -131,7 +131,7 @@ def classify(exc: BaseException, path: Path | str) -> CacheError | None:
         )
     if is_unwritable(exc):
         return CacheUnwritableError(
-            f"cannot write {path} ({first_line(exc)}); make its directory writable or point"
-            " --cache at a writable place"
+            f"cannot write {path} ({first_line(exc)}); make it and its directory writable, or"
+            " point --cache at a writable place"
         )
     return None

@@ -19,7 +19,7 @@ from console.cache import schema
 from console.cache.faults import CacheCorruptError as CacheCorruptError
 from console.cache.faults import CacheError as CacheError
 from console.cache.faults import CacheLockedError as CacheLockedError
-from console.cache.faults import CacheUnwritableError, classify, first_line
+from console.cache.faults import CacheUnwritableError, classify, first_line, is_unwritable
 from console.timeutil import from_unix, utc_now
 
 MEMORY_LIMIT = "512MB"
@@ -117,6 +117,9 @@ class Cache:
             # Read-only commands (`status`, `cache info`) recover too: nothing can open the
             # file until the bad WAL is out of the way.
             if not wal.exists() or "WAL" not in str(exc):
+                if read_only and is_unwritable(exc):  # not writing: the file cannot be read
+                    raise CacheError(f"cannot read {path} ({first_line(exc)}); check the"
+                                     " permissions of the file and its directory") from exc
                 raise _fault(exc, path, "cannot open") from exc
             recovery = cls._move_wal_aside(path, wal)
             try:
@@ -235,6 +238,11 @@ def _make_parent(path: Path) -> None:
     """Create the cache's directory, or say in one line why it cannot be."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as exc:
+        blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), path.parent)
+        raise CacheUnwritableError(
+            f"cannot create the cache directory {path.parent}: {blocker} is a file, not a"
+            " directory; point --cache at a file in a directory") from exc
     except OSError as exc:
         raise CacheUnwritableError(
             f"cannot create the cache directory {path.parent}: {exc.strerror or exc};"
