@@ -180,13 +180,8 @@ def os_error_line(exc: OSError) -> str:
 
 _OS_WHAT = {
     errno.EROFS: "cannot write (read-only place)",
-    errno.EACCES: "permission denied",
-    errno.EPERM: "not permitted",
     errno.ENOSPC: "out of space",
     errno.EDQUOT: "over quota",
-    errno.ENOENT: "not found",
-    errno.ENOTDIR: "not a directory on the way",
-    errno.EISDIR: "is a directory",
 }
 
 
@@ -275,10 +270,18 @@ def _main_status(config: Config, args: argparse.Namespace, out: TextIO, err: Tex
     from console.cache_cli import run_on_cache
 
     cache_path = config.cache_file(args.cache)
-    if not cache_path.exists() and any(s.promql for s in config.slos):
+    if any(s.promql for s in config.slos) and not _exists(cache_path):
         return _status(None, config, args, out, cache_path)  # PromQL SLOs need no trace cache
     return run_on_cache(cache_path, read_only=True, err=err,
                         body=lambda cache: _status(cache, config, args, out))
+
+
+def _exists(path: Path) -> bool:
+    """Whether `path` exists; True when that cannot be told (the open then says why)."""
+    try:
+        return path.exists()
+    except OSError:
+        return True
 
 
 def _generate(args: argparse.Namespace, out: TextIO) -> int:

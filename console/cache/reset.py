@@ -19,7 +19,7 @@ from pathlib import Path
 import duckdb
 
 from console.cache.faults import CacheError, CacheLockedError, damage, first_line, is_corruption
-from console.cache.store import Cache, describe_pid
+from console.cache.store import Cache, describe_pid, probe
 from console.timeutil import utc_now
 
 
@@ -51,10 +51,11 @@ def reset(path: Path) -> ResetReport:
     """Move the cache at `path` aside; raise CacheError (one line) when it cannot be."""
     path = Path(path)
     wal = Path(f"{path}.wal")
-    if path.is_dir():
+    is_dir, exists = probe(path)
+    if is_dir:
         raise CacheError(f"{path} is a directory, not a cache file; nothing was moved")
     report = ResetReport(path)
-    if not path.exists() and not wal.exists():
+    if not exists and not wal.exists():
         return report
     if path.exists():
         _refuse_if_held(path)

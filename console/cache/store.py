@@ -98,10 +98,11 @@ class Cache:
         A damaged file raises CacheCorruptError, an unwritable place CacheUnwritableError.
         """
         path = Path(path)
-        if path.is_dir():
+        is_dir, exists = probe(path)
+        if is_dir:
             raise CacheError(f"{path} is a directory, not a cache file; point --cache at a file"
                              f" (for example {path / 'cache.duckdb'})")
-        if not path.exists() and (read_only or not create):
+        if not exists and (read_only or not create):
             raise CacheError(f"no cache at {path}; run `llmdeck ingest` first")
         if not read_only:
             _make_parent(path)
@@ -232,6 +233,15 @@ class Cache:
 def _fault(exc: BaseException, path: Path, doing: str) -> CacheError:
     """The named fault (corrupt, full, unwritable) or `<doing> PATH: <DuckDB's first line>`."""
     return classify(exc, path) or CacheError(f"{doing} {path}: {first_line(exc)}")
+
+
+def probe(path: Path) -> tuple[bool, bool]:
+    """(is a directory, exists) for `path`; CacheError when a directory above cannot be searched."""
+    try:
+        return path.is_dir(), path.exists()
+    except OSError as exc:
+        raise CacheError(f"cannot reach {path}: {exc.strerror or exc}; check the permissions of"
+                         " the directories above it") from exc
 
 
 def _make_parent(path: Path) -> None:

@@ -187,6 +187,27 @@ def test_a_cache_file_without_permission_bits(stored, tmp_path, no_dac):
     assert _spans(cache, no_dac=True) == SPANS
 
 
+@pytest.mark.slow
+def test_a_cache_behind_a_directory_without_search_permission(stored, tmp_path, no_dac):
+    healthy, traces = stored
+    place = tmp_path / "closed"
+    place.mkdir()
+    cache = place / "c.duckdb"
+    shutil.copyfile(healthy, cache)
+    place.chmod(0o600)  # no x: nothing inside can be reached
+    try:
+        for args in (["status"], ["cache", "info"], ["ingest", traces], ["cache", "reset"]):
+            line = one_line(_cli("--cache", cache, *args, no_dac=True), 3)
+            assert line == (f"llmdeck: cannot reach {cache}: Permission denied; check the"
+                            " permissions of the directories above it")
+        console = _cli("--cache", cache, no_dac=True)  # the console's own check, then the net
+        assert console.returncode in (1, 3) and "Traceback" not in console.stderr
+        assert len(console.stderr.strip().splitlines()) == 1 and str(cache) in console.stderr
+    finally:
+        place.chmod(0o755)
+    assert _sha(cache) == _sha(healthy)
+
+
 CACHE_COMMANDS = {
     "ingest": ["ingest", "{traces}"],
     "status": ["status"],
