@@ -41,6 +41,7 @@ class ExpectedRange:
 
     @classmethod
     def now(cls, horizon_days: float | None) -> ExpectedRange:
+        """The range around this host's wall clock now."""
         return cls.at(time.time_ns(), horizon_days)
 
 
