@@ -237,6 +237,10 @@ def test_cache_info_keeps_the_span_range_to_now_and_counts_the_rest(world: World
     shown = json.loads(done.stdout)
     assert (shown["future_spans"], shown["past_spans"]) == (FUTURE, PAST)
     assert shown["first_span"] == base.first_span.isoformat()
+    done = _cli("--cache", str(world.skewed), "cache", "info", env=world.env)
+    assert done.returncode == 0, done.stderr
+    assert f"span range     {base.first_span} .. {base.last_span} (UTC)\n" in done.stdout
+    assert f"outside range  {text}\n" in done.stdout
 
 
 def test_a_span_from_1970_does_not_make_compaction_scan_the_years_between(
