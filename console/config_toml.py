@@ -39,6 +39,10 @@ def read_toml(
         return None, None, ConfigProblem(
             str(file), "", f"is a directory, not a config file (name the file itself, for example"
             f" {file / 'config.toml'})")
+    except NotADirectoryError:
+        blocker = next((p for p in file.parents if p.is_file()), file.parent)
+        return None, None, ConfigProblem(
+            str(file), "", f"cannot read: {blocker} is a file, not a directory")
     except UnicodeDecodeError as exc:
         return None, None, ConfigProblem(str(file), "", f"not UTF-8 text ({exc.reason})")
     except OSError as exc:

@@ -335,6 +335,19 @@ def test_xdg_places_under_a_read_only_mount(stored, tmp_path):
         assert list(ro.iterdir()) == []
 
 
+def test_xdg_places_that_are_files(stored, tmp_path):
+    _, traces = stored
+    plain = tmp_path / "plain"
+    plain.write_text("a file")
+    line = one_line(_cli("status", env={"XDG_CONFIG_HOME": str(plain)}), 1)
+    assert line == (f"llmdeck: bad config: {plain / 'llmdeck' / 'config.toml'}: cannot read:"
+                    f" {plain} is a file, not a directory")
+    line = one_line(_cli("ingest", traces, env={"XDG_CACHE_HOME": str(plain)}), 3)
+    assert line == (f"llmdeck: cannot create the cache directory {plain / 'llmdeck'}: {plain} is"
+                    " a file, not a directory; point --cache at a file in a directory")
+    assert plain.read_text() == "a file"
+
+
 # ---------------------------------------------------------------------------
 # The last-resort net in cli.main
 # ---------------------------------------------------------------------------
