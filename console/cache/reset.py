@@ -19,7 +19,13 @@ from pathlib import Path
 import duckdb
 
 from console.cache.faults import CacheError, CacheLockedError, damage, first_line, is_corruption
-from console.cache.store import Cache, describe_pid, probe
+from console.cache.store import (
+    READ_ONLY_MEMORY_LIMIT,
+    READ_ONLY_THREADS,
+    Cache,
+    describe_pid,
+    probe,
+)
 from console.timeutil import utc_now
 
 
@@ -101,6 +107,8 @@ def _survey(path: Path) -> tuple[list[str] | None, str | None, str | None]:
     files_error: str | None = None
     found = None
     try:
+        con.execute(f"SET memory_limit = '{READ_ONLY_MEMORY_LIMIT}'")  # as small as the console
+        con.execute(f"SET threads = {READ_ONLY_THREADS}")
         try:
             rows = con.execute("SELECT path FROM ingest_files ORDER BY path").fetchall()
             files = [str(r[0]) for r in rows]
