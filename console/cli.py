@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import errno
 import json
 import os
 import re
@@ -164,25 +163,10 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"llmdeck: {cell(exc, 2000)}\n")
         return EXIT_CACHE
     except OSError as exc:  # a place that cannot be read or written: one line, not a traceback
+        from console.cli_errors import os_error_line
+
         sys.stderr.write(f"llmdeck: {os_error_line(exc)}\n")
         return EXIT_PROBLEM
-
-
-def os_error_line(exc: OSError) -> str:
-    """`<what>: <path>: <strerror>` for an OSError (what: reading, writing, creating...)."""
-    from console.safe_text import cell
-
-    what = _OS_WHAT.get(exc.errno or 0, "cannot use")
-    where = "".join(f"{cell(name, 500)}: " for name in (exc.filename, exc.filename2)
-                    if name is not None)
-    return f"{what}: {where}{cell(exc.strerror or exc, 300)}"
-
-
-_OS_WHAT = {
-    errno.EROFS: "cannot write (read-only place)",
-    errno.ENOSPC: "out of space",
-    errno.EDQUOT: "over quota",
-}
 
 
 def _main(argv: list[str] | None) -> int:
@@ -219,6 +203,8 @@ def _main(argv: list[str] | None) -> int:
     try:
         config = load_config(args.config, os.environ)
     except ConfigError as exc:
+        from console.cli_errors import config_error_text
+
         err.write(config_error_text(exc))
         return EXIT_PROBLEM
     if args.command in ("alerts", "silences"):
@@ -254,16 +240,6 @@ def _main(argv: list[str] | None) -> int:
 
         return main_cache(config, args, parser, out, err)
     return _main_status(config, args, out, err)
-
-
-def config_error_text(exc: Exception) -> str:
-    """`llmdeck: bad config: <problem>` on one line, or a line per problem when there are more."""
-    from console.safe_text import cell
-
-    lines = str(exc).splitlines()
-    if len(lines) == 1:
-        return f"llmdeck: bad config: {cell(lines[0], 1000)}\n"
-    return "llmdeck: bad config:\n" + "".join(f"{cell(line, 1000)}\n" for line in lines)
 
 
 def _main_status(config: Config, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:

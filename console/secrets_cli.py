@@ -163,7 +163,7 @@ def main_secrets(args: argparse.Namespace, parser: argparse.ArgumentParser, out:
     try:
         config = load_config(args.config, os.environ)
     except ConfigError as exc:
-        from console.cli import config_error_text
+        from console.cli_errors import config_error_text
 
         err.write(config_error_text(exc))
         return EXIT_PROBLEM
