@@ -45,6 +45,7 @@ def run_on_cache(path: Path, *, read_only: bool, err: TextIO, body: Callable[[Ca
     cache = open_for_cli(path, read_only=read_only, err=err, create=create)
     if cache is None:
         return EXIT_CACHE
+    fault = None
     try:
         return body(cache)
     except (duckdb.Error, OSError) as exc:
@@ -55,7 +56,10 @@ def run_on_cache(path: Path, *, read_only: bool, err: TextIO, body: Callable[[Ca
         return EXIT_CACHE
     finally:
         try:
-            cache.close()
+            if fault is None:
+                cache.close()
+            else:  # no closing checkpoint: a damaged file is left exactly as it was
+                cache.con.close()
         except duckdb.Error:
             pass  # a damaged file may refuse even to close; the fault was said above
 

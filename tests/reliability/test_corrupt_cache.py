@@ -13,7 +13,7 @@ DuckDB 2.0's file layout, pinned here so an upgrade that changes it is noticed: 
 failure reads "Corrupt database file: computed checksum N does not match stored
 checksum M in block at location L" and is raised by the first query that reads the
 block: the first block fails DuckDB's connect, the catalog's at llmdeck's first read in
-`Cache.open`, a rollup's block only when `status` reads it.
+`Cache.open`, a rollup's block only when `status` reads it, a span's when `prune` does.
 """
 
 from __future__ import annotations
@@ -121,6 +121,18 @@ def _status_reads_fail(path: Path) -> bool:
     return False
 
 
+def _prune_reads_fail(path: Path) -> bool:
+    """Whether the spans `cache prune --older-than 1h` must read sit in a damaged block."""
+    try:
+        with duckdb.connect(str(path), read_only=True) as con:
+            con.execute("SELECT count(*) FROM spans WHERE start_time"
+                        " < now()::TIMESTAMP - INTERVAL 1 HOUR").fetchall()
+    except duckdb.Error as exc:
+        assert "Corrupt database file" in str(exc)
+        return True
+    return False
+
+
 def _find_block(healthy: Path, dst: Path, wanted: Callable[[Path], bool]) -> int:
     """Damage block after block (in a copy) until `wanted(copy)`; return the block's location."""
     blocks = (healthy.stat().st_size - HEADER) // BLOCK
@@ -147,6 +159,9 @@ def damaged(built: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
     rollup = base / "rollup-block.duckdb"
     location = _find_block(healthy, rollup, lambda p: _opens(p) and _status_reads_fail(p))
     out["rollup-block"] = (rollup, f"block at byte {location:,}")
+    spans = base / "spans-block.duckdb"
+    location = _find_block(healthy, spans, lambda p: _opens(p) and _prune_reads_fail(p))
+    out["spans-block"] = (spans, f"block at byte {location:,}")
     data = healthy.read_bytes()
     zeroed = base / "header-zeroed.duckdb"
     zeroed.write_bytes(bytes(4096) + data[4096:])
@@ -210,6 +225,20 @@ def test_a_damaged_block_met_by_a_later_query_is_the_same_line(args, damaged, tm
     result = _cli("--cache", cache, *args)
     assert_corrupt_line(result, cache, where)
     assert result.stdout == ""
+    assert _sha(cache) == _sha(source)
+
+
+def test_a_damaged_block_met_by_prune_is_the_same_line_and_changes_no_byte(damaged, tmp_path):
+    """The file opens read-write; the prune's scan meets the damage; its transaction is
+    dropped and the file is closed without the usual closing checkpoint."""
+    source, where = damaged["spans-block"]
+    cache = tmp_path / "c.duckdb"
+    shutil.copyfile(source, cache)
+    before = _sha(cache)
+    result = _cli("--cache", cache, "cache", "prune", "--older-than", "1h")
+    assert_corrupt_line(result, cache, where)
+    assert result.stdout == ""
+    assert _sha(cache) == before
 
 
 def test_the_default_cache_is_named_without_cache_flag(damaged, tmp_path):
