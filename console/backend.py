@@ -66,6 +66,10 @@ if TYPE_CHECKING:
     from console.source_hub import SourceHub
 
 
+INVALIDATED = "database has been invalidated"
+"""DuckDB's words once a fatal error (a failed checkpoint, say) made every query of it fail."""
+
+
 @dataclass(frozen=True)
 class Fault:
     """A fault of the cache file as the console says it: a few words for every status line,
@@ -168,12 +172,27 @@ class Backend:
                 return pending[1].result()
             return self._fetch(view)
         except Exception as exc:
+            if self._reopened(exc):
+                return self._fetch(view)
             fault = classify(exc, self.cache.path)
             if fault is None or fault is exc:
                 raise
             if isinstance(fault, CacheCorruptError):
                 self.read_fault = fault
             raise fault from exc
+
+    def _reopened(self, exc: Exception) -> bool:
+        """After DuckDB invalidated the database (a checkpoint that failed on a full disk: every
+        query fails until it is opened again), open the file again read-only, so the panels keep
+        answering from what is stored (the writer, the demo simulator, stops writing with it).
+        Whether it was reopened; polls never overlap, so no other fetch runs meanwhile."""
+        if INVALIDATED not in str(exc):
+            return False
+        broken, path = self.cache, self.cache.path
+        broken.close()  # closes every thread's cursor too: nothing holds the old instance
+        self.cache = Cache.open(path, read_only=True, create=False)
+        self.memo = HourMemo()
+        return True
 
     def fault(self) -> Fault | None:
         """The cache fault every status line shows: a failed write of a source, else corruption

@@ -173,6 +173,7 @@ def run_demo(seed: int, speed: float, start: datetime | None, theme: str | None,
         return EXIT_CACHE
     sim: Simulator | None = None
     endpoints: DemoEndpoints | None = None
+    backend: Backend | None = None
     try:
         clock = SimClock(start or wall_clock(), speed)
         sim = Simulator(cache, config, spool, seed=seed, clock=clock)
@@ -206,6 +207,8 @@ def run_demo(seed: int, speed: float, start: datetime | None, theme: str | None,
         if endpoints is not None:
             endpoints.close()
         cache.close()
+        if backend is not None and backend.cache is not cache:  # reopened read-only
+            backend.cache.close()
         if own:
             shutil.rmtree(root, ignore_errors=True)
     return stopped(stop, cache_path, err)

@@ -4,11 +4,17 @@ Textual writes the screen from a thread of its own into a bounded queue. When
 the terminal goes away (SSH drops, tmux kill-session) a write fails with EIO,
 that thread dies, and the next writes fill the queue and block the UI thread:
 the console would hang instead of exiting. Here a failed write marks the
-terminal gone and every later one is dropped, so the exit path runs to its end.
+terminal gone and every later one is dropped, so the exit path runs to its end;
+and the process sends itself the SIGHUP a hangup means, which the console
+handles (console/stop_signals.py): the kernel sends it to the session leader
+only, and when that is a wrapper or a shell that ignores it, nobody else would.
 """
 
 from __future__ import annotations
 
+import os
+import signal
+from collections.abc import Callable
 from typing import IO, Any
 
 from textual.drivers.linux_driver import LinuxDriver
@@ -17,16 +23,18 @@ from textual.drivers.linux_driver import LinuxDriver
 class DroppingWrites:
     """A text stream's write and flush, dropping everything once one has failed (EIO, EPIPE)."""
 
-    def __init__(self, stream: IO[str]) -> None:
+    def __init__(self, stream: IO[str], on_gone: Callable[[], None] = lambda: None) -> None:
         self.stream = stream
         self.gone = False
+        self.on_gone = on_gone
+        """Called once, by the first write that fails."""
 
     def write(self, text: str) -> int:
         if not self.gone:
             try:
                 return self.stream.write(text)
             except (OSError, ValueError):  # ValueError: the stream was closed
-                self.gone = True
+                self._failed()
         return len(text)
 
     def flush(self) -> None:
@@ -34,7 +42,11 @@ class DroppingWrites:
             try:
                 self.stream.flush()
             except (OSError, ValueError):
-                self.gone = True
+                self._failed()
+
+    def _failed(self) -> None:
+        self.gone = True
+        self.on_gone()
 
     def fileno(self) -> int:
         return self.stream.fileno()
@@ -47,9 +59,13 @@ class DroppingWrites:
 
 
 class HangupSafeDriver(LinuxDriver):
-    """`LinuxDriver` writing through `DroppingWrites`."""
+    """`LinuxDriver` writing through `DroppingWrites`; a failed write raises SIGHUP here."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if self._file is not None:
-            self._file = DroppingWrites(self._file)  # type: ignore[assignment]
+            self._file = DroppingWrites(self._file, _hang_up)  # type: ignore[assignment]
+
+
+def _hang_up() -> None:
+    os.kill(os.getpid(), signal.SIGHUP)
