@@ -437,3 +437,47 @@ async def test_corruption_met_by_a_panel_query_is_that_panels_error(tmp_path):
             assert app.is_running
     finally:
         cache.close()
+
+
+def test_the_panels_keep_answering_after_a_full_disk_invalidates_the_cache(small_disk):
+    """A checkpoint that fails on a full disk makes DuckDB refuse every later query ("database
+    has been invalidated"); the console reopens the file read-only and answers as before."""
+    import duckdb
+
+    from console.backend import Backend
+    from console.demo.config import demo_config
+    from console.views import OverviewView
+
+    path = small_disk / "demo.duckdb"
+    _small_cache(path)
+    at = datetime(2026, 11, 24, 12, 0, 0)
+    cache = Cache.open(path)
+    try:
+        backend = Backend(cache, demo_config(path), lambda: at)
+        before = backend.fetch(OverviewView()).snapshot
+        # committed to the WAL; the checkpoint must then grow the file, on a full disk
+        # (more than the free blocks inside the file hold)
+        cache.con.execute("SET checkpoint_threshold = '1GB'")
+        cache.con.execute("CREATE TABLE filler (m VARCHAR)")
+        for _ in range(8):
+            cache.con.execute("INSERT INTO filler SELECT md5(random()::VARCHAR) FROM range(40000)")
+        assert Path(f"{path}.wal").stat().st_size > 8_000_000
+        fd = os.open(small_disk / "filler", os.O_WRONLY | os.O_CREAT)
+        try:
+            while True:
+                os.write(fd, bytes(1 << 16))
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+        with pytest.raises(duckdb.Error, match="No space left on device"):
+            cache.con.execute("CHECKPOINT")
+        with pytest.raises(duckdb.Error, match="database has been invalidated"):
+            cache.cursor().execute("SELECT count(*) FROM spans").fetchall()
+        after = backend.fetch(OverviewView()).snapshot
+        assert after == before
+        assert backend.cache is not cache and backend.cache.read_only
+    finally:
+        cache.close()
+        if backend.cache is not cache:
+            backend.cache.close()
