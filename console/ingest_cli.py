@@ -3,31 +3,39 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 from typing import TextIO
 
+from console.cache.faults import classify
 from console.cache.store import Cache
 from console.cache_cli import open_for_cli
 from console.cli import EXIT_CACHE, EXIT_OK, EXIT_PROBLEM
 from console.config import Config
+from console.ingest_signals import StopOnSignals, reached, resume_note, say
 from console.safe_text import cell
 
 
 def main_ingest(config: Config, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    cache = open_for_cli(config.cache_file(args.cache), read_only=False, err=err)
-    if cache is None:
-        return EXIT_CACHE
-    try:
-        return _ingest(cache, config, args, out, err)
-    finally:
-        cache.close()
+    with StopOnSignals(err) as stopper:
+        cache = open_for_cli(config.cache_file(args.cache), read_only=False, err=err)
+        if cache is None:
+            return EXIT_CACHE
+        try:
+            return _ingest(cache, config, args, out, err, stopper)
+        finally:
+            if stopper.fault is None:
+                cache.close()
+            else:  # no closing checkpoint: it could rewrite a damaged file; the WAL is kept
+                with contextlib.suppress(Exception):  # an invalidated database may refuse even this
+                    cache.con.close()
 
 
 def _ingest(cache: Cache, config: Config, args: argparse.Namespace, out: TextIO,
-            err: TextIO) -> int:
+            err: TextIO, stopper: StopOnSignals) -> int:
     from console.cache.clock import describe
-    from console.cache.ingest import Ingestor, Progress
+    from console.cache.ingest import Ingestor, IngestStopped, Progress
 
     show = err.isatty() and not args.json
 
@@ -39,8 +47,23 @@ def _ingest(cache: Cache, config: Config, args: argparse.Namespace, out: TextIO,
         err.flush()
 
     ingestor = Ingestor(cache, config, progress if show else None)
+    stopper.watch(ingestor)
     missing = [p for p in args.paths if not p.exists()]
-    report = ingestor.run([p for p in args.paths if p.exists()], args.format)
+    try:
+        report = ingestor.run([p for p in args.paths if p.exists()], args.format)
+    except IngestStopped:
+        if show:
+            say(err, "")
+        return stopper.stopped()
+    except Exception as exc:
+        stopper.fault = classify(exc, cache.path)
+        if stopper.fault is None:  # not a fault of the cache file: a bug, shown as it is
+            raise
+        if show:
+            say(err, "")
+        say(err, f"llmdeck: {cell(stopper.fault, 1000)}. Before it failed: {reached(ingestor)};"
+                 f" {resume_note(ingestor)}")
+        return EXIT_CACHE
     report.errors[:0] = [f"{p}: no such file or directory" for p in missing]
     report.files += len(missing)
     if show:

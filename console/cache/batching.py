@@ -24,6 +24,7 @@ from console.cache.mapping import BadSpan, SpanColumns, SpanMapper, otlp_attribu
 from console.cache.redact import Redactor
 from console.config import Config
 from console.pricing import PriceTable
+from console.proc_guard import STOP_SIGNALS, guard_worker
 
 QuarantineRow = tuple[str, int, str]
 
@@ -170,10 +171,13 @@ def lower_thread_priority(nice: int) -> None:
 _worker_builder: BatchBuilder | None = None
 
 
-def init_worker(config_json: str, nice: int = 0) -> None:
+def init_worker(config_json: str, nice: int = 0, parent: int | None = None) -> None:
     """Process-pool initializer: one builder per worker, GC off (see ingest.py), and a lower
-    CPU priority by `nice` for an ingest inside the console."""
+    CPU priority by `nice` for an ingest inside the console; with `parent`, the worker
+    leaves stop signals to that process and exits once it is gone (`proc_guard`)."""
     global _worker_builder
+    if parent is not None:
+        guard_worker(parent, STOP_SIGNALS)
     gc.disable()
     lower_thread_priority(nice)
     _worker_builder = BatchBuilder(Config.model_validate_json(config_json))

@@ -9,11 +9,11 @@ again, and dedupe on (trace id, span id) keeps that from duplicating rows.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import multiprocessing
 import os
 import queue
-import sys
 import threading
 import time
 from collections import deque
@@ -21,6 +21,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,7 @@ from console.cache.clock import ClockCounts
 from console.cache.store import Cache
 from console.cache.transactions import transaction
 from console.config import Config
+from console.proc_guard import STOP_SIGNALS, signals_blocked, start_resource_tracker
 from console.timeutil import utc_now
 
 QUARANTINE_SAMPLES = 10
@@ -53,6 +55,12 @@ MAX_IN_FLIGHT = 2
 # writer's time by ~20% (300k spans, 2 workers: 2.1 -> 1.7 s).
 CHUNKS_PER_BATCH = 2
 BYTES_PER_SPAN_GUESS = 1100
+WAIT_SECONDS = 0.2
+"""How often the reading thread, waiting on a worker or the writer, looks whether to stop."""
+
+
+class IngestStopped(Exception):
+    """`Ingestor.run` ended early because a stop was requested; what it committed is kept."""
 
 
 @dataclass
@@ -109,9 +117,13 @@ class _Writer(threading.Thread):
     """Stores batches in order, one transaction each, off the reading thread."""
 
     def __init__(self, cache: Cache, report: IngestReport, lock: threading.Lock,
-                 nice: int = 0) -> None:
+                 nice: int = 0, stop: threading.Event | None = None) -> None:
         super().__init__(name="llmdeck-ingest-writer", daemon=True)
         self.nice = nice
+        self.stop = stop or threading.Event()
+        """Once set, the batches still queued are dropped (the one being stored is finished)."""
+        self.position: tuple[str, int] | None = None
+        """The file and byte offset of the last batch committed (a resumable file's)."""
         self.cache = cache
         self.report = report
         self.lock = lock
@@ -128,7 +140,7 @@ class _Writer(threading.Thread):
             batch = self.inbox.get()
             if batch is None:
                 break
-            if self.error is not None:
+            if self.error is not None or self.stop.is_set():
                 continue  # drain so the reader never blocks forever
             try:
                 self._store(cur, batch)
@@ -186,6 +198,8 @@ class _Writer(threading.Thread):
             self.report.spans_stored += stored
             self.report.duplicates += dup
             self.report.unpriced += unpriced
+            if batch.file_state is not None:
+                self.position = (batch.file_state[0], batch.file_state[2])
         self.batches_since_compact += max(1, len(batch.tables))
         if self.batches_since_compact >= COMPACT_EVERY_BATCHES:
             self._compact(cur)
@@ -250,23 +264,10 @@ def _later(kept: str | None, ns: int | None, pick: Callable[[str, str], str]) ->
     return text if kept is None else pick(kept, text)
 
 
-def _start_resource_tracker() -> None:
-    """Start multiprocessing's resource tracker with the process's real stderr.
-
-    Spawning a worker starts the tracker once, handing it `sys.stderr.fileno()`.
-    Inside a running Textual app sys.stderr is Textual's capture object, whose
-    descriptor is not a real one, and the spawn fails ("bad value(s) in
-    fds_to_keep"); with the tracker already running, no descriptor is passed.
-    """
-    from multiprocessing import resource_tracker
-
-    captured = sys.stderr
-    if sys.__stderr__ is not None:
-        sys.stderr = sys.__stderr__
-    try:
-        resource_tracker.ensure_running()
-    finally:
-        sys.stderr = captured
+def _processes(pool: ProcessPoolExecutor | None) -> list[BaseProcess]:
+    """The pool's worker processes (an attribute of CPython's executor: none if it changes)."""
+    processes = getattr(pool, "_processes", None) or {}
+    return list(processes.values())
 
 
 class Ingestor:
@@ -279,12 +280,14 @@ class Ingestor:
         progress: Callable[[Progress], None] | None = None,
         workers: int | None = None,
         processes: bool | None = None,
+        stop_event: threading.Event | None = None,
     ) -> None:
         """`workers`: how many processes may decode and map a big file (default: one per core,
         at most MAX_WORKERS). `processes`: whether big files (>= PARALLEL_MIN_BYTES) are mapped
         in worker processes at all; by default only when `workers` > 1. `processes=True` with
         `workers=1` is the mode for an ingest inside the console: one worker process maps, the
         writer's DuckDB uses one thread, and the calling process keeps its GIL and a core.
+        `stop_event`: once set (see `request_stop`), the run stops early and raises IngestStopped.
         """
         self.cache = cache
         self.config = config
@@ -303,13 +306,47 @@ class Ingestor:
         self._nice = BACKGROUND_NICE if self.background else 0
         self._pool: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
+        self._stop = threading.Event() if stop_event is None else stop_event
+        self._writer: _Writer | None = None
+
+    def request_stop(self) -> None:
+        """Stop the run soon, keeping what is committed (safe from a signal handler).
+
+        The reading thread stops at its next record or chunk, the writer finishes the
+        batch it is storing and drops the queued ones, the worker processes are
+        terminated; `run` then raises IngestStopped. Running again resumes.
+        """
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def position(self) -> tuple[str, int] | None:
+        """The file and byte offset the committed batches reach (None if none of a
+        resumable file is committed yet). Takes no lock: safe from a signal handler."""
+        writer = self._writer
+        return None if writer is None else writer.position
+
+    def spans_stored(self) -> int:
+        """Spans committed so far by this run (no lock: safe from a signal handler)."""
+        return self.report.spans_stored
+
+    def kill_workers(self) -> None:
+        """Kill the worker processes now, for a process about to exit at once (`os._exit`:
+        see `_end_pool` for why nothing may wait on the pool after). Safe from a signal
+        handler; what they were mapping is read again by the next run."""
+        for proc in _processes(self._pool):
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                proc.kill()
 
     def run(self, paths: list[Path], fmt: str = "auto") -> IngestReport:
         started = time.perf_counter()
         files = readers.list_files(paths)
         self.report.files = len(files)
         threads = self._leave_cores_to_workers(files)
-        writer = _Writer(self.cache, self.report, self._lock, self._nice)
+        writer = _Writer(self.cache, self.report, self._lock, self._nice, self._stop)
+        self._writer = writer
         writer.start()
         # Batches hold hundreds of thousands of live objects; the cyclic GC would
         # rescan them every few thousand allocations (measured: ~2x slower mapping).
@@ -320,24 +357,39 @@ class Ingestor:
             gc.disable()
         try:
             for index, path in enumerate(files, 1):
-                if writer.error is not None:
+                if writer.error is not None or self._stop.is_set():
                     break
                 self._ingest_file(writer, index, len(files), path, fmt)
         finally:
             if gc_was_enabled:
                 gc.enable()
-            if self._pool is not None:
-                self._pool.shutdown(cancel_futures=True)
+            self._end_pool()
             writer.inbox.put(None)
             writer.join()
             if threads is not None:
-                self.cache.cursor().execute(f"SET threads = {threads}")
+                try:
+                    self.cache.cursor().execute(f"SET threads = {threads}")
+                except Exception:
+                    if writer.error is None:  # else the database may refuse all: report the cause
+                        raise
         if writer.error is not None:
             raise writer.error
+        if self._stop.is_set():
+            raise IngestStopped("the ingest was stopped; what it committed is kept")
         self._apply_retention()
         self.cache.checkpoint()
         self.report.seconds = time.perf_counter() - started
         return self.report
+
+    def _end_pool(self) -> None:
+        """Shut the worker processes down once the chunks they are mapping are done.
+
+        Never by a signal to them, even when stopping: a worker killed while it sends a
+        chunk leaves the pool's reading thread waiting for the rest forever (and this
+        shutdown, and the interpreter's exit, with it). Pending chunks are cancelled.
+        """
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
 
     def _leave_cores_to_workers(self, files: list[Path]) -> int | None:
         """Shrink DuckDB's thread pool while worker processes map; return the size to restore.
@@ -403,6 +455,8 @@ class Ingestor:
         except EOFError as exc:
             self.report.errors.append(f"{name}: truncated compressed file ({exc})")
         except Exception as exc:  # zstd/gzip/parquet decoder errors name the file, never abort
+            if self._stop.is_set():  # e.g. the workers, stopped by the same signal, broke the pool
+                return
             self.report.errors.append(f"{name}: {type(exc).__name__}: {exc}")
 
     def _ingest_serial(
@@ -411,8 +465,11 @@ class Ingestor:
     ) -> None:
         name = str(path)
         builder = self.builder
+        stop = self._stop
         last_offset, last_line = offset, line
         for rec in readers.read_file(path, fmt, state, offset, line):
+            if stop.is_set():  # the batch being built is dropped: the next run reads it again
+                return
             builder.add(rec, name)
             last_offset, last_line = rec.offset, rec.line
             if len(builder) >= self.batch_spans:
@@ -428,12 +485,12 @@ class Ingestor:
     ) -> None:
         """Decode and map in worker processes; store in order on the writer thread."""
         if self._pool is None:
-            _start_resource_tracker()
+            start_resource_tracker()
             self._pool = ProcessPoolExecutor(
                 max_workers=self._pool_size,
                 mp_context=multiprocessing.get_context("spawn"),
                 initializer=init_worker,
-                initargs=(self.config.model_dump_json(), self._nice),
+                initargs=(self.config.model_dump_json(), self._nice, os.getpid()),
             )
         name = str(path)
         chunk_bytes = max(64 * 1024, self.batch_spans * BYTES_PER_SPAN_GUESS)
@@ -442,9 +499,15 @@ class Ingestor:
         mapped: list[Chunk] = []
         # The parent only finds line boundaries; each worker reads its own run of lines.
         for start, end, first_line in readers.line_ranges(path, offset, line, chunk_bytes):
-            in_flight.append(self._pool.submit(map_range, kind, name, start, end, first_line))
+            if self._stop.is_set():
+                return
+            with signals_blocked(STOP_SIGNALS):  # a worker is spawned here when one is needed
+                in_flight.append(self._pool.submit(map_range, kind, name, start, end, first_line))
             while len(in_flight) > MAX_IN_FLIGHT:
-                mapped.append(self._take_chunk(in_flight.popleft().result(), state))
+                chunk = self._wait(in_flight.popleft())
+                if chunk is None:
+                    return
+                mapped.append(self._take_chunk(chunk, state))
                 if len(mapped) >= group:
                     done = self._store_chunks(writer, mapped, name, fingerprint)
                     mapped = []
@@ -452,10 +515,31 @@ class Ingestor:
             if writer.error is not None:
                 return
         while in_flight:
-            mapped.append(self._take_chunk(in_flight.popleft().result(), state))
+            chunk = self._wait(in_flight.popleft())
+            if chunk is None:
+                return
+            mapped.append(self._take_chunk(chunk, state))
             if len(mapped) >= group or not in_flight:
                 self._store_chunks(writer, mapped, name, fingerprint)
                 mapped = []
+
+    def _wait(self, future: Future[Chunk]) -> Chunk | None:
+        """The chunk a worker mapped, or None once a stop is requested."""
+        while not self._stop.is_set():
+            try:
+                return future.result(timeout=WAIT_SECONDS)
+            except TimeoutError:
+                continue
+        return None
+
+    def _hand_over(self, writer: _Writer, batch: _Batch) -> None:
+        """Queue a batch for the writer; dropped if a stop comes while the queue is full."""
+        while not self._stop.is_set():
+            try:
+                writer.inbox.put(batch, timeout=WAIT_SECONDS)
+                return
+            except queue.Full:
+                continue
 
     def _take_chunk(self, chunk: Chunk, state: readers.ReadState) -> Chunk:
         """Count a mapped chunk into the report as it arrives (in file order)."""
@@ -473,8 +557,8 @@ class Ingestor:
             return -1
         tables = [c.table for c in chunks if c.table is not None]
         quarantine = [row for c in chunks for row in c.quarantine]
-        writer.inbox.put(_Batch(tables, quarantine, (name, fingerprint, last.last_offset,
-                                                     last.last_line)))
+        self._hand_over(writer, _Batch(tables, quarantine, (name, fingerprint, last.last_offset,
+                                                            last.last_line)))
         return last.last_offset
 
     def _submit_builder(
@@ -488,7 +572,8 @@ class Ingestor:
             file_state = (name, fingerprint, offset, line)
         if not len(cols) and not quarantine and file_state is None:
             return
-        writer.inbox.put(_Batch([cols.to_arrow()] if len(cols) else [], quarantine, file_state))
+        self._hand_over(writer, _Batch([cols.to_arrow()] if len(cols) else [], quarantine,
+                                       file_state))
 
     def _count(self, spans_read: int, quarantine: list[tuple[str, int, str]], duplicates: int,
                skew: ClockCounts) -> None:

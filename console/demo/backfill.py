@@ -26,6 +26,12 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 
 from console.demo import generate
+from console.proc_guard import (
+    TERMINAL_SIGNALS,
+    guard_worker,
+    signals_blocked,
+    start_resource_tracker,
+)
 
 RECENT_DEPTHS: tuple[timedelta, ...] = (timedelta(hours=1), timedelta(hours=6), timedelta(days=1))
 """Where the first parts end, going back from the start (5m/1h windows, 6 h charts, today)."""
@@ -141,10 +147,11 @@ class PartFiles:
             return
         ranges = [(self.parts[i].first, self.parts[i].last, self.parts[i].path) for i in ahead]
         try:
-            worker = get_context("spawn").Process(target=generate.write_all,
+            worker = get_context("spawn").Process(target=_write_ahead_worker,
                                                   args=(self.traffic, ranges, os.getpid()),
                                                   name="llmdeck-demo-backfill", daemon=True)
-            worker.start()
+            with signals_blocked(TERMINAL_SIGNALS):  # until the worker ignores them itself
+                worker.start()
         except (OSError, RuntimeError, ValueError):  # no processes: everything is written here
             return
         self._worker, self._ahead = worker, set(ahead)
@@ -173,16 +180,24 @@ class PartFiles:
             self.parts[i].path.with_name(self.parts[i].path.name + ".tmp").unlink(missing_ok=True)
 
 
-def _start_resource_tracker() -> None:
-    """Start multiprocessing's resource tracker now, while sys.stderr is still the real one.
-
-    The worker process is spawned later, when a Textual app may have replaced
-    sys.stderr with an object whose descriptor is not a real one; spawning would
-    then start the tracker with it and fail ("bad value(s) in fds_to_keep").
-    """
-    from multiprocessing import resource_tracker
-
+def _write_ahead_worker(traffic: generate.TrafficPlan, ranges: list[tuple[int, int, Path]],
+                        parent: int) -> None:
+    """The worker process: writes the parts' files, and exits soon after `parent` dies."""
+    guard_worker(parent, TERMINAL_SIGNALS)  # close() terminates it: SIGTERM still ends it
     try:
-        resource_tracker.ensure_running()
+        generate.write_all(traffic, ranges, parent)
+    except OSError:  # a full disk, say: `PartFiles.ready` writes the part itself and reports it
+        return
+
+
+def _start_resource_tracker() -> None:
+    """Start multiprocessing's resource tracker now, before the worker process is spawned.
+
+    Spawned later, inside a Textual app, the worker would start it with Textual's
+    capture object as stderr, whose descriptor is not a real one ("bad value(s) in
+    fds_to_keep"); `start_resource_tracker` gives it /dev/null, out of the terminal's reach.
+    """
+    try:
+        start_resource_tracker()
     except (OSError, ValueError):  # then the pool fails too and the parts are written here
         pass
