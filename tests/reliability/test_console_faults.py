@@ -369,6 +369,27 @@ def test_the_demo_moves_a_corrupt_cache_aside_and_starts_fresh(tmp_path, console
     assert aside.read_bytes() == corrupt
 
 
+@pytest.mark.parametrize("damage", ["noise in blocks", "zeroed header"])
+def test_the_console_on_a_corrupt_cache_says_so_in_one_line(tmp_path, consoles, damage):
+    path = tmp_path / "cache.duckdb"
+    _small_cache(path)
+    if damage == "zeroed header":
+        with path.open("r+b") as f:
+            f.write(bytes(4096))
+    else:
+        _noise_in_every_block(path)
+    corrupt = path.read_bytes()
+    console = PtyConsole("--cache", str(path))
+    consoles.append(console)
+    assert console.wait() == 3
+    time.sleep(0.2)  # the last bytes through the pty
+    out = bytes(console.output).decode()
+    assert "\x1b[" not in out, "Textual started"  # the line comes before the console
+    assert re.fullmatch(rf"llmdeck: {re.escape(str(path))} is corrupt: [^\r\n]+ run `llmdeck cache"
+                        rf" reset --cache {re.escape(str(path))}`[^\r\n]+\r\n", out), out
+    assert path.read_bytes() == corrupt
+
+
 # ---- corruption met by one panel's query -----------------------------------------------------
 
 def _corrupt_for_the_overview(pristine: Path, work: Path) -> Path:
@@ -481,3 +502,18 @@ def test_the_panels_keep_answering_after_a_full_disk_invalidates_the_cache(small
         cache.close()
         if backend.cache is not cache:
             backend.cache.close()
+
+
+def test_the_console_stays_up_on_a_cache_whose_damage_a_query_meets(tmp_path, consoles):
+    pristine = tmp_path / "pristine.duckdb"
+    _small_cache(pristine, hours=24)
+    path = _corrupt_for_the_overview(pristine, tmp_path)
+    console = PtyConsole("--cache", str(path))
+    consoles.append(console)
+    console.wait_for(rb"cache corrupt: run `llmdeck cache reset`")
+    console.wait_for(rb"is corrupt: the block at byte")  # the panel's own line says where
+    os.write(console.fd, b"5")  # keys still work: the sources screen
+    console.wait_for(rb"llmdeck(\x1b\[[0-9;]*m)* \xe2\x80\xba sources")
+    os.write(console.fd, b"q")
+    assert console.wait() == 0
+    assert b"Traceback" not in bytes(console.output)
