@@ -203,7 +203,7 @@ def run_demo(seed: int, speed: float, start: datetime | None, theme: str | None,
             app.run()
     finally:
         if sim is not None:
-            sim.close()  # stops the backfill between two parts
+            sim.close()  # stops the backfill between two batches (committed ones kept)
         if endpoints is not None:
             endpoints.close()
         cache.close()

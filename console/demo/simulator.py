@@ -35,7 +35,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from console.cache.faults import CacheError, classify
-from console.cache.ingest import Ingestor, IngestReport
+from console.cache.ingest import Ingestor, IngestReport, IngestStopped
 from console.cache.store import Cache
 from console.config import Config
 from console.demo import generate
@@ -284,7 +284,7 @@ class Simulator:
             return self._live_fault or self._backfill_fault
 
     def close(self) -> None:
-        """Stop stepping and backfilling (a part being ingested is finished first).
+        """Stop stepping and backfilling (an ingest running stops after the batch it commits).
 
         Deletes nothing: the spool directory and the cache are the caller's.
         """
@@ -331,7 +331,10 @@ class Simulator:
             if not self._pending_ingest:
                 self._succeeded("live")
                 return None
-            report = Ingestor(self.cache, self.config, workers=1).run([self.live_path])
+            report = Ingestor(self.cache, self.config, workers=1,
+                              stop_event=self._stop).run([self.live_path])
+        except IngestStopped:  # closing: what was committed stays, the next run resumes
+            raise
         except Exception as exc:
             self._failed(exc)
             raise
@@ -346,6 +349,8 @@ class Simulator:
     def _background_backfill(self, progress: Callable[[BackfillProgress], None] | None) -> None:
         try:
             self._backfill(progress, live=True)
+        except IngestStopped:
+            pass
         except Exception as exc:  # recorded in the source status; kept in its detail too
             fault = self._backfill_fault
             self._backfill_note = f"backfill stopped: {fault if fault is not None else _text(exc)}"
@@ -389,7 +394,10 @@ class Simulator:
         with self._lock:
             self._check_open()
             try:
-                report = Ingestor(self.cache, self.config, workers=1).run([path])
+                report = Ingestor(self.cache, self.config, workers=1,
+                                  stop_event=self._stop).run([path])
+            except IngestStopped:  # closing: stopped between two batches, both kept whole
+                raise
             except Exception as exc:
                 self._failed(exc, backfill=True)
                 raise
