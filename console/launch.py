@@ -167,7 +167,7 @@ def run_demo(seed: int, speed: float, start: datetime | None, theme: str | None,
     stop = StopSignals()
     stop.install()
     try:
-        cache = open_demo_cache(cache_path, err)
+        cache, moved = open_demo_cache(cache_path, err)
     except CacheError as exc:
         err.write(f"llmdeck demo: {cell(exc, 1000)}\n")
         return EXIT_CACHE
@@ -197,6 +197,8 @@ def run_demo(seed: int, speed: float, start: datetime | None, theme: str | None,
         days = sim.backfill_span / timedelta(days=1)
         app.notify(f"loading {days:g} days of demo history in the background, newest first;"
                    " the panels fill in as it arrives", title="llmdeck demo", timeout=6)
+        if moved is not None:  # said on stderr too, hidden now by the console's screen
+            app.notify(moved, title="llmdeck demo", severity="warning", timeout=15, markup=False)
         progress.app = app
         app.call_later(app.call_after_refresh, painted.set)  # runs once the app has mounted
         if stop.received is None:
@@ -218,25 +220,26 @@ EXIT_CACHE = 3
 """The exit code of a cache that cannot be used (as `llmdeck`'s other commands)."""
 
 
-def open_demo_cache(path: Path, err: TextIO) -> Cache:
-    """The demo's cache at `path`; a corrupt one is moved aside first (never deleted, never
-    written), saying where in one line on `err`, and the demo starts on a fresh one."""
+def open_demo_cache(path: Path, err: TextIO) -> tuple[Cache, str | None]:
+    """The demo's cache at `path`, and what was moved aside first: a corrupt cache is (never
+    deleted, never written), said in one line on `err`, and the demo starts on a fresh one."""
     if not path.exists():
-        return open_cache(path)
+        return open_cache(path), None
     from console.cache.reset import damage_of, reset
 
     try:
         damage = damage_of(path)
         if damage is None:
-            return open_cache(path)
+            return open_cache(path), None
     except CacheCorruptError as exc:
         damage = first_line(exc)
     report = reset(path)
     moved = ", ".join(f"{cell(dst, 400)}" for _, dst in report.moved) or "nowhere"
-    err.write(f"llmdeck demo: {cell(path, 400)} is corrupt ({cell(damage, 200)}); moved it aside"
-              f" to {moved} and starting on a fresh demo cache\n")
+    said = (f"{cell(path, 400)} is corrupt ({cell(damage, 200)}); moved it aside to {moved}"
+            " and starting on a fresh demo cache")
+    err.write(f"llmdeck demo: {said}\n")
     err.flush()
-    return open_cache(path)
+    return open_cache(path), said
 
 
 FIRST_PART_WAIT = 3.0
