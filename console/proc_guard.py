@@ -10,7 +10,10 @@ pool's reading thread waiting forever). The parent decides how to stop and
 stops its workers itself. The parent starts workers inside
 `signals_blocked(ignore)`, so a signal landing while a worker is still starting
 up (before it can ignore it) waits, blocked, instead of printing the worker's
-traceback.
+traceback. To stop sooner than the call a pool worker runs would end, the
+parent sends it INTERRUPT: a call run through `call_interruptibly` then ends
+in `Interrupted` (the pool sends that back like any exception), and so does
+every later one.
 """
 
 from __future__ import annotations
@@ -21,16 +24,53 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from types import FrameType
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 TERMINAL_SIGNALS = frozenset({signal.SIGINT, signal.SIGHUP})
 """What a terminal sends to every process of its foreground group."""
 STOP_SIGNALS = TERMINAL_SIGNALS | {signal.SIGTERM}
 """Every signal that asks `llmdeck` to stop."""
+INTERRUPT = signal.SIGUSR1
+"""The parent's request to a worker: cut the call short (see `call_interruptibly`)."""
 POLL_SECONDS = 0.5
 """How often a worker checks its parent is still there."""
 _PR_SET_PDEATHSIG = 1
+_interruptible = False  # a worker's `call_interruptibly` is running its function
+_interrupted = False  # a worker was sent INTERRUPT: every call ends at once
+
+
+class Interrupted(Exception):
+    """A worker's call was cut short: its parent is stopping."""
+
+
+def call_interruptibly(fn: Callable[..., T], *args: Any) -> T:
+    """Run `fn(*args)` in a pool worker so that INTERRUPT ends it with `Interrupted`.
+
+    Raised only while `fn` runs, never after: a worker cut short while it sends a
+    result back would leave half a message in the pool's pipe, and the parent's
+    reading thread waiting for the rest forever. What `fn` leaves half done in the
+    worker does not matter: a parent interrupts its workers only to shut them down.
+    """
+    global _interruptible
+    if _interrupted:
+        raise Interrupted
+    _interruptible = True
+    try:
+        return fn(*args)
+    finally:
+        _interruptible = False
+
+
+def _on_interrupt(signum: int, frame: FrameType | None) -> None:
+    global _interrupted
+    _interrupted = True
+    if _interruptible:
+        raise Interrupted
 
 
 @contextmanager
@@ -88,7 +128,7 @@ def start_resource_tracker() -> None:
 
 
 def guard_worker(parent: int, ignore: frozenset[int] = TERMINAL_SIGNALS) -> None:
-    """In a worker process: ignore `ignore`, and exit soon after `parent` is gone.
+    """In a worker process: ignore `ignore`, take INTERRUPT, and exit soon after `parent` is gone.
 
     Two mechanisms: the kernel's parent-death signal (Linux; tied to the thread
     that started the worker, and immediate), and a daemon thread comparing
@@ -97,8 +137,9 @@ def guard_worker(parent: int, ignore: frozenset[int] = TERMINAL_SIGNALS) -> None
     """
     for signum in ignore:
         signal.signal(signum, signal.SIG_IGN)
+    signal.signal(INTERRUPT, _on_interrupt)
     try:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS | {INTERRUPT})
     except (AttributeError, OSError, ValueError):
         pass
     _set_parent_death_signal(signal.SIGKILL)

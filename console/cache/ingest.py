@@ -40,7 +40,13 @@ from console.cache.clock import ClockCounts
 from console.cache.store import Cache
 from console.cache.transactions import transaction
 from console.config import Config
-from console.proc_guard import STOP_SIGNALS, signals_blocked, start_resource_tracker
+from console.proc_guard import (
+    INTERRUPT,
+    STOP_SIGNALS,
+    call_interruptibly,
+    signals_blocked,
+    start_resource_tracker,
+)
 from console.timeutil import utc_now
 
 QUARANTINE_SAMPLES = 10
@@ -382,14 +388,20 @@ class Ingestor:
         return self.report
 
     def _end_pool(self) -> None:
-        """Shut the worker processes down once the chunks they are mapping are done.
+        """Shut the worker processes down; when stopping, cut short what they map first.
 
-        Never by a signal to them, even when stopping: a worker killed while it sends a
-        chunk leaves the pool's reading thread waiting for the rest forever (and this
-        shutdown, and the interpreter's exit, with it). Pending chunks are cancelled.
+        Never by a signal that ends them: a worker killed while it sends a chunk leaves
+        the pool's reading thread waiting for the rest forever (and this shutdown, and
+        the interpreter's exit, with it). INTERRUPT ends only the mapping
+        (`proc_guard.call_interruptibly`); pending chunks are cancelled.
         """
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+        if self._pool is None:
+            return
+        if self._stop.is_set():
+            for proc in _processes(self._pool):
+                with contextlib.suppress(OSError, ValueError, AttributeError, TypeError):
+                    os.kill(proc.pid, INTERRUPT)  # type: ignore[arg-type]
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
     def _leave_cores_to_workers(self, files: list[Path]) -> int | None:
         """Shrink DuckDB's thread pool while worker processes map; return the size to restore.
@@ -501,8 +513,9 @@ class Ingestor:
         for start, end, first_line in readers.line_ranges(path, offset, line, chunk_bytes):
             if self._stop.is_set():
                 return
-            with signals_blocked(STOP_SIGNALS):  # a worker is spawned here when one is needed
-                in_flight.append(self._pool.submit(map_range, kind, name, start, end, first_line))
+            with signals_blocked(STOP_SIGNALS | {INTERRUPT}):  # a worker may be spawned here
+                in_flight.append(self._pool.submit(call_interruptibly, map_range, kind, name,
+                                                   start, end, first_line))
             while len(in_flight) > MAX_IN_FLIGHT:
                 chunk = self._wait(in_flight.popleft())
                 if chunk is None:
