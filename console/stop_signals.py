@@ -42,11 +42,13 @@ class StopSignals:
             listener(self.received)
 
     def handle(self, signum: int) -> None:
-        """One stop signal: record it, leave a terminal that hung up, tell the listener."""
-        if self.received is None:
-            self.received = signum
+        """One stop signal: leave a terminal that hung up; the first is recorded and handed on
+        (a repeat, such as the hangup the terminal driver raises after the kernel's, is not)."""
         if signum == signal.SIGHUP and terminal_gone():
             detach_from_terminal()
+        if self.received is not None:
+            return
+        self.received = signum
         if self._listener is not None:
             self._listener(signum)
 

@@ -238,6 +238,24 @@ def test_a_stop_signal_during_the_backfill_exits_cleanly(tmp_path, consoles, how
     assert spans > 0
 
 
+@pytest.mark.parametrize("how", ["hangup", "sigterm"])
+def test_a_stop_signal_ends_the_console_on_a_cache(tmp_path, consoles, how):
+    path = tmp_path / "cache.duckdb"
+    _small_cache(path)
+    before = check_cache(path)
+    console = PtyConsole("--cache", str(path))
+    consoles.append(console)
+    console.wait_for(DATA)
+    if how == "hangup":
+        console.hang_up()
+    else:
+        os.kill(console.pid, signal.SIGTERM)
+    expected = signal.SIGHUP if how == "hangup" else signal.SIGTERM
+    assert console.wait() == 128 + expected
+    assert b"Traceback" not in bytes(console.output)
+    assert check_cache(path) == before
+
+
 WRAPPER = """
 import signal, subprocess, sys
 signal.signal(signal.SIGHUP, signal.SIG_IGN)  # the wrapper stays to write down the exit status
