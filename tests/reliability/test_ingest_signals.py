@@ -245,3 +245,38 @@ def test_sigkill_to_the_parent_alone_leaves_no_worker_behind(tmp_path, traffic):
     assert not left, f"left running {DEADLINE:.0f}s after the parent was killed: {left}"
     stored, _ = _stored(cache_path, path, counts, offsets)
     _resume(cache_path, path, counts, offsets, stored)
+
+
+BACKFILL = """if 1:
+    import sys, time
+    from pathlib import Path
+    from console.demo import generate
+    from console.demo.backfill import PartFiles, plan_parts
+    plan = generate.TrafficPlan(seed=3, rate=0.5)
+    live = generate.chunk_of(time.time_ns())
+    parts = plan_parts(plan, live - 7 * 24 * 360, live, Path(sys.argv[1]))  # a week
+    files = PartFiles(plan, parts, workers=2)
+    files.ready(0)
+    files.ready(1)  # the writer process starts on the older parts now
+    print("started", flush=True)
+    files.ready(len(parts) - 1)
+"""
+
+
+def test_sigkill_to_the_demo_leaves_no_backfill_writer_behind(tmp_path):
+    """The demo's backfill writer process goes with its parent too (no waiting for its file)."""
+    proc = subprocess.Popen([sys.executable, "-c", BACKFILL, str(tmp_path)], cwd=ROOT,
+                            stdout=subprocess.PIPE, text=True, start_new_session=True)
+    tree: dict[int, str] = {}
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "started\n"
+        tree = _children({proc.pid})
+        assert any("spawn_main" in _cmdline(pid) for pid in tree), "no writer process running"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+        left = _left(tree)
+    finally:
+        proc.kill()
+        _kill_left(tree)
+        proc.communicate(timeout=60)
+    assert not left, f"left running {DEADLINE:.0f}s after the demo was killed: {left}"
