@@ -4,8 +4,9 @@ The first signal only asks the ingest to stop (`Ingestor.request_stop`): the
 batch being committed is finished, the rest dropped, the worker processes
 stopped, and one line says how far it got; the exit code is 128 + the
 signal's number, as for a process the signal ended. A second signal while
-stopping kills the workers and exits at once: like a SIGKILL, that is safe
-(every batch is committed whole or not at all; the next run resumes).
+stopping (but SIGHUP, which a closed terminal and its shell each send) kills
+the workers and exits at once: like a SIGKILL, that is safe (every batch is
+committed whole or not at all; the next run resumes).
 """
 
 from __future__ import annotations
@@ -102,6 +103,8 @@ class StopOnSignals:
             if self.ingestor is not None:
                 self.ingestor.request_stop()
             return
+        if signum == signal.SIGHUP:
+            return  # a hangup comes from the terminal and again from the shell: nobody waits
         # A second signal: no more waiting. Exiting now is as safe as a SIGKILL.
         if self.ingestor is not None:
             self.ingestor.kill_workers()

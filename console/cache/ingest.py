@@ -455,6 +455,8 @@ class Ingestor:
             else:
                 self._ingest_serial(writer, index, total, path, actual, state, offset, line,
                                     fingerprint, size)
+            if self._stop.is_set():  # not read to its end: no "done" tick, no pending tail
+                return
             if state.pending_tail:
                 self.report.pending_partial_lines.append(
                     f"{name}: last line is incomplete; left for the next run"
