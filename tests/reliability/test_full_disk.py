@@ -1,7 +1,9 @@
 """`llmdeck ingest` onto a file system that fills up: one line, exit 3, then an exact resume.
 
-The cache lives on a real tmpfs of 8 MB, too small for the ~43 MB Collector
-file's 40,000 spans (committed in batches of 2,000 per worker chunk). The
+The cache lives on a real tmpfs too small for the ~43 MB Collector file's
+40,000 spans (committed in batches of 2,000 per worker chunk): 8 MB fills
+while a COMMIT writes the WAL, 22 MB while DuckDB folds its 16 MB WAL into the
+file (a failed checkpoint, after which DuckDB refuses everything). The
 ingest must end with one line naming the cache file, how many spans it stored
 and how to resume, exit code 3 and no traceback; the cache must hold exactly
 the spans the line says, each once, with the file offset committed beside
@@ -37,14 +39,15 @@ FULL_LINE = re.compile(
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def small_disk(tmp_path: Path):
-    """A real 8 MB tmpfs (root only; in CI the test must run, so it fails there instead)."""
+@pytest.fixture(params=["8m", "22m"], ids=["wal-commit", "checkpoint"])
+def small_disk(tmp_path: Path, request: pytest.FixtureRequest):
+    """A real small tmpfs (root only; in CI the test must run, so it fails there instead)."""
     if os.geteuid() != 0 and os.environ.get("CI") != "true":
         pytest.skip("mounting a tmpfs needs root (CI runs this as root)")
     mount = tmp_path / "disk"
     mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)], check=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={request.param}", "tmpfs", str(mount)],
+                   check=True)
     try:
         yield mount
     finally:

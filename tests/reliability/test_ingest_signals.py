@@ -203,6 +203,33 @@ def test_a_signal_stops_the_ingest_cleanly_and_the_rerun_resumes(tmp_path, traff
     _resume(cache_path, path, counts, offsets, said)
 
 
+def test_a_hangup_sent_twice_still_stops_cleanly(tmp_path, traffic):
+    """A closed terminal sends SIGHUP and its shell sends it again: not an impatient user."""
+    path, counts, offsets = traffic
+    cache_path = tmp_path / "cache.duckdb"
+    proc = _start(cache_path, path)
+    tree: dict[int, str] = {}
+    try:
+        tree = _wait_for_workers(proc, cache_path)
+        os.killpg(proc.pid, signal.SIGHUP)
+        time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGHUP)
+        out, err = proc.communicate(timeout=60)
+        left = _left(tree)
+    finally:
+        proc.kill()
+        _kill_left(tree)
+    assert proc.returncode == 129, err
+    assert "Traceback" not in err and out == "" and not left
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    match = STOP_LINE.fullmatch(lines[0])
+    assert match and match["sig"] == "SIGHUP", lines[0]
+    said = int(match["spans"].replace(",", ""))
+    assert _stored(cache_path, path, counts, offsets)[0] == said
+    _resume(cache_path, path, counts, offsets, said)
+
+
 def test_a_second_signal_while_stopping_exits_at_once(tmp_path, traffic):
     path, counts, offsets = traffic
     cache_path = tmp_path / "cache.duckdb"
