@@ -319,14 +319,11 @@ class Ingestor:
         """Stop the run soon, keeping what is committed (safe from a signal handler).
 
         The reading thread stops at its next record or chunk, the writer finishes the
-        batch it is storing and drops the queued ones, the worker processes are
-        terminated; `run` then raises IngestStopped. Running again resumes.
+        batch it is storing and drops the queued ones, the worker processes drop the
+        chunks they map and are shut down; `run` then raises IngestStopped. Running
+        again resumes.
         """
         self._stop.set()
-
-    @property
-    def stopping(self) -> bool:
-        return self._stop.is_set()
 
     def position(self) -> tuple[str, int] | None:
         """The file and byte offset the committed batches reach (None if none of a
