@@ -129,6 +129,8 @@ class Backend:
         """The SLOs read from the cache (PromQL ones come from the hub)."""
         self.read_fault: CacheError | None = None
         """Corruption met by a query: the file stays damaged, so every status line keeps saying so."""
+        self.reopened = False
+        """Whether the cache was opened again read-only after DuckDB invalidated it."""
 
     def prefetch(self, view: View) -> None:
         """Start fetching `view` on a thread now; the next `fetch` of an equal view takes its result.
@@ -189,8 +191,9 @@ class Backend:
         if INVALIDATED not in str(exc):
             return False
         broken, path = self.cache, self.cache.path
-        broken.close()  # closes every thread's cursor too: nothing holds the old instance
+        broken.abandon()  # no checkpoint (it cannot run); closes every thread's cursor too
         self.cache = Cache.open(path, read_only=True, create=False)
+        self.reopened = True
         self.memo = HourMemo()
         return True
 

@@ -55,13 +55,13 @@ def run_on_cache(path: Path, *, read_only: bool, err: TextIO, body: Callable[[Ca
         err.write(f"llmdeck: {cell(fault, 2000)}\n")
         return EXIT_CACHE
     finally:
-        try:
-            if fault is None:
+        if fault is None:
+            try:
                 cache.close()
-            else:  # no closing checkpoint: a damaged file is left exactly as it was
-                cache.con.close()
-        except duckdb.Error:
-            pass  # a damaged file may refuse even to close; the fault was said above
+            except duckdb.Error:
+                cache.abandon()  # a damaged file may refuse even to close
+        else:  # no closing checkpoint: a damaged file is left exactly as it was
+            cache.abandon()
 
 
 def main_cache(config: Config, args: argparse.Namespace, parser: argparse.ArgumentParser,

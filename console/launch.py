@@ -31,6 +31,7 @@ from console.views import OverviewView
 if TYPE_CHECKING:
     from console.demo.backfill import BackfillProgress
     from console.demo.endpoints import DemoEndpoints
+    from console.demo.simulator import Simulator
     from console.source_hub import SourceHub
 
 
@@ -208,12 +209,22 @@ def run_demo(seed: int, speed: float, start: datetime | None, theme: str | None,
             sim.close()  # stops the backfill between two batches (committed ones kept)
         if endpoints is not None:
             endpoints.close()
-        cache.close()
+        if _fault_met(sim, backend):  # no closing checkpoint: a damaged file stays as it was
+            cache.abandon()
+        else:
+            cache.close()
         if backend is not None and backend.cache is not cache:  # reopened read-only
             backend.cache.close()
         if own:
             shutil.rmtree(root, ignore_errors=True)
     return stopped(stop, cache_path, err)
+
+
+def _fault_met(sim: Simulator | None, backend: Backend | None) -> bool:
+    """Whether the demo met a fault of its cache file (a write that failed, a damaged block, an
+    invalidated database): then it is closed without the closing checkpoint."""
+    return ((sim is not None and sim.cache_fault is not None)
+            or (backend is not None and (backend.read_fault is not None or backend.reopened)))
 
 
 EXIT_CACHE = 3

@@ -6,6 +6,7 @@ connection is the single writer; every reader thread takes its own `cursor()`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -222,6 +223,17 @@ class Cache:
         except duckdb.Error:
             pass
         self.con.close()
+
+    def abandon(self) -> None:
+        """Close after a fault without any checkpoint: the file and its WAL stay byte for byte.
+
+        DuckDB checkpoints when its last connection closes (that rewrote a damaged file); the
+        pragma turns that off. Never raises a DuckDB error: a broken file may refuse even that.
+        """
+        with contextlib.suppress(duckdb.Error):
+            self.con.execute("PRAGMA disable_checkpoint_on_shutdown")
+        with contextlib.suppress(duckdb.Error):
+            self.con.close()
 
     def __enter__(self) -> Cache:
         return self

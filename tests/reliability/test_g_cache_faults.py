@@ -1,0 +1,127 @@
+"""Cache faults met after writes: a damaged file is closed without a checkpoint, byte for byte.
+
+A real DuckDB cache file gets real damage (noise inside one data block of a table),
+is opened read-write, takes a few commits (they sit in the WAL), and then a query
+meets the damaged block. `Cache.abandon()` must leave the file and its WAL exactly
+as they were (the commits stay replayable); the ordinary `close()` checkpoints and
+rewrites the file, which the control test shows, so the first test proves something.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from console.cache.faults import CacheCorruptError, classify
+from console.cache.store import Cache
+
+HEADER = 3 * 4096
+BLOCK = 256 * 1024
+ROWS = 400_000
+
+
+def _sha(path: Path) -> str | None:
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else None
+
+
+def _state(path: Path) -> tuple[str | None, str | None]:
+    return _sha(path), _sha(Path(f"{path}.wal"))
+
+
+@pytest.fixture(scope="module")
+def healthy(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A checkpointed cache with a table of ROWS rows spread over many blocks."""
+    path = tmp_path_factory.mktemp("g-abandon") / "healthy.duckdb"
+    with Cache.open(path) as cache:
+        cache.con.execute("CREATE TABLE filler AS SELECT range AS i, md5(range::VARCHAR) AS s"
+                          f" FROM range({ROWS})")
+    assert not Path(f"{path}.wal").exists()
+    return path
+
+
+def _damaged(healthy: Path, dst: Path) -> Path:
+    """A copy of `healthy` with noise in the first block that only a scan of `filler` reads."""
+    blocks = (healthy.stat().st_size - HEADER) // BLOCK
+    for block in range(blocks):
+        shutil.copyfile(healthy, dst)
+        with dst.open("r+b") as f:
+            f.seek(HEADER + block * BLOCK + 100_000)
+            f.write(b"\xaa" * 512)
+        try:
+            with duckdb.connect(str(dst), read_only=True) as con:
+                con.execute("SELECT value FROM meta").fetchall()
+                con.execute("SELECT sum(length(s)) FROM filler").fetchall()
+        except duckdb.Error as exc:
+            if "checksum" in str(exc):
+                return dst
+    raise AssertionError("no block of the filler table could be damaged alone")
+
+
+def _commit_then_meet_damage(path: Path) -> Cache:
+    """Open read-write, commit three writes (kept in the WAL), then read the damaged block."""
+    cache = Cache.open(path)
+    for k in range(3):
+        with cache.con.cursor() as cur:
+            cur.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [f"g-{k}", "x" * 1000])
+    with pytest.raises(duckdb.Error) as met:
+        cache.con.execute("SELECT sum(length(s)) FROM filler").fetchall()
+    assert isinstance(classify(met.value, path), CacheCorruptError)
+    assert Path(f"{path}.wal").exists(), "the commits are expected in the WAL"
+    return cache
+
+
+def test_abandon_keeps_the_damaged_file_and_its_wal_byte_for_byte(healthy, tmp_path):
+    path = _damaged(healthy, tmp_path / "c.duckdb")
+    cache = _commit_then_meet_damage(path)
+    before = _state(path)
+    cache.abandon()
+    assert _state(path) == before
+    cache.abandon()  # a second call (a finally after an except) is harmless
+    # nothing committed was lost: the WAL replays on the next open
+    with duckdb.connect(str(path), read_only=True) as con:
+        rows = con.execute("SELECT count(*) FROM meta WHERE key LIKE 'g-%'").fetchall()
+    assert rows == [(3,)]
+
+
+@pytest.mark.parametrize("closing", [Cache.close, lambda cache: cache.con.close()],
+                         ids=["close", "con.close"])
+def test_control_an_ordinary_close_rewrites_the_damaged_file(
+        closing: Callable[[Cache], None], healthy, tmp_path):
+    path = _damaged(healthy, tmp_path / "c.duckdb")
+    cache = _commit_then_meet_damage(path)
+    before = _state(path)
+    closing(cache)
+    after = _state(path)
+    assert after[0] != before[0]  # the checkpoint on close rewrote the damaged file
+    assert after[1] is None  # and folded the WAL into it
+
+
+def test_run_on_cache_meeting_damage_after_commits_is_one_line_and_changes_no_byte(
+        healthy, tmp_path):
+    from console.cache_cli import run_on_cache
+    from console.cli import EXIT_CACHE
+
+    path = _damaged(healthy, tmp_path / "c.duckdb")
+    committed: list[tuple[str | None, str | None]] = []
+
+    def body(cache: Cache) -> int:
+        for k in range(3):
+            with cache.con.cursor() as cur:
+                cur.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [f"g-{k}", "y"])
+        committed.append(_state(path))
+        cache.con.execute("SELECT sum(length(s)) FROM filler").fetchall()
+        return 0
+
+    err = io.StringIO()
+    assert run_on_cache(path, read_only=False, err=err, body=body) == EXIT_CACHE
+    lines = err.getvalue().splitlines()
+    assert len(lines) == 1 and f"{path} is corrupt: the block at byte" in lines[0], lines
+    assert "llmdeck cache reset" in lines[0]
+    assert committed and committed[0][1] is not None  # the commits were in the WAL
+    assert _state(path) == committed[0]
