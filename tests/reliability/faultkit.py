@@ -264,6 +264,9 @@ def check_cache(path: Path, traffic: Traffic | None = None, *, closed: bool = Fa
         return Stored(0, 0)
     ((stored_path, offset, line),) = files
     assert stored_path == str(traffic.path)
+    if line == 0:  # the file noted, none of its lines stored yet
+        assert offset == 0 and spans == 0
+        return Stored(0, 0)
     assert offset == traffic.offsets[line - 1], "the stored offset is not a line's end"
     assert spans == sum(traffic.counts[:line]), "spans stored and offset stored disagree"
     return Stored(int(spans), int(offset))
