@@ -5,34 +5,28 @@ batch being committed is finished, the rest dropped, the worker processes
 stopped, and one line says how far it got; the exit code is 128 + the
 signal's number, as for a process the signal ended. A second signal while
 stopping (but SIGHUP, which a closed terminal and its shell each send) kills
-the workers and exits at once: like a SIGKILL, that is safe (every batch is
-committed whole or not at all; the next run resumes).
+the workers and exits at once, the one policy of `console/stop_signals.py`:
+like a SIGKILL, that is safe (every batch is committed whole or not at all;
+the next run resumes).
 """
 
 from __future__ import annotations
 
 import os
 import signal
-from types import FrameType, TracebackType
+from types import TracebackType
 from typing import TYPE_CHECKING, TextIO
 
 from console.safe_text import cell
+from console.stop_signals import StopSignals, exit_code, name, say
 
 if TYPE_CHECKING:
     from console.cache.faults import CacheError
     from console.cache.ingest import Ingestor
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+__all__ = ["RESUME_HINT", "StopOnSignals", "reached", "resume_note", "say"]
+
 RESUME_HINT = "run the same command again to resume where it stopped (nothing is stored twice)"
-
-
-def say(err: TextIO, line: str) -> None:
-    """Write one line to `err`, quietly giving up if it is gone (a closed terminal)."""
-    try:
-        err.write(line + "\n")
-        err.flush()
-    except (OSError, ValueError, RuntimeError):  # RuntimeError: a signal came mid-write
-        pass
 
 
 def reached(ingestor: Ingestor | None) -> str:
@@ -62,26 +56,30 @@ def resume_note(ingestor: Ingestor | None) -> str:
 
 
 class StopOnSignals:
-    """While in its `with` block, SIGINT, SIGTERM and SIGHUP stop the watched ingest cleanly."""
+    """While in its `with` block, SIGINT, SIGTERM and SIGHUP stop the watched ingest cleanly
+    (a second SIGINT or SIGTERM exits at once: `console.stop_signals`)."""
 
     def __init__(self, err: TextIO) -> None:
         self.err = err
-        self.signum: int | None = None
         self.ingestor: Ingestor | None = None
         self.fault: CacheError | None = None
         """The cache fault that ended the ingest, if one did."""
-        self._previous: dict[int, object] = {}
+        self._signals = StopSignals(last_words=self._at_once)
         self._said = False  # the stop line is out: a second signal adds no other
 
+    @property
+    def signum(self) -> int | None:
+        """The first stop signal received, if any."""
+        return self._signals.received
+
     def __enter__(self) -> StopOnSignals:
-        for signum in STOP_SIGNALS:
-            self._previous[signum] = signal.signal(signum, self._on_signal)
+        self._signals.install()
+        self._signals.listen(self._on_first)
         return self
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)  # type: ignore[arg-type]
+        self._signals.uninstall()
 
     def watch(self, ingestor: Ingestor) -> None:
         """Stop `ingestor` on the next signal (at once if one came already)."""
@@ -92,24 +90,19 @@ class StopOnSignals:
     def stopped(self) -> int:
         """Say how far the stopped ingest got; return the exit code (128 + the signal)."""
         signum = self.signum if self.signum is not None else signal.SIGTERM
-        name = signal.Signals(signum).name
-        say(self.err, f"llmdeck: ingest stopped by {name}: {reached(self.ingestor)}; {RESUME_HINT}")
+        say(self.err, f"llmdeck: ingest stopped by {name(signum)}: {reached(self.ingestor)};"
+                      f" {RESUME_HINT}")
         self._said = True
-        return 128 + signum
+        return exit_code(signum)
 
-    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        if self.signum is None:
-            self.signum = signum
-            if self.ingestor is not None:
-                self.ingestor.request_stop()
-            return
-        if signum == signal.SIGHUP:
-            return  # a hangup comes from the terminal and again from the shell: nobody waits
-        # A second signal: no more waiting. Exiting now is as safe as a SIGKILL.
+    def _on_first(self, signum: int) -> None:
+        if self.ingestor is not None:
+            self.ingestor.request_stop()
+
+    def _at_once(self, signum: int) -> None:
+        """A second signal: no more waiting (`StopSignals.exit_at_once` then exits)."""
         if self.ingestor is not None:
             self.ingestor.kill_workers()
         if not self._said:
-            name = signal.Signals(signum).name
-            say(self.err, f"llmdeck: ingest stopped at once by a second {name}:"
+            say(self.err, f"llmdeck: ingest stopped at once by a second {name(signum)}:"
                           f" {reached(self.ingestor)}; {RESUME_HINT}")
-        os._exit(128 + signum)

@@ -25,16 +25,18 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from types import FrameType
 from typing import Any, TypeVar
+
+from console.stop_signals import SIGNALS
 
 T = TypeVar("T")
 
 TERMINAL_SIGNALS = frozenset({signal.SIGINT, signal.SIGHUP})
 """What a terminal sends to every process of its foreground group."""
-STOP_SIGNALS = TERMINAL_SIGNALS | {signal.SIGTERM}
-"""Every signal that asks `llmdeck` to stop."""
+STOP_SIGNALS = frozenset(SIGNALS)
+"""Every signal that asks `llmdeck` to stop (`console.stop_signals.SIGNALS`)."""
 INTERRUPT = signal.SIGUSR1
 """The parent's request to a worker: cut the call short (see `call_interruptibly`)."""
 POLL_SECONDS = 0.5
@@ -79,17 +81,18 @@ def signals_blocked(signals: frozenset[int]) -> Iterator[None]:
 
     A child inherits the blocked set, so the signals wait until `guard_worker`
     ignores them and unblocks; here, one that arrives meanwhile is delivered
-    when the block ends (not lost).
+    when the block ends (not lost). The end puts back the mask as it was: a
+    signal blocked before (by an enclosing block) stays blocked.
     """
     try:
-        signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, signals)
     except (AttributeError, OSError, ValueError):  # no signal masks here: start it as it is
         yield
         return
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, signals)
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def start_resource_tracker() -> None:
@@ -103,7 +106,15 @@ def start_resource_tracker() -> None:
     command). It ignores SIGINT and SIGTERM
     itself; started with SIGHUP blocked, a closed terminal does not end it either.
     It exits by itself once no process holds its pipe (parent and workers gone).
+    Safe to call anywhere: if it cannot start (no processes, no descriptors left),
+    nothing is raised; a worker spawned later then fails as it would have, and
+    its caller does the work itself.
     """
+    with suppress(OSError, ValueError):
+        _start_resource_tracker()
+
+
+def _start_resource_tracker() -> None:
     from multiprocessing import resource_tracker
 
     captured = sys.stderr

@@ -139,7 +139,7 @@ class PartFiles:
         self._worker: BaseProcess | None = None
         self._ahead: set[int] = set()
         if workers > 1:
-            _start_resource_tracker()
+            start_resource_tracker()  # quiet, and never raises
 
     def _write_ahead(self) -> None:
         ahead = [i for i in range(IN_THREAD, len(self.parts)) if not self.parts[i].path.exists()]
@@ -189,15 +189,3 @@ def _write_ahead_worker(traffic: generate.TrafficPlan, ranges: list[tuple[int, i
     except OSError:  # a full disk, say: `PartFiles.ready` writes the part itself and reports it
         return
 
-
-def _start_resource_tracker() -> None:
-    """Start multiprocessing's resource tracker now, before the worker process is spawned.
-
-    Spawned later, inside a Textual app, the worker would start it with Textual's
-    capture object as stderr, whose descriptor is not a real one ("bad value(s) in
-    fds_to_keep"); `start_resource_tracker` gives it /dev/null, out of the terminal's reach.
-    """
-    try:
-        start_resource_tracker()
-    except (OSError, ValueError):  # then the pool fails too and the parts are written here
-        pass
