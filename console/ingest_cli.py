@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from console.cache.faults import classify
+import duckdb
+
+from console.cache.faults import CacheCorruptError, CacheError, classify
 from console.cache.store import Cache
 from console.cache_cli import open_for_cli
 from console.cli import EXIT_CACHE, EXIT_OK, EXIT_PROBLEM
 from console.config import Config
 from console.ingest_signals import StopOnSignals, reached, resume_note, say
 from console.safe_text import cell
+
+if TYPE_CHECKING:
+    from console.cache.ingest import Ingestor
 
 
 def main_ingest(config: Config, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -28,8 +32,7 @@ def main_ingest(config: Config, args: argparse.Namespace, out: TextIO, err: Text
             if stopper.fault is None:
                 cache.close()
             else:  # no closing checkpoint: it could rewrite a damaged file; the WAL is kept
-                with contextlib.suppress(Exception):  # an invalidated database may refuse even this
-                    cache.con.close()
+                cache.abandon()
 
 
 def _ingest(cache: Cache, config: Config, args: argparse.Namespace, out: TextIO,
@@ -55,14 +58,13 @@ def _ingest(cache: Cache, config: Config, args: argparse.Namespace, out: TextIO,
         if show:
             say(err, "")
         return stopper.stopped()
-    except Exception as exc:
+    except (duckdb.Error, OSError) as exc:
         stopper.fault = classify(exc, cache.path)
         if stopper.fault is None:  # not a fault of the cache file: a bug, shown as it is
             raise
         if show:
             say(err, "")
-        say(err, f"llmdeck: {cell(stopper.fault, 1000)}. Before it failed: {reached(ingestor)};"
-                 f" {resume_note(ingestor)}")
+        say(err, _fault_line(stopper.fault, ingestor))
         return EXIT_CACHE
     report.errors[:0] = [f"{p}: no such file or directory" for p in missing]
     report.files += len(missing)
@@ -86,3 +88,16 @@ def _ingest(cache: Cache, config: Config, args: argparse.Namespace, out: TextIO,
     for e in report.errors:
         err.write(f"llmdeck: error: {cell(e, 500)}\n")
     return EXIT_PROBLEM if report.errors else EXIT_OK
+
+
+def _fault_line(fault: CacheError, ingestor: Ingestor) -> str:
+    """The one line for a cache fault that ended the run: the fault, what it did, what next.
+
+    After a full disk or an unwritable file the same command resumes; a corrupt cache is
+    reset first (the fault says so), so no resume is promised there.
+    """
+    what = cell(str(fault).rstrip().rstrip("."), 1000)
+    text = f"llmdeck: {what}. Before it failed: {reached(ingestor)}"
+    if isinstance(fault, CacheCorruptError):
+        return text
+    return f"{text}; {resume_note(ingestor)}"

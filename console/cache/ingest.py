@@ -25,6 +25,7 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pyarrow as pa
 
 from console.cache import clock, readers, rollups
@@ -419,23 +420,32 @@ class Ingestor:
         cur.execute(f"SET threads = {keep}")
         return threads
 
-    def _resume_point(self, path: Path) -> tuple[int, int]:
+    def _stored_state(self, path: Path) -> tuple[str, int, int] | None:
+        """The fingerprint, byte offset and line stored for `path` by an earlier run, if any."""
         rows = self.cache.cursor().execute(
             "SELECT fingerprint, byte_offset, line FROM ingest_files WHERE path = ?", [str(path)]
         ).fetchall()
-        if not rows:
+        return None if not rows else (str(rows[0][0]), int(rows[0][1]), int(rows[0][2]))
+
+    @staticmethod
+    def _resume_point(path: Path, stored: tuple[str, int, int] | None) -> tuple[int, int]:
+        """Where to start reading `path`: the stored offset if it is still the same file."""
+        if stored is None:
             return 0, 0
-        fp, offset, line = rows[0]
+        fp, offset, line = stored
         if readers.same_file(path, fp) and path.stat().st_size >= offset:
-            return int(offset), int(line)
+            return offset, line
         return 0, 0
 
     def _ingest_file(self, writer: _Writer, index: int, total: int, path: Path, fmt: str) -> None:
         state = readers.ReadState()
         name = str(path)
+        # A query of the cache: a fault of the cache file (a corrupt block) ends the run with
+        # its one line (ingest_cli), not as an error of this trace file.
+        stored = self._stored_state(path)
         try:
             size = path.stat().st_size
-            offset, line = self._resume_point(path)
+            offset, line = self._resume_point(path, stored)
             fingerprint = readers.file_fingerprint(path)
             actual = readers.resolve_format(path, fmt)
             parallel = (
@@ -465,6 +475,8 @@ class Ingestor:
             self.report.errors.append(f"{name}: {exc.strerror or exc}")
         except EOFError as exc:
             self.report.errors.append(f"{name}: truncated compressed file ({exc})")
+        except duckdb.Error:  # the cache's, never the trace file's: see `stored` above
+            raise
         except Exception as exc:  # zstd/gzip/parquet decoder errors name the file, never abort
             if self._stop.is_set():  # e.g. the workers, stopped by the same signal, broke the pool
                 return
