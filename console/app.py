@@ -147,8 +147,8 @@ class LlmdeckApp(App[None]):
         return HangupSafeDriver if found is LinuxDriver else found
 
     def on_mount(self) -> None:
-        if self.stop_signals is not None:
-            self._listen_for_stop_signals(self.stop_signals)
+        if self.stop_signals is not None:  # the runner installed the handlers: the app exits
+            self.stop_signals.attach(asyncio.get_running_loop(), self._stop_for_signal)
         self.call_after_refresh(self._after_first_paint)
         self.set_keymap(dict(self.backend.config.ui.keymap))
         self.set_interval(1.0, self._tick_status_lines)
@@ -182,22 +182,12 @@ class LlmdeckApp(App[None]):
             self.idle_gc.input_seen()
         await super().on_event(event)
 
-    def _listen_for_stop_signals(self, stop: StopSignals) -> None:
-        """Take SIGHUP/SIGTERM/SIGINT (their handlers are installed by the runner) on the event
-        loop: the app exits, and the runner closes what it opened."""
-        loop = asyncio.get_running_loop()
-
-        def on_signal(signum: int) -> None:  # in a signal handler: hand it to the loop
-            loop.call_soon_threadsafe(self._stop_for_signal, signum)
-
-        stop.listen(on_signal)
-
-    def _stop_for_signal(self, signum: int) -> None:
-        self.exit(return_code=128 + signum)
+    def _stop_for_signal(self, code: int) -> None:
+        self.exit(return_code=code)
 
     def on_unmount(self) -> None:
         if self.stop_signals is not None:
-            self.stop_signals.listen(None)
+            self.stop_signals.detach()
         self.idle_gc.stop()
         if self.backend.hub is not None:
             self.backend.hub.stop(timeout=2.0)

@@ -8,10 +8,14 @@ terminal gone and every later one is dropped, so the exit path runs to its end;
 and the process sends itself the SIGHUP a hangup means, which the console
 handles (console/stop_signals.py): the kernel sends it to the session leader
 only, and when that is a wrapper or a shell that ignores it, nobody else would.
+Only the errors of a terminal that is gone count (EIO, EPIPE, ENXIO, EBADF, a
+closed stream); any other (EAGAIN on a non-blocking terminal, ENOSPC on a
+redirected one) drops that frame and the console keeps running.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 from collections.abc import Callable
@@ -19,30 +23,43 @@ from typing import IO, Any
 
 from textual.drivers.linux_driver import LinuxDriver
 
+HANGUP_ERRNOS = frozenset({errno.EIO, errno.EPIPE, errno.ENXIO, errno.EBADF})
+"""What a write to a terminal that is gone fails with."""
+
 
 class DroppingWrites:
-    """A text stream's write and flush, dropping everything once one has failed (EIO, EPIPE)."""
+    """A text stream's write and flush, dropping everything once the terminal is gone (EIO, EPIPE);
+    a write failing otherwise is dropped alone."""
 
     def __init__(self, stream: IO[str], on_gone: Callable[[], None] = lambda: None) -> None:
         self.stream = stream
         self.gone = False
         self.on_gone = on_gone
-        """Called once, by the first write that fails."""
+        """Called once, by the first write finding the terminal gone."""
 
     def write(self, text: str) -> int:
         if not self.gone:
             try:
                 return self.stream.write(text)
-            except (OSError, ValueError):  # ValueError: the stream was closed
+            except ValueError:  # the stream was closed
                 self._failed()
+            except OSError as exc:
+                self._check(exc)
         return len(text)
 
     def flush(self) -> None:
         if not self.gone:
             try:
                 self.stream.flush()
-            except (OSError, ValueError):
+            except ValueError:
                 self._failed()
+            except OSError as exc:
+                self._check(exc)
+
+    def _check(self, exc: OSError) -> None:
+        """The terminal is gone, or only this write failed (the frame is dropped)."""
+        if exc.errno in HANGUP_ERRNOS:
+            self._failed()
 
     def _failed(self) -> None:
         self.gone = True
