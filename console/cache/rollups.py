@@ -10,6 +10,7 @@ readers scan one row per key.
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections.abc import Iterable
 from datetime import datetime, timedelta
@@ -211,6 +212,8 @@ def hour_runs(hours: Iterable[int], most: int = MAX_COMPACT_RANGES) -> list[tupl
 
     Beyond `most`, the runs with the smallest gap between them are merged: a batch of
     recent traffic plus one span from 1970 stays two short runs, never the 56 years between.
+    A merge leaves the other gaps as they are, so the runs are split at the `most - 1`
+    largest gaps (the later one of equal gaps): O(n log n) for n hours.
     """
     runs: list[list[int]] = []
     for h in sorted(set(hours)):
@@ -218,10 +221,17 @@ def hour_runs(hours: Iterable[int], most: int = MAX_COMPACT_RANGES) -> list[tupl
             runs[-1][1] = h
         else:
             runs.append([h, h])
-    while len(runs) > max(1, most):
-        i = min(range(len(runs) - 1), key=lambda k: runs[k + 1][0] - runs[k][1])
-        runs[i:i + 2] = [[runs[i][0], runs[i + 1][1]]]
-    return [(a, b) for a, b in runs]
+    keep = max(1, most)
+    if len(runs) <= keep:
+        return [(a, b) for a, b in runs]
+    splits = heapq.nlargest(keep - 1, range(len(runs) - 1),
+                            key=lambda i: (runs[i + 1][0] - runs[i][1], i))
+    out, first = [], 0
+    for i in sorted(splits):  # split between run i and run i + 1
+        out.append((runs[first][0], runs[i][1]))
+        first = i + 1
+    out.append((runs[first][0], runs[-1][1]))
+    return out
 
 
 def hours_where(column: str, hours: Iterable[int]) -> tuple[str, dict[str, int]]:
