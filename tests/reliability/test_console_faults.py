@@ -34,63 +34,34 @@ from pathlib import Path
 import pytest
 
 from console.cache.store import Cache
-
-ROOT = Path(__file__).resolve().parents[2]
-DEADLINE = 20.0
-"""Seconds a stopped console may take to be gone (generous: it takes about one)."""
-LLMDECK = [sys.executable, "-m", "console.cli"]
+from tests.reliability.faultkit import (
+    DEADLINE,
+    LLMDECK,
+    ROOT,
+    Tree,
+    alive,
+    check_cache,
+    kill_tree,
+    needs,
+    process_tree,
+    tmpfs,
+    wait_gone,
+)
 
 pytestmark = pytest.mark.slow
 
 
 # ---- processes -------------------------------------------------------------------------------
 
-def _ppids() -> dict[int, int]:
-    found = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            found[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
-    return found
-
-
-def process_tree(pid: int) -> set[int]:
-    """`pid` and every process descending from it now."""
-    parents = _ppids()
-    tree, grew = {pid}, True
-    while grew:
-        more = {p for p, pp in parents.items() if pp in tree} - tree
-        tree |= more
-        grew = bool(more)
-    return tree
-
-
-def alive(pids: set[int]) -> set[int]:
-    """Those of `pids` still running (zombies count as gone)."""
-    left = set()
-    for pid in pids:
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if state != "Z":
-            left.add(pid)
-    return left
-
-
-def wait_gone(pids: set[int], deadline: float = DEADLINE) -> set[int]:
-    """Those of `pids` still running after `deadline` seconds (then SIGKILLed: a failing test
-    leaves nothing behind)."""
-    end = time.monotonic() + deadline
-    while alive(pids) and time.monotonic() < end:
-        time.sleep(0.1)
-    left = alive(pids)
-    for pid in left:
-        os.kill(pid, signal.SIGKILL)
-    return left
+def wait_below(pid: int, tree: Tree, at_least: int) -> Tree:
+    """Once at least `at_least` processes run below `pid` (for the console: the backfill's
+    writer and workers, so the backfill is under way), those; all seen are kept in `tree`."""
+    end = time.monotonic() + DEADLINE
+    while len(below := {p: t for p, t in alive(process_tree(pid, tree)).items() if p != pid}
+              ) < at_least:
+        assert time.monotonic() < end, f"not {at_least} processes below {pid}: {below}"
+        time.sleep(0.05)
+    return below
 
 
 class PtyConsole:
@@ -107,6 +78,8 @@ class PtyConsole:
         fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
         self.output = bytearray()
         self.status: int | None = None
+        self.tree: Tree = process_tree(pid)
+        """Every process seen running below it (for the cleanup, even after it exited)."""
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
@@ -125,6 +98,7 @@ class PtyConsole:
         while not re.search(pattern, bytes(self.output)):
             assert time.monotonic() < end, f"no {pattern!r} in: {bytes(self.output)[-2000:]!r}"
             assert self.poll() is None, f"exited {self.status}: {bytes(self.output)[-2000:]!r}"
+            process_tree(self.pid, self.tree)
             time.sleep(0.1)
 
     def poll(self) -> int | None:
@@ -144,11 +118,18 @@ class PtyConsole:
         """What a dropped SSH session does: the terminal's master side closes (SIGHUP, EIO)."""
         os.close(self.fd)
 
+    def output_to_end(self) -> bytes:
+        """All it wrote, once it has exited and its terminal has no writer left."""
+        self._reader.join(DEADLINE)
+        assert not self._reader.is_alive(), "its terminal was still open"
+        return bytes(self.output)
+
     def kill(self) -> None:
+        """SIGKILL whatever still runs of its tree, and reap it."""
         if self.poll() is None:
-            for pid in alive(process_tree(self.pid)):
-                os.kill(pid, signal.SIGKILL)
-            self.wait()
+            process_tree(self.pid, self.tree)
+        kill_tree(self.tree)
+        self.wait()
 
 
 @pytest.fixture
@@ -166,10 +147,7 @@ def tmux(*args: str) -> str:
 
 @pytest.fixture
 def tmux_server() -> Iterator[None]:
-    if shutil.which("tmux") is None:
-        if os.environ.get("CI"):
-            pytest.fail("tmux is needed in CI")
-        pytest.skip("tmux is not installed")
+    needs(shutil.which("tmux") is not None, "tmux is not installed")
     yield
     subprocess.run(["tmux", "-L", "llmdeck-faults", "kill-server"], capture_output=True)
 
@@ -178,31 +156,18 @@ def pane(session: str) -> str:
     return tmux("capture-pane", "-p", "-t", session)
 
 
-def wait_pane(session: str, text: str, deadline: float = 60.0) -> str:
+def wait_pane(session: str, text: str, deadline: float = 60.0,
+              watch: tuple[int, Tree] | None = None) -> str:
+    """The screen once it shows `text`; `watch` (pid, tree): keep what runs below pid in tree."""
     end = time.monotonic() + deadline
     while True:
+        if watch is not None:
+            process_tree(*watch)
         shown = pane(session)
         if text in shown:
             return shown
         assert time.monotonic() < end, f"no {text!r} on the screen:\n{shown}"
         time.sleep(0.2)
-
-
-# ---- the cache afterwards ---------------------------------------------------------------------
-
-def check_cache(path: Path) -> int:
-    """The cache opens read-only with no WAL to recover, holds whole batches; its span count."""
-    assert not Path(f"{path}.wal").exists(), "the cache was not checkpointed and closed"
-    with Cache.open(path, read_only=True) as cache:
-        assert cache.recovery is None
-        cur = cache.cursor()
-        spans, distinct = cur.execute(
-            "SELECT count(*), count(DISTINCT (trace_id, span_id)) FROM spans").fetchall()[0]
-        minute = cur.execute("SELECT coalesce(sum(requests), 0) FROM rollup_minute").fetchall()
-        hour = cur.execute("SELECT coalesce(sum(requests), 0) FROM rollup_hour").fetchall()
-    assert spans == distinct, "duplicate spans"
-    assert minute[0][0] == spans and hour[0][0] == spans, "rollups and spans disagree"
-    return int(spans)
 
 
 DATA = rb"data \d\d:\d\d:\d\dZ"
@@ -217,9 +182,8 @@ def test_a_stop_signal_during_the_backfill_exits_cleanly(tmp_path, consoles, how
     console = PtyConsole("demo", "--workdir", str(workdir))
     consoles.append(console)
     console.wait_for(DATA)
-    time.sleep(1.0)  # the week's backfill is under way: parts are being ingested
+    wait_below(console.pid, console.tree, 1)  # the week's backfill is under way
     tree = process_tree(console.pid)
-    assert len(tree) > 1, "the backfill's helper processes were expected"
     if how == "hangup":
         console.hang_up()
     else:
@@ -229,20 +193,19 @@ def test_a_stop_signal_during_the_backfill_exits_cleanly(tmp_path, consoles, how
     expected = signal.SIGHUP if how == "hangup" else signal.SIGTERM
     assert status == 128 + expected, f"exit status {status}: {bytes(console.output)[-1500:]!r}"
     assert not wait_gone(tree), "processes of the console's tree outlived it"
-    out = bytes(console.output)
+    out = console.output_to_end()
     assert b"Traceback" not in out
     if how == "sigterm":  # the terminal is still there: restored, and one line on it
         assert b"\x1b[?1049l" in out  # left the alternate screen
         assert b"llmdeck: stopped by SIGTERM; " in out and b"nothing stored was lost" in out
-    spans = check_cache(workdir / "demo.duckdb")
-    assert spans > 0
+    assert check_cache(workdir / "demo.duckdb", closed=True).spans > 0
 
 
 @pytest.mark.parametrize("how", ["hangup", "sigterm"])
 def test_a_stop_signal_ends_the_console_on_a_cache(tmp_path, consoles, how):
     path = tmp_path / "cache.duckdb"
     _small_cache(path)
-    before = check_cache(path)
+    before = check_cache(path, closed=True)
     console = PtyConsole("--cache", str(path))
     consoles.append(console)
     console.wait_for(DATA)
@@ -252,8 +215,8 @@ def test_a_stop_signal_ends_the_console_on_a_cache(tmp_path, consoles, how):
         os.kill(console.pid, signal.SIGTERM)
     expected = signal.SIGHUP if how == "hangup" else signal.SIGTERM
     assert console.wait() == 128 + expected
-    assert b"Traceback" not in bytes(console.output)
-    assert check_cache(path) == before
+    assert b"Traceback" not in console.output_to_end()
+    assert check_cache(path, closed=True) == before
 
 
 WRAPPER = """
@@ -274,39 +237,34 @@ def test_tmux_kill_session_while_the_demo_backfills(tmp_path, tmux_server):
     tmux("new-session", "-d", "-s", "hup", "-x", "80", "-y", "24", "-c", str(ROOT),
          f"exec {command}")
     wrapper = int(tmux("display-message", "-p", "-t", "hup", "#{pane_pid}").strip())
-    wait_pane("hup", "demo simulator")
-    time.sleep(1.0)  # the week's backfill is under way
-    tree = process_tree(wrapper) - {wrapper}
-    assert len(tree) > 1
-    # The terminal goes away: the kernel sends SIGHUP to the session leader only (here the
-    # wrapper, which ignores it, like a shell that does not pass it on); the console meets
-    # EIO on its next write and must stop by itself.
-    tmux("kill-session", "-t", "hup")
-    left = wait_gone(tree)
-    end = time.monotonic() + DEADLINE
-    while not rc.exists() and time.monotonic() < end:
-        time.sleep(0.1)
-    assert not wait_gone({wrapper}, 5)
-    assert not left, "processes of the console's tree outlived the session"
+    seen = process_tree(wrapper)  # all of it is SIGKILLed at the end, whatever happened
+    try:
+        wait_pane("hup", "demo simulator", watch=(wrapper, seen))
+        tree = wait_below(wrapper, seen, 2)  # the console, and its backfill under way
+        # The terminal goes away: the kernel sends SIGHUP to the session leader only (here
+        # the wrapper, which ignores it, like a shell that does not pass it on); the console
+        # meets EIO on its next write and must stop by itself.
+        tmux("kill-session", "-t", "hup")
+        left = wait_gone(tree)
+        end = time.monotonic() + DEADLINE
+        while not rc.exists() and time.monotonic() < end:
+            time.sleep(0.1)
+        wrapper_left = wait_gone({wrapper: seen[wrapper]}, 5)
+    finally:
+        kill_tree(seen)
+    assert not wrapper_left
+    assert not left, f"processes of the console's tree outlived the session: {left}"
     assert rc.read_text() == str(128 + signal.SIGHUP)  # it exited by itself, not killed
-    assert check_cache(workdir / "demo.duckdb") > 0
+    assert check_cache(workdir / "demo.duckdb", closed=True).spans > 0
 
 
 # ---- a full disk ---------------------------------------------------------------------------
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    if os.geteuid() != 0:
-        if os.environ.get("CI"):
-            pytest.fail("the full-disk test needs root (tmpfs) in CI")
-        pytest.skip("mounting a tmpfs needs root")
-    where = tmp_path / "small"
-    where.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=40m", "tmpfs", str(where)], check=True)
-    try:
+    """A real 40 MB tmpfs (root only, never skipped in CI); unmounted, holders killed, after."""
+    with tmpfs(tmp_path / "small", "40m") as where:
         yield where
-    finally:
-        subprocess.run(["umount", "-l", str(where)], check=False)
 
 
 def test_a_full_disk_shows_on_the_status_line_and_the_console_keeps_answering(
@@ -315,17 +273,23 @@ def test_a_full_disk_shows_on_the_status_line_and_the_console_keeps_answering(
     tmux("new-session", "-d", "-s", "full", "-x", "80", "-y", "24", "-c", str(ROOT),
          f"exec {command}")
     pid = int(tmux("display-message", "-p", "-t", "full", "#{pane_pid}").strip())
-    # the week's history does not fit in 40 MB (spool files and cache): a write fails
-    shown = wait_pane("full", "✖ cache write failed: disk full; showing what is stored", 120)
-    assert shown.splitlines()[0].startswith(" llmdeck › overview · ✖ cache write failed")
-    assert "Traceback" not in shown
-    tmux("send-keys", "-t", "full", "2")  # keys still work: the SLO screen, from stored data
-    shown = wait_pane("full", "llmdeck › SLOs · ✖ cache write failed: disk full")
-    wait_pane("full", "support-chatbot")
-    assert "Traceback" not in pane("full")
-    tree = process_tree(pid)
-    tmux("kill-session", "-t", "full")
-    assert not wait_gone(tree)
+    seen = process_tree(pid)  # all of it is SIGKILLed at the end, whatever happened
+    try:
+        # the week's history does not fit in 40 MB (spool files and cache): a write fails
+        shown = wait_pane("full", "✖ cache write failed: disk full; showing what is stored",
+                          120, watch=(pid, seen))
+        assert shown.splitlines()[0].startswith(" llmdeck › overview · ✖ cache write failed")
+        assert "Traceback" not in shown
+        tmux("send-keys", "-t", "full", "2")  # keys still work: the SLO screen, from stored data
+        wait_pane("full", "llmdeck › SLOs · ✖ cache write failed: disk full", watch=(pid, seen))
+        wait_pane("full", "support-chatbot", watch=(pid, seen))
+        assert "Traceback" not in pane("full")
+        tree = alive(process_tree(pid, seen))
+        tmux("kill-session", "-t", "full")
+        left = wait_gone(tree)
+    finally:
+        kill_tree(seen)
+    assert not left, f"processes of the console's tree outlived the session: {left}"
 
 
 # ---- a corrupt demo cache -------------------------------------------------------------------
@@ -382,8 +346,8 @@ def test_the_demo_moves_a_corrupt_cache_aside_and_starts_fresh(tmp_path, console
     assert aside.read_bytes() == corrupt, "the corrupt cache must be kept as it was"
     os.kill(console.pid, signal.SIGTERM)
     assert console.wait() == 128 + signal.SIGTERM
-    assert b"Traceback" not in bytes(console.output)
-    assert check_cache(path) > 0
+    assert b"Traceback" not in console.output_to_end()
+    assert check_cache(path, closed=True).spans > 0
     assert aside.read_bytes() == corrupt
 
 
@@ -400,8 +364,7 @@ def test_the_console_on_a_corrupt_cache_says_so_in_one_line(tmp_path, consoles, 
     console = PtyConsole("--cache", str(path))
     consoles.append(console)
     assert console.wait() == 3
-    time.sleep(0.2)  # the last bytes through the pty
-    out = bytes(console.output).decode()
+    out = console.output_to_end().decode()
     assert "\x1b[" not in out, "Textual started"  # the line comes before the console
     assert re.fullmatch(rf"llmdeck: {re.escape(str(path))} is corrupt: [^\r\n]+ run `llmdeck cache"
                         rf" reset --cache {re.escape(str(path))}`[^\r\n]+\r\n", out), out
@@ -534,4 +497,4 @@ def test_the_console_stays_up_on_a_cache_whose_damage_a_query_meets(tmp_path, co
     console.wait_for(rb"llmdeck(\x1b\[[0-9;]*m)* \xe2\x80\xba sources")
     os.write(console.fd, b"q")
     assert console.wait() == 0
-    assert b"Traceback" not in bytes(console.output)
+    assert b"Traceback" not in console.output_to_end()
