@@ -18,23 +18,19 @@ block: the first block fails DuckDB's connect, the catalog's at llmdeck's first 
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import random
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
 import pytest
 
-from console.demo.traffic import TrafficModel, export_requests, write_collector_jsonl
+from tests.reliability.faultkit import ROOT, cli, readline, sha, write_traffic
 
-ROOT = Path(__file__).resolve().parents[2]
 SPANS = 60_000
 HEADER = 3 * 4096
 BLOCK = 256 * 1024
@@ -55,27 +51,14 @@ time.sleep(120)
 def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """(a healthy cache of SPANS spans written by a real `llmdeck ingest`, its trace file)."""
     base = tmp_path_factory.mktemp("corrupt")
-    traces = base / "traffic.jsonl"
-    end = time.time_ns() // 60_000_000_000 * 60_000_000_000  # recent: inside every window
-    write_collector_jsonl(str(traces), export_requests(
-        TrafficModel(seed=11), end - 6 * 3600 * 10**9, end, SPANS, 200))
+    traces = write_traffic(base / "traffic.jsonl", SPANS, seed=11).path  # recent: in every window
     cache = base / "healthy.duckdb"
-    result = _cli("--cache", cache, "ingest", traces, "--json")
+    result = cli("--cache", cache, "ingest", traces, "--json")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["spans_stored"] == SPANS
     assert not Path(f"{cache}.wal").exists()  # checkpointed: every byte is in the file
     assert (cache.stat().st_size - HEADER) % BLOCK == 0, "DuckDB's block layout changed"
     return cache, traces
-
-
-def _cli(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "console.cli", *map(str, args)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120, check=False,
-                          env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL)
-
-
-def _sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _noise_in_block(src: Path, dst: Path, block: int) -> int:
@@ -206,12 +189,12 @@ def test_every_command_says_corrupt_where_and_what_to_do(damage, command, damage
     source, where = damaged[damage]
     cache = tmp_path / "c.duckdb"
     shutil.copyfile(source, cache)
-    before = _sha(cache)
+    before = sha(cache)
     args = [a.format(traces=built[1]) for a in COMMANDS[command]]
-    result = _cli("--cache", cache, *args)
+    result = cli("--cache", cache, *args)
     assert_corrupt_line(result, cache, where)
     assert result.stdout == ""
-    assert _sha(cache) == before  # the damaged file is left exactly as it was
+    assert sha(cache) == before  # the damaged file is left exactly as it was
     assert not Path(f"{cache}.wal").exists()
 
 
@@ -222,10 +205,10 @@ def test_a_damaged_block_met_by_a_later_query_is_the_same_line(args, damaged, tm
     cache = tmp_path / "c.duckdb"
     shutil.copyfile(source, cache)
     assert _opens(cache)
-    result = _cli("--cache", cache, *args)
+    result = cli("--cache", cache, *args)
     assert_corrupt_line(result, cache, where)
     assert result.stdout == ""
-    assert _sha(cache) == _sha(source)
+    assert sha(cache) == sha(source)
 
 
 def test_a_damaged_block_met_by_prune_is_the_same_line_and_changes_no_byte(damaged, tmp_path):
@@ -234,11 +217,11 @@ def test_a_damaged_block_met_by_prune_is_the_same_line_and_changes_no_byte(damag
     source, where = damaged["spans-block"]
     cache = tmp_path / "c.duckdb"
     shutil.copyfile(source, cache)
-    before = _sha(cache)
-    result = _cli("--cache", cache, "cache", "prune", "--older-than", "1h")
+    before = sha(cache)
+    result = cli("--cache", cache, "cache", "prune", "--older-than", "1h")
     assert_corrupt_line(result, cache, where)
     assert result.stdout == ""
-    assert _sha(cache) == before
+    assert sha(cache) == before
 
 
 def test_the_default_cache_is_named_without_cache_flag(damaged, tmp_path):
@@ -247,7 +230,7 @@ def test_the_default_cache_is_named_without_cache_flag(damaged, tmp_path):
     cache = xdg / "llmdeck" / "cache.duckdb"
     cache.parent.mkdir(parents=True)
     shutil.copyfile(damaged["catalog-block"][0], cache)
-    result = _cli("status", env={"XDG_CACHE_HOME": str(xdg)})
+    result = cli("status", env={"XDG_CACHE_HOME": str(xdg)})
     assert result.returncode == 3 and "Traceback" not in result.stderr
     assert f"llmdeck: {cache} is corrupt: " in result.stderr
     assert "run `llmdeck cache reset` to move it aside" in result.stderr
@@ -259,7 +242,7 @@ def test_the_default_cache_is_named_without_cache_flag(damaged, tmp_path):
 
 
 def _span_count(cache: Path) -> int:
-    result = _cli("--cache", cache, "cache", "info", "--json")
+    result = cli("--cache", cache, "cache", "info", "--json")
     assert result.returncode == 0, result.stderr
     return int(json.loads(result.stdout)["spans"])
 
@@ -269,38 +252,38 @@ def test_reset_moves_a_corrupt_cache_aside_intact_and_a_reingest_restores_it(
     _, traces = built
     cache = tmp_path / "c.duckdb"
     shutil.copyfile(damaged["rollup-block"][0], cache)
-    before = _sha(cache)
-    result = _cli("--cache", cache, "cache", "reset")
+    before = sha(cache)
+    result = cli("--cache", cache, "cache", "reset")
     assert result.returncode == 0 and result.stderr == "", result.stderr
     (moved,) = tmp_path.glob("c.duckdb.corrupt-*")
     assert not cache.exists()
-    assert _sha(moved) == before  # moved, byte for byte; nothing deleted
+    assert sha(moved) == before  # moved, byte for byte; nothing deleted
     out = result.stdout
     assert f"{cache} was corrupt: the block at byte" in out
     assert f"{cache} -> {moved}" in out
     assert f"  {traces}\n" in out  # what to ingest again
     assert f"llmdeck ingest --cache {cache} FILE..." in out
     # the next ingest starts a fresh cache and gets every span back
-    again = _cli("--cache", cache, "ingest", traces, "--json")
+    again = cli("--cache", cache, "ingest", traces, "--json")
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["spans_stored"] == SPANS
     assert _span_count(cache) == SPANS
-    assert _cli("--cache", cache, "status").returncode in (0, 1, 2)
+    assert cli("--cache", cache, "status").returncode in (0, 1, 2)
 
 
 def test_reset_when_even_the_file_list_is_unreadable_says_so(damaged, tmp_path):
     cache = tmp_path / "c.duckdb"
     shutil.copyfile(damaged["header-zeroed"][0], cache)
-    before = _sha(cache)
-    result = _cli("--cache", cache, "cache", "reset", "--json")
+    before = sha(cache)
+    result = cli("--cache", cache, "cache", "reset", "--json")
     assert result.returncode == 0 and result.stderr == "", result.stderr
     report = json.loads(result.stdout)
     assert report["corrupt"] is True and "header" in report["corruption"]
     assert report["ingested_files"] is None and report["ingested_files_error"]
     ((src, dst),) = [(m["from"], m["to"]) for m in report["moved"]]
-    assert src == str(cache) and ".corrupt-" in dst and _sha(Path(dst)) == before
+    assert src == str(cache) and ".corrupt-" in dst and sha(Path(dst)) == before
     shutil.copyfile(damaged["cut-short"][0], cache)
-    text = _cli("--cache", cache, "cache", "reset")
+    text = cli("--cache", cache, "cache", "reset")
     assert text.returncode == 0 and "cut short" in text.stdout
 
 
@@ -314,7 +297,7 @@ def test_reset_of_a_healthy_cache_with_its_wal_keeps_both_usable(built, tmp_path
     subprocess.run([sys.executable, "-c", script, str(cache)], check=True, timeout=60)
     wal = Path(f"{cache}.wal")
     assert wal.exists() and wal.stat().st_size > 0
-    result = _cli("--cache", cache, "cache", "reset", "--json")
+    result = cli("--cache", cache, "cache", "reset", "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["corrupt"] is False
@@ -328,7 +311,7 @@ def test_reset_of_a_healthy_cache_with_its_wal_keeps_both_usable(built, tmp_path
     with duckdb.connect(str(moved), read_only=True) as con:
         assert con.execute("SELECT value FROM meta WHERE key = 'left_in_wal'").fetchall() == [
             ("yes",)]
-    nothing = _cli("--cache", cache, "cache", "reset")
+    nothing = cli("--cache", cache, "cache", "reset")
     assert nothing.returncode == 0 and "nothing to move" in nothing.stdout
 
 
@@ -339,8 +322,8 @@ def test_reset_refuses_while_another_process_has_the_cache(mode, built, tmp_path
     holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(cache), mode], cwd=ROOT,
                               stdout=subprocess.PIPE, text=True)
     try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
-        result = _cli("--cache", cache, "cache", "reset")
+        assert holder.stdout is not None and readline(holder.stdout).strip() == "ready"
+        result = cli("--cache", cache, "cache", "reset")
     finally:
         holder.kill()
         holder.wait(timeout=30)
