@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+import duckdb
 
 from console import source_readers
 from console.alerts import ActiveAlert, alert_level
@@ -80,11 +82,13 @@ class Fault:
 
 
 def fault_of(exc: BaseException, path: Path | str | None = None) -> Fault | None:
-    """The console's words for a `CacheError` (None for anything else); `path`: the cache file."""
+    """The console's words for a `CacheError` (None for anything else); `path`: the file it is
+    in when the fault does not name one (`classify` names the cache, or a demo spool file)."""
     if not isinstance(exc, CacheError):
         return None
     if isinstance(exc, CacheCorruptError):
         return Fault("cache corrupt: run `llmdeck cache reset`", str(exc))
+    path = exc.path or path
     where = f" holding {path}" if path is not None else ""
     if isinstance(exc, CacheFullError):
         line, what = "disk full", f"no space left on the device{where}"
@@ -96,6 +100,18 @@ def fault_of(exc: BaseException, path: Path | str | None = None) -> Fault | None
                  f"cache write failed: {what}; the console keeps showing what is stored. Free"
                  " some space (or make it writable), then start it again: it resumes where it"
                  f" stopped. ({first_line(exc.__cause__ or exc)})")
+
+
+@runtime_checkable
+class CacheUser(Protocol):
+    """A source that uses the backend's cache itself (the demo simulator writes it)."""
+
+    def release_cache(self, fault: CacheError) -> None:
+        """Stop using the cache, which is closed next under `fault`: return once no call of
+        yours uses it, and make none later."""
+
+    def adopt_cache(self, cache: Cache) -> None:
+        """The cache opened again (read-only) in place of the one released."""
 
 
 class Backend:
@@ -173,11 +189,11 @@ class Backend:
             if pending is not None and pending[0] == view:
                 return pending[1].result()
             return self._fetch(view)
-        except Exception as exc:
+        except (duckdb.Error, OSError) as exc:
             if self._reopened(exc):
                 return self._fetch(view)
             fault = classify(exc, self.cache.path)
-            if fault is None or fault is exc:
+            if fault is None:
                 raise
             if isinstance(fault, CacheCorruptError):
                 self.read_fault = fault
@@ -186,15 +202,22 @@ class Backend:
     def _reopened(self, exc: Exception) -> bool:
         """After DuckDB invalidated the database (a checkpoint that failed on a full disk: every
         query fails until it is opened again), open the file again read-only, so the panels keep
-        answering from what is stored (the writer, the demo simulator, stops writing with it).
+        answering from what is stored. The sources using the cache (the demo simulator) stop
+        first, so none is inside a call of it when it closes; they keep saying the fault.
         Whether it was reopened; polls never overlap, so no other fetch runs meanwhile."""
         if INVALIDATED not in str(exc):
             return False
         broken, path = self.cache, self.cache.path
+        fault = classify(exc, path) or CacheError(f"{path}: {first_line(exc)}")
+        users = [source for source in self.sources if isinstance(source, CacheUser)]
+        for user in users:
+            user.release_cache(fault)
         broken.abandon()  # no checkpoint (it cannot run); closes every thread's cursor too
         self.cache = Cache.open(path, read_only=True, create=False)
         self.reopened = True
         self.memo = HourMemo()
+        for user in users:
+            user.adopt_cache(self.cache)
         return True
 
     def fault(self) -> Fault | None:
@@ -203,7 +226,7 @@ class Backend:
         for probe in self.sources:
             written = getattr(probe, "cache_fault", None)  # the demo simulator's writes
             if isinstance(written, CacheError):
-                return fault_of(written, self.cache.path)
+                return fault_of(written, self.cache.path)  # the spool file's path, if it said one
         return fault_of(self.read_fault) if self.read_fault is not None else None
 
     def _fetch(self, view: View) -> Fetched:

@@ -15,11 +15,16 @@ import os
 import re
 from pathlib import Path
 
+import duckdb
+
 from console.paths import default_cache_file
 
 
 class CacheError(Exception):
     """A cache problem worth one clear line to the user, never a traceback."""
+
+    path: Path | None = None
+    """The file the fault is in, when `classify` named one (the cache, or a file beside it)."""
 
 
 class CacheLockedError(CacheError):
@@ -87,11 +92,32 @@ def is_unwritable(exc: BaseException) -> bool:
     return any(marker in text for marker in _UNWRITABLE)
 
 
+def os_reason(exc: OSError) -> str:
+    """What an OSError says went wrong, without its path (`Permission denied`)."""
+    return exc.strerror or first_line(exc)
+
+
+def os_what(exc: OSError) -> str:
+    """What an OSError escaping a command means for it: `out of space`, `cannot use`..."""
+    if exc.errno == errno.EROFS:
+        return "cannot write (read-only place)"
+    if exc.errno == errno.EDQUOT:
+        return "over quota"
+    if exc.errno == errno.ENOSPC:
+        return "out of space"
+    return "cannot use"
+
+
+def cache_flag(path: Path | str) -> str:
+    """` --cache PATH` for a command naming the cache at `path`; empty for the default cache."""
+    if Path(path).absolute() == default_cache_file().absolute():
+        return ""
+    return f" --cache {path}"
+
+
 def reset_hint(path: Path | str) -> str:
     """RESET_HINT with `--cache PATH` in the command when `path` is not the default cache."""
-    if Path(path).absolute() == default_cache_file().absolute():
-        return RESET_HINT
-    return RESET_HINT.replace("`llmdeck cache reset`", f"`llmdeck cache reset --cache {path}`")
+    return RESET_HINT.replace("`llmdeck cache reset`", f"`llmdeck cache reset{cache_flag(path)}`")
 
 
 def damage(path: Path | str, exc: BaseException) -> str:
@@ -118,20 +144,27 @@ def corrupt(path: Path | str, exc: BaseException) -> CacheCorruptError:
 
 
 def classify(exc: BaseException, path: Path | str) -> CacheError | None:
-    """The `CacheError` this exception means for the cache at `path`, or None if it is no
-    known fault of the file (a bug, a bad query: let it surface as it is)."""
+    """The `CacheError` this exception means for the file at `path` (the cache, or a file the
+    cache is written from), or None if it is no known fault of a file: only a `duckdb.Error` or
+    an `OSError` can be one (anything else, a bug say, surfaces as it is, whatever its text)."""
     if isinstance(exc, CacheError):
         return exc
+    if not isinstance(exc, (duckdb.Error, OSError)):
+        return None
+    fault: CacheError
     if is_corruption(exc):
-        return corrupt(path, exc)
-    if is_disk_full(exc):
-        return CacheFullError(
+        fault = corrupt(path, exc)
+    elif is_disk_full(exc):
+        fault = CacheFullError(
             f"no space left on the device holding {path} ({first_line(exc)}); free some space"
             " (or point --cache at another disk) and run the same command again"
         )
-    if is_unwritable(exc):
-        return CacheUnwritableError(
+    elif is_unwritable(exc):
+        fault = CacheUnwritableError(
             f"cannot write {path} ({first_line(exc)}); make it and its directory writable, or"
             " point --cache at a writable place"
         )
-    return None
+    else:
+        return None
+    fault.path = Path(path)
+    return fault

@@ -30,74 +30,42 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from console.cache.faults import CacheError, classify
+from console.cache.faults import CacheError
 from console.cache.ingest import Ingestor, IngestReport, IngestStopped
 from console.cache.store import Cache
 from console.config import Config
 from console.demo import generate
 from console.demo.backfill import BackfillProgress, Part, PartFiles, plan_parts
 from console.demo.clock import SimClock, naive_utc
+from console.demo.incident import (
+    INCIDENT_BILLED_SHARE,
+    INCIDENT_DURATION,
+    INCIDENT_FAILURE_SHARE,
+    INCIDENT_PROVIDER,
+    INCIDENT_SLOWDOWN,
+    INCIDENT_WALL_DELAY,
+    IncidentInfo,
+    from_ns,
+    to_ns,
+)
+from console.demo.sim_health import SimHealth, text
 from console.demo.traffic import MODELS, Incident
-from console.sources import SourceState, SourceStatus
+from console.sources import SourceStatus
 
 DEFAULT_RATE = 0.2
 """Mean user requests per second over a day (trough 0.08/s, peak 0.32/s): ~121k spans a week."""
 DEFAULT_BACKFILL = timedelta(days=7)
-INCIDENT_PROVIDER = "anthropic"
-INCIDENT_WALL_DELAY = timedelta(seconds=60)
-"""The incident starts this much wall time after the start (x speed in simulated time)."""
-INCIDENT_DURATION = timedelta(hours=2)
-INCIDENT_FAILURE_SHARE = 0.8
-INCIDENT_SLOWDOWN = 3.0
-INCIDENT_BILLED_SHARE = 0.5
 HOLD_SECONDS = 3.0
 """The longest a background backfill waits after its first part for `start_backfill(hold=)`."""
-STALE_AFTER = timedelta(seconds=10)
-DOWN_AFTER = timedelta(seconds=60)
 
-_EPOCH = datetime(1970, 1, 1)
-
-
-def to_ns(t: datetime) -> int:
-    """Naive-UTC datetime -> Unix nanoseconds (exact to the microsecond)."""
-    return (naive_utc(t) - _EPOCH) // timedelta(microseconds=1) * 1000
-
-
-def from_ns(t_ns: int) -> datetime:
-    """Unix nanoseconds -> naive-UTC datetime (microsecond precision)."""
-    return _EPOCH + timedelta(microseconds=t_ns // 1000)
+__all__ = ["DEFAULT_BACKFILL", "DEFAULT_RATE", "IncidentInfo", "Simulator", "from_ns", "to_ns"]
 
 
 def _utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
-
-
-@dataclass(frozen=True)
-class IncidentInfo:
-    """The scripted incident, for the UI's help text (times are simulated, naive UTC)."""
-
-    provider: str
-    start: datetime
-    end: datetime
-    failure_share: float
-    slowdown: float
-    models: tuple[str, ...]
-    """The requested models routed to the failing provider."""
-
-    def active(self, at: datetime) -> bool:
-        return self.start <= naive_utc(at) < self.end
-
-    def describe(self) -> str:
-        return (
-            f"{self.provider} fails {self.failure_share:.0%} of calls (429 rate_limit_error,"
-            f" 529 overloaded_error) and answers {self.slowdown:g}x slower"
-            f" from {self.start:%Y-%m-%d %H:%M:%S} to {self.end:%H:%M:%S} UTC"
-            f" ({', '.join(self.models)}); the app retries, then falls back to OpenAI."
-        )
 
 
 class Simulator:
@@ -138,7 +106,6 @@ class Simulator:
         self.start = clock.start
         self.backfill_span = backfill
         self.workers = (os.cpu_count() or 1) if workers is None else workers
-        self._wall = wall
         inc_start = self.start + delay
         inc_end = inc_start + incident_duration
         self._incident = IncidentInfo(
@@ -156,19 +123,14 @@ class Simulator:
         self._backfill_first = min(-(-to_ns(self.start - backfill) // generate.CHUNK_NS), self._live_first)
         self._next = self._live_first
         self._lock = threading.Lock()  # one step or backfill at a time
-        self._status_lock = threading.Lock()  # never held for long: status reads never wait
         self._closed = False
+        self._halted: CacheError | None = None
+        """Set by `release_cache`: the cache was closed under this fault; nothing is written."""
         self._pending_ingest = False
         self.spool_dir.mkdir(parents=True, exist_ok=True)
         self.live_path = self._new_live_path()
         self.spans_stored = 0
-        # source status
-        self._last_ok: datetime | None = None
-        self._error: str | None = None
-        self._error_since: datetime | None = None
-        self._detail = "starting"
-        self._live_fault: CacheError | None = None
-        self._backfill_fault: CacheError | None = None
+        self._health = SimHealth(wall)
         self._backfill_note: str | None = None
         """While a background backfill runs: how far it got (shown before the live detail)."""
         self._backfill_thread: threading.Thread | None = None
@@ -248,40 +210,30 @@ class Simulator:
 
     def source_status(self) -> SourceStatus:
         """Freshness of the simulator as a data source (live / stale / down)."""
-        now = self._wall()
-        with self._status_lock:
-            last_ok, error, error_since, detail = (
-                self._last_ok, self._error, self._error_since, self._detail)
-        state: SourceState
-        since: datetime | None = None
-        if last_ok is None:
-            state = "down" if error else "stale"
-            since = error_since
-            detail = error or detail
-        elif error is not None:
-            age = now - last_ok
-            state = "down" if age > DOWN_AFTER else "stale"
-            since = error_since
-            detail = error
-        else:
-            age = now - last_ok
-            if age > DOWN_AFTER:
-                state, since = "down", last_ok + DOWN_AFTER
-            elif age > STALE_AFTER:
-                state, since = "stale", last_ok + STALE_AFTER
-            else:
-                state = "live"
-            if state != "live":
-                detail = f"no new data for {int(age.total_seconds())} s; {detail}"
-        return SourceStatus(name="demo simulator", kind="otlp-files", state=state,
-                            last_ok=last_ok, since=since, detail=detail)
+        return self._health.status()
 
     @property
     def cache_fault(self) -> CacheError | None:
         """The fault of the cache file the last write met (disk full, unwritable, corrupt), or
         None: a live step's until the next one succeeds, the backfill's for good (it stopped)."""
-        with self._status_lock:
-            return self._live_fault or self._backfill_fault
+        return self._health.cache_fault
+
+    def release_cache(self, fault: CacheError) -> None:
+        """Write no more: the cache is about to be closed under `fault` (DuckDB invalidated it).
+
+        Stops the backfill and any ingest between two batches, then waits for the step lock, so
+        no call of this simulator uses the cache once this returns; every later step raises the
+        fault (the one its own write met first, if any) and the source status keeps saying it.
+        """
+        self._stop.set()
+        if self._hold is not None:
+            self._hold.set()
+        with self._lock:
+            self._halted = self._health.halt(fault)
+
+    def adopt_cache(self, cache: Cache) -> None:
+        """The cache opened again read-only in place of the invalidated one: not for writing,
+        so the simulator keeps writing nothing (its status keeps the fault)."""
 
     def close(self) -> None:
         """Stop stepping and backfilling (an ingest running stops after the batch it commits).
@@ -308,6 +260,8 @@ class Simulator:
     def _check_open(self) -> None:
         if self._closed:
             raise RuntimeError("the simulator is closed")
+        if self._halted is not None:
+            raise self._halted
 
     def _new_live_path(self) -> Path:
         # A fresh file per run: an old live file may hold other lines at the offsets the cache
@@ -352,8 +306,8 @@ class Simulator:
         except IngestStopped:
             pass
         except Exception as exc:  # recorded in the source status; kept in its detail too
-            fault = self._backfill_fault
-            self._backfill_note = f"backfill stopped: {fault if fault is not None else _text(exc)}"
+            fault = self._health.backfill_fault or self._halted
+            self._backfill_note = f"backfill stopped: {fault if fault is not None else text(exc)}"
 
     def _backfill(self, progress: Callable[[BackfillProgress], None] | None,
                   live: bool) -> IngestReport:
@@ -370,7 +324,7 @@ class Simulator:
                 tick = self._ingest_part(files, i, part, total, total_depth, started)
                 if live:
                     with self._lock, contextlib.suppress(Exception):  # recorded; the next step retries
-                        if not self._closed:
+                        if not self._closed and self._halted is None:
                             self._step_locked(None)
                 if progress is not None:
                     progress(tick)
@@ -413,41 +367,19 @@ class Simulator:
         return tick
 
     def _succeeded(self, what: str) -> None:
-        now = self._wall()
-        detail = (
+        self._health.succeeded(
             f"{self._backfill_note or what}: {self.spans_stored:,} spans ingested; simulated time"
             f" {self.generated_until:%Y-%m-%d %H:%M:%S}"
         )
-        with self._status_lock:
-            self._last_ok = now
-            self._error = None
-            self._error_since = None
-            self._detail = detail
-            self._live_fault = None
 
     def _failed(self, exc: BaseException, backfill: bool = False) -> None:
-        """Record a failure; a fault of the cache file (or the spool beside it) in its own words."""
-        fault = classify(exc, getattr(exc, "filename", None) or self.cache.path)
-        if fault is not None:
-            if fault is not exc:
-                fault.__cause__ = exc  # DuckDB's or the OS's own words, for the toast
-            with self._status_lock:
-                if backfill:
-                    self._backfill_fault = fault
-                else:
-                    self._live_fault = fault
-        self._failed_text(str(fault) if fault is not None else _text(exc))
+        """Record a failure, a fault named after the file it is in: a spool file or the cache."""
+        filename = exc.filename if isinstance(exc, OSError) else None
+        path = Path(os.fsdecode(filename)) if isinstance(filename, (str, bytes)) else self.cache.path
+        self._health.failed(exc, path, backfill)
 
-    def _failed_text(self, text: str) -> None:
-        now = self._wall()
-        with self._status_lock:
-            if self._error is None:
-                self._error_since = now
-            self._error = text
-
-
-def _text(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
+    def _failed_text(self, message: str) -> None:
+        self._health.failed_text(message)
 
 
 def _merge(total: IngestReport, report: IngestReport) -> None:

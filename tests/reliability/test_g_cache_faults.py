@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -125,3 +126,100 @@ def test_run_on_cache_meeting_damage_after_commits_is_one_line_and_changes_no_by
     assert "llmdeck cache reset" in lines[0]
     assert committed and committed[0][1] is not None  # the commits were in the WAL
     assert _state(path) == committed[0]
+
+
+# ---- the console's reopen after DuckDB invalidated the cache, while the demo writes ---------
+
+def test_backend_reopen_while_the_simulator_writes_keeps_saying_disk_full(tmp_path):
+    """A checkpoint failing on a full disk invalidates the database while the demo simulator
+    keeps stepping (as the app's worker does). The backend stops the simulator's writes, then
+    closes the cache and opens it again read-only: the panels answer from what is stored, and
+    every later step says the classified fault (disk full), never 'Connection already closed'."""
+    import threading
+    import time
+    from datetime import datetime, timedelta
+
+    from console.backend import Backend
+    from console.cache.faults import CacheError, CacheFullError
+    from console.demo.clock import SimClock
+    from console.demo.config import demo_config
+    from console.demo.simulator import Simulator
+    from console.views import OverviewView
+    from tests.reliability import faultkit
+
+    with faultkit.tmpfs(tmp_path / "small", "40m") as disk:
+        path = disk / "demo.duckdb"
+        config = demo_config(path)
+        clock = SimClock(datetime(2026, 11, 24, 12, 0, 0), 600.0)  # new chunks every step
+        cache = Cache.open(path)
+        sim = Simulator(cache, config, disk / "spool", clock=clock, backfill=timedelta(hours=2),
+                        workers=1)
+        errors: list[BaseException] = []
+        done = threading.Event()
+
+        def app_worker() -> None:  # what LlmdeckApp._simulate does, faster
+            while not done.is_set():
+                try:
+                    sim.step()
+                except Exception as exc:
+                    errors.append(exc)
+                time.sleep(0.02)
+
+        worker = threading.Thread(target=app_worker, daemon=True)
+        backend = Backend(cache, config, clock.now, [sim])
+        try:
+            sim.backfill()
+            before = backend.fetch(OverviewView()).snapshot
+            assert before.spend  # something stored to show
+            # commits that only a checkpoint growing the file can fold in
+            cache.con.execute("SET checkpoint_threshold = '1GB'")
+            cache.con.execute("CREATE TABLE filler (m VARCHAR)")
+            for _ in range(8):
+                cache.con.execute(
+                    "INSERT INTO filler SELECT md5(random()::VARCHAR) FROM range(40000)")
+            fd = os.open(disk / "fill", os.O_WRONLY | os.O_CREAT)
+            try:
+                while True:
+                    os.write(fd, bytes(1 << 16))
+            except OSError:
+                pass
+            finally:
+                os.close(fd)
+            with pytest.raises(duckdb.Error, match="No space left on device"):
+                cache.con.execute("CHECKPOINT")
+            (disk / "fill").unlink()  # room again: the simulator's spool writes go through
+            with pytest.raises(duckdb.Error, match="database has been invalidated"):
+                cache.cursor().execute("SELECT count(*) FROM spans").fetchall()
+            worker.start()  # its ingests meet the invalidated database, as the app's do
+            deadline = time.monotonic() + 20
+            while len(errors) < 3 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert len(errors) >= 3 and all(isinstance(sim.cache_fault, CacheFullError)
+                                            for _ in errors), errors
+
+            after = backend.fetch(OverviewView())  # meets the invalidated database: reopens
+            assert backend.reopened and backend.cache is not cache and backend.cache.read_only
+            assert after.snapshot.spend == tuple((k, pytest.approx(v)) for k, v in before.spend)
+
+            seen = len(errors)
+            deadline = time.monotonic() + 20
+            while len(errors) < seen + 5 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            later = errors[seen:]
+            assert len(later) >= 5, "the simulator stopped stepping"
+            assert all(isinstance(e, CacheFullError) for e in later), later
+            assert not any("already closed" in str(e) for e in errors), errors
+            status = sim.source_status()
+            assert status.state != "live" and "no space left on the device holding" in status.detail
+            fault = backend.fault()
+            assert fault is not None
+            assert fault.line == "cache write failed: disk full; showing what is stored"
+            assert isinstance(sim.cache_fault, CacheError)
+        finally:
+            done.set()
+            if worker.is_alive():
+                worker.join(20)
+            sim.close()
+            cache.abandon()
+            if backend.cache is not cache:
+                backend.cache.close()
