@@ -10,42 +10,23 @@ naming paths that do not exist. Every command is a real `llmdeck` process.
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import os
 import shutil
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from console.demo.traffic import TrafficModel, export_requests, write_collector_jsonl
+from tests.reliability.faultkit import cli, needs, remount, sha, tmpfs, write_traffic
 
-ROOT = Path(__file__).resolve().parents[2]
 SPANS = 3_000
 IS_ROOT = os.geteuid() == 0
-IN_CI = os.environ.get("CI") == "true"
 SETPRIV = shutil.which("setpriv")
-NO_DAC = [SETPRIV or "setpriv", "--bounding-set", "-dac_override,-dac_read_search"]
-
-
-def _needs(condition: bool, reason: str) -> None:
-    """Skip when `condition` fails, outside CI only (in CI nothing may skip)."""
-    if not condition and not IN_CI:
-        pytest.skip(reason)
-
-
-def _cli(*args: str | Path, env: dict[str, str] | None = None, no_dac: bool = False
-         ) -> subprocess.CompletedProcess[str]:
-    """`llmdeck ARGS` in a fresh process; `no_dac`: permission bits apply even as root."""
-    prefix = NO_DAC if no_dac and IS_ROOT else []
-    return subprocess.run([*prefix, sys.executable, "-m", "console.cli", *map(str, args)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
-                          env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL)
+NO_DAC = [SETPRIV or "setpriv", "--bounding-set", "-dac_override,-dac_read_search"] if IS_ROOT else []
+"""A command prefix under which permission bits apply even to root."""
 
 
 def one_line(result: subprocess.CompletedProcess[str], code: int) -> str:
@@ -57,26 +38,20 @@ def one_line(result: subprocess.CompletedProcess[str], code: int) -> str:
     return lines[0]
 
 
-def _sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 @pytest.fixture(scope="module")
 def stored(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """(a cache holding SPANS spans from a real ingest, the trace file)."""
     base = tmp_path_factory.mktemp("places")
-    traces = base / "traffic.jsonl"
-    end = time.time_ns() // 60_000_000_000 * 60_000_000_000
-    write_collector_jsonl(str(traces), export_requests(
-        TrafficModel(seed=5), end - 3600 * 10**9, end, SPANS, 100))
+    traces = write_traffic(base / "traffic.jsonl", SPANS, seed=5, spans_per_request=100,
+                           hours=1).path
     cache = base / "stored.duckdb"
-    result = _cli("--cache", cache, "ingest", traces)
+    result = cli("--cache", cache, "ingest", traces)
     assert result.returncode == 0, result.stderr
     return cache, traces
 
 
-def _spans(cache: Path, no_dac: bool = False) -> int:
-    result = _cli("--cache", cache, "cache", "info", "--json", no_dac=no_dac)
+def _spans(cache: Path, prefix: list[str] | None = None) -> int:
+    result = cli("--cache", cache, "cache", "info", "--json", prefix=prefix or [])
     assert result.returncode == 0, result.stderr
     return int(json.loads(result.stdout)["spans"])
 
@@ -84,25 +59,20 @@ def _spans(cache: Path, no_dac: bool = False) -> int:
 @contextmanager
 def read_only_mount(where: Path, fill: dict[str, Path]) -> Iterator[Path]:
     """A tmpfs at `where` holding copies of `fill` (name -> source), then remounted read-only."""
-    _needs(IS_ROOT, "mounting a read-only tmpfs needs root")
-    where.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(where)], check=True)
-    try:
+    with tmpfs(where, "16m"):
         for name, source in fill.items():
             (where / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source, where / name)
-        subprocess.run(["mount", "-o", "remount,ro", str(where)], check=True)
+        remount(where, "ro")
         with pytest.raises(OSError) as refused:
             (where / "probe").write_text("x")
         assert refused.value.errno == errno.EROFS
         yield where
-    finally:
-        subprocess.run(["umount", "-l", str(where)], check=False)
 
 
 @pytest.fixture
 def no_dac() -> None:
-    _needs(not IS_ROOT or SETPRIV is not None, "as root, permission bits need setpriv")
+    needs(not IS_ROOT or SETPRIV is not None, "as root, permission bits need setpriv")
 
 
 # ---------------------------------------------------------------------------
@@ -115,35 +85,35 @@ def test_a_cache_on_a_read_only_mount_is_read_and_never_written(stored, tmp_path
     healthy, traces = stored
     with read_only_mount(tmp_path / "ro", {"c.duckdb": healthy}) as ro:
         cache = ro / "c.duckdb"
-        before = _sha(cache)
+        before = sha(cache)
         for args in (["ingest", traces], ["cache", "prune", "--older-than", "1d"]):
-            line = one_line(_cli("--cache", cache, *args), 3)
+            line = one_line(cli("--cache", cache, *args), 3)
             assert line.startswith(f"llmdeck: cannot write {cache} (")
             assert "Read-only file system" in line and "writable" in line
-        line = one_line(_cli("--cache", cache, "cache", "reset"), 3)
+        line = one_line(cli("--cache", cache, "cache", "reset"), 3)
         assert line == (f"llmdeck: cannot move {cache} aside: Read-only file system;"
                         " nothing was moved")
         # reading still works: status and cache info need no write
-        status = _cli("--cache", cache, "status")
+        status = cli("--cache", cache, "status")
         assert status.returncode in (0, 1, 2) and status.stderr == "", status.stderr
         assert _spans(cache) == SPANS
-        assert _sha(cache) == before and sorted(p.name for p in ro.iterdir()) == ["c.duckdb"]
+        assert sha(cache) == before and sorted(p.name for p in ro.iterdir()) == ["c.duckdb"]
 
 
 @pytest.mark.slow
 def test_a_new_cache_on_a_read_only_mount(stored, tmp_path):
     _, traces = stored
     with read_only_mount(tmp_path / "ro", {}) as ro:
-        line = one_line(_cli("--cache", ro / "sub" / "c.duckdb", "ingest", traces), 3)
+        line = one_line(cli("--cache", ro / "sub" / "c.duckdb", "ingest", traces), 3)
         assert line == (f"llmdeck: cannot create the cache directory {ro / 'sub'}: Read-only"
                         " file system; make it creatable or point --cache at a writable place")
-        line = one_line(_cli("--cache", ro / "c.duckdb", "ingest", traces), 3)
+        line = one_line(cli("--cache", ro / "c.duckdb", "ingest", traces), 3)
         assert line.startswith(f"llmdeck: cannot write {ro / 'c.duckdb'} (")
         assert "Read-only file system" in line
         for args in (["status"], ["cache", "info"], ["cache", "prune", "--older-than", "1d"]):
-            line = one_line(_cli("--cache", ro / "c.duckdb", *args), 3)
+            line = one_line(cli("--cache", ro / "c.duckdb", *args), 3)
             assert line == f"llmdeck: no cache at {ro / 'c.duckdb'}; run `llmdeck ingest` first"
-        reset = _cli("--cache", ro / "c.duckdb", "cache", "reset")
+        reset = cli("--cache", ro / "c.duckdb", "cache", "reset")
         assert reset.returncode == 0 and "nothing to move" in reset.stdout
         assert list(ro.iterdir()) == []
 
@@ -155,20 +125,20 @@ def test_a_cache_directory_without_write_permission(stored, tmp_path, no_dac):
     place.mkdir()
     cache = place / "c.duckdb"
     shutil.copyfile(healthy, cache)
-    before = _sha(cache)
+    before = sha(cache)
     place.chmod(0o555)  # DuckDB cannot create the WAL next to the file
     try:
         for args in (["ingest", traces], ["cache", "prune", "--older-than", "1s"]):
-            line = one_line(_cli("--cache", cache, *args, no_dac=True), 3)
+            line = one_line(cli("--cache", cache, *args, prefix=NO_DAC), 3)
             assert line.startswith(f"llmdeck: cannot write {cache} (")
             assert "Permission denied" in line
-        assert _spans(cache, no_dac=True) == SPANS  # still readable, nothing lost
-        line = one_line(_cli("--cache", cache, "cache", "reset", no_dac=True), 3)
+        assert _spans(cache, prefix=NO_DAC) == SPANS  # still readable, nothing lost
+        line = one_line(cli("--cache", cache, "cache", "reset", prefix=NO_DAC), 3)
         assert line.startswith(f"llmdeck: cannot move {cache} aside to ")
         assert line.endswith("Permission denied; nothing was moved")
     finally:
         place.chmod(0o755)
-    assert _sha(cache) == before and sorted(p.name for p in place.iterdir()) == ["c.duckdb"]
+    assert sha(cache) == before and sorted(p.name for p in place.iterdir()) == ["c.duckdb"]
 
 
 @pytest.mark.slow
@@ -178,13 +148,13 @@ def test_a_cache_file_without_permission_bits(stored, tmp_path, no_dac):
     shutil.copyfile(healthy, cache)
     cache.chmod(0o000)
     for args in (["status"], ["cache", "info"]):
-        line = one_line(_cli("--cache", cache, *args, no_dac=True), 3)
+        line = one_line(cli("--cache", cache, *args, prefix=NO_DAC), 3)
         assert line.startswith(f"llmdeck: cannot read {cache} (") and "Permission denied" in line
         assert line.endswith("check the permissions of the file and its directory")
     cache.chmod(0o444)  # readable, not writable
-    line = one_line(_cli("--cache", cache, "ingest", traces, no_dac=True), 3)
+    line = one_line(cli("--cache", cache, "ingest", traces, prefix=NO_DAC), 3)
     assert line.startswith(f"llmdeck: cannot write {cache} (") and "Permission denied" in line
-    assert _spans(cache, no_dac=True) == SPANS
+    assert _spans(cache, prefix=NO_DAC) == SPANS
 
 
 @pytest.mark.slow
@@ -197,15 +167,15 @@ def test_a_cache_behind_a_directory_without_search_permission(stored, tmp_path, 
     place.chmod(0o600)  # no x: nothing inside can be reached
     try:
         for args in (["status"], ["cache", "info"], ["ingest", traces], ["cache", "reset"]):
-            line = one_line(_cli("--cache", cache, *args, no_dac=True), 3)
+            line = one_line(cli("--cache", cache, *args, prefix=NO_DAC), 3)
             assert line == (f"llmdeck: cannot reach {cache}: Permission denied; check the"
                             " permissions of the directories above it")
-        console = _cli("--cache", cache, no_dac=True)  # the console's own check, then the net
+        console = cli("--cache", cache, prefix=NO_DAC)  # the console's own check, then the net
         assert console.returncode in (1, 3) and "Traceback" not in console.stderr
         assert len(console.stderr.strip().splitlines()) == 1 and str(cache) in console.stderr
     finally:
         place.chmod(0o755)
-    assert _sha(cache) == _sha(healthy)
+    assert sha(cache) == sha(healthy)
 
 
 CACHE_COMMANDS = {
@@ -225,7 +195,7 @@ def test_a_cache_path_that_is_a_directory(command, stored, tmp_path):
     folder.mkdir()
     (folder / "keep.txt").write_text("mine")
     args = [a.format(traces=traces) for a in CACHE_COMMANDS[command]]
-    line = one_line(_cli("--cache", folder, *args), 3)
+    line = one_line(cli("--cache", folder, *args), 3)
     assert line == (f"llmdeck: {folder} is a directory, not a cache file; point --cache at a"
                     f" file (for example {folder / 'cache.duckdb'})")
     assert [p.name for p in folder.iterdir()] == ["keep.txt"]
@@ -233,11 +203,11 @@ def test_a_cache_path_that_is_a_directory(command, stored, tmp_path):
 
 def test_cache_reset_on_a_directory_and_under_a_file(stored, tmp_path):
     _, traces = stored
-    line = one_line(_cli("--cache", tmp_path, "cache", "reset"), 3)
+    line = one_line(cli("--cache", tmp_path, "cache", "reset"), 3)
     assert line == f"llmdeck: {tmp_path} is a directory, not a cache file; nothing was moved"
     blocker = tmp_path / "plain"
     blocker.write_text("not a directory")
-    line = one_line(_cli("--cache", blocker / "c.duckdb", "ingest", traces), 3)
+    line = one_line(cli("--cache", blocker / "c.duckdb", "ingest", traces), 3)
     assert line == (f"llmdeck: cannot create the cache directory {blocker}: {blocker} is a file,"
                     " not a directory; point --cache at a file in a directory")
     assert blocker.read_text() == "not a directory"
@@ -266,13 +236,13 @@ def test_a_config_path_that_is_a_directory(command, stored, tmp_path):
     folder = tmp_path / "conf"
     folder.mkdir()
     args = [a.format(traces=traces) for a in CONFIG_COMMANDS[command]]
-    line = one_line(_cli("--config", folder, "--cache", healthy, *args), 1)
+    line = one_line(cli("--config", folder, "--cache", healthy, *args), 1)
     assert line == (f"llmdeck: bad config: {folder}: is a directory, not a config file (name the"
                     f" file itself, for example {folder / 'config.toml'})")
 
 
 def test_config_check_on_a_directory(tmp_path):
-    result = _cli("config", "check", "--config", tmp_path)
+    result = cli("config", "check", "--config", tmp_path)
     assert result.returncode == 1 and "Traceback" not in result.stdout + result.stderr
     assert f"{tmp_path}: is a directory, not a config file" in result.stdout
 
@@ -283,7 +253,7 @@ def test_an_unreadable_config_file(stored, tmp_path, no_dac):
     config.write_text("[ui]\nrefresh_seconds = 5\n")
     config.chmod(0o000)
     for args in (["status"], ["secrets", "list"]):
-        line = one_line(_cli("--config", config, "--cache", healthy, *args, no_dac=True), 1)
+        line = one_line(cli("--config", config, "--cache", healthy, *args, prefix=NO_DAC), 1)
         assert line == f"llmdeck: bad config: {config}: cannot read: Permission denied"
 
 
@@ -301,13 +271,13 @@ def _xdg(base: Path) -> dict[str, str]:
 def test_xdg_places_that_do_not_exist_are_created_when_needed(stored, tmp_path):
     _, traces = stored
     env = _xdg(tmp_path / "not" / "yet")
-    ingest = _cli("ingest", traces, env=env)
+    ingest = cli("ingest", traces, env=env)
     assert ingest.returncode == 0 and ingest.stderr == "", ingest.stderr
     cache = tmp_path / "not" / "yet" / "cache" / "llmdeck" / "cache.duckdb"
     assert cache.exists() and _spans(cache) == SPANS
     for args in (["status"], ["cache", "info"], ["secrets", "list"], ["silences"], ["alerts"],
                  ["config", "check"]):
-        result = _cli(*args, env=env)
+        result = cli(*args, env=env)
         assert result.returncode in (0, 1, 2) and "Traceback" not in result.stderr, args
         assert result.stderr == "", (args, result.stderr)
 
@@ -318,19 +288,19 @@ def test_xdg_places_under_a_read_only_mount(stored, tmp_path):
     with read_only_mount(tmp_path / "ro", {}) as ro:
         env = _xdg(ro / "home")
         cache = ro / "home" / "cache" / "llmdeck" / "cache.duckdb"
-        line = one_line(_cli("ingest", traces, env=env), 3)
+        line = one_line(cli("ingest", traces, env=env), 3)
         assert line == (f"llmdeck: cannot create the cache directory {cache.parent}: Read-only"
                         " file system; make it creatable or point --cache at a writable place")
         for args in (["status"], ["cache", "info"], ["cache", "prune", "--older-than", "1d"]):
-            assert one_line(_cli(*args, env=env), 3) == (
+            assert one_line(cli(*args, env=env), 3) == (
                 f"llmdeck: no cache at {cache}; run `llmdeck ingest` first")
-        console = one_line(_cli(env=env), 1)
+        console = one_line(cli(env=env), 1)
         assert console.startswith(f"llmdeck: no cache at {cache};")
         for args in (["secrets", "list"], ["silences"], ["alerts"], ["config", "check"],
                      ["cache", "reset"]):
-            result = _cli(*args, env=env)
+            result = cli(*args, env=env)
             assert result.returncode == 0 and result.stderr == "", (args, result.stderr)
-        demo = one_line(_cli("demo", "--workdir", ro / "demo", env=env), 1)
+        demo = one_line(cli("demo", "--workdir", ro / "demo", env=env), 1)
         assert demo == f"llmdeck: cannot write (read-only place): {ro / 'demo'}: Read-only file system"
         assert list(ro.iterdir()) == []
 
@@ -339,10 +309,10 @@ def test_xdg_places_that_are_files(stored, tmp_path):
     _, traces = stored
     plain = tmp_path / "plain"
     plain.write_text("a file")
-    line = one_line(_cli("status", env={"XDG_CONFIG_HOME": str(plain)}), 1)
+    line = one_line(cli("status", env={"XDG_CONFIG_HOME": str(plain)}), 1)
     assert line == (f"llmdeck: bad config: {plain / 'llmdeck' / 'config.toml'}: cannot read:"
                     f" {plain} is a file, not a directory")
-    line = one_line(_cli("ingest", traces, env={"XDG_CACHE_HOME": str(plain)}), 3)
+    line = one_line(cli("ingest", traces, env={"XDG_CACHE_HOME": str(plain)}), 3)
     assert line == (f"llmdeck: cannot create the cache directory {plain / 'llmdeck'}: {plain} is"
                     " a file, not a directory; point --cache at a file in a directory")
     assert plain.read_text() == "a file"
