@@ -13,11 +13,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import re
 import shutil
-import subprocess
-import sys
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -36,8 +33,8 @@ from console.config import load_config
 from console.demo.traffic import TrafficModel, export_request, export_requests
 from console.timeutil import utc_now
 from console.views import BreakdownView, CostView, OverviewView, RequestsView, SloView
+from tests.reliability.faultkit import cli
 
-ROOT = Path(__file__).resolve().parents[2]
 RECENT = 3_000
 DAY = 86_400 * 10**9
 SKEW = (  # (what, offset from now in ns, or an absolute time; how many)
@@ -96,11 +93,6 @@ def _recent(now_ns: int, count: int = RECENT, seed: int = 3) -> list[dict[str, A
     return list(export_requests(TrafficModel(seed=seed), end - 26 * 3600 * 10**9, end, count, 500))
 
 
-def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "console.cli", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=120)
-
-
 @dataclasses.dataclass
 class World:
     dir: Path
@@ -116,14 +108,14 @@ class World:
 def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     d = tmp_path_factory.mktemp("clock")
     (d / "llmdeck.toml").write_text(CONFIG)
-    env = {**os.environ, "LLMDECK_CONFIG": str(d / "llmdeck.toml")}
+    env = {"LLMDECK_CONFIG": str(d / "llmdeck.toml")}  # added to this process's environment
     now_ns = time.time_ns()
     (d / "recent.jsonl").write_bytes(_lines(_recent(now_ns)))
     (d / "skewed.jsonl").write_bytes(_lines([export_request([_skewed_spans(now_ns)])]))
     base, skewed = d / "base.duckdb", d / "skewed.duckdb"
-    done = _cli("--cache", str(base), "ingest", str(d / "recent.jsonl"), env=env)
+    done = cli("--cache", str(base), "ingest", str(d / "recent.jsonl"), env=env)
     assert done.returncode == 0, done.stderr
-    done = _cli("--cache", str(skewed), "ingest", str(d / "recent.jsonl"), str(d / "skewed.jsonl"),
+    done = cli("--cache", str(skewed), "ingest", str(d / "recent.jsonl"), str(d / "skewed.jsonl"),
                 env=env)
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr
@@ -153,7 +145,7 @@ def test_ingest_stores_every_skewed_span_and_says_how_many_were_outside(world: W
     assert (total, future, past) == (RECENT + FUTURE + PAST, FUTURE, PAST)
     # the JSON report has the counts too
     fresh = world.dir / "json.duckdb"
-    done = _cli("--cache", str(fresh), "ingest", str(world.dir / "skewed.jsonl"), "--json",
+    done = cli("--cache", str(fresh), "ingest", str(world.dir / "skewed.jsonl"), "--json",
                 env=world.env)
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
@@ -166,7 +158,7 @@ def test_status_for_now_is_the_same_without_the_skewed_spans(world: World) -> No
     at = f"{world.at:%Y-%m-%dT%H:%M:%S}Z"
     outs = []
     for path in (world.base, world.skewed):
-        done = _cli("--cache", str(path), "status", "--at", at, "--json", env=world.env)
+        done = cli("--cache", str(path), "status", "--at", at, "--json", env=world.env)
         assert done.returncode in (0, 1, 2), done.stderr
         outs.append(json.loads(done.stdout))
     assert _differences(outs[0], outs[1], tol=1.01e-6) == []
@@ -232,12 +224,12 @@ def test_cache_info_keeps_the_span_range_to_now_and_counts_the_rest(world: World
     text = info.outside_range()
     assert text is not None and text.startswith("9 dated in the future (up to ")
     assert "5 older than " in text and text.endswith("(a host clock may be wrong)")
-    done = _cli("--cache", str(world.skewed), "cache", "info", "--json", env=world.env)
+    done = cli("--cache", str(world.skewed), "cache", "info", "--json", env=world.env)
     assert done.returncode == 0, done.stderr
     shown = json.loads(done.stdout)
     assert (shown["future_spans"], shown["past_spans"]) == (FUTURE, PAST)
     assert shown["first_span"] == base.first_span.isoformat()
-    done = _cli("--cache", str(world.skewed), "cache", "info", env=world.env)
+    done = cli("--cache", str(world.skewed), "cache", "info", env=world.env)
     assert done.returncode == 0, done.stderr
     assert f"span range     {base.first_span} .. {base.last_span} (UTC)\n" in done.stdout
     assert f"outside range  {text}\n" in done.stdout
@@ -293,7 +285,7 @@ def test_a_start_time_a_timestamp_cannot_hold_is_quarantined_not_fatal(world: Wo
     path = world.dir / "overflow.jsonl"
     path.write_bytes(_lines([export_request([[spans[0], bad, spans[1]]])]))
     fresh = world.dir / "overflow.duckdb"
-    done = _cli("--cache", str(fresh), "ingest", str(path), env=world.env)
+    done = cli("--cache", str(fresh), "ingest", str(path), env=world.env)
     assert "Traceback" not in done.stderr and "error" not in done.stderr, done.stderr
     assert done.returncode == 0
     assert "2 spans read, 2 stored, 0 duplicates, 1 quarantined" in done.stdout
