@@ -26,6 +26,7 @@ from console.cache import ingest as ingest_module
 from console.cache import rollups
 from console.cache.batching import BatchBuilder
 from console.cache.ingest import Ingestor, IngestReport
+from console.cache.ingest_writer import Batch, Writer
 from console.cache.readers import decode_line
 from console.cache.schema import ROLLUP_DIMS
 from console.cache.store import Cache
@@ -232,7 +233,7 @@ def test_one_worker_process_for_an_ingest_inside_the_console(tmp_path: Path) -> 
         # On the ingesting thread while the pool maps: its size and the writer's DuckDB threads.
         pool = ing._pool
         threads = cache.cursor().execute("SELECT current_setting('threads')").fetchall()[0][0]
-        seen.append((0 if pool is None else pool._max_workers, int(threads)))  # type: ignore[attr-defined]
+        seen.append((0 if pool is None else pool.executor._max_workers, int(threads)))  # type: ignore[attr-defined]
 
     _compare_runs(tmp_path, workers=1, processes=True, probe=probe)
     assert seen and set(seen) == {(1, 1)}, seen
@@ -317,10 +318,10 @@ def test_chunks_stored_together_dedupe_across_each_other_and_stored_spans(tmp_pa
     third = _table(requests[18:])  # repeats 2 requests of `second` (same transaction)
     report = IngestReport()
     with Cache.open(tmp_path / "c.duckdb") as cache:
-        writer = ingest_module._Writer(cache, report, threading.Lock())
+        writer = Writer(cache, report, threading.Lock())
         cur = cache.cursor()
-        writer._store(cur, ingest_module._Batch([first], [], ("t.jsonl", "fp", 100, 10)))
-        writer._store(cur, ingest_module._Batch(
+        writer._store(cur, Batch([first], [], ("t.jsonl", "fp", 100, 10)))
+        writer._store(cur, Batch(
             [second, third], [("t.jsonl", 25, "bad line")], ("t.jsonl", "fp", 300, 30)))
         writer._compact(cur)
         assert report.spans_stored == 600
@@ -349,15 +350,15 @@ def test_a_failing_chunk_leaves_its_whole_batch_unstored(tmp_path: Path) -> None
     bad = _table(requests[5:]).drop_columns(["source"])  # the wrong shape: its INSERT fails
     report = IngestReport()
     with Cache.open(tmp_path / "c.duckdb") as cache:
-        writer = ingest_module._Writer(cache, report, threading.Lock())
+        writer = Writer(cache, report, threading.Lock())
         cur = cache.cursor()
         with pytest.raises(duckdb.Error):
-            writer._store(cur, ingest_module._Batch(
+            writer._store(cur, Batch(
                 [good, bad], [("t.jsonl", 3, "bad line")], ("t.jsonl", "fp", 500, 10)))
         for table in ("spans", "quarantine", "ingest_files", *ROLLUPS):
             assert cur.execute(f"SELECT count(*) FROM {table}").fetchall() == [(0,)], table
         assert report.spans_stored == 0
         # The writer goes on: the next batch stores as usual.
-        writer._store(cur, ingest_module._Batch([good], [], ("t.jsonl", "fp", 250, 5)))
+        writer._store(cur, Batch([good], [], ("t.jsonl", "fp", 250, 5)))
         assert cur.execute("SELECT count(*) FROM spans").fetchall() == [(100,)]
         _rollups_match_spans(cur)
