@@ -29,7 +29,8 @@ from textual.timer import Timer
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from console.action_log import operator
-from console.backend import Backend, Fault, fault_of
+from console.backend import Backend, fault_of
+from console.fault_watch import FaultWatch
 from console.idle_gc import IdleCollector
 from console.safe_text import cell
 from console.silence_actions import SilenceDesk
@@ -125,7 +126,7 @@ class LlmdeckApp(App[None]):
         self.status_badge = badge
         """A warning every status line carries for as long as it holds (insecure secret storage)."""
         self.silence_desk = SilenceDesk(backend.hub)
-        self._fault: Fault | None = None
+        self.faults = FaultWatch()
         """The cache fault last read from the backend (shown on every status line)."""
         self.stop_signals = stop
         """SIGHUP/SIGTERM/SIGINT, handed to this app while it runs (`llmdeck`, `llmdeck demo`)."""
@@ -388,15 +389,14 @@ class LlmdeckApp(App[None]):
     @property
     def status_fault(self) -> str | None:
         """The cache fault every status line shows first (a failed write, a corrupt block)."""
-        return self._fault.line if self._fault is not None else None
+        return self.faults.line
 
     def check_fault(self) -> None:
         """Read the backend's cache fault (cheap); toast its whole message when it is new."""
-        fault = self.backend.fault()
-        if fault is not None and (self._fault is None or fault.line != self._fault.line):
-            self.notify(cell(fault.message, 600), title="llmdeck", severity="error",
-                        markup=False, timeout=10)
-        self._fault = fault
+        message = self.faults.poll(self.backend)
+        if message is not None:
+            self.notify(cell(message, 600), title="llmdeck", severity="error", markup=False,
+                        timeout=10)
 
     def _tick_status_lines(self) -> None:
         self.check_fault()

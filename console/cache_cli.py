@@ -13,11 +13,10 @@ from typing import TextIO
 
 import duckdb
 
-from console.cache.faults import classify
+from console.cache.faults import cache_flag, classify
 from console.cache.store import Cache, CacheError
 from console.cli import EXIT_CACHE, EXIT_OK
 from console.config import Config
-from console.paths import default_cache_file
 from console.safe_text import cell
 from console.timeutil import utc_now
 
@@ -104,7 +103,7 @@ def _reset(path: Path, args: argparse.Namespace, out: TextIO, err: TextIO) -> in
     elif not report.files:
         out.write("it recorded no ingested files; `llmdeck ingest` starts a new cache\n")
     else:
-        where = "" if path.absolute() == default_cache_file().absolute() else f" --cache {path}"
+        where = cache_flag(path)
         out.write(f"to rebuild it, ingest again the {len(report.files)} file(s) it had read"
                   f" (`llmdeck ingest{cell(where, 500)} FILE...`):\n")
         for f in report.files:

@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-import errno
-
+from console.cache.faults import os_reason, os_what
 from console.safe_text import cell
-
-_OS_WHAT = {
-    errno.EROFS: "cannot write (read-only place)",
-    errno.ENOSPC: "out of space",
-    errno.EDQUOT: "over quota",
-}
 
 
 def os_error_line(exc: OSError) -> str:
-    """`<what>: <path>: <strerror>` for an OSError (what: `cannot use`, or what its errno means)."""
-    what = _OS_WHAT.get(exc.errno or 0, "cannot use")
+    """`<what>: <path>: <reason>` for an OSError (what: `cannot use`, or what its errno means)."""
     where = "".join(f"{cell(name, 500)}: " for name in (exc.filename, exc.filename2)
                     if name is not None)
-    return f"{what}: {where}{cell(exc.strerror or exc, 300)}"
+    return f"{os_what(exc)}: {where}{cell(os_reason(exc), 300)}"
 
 
 def config_error_text(exc: Exception) -> str:

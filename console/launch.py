@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, TextIO
 
 from console.backend import Backend
-from console.cache.faults import CacheCorruptError, CacheError, classify, first_line
+from console.cache.faults import CacheError, classify
 from console.cache.queries import newest_span
 from console.cache.store import Cache
+from console.cli import EXIT_CACHE
 from console.config import Config
 from console.safe_text import cell
 from console.sources import SourceHealth, SourceStatus
@@ -65,6 +66,13 @@ class CacheProbe:
         self._health.succeeded(detail=self._detail)
         return self._health.status()
 
+    def release_cache(self, fault: CacheError) -> None:
+        """`backend.CacheUser`: nothing to wait for, this probe reads on the poll's own thread."""
+
+    def adopt_cache(self, cache: Cache) -> None:
+        """`backend.CacheUser`: read the cache opened again from now on."""
+        self.cache = cache
+
 
 def wall_clock() -> datetime:
     """Naive-UTC now."""
@@ -101,7 +109,8 @@ def run_console(config: Config, cache_path: Path, theme: str | None, err: TextIO
         return 1
     stop = StopSignals()
     stop.install()
-    cache = open_cache(cache_path, read_only=True, create=False)
+    cache = Cache.open(cache_path, read_only=True, create=False)
+    backend: Backend | None = None
     try:
         backend = Backend(cache, config, wall_clock, [CacheProbe(cache)], hub=source_hub(config))
         # the first overview query runs while Textual is imported and the app mounts
@@ -112,22 +121,10 @@ def run_console(config: Config, cache_path: Path, theme: str | None, err: TextIO
         if stop.received is None:
             app.run()
     finally:
-        cache.close()
+        cache.close()  # read-only: never a checkpoint
+        if backend is not None and backend.cache is not cache:  # reopened
+            backend.cache.close()
     return stopped(stop, cache_path, err)
-
-
-def open_cache(path: Path, *, read_only: bool = False, create: bool = True) -> Cache:
-    """`Cache.open`, with any fault of the file (corrupt, full, unwritable) raised as its
-    `CacheError` (one line saying where and what to do), never as DuckDB's own error."""
-    try:
-        return Cache.open(path, read_only=read_only, create=create)
-    except CacheError:
-        raise
-    except Exception as exc:
-        fault = classify(exc, path)
-        if fault is None:
-            raise
-        raise fault from exc
 
 
 def stopped(stop: StopSignals, cache_path: Path, err: TextIO) -> int:
@@ -227,30 +224,23 @@ def _fault_met(sim: Simulator | None, backend: Backend | None) -> bool:
             or (backend is not None and (backend.read_fault is not None or backend.reopened)))
 
 
-EXIT_CACHE = 3
-"""The exit code of a cache that cannot be used (as `llmdeck`'s other commands)."""
-
-
 def open_demo_cache(path: Path, err: TextIO) -> tuple[Cache, str | None]:
     """The demo's cache at `path`, and what was moved aside first: a corrupt cache is (never
-    deleted, never written), said in one line on `err`, and the demo starts on a fresh one."""
+    deleted, never written), said in one line on `err`, and the demo starts on a fresh one.
+    Every block of an existing cache is read once, to tell."""
     if not path.exists():
-        return open_cache(path), None
-    from console.cache.reset import damage_of, reset
+        return Cache.open(path), None
+    from console.cache.reset import reset
 
-    try:
-        damage = damage_of(path)
-        if damage is None:
-            return open_cache(path), None
-    except CacheCorruptError as exc:
-        damage = first_line(exc)
-    report = reset(path)
+    report = reset(path, only_if_corrupt=True)
+    if report.corrupt is None:
+        return Cache.open(path), None
     moved = ", ".join(f"{cell(dst, 400)}" for _, dst in report.moved) or "nowhere"
-    said = (f"{cell(path, 400)} is corrupt ({cell(damage, 200)}); moved it aside to {moved}"
-            " and starting on a fresh demo cache")
+    said = (f"{cell(path, 400)} is corrupt ({cell(report.corrupt, 200)}); moved it aside to"
+            f" {moved} and starting on a fresh demo cache")
     err.write(f"llmdeck demo: {said}\n")
     err.flush()
-    return open_cache(path), said
+    return Cache.open(path), said
 
 
 FIRST_PART_WAIT = 3.0

@@ -101,16 +101,29 @@ def ns_datetime(ns: int) -> datetime:
     return EPOCH + timedelta(microseconds=ns // 1000)
 
 
-def describe(future: int, past: int, latest: str | None, horizon: str | None) -> str | None:
-    """The one line `llmdeck ingest` prints about spans outside the expected range, or None."""
+def outside_range(future: int, past: int, latest: str | None, horizon: str | None,
+                  earliest: str | None = None, spans: bool = False) -> str | None:
+    """`9 dated in the future (up to L), 5 older than H (from E)`, or None when both counts are 0.
+
+    The words `llmdeck ingest` and `llmdeck cache info` both say about spans outside the
+    expected range; `spans` names the unit after the first count (`9 spans dated...`)."""
+    def unit(n: int) -> str:
+        return f" span{'s' if n != 1 else ''}" if spans else ""
+
     parts = []
     if future:
         upto = f" (up to {latest})" if latest else ""
-        parts.append(f"{future:,} span{'s' if future != 1 else ''} dated in the future{upto}")
+        parts.append(f"{future:,}{unit(future)} dated in the future{upto}")
     if past:
         before = f" older than {horizon}" if horizon else " dated years in the past"
-        parts.append(f"{past:,}{'' if future else ' span' + ('s' if past != 1 else '')}{before}")
-    if not parts:
+        since = f" (from {earliest})" if earliest else ""
+        parts.append(f"{past:,}{'' if future else unit(past)}{before}{since}")
+    return ", ".join(parts) if parts else None
+
+
+def describe(future: int, past: int, latest: str | None, horizon: str | None) -> str | None:
+    """The one line `llmdeck ingest` prints about spans outside the expected range, or None."""
+    words = outside_range(future, past, latest, horizon, spans=True)
+    if words is None:
         return None
-    return (f"clock: {', '.join(parts)}: stored, but outside the windows of now"
-            " (a host clock may be wrong)")
+    return f"clock: {words}: stored, but outside the windows of now (a host clock may be wrong)"

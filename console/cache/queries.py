@@ -14,6 +14,7 @@ from typing import Literal
 
 import duckdb
 
+from console.cache import clock
 from console.cache.clock import FUTURE_TOLERANCE_NS, ExpectedRange, ns_datetime
 from console.cache.rollups import quantile
 from console.timeutil import ceil_to, floor_to, naive_utc
@@ -233,13 +234,13 @@ class CacheInfo:
 
     def outside_range(self) -> str | None:
         """One line on the spans dated outside the expected range, or None when there are none."""
-        parts = []
-        if self.future_spans:
-            parts.append(f"{self.future_spans:,} dated in the future (up to {self.latest_span:%Y-%m-%d})")
-        if self.past_spans:
-            parts.append(f"{self.past_spans:,} older than {self.past_before:%Y-%m-%d}"
-                         f" (from {self.earliest_span:%Y-%m-%d})")
-        return ", ".join(parts) + " (a host clock may be wrong)" if parts else None
+        words = clock.outside_range(self.future_spans, self.past_spans, _day(self.latest_span),
+                                    _day(self.past_before), _day(self.earliest_span))
+        return f"{words} (a host clock may be wrong)" if words else None
+
+
+def _day(t: datetime | None) -> str | None:
+    return f"{t:%Y-%m-%d}" if t is not None else None
 
 
 def cache_info(

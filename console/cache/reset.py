@@ -18,7 +18,14 @@ from pathlib import Path
 
 import duckdb
 
-from console.cache.faults import CacheError, CacheLockedError, damage, first_line, is_corruption
+from console.cache.faults import (
+    CacheError,
+    CacheLockedError,
+    damage,
+    first_line,
+    is_corruption,
+    os_reason,
+)
 from console.cache.store import (
     READ_ONLY_MEMORY_LIMIT,
     READ_ONLY_THREADS,
@@ -53,8 +60,12 @@ class ResetReport:
         }
 
 
-def reset(path: Path) -> ResetReport:
-    """Move the cache at `path` aside; raise CacheError (one line) when it cannot be."""
+def reset(path: Path, *, only_if_corrupt: bool = False) -> ResetReport:
+    """Move the cache at `path` aside; raise CacheError (one line) when it cannot be.
+
+    With `only_if_corrupt`, a cache whose every block reads back stays where it is (the
+    report then has `corrupt` None and nothing moved): one read of every block decides.
+    """
     path = Path(path)
     wal = Path(f"{path}.wal")
     is_dir, exists = probe(path)
@@ -66,6 +77,8 @@ def reset(path: Path) -> ResetReport:
     if path.exists():
         _refuse_if_held(path)
         report.files, report.files_error, report.corrupt = _survey(path)
+    if only_if_corrupt and report.corrupt is None:
+        return report
     stamp = utc_now().strftime("%Y%m%dT%H%M%SZ")
     kind = "corrupt" if report.corrupt is not None else "reset"
     target = _free_name(path, f"{kind}-{stamp}")
@@ -153,7 +166,7 @@ def _lock(path: Path) -> int:
     except PermissionError:  # a read-only file in a writable directory: a shared lock will do
         fd, mode = _open_read_only(path), fcntl.LOCK_SH
     except OSError as exc:
-        raise CacheError(f"cannot move {path} aside: {exc.strerror or exc}; nothing was moved"
+        raise CacheError(f"cannot move {path} aside: {os_reason(exc)}; nothing was moved"
                          ) from exc
     try:
         fcntl.lockf(fd, mode | fcntl.LOCK_NB)
@@ -171,7 +184,7 @@ def _open_read_only(path: Path) -> int:
     try:
         return os.open(path, os.O_RDONLY)
     except OSError as exc:
-        raise CacheError(f"cannot move {path} aside: {exc.strerror or exc}; nothing was moved"
+        raise CacheError(f"cannot move {path} aside: {os_reason(exc)}; nothing was moved"
                          ) from exc
 
 
@@ -202,6 +215,6 @@ def _move(src: Path, dst: Path, report: ResetReport) -> None:
     except OSError as exc:
         moved = "; ".join(f"{a} was moved to {b}" for a, b in report.moved)
         raise CacheError(
-            f"cannot move {src} aside to {dst}: {exc.strerror or exc}"
+            f"cannot move {src} aside to {dst}: {os_reason(exc)}"
             + (f" ({moved})" if moved else "; nothing was moved")) from exc
     report.moved.append((src, dst))

@@ -20,7 +20,13 @@ from console.cache import schema
 from console.cache.faults import CacheCorruptError as CacheCorruptError
 from console.cache.faults import CacheError as CacheError
 from console.cache.faults import CacheLockedError as CacheLockedError
-from console.cache.faults import CacheUnwritableError, classify, first_line, is_unwritable
+from console.cache.faults import (
+    CacheUnwritableError,
+    classify,
+    first_line,
+    is_unwritable,
+    os_reason,
+)
 from console.timeutil import from_unix, utc_now
 
 MEMORY_LIMIT = "512MB"
@@ -210,11 +216,16 @@ class Cache:
         """
         if self.read_only:
             return False
-        self.con.execute("INSERT OR REPLACE INTO meta VALUES ('last_checkpoint', ?)", [_now()])
         try:
             self.con.execute("CHECKPOINT")
         except duckdb.TransactionException:
             return False
+        # remembered only once it happened (a checkpoint failing on a full disk invalidates the
+        # database: a value written before it would stay in the WAL); a second, small
+        # checkpoint puts it in the file itself, read after a WAL loss
+        self.con.execute("INSERT OR REPLACE INTO meta VALUES ('last_checkpoint', ?)", [_now()])
+        with contextlib.suppress(duckdb.TransactionException):
+            self.con.execute("CHECKPOINT")
         return True
 
     def close(self) -> None:
@@ -252,7 +263,7 @@ def probe(path: Path) -> tuple[bool, bool]:
     try:
         return path.is_dir(), path.exists()
     except OSError as exc:
-        raise CacheError(f"cannot reach {path}: {exc.strerror or exc}; check the permissions of"
+        raise CacheError(f"cannot reach {path}: {os_reason(exc)}; check the permissions of"
                          " the directories above it") from exc
 
 
@@ -267,5 +278,5 @@ def _make_parent(path: Path) -> None:
             " directory; point --cache at a file in a directory") from exc
     except OSError as exc:
         raise CacheUnwritableError(
-            f"cannot create the cache directory {path.parent}: {exc.strerror or exc};"
+            f"cannot create the cache directory {path.parent}: {os_reason(exc)};"
             " make it creatable or point --cache at a writable place") from exc

@@ -223,3 +223,38 @@ def test_backend_reopen_while_the_simulator_writes_keeps_saying_disk_full(tmp_pa
             cache.abandon()
             if backend.cache is not cache:
                 backend.cache.close()
+
+
+def test_a_checkpoint_failing_on_a_full_disk_is_not_remembered(tmp_path):
+    """`cache info`'s checkpoint line must not name a checkpoint that never happened."""
+    from tests.reliability import faultkit
+
+    with faultkit.tmpfs(tmp_path / "small", "16m") as disk:
+        path = disk / "c.duckdb"
+        done = "2001-02-03T04:05:06Z"  # the last checkpoint that happened
+        cache = Cache.open(path)
+        cache.con.execute("INSERT OR REPLACE INTO meta VALUES ('last_checkpoint', ?)", [done])
+        cache.con.execute("CHECKPOINT")
+        try:
+            cache.con.execute("SET checkpoint_threshold = '1GB'")
+            cache.con.execute("CREATE TABLE filler (m VARCHAR)")
+            for _ in range(4):  # in the WAL: only the checkpoint grows the file
+                cache.con.execute(
+                    "INSERT INTO filler SELECT md5(random()::VARCHAR) FROM range(40000)")
+            assert Path(f"{path}.wal").stat().st_size > 4_000_000
+            fd = os.open(disk / "fill", os.O_WRONLY | os.O_CREAT)
+            try:
+                while True:
+                    os.write(fd, bytes(1 << 16))
+            except OSError:
+                pass
+            finally:
+                os.close(fd)
+            with pytest.raises(duckdb.Error, match="No space left on device"):
+                cache.checkpoint()
+        finally:
+            cache.abandon()
+        (disk / "fill").unlink()
+        with Cache.open(path, read_only=True) as cache:
+            assert cache.meta("last_checkpoint") == done
+            assert cache.cursor().execute("SELECT count(*) FROM filler").fetchall() == [(160000,)]
