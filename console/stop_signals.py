@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import multiprocessing
 import os
 import signal
@@ -87,6 +88,8 @@ class StopSignals:
         self._previous: dict[int, object] = {}
         self._terminal: list[Any] | None = None  # the terminal's modes before the screen
         self._screen = False  # an app took the terminal (attach): give it back on a hurry
+        self.cleanups: list[Callable[[], object]] = []
+        """Run after the children are killed, before exiting at once (a temporary directory)."""
 
     def install(self) -> None:
         """Handle the stop signals in Python from now on (main thread only)."""
@@ -148,6 +151,9 @@ class StopSignals:
         except BaseException:  # noqa: BLE001 - nothing may stop this exit
             pass
         kill_children()
+        for cleanup in self.cleanups:
+            with contextlib.suppress(Exception):
+                cleanup()
         os._exit(exit_code(signum))
 
     def _say_at_once(self, signum: int) -> None:
@@ -155,8 +161,7 @@ class StopSignals:
         if self._screen:
             text = _LEAVE_SCREEN + text
         restore_terminal(self._terminal)
-        with contextlib.suppress(OSError):
-            os.write(2, text.encode())
+        write_without_waiting(2, text.encode())
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         self.handle(signum)
@@ -177,6 +182,24 @@ def restore_terminal(modes: list[Any] | None) -> None:
         return
     with contextlib.suppress(termios.error, OSError, ValueError):
         termios.tcsetattr(sys.__stdin__.fileno(), termios.TCSANOW, modes)
+
+
+def write_without_waiting(fd: int, data: bytes) -> None:
+    """Write what `fd` takes now and drop the rest: a terminal nobody reads (a stalled SSH
+    session) would otherwise hold up an exit that must not wait."""
+    try:
+        flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+        fcntl.fcntl(fd, fcntl.F_SETFL, flags | os.O_NONBLOCK)
+    except OSError:
+        return
+    try:
+        while data:
+            data = data[os.write(fd, data):]
+    except OSError:  # EAGAIN: full; EIO: gone
+        pass
+    finally:
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(fd, fcntl.F_SETFL, flags)  # it is shared with the shell: put it back
 
 
 def kill_children() -> None:
