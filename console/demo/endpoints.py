@@ -158,6 +158,12 @@ def _handler(route: _Route) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
+        def handle(self) -> None:
+            try:
+                super().handle()
+            except (BrokenPipeError, ConnectionResetError):  # the client hung up (the console quit)
+                self.close_connection = True
+
         def do_GET(self) -> None:
             self._handle("GET")
 
