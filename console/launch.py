@@ -25,7 +25,7 @@ from console.cli import EXIT_CACHE
 from console.config import Config
 from console.safe_text import cell
 from console.sources import SourceHealth, SourceStatus
-from console.stop_signals import StopSignals
+from console.stop_signals import StopSignals, say
 from console.timeutil import utc_now
 from console.views import OverviewView
 
@@ -131,12 +131,8 @@ def stopped(stop: StopSignals, cache_path: Path, err: TextIO) -> int:
     """After the console: one line when a signal stopped it (to /dev/null after a hangup)."""
     if stop.received is None:
         return 0
-    try:
-        err.write(f"llmdeck: stopped by {stop.describe()}; {cell(cache_path, 400)} is closed,"
-                  " nothing stored was lost\n")
-        err.flush()
-    except (OSError, ValueError):  # the terminal is gone
-        pass
+    say(err, f"llmdeck: stopped by {stop.describe()}; {cell(cache_path, 400)} is closed,"
+             " nothing stored was lost")
     return stop.exit_code
 
 
@@ -164,6 +160,8 @@ def run_demo(seed: int, speed: float, start: datetime | None, theme: str | None,
     config = demo_config(cache_path)
     stop = StopSignals()
     stop.install()
+    if own:  # a second signal exits at once, skipping the finally below
+        stop.cleanups.append(lambda: shutil.rmtree(root, ignore_errors=True))
     try:
         cache, moved = open_demo_cache(cache_path, err)
     except CacheError as exc:

@@ -52,11 +52,11 @@ DATA = rb"data \d\d:\d\d:\d\dZ"
 class Pty:
     """`python ARGS` on a pseudo-terminal of 80x24 (its session leader); reading can be paused."""
 
-    def __init__(self, *argv: str) -> None:
+    def __init__(self, *argv: str, env: dict[str, str] | None = None) -> None:
         pid, fd = pty.fork()
         if pid == 0:
             os.chdir(ROOT)
-            os.execv(sys.executable, [sys.executable, *argv])
+            os.execve(sys.executable, [sys.executable, *argv], {**os.environ, **(env or {})})
         self.pid, self.fd = pid, fd
         self.resize(24, 80)
         self.output = bytearray()
@@ -150,9 +150,13 @@ def ptys() -> Iterator[list[Pty]]:
 
 
 @pytest.mark.slow
-def test_a_second_sigterm_ends_a_console_whose_clean_exit_is_held_up(tmp_path, ptys):
-    workdir = tmp_path / "demo"
-    console = Pty(*LLMDECK[1:], "demo", "--workdir", str(workdir))
+@pytest.mark.parametrize("workdir", ["given", "temporary"])
+def test_a_second_sigterm_ends_a_console_whose_clean_exit_is_held_up(tmp_path, ptys, workdir):
+    given = tmp_path / "demo"
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    where = ["--workdir", str(given)] if workdir == "given" else []
+    console = Pty(*LLMDECK[1:], "demo", *where, env={"TMPDIR": str(temp)})
     ptys.append(console)
     console.wait_for(DATA)
     end = time.monotonic() + DEADLINE  # the backfill's helper processes are running
@@ -170,7 +174,10 @@ def test_a_second_sigterm_ends_a_console_whose_clean_exit_is_held_up(tmp_path, p
     assert status == 128 + signal.SIGTERM, f"exit status {status} after a second SIGTERM"
     assert not wait_gone(console.tree), "processes of the console's tree outlived it"
     assert b"Traceback" not in console.output_to_end()
-    assert check_cache(workdir / "demo.duckdb").spans > 0
+    if workdir == "given":
+        assert check_cache(given / "demo.duckdb").spans > 0
+    else:  # its own temporary directory is removed even so
+        assert not list(temp.iterdir()), f"left behind: {list(temp.iterdir())}"
 
 
 # A stand-in for a console whose clean exit never comes: its screen taken, a child process
