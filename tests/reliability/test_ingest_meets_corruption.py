@@ -15,12 +15,10 @@ so the damaged block keeps its bytes and the WAL holding the committed batches s
 from __future__ import annotations
 
 import gzip
-import os
 import random
 import re
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -29,6 +27,7 @@ import duckdb
 import pytest
 
 from console.demo.traffic import TrafficModel, export_requests, write_collector_jsonl
+from tests.reliability import faultkit
 
 ROOT = Path(__file__).resolve().parents[2]
 HEADER = 3 * 4096
@@ -40,10 +39,7 @@ pytestmark = pytest.mark.slow
 
 
 def _cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "LLMDECK_INGEST__BATCH_SPANS": "2000"}
-    return subprocess.run([sys.executable, "-m", "console.cli", *map(str, args)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120, check=False, env=env,
-                          stdin=subprocess.DEVNULL)
+    return faultkit.cli(*args, env={"LLMDECK_INGEST__BATCH_SPANS": "2000"})
 
 
 @pytest.fixture(scope="module")
