@@ -399,8 +399,11 @@ class LlmdeckApp(App[None]):
                         timeout=10)
 
     def _tick_status_lines(self) -> None:
+        try:
+            screen = self.screen
+        except ScreenStackError:  # the app is shutting down: this tick outlived its screens
+            return
         self.check_fault()
-        screen = self.screen
         if isinstance(screen, DeckScreen):
             for line in screen.query(StatusLine):
                 line.tick(self.wall_clock(), 3 * self.refresh_seconds + 2)
