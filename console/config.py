@@ -47,9 +47,12 @@ from console.config_errors import apply_env, error_message
 from console.config_errors import dotted_key as dotted_key
 from console.config_errors import looks_like_secret as looks_like_secret
 from console.config_sources import AlertmanagerSource as AlertmanagerSource
+from console.config_sources import AnthropicBillingSource as AnthropicBillingSource
 from console.config_sources import BillingSource as BillingSource
 from console.config_sources import HttpSource as HttpSource
 from console.config_sources import LiteLLMSource as LiteLLMSource
+from console.config_sources import OpenAIBillingSource as OpenAIBillingSource
+from console.config_sources import OpenRouterBillingSource as OpenRouterBillingSource
 from console.config_sources import OtlpFileSource as OtlpFileSource
 from console.config_sources import PlainHeader as PlainHeader
 from console.config_sources import PrometheusSource as PrometheusSource
