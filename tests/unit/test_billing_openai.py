@@ -18,7 +18,7 @@ import pytest
 
 from connectors import billing_openai, billing_pages
 from connectors.billing_openai import COSTS_PATH, USAGE_PATH, _cost_lines, model_of
-from connectors.http import HttpPolicy, SourceError
+from connectors.http import HttpPolicy, SourceClient, SourceError
 from console.billing import BillingFetch
 from tests.faults.billing_server import BillingServer, Sleeps, client_for, json_reply
 from tests.faults.fault_server import Answer, Drip, Hang, RecordedRequest, Reply, Reset, html_page
@@ -372,3 +372,92 @@ def test_model_of_reads_only_the_model_comma_kind_form() -> None:
 async def test_an_empty_range_is_the_callers_mistake(server: BillingServer) -> None:
     with pytest.raises(ValueError, match="empty day range"):
         await _fetch(server, start=START, end=START)
+
+
+async def test_a_retry_after_beyond_the_deadline_is_reported_not_waited(server: BillingServer) -> None:
+    server.replace(
+        COSTS_PATH,
+        Reply(
+            429,
+            {
+                "error": {
+                    "message": "Rate limit reached for requests",
+                    "type": "requests",
+                    "param": None,
+                    "code": None,
+                }
+            },
+            headers={"Retry-After": "120"},
+        ),
+    )
+    sleeps = Sleeps()
+    with pytest.raises(SourceError) as info:
+        await _fetch(server, sleep=sleeps)
+    error = info.value
+    assert (error.kind, error.status, error.retry_after, sleeps.seconds) == ("http", 429, 120.0, [])
+    assert (
+        str(error)
+        == "openai-main: HTTP 429: GET /v1/organization/costs: Rate limit reached for requests"
+    )
+
+
+async def test_an_exhausted_quota_is_permanent_and_not_retried(server: BillingServer) -> None:
+    message = "You exceeded your current quota, please check your plan and billing details."
+    server.replace(
+        COSTS_PATH,
+        json_reply(
+            {
+                "error": {
+                    "message": message,
+                    "type": "insufficient_quota",
+                    "param": None,
+                    "code": "insufficient_quota",
+                }
+            },
+            429,
+        ),
+    )
+    error = await _error(server)
+    assert (error.kind, error.status, error.permanent) == ("quota", 429, True)
+    assert len(server.requests_to(COSTS_PATH)) == 1
+
+
+async def test_a_server_that_is_not_there_is_a_connect_error() -> None:
+    with BillingServer(start=START, days=1) as gone:
+        url = gone.url
+    async with SourceClient(
+        "openai-main",
+        url,
+        secret_headers=billing_openai.secret_headers(KEY),
+        policy=HttpPolicy(connect_timeout=0.5, deadline=2.0, backoff_base=0.01),
+        sleep=Sleeps(),
+    ) as client:
+        with pytest.raises(SourceError) as info:
+            await billing_openai.fetch(client, "openai-main", START, END)
+    assert info.value.kind == "connect"
+    assert str(info.value).startswith(
+        "openai-main: connect: GET /v1/organization/costs: cannot connect to 127.0.0.1:"
+    )
+    assert KEY not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        (b'{"data": [], "has_more": false, "x": "\xff\xfe"}', "malformed JSON: not UTF-8"),
+        (b"[" * 200_000 + b"]" * 200_000, "malformed JSON: nested too deeply"),
+        (b'{"data": [], "has_more": false, "next_page": NaN}', "malformed JSON: NaN is not a JSON number"),
+    ],
+)
+async def test_bodies_json_cannot_hold_are_decode_errors(
+    server: BillingServer, body: bytes, says: str
+) -> None:
+    server.replace(COSTS_PATH, Reply(200, body, content_type="application/json"))
+    error = await _error(server)
+    assert str(error) == f"openai-main: decode: GET /v1/organization/costs: {says}"
+
+
+async def test_a_key_echoed_in_an_html_title_is_masked(server: BillingServer) -> None:
+    server.replace(COSTS_PATH, html_page(200, f"Denied for {KEY}"))
+    error = await _error(server)
+    assert error.kind == "content_type" and "Denied for" in str(error)
