@@ -211,3 +211,34 @@ def test_billing_defaults() -> None:
                                      "https://openrouter.ai")
     assert (a.provider, b.provider, o.provider) == ("openai", "anthropic", "openrouter")
     assert (a.poll_seconds, a.refetch_days, a.since_days, o.since_days) == (300, 3, 35, 31)
+
+
+def test_a_429_with_retry_after_is_waited_out(capsys: pytest.CaptureFixture[str], setup: tuple[Path, Path],
+                                              server: BillingServer) -> None:
+    config, cache = setup
+    server.fault(OPENAI_COSTS, Reply(429, {"error": {"message": "Rate limit reached", "type": "requests",
+                                                     "param": None, "code": "rate_limit_exceeded"}},
+                                     headers={"Retry-After": "1"}), after=1)
+    code, out, err = run(capsys, config, cache, "--provider", "openai", "--since", START.isoformat(),
+                         "--json")
+    assert (code, err) == (0, "")
+    [source] = json.loads(out)["sources"]
+    assert source["ok"] and source["seconds"] >= 1.0
+    assert Decimal(source["totals"]["USD"]) == expected(server, "openai")
+
+
+def test_a_403_and_a_hang_each_say_what_happened(capsys: pytest.CaptureFixture[str], setup: tuple[Path, Path],
+                                                 server: BillingServer) -> None:
+    from tests.faults.fault_server import Hang
+
+    config, cache = setup
+    server.replace(OPENAI_COSTS, json_reply({"error": {
+        "message": "You have insufficient permissions for this operation. Missing scopes: api.usage.read.",
+        "type": "invalid_request_error", "param": None, "code": None}}, 403))
+    server.replace(ANTHROPIC_COSTS, Hang())
+    code, out, err = run(capsys, config, cache, "--since", START.isoformat())
+    assert code == 2 and "openrouter" in out
+    anthropic, openai = sorted(err.splitlines())  # one line each, the others stored
+    assert openai.startswith("llmdeck: billing sync: openai (source 'oa'): HTTP 403: ")
+    assert "insufficient permissions" in openai and "check the secret env:LLMDECK_T_OPENAI_ADMIN" in openai
+    assert anthropic.startswith("llmdeck: billing sync: anthropic (source 'an'): timeout: ")
