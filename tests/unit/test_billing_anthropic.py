@@ -304,3 +304,21 @@ def test_the_example_payloads_read_with_nulls(examples: Path) -> None:
         ("claude-opus-5", "wrkspc_01JwQvzr7rXLA5AGx3HKfFUJ", 1500 + 200 + 1500, 200, 500, None),
         ("claude-sonnet-5", None, 98000 + 45000 + 12000, 45000, 21000, None),
     ]
+
+
+async def test_optional_usage_fields_missing_or_null_count_as_zero(server: BillingServer) -> None:
+    result = {
+        "uncached_input_tokens": 7,
+        "output_tokens": 3,
+        "cache_creation": None,
+        "model": None,
+        "workspace_id": None,
+        "service_tier": None,
+    }
+    page = {"data": [{"starting_at": "2026-06-01T00:00:00Z", "results": [result]}], "has_more": False}
+    server.replace(USAGE_PATH, json_reply(page))
+    fetch = await _fetch(server)
+    assert [
+        (u.model, u.project, u.input_tokens, u.cached_input_tokens, u.output_tokens, u.batch)
+        for u in fetch.usage
+    ] == [(None, None, 7, 0, 3, None)]

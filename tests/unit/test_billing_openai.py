@@ -395,10 +395,7 @@ async def test_a_retry_after_beyond_the_deadline_is_reported_not_waited(server: 
         await _fetch(server, sleep=sleeps)
     error = info.value
     assert (error.kind, error.status, error.retry_after, sleeps.seconds) == ("http", 429, 120.0, [])
-    assert (
-        str(error)
-        == "openai-main: HTTP 429: GET /v1/organization/costs: Rate limit reached for requests"
-    )
+    assert str(error) == "openai-main: HTTP 429: GET /v1/organization/costs: Rate limit reached for requests"
 
 
 async def test_an_exhausted_quota_is_permanent_and_not_retried(server: BillingServer) -> None:
@@ -461,3 +458,30 @@ async def test_a_key_echoed_in_an_html_title_is_masked(server: BillingServer) ->
     server.replace(COSTS_PATH, html_page(200, f"Denied for {KEY}"))
     error = await _error(server)
     assert error.kind == "content_type" and "Denied for" in str(error)
+
+
+async def test_optional_usage_counts_missing_count_as_zero_and_dimensions_null(server: BillingServer) -> None:
+    result = {
+        "object": "organization.usage.completions.result",
+        "input_tokens": 10,
+        "output_tokens": 2,
+        "num_model_requests": 1,
+    }
+    page = {
+        "object": "page",
+        "has_more": False,
+        "next_page": None,
+        "data": [
+            {
+                "object": "bucket",
+                "start_time": START_UNIX,
+                "end_time": START_UNIX + 86400,
+                "results": [result],
+            }
+        ],
+    }
+    server.replace(USAGE_PATH, json_reply(page))
+    fetch = await _fetch(server)
+    assert [
+        (u.model, u.project, u.requests, u.input_tokens, u.cached_input_tokens, u.batch) for u in fetch.usage
+    ] == [(None, None, 1, 10, 0, None)]
