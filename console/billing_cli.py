@@ -97,10 +97,10 @@ def write_text(results: list[SyncResult], out: TextIO, err: TextIO) -> None:
     for r in results:
         if not r.ok:
             continue
-        last = date.fromordinal(r.end.toordinal() - 1)
+        days = f"{r.start}..{date.fromordinal(r.end.toordinal() - 1)}" if r.days else "no days kept there"
         stored = r.stored
         assert stored is not None
-        out.write(f"{r.provider:<10}  {cell(r.source, 24):<24}  {r.start}..{last}  {r.days:>3} days"
+        out.write(f"{r.provider:<10}  {cell(r.source, 24):<24}  {days:<22}  {r.days:>3} days"
                   f"  {stored.lines:>6,} lines  {stored.usage_lines:>6,} usage  {cell(money(r.totals), 60)}"
                   f"  {r.pages} pages  {r.seconds:.1f} s\n")
     for r in results:

@@ -123,8 +123,8 @@ def exact(amount: Decimal) -> Decimal:
 
 
 def _check(fetch: BillingFetch) -> None:
-    if fetch.end <= fetch.start:
-        raise BillingStoreError(f"{fetch.source}: empty day range {fetch.start}..{fetch.end}")
+    if fetch.end < fetch.start:
+        raise BillingStoreError(f"{fetch.source}: days {fetch.start}..{fetch.end} end before they start")
     rows: Iterable[BillingLine | UsageLine] = (*fetch.lines, *fetch.usage)
     for row in rows:
         if row.provider != fetch.provider or row.source != fetch.source:
@@ -158,8 +158,11 @@ def totals(lines: Iterable[BillingLine]) -> dict[str, Decimal]:
 def store_fetch(cur: duckdb.DuckDBPyConnection, fetch: BillingFetch) -> StoredSync:
     """Replace `fetch.source`'s billing and usage rows for [start, end) with the fetch's, in one
     transaction, and record the sync. BillingStoreError (before anything is touched) when a line
-    lies outside those days or belongs to another source."""
+    lies outside those days or belongs to another source. An empty range (start == end: the
+    provider keeps none of the days asked for) changes nothing."""
     _check(fetch)
+    if fetch.start == fetch.end:  # the provider had none of the days asked for: nothing to replace
+        return StoredSync(fetch.provider, fetch.source, fetch.start, fetch.end, 0, 0, 0, {})
     billing = _billing_table(fetch)
     usage = _usage_table(fetch)
     key = [fetch.provider, fetch.source, fetch.start, fetch.end]

@@ -120,6 +120,10 @@ def test_a_fetch_with_a_line_outside_its_days_is_refused_whole(cache: Cache) -> 
     with pytest.raises(billing_store.BillingStoreError, match="a line of openai/other"):
         billing_store.store_fetch(cur, fetch(1, 3, [line(1, "5", source="other")]))
     assert rows(cur) == before
+    # a provider that keeps none of the days asked for (OpenRouter narrows to its 30 days): no change
+    empty = billing_store.store_fetch(cur, fetch(3, 3, []))
+    assert (empty.lines, empty.replaced_lines, empty.totals) == (0, 0, {})
+    assert rows(cur) == before
 
 
 class _FailingInsert:
