@@ -146,6 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
     from console.billing_cli import add_parser as add_billing_parser
 
     add_billing_parser(sub)
+    from console.reconcile_cli import add_parser as add_cost_parser
+
+    add_cost_parser(sub)
     return parser
 
 
@@ -219,6 +222,10 @@ def _main(argv: list[str] | None) -> int:
         from console.billing_cli import main_billing
 
         return main_billing(config, args, parser, out, err)
+    if args.command == "cost":
+        from console.reconcile_cli import main_cost
+
+        return main_cost(config, args, parser, out, err)
     if args.command == "silence":
         from console.silence_cli import main_silence
 

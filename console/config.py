@@ -178,6 +178,14 @@ class PricingSettings(_Section):
     """Price overrides; the latest `effective` on or before a span's day wins."""
 
 
+class BillingSettings(_Section):
+    """Provider billing against the trace estimates (`llmdeck cost reconcile`)."""
+
+    reconcile_threshold: float = Field(default=0.05, gt=0, lt=1)
+    """A provider/model/day whose billed and estimated spend differ by more than this share
+    of the billed amount (of the estimate when nothing was billed) is flagged as a gap."""
+
+
 class ScopeFilter(_Section):
     """Which traffic an SLO or drill-down covers; an unset field matches everything."""
 
@@ -316,6 +324,7 @@ class Config(_Section):
     ingest: IngestSettings = IngestSettings()
     redaction: RedactionSettings = RedactionSettings()
     pricing: PricingSettings = PricingSettings()
+    billing: BillingSettings = BillingSettings()
     slos: list[SloSpec] = []
     """Service level objectives (`[[slos]]`)."""
     budgets: list[BudgetSpec] = []
