@@ -212,3 +212,24 @@ def test_cli_json_rows_and_exit_codes(cache_path: Path, tmp_path: Path,
     assert main([*base, "--days", "9", "--today", TODAY.isoformat()]) == 1
     out = capsys.readouterr().out
     assert "missing_hours" in out and "unseen_usage" in out and "not billed" in out
+
+
+def test_status_json_has_the_reconciliation(cache_path: Path, make_config: Any) -> None:
+    from console import status_report
+
+    with Cache.open(cache_path, read_only=True) as cache:
+        at = datetime.combine(TODAY, datetime.min.time())
+        report = status_report.gather(cache.cursor(), make_config(), at)
+    doc = status_report.as_json(report)["reconciliation"]
+    assert isinstance(doc, dict) and doc["days"] == 7 and doc["flagged"] == 6
+    assert {r["status"] for r in doc["rows"]} == {"ok", "gap", "not_billed"}
+
+
+def test_status_json_without_billing_has_no_reconciliation(tmp_path: Path, make_config: Any) -> None:
+    from console import status_report
+
+    with Cache.open(tmp_path / "c.duckdb") as cache:
+        Ingestor(cache, make_config()).run([write_spans(tmp_path / "t.jsonl", spans_of(1))])
+        at = datetime.combine(day(2), datetime.min.time())
+        report = status_report.gather(cache.cursor(), make_config(), at)
+    assert "reconciliation" not in status_report.as_json(report) and report.exit_code == 0
