@@ -143,6 +143,12 @@ def build_parser() -> argparse.ArgumentParser:
     from console.alerts_cli import add_parsers as add_alert_parsers
 
     add_alert_parsers(sub)
+    from console.billing_cli import add_parser as add_billing_parser
+
+    add_billing_parser(sub)
+    from console.reconcile_cli import add_parser as add_cost_parser
+
+    add_cost_parser(sub)
     return parser
 
 
@@ -212,6 +218,14 @@ def _main(argv: list[str] | None) -> int:
 
         main = alerts_cli.main_alerts if args.command == "alerts" else alerts_cli.main_silences
         return main(config, args, out, err)
+    if args.command == "billing":
+        from console.billing_cli import main_billing
+
+        return main_billing(config, args, parser, out, err)
+    if args.command == "cost":
+        from console.reconcile_cli import main_cost
+
+        return main_cost(config, args, parser, out, err)
     if args.command == "silence":
         from console.silence_cli import main_silence
 

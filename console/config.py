@@ -47,9 +47,12 @@ from console.config_errors import apply_env, error_message
 from console.config_errors import dotted_key as dotted_key
 from console.config_errors import looks_like_secret as looks_like_secret
 from console.config_sources import AlertmanagerSource as AlertmanagerSource
+from console.config_sources import AnthropicBillingSource as AnthropicBillingSource
 from console.config_sources import BillingSource as BillingSource
 from console.config_sources import HttpSource as HttpSource
 from console.config_sources import LiteLLMSource as LiteLLMSource
+from console.config_sources import OpenAIBillingSource as OpenAIBillingSource
+from console.config_sources import OpenRouterBillingSource as OpenRouterBillingSource
 from console.config_sources import OtlpFileSource as OtlpFileSource
 from console.config_sources import PlainHeader as PlainHeader
 from console.config_sources import PrometheusSource as PrometheusSource
@@ -173,6 +176,14 @@ class PricingSettings(_Section):
 
     overrides: list[PriceOverride] = []
     """Price overrides; the latest `effective` on or before a span's day wins."""
+
+
+class BillingSettings(_Section):
+    """Provider billing against the trace estimates (`llmdeck cost reconcile`)."""
+
+    reconcile_threshold: float = Field(default=0.05, gt=0, lt=1)
+    """A provider/model/day whose billed and estimated spend differ by more than this share
+    of the billed amount (of the estimate when nothing was billed) is flagged as a gap."""
 
 
 class ScopeFilter(_Section):
@@ -313,6 +324,7 @@ class Config(_Section):
     ingest: IngestSettings = IngestSettings()
     redaction: RedactionSettings = RedactionSettings()
     pricing: PricingSettings = PricingSettings()
+    billing: BillingSettings = BillingSettings()
     slos: list[SloSpec] = []
     """Service level objectives (`[[slos]]`)."""
     budgets: list[BudgetSpec] = []

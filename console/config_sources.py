@@ -7,10 +7,11 @@ look like secrets are refused. Re-exported by `console.config`.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
+from console.billing import Provider
 from console.config_base import HttpUrl, KeyRef, NonEmpty, _Section
 from console.config_errors import SECRET_MESSAGE, looks_like_secret
 
@@ -97,12 +98,77 @@ class ScrapeSource(HttpSource):
 
 
 class BillingSource(_Section):
-    """A provider billing/usage API read with an admin key kept outside the config."""
+    """A provider billing/usage API read with an admin key kept outside the config.
 
+    `[[sources.openai_billing]]`, `[[sources.anthropic_billing]]` and
+    `[[sources.openrouter_billing]]` differ only in their default `url` (and
+    OpenRouter's shorter history); `llmdeck billing sync` reads them.
+    """
+
+    provider: ClassVar[Provider]
+    history_days: ClassVar[int | None] = None
+    """How many days back the provider keeps figures (None: no limit known); a sync never asks
+    further back, so days it no longer serves are never replaced by nothing."""
     name: NonEmpty
-    """Label shown in panels and used to refer to this source."""
+    """Label shown in panels and used to refer to this source (and stored with its rows)."""
     admin_key_ref: KeyRef
-    """Admin key reference: `keyring:SERVICE/NAME` or `env:VAR`; never the key itself."""
+    """Admin key reference: `keyring:SERVICE/NAME` or `env:VAR`; never the key itself
+    (OpenAI: an Admin key `sk-admin-...`; Anthropic: an Admin key `sk-ant-admin...`;
+    OpenRouter: a Management key)."""
+    url: HttpUrl
+    """Base URL without `/v1` (the provider's own by default; tests point it at loopback)."""
+    poll_seconds: float = Field(default=300, ge=60)
+    """Seconds between reads while the console runs; at least 60 (the providers ask for no more
+    than one poll a minute)."""
+    refetch_days: int = Field(default=3, ge=0, le=31)
+    """Each sync fetches again this many days before the last one stored: providers revise
+    recent figures."""
+    since_days: int = Field(default=35, ge=1, le=400)
+    """How many days back the first sync reads (and the most any later one reaches back)."""
+    timeout_seconds: float = Field(default=20, gt=0, le=120)
+    """Per-request read timeout; a page with its retries gets at most three times this."""
+
+    @field_validator("url")
+    @classmethod
+    def _bare_url(cls, value: str) -> str:
+        if any(c in value for c in "?#"):
+            raise ValueError("a billing url has no query or fragment")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _refetch_within_depth(self) -> BillingSource:
+        if self.refetch_days > self.since_days:
+            raise ValueError(f"refetch_days ({self.refetch_days}) is more than since_days"
+                             f" ({self.since_days})")
+        return self
+
+
+class OpenAIBillingSource(BillingSource):
+    """OpenAI's Admin API: `/v1/organization/costs` and `/v1/organization/usage/completions`."""
+
+    provider: ClassVar[Provider] = "openai"
+    url: HttpUrl = "https://api.openai.com"
+    """Base URL without `/v1` (default https://api.openai.com)."""
+
+
+class AnthropicBillingSource(BillingSource):
+    """Anthropic's Admin API: `/v1/organizations/cost_report` and `.../usage_report/messages`."""
+
+    provider: ClassVar[Provider] = "anthropic"
+    url: HttpUrl = "https://api.anthropic.com"
+    """Base URL without `/v1` (default https://api.anthropic.com)."""
+
+
+class OpenRouterBillingSource(BillingSource):
+    """OpenRouter: `/api/v1/activity` (the last 30 completed UTC days), `/api/v1/credits`, `/api/v1/key`."""
+
+    provider: ClassVar[Provider] = "openrouter"
+    history_days: ClassVar[int | None] = 30
+    url: HttpUrl = "https://openrouter.ai"
+    """Base URL without `/api/v1` (default https://openrouter.ai)."""
+    since_days: int = Field(default=31, ge=1, le=400)
+    """How many days back the first sync reads, today included (OpenRouter keeps the last 30
+    completed days of activity)."""
 
 
 class LiteLLMSource(_Section):
@@ -134,10 +200,12 @@ class SourcesSettings(_Section):
     """Alert sources."""
     scrape: list[ScrapeSource] = []
     """`/metrics` endpoints of model servers (vLLM) and gateways (LiteLLM) read directly."""
-    openai_billing: list[BillingSource] = []
+    openai_billing: list[OpenAIBillingSource] = []
     """OpenAI organisation usage/cost APIs."""
-    anthropic_billing: list[BillingSource] = []
+    anthropic_billing: list[AnthropicBillingSource] = []
     """Anthropic organisation usage/cost APIs."""
+    openrouter_billing: list[OpenRouterBillingSource] = []
+    """OpenRouter activity and credits."""
     litellm: list[LiteLLMSource] = []
     """LiteLLM proxies."""
     otlp_files: list[OtlpFileSource] = []
@@ -147,7 +215,11 @@ class SourcesSettings(_Section):
         """Every HTTP source the connectors read (Prometheus, Alertmanager, scrapes)."""
         return [*self.prometheus, *self.alertmanager, *self.scrape]
 
+    def billing(self) -> list[BillingSource]:
+        """Every provider billing source: OpenAI, then Anthropic, then OpenRouter."""
+        return [*self.openai_billing, *self.anthropic_billing, *self.openrouter_billing]
+
     def all(self) -> list[HttpSource | BillingSource | LiteLLMSource | OtlpFileSource]:
         """Every configured source, in config order of kind."""
         return [*self.prometheus, *self.alertmanager, *self.scrape, *self.openai_billing,
-                *self.anthropic_billing, *self.litellm, *self.otlp_files]
+                *self.anthropic_billing, *self.openrouter_billing, *self.litellm, *self.otlp_files]

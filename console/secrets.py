@@ -243,6 +243,12 @@ def _header_value(ref: str, timeout: float | None, strip: bool = True) -> str:
     return value
 
 
+def header_secret(ref: str, *, timeout: float | None = None) -> str:
+    """The secret `ref` names, stripped, fit for an HTTP header (a billing admin key, say);
+    SecretError naming the ref (never the value) when it is missing or holds a line break."""
+    return _header_value(ref, timeout)
+
+
 def source_secret_headers(source: HttpSource, *, timeout: float | None = None) -> dict[str, str]:
     """The secret headers of `source`: Authorization (bearer or basic) and each of `header_refs`
     (none, without touching the keyring, for a source that names no secret)."""

@@ -40,7 +40,8 @@ def config_refs(config: Config) -> list[RefUse]:
                        ("scrape", s.scrape)):
         for src in http:
             uses += [RefUse(src.name, kind, setting, ref) for setting, ref in src.secret_refs()]
-    for kind, billing in (("openai_billing", s.openai_billing), ("anthropic_billing", s.anthropic_billing)):
+    for kind, billing in (("openai_billing", s.openai_billing), ("anthropic_billing", s.anthropic_billing),
+                          ("openrouter_billing", s.openrouter_billing)):
         uses += [RefUse(b.name, kind, "admin_key_ref", b.admin_key_ref) for b in billing]
     uses += [RefUse(lite.name, "litellm", "key_ref", lite.key_ref) for lite in s.litellm if lite.key_ref]
     return uses

@@ -31,6 +31,7 @@ from console.snapshots import BudgetStatus, SloStatus
 
 if TYPE_CHECKING:
     from console.promql_slo import PromqlSloResult
+    from console.reconcile import Row
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,9 @@ class StatusReport:
     """The trace cache file that does not exist (nothing was read from it), else None."""
     unread_budgets: tuple[str, ...] = ()
     """Budgets that could not be evaluated (no trace cache)."""
+    reconciliation: tuple[Row, ...] | None = None
+    """Billed vs estimated over the last RECONCILE_DAYS completed UTC days; None when no billing
+    source has synced into this cache (or there is no cache). Not part of the exit code."""
 
     @property
     def exit_code(self) -> int:
@@ -96,7 +100,23 @@ def gather(cur: duckdb.DuckDBPyConnection, config: Config, at: datetime,
             lines.append(SloLine(spec, None, "not evaluated"))
         else:
             lines.append(SloLine(spec, result.status, result.error, result.warnings))
-    return StatusReport(at, status_groups(cur, at), tuple(lines), budgets)
+    return StatusReport(at, status_groups(cur, at), tuple(lines), budgets,
+                        reconciliation=_reconciliation(cur, config, at))
+
+
+RECONCILE_DAYS = 7
+
+
+def _reconciliation(cur: duckdb.DuckDBPyConnection, config: Config, at: datetime) -> tuple[Row, ...] | None:
+    from console.cache import billing_store
+
+    if not billing_store.syncs(cur):
+        return None
+    from console.pricing import PriceTable
+    from console.reconcile import reconcile
+
+    table = PriceTable.load(config.pricing.overrides)
+    return tuple(reconcile(cur, at.date(), RECONCILE_DAYS, table, config.billing.reconcile_threshold))
 
 
 def gather_without_cache(config: Config, at: datetime, cache_file: Path,
@@ -192,6 +212,15 @@ def as_json(report: StatusReport) -> dict[str, object]:
         "budgets": [budget_json(b) for b in report.budgets] + [
             {"name": name, "state": "unknown", "error": "no trace cache"} for name in report.unread_budgets],
     }
+    if report.reconciliation is not None:
+        from console.reconcile import row_json
+
+        rows = report.reconciliation
+        doc["reconciliation"] = {
+            "days": RECONCILE_DAYS,
+            "flagged": sum(1 for r in rows if r.flagged),
+            "rows": [row_json(r) for r in rows],
+        }
     if report.trace_cache_missing is not None:
         doc["trace_cache"] = {"state": "missing", "path": str(report.trace_cache_missing)}
     return doc

@@ -10,7 +10,7 @@ from console.cache.transactions import transaction
 if TYPE_CHECKING:  # ingest's worker processes import this module for SPAN_COLUMNS only
     import duckdb
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # The dimensions every rollup row is keyed by, besides its time bucket.
 ROLLUP_DIMS = ("service", "provider", "model", "tenant", "route", "prompt_version", "status")
@@ -95,8 +95,58 @@ def _v1(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+BILLING_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("provider", "VARCHAR NOT NULL"),
+    ("source", "VARCHAR NOT NULL"),
+    ("day", "DATE NOT NULL"),
+    ("model", "VARCHAR"),
+    ("line_item", "VARCHAR"),
+    ("project", "VARCHAR"),
+    ("service_tier", "VARCHAR"),
+    ("amount", "DECIMAL(38,10) NOT NULL"),
+    ("currency", "VARCHAR NOT NULL"),
+    ("fetched_at", "TIMESTAMP NOT NULL"),
+)
+"""What a provider billed: one row per source, UTC day and line (`console.billing.BillingLine`)."""
+
+BILLING_USAGE_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("provider", "VARCHAR NOT NULL"),
+    ("source", "VARCHAR NOT NULL"),
+    ("day", "DATE NOT NULL"),
+    ("model", "VARCHAR"),
+    ("project", "VARCHAR"),
+    ("api_key", "VARCHAR"),
+    ("batch", "BOOLEAN"),
+    ("requests", "BIGINT NOT NULL"),
+    ("input_tokens", "BIGINT NOT NULL"),
+    ("output_tokens", "BIGINT NOT NULL"),
+    ("cached_input_tokens", "BIGINT NOT NULL"),
+    ("fetched_at", "TIMESTAMP NOT NULL"),
+)
+"""The provider's own token counts per day (`console.billing.UsageLine`)."""
+
+BILLING_SYNC_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("provider", "VARCHAR NOT NULL"),
+    ("source", "VARCHAR NOT NULL"),
+    ("start_day", "DATE NOT NULL"),
+    ("end_day", "DATE NOT NULL"),
+    ("fetched_at", "TIMESTAMP NOT NULL"),
+    ("pages", "INTEGER NOT NULL"),
+    ("lines", "INTEGER NOT NULL"),
+    ("usage_lines", "INTEGER NOT NULL"),
+)
+"""Each completed sync's days [start_day, end_day): what is covered even where nothing was billed."""
+
+
+def _v2(con: duckdb.DuckDBPyConnection) -> None:
+    """Provider billing: `billing`, `billing_usage` and the record of completed syncs."""
+    for table, columns in (("billing", BILLING_COLUMNS), ("billing_usage", BILLING_USAGE_COLUMNS),
+                           ("billing_syncs", BILLING_SYNC_COLUMNS)):
+        con.execute(f"CREATE TABLE {table} ({', '.join(f'{n} {t}' for n, t in columns)})")
+
+
 # MIGRATIONS[i] moves a cache from schema version i to i + 1.
-MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = [_v1]
+MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = [_v1, _v2]
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
 
