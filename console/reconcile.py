@@ -20,8 +20,8 @@ A row's `status`:
 - "not_configured" estimated for a provider no billing source has ever synced.
 
 Causes are computed from stored data only; each carries the dollars of the gap it explains
-(signed like the gap, billed - estimated) when that is computable, and the causes are
-ranked by that amount (largest first; uncomputable ones last):
+(signed like the gap, billed - estimated) when that is computable; one pointing against the
+gap is dropped, and the rest are ranked by that amount (largest first; uncomputable ones last):
 - "unpriced":       the traces had requests of that model with no price that day (estimated
                     at $0): explains billed x unpriced / requests.
 - "price_changed":  the provider's own token counts (billing_usage) priced with the table's
@@ -273,13 +273,10 @@ def _causes(provider: str, model: str, day: date, billed: Decimal, est: _Est, us
                                + (" ..." if len(unseen) > 5 else "")
                                + " (provider project/api key matching no tenant, route or service"
                                f" in the {provider} traces that day)", amount or None))
-    # rank by how much of the gap each explains (same sign as the gap first)
-    def rank(c: Cause) -> tuple[int, Decimal]:
-        if c.explains is None:
-            return (2, _ZERO)
-        same = (c.explains >= 0) == (gap >= 0)
-        return (0 if same else 1, -abs(c.explains))
-    found.sort(key=rank)
+    # A cause whose dollars point against the gap (it would widen it) cannot explain it: drop
+    # it. The rest are ranked by how much of the gap each explains; uncomputable ones last.
+    found = [c for c in found if c.explains is None or not c.explains or (c.explains > 0) == (gap > 0)]
+    found.sort(key=lambda c: (1, _ZERO) if c.explains is None else (0, -abs(c.explains)))
     if not found:
         found.append(Cause("unexplained", "none of the computed causes applies"))
     return found

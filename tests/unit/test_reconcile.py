@@ -233,3 +233,20 @@ def test_status_json_without_billing_has_no_reconciliation(tmp_path: Path, make_
         at = datetime.combine(day(2), datetime.min.time())
         report = status_report.gather(cache.cursor(), make_config(), at)
     assert "reconciliation" not in status_report.as_json(report) and report.exit_code == 0
+
+
+def test_a_cause_pointing_against_the_gap_is_not_listed(tmp_path: Path, make_config: Any) -> None:
+    """Billed at half the estimate on a day with 12 untraced hours: missing traces would make
+    the estimate LOWER than billed, so they cannot explain a bill below it (seen by hand: it
+    was listed as the cause of a -100% gap, explaining more than the gap)."""
+    spans = spans_of(1, range(12))
+    path = tmp_path / "c.duckdb"
+    with Cache.open(path) as cache:
+        Ingestor(cache, make_config()).run([write_spans(tmp_path / "t.jsonl", spans)])
+        billing_store.store_fetch(cache.con, BillingFetch(
+            "openai", "oa", day(1), day(2), (bill(1, FULL / 4),), (), FETCHED, pages=1))
+        found = reconcile(cache.cursor(), day(2), 1, PriceTable.load())
+    r = next(x for x in found if x.model == "gpt-4o-mini")
+    assert r.status == "gap" and r.gap is not None and r.gap < 0
+    assert "missing_hours" not in causes(r)
+    assert causes(r) == ["unexplained"]
