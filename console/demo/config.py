@@ -24,21 +24,26 @@ from typing import TYPE_CHECKING
 
 from console.config import (
     AlertmanagerSource,
+    AnthropicBillingSource,
     BudgetSpec,
     CacheSettings,
     Config,
+    OpenAIBillingSource,
     ScopeFilter,
     ScrapeSource,
     SloSpec,
     SourcesSettings,
     UiSettings,
 )
+from console.demo.billing_api import ENV_KEYS
 
 if TYPE_CHECKING:
     from console.demo.endpoints import EndpointUrls
 
 SOURCE_REFRESH_SECONDS = 2
 """How often the console reads the demo's servers."""
+BILLING_SINCE_DAYS = 9
+"""The demo's billing sources reach back over its week of history (and the partial day before)."""
 
 DEMO_SLOS: tuple[SloSpec, ...] = (
     SloSpec(name="support-chatbot availability", kind="availability", objective=0.995,
@@ -75,7 +80,9 @@ def demo_config(cache_path: Path, endpoints: EndpointUrls | None = None) -> Conf
 
     With `endpoints` (the servers console/demo/endpoints.py started), it lists them
     as sources: two `[[sources.scrape]]` (`demo-vllm`, kind vllm; `demo-litellm`,
-    kind litellm) and one `[[sources.alertmanager]]` (`demo-alertmanager`).
+    kind litellm), one `[[sources.alertmanager]]` (`demo-alertmanager`), and the
+    billing APIs as `demo-openai-billing` / `demo-anthropic-billing`, their admin keys
+    `env:` refs to the random keys the demo put in its own environment.
     Nothing is pruned: the simulated clock may run ahead of the wall clock, and
     retention is measured against the wall clock.
     """
@@ -88,6 +95,15 @@ def demo_config(cache_path: Path, endpoints: EndpointUrls | None = None) -> Conf
                                  refresh_seconds=every)],
             alertmanager=[AlertmanagerSource(name="demo-alertmanager", url=endpoints.alertmanager,
                                              refresh_seconds=every)],
+            openai_billing=[OpenAIBillingSource(
+                name="demo-openai-billing", url=endpoints.openai_billing, since_days=BILLING_SINCE_DAYS,
+                admin_key_ref=f"env:{ENV_KEYS['openai']}", poll_seconds=60)]
+            if endpoints.openai_billing else [],
+            anthropic_billing=[AnthropicBillingSource(
+                name="demo-anthropic-billing", url=endpoints.anthropic_billing,
+                since_days=BILLING_SINCE_DAYS, admin_key_ref=f"env:{ENV_KEYS['anthropic']}",
+                poll_seconds=60)]
+            if endpoints.anthropic_billing else [],
         )
     return Config(
         ui=UiSettings(refresh_seconds=1),

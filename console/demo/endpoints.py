@@ -3,9 +3,11 @@
 `llmdeck demo` starts them next to the simulator, each on 127.0.0.1 with a port
 the OS picks, and lists them in the demo's config as `[[sources.scrape]]` and
 `[[sources.alertmanager]]`, so the console reads them through its real
-connectors. Everything they serve comes from the simulator's traffic
-(console/demo/telemetry.py), so the scripted anthropic incident shows in the
-scraped figures and as a firing `AnthropicErrorBudgetBurn` alert.
+connectors; and OpenAI- and Anthropic-shaped billing APIs (console/demo/billing_api.py),
+listed as `[[sources.openai_billing]]` and `[[sources.anthropic_billing]]`.
+Everything they serve comes from the simulator's traffic (console/demo/telemetry.py,
+billing_ledger.py), so the scripted anthropic incident shows in the scraped figures
+and as a firing `AnthropicErrorBudgetBurn` alert.
 
 Each server is a stdlib `ThreadingHTTPServer` on a daemon thread; `close()`
 stops them. Requests are never logged (the console owns the terminal).
@@ -24,6 +26,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from console.demo import generate
 from console.demo.alertmanager_api import AlertmanagerState, ApiError
+from console.demo.billing_api import BillingApi, forget_keys, handler, install_keys
+from console.demo.billing_ledger import BillingLedger
 from console.demo.exposition import CONTENT_TYPE, litellm_page, vllm_page
 from console.demo.telemetry import Telemetry
 from console.timeutil import utc_now
@@ -43,34 +47,41 @@ class EndpointUrls:
     vllm: str
     litellm: str
     alertmanager: str
+    openai_billing: str | None = None
+    anthropic_billing: str | None = None
 
 
 class DemoEndpoints:
     """The three servers, driven by one `Telemetry` of the simulator's traffic."""
 
     def __init__(self, plan: generate.TrafficPlan, start: datetime, clock: Callable[[], datetime],
-                 wall: Callable[[], datetime] = utc_now) -> None:
+                 wall: Callable[[], datetime] = utc_now, history_start: datetime | None = None) -> None:
         self.telemetry = Telemetry(plan, start, clock)
         self.alertmanager = AlertmanagerState(self.telemetry, wall)
+        self.ledger = BillingLedger(plan, history_start or start, clock, start=start)
+        """What the billing APIs bill: the traffic from `history_start` (the simulator's backfill)."""
         self._servers: list[ThreadingHTTPServer] = []
+        self._keys: dict[str, str] = {}
         self.urls: EndpointUrls | None = None
 
     @classmethod
     def for_simulator(cls, sim: Any) -> DemoEndpoints:
         """Endpoints for a `console.demo.simulator.Simulator` (its traffic plan, start and clock)."""
-        return cls(sim.plan, sim.start, sim.clock.now)
+        return cls(sim.plan, sim.start, sim.clock.now, history_start=sim.backfill_start)
 
     def start(self) -> EndpointUrls:
-        """Bind the three servers on loopback ports the OS picks and serve them; their URLs."""
+        """Bind the servers (three, and the two billing APIs) on loopback ports the OS picks; their URLs."""
         if self.urls is not None:
             return self.urls
         urls = [self._serve(_handler(route)) for route in (self._vllm, self._litellm, self._alertmanager)]
         self.alertmanager.generator_url = urls[2]
-        self.urls = EndpointUrls(*urls)
+        keys = self._keys = install_keys()  # random admin keys in its environment, for `env:` refs
+        billing = [self._serve(handler(BillingApi(p, self.ledger, keys[p]))) for p in ("openai", "anthropic")]
+        self.urls = EndpointUrls(*urls, *billing)
         return self.urls
 
     def close(self) -> None:
-        """Stop serving (the three at once) and release the ports."""
+        """Stop serving (all at once) and release the ports."""
         stopping = [threading.Thread(target=server.shutdown) for server in self._servers]
         for thread in stopping:
             thread.start()
@@ -79,6 +90,7 @@ class DemoEndpoints:
         for server in self._servers:
             server.server_close()
         self._servers = []
+        forget_keys(self._keys)
 
     def __enter__(self) -> DemoEndpoints:
         self.start()

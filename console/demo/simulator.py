@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TypeVar
 
 from console.cache.faults import CacheError
 from console.cache.ingest import Ingestor, IngestReport, IngestStopped
@@ -54,6 +55,8 @@ from console.demo.incident import (
 from console.demo.sim_health import SimHealth, text
 from console.demo.traffic import MODELS, Incident
 from console.sources import SourceStatus
+
+_T = TypeVar("_T")
 
 DEFAULT_RATE = 0.2
 """Mean user requests per second over a day (trough 0.08/s, peak 0.32/s): ~121k spans a week."""
@@ -207,6 +210,13 @@ class Simulator:
         with self._lock:
             self._check_open()
             return self._step_locked(until)
+
+    def exclusive(self, work: Callable[[], _T]) -> _T:
+        """`work()` holding the step lock (no step or backfill part meanwhile): another writer of
+        this cache (the demo's billing sync). Raises like `step()` once closed or halted."""
+        with self._lock:
+            self._check_open()
+            return work()
 
     def source_status(self) -> SourceStatus:
         """Freshness of the simulator as a data source (live / stale / down)."""
