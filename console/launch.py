@@ -31,6 +31,7 @@ from console.views import OverviewView
 
 if TYPE_CHECKING:
     from console.demo.backfill import BackfillProgress
+    from console.demo.billing_worker import BillingWorker
     from console.demo.endpoints import DemoEndpoints
     from console.demo.simulator import Simulator
     from console.source_hub import SourceHub
@@ -146,6 +147,7 @@ def run_demo(seed: int, speed: float, start: datetime | None, theme: str | None,
     in `workdir` is moved aside and the demo starts on a fresh one. SIGHUP, SIGTERM
     and SIGINT end it cleanly: the backfill stops, the cache is closed.
     """
+    from console.demo.billing_worker import BillingWorker
     from console.demo.clock import SimClock
     from console.demo.config import demo_config
     from console.demo.simulator import Simulator
@@ -169,6 +171,7 @@ def run_demo(seed: int, speed: float, start: datetime | None, theme: str | None,
         return EXIT_CACHE
     sim: Simulator | None = None
     endpoints: DemoEndpoints | None = None
+    billing: BillingWorker | None = None
     backend: Backend | None = None
     try:
         clock = SimClock(start or wall_clock(), speed)
@@ -182,6 +185,8 @@ def run_demo(seed: int, speed: float, start: datetime | None, theme: str | None,
 
         endpoints = DemoEndpoints.for_simulator(sim)
         config = demo_config(cache_path, endpoints.start())
+        billing = BillingWorker(sim, config, prepare=endpoints.ledger.catch_up)  # billing APIs -> cache
+        billing.start()
         backend = Backend(cache, config, clock.now, [sim], hub=source_hub(config))
         # The first overview query runs on the newest hour while Textual is imported and the
         # app mounts, so the first paint is populated.
@@ -200,6 +205,8 @@ def run_demo(seed: int, speed: float, start: datetime | None, theme: str | None,
         if stop.received is None:
             app.run()
     finally:
+        if billing is not None:
+            billing.close()
         if sim is not None:
             sim.close()  # stops the backfill between two batches (committed ones kept)
         if endpoints is not None:

@@ -12,6 +12,7 @@ once the simulator is closed or halted by a cache fault, the worker writes nothi
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from console.cache.faults import CacheError
@@ -23,13 +24,20 @@ if TYPE_CHECKING:
 
 SYNC_SECONDS = 30.0
 """Wall seconds between two syncs (the simulated clock usually runs faster)."""
+FIRST_DELAY = 5.0
+"""Wall seconds before the first sync: the console's start-up has the machine to itself."""
 
 
 class BillingWorker:
     """Syncs the demo's billing sources into the simulator's cache, now and every `every` seconds."""
 
-    def __init__(self, sim: Simulator, config: Config, every: float = SYNC_SECONDS) -> None:
+    def __init__(self, sim: Simulator, config: Config, every: float = SYNC_SECONDS,
+                 prepare: Callable[[], None] | None = None, first_delay: float = FIRST_DELAY) -> None:
         self.sim = sim
+        self.first_delay = first_delay
+        self.prepare = prepare
+        """Run before each sync, outside the step lock (the billing ledger's catch-up: seconds of
+        drawing at the first sync, which must not hold the simulator's steps back)."""
         self.config = config
         self.every = every
         self.results: list[SyncResult] = []
@@ -49,6 +57,8 @@ class BillingWorker:
         from console.billing_sync import sync
 
         sim = self.sim
+        if self.prepare is not None:
+            self.prepare()
         today = sim.clock.now().date()
         results = sim.exclusive(lambda: sync(self.config, sim.cache, today=today))
         self.results = results
@@ -65,6 +75,7 @@ class BillingWorker:
             thread.join()
 
     def _run(self) -> None:
+        self._stop.wait(self.first_delay)
         while not self._stop.is_set():
             try:
                 self.sync_once()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -206,3 +207,34 @@ def test_reconciliation_of_the_demo_cache_finds_the_price_change(tmp_path: Path)
     assert before and all(r.status == "ok" for r in before)
     assert all(r.status in ("ok", "gap") for r in rows if r.provider in ("openai", "anthropic")
                and r.model != normalise_model("acme-finetune-v2") and r.billed)
+
+
+def test_the_worker_thread_stores_both_sources_and_stops_with_the_simulator(tmp_path: Path) -> None:
+    from console.cache import billing_store
+
+    with Cache.open(tmp_path / "c.duckdb") as cache:
+        clock = SimClock(START, 1.0, wall=lambda: 0.0)
+        sim = Simulator(cache, demo_config(tmp_path / "c.duckdb"), tmp_path / "spool", clock=clock,
+                        backfill=timedelta(hours=2), rate=RATE, workers=1)
+        endpoints = DemoEndpoints.for_simulator(sim)
+        worker = BillingWorker(sim, demo_config(tmp_path / "c.duckdb", endpoints.start()), every=0.2,
+                               prepare=endpoints.ledger.catch_up, first_delay=0.0)
+        try:
+            worker.start()
+            deadline = time.monotonic() + 20
+            while worker.syncs < 2 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert worker.syncs >= 2 and worker.last_error is None
+            with sim.exclusive(lambda: cache.con.cursor()) as cur:
+                stored = {(s.provider, s.source) for s in billing_store.syncs(cur)}
+            assert stored == {("openai", "demo-openai-billing"), ("anthropic", "demo-anthropic-billing")}
+            sim.close()  # the worker's next turn finds the simulator closed and ends
+            deadline = time.monotonic() + 20
+            while worker._thread is not None and worker._thread.is_alive() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert worker._thread is not None and not worker._thread.is_alive()
+            assert worker.last_error == "the simulator is closed"
+        finally:
+            worker.close()
+            endpoints.close()
+            sim.close()
