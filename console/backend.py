@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import MappingProxyType
@@ -21,6 +21,7 @@ import duckdb
 
 from console import source_readers
 from console.alerts import ActiveAlert, alert_level
+from console.billing_reader import billing_section
 from console.cache.cost_queries import cost_snapshot
 from console.cache.faults import (
     CacheCorruptError,
@@ -35,6 +36,7 @@ from console.cache.slo_queries import change_markers, series, slo_detail, slo_st
 from console.cache.store import Cache
 from console.cache.trace_queries import breakdown, trace_tree, worst_requests
 from console.config import Config, ScopeFilter
+from console.pricing import PriceTable
 from console.slo import AlertLevel
 from console.snapshots import (
     Alert,
@@ -52,6 +54,7 @@ from console.sources import SourceProbe, SourceStatus
 from console.views import (
     BreakdownView,
     Clock,
+    CostPage,
     CostView,
     Fetched,
     OverviewView,
@@ -147,6 +150,7 @@ class Backend:
         """Corruption met by a query: the file stays damaged, so every status line keeps saying so."""
         self.reopened = False
         """Whether the cache was opened again read-only after DuckDB invalidated it."""
+        self._prices: PriceTable | None = None
 
     def prefetch(self, view: View) -> None:
         """Start fetching `view` on a thread now; the next `fetch` of an equal view takes its result.
@@ -235,6 +239,12 @@ class Backend:
         snapshot = self.readers[type(view)](self, view, at)
         return Fetched(view, at, snapshot, self.source_statuses(), time.perf_counter() - started)
 
+    def price_table(self) -> PriceTable:
+        """The price table with the config's overrides, loaded once (reconciliation prices with it)."""
+        if self._prices is None:
+            self._prices = PriceTable.load(self.config.pricing.overrides)
+        return self._prices
+
     def trace(self, trace_id: str) -> TraceTree | None:
         """One trace; the first fetch finds it anywhere, refreshes look only near it."""
         tree = trace_tree(self.cache.cursor(), trace_id, self._trace_seen.get(trace_id))
@@ -282,8 +292,12 @@ Reader = Callable[[Backend, Any, datetime], Snapshot]
 """Answers one view type: (backend, view, data time) -> snapshot, on a worker thread."""
 
 
-def _read_cost(backend: Backend, view: CostView, at: datetime) -> CostSnapshot:
-    return cost_snapshot(backend.cache.cursor(), backend.config.budgets, at, backend.memo)
+def _read_cost(backend: Backend, view: CostView, at: datetime) -> CostPage:
+    """Spend and budgets, plus billed vs estimated (reconciliation) and billing freshness."""
+    cur = backend.cache.cursor()
+    snap = cost_snapshot(cur, backend.config.budgets, at, backend.memo)
+    billing = billing_section(cur, backend.config, at, backend.price_table())
+    return CostPage(**{f.name: getattr(snap, f.name) for f in fields(CostSnapshot)}, billing=billing)
 
 
 def _read_breakdown(backend: Backend, view: BreakdownView, at: datetime) -> Breakdown:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
+from console.billing_view import BillingSection
 from console.config import ScopeFilter
 from console.snapshots import (
     Breakdown,
@@ -55,7 +56,7 @@ class SloView:
 
 @dataclass(frozen=True)
 class CostView:
-    """Spend, budgets and movers."""
+    """Spend, budgets, movers, and billed vs estimated."""
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,14 @@ class SloPage:
 
     statuses: tuple[SloStatus, ...]
     detail: SloDetail | None
+
+
+@dataclass(frozen=True)
+class CostPage(CostSnapshot):
+    """What the cost screen shows: the spend snapshot plus billed vs estimated."""
+
+    billing: BillingSection | None = None
+    """None when the cache could not say (a cache made before billing existed reads as empty)."""
 
 
 @dataclass(frozen=True)

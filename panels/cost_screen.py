@@ -1,4 +1,5 @@
-"""Spend today / this week / month to date, budgets, top movers and the unpriced warning."""
+"""Spend today / this week / month to date, budgets, billed vs estimated, top movers and the
+unpriced warning."""
 
 from __future__ import annotations
 
@@ -11,10 +12,12 @@ from textual.containers import Horizontal, Vertical
 from textual.events import Resize
 from textual.widgets import DataTable, Static
 
+from console.billing_view import BilledRow, BillingSection
 from console.config import ScopeFilter
 from console.formatting import duration, pct, usd
 from console.snapshots import MISSING_LABEL, BudgetStatus, CostSnapshot, Dimension, budgets_worst_first
-from console.views import BreakdownView, CostView, Fetched, View
+from console.views import BreakdownView, CostPage, CostView, Fetched, View
+from panels import cost_billing
 from panels.base import DeckScreen
 from panels.messages import Navigate
 from panels.overview import state_cell
@@ -34,6 +37,12 @@ class CostScreen(DeckScreen):
         Binding("d", "next_dimension", "Breakdown", id="cost.dimension"),
         Binding("enter", "drill", "Drill down", id="cost.drill"),
     ]
+    DEFAULT_CSS = """
+    #cost-billing-sources, #cost-billing-detail {
+        text-wrap: nowrap;
+        text-overflow: ellipsis;
+    }
+    """
     screen_title = "cost"
     view_id = "cost"
 
@@ -42,6 +51,9 @@ class CostScreen(DeckScreen):
         self.period = "today"
         self.dimension: Dimension = "provider"
         self.budgets: tuple[BudgetStatus, ...] = ()
+        self.billing: BillingSection | None = None
+        self.billing_narrow: bool | None = None
+        """Which column set the billing table has (None: none yet)."""
 
     def compose(self) -> ComposeResult:
         yield from self.compose_status()
@@ -53,6 +65,10 @@ class CostScreen(DeckScreen):
         budgets.add_columns("budget", "state", "used", "spent", "limit", "forecast", "exhaust",
                             "$/h 1h", "$/h 6h", "$/h 24h", "period")
         yield budgets
+        yield Static("Billed vs estimated", id="cost-billing-title", classes="section-title")
+        yield Static("", id="cost-billing-sources", classes="note")
+        yield DeckTable(id="cost-billing", cursor_type="row", fixed_columns=1)
+        yield Static("", id="cost-billing-detail", classes="note")
         with Horizontal(id="cost-lower"):
             with Vertical():
                 yield Static("", id="cost-spend-title", classes="section-title")
@@ -71,6 +87,9 @@ class CostScreen(DeckScreen):
 
     def on_resize(self, event: Resize) -> None:
         self.set_class(event.size.width < 120, "-narrow")
+        if self.billing_narrow is not None \
+                and (event.size.width < cost_billing.NARROW_BELOW) != self.billing_narrow:
+            self._show_billing(self.billing)
 
     def show(self, fetched: Fetched) -> None:
         snap = fetched.snapshot
@@ -94,6 +113,7 @@ class CostScreen(DeckScreen):
             else:
                 unpriced.update("")
             self._show_budgets(snap)
+            self._show_billing(snap.billing if isinstance(snap, CostPage) else None)
             self._show_spend(snap)
             self._show_movers(snap)
 
@@ -114,6 +134,43 @@ class CostScreen(DeckScreen):
                 b.period,
             ]))
         sync_rows(table, rows, self.filter_text, empty="no budgets configured: add [[budgets]]")
+
+    def _show_billing(self, section: BillingSection | None) -> None:
+        """Billed vs estimated: the sources' freshness (or how to set one up), then the rows."""
+        self.billing = section
+        width = self.size.width or 80
+        narrow = width < cost_billing.NARROW_BELOW
+        self.query_one("#cost-billing-title", Static).update(Text(cost_billing.title(section)))
+        self.query_one("#cost-billing-sources", Static).update(cost_billing.sources_text(section))
+        table = self.query_one("#cost-billing", DataTable)
+        synced = section is not None and section.synced
+        table.display = synced
+        if narrow != self.billing_narrow:
+            table.clear(columns=True)
+            table.add_columns(*(cost_billing.NARROW_COLUMNS if narrow else cost_billing.WIDE_COLUMNS))
+            self.billing_narrow = narrow
+        rows = section.rows if section is not None else ()
+        sync_rows(table, [(r.key, cost_billing.cells(r, narrow)) for r in rows], self.filter_text,
+                  empty=f"no traced or billed spend in the last {section.days} days" if section else None)
+        self._show_billing_detail()
+
+    def _billing_row(self) -> BilledRow | None:
+        if self.billing is None or not self.billing.rows:
+            return None
+        key = selected_key(self.query_one("#cost-billing", DataTable))
+        return next((r for r in self.billing.rows if r.key == key), self.billing.rows[0])
+
+    def _show_billing_detail(self) -> None:
+        width = self.size.width or 80
+        narrow = width < cost_billing.NARROW_BELOW
+        row = self._billing_row() if self.billing is not None and self.billing.synced else None
+        detail = self.query_one("#cost-billing-detail", Static)
+        detail.display = row is not None and narrow
+        detail.update(cost_billing.detail_text(row, narrow))
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.data_table.id == "cost-billing":
+            self._show_billing_detail()
 
     def _show_spend(self, snap: CostSnapshot) -> None:
         title = self.query_one("#cost-spend-title", Static)
@@ -167,6 +224,11 @@ class CostScreen(DeckScreen):
                 return
             if budget.scope in _SCOPE_DIM and budget.match:
                 flt = flt.model_copy(update={_SCOPE_DIM[budget.scope]: budget.match})
+        elif focused.id == "cost-billing":
+            row = self._billing_row()
+            if row is None:
+                return
+            flt = flt.model_copy(update={"provider": row.provider, "model": row.model})
         elif focused.id == "cost-spend":
             flt = flt.model_copy(update={self.dimension: key})
         else:

@@ -1,0 +1,57 @@
+"""The cost screen's billing section read from the cache (backend worker thread only).
+
+Reads what `llmdeck billing sync` (or the demo) stored: `console.reconcile.reconcile` rows for
+the last completed UTC days and each billing source's last sync. Read-only: nothing is fetched
+or written here.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from console.billing_view import BilledRow, BillingFreshness, BillingSection, order_rows
+from console.cache import billing_store
+from console.reconcile import Row, reconcile
+
+if TYPE_CHECKING:
+    import duckdb
+
+    from console.config import Config
+    from console.pricing import PriceTable
+
+DAYS = 7
+"""Completed UTC days shown."""
+STALE_POLLS = 3
+"""A source is stale once its last sync is older than this many of its poll intervals."""
+DEFAULT_POLL_SECONDS = 300.0
+"""For a source stored in the cache but no longer in the config."""
+
+
+def billed_row(r: Row) -> BilledRow:
+    """A reconciliation row as the screen shows it (the top cause only)."""
+    cause: str = r.status
+    detail, more = r.note, 0
+    if r.causes:
+        cause, detail, more = r.causes[0].code, r.causes[0].detail, len(r.causes) - 1
+    return BilledRow(r.provider, r.model, r.day, r.billed, r.estimated, r.gap, r.share, r.status,
+                     cause, detail, more)
+
+
+def billing_section(cur: duckdb.DuckDBPyConnection, config: Config, at: datetime,
+                    table: PriceTable, days: int = DAYS) -> BillingSection:
+    """Billed vs estimated for [at's day - days, at's day), with every source's freshness."""
+    threshold = config.billing.reconcile_threshold
+    configured = {s.name: float(s.poll_seconds) for s in config.sources.billing()}
+    syncs = billing_store.syncs(cur)
+    if not syncs:
+        return BillingSection((), (), days, threshold, tuple(configured))
+    sources = []
+    for s in syncs:
+        poll = configured.get(s.source, DEFAULT_POLL_SECONDS)
+        age = max(at - s.fetched_at, timedelta(0))
+        sources.append(BillingFreshness(s.provider, s.source, s.fetched_at, s.covered_from,
+                                        s.end - timedelta(days=1), poll, age,
+                                        age > timedelta(seconds=STALE_POLLS * poll)))
+    rows = [billed_row(r) for r in reconcile(cur, at.date(), days, table, threshold)]
+    return BillingSection(order_rows(rows), tuple(sources), days, threshold, tuple(configured))
