@@ -7,12 +7,14 @@ or written here.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from console.billing_view import BilledRow, BillingFreshness, BillingSection, order_rows
 from console.cache import billing_store
 from console.reconcile import Row, reconcile
+from console.timeutil import utc_now
 
 if TYPE_CHECKING:
     import duckdb
@@ -39,17 +41,23 @@ def billed_row(r: Row) -> BilledRow:
 
 
 def billing_section(cur: duckdb.DuckDBPyConnection, config: Config, at: datetime,
-                    table: PriceTable, days: int = DAYS) -> BillingSection:
-    """Billed vs estimated for [at's day - days, at's day), with every source's freshness."""
+                    table: PriceTable, days: int = DAYS,
+                    wall: Callable[[], datetime] = utc_now) -> BillingSection:
+    """Billed vs estimated for [at's day - days, at's day), with every source's freshness.
+
+    A sync's age is measured on the earlier of `at` and the wall clock: syncs are stamped with
+    the wall clock, and the demo's simulated `at` runs ahead of it (a pinned `at` in the past,
+    as in tests, is used as it is)."""
     threshold = config.billing.reconcile_threshold
     configured = {s.name: float(s.poll_seconds) for s in config.sources.billing()}
     syncs = billing_store.syncs(cur)
     if not syncs:
         return BillingSection((), (), days, threshold, tuple(configured))
+    now = min(at, wall())
     sources = []
     for s in syncs:
         poll = configured.get(s.source, DEFAULT_POLL_SECONDS)
-        age = max(at - s.fetched_at, timedelta(0))
+        age = max(now - s.fetched_at, timedelta(0))
         sources.append(BillingFreshness(s.provider, s.source, s.fetched_at, s.covered_from,
                                         s.end - timedelta(days=1), poll, age,
                                         age > timedelta(seconds=STALE_POLLS * poll)))

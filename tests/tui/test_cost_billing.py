@@ -241,3 +241,17 @@ def test_cost_billing_snapshot(snap_compare: Any, deck: Any, size: tuple[int, in
     80x24: day as MM-DD, no provider/detail columns; the highlighted row's cause detail on one
     line under the table, cut with an ellipsis. 160x50: every column, detail cut with `…`."""
     assert snap_compare(deck(), terminal_size=size, run_before=open_billing)
+
+
+async def test_enter_on_a_billing_row_opens_its_traffic(deck: Any) -> None:
+    """Enter on the top gap (openai gpt-4o-mini) drills to the traces screen filtered to it."""
+    from console.views import BreakdownView
+
+    app = deck()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_billing(pilot)
+        await pilot.press("enter")
+        await settle(pilot)
+        view = app.screen.view()
+        assert isinstance(view, BreakdownView)
+        assert (view.filter.provider, view.filter.model) == ("openai", "gpt-4o-mini")
