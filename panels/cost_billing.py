@@ -8,7 +8,7 @@ with an ellipsis, never wrapped inside a cell.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 
 from rich.text import Text
@@ -55,22 +55,26 @@ def cells(row: BilledRow, narrow: bool) -> list[Text | str]:
     amounts: list[Text | str] = [money(row.billed), money(row.estimated), money(row.gap, signed=True),
                                  share(row.share)]
     if narrow:
-        return [row.day.strftime("%m-%d"), safe_cell(row.model, 16), *amounts, _cause_cell(row, 14)]
+        return [day_text(row.day, True), safe_cell(row.model, 16), *amounts, _cause_cell(row, 14)]
     return [row.day.isoformat(), safe_cell(row.provider, 12), safe_cell(row.model, 28), *amounts,
             _cause_cell(row, 16), safe_cell(row.detail, 52)]
 
 
-def source_line(s: BillingFreshness) -> str:
+def source_line(s: BillingFreshness, narrow: bool = False) -> str:
     """`openai/oa fresh · synced 4m ago · days 2026-11-01..2026-11-07` (stale: and its limit)."""
     age = duration(s.age) if s.age >= timedelta(seconds=1) else "0s"
     line = (f"{cell(s.provider, 20)}/{cell(s.source, 30)} {'STALE' if s.stale else 'fresh'} · synced"
-            f" {age} ago · days {s.first_day}..{s.last_day}")
+            f" {age} ago · days {day_text(s.first_day, narrow)}..{day_text(s.last_day, narrow)}")
     if s.stale:
         line += f" · no sync for over 3× poll_seconds ({duration(timedelta(seconds=s.poll_seconds * 3))})"
     return line
 
 
-def sources_text(section: BillingSection | None) -> Content:
+def day_text(day: date, narrow: bool) -> str:
+    return day.strftime("%m-%d") if narrow else day.isoformat()
+
+
+def sources_text(section: BillingSection | None, narrow: bool = False) -> Content:
     """One line per billing source with its freshness, or the hint to configure one."""
     if section is None:
         return Content("billing: not available from this cache")
@@ -79,14 +83,14 @@ def sources_text(section: BillingSection | None) -> Content:
             names = ", ".join(cell(n, 30) for n in section.configured)
             return Content(cell(f"run `llmdeck billing sync` for the configured {names}", LINE_CAP))
         return Content(cell(SETUP_HINT, LINE_CAP))
-    return Content("\n".join(cell(source_line(s), LINE_CAP) for s in section.sources))
+    return Content("\n".join(cell(source_line(s, narrow), LINE_CAP) for s in section.sources))
 
 
 def detail_text(row: BilledRow | None, narrow: bool) -> Content:
     """The highlighted (else first) row's cause and detail on one line (narrow only)."""
     if row is None or not narrow:
         return Content("")
-    what = f"{row.day.strftime('%m-%d')} {row.provider}/{row.model}: {row.cause} — {row.detail}"
+    what = f"{day_text(row.day, True)} {row.provider}/{row.model}: {row.cause} — {row.detail}"
     return Content(cell(what, LINE_CAP))
 
 

@@ -141,10 +141,11 @@ class CostScreen(DeckScreen):
         width = self.size.width or 80
         narrow = width < cost_billing.NARROW_BELOW
         self.query_one("#cost-billing-title", Static).update(Text(cost_billing.title(section)))
-        self.query_one("#cost-billing-sources", Static).update(cost_billing.sources_text(section))
+        self.query_one("#cost-billing-sources", Static).update(cost_billing.sources_text(section, narrow))
         table = self.query_one("#cost-billing", DataTable)
         synced = section is not None and section.synced
         table.display = synced
+        table.styles.max_height = 12 if narrow else 22  # 160x50: the rows the lower tables leave
         if narrow != self.billing_narrow:
             table.clear(columns=True)
             table.add_columns(*(cost_billing.NARROW_COLUMNS if narrow else cost_billing.WIDE_COLUMNS))
