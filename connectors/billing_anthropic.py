@@ -13,7 +13,7 @@ Shapes: API_SHAPES.md section 2.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any
 
 from connectors.billing_pages import (
@@ -23,6 +23,7 @@ from connectors.billing_pages import (
     collect,
     count,
     currency,
+    fetch_time,
     items,
     money,
     obj,
@@ -31,7 +32,6 @@ from connectors.billing_pages import (
 )
 from connectors.http import SourceClient
 from console.billing import BillingFetch, BillingLine, Provider, UsageLine
-from console.timeutil import naive_utc
 
 PROVIDER: Provider = "anthropic"
 DEFAULT_URL = "https://api.anthropic.com"
@@ -66,7 +66,7 @@ async def fetch(
 ) -> BillingFetch:
     """The cost report and messages usage for the UTC days [start, end); SourceError on any failure."""
     check_days(start, end)
-    fetched_at = naive_utc(now) if now is not None else datetime.now(UTC).replace(tzinfo=None)
+    fetched_at = fetch_time(now)
     lines: list[BillingLine] = []
     usage: list[UsageLine] = []
     cost_query = _window(start, end, ("workspace_id", "description"))

@@ -20,6 +20,7 @@ from connectors.billing_pages import (
     collect,
     count,
     currency,
+    fetch_time,
     flag,
     items,
     money,
@@ -29,7 +30,6 @@ from connectors.billing_pages import (
 )
 from connectors.http import SourceClient
 from console.billing import BillingFetch, BillingLine, Provider, UsageLine
-from console.timeutil import naive_utc
 
 PROVIDER: Provider = "openai"
 DEFAULT_URL = "https://api.openai.com"
@@ -66,7 +66,7 @@ async def fetch(
 ) -> BillingFetch:
     """Costs and completions usage for the UTC days [start, end); SourceError on any failure."""
     check_days(start, end)
-    fetched_at = naive_utc(now) if now is not None else datetime.now(UTC).replace(tzinfo=None)
+    fetched_at = fetch_time(now)
     lines: list[BillingLine] = []
     usage: list[UsageLine] = []
     costs_query = _window(start, end, COSTS_LIMIT, ("line_item", "project_id"))

@@ -13,7 +13,7 @@ Shapes: API_SHAPES.md section 3.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import MAX_PREC, Decimal, localcontext
 from typing import Any, Literal
 
@@ -22,6 +22,7 @@ from connectors.billing_pages import (
     check_days,
     count,
     decode_error,
+    fetch_time,
     get_page,
     iso_day,
     items,
@@ -31,7 +32,6 @@ from connectors.billing_pages import (
 )
 from connectors.http import SourceClient, SourceError
 from console.billing import BillingFetch, BillingLine, Provider, UsageLine
-from console.timeutil import naive_utc
 
 PROVIDER: Provider = "openrouter"
 DEFAULT_URL = "https://openrouter.ai"
@@ -88,7 +88,7 @@ async def fetch(
     only today.
     """
     check_days(start, end)
-    fetched_at = naive_utc(now) if now is not None else datetime.now(UTC).replace(tzinfo=None)
+    fetched_at = fetch_time(now)
     today = fetched_at.date()
     key = await _key(client)
     try:

@@ -25,6 +25,7 @@ import httpx
 
 from connectors.http import SourceClient, SourceError
 from connectors.http_text import Redactor, body_text, clean, html_title, looks_like_html
+from console.timeutil import naive_utc, utc_now
 
 T = TypeVar("T")
 MAX_PAGES = 1000
@@ -330,6 +331,11 @@ def currency(value: Any, path: str, default: str | None = None) -> str:
         got = repr(value[:12]) if isinstance(value, str) else json_type(value)
         fail(path, f"expected a currency code, got {got}")
     return value.strip().upper()
+
+
+def fetch_time(now: datetime | None) -> datetime:
+    """When a fetch happened, naive UTC: `now` when a test fixes it, else the wall clock."""
+    return naive_utc(now) if now is not None else utc_now()
 
 
 def check_days(start: date, end: date) -> None:
