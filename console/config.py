@@ -27,6 +27,7 @@ from pydantic import (
     BaseModel,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -305,6 +306,20 @@ class BudgetSpec(_Section):
     """Share of the limit spent (or forecast) that raises a warning."""
     critical: float = Field(default=0.9, gt=0, le=1)
     """Share of the limit spent that is critical."""
+    basis: Literal["estimated", "billed"] = "estimated"
+    """What spend counts: "estimated" (traces x price table) or "billed" (what the providers
+    billed, per UTC day up to each provider's last complete figure, the hours after it filled
+    from the estimates). Bills carry no tenant: a billed budget cannot be scoped by tenant."""
+
+    @field_validator("basis")
+    @classmethod
+    def _billable(cls, basis: str, info: ValidationInfo) -> str:
+        scope = info.data.get("scope")
+        if basis == "billed" and scope == "tenant":
+            raise ValueError(
+                'a tenant budget cannot be on basis "billed": provider bills carry no tenant'
+                ' (use basis = "estimated", or scope global, provider or model)')
+        return basis
 
     @model_validator(mode="after")
     def _consistent(self) -> BudgetSpec:
