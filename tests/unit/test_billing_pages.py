@@ -1,16 +1,16 @@
-"""The billing connectors together: 90 days x 3 providers from the loopback replay, time and memory.
+"""The billing connectors together: 90 days x 3 providers from the loopback replay, exact sums and memory.
 
 The server is tests/faults/billing_server.py (the real provider APIs cannot be reached
 here). Memory is flat in the number of pages: reading the same 90 days as 90 one-day
 pages costs no more than reading them as 3 pages of 30 days (each page is parsed and
-dropped before the next is read).
+dropped before the next is read). Wall time is measured in bench/billing_sync.py, not here
+(no wall-clock thresholds in tests).
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
-import time
 import tracemalloc
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -33,13 +33,10 @@ async def _all_three(server: BillingServer) -> dict[str, Decimal]:
     return totals
 
 
-async def test_ninety_days_of_three_providers_are_fetched_exactly_and_quickly() -> None:
+async def test_ninety_days_of_three_providers_are_fetched_exactly() -> None:
     with BillingServer(start=START, days=90, page_days=7, lines_per_day=12, today=NOW.date()) as server:
-        began = time.monotonic()
         totals = await _all_three(server)
-        took = time.monotonic() - began
     assert totals == {p: server.expected_total(p) for p in ("openai", "anthropic", "openrouter")}
-    assert took < 5.0, f"90 days x 3 providers took {took:.2f} s"
 
 
 def _peak(page_days: int) -> int:
