@@ -3,6 +3,7 @@
 A batch's spans (deduplicated against the stored ones), their partial rollup rows, its
 quarantined lines and the file offset it reached are committed together, so a killed
 run leaves whole batches only and the next run resumes right after the last one.
+That store step is `BatchStore`, shared with the OTLP/HTTP receiver (`console.receiver`).
 """
 
 from __future__ import annotations
@@ -51,9 +52,7 @@ class Writer(threading.Thread):
         self.lock = lock
         self.inbox: queue.Queue[Batch | None] = queue.Queue(maxsize=2)
         self.error: BaseException | None = None
-        self.touched: set[int] = set()
-        """Hours (unix ns // 1 h) given partial rollup rows since the last compaction."""
-        self.batches_since_compact = 0
+        self.store = BatchStore()
 
     def offer(self, batch: Batch) -> None:
         """Queue a batch (from the reading thread); dropped if a stop comes while the queue is full."""
@@ -79,15 +78,53 @@ class Writer(threading.Thread):
                 self.error = exc
         if self.error is None:
             try:
-                self._compact(cur)
+                self.store.compact(cur)
             except BaseException as exc:
                 self.error = exc
 
     def _store(self, cur: Any, batch: Batch) -> None:
+        counts = self.store.store(cur, batch)
+        with self.lock:
+            self.report.spans_stored += counts.spans
+            self.report.duplicates += counts.duplicates
+            self.report.unpriced += counts.unpriced
+            if batch.file_state is not None:
+                self.position = (batch.file_state[0], batch.file_state[2])
+        self.store.batches_since_compact += max(1, len(batch.tables))
+        if self.store.batches_since_compact >= COMPACT_EVERY_BATCHES:
+            self.store.compact(cur)
+
+
+@dataclass(frozen=True, slots=True)
+class StoreCounts:
+    """What one `BatchStore.store` committed: spans stored, already there, stored unpriced."""
+
+    spans: int
+    duplicates: int
+    unpriced: int
+
+
+class BatchStore:
+    """The store step shared by `llmdeck ingest` and the OTLP receiver (`console.receiver`).
+
+    `store` commits one batch in one transaction on the caller's cursor: its span tables
+    deduplicated on (trace id, span id) against the stored spans and against each other,
+    their partial rollup rows, its quarantine rows and its file offset. `compact` folds the
+    partial rollup rows of the hours stored into since the last compaction.
+    """
+
+    def __init__(self) -> None:
+        self.touched: set[int] = set()
+        """Hours (unix ns // 1 h) given partial rollup rows since the last compaction."""
+        self.batches_since_compact = 0
+        """Batches (span tables) stored since the last compaction; the caller decides when."""
+
+    def store(self, cur: Any, batch: Batch) -> StoreCounts:
+        """Commit `batch` in one transaction (a failure rolls all of it back and raises)."""
+        stored = dup = unpriced = 0
         views: list[str] = []  # the batch's tables, registered as views until the transaction ends
         try:
             with transaction(cur):  # a rollback takes the temporary tables made in it too
-                stored = dup = unpriced = 0
                 sources: list[str] = []  # the rows stored from each table, for the rollups
                 temporary: list[str] = []  # tables `_insert_spans` made, dropped before the commit
                 for i, table in enumerate(batch.tables):
@@ -125,15 +162,7 @@ class Writer(threading.Thread):
         finally:
             for view in views:
                 cur.unregister(view)
-        with self.lock:
-            self.report.spans_stored += stored
-            self.report.duplicates += dup
-            self.report.unpriced += unpriced
-            if batch.file_state is not None:
-                self.position = (batch.file_state[0], batch.file_state[2])
-        self.batches_since_compact += max(1, len(batch.tables))
-        if self.batches_since_compact >= COMPACT_EVERY_BATCHES:
-            self._compact(cur)
+        return StoreCounts(stored, dup, unpriced)
 
     def _insert_spans(self, cur: Any, view: str, rows: int, new: str) -> tuple[str, int, int, int]:
         """Store the spans of `view` that are not stored yet.
@@ -178,7 +207,8 @@ class Writer(threading.Thread):
         self.touched |= hours
         return source, stored, clashes, unpriced
 
-    def _compact(self, cur: Any) -> None:
+    def compact(self, cur: Any) -> None:
+        """Compact the partial rollup rows of the hours touched since the last time (one transaction)."""
         self.batches_since_compact = 0
         if not self.touched:
             return
