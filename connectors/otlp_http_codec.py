@@ -1,0 +1,129 @@
+"""OTLP/HTTP framing that needs no socket: media types, bounded gunzip, and the response bodies.
+
+Responses are hand-encoded (two small messages) so the receiver's framing loads no protobuf runtime:
+`ExportTraceServiceResponse{partial_success{rejected_spans, error_message}}` for a 200 and
+`google.rpc.Status{code, message}` for a 4xx/5xx, each in the request's encoding (binary protobuf or
+the protobuf JSON mapping, where an int64 is a decimal string).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import zlib
+from collections.abc import Callable
+from typing import Literal
+
+Encoding = Literal["protobuf", "json"]
+MEDIA_TYPES: dict[Encoding, str] = {"protobuf": "application/x-protobuf", "json": "application/json"}
+_ENCODINGS: dict[str, Encoding] = {media: encoding for encoding, media in MEDIA_TYPES.items()}
+MESSAGE_LIMIT = 1000
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
+
+# google.rpc.Code for each HTTP status this server answers with (the gRPC/HTTP mapping of google.rpc.Code).
+_RPC_CODES = {400: 3, 401: 16, 403: 7, 404: 5, 405: 12, 408: 4, 413: 8, 415: 3, 429: 8, 500: 13,
+              501: 12, 503: 14, 504: 4}
+_RPC_UNKNOWN = 2
+
+
+class BodyTooLarge(Exception):
+    """The decompressed body passed the size limit."""
+
+
+class BadGzip(Exception):
+    """The body is not a well-formed gzip stream."""
+
+
+def request_encoding(content_type: str | None) -> Encoding | None:
+    """The OTLP encoding a Content-Type names (parameters such as charset ignored), or None if unsupported."""
+    if content_type is None:
+        return None
+    return _ENCODINGS.get(content_type.split(";", 1)[0].strip().lower())
+
+
+def clean_message(text: str) -> str:
+    """`text` on one line without control characters, at most MESSAGE_LIMIT characters."""
+    return _CONTROL.sub(" ", text).strip()[:MESSAGE_LIMIT]
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    value &= (1 << 64) - 1  # a negative int32/int64 is sent as its 64-bit two's complement
+    while True:
+        low = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(low | 0x80)
+        else:
+            out.append(low)
+            return bytes(out)
+
+
+def _field_varint(number: int, value: int) -> bytes:
+    return _varint(number << 3) + _varint(value) if value else b""
+
+
+def _field_bytes(number: int, value: bytes) -> bytes:
+    return _varint(number << 3 | 2) + _varint(len(value)) + value if value else b""
+
+
+def success_body(encoding: Encoding, rejected_spans: int, message: str) -> bytes:
+    """An ExportTraceServiceResponse; partial_success only when something was rejected or said."""
+    text = clean_message(message)
+    if encoding == "json":
+        partial: dict[str, str] = {}
+        if rejected_spans:
+            partial["rejectedSpans"] = str(rejected_spans)
+        if text:
+            partial["errorMessage"] = text
+        return json.dumps({"partialSuccess": partial} if partial else {}).encode()
+    inner = _field_varint(1, rejected_spans) + _field_bytes(2, text.encode())
+    return _varint(1 << 3 | 2) + _varint(len(inner)) + inner if inner else b""
+
+
+def status_body(encoding: Encoding, http_status: int, message: str) -> bytes:
+    """A google.rpc.Status for an error response: the gRPC code matching `http_status`, and the message."""
+    code = _RPC_CODES.get(http_status, _RPC_UNKNOWN)
+    text = clean_message(message)
+    if encoding == "json":
+        return json.dumps({"code": code, "message": text}).encode()
+    return _field_varint(1, code) + _field_bytes(2, text.encode())
+
+
+class BoundedGunzip:
+    """Streams a gzip body (one or more members) out in pieces, raising BodyTooLarge past `limit` bytes.
+
+    `zlib`'s `max_length` keeps each step's output bounded, so a bomb costs at most the limit.
+    """
+
+    def __init__(self, limit: int, on_output: Callable[[bytes], None]) -> None:
+        self._limit = limit
+        self._on_output = on_output
+        self._produced = 0
+        self._member = zlib.decompressobj(wbits=zlib.MAX_WBITS | 16)
+        self._seen_input = False
+
+    def feed(self, data: bytes) -> None:
+        """Decompress `data`, passing each output piece to `on_output`."""
+        self._seen_input = self._seen_input or bool(data)
+        pending = data
+        while pending:
+            if self._member.eof:  # a concatenated member follows the previous one
+                self._member = zlib.decompressobj(wbits=zlib.MAX_WBITS | 16)
+            try:
+                piece = self._member.decompress(pending, self._limit - self._produced + 1)
+            except zlib.error as exc:
+                raise BadGzip("the body is not valid gzip") from exc
+            self._produced += len(piece)
+            if self._produced > self._limit:
+                raise BodyTooLarge
+            if piece:
+                self._on_output(piece)
+            # Output stops short of max_length only once the input is used up, so a leftover tail
+            # here means the limit was passed above; after a member's end, the rest is the next member.
+            pending = self._member.unused_data if self._member.eof else b""
+
+    def finish(self) -> None:
+        """Check the stream ended cleanly (a truncated gzip body is a bad body, not an empty one)."""
+        if not self._seen_input or not self._member.eof:
+            raise BadGzip("the gzip body ends before its end marker")
