@@ -18,9 +18,11 @@ stored row of the days it asks for, and days the provider no longer serves must 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal, InvalidOperation
@@ -183,13 +185,16 @@ async def _fetch_all(jobs: Sequence[tuple[BillingSource, date, date]], fetchers:
 
 def sync(config: Config, cache: Cache, *, provider: str | None = None, since: date | None = None,
          today: date | None = None, fetchers: Mapping[str, Fetcher] | None = None,
-         transport: httpx.AsyncBaseTransport | None = None) -> list[SyncResult]:
+         transport: httpx.AsyncBaseTransport | None = None,
+         gate: Callable[[], AbstractContextManager[object]] | None = None) -> list[SyncResult]:
     """Fetch every configured billing source (or `provider`'s) now and store each complete fetch.
 
     Sources are read concurrently; each is stored in its own transaction once its fetch is
     whole. A failing source stores nothing and its rows stay as they were. Cache faults (a
     full disk) raise (`duckdb.Error`), for the caller's one-line cache message.
-    `fetchers` and `transport` replace the connectors and the network (tests).
+    `fetchers` and `transport` replace the connectors and the network (tests). `gate`: held
+    around every use of the cache (the reads of what is stored, each store), not around the
+    fetches: the lock of a process with other writers of the cache (the console's receiver).
     """
     from console.cache import billing_store
 
@@ -197,8 +202,10 @@ def sync(config: Config, cache: Cache, *, provider: str | None = None, since: da
     sources = sources_of(config, provider)
     wanted = {s.provider for s in sources}
     fetch_by: dict[str, Fetcher] = {p: (fetchers or {}).get(p) or connector(p) for p in wanted}
+    hold = gate or contextlib.nullcontext
     cur = cache.con
-    lasts = [billing_store.last_day(cur, s.name, s.provider) for s in sources]
+    with hold():
+        lasts = [billing_store.last_day(cur, s.name, s.provider) for s in sources]
     jobs = [(s, *days_to_fetch(s, last, day, since)) for s, last in zip(sources, lasts, strict=True)]
     fetched = asyncio.run(_fetch_all(jobs, fetch_by, transport)) if jobs else []
     results: list[SyncResult] = []
@@ -208,7 +215,8 @@ def sync(config: Config, cache: Cache, *, provider: str | None = None, since: da
             continue
         began = time.monotonic()
         try:
-            stored = billing_store.store_fetch(cur, got)
+            with hold():
+                stored = billing_store.store_fetch(cur, got)
         except billing_store.BillingStoreError as exc:
             results.append(_with(_failed(source, start, end, f"not stored: {exc}", "store"),
                                  pages=got.pages, seconds=seconds, last_stored=last))

@@ -11,11 +11,12 @@ import shutil
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, TextIO
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 from console.backend import Backend
 from console.cache.faults import CacheError, classify
@@ -24,31 +25,33 @@ from console.cache.store import Cache
 from console.cli import EXIT_CACHE
 from console.config import Config
 from console.safe_text import cell
-from console.sources import SourceHealth, SourceStatus
+from console.sources import SourceHealth, SourceProbe, SourceStatus
 from console.stop_signals import StopSignals, say
 from console.timeutil import utc_now
 from console.views import OverviewView
 
 if TYPE_CHECKING:
+    from console.billing_worker import BillingWorker
     from console.demo.backfill import BackfillProgress
-    from console.demo.billing_worker import BillingWorker
     from console.demo.endpoints import DemoEndpoints
     from console.demo.simulator import Simulator
     from console.source_hub import SourceHub
+    from console.writers import Gate, ReceiverHost
 
 
 @dataclass
 class CacheProbe:
-    """A read-only cache file as a source: live while it answers, with its newest span.
+    """The cache file as a source: live while it answers, with its newest span.
 
-    Nothing can write a file this process holds read-only, so the newest span is
-    read once rather than scanned again on every refresh. Reports through a
-    `SourceHealth`, like every other source.
+    Read-only, nothing can write the file while this process holds it, so the newest span is
+    read once; read-write (the console's own writers add spans), it is read again at most every
+    `REREAD_SECONDS`. Reports through a `SourceHealth`, like every other source.
     """
 
     cache: Cache
     label: str = "trace cache"
     _detail: str | None = field(default=None, init=False, repr=False)
+    _read_at: float = field(default=0.0, init=False, repr=False)
     _health: SourceHealth = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -56,13 +59,15 @@ class CacheProbe:
 
     def source_status(self) -> SourceStatus:
         """`SourceProbe`: live once the newest span was read, down (with the error) if it cannot be."""
-        if self._detail is None:
+        again = not self.cache.read_only and time.monotonic() - self._read_at >= REREAD_SECONDS
+        if self._detail is None or again:
             try:
                 newest = newest_span(self.cache.cursor(), utc_now())  # not a span dated ahead
             except Exception as exc:  # the UI shows it; it must not crash the poll
                 fault = classify(exc, self.cache.path)
                 self._health.failed(str(fault) if fault is not None else type(exc).__name__)
                 return self._health.status()
+            self._read_at = time.monotonic()
             self._detail = f"newest span {newest:%Y-%m-%d %H:%M}Z" if newest else "no spans yet"
         self._health.succeeded(detail=self._detail)
         return self._health.status()
@@ -73,6 +78,10 @@ class CacheProbe:
     def adopt_cache(self, cache: Cache) -> None:
         """`backend.CacheUser`: read the cache opened again from now on."""
         self.cache = cache
+
+
+REREAD_SECONDS = 10.0
+"""How often the cache line reads the newest span again while this process writes the cache."""
 
 
 def wall_clock() -> datetime:
@@ -99,21 +108,35 @@ def storage_badge() -> str | None:
 
 
 def run_console(config: Config, cache_path: Path, theme: str | None, err: TextIO) -> int:
-    """`llmdeck` / `llmdeck --cache FILE`: the console on a cache (read-only; it never writes it).
+    """`llmdeck` / `llmdeck --cache FILE`: the console on a cache.
 
-    A cache that cannot be opened (corrupt, locked, too new) raises its `CacheError` before
-    Textual starts. SIGHUP, SIGTERM and SIGINT end it cleanly (console/stop_signals.py).
+    Read-only unless the config gives it something to write: then it opens the cache
+    read-write and hosts the writers (console/writers.py): billing polling (each source
+    every `poll_seconds`) and `[receiver] listen`. When another process has the file open it
+    settles for read-only, and those sources' lines say why they are idle. A cache that
+    cannot be opened (corrupt, locked by a writer, too new) raises its `CacheError` before
+    Textual starts. SIGHUP, SIGTERM and SIGINT end it cleanly (console/stop_signals.py); the
+    writers are closed first, then the cache.
     """
+    from console.writers import open_for_writers, wants_writers
+
     if not cache_path.exists():
         err.write(f"llmdeck: no cache at {cell(cache_path, 400)}; run `llmdeck ingest FILES` first,"
                   " or `llmdeck demo` to try the console\n")
         return 1
     stop = StopSignals()
     stop.install()
-    cache = Cache.open(cache_path, read_only=True, create=False)
+    held: str | None = None
+    if wants_writers(config):
+        cache, held = open_for_writers(cache_path)
+    else:
+        cache = Cache.open(cache_path, read_only=True, create=False)
+    writers = ConsoleWriters.build(cache, config, held)
     backend: Backend | None = None
     try:
-        backend = Backend(cache, config, wall_clock, [CacheProbe(cache)], hub=source_hub(config))
+        writers.start()
+        backend = Backend(cache, config, wall_clock, [CacheProbe(cache), *writers.probes()],
+                          hub=source_hub(config))
         # the first overview query runs while Textual is imported and the app mounts
         backend.prefetch(OverviewView())
         from console.app import LlmdeckApp
@@ -122,10 +145,70 @@ def run_console(config: Config, cache_path: Path, theme: str | None, err: TextIO
         if stop.received is None:
             app.run()
     finally:
-        cache.close()  # read-only: never a checkpoint
+        writers.close()  # first: no writer is inside the cache when it closes
+        faulted = backend is not None and (backend.read_fault is not None or backend.reopened)
+        if faulted and not cache.read_only:  # no closing checkpoint: a damaged file stays as it was
+            cache.abandon()
+        else:
+            cache.close()  # read-only: never a checkpoint
         if backend is not None and backend.cache is not cache:  # reopened
             backend.cache.close()
     return stopped(stop, cache_path, err)
+
+
+@dataclass
+class ConsoleWriters:
+    """What writes the cache in a console process: the billing poller and the receiver, behind
+    one write gate (the demo passes its simulator's lock as the gate)."""
+
+    gate: Gate
+    billing: BillingWorker | None = None
+    receiver: ReceiverHost | None = None
+    closing: Callable[[str], None] | None = None
+    """Shuts the gate (the console's own `WriteGate`), once the writers are closed."""
+
+    @classmethod
+    def build(cls, cache: Cache, config: Config, held: str | None, gate: Gate | None = None, *,
+              listen: str | None = None, **billing: Any) -> ConsoleWriters:
+        """The writers `config` asks for (none started); `held`: why they cannot write (the
+        cache is read-only here), shown on their lines."""
+        from console.billing_worker import BillingWorker
+        from console.writers import WriteGate, receiver_host
+
+        closing = None
+        if gate is None:
+            own = WriteGate()
+            gate, closing = own, own.close
+        worker = (BillingWorker(cache, config, gate, not_polling=held, **billing)
+                  if config.sources.billing() else None)
+        host = receiver_host(cache, config, gate, held, listen=listen)
+        return cls(gate, worker, host, closing)
+
+    def start(self) -> None:
+        """Start the receiver (a port it cannot bind is said on its line), then billing polling."""
+        if self.receiver is not None:
+            try:
+                self.receiver.start()
+            except OSError:  # said on its source line
+                pass
+        if self.billing is not None:
+            self.billing.start()
+
+    def probes(self) -> list[SourceProbe]:
+        """Their source lines: each billing source, then the receiver."""
+        lines: list[SourceProbe] = [*self.billing.probes()] if self.billing is not None else []
+        if self.receiver is not None:
+            lines.append(self.receiver)
+        return lines
+
+    def close(self) -> None:
+        """The receiver first (no new spans), then billing; returns with no thread of theirs left."""
+        if self.receiver is not None:
+            self.receiver.close()
+        if self.billing is not None:
+            self.billing.close()
+        if self.closing is not None:
+            self.closing("the console is closing")
 
 
 def stopped(stop: StopSignals, cache_path: Path, err: TextIO) -> int:
@@ -147,7 +230,6 @@ def run_demo(seed: int, speed: float, start: datetime | None, theme: str | None,
     in `workdir` is moved aside and the demo starts on a fresh one. SIGHUP, SIGTERM
     and SIGINT end it cleanly: the backfill stops, the cache is closed.
     """
-    from console.demo.billing_worker import BillingWorker
     from console.demo.clock import SimClock
     from console.demo.config import demo_config
     from console.demo.simulator import Simulator
@@ -171,7 +253,7 @@ def run_demo(seed: int, speed: float, start: datetime | None, theme: str | None,
         return EXIT_CACHE
     sim: Simulator | None = None
     endpoints: DemoEndpoints | None = None
-    billing: BillingWorker | None = None
+    writers: ConsoleWriters | None = None
     backend: Backend | None = None
     try:
         clock = SimClock(start or wall_clock(), speed)
@@ -185,9 +267,12 @@ def run_demo(seed: int, speed: float, start: datetime | None, theme: str | None,
 
         endpoints = DemoEndpoints.for_simulator(sim)
         config = demo_config(cache_path, endpoints.start())
-        billing = BillingWorker(sim, config, prepare=endpoints.ledger.catch_up)  # billing APIs -> cache
-        billing.start()
-        backend = Backend(cache, config, clock.now, [sim], hub=source_hub(config))
+        # billing APIs -> cache, under the simulator's lock (every DEMO_BILLING_SECONDS of wall
+        # time; "today" is the simulated day)
+        writers = ConsoleWriters.build(cache, config, None, sim.writing, today=lambda: clock.now().date(),
+                                       every=DEMO_BILLING_SECONDS, prepare=endpoints.ledger.catch_up)
+        writers.start()
+        backend = Backend(cache, config, clock.now, [sim, *writers.probes()], hub=source_hub(config))
         # The first overview query runs on the newest hour while Textual is imported and the
         # app mounts, so the first paint is populated.
         progress.first_part.wait(FIRST_PART_WAIT)
@@ -205,8 +290,8 @@ def run_demo(seed: int, speed: float, start: datetime | None, theme: str | None,
         if stop.received is None:
             app.run()
     finally:
-        if billing is not None:
-            billing.close()
+        if writers is not None:
+            writers.close()
         if sim is not None:
             sim.close()  # stops the backfill between two batches (committed ones kept)
         if endpoints is not None:
@@ -248,6 +333,8 @@ def open_demo_cache(path: Path, err: TextIO) -> tuple[Cache, str | None]:
     return Cache.open(path), said
 
 
+DEMO_BILLING_SECONDS = 30.0
+"""Wall seconds between two syncs of the demo's billing APIs (the simulated clock runs faster)."""
 FIRST_PART_WAIT = 3.0
 """Seconds `llmdeck demo` waits for the newest hour of history before opening the console."""
 

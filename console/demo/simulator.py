@@ -29,7 +29,7 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
@@ -213,10 +213,18 @@ class Simulator:
 
     def exclusive(self, work: Callable[[], _T]) -> _T:
         """`work()` holding the step lock (no step or backfill part meanwhile): another writer of
-        this cache (the demo's billing sync). Raises like `step()` once closed or halted."""
+        this cache. Raises like `step()` once closed or halted."""
+        with self.writing():
+            return work()
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[None]:
+        """The step lock as the demo process's write gate (console/writers.py): the billing
+        poller and the receiver write only inside it, never while a backfill part or a step
+        ingests. Raises like `step()` once closed or halted."""
         with self._lock:
             self._check_open()
-            return work()
+            yield
 
     def source_status(self) -> SourceStatus:
         """Freshness of the simulator as a data source (live / stale / down)."""

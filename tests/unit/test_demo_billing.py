@@ -17,11 +17,11 @@ import pytest
 from connectors import billing_anthropic, billing_openai
 from connectors.http import SourceClient, SourceError
 from console.billing import BillingFetch
+from console.billing_worker import BillingWorker
 from console.cache.store import Cache
 from console.demo import generate
 from console.demo.billing_api import ENV_KEYS
 from console.demo.billing_ledger import DELAY, PRICE_CHANGE_MODEL, PRICE_CHANGE_OUTPUT
-from console.demo.billing_worker import BillingWorker
 from console.demo.clock import SimClock
 from console.demo.config import demo_config
 from console.demo.endpoints import DemoEndpoints, EndpointUrls
@@ -187,7 +187,7 @@ def test_reconciliation_of_the_demo_cache_finds_the_price_change(tmp_path: Path)
         try:
             sim.backfill()
             config = demo_config(tmp_path / "c.duckdb", endpoints.start())
-            worker = BillingWorker(sim, config)
+            worker = BillingWorker(cache, config, sim.writing, today=lambda: clock.now().date())
             results = worker.sync_once()
             assert [r.ok for r in results] == [True, True], worker.last_error
             rows = reconcile(cache.con, start.date(), 5, PriceTable.load())
@@ -217,7 +217,8 @@ def test_the_worker_thread_stores_both_sources_and_stops_with_the_simulator(tmp_
         sim = Simulator(cache, demo_config(tmp_path / "c.duckdb"), tmp_path / "spool", clock=clock,
                         backfill=timedelta(hours=2), rate=RATE, workers=1)
         endpoints = DemoEndpoints.for_simulator(sim)
-        worker = BillingWorker(sim, demo_config(tmp_path / "c.duckdb", endpoints.start()), every=0.2,
+        worker = BillingWorker(cache, demo_config(tmp_path / "c.duckdb", endpoints.start()), sim.writing,
+                               today=lambda: clock.now().date(), every=0.2,
                                prepare=endpoints.ledger.catch_up, first_delay=0.0)
         try:
             worker.start()
@@ -234,6 +235,10 @@ def test_the_worker_thread_stores_both_sources_and_stops_with_the_simulator(tmp_
                 time.sleep(0.05)
             assert worker._thread is not None and not worker._thread.is_alive()
             assert worker.last_error == "the simulator is closed"
+            lines = [p.source_status() for p in worker.probes()]
+            assert [(s.name, s.kind) for s in lines] == [("demo-openai-billing", "billing"),
+                                                         ("demo-anthropic-billing", "billing")]
+            assert all(s.detail == "not polling: the simulator is closed" for s in lines), lines
         finally:
             worker.close()
             endpoints.close()

@@ -1,0 +1,289 @@
+"""The console as a writer of its cache: the write gate, the read-write open, the in-process receiver.
+
+DuckDB lets one process hold a file read-write, and then no other process can open it at all.
+`llmdeck` therefore opens its cache read-write only when the config gives it something to
+write (billing sources, `[receiver] listen`), and falls back to read-only when another
+process has the file open (`open_for_writers`): then the writers' source lines say why they
+are idle instead of the console failing. Every writer of the process (the billing poller, the
+receiver, the demo simulator's ingest) writes only inside one `WriteGate` (the demo uses its
+simulator's lock instead), so no two write at once.
+
+`ReceiverHost` runs `[receiver] listen` in the console process: the receiver's writer thread
+(console/receiver.py) and the OTLP/HTTP server (connectors/otlp_http.py) on a thread with an
+event loop of its own; `close()` stops the server, then the receiver, and returns once neither
+has a thread left. Its source line carries the receiver's stats (requests, spans stored, state).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from console.cache.faults import CacheError, CacheLockedError
+from console.cache.store import Cache
+from console.sources import SourceState, SourceStatus
+from console.timeutil import utc_now
+
+if TYPE_CHECKING:
+    from connectors.otlp_http import OtlpHttpServer
+    from console.config import Config
+    from console.receiver import Receiver
+
+Gate = Callable[[], AbstractContextManager[object]]
+
+OPEN_TRIES = 4
+OPEN_PAUSE = 0.25
+"""A read-write open that finds the file held is tried again a few times (a `llmdeck status`
+holds it for a moment) before the console settles for read-only."""
+
+
+class GateClosed(RuntimeError):
+    """The gate no longer lets writers in: the console is closing, or its cache was released."""
+
+
+class WriteGate:
+    """The lock every writer of this process's cache holds while it uses the cache."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._closed: str | None = None
+
+    @contextmanager
+    def __call__(self) -> Iterator[None]:
+        with self._lock:
+            if self._closed is not None:
+                raise GateClosed(self._closed)
+            yield
+
+    def close(self, reason: str) -> None:
+        """Let no writer in from now on (waits for the one inside, if any)."""
+        with self._lock:
+            self._closed = reason
+
+
+def wants_writers(config: Config) -> bool:
+    """Whether the console has anything to write: billing sources or `[receiver] listen`."""
+    return bool(config.sources.billing()) or receiver_listen(config) is not None
+
+
+def receiver_listen(config: Config) -> str | None:
+    """`[receiver] listen`, or None (off) when unset or when this config has no receiver section."""
+    section = getattr(config, "receiver", None)
+    listen = getattr(section, "listen", None) if section is not None else None
+    return listen if isinstance(listen, str) and listen else None
+
+
+def open_for_writers(path: Path, pause: Callable[[float], None] = time.sleep) -> tuple[Cache, str | None]:
+    """The cache read-write, or read-only with the reason when another process has it open.
+
+    Raises the `CacheLockedError` when it cannot be opened at all (a writer holds it), and any
+    other `CacheError` (corrupt, too new) as `Cache.open` does."""
+    for attempt in range(OPEN_TRIES):
+        try:
+            return Cache.open(path, read_only=False, create=False), None
+        except CacheLockedError as exc:
+            held = exc
+            if attempt + 1 < OPEN_TRIES:
+                pause(OPEN_PAUSE)
+    cache = Cache.open(path, read_only=True, create=False)
+    return cache, not_writing(held)
+
+
+def not_writing(held: CacheLockedError) -> str:
+    """What the writers' lines say while another process has the cache open."""
+    who = str(held).split("; close it")[0]
+    return (f"not polling: the cache is open read-only here ({who}); run `llmdeck billing sync`"
+            " once it is closed, or restart the console then")
+
+
+def split_listen(listen: str) -> tuple[str, int]:
+    """`HOST:PORT` (IPv6 in brackets) -> (host, port); ValueError with what is wrong."""
+    host, sep, port_text = listen.rpartition(":")
+    if not sep or not host or not port_text.isdigit():
+        raise ValueError(f"[receiver] listen = {listen!r} is not HOST:PORT")
+    port = int(port_text)
+    if port > 65535:
+        raise ValueError(f"[receiver] listen = {listen!r}: port {port} is out of range")
+    return host.removeprefix("[").removesuffix("]"), port
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+_STATE: dict[str, SourceState] = {"ok": "live", "behind": "stale", "cannot_write": "down"}
+
+
+class ReceiverHost:
+    """`[receiver] listen` inside this process: a Receiver and its OTLP/HTTP server on a thread.
+
+    `start()` returns once the server is bound (`address`) or raises why it could not be;
+    with `not_listening` it starts nothing and its line says why."""
+
+    def __init__(self, cache: Cache, config: Config, gate: Gate, *, host: str, port: int,
+                 token: str | None = None, not_listening: str | None = None,
+                 name: str = "otlp receiver") -> None:
+        self.cache = cache
+        self.config = config
+        self.gate = gate
+        self.host, self.port = host, port
+        self.address: tuple[str, int] = (host, port)
+        self.token = token
+        self.not_listening = not_listening
+        self.name = name
+        self.receiver: Receiver | None = None
+        self._server: OtlpHttpServer | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._thread: threading.Thread | None = None
+        self._failed: str | None = None
+        self._since = utc_now()
+
+    @property
+    def url(self) -> str:
+        """The traces endpoint (what OTEL_EXPORTER_OTLP_TRACES_ENDPOINT takes)."""
+        host, port = self.address
+        shown = f"[{host}]" if ":" in host else host
+        return f"http://{shown}:{port}/v1/traces"
+
+    def start(self) -> None:
+        """Start the receiver's writer and the server; return once it listens."""
+        if self.not_listening is not None or self._thread is not None:
+            return
+        from connectors.otlp_http import OtlpHttpServer
+        from console.receiver import Receiver
+
+        receiver = Receiver(self.cache, self.config, write_lock=self.gate)
+        receiver.start()
+        self.receiver = receiver
+        section = getattr(self.config, "receiver", None)
+        limits: dict[str, int] = {}
+        max_body = getattr(section, "max_body_bytes", None)
+        if isinstance(max_body, int):
+            limits["max_body_bytes"] = max_body
+        self._server = OtlpHttpServer(receiver.handle, host=self.host, port=self.port,
+                                      token=self.token, **limits)
+        ready = threading.Event()
+        errors: list[BaseException] = []
+        self._thread = threading.Thread(target=self._serve, args=(ready, errors),
+                                        name="llmdeck-receiver", daemon=True)
+        self._thread.start()
+        ready.wait()
+        if errors:
+            self._thread.join()
+            self._thread = None
+            receiver.close()
+            self._failed = f"not listening: {self.host}:{self.port}: {_first_line(errors[0])}"
+            raise OSError(self._failed) from errors[0]
+
+    def _serve(self, ready: threading.Event, errors: list[BaseException]) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        try:
+            loop.run_until_complete(self._main(ready, errors))
+        finally:
+            loop.close()
+
+    async def _main(self, ready: threading.Event, errors: list[BaseException]) -> None:
+        server = self._server
+        assert server is not None
+        self._stop = asyncio.Event()
+        try:
+            await server.start()
+        except BaseException as exc:  # the port is taken, say: start() raises it
+            errors.append(exc)
+            ready.set()
+            return
+        self.address = server.address
+        ready.set()
+        await server.serve_until(self._stop)
+
+    def close(self) -> None:
+        """Stop taking requests, then the receiver (what is queued is stored or refused);
+        returns once no thread of it is left."""
+        loop, stop, thread = self._loop, self._stop, self._thread
+        if thread is not None:
+            if loop is not None and stop is not None and not loop.is_closed():
+                try:
+                    loop.call_soon_threadsafe(stop.set)
+                except RuntimeError:  # the loop ended meanwhile
+                    pass
+            thread.join()
+            self._thread = None
+        if self.receiver is not None:
+            self.receiver.close()
+
+    # -- backend.CacheUser -------------------------------------------------------------
+
+    def release_cache(self, fault: CacheError) -> None:
+        """The cache is closed next under `fault`: stop listening and writing first."""
+        self._failed = f"stopped: {fault}"
+        self.close()
+
+    def adopt_cache(self, cache: Cache) -> None:
+        """Opened again read-only: nothing to write with; the line keeps the fault."""
+
+    # -- the line -------------------------------------------------------------------------
+
+    def source_status(self) -> SourceStatus:
+        """`SourceProbe`: listening (live), behind (stale) or unable to write (down), with its counts."""
+        where = f"{self.address[0]}:{self.address[1]}"
+        why = self.not_listening or self._failed
+        if why is not None or self.receiver is None:
+            reason = why or "not started"
+            return SourceStatus(self.name, "otlp", "down", None, self._since, f"{where}: {reason}",
+                                last_error=reason)
+        st = self.receiver.stats()
+        detail = (f"{where}: {st.requests:,} requests, {st.spans_stored:,} spans stored"
+                  + (f", {st.duplicates:,} duplicates" if st.duplicates else "")
+                  + (f", {st.rejected:,} rejected" if st.rejected else ""))
+        state = _STATE.get(st.state, "down")
+        if st.state != "ok":
+            detail += f"; {st.state.replace('_', ' ')}" + (f": {st.reason}" if st.reason else "")
+        return SourceStatus(self.name, "otlp", state, st.last_write_at, None, detail,
+                            last_error=st.reason if st.state != "ok" else "")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__
+
+
+def receiver_host(cache: Cache, config: Config, gate: Gate, not_writing: str | None = None,
+                  listen: str | None = None) -> ReceiverHost | None:
+    """The host for `[receiver] listen` (or `listen`), None when neither is set. Not started; when it
+    cannot run (the cache is read-only here, a bad address, a non-loopback address without
+    `[receiver] token`, a token that cannot be read) its line says why instead."""
+    listen = listen or receiver_listen(config)
+    if listen is None:
+        return None
+    try:
+        host, port = split_listen(listen)
+    except ValueError as exc:
+        return ReceiverHost(cache, config, gate, host=listen, port=0, not_listening=str(exc))
+    section = getattr(config, "receiver", None)
+    token_ref = getattr(section, "token", None) if section is not None else None
+    why = not_writing.replace("not polling", "not listening", 1) if not_writing else None
+    token: str | None = None
+    if why is None and isinstance(token_ref, str) and token_ref:
+        from console.secrets import SecretError, header_secret
+
+        try:
+            token = header_secret(token_ref, timeout=10.0)
+        except SecretError as exc:
+            why = f"not listening: {exc}"
+    elif why is None and not is_loopback(host):
+        why = (f"not listening on {host}: an address other than loopback needs [receiver] token"
+               " = \"<secret reference>\"")
+    return ReceiverHost(cache, config, gate, host=host, port=port, token=token, not_listening=why)

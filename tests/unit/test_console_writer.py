@@ -1,0 +1,207 @@
+"""The console as a writer of its cache (console/writers.py, console/billing_worker.py).
+
+Billing polling against the loopback replay of the providers' APIs (tests/faults/billing_server.py)
+into a real cache: each source is a line of the sources view, live after a sync, stale (with the
+reason) after a failed fetch that left every stored row as it was, down at once on a refused key;
+the poller's thread ends on close. The read-write open: another process reading the file leaves
+the console read-only, its billing lines saying why nothing is polled; a writer holding it is the
+usual locked-cache error.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+from console.billing_worker import BillingWorker
+from console.cache.faults import CacheLockedError
+from console.cache.store import Cache
+from console.config import Config, OpenAIBillingSource, SourcesSettings
+from console.launch import ConsoleWriters
+from console.timeutil import utc_now
+from console.writers import WriteGate, open_for_writers
+from tests.faults.billing_server import OPENAI_COSTS, BillingServer, json_reply
+
+KEY = "sk-admin-canary-writer-5e6f7a8b9c0d"
+ENV = "LLMDECK_T_WRITER_OPENAI_ADMIN"
+TODAY = utc_now().date()
+START = TODAY - timedelta(days=9)
+
+
+class Wall:
+    """A wall clock the test moves."""
+
+    def __init__(self) -> None:
+        self.now = datetime(2026, 12, 4, 12, 0, 0)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def server() -> Iterator[BillingServer]:
+    with BillingServer(start=START, days=10, page_days=3, today=TODAY) as srv:
+        yield srv
+
+
+@pytest.fixture
+def config(server: BillingServer, monkeypatch: pytest.MonkeyPatch) -> Config:
+    monkeypatch.setenv(ENV, KEY)
+    source = OpenAIBillingSource(name="oa", url=server.url, admin_key_ref=f"env:{ENV}",
+                                 timeout_seconds=2, poll_seconds=60, since_days=10)
+    return Config(sources=SourcesSettings(openai_billing=[source]))
+
+
+@pytest.fixture
+def cache(tmp_path: Path) -> Iterator[Cache]:
+    with Cache.open(tmp_path / "c.duckdb") as c:
+        yield c
+
+
+def rows(cache: Cache) -> dict[str, list[tuple[Any, ...]]]:
+    cur = cache.cursor()
+    return {t: cur.execute(f"SELECT * FROM {t} ORDER BY ALL").fetchall()
+            for t in ("billing", "billing_usage", "billing_syncs")}
+
+
+def test_a_failed_fetch_keeps_the_rows_and_shows_the_source_stale_then_down(
+        config: Config, cache: Cache, server: BillingServer) -> None:
+    wall = Wall()
+    worker = BillingWorker(cache, config, WriteGate(), wall=wall)
+    (line,) = worker.probes()
+    assert (line.source_status().state, line.source_status().detail) == ("stale", "not synced yet")
+    (ok,) = worker.sync_once()
+    assert ok.ok, ok.error
+    status = line.source_status()
+    assert (status.name, status.kind, status.state) == ("oa", "billing", "live")
+    assert status.detail.startswith(f"synced {START:%m-%d}..{TODAY:%m-%d}")
+    before = rows(cache)
+    assert before["billing"], "the first sync stored nothing"
+
+    server.replace(OPENAI_COSTS, json_reply({"error": {"message": "internal", "type": "server_error"}},
+                                            500))
+    wall.now += timedelta(seconds=61)
+    (failed,) = worker.sync_once()
+    assert not failed.ok and failed.status == 500
+    assert rows(cache) == before  # nothing of what was stored was touched
+    status = line.source_status()
+    assert status.state == "stale" and "HTTP 500" in status.detail, status
+    assert status.last_ok is not None and status.since == wall.now
+    assert KEY not in status.detail and KEY[-12:] not in status.detail
+    wall.now += timedelta(seconds=10 * 60)  # ten polls without a good one
+    assert line.source_status().state == "down"
+
+
+def test_no_sync_for_three_polls_is_stale_and_a_refused_key_is_down_at_once(
+        config: Config, cache: Cache, server: BillingServer) -> None:
+    wall = Wall()
+    worker = BillingWorker(cache, config, WriteGate(), wall=wall)
+    (line,) = worker.probes()
+    worker.sync_once()
+    wall.now += timedelta(seconds=3 * 60 + 1)
+    status = line.source_status()
+    assert status.state == "stale" and status.detail.startswith("not synced for 181 s; synced ")
+    server.replace(OPENAI_COSTS, json_reply({"error": {"message": "Incorrect API key provided",
+                                                       "type": "invalid_request_error"}}, 401))
+    worker.sync_once()
+    status = line.source_status()
+    assert status.state == "down"
+    assert f"check the secret env:{ENV}" in status.detail and KEY not in status.detail
+
+
+def test_the_poller_thread_syncs_then_close_leaves_no_thread(config: Config, cache: Cache) -> None:
+    worker = BillingWorker(cache, config, WriteGate(), every=0.1, first_delay=0.0)
+    worker.start()
+    try:
+        deadline = time.monotonic() + 30
+        while worker.syncs < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert worker.syncs >= 2 and worker.last_error is None
+    finally:
+        worker.close()
+    assert not worker.running
+    assert not [t for t in threading.enumerate() if t.name == "llmdeck-billing"]
+
+
+def test_a_closed_gate_ends_the_poller_and_says_so(config: Config, cache: Cache) -> None:
+    gate = WriteGate()
+    gate.close("the console is closing")
+    worker = BillingWorker(cache, config, gate, every=0.1, first_delay=0.0)
+    worker.start()
+    deadline = time.monotonic() + 30
+    while worker.running and time.monotonic() < deadline:
+        time.sleep(0.02)
+    worker.close()
+    assert not worker.running and worker.syncs == 0
+    (line,) = worker.probes()
+    assert line.source_status().detail == "not polling: the console is closing"
+    assert rows(cache)["billing_syncs"] == []
+
+
+def _holder(path: Path, read_only: bool) -> subprocess.Popen[str]:
+    code = ("import duckdb, sys, time\n"
+            f"c = duckdb.connect({str(path)!r}, read_only={read_only})\n"
+            "print('ready', flush=True)\n"
+            "sys.stdin.read()\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            text=True)
+    assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+    return proc
+
+
+def _release(proc: subprocess.Popen[str]) -> None:
+    assert proc.stdin is not None
+    proc.stdin.close()
+    proc.wait(timeout=30)
+
+
+def test_another_reader_leaves_the_console_read_only_and_its_billing_lines_say_why(
+        tmp_path: Path, config: Config) -> None:
+    path = tmp_path / "c.duckdb"
+    Cache.open(path).close()
+    proc = _holder(path, read_only=True)
+    try:
+        pauses: list[float] = []
+        cache, held = open_for_writers(path, pause=pauses.append)
+        try:
+            assert cache.read_only and held is not None and len(pauses) == 3
+            assert held.startswith(f"not polling: the cache is open read-only here ({path} is in use by")
+            assert f"(PID {proc.pid})" in held and "`llmdeck billing sync`" in held
+            writers = ConsoleWriters.build(cache, config, held)
+            writers.start()
+            try:
+                (line,) = writers.probes()
+                status = line.source_status()
+                assert (status.name, status.state, status.detail) == ("oa", "down", held)
+                assert writers.billing is not None and not writers.billing.running
+            finally:
+                writers.close()
+        finally:
+            cache.close()
+    finally:
+        _release(proc)
+    cache, held = open_for_writers(path)  # once the other process is gone: read-write
+    with cache:
+        assert not cache.read_only and held is None
+
+
+def test_a_writer_holding_the_file_is_the_usual_locked_cache_error(tmp_path: Path) -> None:
+    path = tmp_path / "c.duckdb"
+    Cache.open(path).close()
+    proc = _holder(path, read_only=False)
+    try:
+        with pytest.raises(CacheLockedError, match=rf"in use by .* \(PID {proc.pid}\)"):
+            open_for_writers(path, pause=lambda _: None)
+    finally:
+        _release(proc)
+    with duckdb.connect(str(path), read_only=True) as con:  # nothing was left holding it
+        assert con.execute("SELECT 1").fetchall() == [(1,)]
