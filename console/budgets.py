@@ -9,22 +9,26 @@ A budget covers a calendar period in UTC (a day, an ISO week from Monday
 the period and the recent spend rates (USD per hour over the last 1h, 6h,
 24h): the forecast extrapolates the 6h rate to the period end, the time to
 exhaustion divides what is left by the 1h rate. Pure module: no Textual, no I/O.
+
+A budget on basis "billed" gets its spend and rates from
+`console.cache.billed_budgets` (bills up to each provider's last complete UTC day,
+estimates after) and the same arithmetic; `basis_note` says in words which is which.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from datetime import datetime, timedelta
+from collections.abc import Iterable, Mapping
+from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Literal
 
-from console.snapshots import BudgetLevel, BudgetStatus
+from console.snapshots import BilledBasis, BudgetLevel, BudgetStatus
 from console.timeutil import naive_utc
 
 if TYPE_CHECKING:
     from console.config import BudgetSpec
 
-__all__ = ["BudgetPeriod", "budget_status", "period_bounds"]
+__all__ = ["BudgetPeriod", "basis_note", "budget_status", "period_bounds"]
 
 BudgetPeriod = Literal["day", "week", "month"]
 
@@ -56,12 +60,14 @@ def budget_status(
     spent_usd: float,
     burn_usd_per_hour: Mapping[str, float],
     unpriced: int,
+    billed: BilledBasis | None = None,
 ) -> BudgetStatus:
     """A budget's state at `at` given its spend this period and its recent USD/hour by window.
 
     CRITICAL when the spent share reaches `critical`; WARNING when it reaches
     `warning` or when the forecast (spent + 6h rate x hours left) exceeds the
-    limit; else OK.
+    limit; else OK. `billed` (basis "billed" only) says how `spent_usd` was made of bills and
+    estimates; the arithmetic is the same.
     """
     at = naive_utc(at)
     start, end = period_bounds(spec.period, at)
@@ -106,4 +112,34 @@ def budget_status(
         level=level,
         reason=reason,
         unpriced_requests=unpriced,
+        basis="estimated" if billed is None else "billed",
+        billed=billed,
     )
+
+
+def _day(d: date) -> str:
+    return d.strftime("%m-%d")
+
+
+def basis_note(period_start: date, days: Mapping[str, tuple[date, date]],
+               estimated_only: Iterable[str]) -> str:
+    """A billed budget's basis in words, from the days billed per provider this period.
+
+    `days`: provider -> (first, last) day billed (inclusive); `estimated_only`: providers in
+    scope with spend but no billed day. "billed to 12-03, estimated after" when every billed
+    provider's figures run from the period start to the same day; otherwise per provider.
+    """
+    rest = sorted(set(estimated_only))
+    if not days:
+        return "no bills for this period yet: all estimated"
+    spans = set(days.values())
+    if len(spans) == 1 and next(iter(spans))[0] == period_start:
+        note = f"billed to {_day(next(iter(spans))[1])}, estimated after"
+    else:
+        parts = [f"{p} billed to {_day(b)}" if a == period_start else f"{p} billed {_day(a)}..{_day(b)}"
+                 for p, (a, b) in sorted(days.items())]
+        late = any(a > period_start for a, _ in days.values())
+        note = ", ".join(parts) + ("; estimated outside those days" if late else "; estimated after")
+    if rest:
+        note += f"; {', '.join(rest)} estimated (no bills)"
+    return note

@@ -13,7 +13,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
+from decimal import Decimal
 from enum import IntEnum
 from typing import Literal
 
@@ -108,6 +109,26 @@ class BudgetStatus:
     reason: str
     unpriced_requests: int
     """Requests in scope this period with no price (their cost is unknown, not $0)."""
+    basis: Literal["estimated", "billed"] = "estimated"
+    billed: BilledBasis | None = None
+    """For basis "billed": what came from the bills and what from estimates."""
+
+
+@dataclass(frozen=True)
+class BilledBasis:
+    """A billed budget's spend this period: bills per UTC day up to each provider's last complete
+    figure, trace estimates for every other hour (after it, or before its figures begin)."""
+
+    billed_usd: Decimal
+    """The bills counted, exact (every day of `days`)."""
+    estimated_usd: float
+    """The trace estimates counted (the hours no bill covers)."""
+    days: tuple[tuple[str, date, date], ...]
+    """(provider, first day, last day) billed in this period, inclusive, by provider."""
+    estimated_only: tuple[str, ...]
+    """Providers in scope with spend this period and no bill for any of its days."""
+    note: str
+    """In words: "billed to 12-03, estimated after" (provider names are raw: render safely)."""
 
 
 @dataclass(frozen=True)

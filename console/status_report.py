@@ -201,6 +201,24 @@ def budget_json(b: BudgetStatus) -> dict[str, object]:
         "state": b.level.word,
         "reason": b.reason,
         "unpriced_requests": b.unpriced_requests,
+        **_basis_json(b),
+    }
+
+
+def _basis_json(b: BudgetStatus) -> dict[str, object]:
+    """The budget's basis; a billed one's bills (exact, as a string) and estimates, and which days
+    of the period each provider's bills cover."""
+    if b.billed is None:
+        return {"basis": b.basis}
+    x = b.billed
+    return {
+        "basis": b.basis,
+        "basis_note": x.note,
+        "billed_usd": str(x.billed_usd),
+        "estimated_usd": _num(x.estimated_usd),
+        "billed_days": {p: {"first": first.isoformat(), "last": last.isoformat()}
+                        for p, first, last in x.days},
+        "estimated_only": list(x.estimated_only),
     }
 
 
@@ -316,6 +334,10 @@ def _write_budgets(budgets: tuple[BudgetStatus, ...], out: TextIO, unread: tuple
             f" {_runs_out(b.time_to_exhaustion, 'limit reached')}{unpriced}\n"
             f"            {cell(b.reason, 200)}\n"
         )
+        if b.billed is not None:
+            out.write(f"            basis billed: {cell(b.billed.note, 200)}"
+                      f" ({fmt.usd(float(b.billed.billed_usd))} billed +"
+                      f" {fmt.usd(b.billed.estimated_usd)} estimated)\n")
 
 
 def write_text(report: StatusReport, out: TextIO) -> None:

@@ -5,7 +5,8 @@ week, month to date) and the recent windows (1h, 6h, 24h and the hour before
 the last) are cut into disjoint segments, each summed per provider, model,
 tenant, prompt version and status with GROUPING SETS; periods and windows are
 then sums of segments. A missing key (no tenant, say) is the empty string, as
-in the rollups.
+in the rollups. Budgets on basis "billed" are answered by `console.cache.billed_budgets`
+(bills up to each provider's last figure, these estimates after).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Literal
 import duckdb
 
 from console.budgets import BudgetPeriod, budget_status, period_bounds
+from console.cache.billed_budgets import billed_statuses
 from console.cache.queries import window_end, window_parts
 from console.cache.scope_sql import HourMemo, union_parts
 from console.config import BudgetSpec, ScopeFilter
@@ -128,8 +130,12 @@ def cost_snapshot(
     previous = since(end - 2 * MOVER_WINDOW, end - MOVER_WINDOW)
     current = since(end - MOVER_WINDOW)
 
+    billed = iter(billed_statuses(cur, [s for s in budgets if s.basis == "billed"], at, memo))
     statuses = []
     for spec in budgets:
+        if spec.basis == "billed":
+            statuses.append(next(billed))
+            continue
         dim = _BUDGET_KEYS[spec.scope]
         key = _TOTAL if dim is None else (dim, spec.match or "")
         period_name = next(name for name, period in PERIODS if period == spec.period)
