@@ -1,0 +1,443 @@
+"""The ingest side of the OTLP/HTTP receiver: export requests into the cache, acknowledged once durable.
+
+`connectors.otlp_http.OtlpHttpServer` frames the HTTP and hands each body to `Receiver.handle`.
+A mapping thread decodes it (protobuf through `otlp_proto`, JSON as `llmdeck ingest` reads a
+Collector line) and maps it with the same `BatchBuilder` as files (mapping, redaction, pricing);
+one writer thread then stores everything queued in ONE transaction through the ingest's own
+store step (`ingest_writer.BatchStore`: dedupe on (trace id, span id), partial rollups,
+quarantine): a group commit, so many small requests cost one commit. Each request is answered
+only after the transaction holding its spans committed, so a 200 means durable: a kill -9 at
+any moment loses no acknowledged span, and the exporter's retry of an unacknowledged batch is
+deduplicated rather than stored twice.
+
+Memory is bounded: bodies waiting to be mapped are bounded in bytes, mapped spans waiting for
+the writer in spans (`queue_spans`); past either, 503 with Retry-After. A failed write (a full
+disk: DuckDB may then refuse everything) answers 503 with Retry-After to the requests in that
+transaction and to every new one; the writer abandons the connection (no checkpoint), waits
+until the file system has room and the cache opens read-write again, and carries on by itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import os
+import threading
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+import pyarrow as pa
+
+from connectors.otlp_http import ExportRequest, ExportResult
+from console.cache import readers
+from console.cache.batching import BatchBuilder, QuarantineRow
+from console.cache.faults import CacheError, classify, first_line
+from console.cache.ingest_writer import Batch, BatchStore
+from console.cache.otlp_proto import decode_export_request
+from console.cache.store import Cache
+from console.config import Config
+from console.timeutil import utc_now
+
+__all__ = ["Receiver", "ReceiverStats", "State"]
+
+State = Literal["ok", "behind", "cannot_write"]
+
+QUEUE_BYTES = 64 * 1024 * 1024
+"""Bodies received but not yet mapped, in bytes, past which new ones get a 503."""
+RETRY_BEHIND = 1.0
+"""Retry-After (seconds) when the queue is full."""
+RETRY_CANNOT_WRITE = 5.0
+"""Retry-After (seconds) while the cache cannot be written."""
+COMPACT_SECONDS = 30.0
+"""How often the writer compacts the partial rollup rows of the hours it stored into."""
+COMPACT_TABLES = 512
+"""...or after this many requests' tables, whichever comes first."""
+PROBE_FREE_BYTES = 4 * 1024 * 1024
+"""Free bytes the cache's file system needs before the writer reopens the cache after a fault."""
+PROBE_MAX_SECONDS = 5.0
+"""The longest wait between two probes of a cache that could not be written."""
+BEHIND_SECONDS = 5.0
+"""How long a refusal for a full queue keeps the state at "behind"."""
+_MESSAGE_CHARS = 300
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiverStats:
+    """A snapshot of what the receiver did and how it is doing."""
+
+    requests: int
+    spans_stored: int
+    duplicates: int
+    rejected: int
+    queue_spans: int
+    state: State
+    reason: str
+    """Why the state is not "ok" (one line, no secrets), "" when it is."""
+    last_write_at: datetime | None
+
+
+@dataclass(eq=False)
+class _Job:
+    """One export request on its way: decoded and mapped, then stored, then answered."""
+
+    request: ExportRequest
+    seq: int
+    future: concurrent.futures.Future[ExportResult]
+    table: pa.Table | None = None
+    quarantine: list[QuarantineRow] = field(default_factory=list)
+    spans: int = 0
+
+
+class Receiver:
+    """Turns OTLP export requests into stored spans: a mapping thread and one writer thread."""
+
+    def __init__(
+        self,
+        cache: Cache,
+        config: Config,
+        *,
+        write_lock: Callable[[], AbstractContextManager[object]] | None = None,
+        queue_spans: int = 100_000,
+        on_reopen: Callable[[Cache], None] | None = None,
+        queue_bytes: int = QUEUE_BYTES,
+    ) -> None:
+        """`write_lock`: held around every transaction (the demo's `Simulator.exclusive`).
+        `on_reopen`: told the new `Cache` after the writer reopened the file following a
+        fault (the old one is abandoned); `cache` is always the current one."""
+        self.cache = cache
+        self.path = cache.path
+        self.config = config
+        self.queue_spans = queue_spans
+        self.queue_bytes = queue_bytes
+        self._write_lock = write_lock or nullcontext
+        self._on_reopen = on_reopen
+        self._builder = BatchBuilder(config)  # the mapping thread's only
+        self._store = BatchStore()
+        self._cond = threading.Condition()
+        # guarded by _cond:
+        self._inbox: list[_Job] = []
+        self._inbox_bytes = 0
+        self._pending: list[_Job] = []
+        self._queued_spans = 0
+        self._closing = False
+        self._state: State = "ok"
+        self._reason = ""
+        self._refused_at = 0.0
+        self._requests = 0
+        self._spans_stored = 0
+        self._duplicates = 0
+        self._rejected = 0
+        self._last_write_at: datetime | None = None
+        self._seq = 0
+        self._threads: list[threading.Thread] = []
+        self._last_compact = time.monotonic()
+
+    # -- the handler ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the mapping and writer threads."""
+        if self._threads:
+            return
+        self._threads = [
+            threading.Thread(target=self._map_loop, name="llmdeck-receiver-map", daemon=True),
+            threading.Thread(target=self._write_loop, name="llmdeck-receiver-writer", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    async def handle(self, req: ExportRequest) -> ExportResult:
+        """The `connectors.otlp_http.Handler`: answered once the spans are committed (or refused)."""
+        future: concurrent.futures.Future[ExportResult] = concurrent.futures.Future()
+        with self._cond:
+            self._requests += 1
+            refusal = self._refusal_locked(len(req.body))
+            if refusal is not None:
+                return refusal
+            self._seq += 1
+            self._inbox.append(_Job(req, self._seq, future))
+            self._inbox_bytes += len(req.body)
+            self._cond.notify_all()
+        return await asyncio.wrap_future(future)
+
+    def stats(self) -> ReceiverStats:
+        with self._cond:
+            state = self._state
+            if state == "ok" and (
+                self._queued_spans >= self.queue_spans // 2
+                or time.monotonic() - self._refused_at < BEHIND_SECONDS
+            ):
+                state = "behind"
+            reason = self._reason if state == "cannot_write" else (
+                "the writer is behind: its queue is full" if state == "behind" else "")
+            return ReceiverStats(self._requests, self._spans_stored, self._duplicates,
+                                 self._rejected, self._queued_spans, state, reason,
+                                 self._last_write_at)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop taking work: requests not mapped yet get a 503, the mapped ones are committed
+        (for up to `timeout` seconds; past it they get a 503 too, and may still be stored),
+        the rollups compacted, the threads stopped. Blocks: call it off the event loop or
+        after the server stopped. The caller closes `self.cache` (abandons it if
+        `stats().state` is "cannot_write")."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        end = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, end - time.monotonic()))
+        with self._cond:
+            left = self._inbox + self._pending
+            self._inbox, self._pending = [], []
+            self._inbox_bytes = self._queued_spans = 0
+        for job in left:
+            _answer(job, _unavailable("the receiver is shutting down", RETRY_BEHIND))
+
+    @property
+    def running(self) -> bool:
+        """Whether a thread is still at work (after `close`: one did not end within its timeout)."""
+        return any(t.is_alive() for t in self._threads)
+
+    def _refusal_locked(self, nbytes: int) -> ExportResult | None:
+        if self._closing:
+            return _unavailable("the receiver is shutting down", RETRY_BEHIND)
+        if self._state == "cannot_write":
+            return _unavailable(_public_reason(self._reason), RETRY_CANNOT_WRITE)
+        if self._queued_spans >= self.queue_spans or (
+                self._inbox and self._inbox_bytes + nbytes > self.queue_bytes):
+            self._refused_at = time.monotonic()
+            return _unavailable("the receiver is behind; retry later", RETRY_BEHIND)
+        return None
+
+    # -- the mapping thread ---------------------------------------------------------------------
+
+    def _map_loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._inbox and not self._closing:
+                    self._cond.wait()
+                if self._closing:
+                    return  # what is left in the inbox is refused by close()
+                job = self._inbox.pop(0)
+                self._inbox_bytes -= len(job.request.body)
+            if not job.future.set_running_or_notify_cancel():
+                continue  # the client left before its request was read: nothing to answer
+            try:
+                error = self._map(job)
+            except Exception as exc:  # a bug in mapping: this request fails, the receiver goes on
+                error = ExportResult(500, message=_clean(f"cannot map the request: {type(exc).__name__}"))
+            if error is not None:
+                _answer(job, error)
+                continue
+            with self._cond:
+                refusal = None
+                if self._closing:
+                    refusal = _unavailable("the receiver is shutting down", RETRY_BEHIND)
+                elif self._state == "cannot_write":
+                    refusal = _unavailable(_public_reason(self._reason), RETRY_CANNOT_WRITE)
+                elif self._pending and self._queued_spans + job.spans > self.queue_spans:
+                    self._refused_at = time.monotonic()
+                    refusal = _unavailable("the receiver is behind; retry later", RETRY_BEHIND)
+                else:
+                    self._pending.append(job)
+                    self._queued_spans += job.spans
+                    self._cond.notify_all()
+            if refusal is not None:
+                _answer(job, refusal)
+
+    def _map(self, job: _Job) -> ExportResult | None:
+        """Decode and map `job`'s body into its table and quarantine rows; an error result if
+        the body cannot be decoded (400)."""
+        req = job.request
+        name = f"otlp-http {req.peer.rpartition(':')[0] or req.peer}"
+        record = _decode(req, job.seq)
+        if isinstance(record, ExportResult):
+            return record
+        builder = self._builder
+        builder.add(record, name)
+        cols, quarantine, _ = builder.take()
+        job.table = cols.to_arrow() if len(cols) else None
+        job.quarantine = quarantine
+        job.spans = len(cols)
+        return None
+
+    # -- the writer thread ----------------------------------------------------------------------
+
+    def _write_loop(self) -> None:
+        cur: Any = None
+        while True:
+            with self._cond:
+                while not self._pending and not self._closing:
+                    self._cond.wait(timeout=COMPACT_SECONDS)
+                    if self._compact_due():
+                        break
+                jobs, self._pending = self._pending, []
+                closing = self._closing
+            try:
+                if cur is None:
+                    cur = self.cache.cursor()
+                if jobs:
+                    self._commit(cur, jobs)
+                    jobs = []  # answered: a failing compaction below is not theirs
+                if self._compact_due() or (closing and self._store.touched):
+                    with self._write_lock():
+                        self._store.compact(cur)
+                    self._last_compact = time.monotonic()
+            except Exception as exc:
+                self._fail(jobs, exc)
+                cur = None
+                if not self._recover():
+                    return
+                continue
+            if closing:
+                return
+
+    def _compact_due(self) -> bool:
+        store = self._store
+        return bool(store.touched) and (
+            store.batches_since_compact >= COMPACT_TABLES
+            or time.monotonic() - self._last_compact >= COMPACT_SECONDS)
+
+    def _commit(self, cur: Any, jobs: list[_Job]) -> None:
+        tables = [job.table for job in jobs if job.table is not None]
+        quarantine = [row for job in jobs for row in job.quarantine]
+        with self._write_lock():
+            counts = self._store.store(cur, Batch(tables, quarantine, None))
+        self._store.batches_since_compact += max(1, len(tables))
+        rejected = len(quarantine)
+        with self._cond:
+            self._queued_spans -= sum(job.spans for job in jobs)
+            self._spans_stored += counts.spans
+            self._duplicates += counts.duplicates
+            self._rejected += rejected
+            self._last_write_at = utc_now()
+        for job in jobs:
+            _answer(job, _stored(job))
+
+    def _fail(self, jobs: list[_Job], exc: Exception) -> None:
+        """A write failed: its requests get a 503, and so does every new one until `_recover`."""
+        fault = classify(exc, self.path)
+        reason = str(fault) if fault is not None else (
+            f"cannot write {self.path}: {type(exc).__name__}: {first_line(exc)}")
+        with self._cond:
+            self._state, self._reason = "cannot_write", _clean(reason, 1000)
+            self._queued_spans -= sum(job.spans for job in jobs)
+            left, self._pending = self._pending, []
+            self._queued_spans -= sum(job.spans for job in left)
+            public = _public_reason(self._reason)
+        for job in jobs + left:
+            _answer(job, _unavailable(public, RETRY_CANNOT_WRITE))
+        self._abandon()
+
+    def _abandon(self) -> None:
+        """Close the connection after a fault without a checkpoint (the WAL stays as it is)."""
+        cache = self.cache
+        with contextlib.suppress(Exception):
+            cache.cursor().close()
+        cache.abandon()
+
+    def _recover(self) -> bool:
+        """Wait until the cache's file system has room and the cache opens read-write again;
+        False if the receiver is closed meanwhile."""
+        delay = 0.25
+        while True:
+            with self._cond:
+                if self._closing:
+                    return False
+                self._cond.wait(timeout=delay)
+                if self._closing:
+                    return False
+            delay = min(delay * 2, PROBE_MAX_SECONDS)
+            if not _has_room(self.path):
+                continue
+            try:
+                cache = Cache.open(self.path, read_only=False)
+            except CacheError as exc:
+                with self._cond:
+                    self._reason = _clean(str(exc), 1000)
+                continue
+            self.cache = cache
+            self._store = BatchStore()  # what was touched before is compacted by the next ingest
+            if self._on_reopen is not None:
+                self._on_reopen(cache)
+            with self._cond:
+                self._state, self._reason = "ok", ""
+            return True
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+def _decode(req: ExportRequest, seq: int) -> readers.Record | ExportResult:
+    """The request's body as an ingest record, or a 400 saying why it cannot be decoded."""
+    if req.encoding == "protobuf":
+        try:
+            return readers.Record("otlp", seq, decode_export_request(req.body))
+        except Exception as exc:  # DecodeError, and whatever else a hostile body makes upb raise
+            return _bad_request(f"undecodable protobuf ExportTraceServiceRequest ({first_line(exc)})")
+    record = readers.decode_line("otlp", seq, req.body)
+    if record.kind == "bad":
+        if record.payload == "export request without resourceSpans":
+            return readers.Record("otlp", seq, {"resourceSpans": []})  # an empty request is valid
+        return _bad_request(f"undecodable OTLP/JSON ExportTraceServiceRequest ({record.payload})")
+    payload = record.payload
+    if isinstance(payload, dict) and not isinstance(payload.get("resourceSpans") or [], list):
+        return _bad_request("undecodable OTLP/JSON ExportTraceServiceRequest"
+                            " (resourceSpans is not an array)")
+    return record
+
+
+def _stored(job: _Job) -> ExportResult:
+    rejected = len(job.quarantine)
+    if not rejected:
+        return ExportResult(200)
+    first = job.quarantine[0][2]
+    more = f" (and {rejected - 1} more)" if rejected > 1 else ""
+    return ExportResult(200, rejected_spans=rejected,
+                        message=_clean(f"{rejected} span(s) rejected: {first}{more}"))
+
+
+def _answer(job: _Job, result: ExportResult) -> None:
+    with contextlib.suppress(concurrent.futures.InvalidStateError):
+        job.future.set_result(result)
+
+
+def _unavailable(message: str, retry_after: float) -> ExportResult:
+    return ExportResult(503, message=message, retry_after=retry_after)
+
+
+def _bad_request(message: str) -> ExportResult:
+    return ExportResult(400, message=_clean(message))
+
+
+def _public_reason(reason: str) -> str:
+    """What a client is told while the cache cannot be written: the kind of fault, no local path."""
+    fault = reason.lower()
+    if "no space left" in fault:
+        what = "its disk is full"
+    elif "corrupt" in fault:
+        what = "its cache file is damaged"
+    elif "cannot write" in fault or "permission" in fault or "read-only" in fault:
+        what = "its cache cannot be written"
+    else:
+        what = "its cache cannot be written now"
+    return f"the receiver cannot store spans now ({what}); retry later"
+
+
+def _has_room(path: os.PathLike[str] | str) -> bool:
+    """Whether the file system holding `path` is writable and has PROBE_FREE_BYTES free."""
+    try:
+        st = os.statvfs(os.path.dirname(os.path.abspath(path)))
+    except OSError:
+        return False
+    return not st.f_flag & os.ST_RDONLY and st.f_bavail * st.f_frsize >= PROBE_FREE_BYTES
+
+
+def _clean(text: str, limit: int = _MESSAGE_CHARS) -> str:
+    """One line of printable text, at most `limit` characters."""
+    line = "".join(c if c.isprintable() else " " for c in text.replace("\n", " "))
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
