@@ -187,6 +187,42 @@ class BillingSettings(_Section):
     of the billed amount (of the estimate when nothing was billed) is flagged as a gap."""
 
 
+_LISTEN = re.compile(r"(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(?P<port>\d{1,5})")
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """`HOST:PORT` (IPv6 as `[::1]:4318`) -> (host, port); ValueError saying what is wrong."""
+    m = _LISTEN.fullmatch(value.strip())
+    if not m:
+        raise ValueError(f"not HOST:PORT: {value!r} (for example 127.0.0.1:4318)")
+    port = int(m["port"])
+    if port > 65535:
+        raise ValueError(f"port {port} is out of range (0-65535)")
+    return m["host"].strip("[]"), port
+
+
+def _listen(value: str | None) -> str | None:
+    if value is not None:
+        parse_listen(value)
+    return value
+
+
+class ReceiverSettings(_Section):
+    """The OTLP/HTTP trace receiver (`llmdeck receive`, or inside the console when `listen` is set)."""
+
+    listen: str | None = None
+    """`HOST:PORT` to listen on; `llmdeck receive` defaults to 127.0.0.1:4318, the console
+    process receives only when this is set. A non-loopback address needs `token`."""
+    token: KeyRef | None = None
+    """Where the bearer token exporters must send lives (`keyring:SERVICE/NAME` or `env:VAR`)."""
+    max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, le=1024 * 1024 * 1024)
+    """The largest export body accepted (after decompression); larger ones get a 413."""
+    queue_spans: int = Field(default=100_000, ge=1_000, le=10_000_000)
+    """Spans received but not yet stored, past which exporters get a 503 with Retry-After."""
+
+    _check_listen = field_validator("listen")(_listen)
+
+
 class ScopeFilter(_Section):
     """Which traffic an SLO or drill-down covers; an unset field matches everything."""
 
@@ -340,6 +376,7 @@ class Config(_Section):
     redaction: RedactionSettings = RedactionSettings()
     pricing: PricingSettings = PricingSettings()
     billing: BillingSettings = BillingSettings()
+    receiver: ReceiverSettings = ReceiverSettings()
     slos: list[SloSpec] = []
     """Service level objectives (`[[slos]]`)."""
     budgets: list[BudgetSpec] = []
