@@ -89,6 +89,16 @@ def build_parser() -> argparse.ArgumentParser:
     ing.add_argument("--json", action="store_true", help="print one JSON object")
     _cache_arg(ing)
 
+    rcv = sub.add_parser(
+        "receive", help="receive OTLP/HTTP traces into the cache until stopped",
+        description="Listen for OTLP/HTTP exporters (POST /v1/traces, protobuf or JSON, gzip or"
+        " not) and store their spans as `llmdeck ingest` stores files. A span is acknowledged"
+        " only once stored. Loopback only unless [receiver] token is set.")
+    rcv.add_argument("--listen", default=None, metavar="HOST:PORT",
+                     help="address to listen on (default [receiver] listen, else 127.0.0.1:4318)")
+    rcv.add_argument("--config", type=Path, default=argparse.SUPPRESS)
+    _cache_arg(rcv)
+
     st = sub.add_parser(
         "status",
         help="traffic of the last 5m/1h/6h/24h, SLO and budget states",
@@ -249,6 +259,10 @@ def _main(argv: list[str] | None) -> int:
         from console.ingest_cli import main_ingest
 
         return main_ingest(config, args, out, err)
+    if args.command == "receive":
+        from console.receive_cli import main_receive
+
+        return main_receive(config, args, out, err)
     if args.command == "cache":
         from console.cache_cli import main_cache
 
