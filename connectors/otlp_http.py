@@ -63,16 +63,15 @@ class ExportResult:
 
 
 Handler = Callable[[ExportRequest], Awaitable[ExportResult]]
+_HANDLER_FAILED = ExportResult(500, message="the receiver failed on this request")
 
 
 class _Refusal(Exception):
-    """A request answered with an error status; `keep_alive` is False when its body was left unread."""
+    """A request answered with an error status by the server itself, not the handler."""
 
-    def __init__(self, status: int, message: str, *, retry_after: float | None = None,
-                 keep_alive: bool = False) -> None:
+    def __init__(self, status: int, message: str, *, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.result = ExportResult(status, message=message, retry_after=retry_after)
-        self.keep_alive = keep_alive
 
 
 class _PendingBudget:
@@ -140,6 +139,7 @@ class OtlpHttpServer:
         self.read_timeout, self.idle_timeout, self._close_grace = read_timeout, idle_timeout, close_grace
         self._server: asyncio.Server | None = None
         self._connections: dict[asyncio.Task[None], _Connection] = {}
+        self._refused: set[asyncio.Task[None]] = set()  # past max_connections, being answered 503
         self.closing = False
         self.address: tuple[str, int] = (host, port)
 
@@ -172,7 +172,9 @@ class OtlpHttpServer:
         for task, connection in list(self._connections.items()):
             if not connection.busy:
                 task.cancel()
-        tasks = list(self._connections)
+        for task in self._refused:
+            task.cancel()
+        tasks = [*self._connections, *self._refused]
         if tasks:
             _finished, late = await asyncio.wait(tasks, timeout=self._close_grace)
             for task in late:
@@ -196,6 +198,7 @@ class OtlpHttpServer:
         assert task is not None
         try:
             if self.closing or len(self._connections) >= self._max_connections:
+                self._refused.add(task)
                 writer.write(_busy_response())
                 await writer.drain()
                 await _linger(reader, writer)
@@ -205,10 +208,13 @@ class OtlpHttpServer:
             await connection.serve()
         except (ConnectionError, TimeoutError):
             pass
+        except asyncio.CancelledError:  # close() cancelled us; end normally, as asyncio's stream callback
+            pass                         # logs a cancelled client_connected_cb task as an error
         except Exception as exc:  # a bug here must not take the server down; h11's text may quote headers
             _log.error("OTLP receiver connection failed: %s", type(exc).__name__)
         finally:
             self._connections.pop(task, None)
+            self._refused.discard(task)
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
@@ -231,14 +237,14 @@ class _Connection:
             self.busy = False
             try:
                 request = await self._read_head()
-            except h11.RemoteProtocolError as exc:
+                if request is None:
+                    return
+                await self._answer(request)
+            except h11.RemoteProtocolError as exc:  # its text may quote the request: never sent or logged
                 if self._h11.our_state in (h11.IDLE, h11.SEND_RESPONSE):
                     malformed = ExportResult(exc.error_status_hint, message="malformed HTTP request")
                     await self._respond("json", malformed)
                 return
-            if request is None:
-                return
-            await self._answer(request)
             if self._h11.our_state is not h11.DONE or self._h11.their_state is not h11.DONE:
                 await _linger(self._reader, self._writer)
                 return
@@ -247,7 +253,7 @@ class _Connection:
     async def _read_head(self) -> h11.Request | None:
         """The next request's head; None when the client closed, or stayed idle past `idle_timeout`,
         or sent the head too slowly (`read_timeout` from its first byte)."""
-        event = self._h11.next_event()
+        event = self._h11.next_event()  # a pipelined request may be buffered already
         if event is h11.NEED_DATA:
             try:
                 async with asyncio.timeout(self._server.idle_timeout):
@@ -257,10 +263,11 @@ class _Connection:
             self._h11.receive_data(data)
         self.busy = True
         self._deadline = asyncio.get_running_loop().time() + self._server.read_timeout
-        try:
-            event = await self._next_event()
-        except TimeoutError:
-            return None
+        if event is h11.NEED_DATA:
+            try:
+                event = await self._next_event()
+            except TimeoutError:
+                return None
         if isinstance(event, h11.Request):
             return event
         if isinstance(event, h11.ConnectionClosed):
@@ -282,7 +289,12 @@ class _Connection:
         encoding = request_encoding(_header(request, b"content-type"))
         try:
             gzip, declared = self._admit(request, encoding)
-            assert encoding is not None
+        except _Refusal as refusal:
+            await self._skip_small_body(request)
+            await self._respond(encoding or "json", refusal.result)
+            return
+        assert encoding is not None
+        try:
             body = _Body(self._server.budget, self._server.max_body_bytes, declared)
             try:
                 await self._read_body(body, gzip)
@@ -313,6 +325,16 @@ class _Connection:
             raise _Refusal(413, f"the body is larger than {self._server.max_body_bytes} bytes")
         return content_encoding == "gzip", declared
 
+    async def _skip_small_body(self, request: h11.Request) -> None:
+        """Read and drop a refused request's body if it is small and already on its way, so the
+        connection stays usable; a large, chunked or not-yet-sent (100-continue) body closes it instead."""
+        length = _header(request, b"content-length")
+        if length is None or int(length) > _READ_SIZE or self._h11.they_are_waiting_for_100_continue:
+            return
+        with contextlib.suppress(TimeoutError):
+            while not isinstance(await self._next_event(), (h11.EndOfMessage, h11.ConnectionClosed)):
+                pass
+
     async def _read_body(self, body: _Body, gzip: bool) -> None:
         """Read the body into `body` (gunzipped, bounded); a _Refusal on a limit, timeout or bad gzip."""
         if self._h11.they_are_waiting_for_100_continue:
@@ -342,10 +364,15 @@ class _Connection:
 
     async def _call_handler(self, body: bytes, encoding: Encoding) -> ExportResult:
         try:
-            return await self._server.handler(ExportRequest(body=body, encoding=encoding, peer=self._peer))
+            result = await self._server.handler(ExportRequest(body=body, encoding=encoding, peer=self._peer))
         except Exception as exc:
             _log.error("the OTLP handler failed on a request from %s", self._peer, exc_info=exc)
-            return ExportResult(500, message="the receiver failed on this request")
+            return _HANDLER_FAILED
+        if not isinstance(result, ExportResult) or not (result.status == 200 or 400 <= result.status <= 599):
+            _log.error("the OTLP handler answered %r, not an ExportResult with status 200 or 4xx/5xx",
+                       type(result).__name__ if not isinstance(result, ExportResult) else result.status)
+            return _HANDLER_FAILED
+        return result
 
     async def _respond(self, encoding: Encoding, result: ExportResult) -> None:
         status = result.status
