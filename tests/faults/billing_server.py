@@ -171,8 +171,9 @@ def client_for(
     )
 
 
-class BillingServer:
-    """Replays the three providers' billing endpoints from generated data; faults can be injected."""
+class BillingReplay:
+    """The three providers' billing endpoints as answers to requests, from generated data (no socket:
+    `BillingServer` serves them on loopback; the canary test's server serves them behind its faults)."""
 
     def __init__(
         self,
@@ -186,7 +187,6 @@ class BillingServer:
         self.start, self.days, self.page_days = start, days, page_days
         self.end = start + timedelta(days=days)
         self.today = today or self.end
-        self.fs = FaultServer()
         self.data: dict[str, _Data] = {"openai": _Data(), "anthropic": _Data(), "openrouter": _Data()}
         self._generate(lines_per_day)
         self.key = {
@@ -211,8 +211,6 @@ class BillingServer:
             "rate_limit": {"requests": 1000, "interval": "1h", "note": "deprecated"},
         }
         self.credits = {"total_credits": Decimal("100.5"), "total_usage": Decimal("25.75")}
-        for path in PATHS:
-            self.fs.route(path, self._normal(path))
 
     # -- data ---------------------------------------------------------------------------------
 
@@ -308,36 +306,8 @@ class BillingServer:
         lo, hi = start or date.min, end or date.max
         return sum(1 for c in self.data[provider].costs if lo <= c.day < hi)
 
-    # -- serving ------------------------------------------------------------------------------
-
-    @property
-    def url(self) -> str:
-        return self.fs.url
-
-    @property
-    def requests(self) -> list[RecordedRequest]:
-        return self.fs.requests
-
-    def requests_to(self, path: str) -> list[RecordedRequest]:
-        return self.fs.requests_to(path)
-
-    def fault(self, path: str, *behaviours: Behaviour, after: int = 0, repeat: bool = False) -> None:
-        """`after` normal answers, then `behaviours` in order, then normal answers again
-        (`repeat=True`: the last behaviour repeats for ever instead)."""
-        normal = self._normal(path)
-        self.fs.route(path, *([normal] * after), *behaviours, *(() if repeat else (normal,)))
-
-    def replace(self, path: str, *behaviours: Behaviour) -> None:
-        """Serve only `behaviours` on `path` (the last repeats)."""
-        self.fs.route(path, *behaviours)
-
-    def forbid(self, path: str) -> None:
-        """403 as OpenRouter answers a key that is not a management key."""
-        self.fs.route(
-            path, json_reply({"error": {"code": 403, "message": "Only management keys can use this"}}, 403)
-        )
-
-    def _normal(self, path: str) -> Answer:
+    def answer(self, path: str) -> Answer:
+        """The normal answer of an endpoint (`OPENAI_COSTS`...), computed from each request."""
         handlers = {
             OPENAI_COSTS: self._openai_costs,
             OPENAI_USAGE: self._openai_usage,
@@ -348,13 +318,6 @@ class BillingServer:
             OPENROUTER_ACTIVITY: self._openrouter_activity,
         }
         return Answer(handlers[path])
-
-    def __enter__(self) -> BillingServer:
-        self.fs.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.fs.stop()
 
     # -- the endpoints ------------------------------------------------------------------------
 
@@ -541,6 +504,61 @@ class BillingServer:
             for c, u in zip(data.costs, data.usage, strict=True)
         ]
         return json_reply({"data": items})
+
+
+class BillingServer(BillingReplay):
+    """Replays the three providers' billing endpoints from generated data; faults can be injected."""
+
+    def __init__(
+        self,
+        *,
+        start: date = date(2026, 6, 1),
+        days: int = 90,
+        page_days: int = 7,
+        lines_per_day: int = 6,
+        today: date | None = None,
+    ) -> None:
+        super().__init__(start=start, days=days, page_days=page_days, lines_per_day=lines_per_day,
+                         today=today)
+        self.fs = FaultServer()
+        for path in PATHS:
+            self.fs.route(path, self.answer(path))
+
+    # -- serving ------------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        return self.fs.url
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        return self.fs.requests
+
+    def requests_to(self, path: str) -> list[RecordedRequest]:
+        return self.fs.requests_to(path)
+
+    def fault(self, path: str, *behaviours: Behaviour, after: int = 0, repeat: bool = False) -> None:
+        """`after` normal answers, then `behaviours` in order, then normal answers again
+        (`repeat=True`: the last behaviour repeats for ever instead)."""
+        normal = self.answer(path)
+        self.fs.route(path, *([normal] * after), *behaviours, *(() if repeat else (normal,)))
+
+    def replace(self, path: str, *behaviours: Behaviour) -> None:
+        """Serve only `behaviours` on `path` (the last repeats)."""
+        self.fs.route(path, *behaviours)
+
+    def forbid(self, path: str) -> None:
+        """403 as OpenRouter answers a key that is not a management key."""
+        self.fs.route(
+            path, json_reply({"error": {"code": 403, "message": "Only management keys can use this"}}, 403)
+        )
+
+    def __enter__(self) -> BillingServer:
+        self.fs.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.fs.stop()
 
 
 def _unix(day: date) -> int:

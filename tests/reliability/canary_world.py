@@ -8,20 +8,30 @@ so one server serves every source. Echo faults copy the request's secret headers
 the error body, an HTML title, a redirect `Location`, response headers, the status
 line's reason phrase, the content type, a 200 API error envelope, API warnings and
 the answered data (alert labels, silence fields, metric label values).
+
+The provider billing APIs (OpenAI and Anthropic admin keys, an OpenRouter management key)
+sit behind the same faults: `/<fault>/v1/organization/costs`; under `ok` (and the echo
+faults that answer data) `BillingReplay` answers as the provider would, with the
+echoed secrets planted in model names, line items and projects for `echo-data`.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import secrets as _random
 import socket
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from tests.faults.billing_server import PATHS as BILLING_API_PATHS
+from tests.faults.billing_server import BillingReplay, json_reply
 from tests.faults.fault_server import (
     Answer,
     Behaviour,
@@ -41,6 +51,8 @@ PROM_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 SILENCE_ID = "5b6e5d56-e3a4-4de4-a0df-211b891fd351"
 KEYRING_REF = "keyring:llmdeck-test/am-token"
 KEYRING_SOURCE = "am-keyring"
+PROVIDERS = ("openai", "anthropic", "openrouter")
+BILLING_PATHS = frozenset(p.lstrip("/") for p in BILLING_API_PATHS)
 
 
 def _tail() -> str:
@@ -67,6 +79,7 @@ class Canaries:
             env[f"LLMDECK_T_{up}_TENANT"] = f"hunter2-{MARKER}-plain-{kind}"
         env["LLMDECK_T_OPENAI_ADMIN"] = f"sk-admin-{MARKER}-openai-{_tail()}"
         env["LLMDECK_T_ANTHROPIC_ADMIN"] = f"sk-ant-admin01-{MARKER}-{_tail()}"
+        env["LLMDECK_T_OPENROUTER_ADMIN"] = f"sk-or-v1-{MARKER}-{_tail()}"
         env["LLMDECK_T_LITELLM_MASTER"] = f"sk-{MARKER}-litellm-master-{_tail()}"
         return cls(env, f"sk-{MARKER}-keyring-am-{_tail()}", {k: f"{k}-user" for k in KINDS})
 
@@ -200,6 +213,35 @@ def metrics_text(model: str = "meta-llama/Llama-3.1-8B-Instruct") -> str:
             f'vllm:request_success_total{{model_name="{label}",finished_reason="stop"}} 10\n')
 
 
+@functools.cache
+def billing_replay() -> BillingReplay:
+    """Ten days of the providers' billing up to today (UTC), four days a page."""
+    today = datetime.now(UTC).date()
+    return BillingReplay(start=today - timedelta(days=9), days=10, page_days=4, lines_per_day=3, today=today)
+
+
+_PLANTED = ("line_item", "description", "model", "project_id", "workspace_id", "provider_name", "label")
+"""The billing fields a careless server fills with `text` (they reach the cache and the screen)."""
+
+
+def _planted(doc: Any, text: str) -> Any:
+    if isinstance(doc, list):
+        return [_planted(v, text) for v in doc]
+    if isinstance(doc, dict):
+        return {k: f"{v} {text}" if k in _PLANTED and isinstance(v, str) else _planted(v, text)
+                for k, v in doc.items()}
+    return doc
+
+
+def billing_reply(rest: str, request: RecordedRequest, text: str | None = None) -> Reply:
+    """The provider's answer to `request` on the billing API path `rest`, `text` planted in its names."""
+    reply = billing_replay().answer("/" + rest).handler(request)
+    assert isinstance(reply, Reply)
+    if text is None or reply.status != 200:
+        return reply
+    return json_reply(_planted(json.loads(reply.body, parse_float=Decimal), text))
+
+
 def ok_reply(rest: str, method: str, text: str | None = None, warnings: bool = False) -> Reply:
     """A valid answer for an API path (`text`: what a careless server puts in the data)."""
     if rest.startswith("api/v1/query"):
@@ -271,7 +313,7 @@ def _write_fails(status: int) -> Callable[[str], Behaviour]:
 
 
 FAULTS: dict[str, Callable[[str], Behaviour | Raw]] = {
-    "ok": _answer(lambda rest, r: ok_reply(rest, r.method)),
+    "ok": _answer(lambda rest, r: _data_reply(rest, r)),
     "401": _plain(lambda rest: Reply(401, {"error": "Unauthorized"})),
     "403": _plain(lambda rest: Reply(403, {"message": "forbidden: tenant t1"})),
     "404": _plain(lambda rest: Reply(404, "404 page not found\n")),
@@ -289,6 +331,8 @@ FAULTS: dict[str, Callable[[str], Behaviour | Raw]] = {
     "hang": _plain(lambda rest: Hang()),
     # a hostile or buggy server quoting the request's secret headers back
     "echo-401": _answer(lambda rest, r: Reply(401, {"error": f"invalid credentials: {echo(r)}"})),
+    "echo-403": _answer(lambda rest, r: Reply(403, {"type": "error", "error": {
+        "type": "permission_error", "message": f"{echo(r)} is not an admin key"}})),
     "echo-500": _answer(lambda rest, r: Reply(500, f"upstream said: {echo(r)}")),
     "echo-html": _answer(lambda rest, r: html_page(502, f"Bad Gateway for {auth(r)}", echo(r))),
     "echo-redirect": _answer(lambda rest, r: Reply(302, "", headers={
@@ -300,13 +344,19 @@ FAULTS: dict[str, Callable[[str], Behaviour | Raw]] = {
     "echo-type": _answer(lambda rest, r: Reply(200, b"{}", content_type=f"application/x-{token(r)}")),
     "echo-envelope": _answer(_echo_envelope),
     "echo-warnings": _answer(lambda rest, r: ok_reply(rest, r.method, echo(r), warnings=True)),
-    "echo-data": _answer(lambda rest, r: ok_reply(rest, r.method, echo(r))),
-    "echo-ok-headers": _answer(lambda rest, r: _with_headers(ok_reply(rest, r.method), {
+    "echo-data": _answer(lambda rest, r: _data_reply(rest, r, echo(r))),
+    "echo-ok-headers": _answer(lambda rest, r: _with_headers(_data_reply(rest, r), {
         "X-Echo-Authorization": auth(r), "Set-Cookie": f"session={token(r)}"})),
     "write-500-echo": _write_fails(500),
     "write-401-echo": _write_fails(401),
 }
 READ_FAULTS = tuple(f for f in FAULTS if not f.startswith("write-"))
+
+
+def _data_reply(rest: str, request: RecordedRequest, text: str | None = None) -> Reply:
+    if rest in BILLING_PATHS:
+        return billing_reply(rest, request, text)
+    return ok_reply(rest, request.method, text)
 
 
 def _with_headers(reply: Reply, headers: dict[str, str]) -> Reply:
@@ -377,24 +427,46 @@ def specs(faults: Iterable[str], kinds: Iterable[str] = KINDS,
 SECTION = {"prom": "prometheus", "am": "alertmanager", "scrape": "scrape"}
 
 
+@dataclass(frozen=True)
+class BillingSpec:
+    """One billing source: provider (openai|anthropic|openrouter) and the fault its url leads to."""
+
+    provider: str
+    fault: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.provider}-{self.fault}"
+
+    def fields(self, base_url: str) -> dict[str, Any]:
+        return {"name": self.name, "admin_key_ref": f"env:LLMDECK_T_{self.provider.upper()}_ADMIN",
+                "url": f"{base_url}/{self.fault}", "since_days": 10,
+                # a short read timeout where waiting is the fault (a page gets 3x it with retries)
+                "timeout_seconds": 1 if self.fault in ("hang", "429") else 5}
+
+
+def billing_specs(faults: Iterable[str], providers: Iterable[str] = PROVIDERS) -> list[BillingSpec]:
+    return [BillingSpec(p, f) for f in faults for p in providers]
+
+
 def build_config(sources: list[SourceSpec], base_url: str, canaries: Canaries,
-                 cache_path: Path | None = None) -> Any:
-    """A Config with `sources`, a PromQL SLO on each Prometheus source, billing and LiteLLM keys."""
+                 cache_path: Path | None = None, billing: Iterable[BillingSpec] | None = None) -> Any:
+    """A Config with `sources`, a PromQL SLO on each Prometheus source, billing sources (default:
+    each provider's, answering normally) and a LiteLLM key."""
     from console.config import Config
 
-    return Config.model_validate(config_dict(sources, base_url, canaries, cache_path))
+    return Config.model_validate(config_dict(sources, base_url, canaries, cache_path, billing))
 
 
-def config_dict(sources: list[SourceSpec], base_url: str, canaries: Canaries,
-                cache_path: Path | None = None) -> dict[str, Any]:
+def config_dict(sources: list[SourceSpec], base_url: str, canaries: Canaries, cache_path: Path | None = None,
+                billing: Iterable[BillingSpec] | None = None) -> dict[str, Any]:
     """The config as TOML-shaped data."""
     section: dict[str, list[dict[str, Any]]] = {"prometheus": [], "alertmanager": [], "scrape": []}
     for spec in sources:
         section[SECTION[spec.kind]].append(spec.fields(base_url, canaries))
     section_all: dict[str, Any] = dict(section)
-    section_all["openai_billing"] = [{"name": "openai", "admin_key_ref": "env:LLMDECK_T_OPENAI_ADMIN"}]
-    section_all["anthropic_billing"] = [{"name": "anthropic",
-                                         "admin_key_ref": "env:LLMDECK_T_ANTHROPIC_ADMIN"}]
+    for spec in billing_specs(("ok",)) if billing is None else billing:
+        section_all.setdefault(f"{spec.provider}_billing", []).append(spec.fields(base_url))
     section_all["litellm"] = [{"name": "gateway", "url": "http://127.0.0.1:1",
                                "key_ref": "env:LLMDECK_T_LITELLM_MASTER"}]
     slos = [{"name": f"slo {s.name}", "kind": "availability", "objective": 0.99, "window_days": 1,
@@ -433,5 +505,5 @@ def toml_text(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["FAULTS", "READ_FAULTS", "Canaries", "CanaryServer", "LeakFinder", "SourceSpec", "build_config",
-           "config_dict", "specs", "toml_text"]
+__all__ = ["FAULTS", "READ_FAULTS", "BillingSpec", "Canaries", "CanaryServer", "LeakFinder", "SourceSpec",
+           "billing_specs", "build_config", "config_dict", "specs", "toml_text"]

@@ -11,12 +11,19 @@ records of every logger (httpx and httpcore included), files under the XDG dirs 
 state dir with actions.jsonl; only the plaintext secret file itself may hold its value,
 and it is 0600), the console's cache file and WAL, screenshots and terminal bytes,
 exception text and tracebacks, source statuses, readings and reader pages.
+
+The provider billing admin keys (OpenAI `Authorization: Bearer`, Anthropic `x-api-key`,
+OpenRouter's management key) meet the same faults through `llmdeck billing sync`, the
+connectors called directly, `cost reconcile`, `status` and the console's cost screen:
+the keys must appear in none of stdout/stderr, logs, the cache file, the rendered
+screen, exception text or the sync results, while the sources that answer still store.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import json
 import logging
 import os
 import stat
@@ -36,12 +43,14 @@ import pytest
 from tests.reliability.canary_world import (
     KEYRING_REF,
     KEYRING_SOURCE,
+    MARKER,
     READ_FAULTS,
     SILENCE_ID,
     Canaries,
     CanaryServer,
     LeakFinder,
     SourceSpec,
+    billing_specs,
     build_config,
     config_dict,
     specs,
@@ -529,6 +538,169 @@ async def test_console_screens_leak_no_canary(canaries: Canaries, debug_logs: _R
     for number, line in enumerate(debug_logs.lines):
         finder.scan(f"console log record {number}", line)
     finder.scan_file(cache_path, f"cache file {cache_path}")
+    finder.scan_tree(tmp_path)
+    finder.scan_tree(xdg_base())
+    finder.assert_clean()
+
+
+# ---------------------------------------------------------------------------
+# Provider billing: admin keys through the sync, the connectors, reconcile and the cost screen
+# ---------------------------------------------------------------------------
+
+
+BILLING_FAULTS = ("ok", "401", "403", "429", "500", "html", "malformed", "wrong-type", "reset", "hang",
+                  "echo-401", "echo-403", "echo-500", "echo-html", "echo-redirect", "echo-header",
+                  "echo-raw-reason", "echo-type", "echo-envelope", "echo-data", "echo-ok-headers")
+STORING = ("ok", "echo-data", "echo-ok-headers")
+"""The faults under which a billing source still answers data (and stores it)."""
+
+
+def _billing_config(server: CanaryServer, canaries: Canaries, cache_path: Path) -> dict[str, Any]:
+    return config_dict([], server.url, canaries, cache_path, billing_specs(BILLING_FAULTS))
+
+
+def _scan_cache(finder: LeakFinder, cache_path: Path) -> None:
+    finder.scan_file(cache_path, f"cache file {cache_path}")
+    wal = cache_path.with_name(cache_path.name + ".wal")
+    if wal.exists():
+        finder.scan_file(wal, f"cache WAL {wal}")
+
+
+def _planted_rows(cache_path: Path) -> list[tuple[str, str]]:
+    """(source, text) of every stored billing name the echo-data servers filled with their headers."""
+    import duckdb
+
+    with duckdb.connect(str(cache_path), read_only=True) as con:
+        rows = con.execute(
+            "SELECT source, concat_ws(' ', model, line_item, project) FROM billing"
+            " WHERE source LIKE '%-echo-data'").fetchall()
+    return [(str(a), str(b)) for a, b in rows]
+
+
+def test_billing_cli_leaks_no_admin_key(canaries: Canaries, server: CanaryServer, tmp_path: Path) -> None:
+    finder = LeakFinder(canaries)
+    cache_path = tmp_path / "billing.duckdb"
+    config_file = tmp_path / "config.toml"
+    config_file.write_text(toml_text(_billing_config(server, canaries, cache_path)))
+    cli = Cli(config_file)
+
+    synced = cli("billing", "sync", "--json")
+    assert synced.returncode == 2, synced.stdout + synced.stderr
+    doc = json.loads(synced.stdout)
+    ok = {s["source"] for s in doc["sources"] if s["ok"]}
+    assert {f"{p}-{f}" for p in ("openai", "anthropic") for f in STORING} <= ok, ok
+    assert "openrouter-ok" in ok and not any(f"-{f}" in name for name in ok for f in ("401", "500", "reset"))
+    failed = [line for line in synced.stderr.splitlines() if line.startswith("llmdeck: billing sync: ")]
+    assert len(failed) == len(doc["sources"]) - len(ok) >= 40, synced.stderr
+    assert any("HTTP 401" in line and "env:LLMDECK_T_ANTHROPIC_ADMIN" in line for line in failed), failed
+    planted = _planted_rows(cache_path)
+    assert planted and all("***" in text and MARKER not in text for _, text in planted), planted
+
+    again, anthropic, reconciled, reconciled_json, status = (
+        cli("billing", "sync"), cli("billing", "sync", "--provider", "anthropic"),
+        *cli.many(("cost", "reconcile", "--days", "9"), ("cost", "reconcile", "--days", "9", "--json"),
+                  ("status", "--json")))
+    assert again.returncode == anthropic.returncode == 2, again.stderr
+    assert "openai-echo-data" in again.stdout and "anthropic-echo-data" in anthropic.stdout
+    assert reconciled.returncode in (0, 1) and "openai" in reconciled.stdout, reconciled.stderr
+    assert json.loads(reconciled_json.stdout)["rows"], reconciled_json.stdout
+    assert '"reconciliation"' in status.stdout, status.stdout + status.stderr
+
+    for argv, done in cli.runs:
+        finder.scan(f"`llmdeck {' '.join(argv[3:])}` stdout", done.stdout)
+        finder.scan(f"`llmdeck {' '.join(argv[3:])}` stderr", done.stderr)
+        assert "Traceback" not in done.stderr, f"llmdeck {argv} crashed:\n{done.stderr}"
+    _scan_cache(finder, cache_path)
+    files = finder.scan_tree(xdg_base())
+    assert any(p.suffix == ".log" and p.stat().st_size > 0 for p in files), "no debug log written"
+    finder.scan_tree(tmp_path)
+    finder.assert_clean()
+
+
+async def _fetch_billing(source: Any, finder: LeakFinder, errors: list[tuple[str, BaseException]]) -> None:
+    """Each connector's fetch (and OpenRouter's balance) called directly, as the sync builds its client."""
+    from datetime import date
+
+    from console.billing_sync import _client, connector
+    from console.secrets import header_secret
+
+    today = date.today()
+    client = _client(source, header_secret(source.admin_key_ref, timeout=10.0), None)
+    calls: list[tuple[str, Any]] = [("fetch", connector(source.provider)(client, source.name,
+                                                                         today - timedelta(days=5), today))]
+    if source.provider == "openrouter":
+        from connectors.billing_openrouter import balance
+
+        calls.append(("balance", balance(client)))
+    try:
+        for what, call in calls:
+            try:
+                result = await call
+            except Exception as exc:
+                errors.append((f"{source.name} {what}", exc))
+            else:
+                finder.scan(f"{source.name} {what} result", repr(result))
+    finally:
+        await client.aclose()
+
+
+async def _cost_screen(pilot: Any) -> None:
+    await pilot.press("3")
+    for _ in range(20):
+        await pilot.pause(0.05)
+    pilot.app.screen.query_one("#cost-billing").focus()
+    for _ in range(4):
+        await pilot.pause(0.05)
+
+
+async def test_billing_sync_connectors_and_cost_screen_leak_no_admin_key(
+        canaries: Canaries, debug_logs: _Records, server: CanaryServer, tmp_path: Path) -> None:
+    from console.app import LlmdeckApp
+    from console.backend import Backend
+    from console.billing_sync import sync
+    from console.cache.store import Cache
+    from console.config import Config
+    from console.launch import CacheProbe
+    from tests.tui.screen_text import screen_text, terminal_bytes
+
+    finder = LeakFinder(canaries)
+    cache_path = tmp_path / "console.duckdb"
+    config = Config.model_validate(_billing_config(server, canaries, cache_path))
+    errors: list[tuple[str, BaseException]] = []
+    await asyncio.gather(*(_fetch_billing(s, finder, errors) for s in config.sources.billing()))
+    assert len(errors) >= 40, f"the fault paths were not exercised: {len(errors)} errors"
+
+    shots: list[tuple[str, str]] = []
+    cache = Cache.open(cache_path)
+    try:
+        results = await asyncio.to_thread(sync, config, cache)
+        assert {r.source for r in results if r.ok} >= {"openai-ok", "anthropic-echo-data", "openrouter-ok"}
+        for r in results:
+            finder.scan(f"sync result {r.source}", f"{r!r} {r.error}")
+        for size in ((80, 24), (160, 50)):
+            app = LlmdeckApp(Backend(cache, config, _now, [CacheProbe(cache)]))
+            async with app.run_test(size=size) as pilot:
+                await _cost_screen(pilot)
+                table = app.screen.query_one("#cost-billing")
+                assert table.row_count > 0, screen_text(app)
+                for row in range(table.row_count):  # each row's detail line (80x24) under the table
+                    table.move_cursor(row=row)
+                    await pilot.pause()
+                    shots.append((f"cost screen row {row} at {size}", screen_text(app)))
+                shots.append((f"cost screen at {size}", app.export_screenshot()))
+                shots.append((f"cost screen terminal bytes at {size}", terminal_bytes(app)))
+        wide = "\n".join(s for w, s in shots if w.startswith("cost screen row") and "160" in w)
+        assert "anthropic/anthropic-echo-data fresh" in wide and "x-api-key: ***" in wide, wide
+    finally:
+        cache.close()
+    for where, shot in shots:
+        finder.scan(where, shot)
+    for where, exc in errors:
+        scan_exception(finder, f"billing exception {where} ({type(exc).__name__})", exc)
+    for number, line in enumerate(debug_logs.lines):
+        finder.scan(f"billing log record {number}", line)
+    assert any("httpcore" in line for line in debug_logs.lines), "httpcore DEBUG records were not captured"
+    _scan_cache(finder, cache_path)
     finder.scan_tree(tmp_path)
     finder.scan_tree(xdg_base())
     finder.assert_clean()
