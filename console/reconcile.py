@@ -340,6 +340,40 @@ def flagged(rows: Sequence[Row]) -> list[Row]:
     return [r for r in rows if r.flagged]
 
 
+@dataclass(frozen=True)
+class Unconfigured:
+    """The `not_configured` rows summed up: what the traces estimate for providers no billing
+    source has synced (nothing to compare with; one line for them instead of a row each)."""
+
+    rows: int
+    providers: tuple[tuple[str, int], ...]
+    """(provider, rows), by provider name."""
+    estimated: Decimal
+    first: date
+    last: date
+
+
+def unconfigured(rows: Sequence[Row]) -> Unconfigured | None:
+    """The summary of `rows`' `not_configured` rows; None when there are none."""
+    found = [r for r in rows if r.status == "not_configured"]
+    if not found:
+        return None
+    counts: dict[str, int] = {}
+    for r in found:
+        counts[r.provider] = counts.get(r.provider, 0) + 1
+    days = [r.day for r in found]
+    return Unconfigured(len(found), tuple(sorted(counts.items())),
+                        sum((r.estimated or _ZERO for r in found), _ZERO), min(days), max(days))
+
+
+def unconfigured_json(u: Unconfigured | None) -> dict[str, object] | None:
+    """`{"rows", "providers": {name: rows}, "estimated", "first_day", "last_day"}`, amounts as strings."""
+    if u is None:
+        return None
+    return {"rows": u.rows, "providers": dict(u.providers), "estimated": str(u.estimated),
+            "first_day": u.first.isoformat(), "last_day": u.last.isoformat()}
+
+
 def row_json(r: Row) -> dict[str, object]:
     """Amounts as strings (exact)."""
     def s(d: Decimal | None) -> str | None:

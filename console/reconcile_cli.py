@@ -1,9 +1,12 @@
 """`llmdeck cost reconcile [--days N] [--json]`: billed against estimated, per provider, model and day.
 
 A table of the completed UTC days (billed, estimated, gap, share, status or first cause) or,
-with --json, `{"rows": [...], "threshold": ..., "exit_code": ...}` with every amount as a
-string. Exit code: 0 no flagged gap, 1 some gap over `[billing] reconcile_threshold`, 3 the
-cache could not be used. Provider and model names reach the terminal through `cell` only.
+with --json, `{"rows": [...], "not_configured": {...} | null, "threshold": ..., "exit_code": ...}`
+with every amount as a string. Providers no billing source has synced (nothing to compare
+with) are one summary line under the table, not a row per model and day; --json keeps their
+rows (status `not_configured`) and sums them up in `not_configured`. Exit code: 0 no flagged
+gap, 1 some gap over `[billing] reconcile_threshold`, 3 the cache could not be used. Provider
+and model names reach the terminal through `cell` only.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from console.safe_text import cell
 if TYPE_CHECKING:
     from console.cache.store import Cache
     from console.config import Config
-    from console.reconcile import Row
+    from console.reconcile import Row, Unconfigured
 
 EXIT_OK = 0
 EXIT_GAPS = 1
@@ -76,6 +79,12 @@ def _share(r: Row) -> str:
 
 
 def write_text(rows: list[Row], out: TextIO) -> None:
+    """The table of the compared rows, their causes, then one line for the providers with no
+    billing source synced (their rows are only in --json)."""
+    from console.reconcile import unconfigured
+
+    summary = unconfigured(rows)
+    rows = [r for r in rows if r.status != "not_configured"]
     out.write(f"{'day':<10}  {'provider':<10}  {'model':<28}  {'billed':>12}  {'estimated':>12}"
               f"  {'gap':>11}  {'share':>7}  cause\n")
     for r in rows:
@@ -93,6 +102,23 @@ def write_text(rows: list[Row], out: TextIO) -> None:
         for c in r.causes:
             out.write(f"  {r.day} {cell(r.provider, 10)} {cell(r.model, 40)}: {c.code}:"
                       f" {cell(c.detail, 300)}\n")
+    if summary is not None:
+        out.write(unconfigured_line(summary) + "\n")
+
+
+def unconfigured_line(u: Unconfigured) -> str:
+    """`not compared: anthropic (3 rows), google (9 rows) ...`: one line for every not_configured row."""
+    from console.billing import PROVIDERS
+
+    who = ", ".join(f"{cell(p, 40)} ({n} row{'s' if n != 1 else ''})" for p, n in u.providers)
+    days = u.first.isoformat() if u.first == u.last else f"{u.first}..{u.last}"
+    line = (f"not compared: {who}, estimated ${_amount(u.estimated)} over {days}: no billing source"
+            " of these providers has synced (--json lists the rows)")
+    addable = [p for p, _ in u.providers if p in PROVIDERS]
+    if addable:
+        line += "; add " + ", ".join(f"[[sources.{p}_billing]]" for p in addable) + " and run"
+        line += " `llmdeck billing sync`"
+    return line
 
 
 def main_cost(config: Config, args: argparse.Namespace, parser: argparse.ArgumentParser,
@@ -101,7 +127,7 @@ def main_cost(config: Config, args: argparse.Namespace, parser: argparse.Argumen
         parser.parse_args(["cost", "--help"])
     from console.cache_cli import run_on_cache
     from console.pricing import PriceTable
-    from console.reconcile import flagged, reconcile, row_json
+    from console.reconcile import flagged, reconcile, row_json, unconfigured, unconfigured_json
     from console.timeutil import utc_now
 
     threshold = config.billing.reconcile_threshold
@@ -112,8 +138,9 @@ def main_cost(config: Config, args: argparse.Namespace, parser: argparse.Argumen
         rows = reconcile(cache.cursor(), today, args.days, table, threshold)
         code = EXIT_GAPS if flagged(rows) else EXIT_OK
         if args.json:
-            out.write(json.dumps({"rows": [row_json(r) for r in rows], "threshold": threshold,
-                                  "exit_code": code}) + "\n")
+            out.write(json.dumps({"rows": [row_json(r) for r in rows],
+                                  "not_configured": unconfigured_json(unconfigured(rows)),
+                                  "threshold": threshold, "exit_code": code}) + "\n")
         else:
             write_text(rows, out)
         return code

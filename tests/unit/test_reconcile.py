@@ -250,3 +250,55 @@ def test_a_cause_pointing_against_the_gap_is_not_listed(tmp_path: Path, make_con
     assert r.status == "gap" and r.gap is not None and r.gap < 0
     assert "missing_hours" not in causes(r)
     assert causes(r) == ["unexplained"]
+
+
+def test_providers_without_billing_are_one_line_in_text_and_counted_in_json(
+        tmp_path: Path, make_config: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    """Traffic of providers no billing source has synced (anthropic: one could be configured;
+    google: llmdeck reads no billing API of it) is nothing to compare: the text table has one
+    summary line for them instead of a row per model and day; --json keeps every row."""
+    spans: list[Span] = []
+    for n in (1, 2, 3):
+        spans += spans_of(n)
+        spans += spans_of(n, range(0, 24, 6), 1, "claude-haiku-4-5", "anthropic")
+        spans += spans_of(n, range(0, 24, 8), 1, "claude-sonnet-4-5", "anthropic")
+    spans += spans_of(2, range(3), 1, "gemini-2.5-flash", "google")
+    spans += spans_of(4)  # openai only, past its billed days: not_billed
+    path = tmp_path / "c.duckdb"
+    with Cache.open(path) as cache:
+        Ingestor(cache, make_config()).run([write_spans(tmp_path / "t.jsonl", spans)])
+        billing_store.store_fetch(cache.con, BillingFetch(
+            "openai", "oa", day(1), day(4), tuple(bill(n, FULL) for n in (1, 2, 3)), (), FETCHED, pages=1))
+    config = tmp_path / "config.toml"
+    config.write_text("")
+    command = ["--config", str(config), "--cache", str(path), "cost", "reconcile"]
+    base = [*command, "--days", "3", "--today", day(4).isoformat()]
+
+    assert main(base) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [line for line in out if "not compared" in line] == [out[-1]]
+    assert not any(p in line for line in out[:-1] for p in ("anthropic", "google", "not configured"))
+    assert len([line for line in out if "gpt-4o-mini" in line]) == 3  # the compared rows stay
+    summary = out[-1]
+    assert summary.startswith("not compared: anthropic (6 rows), google (1 row), estimated $")
+    assert f"over {day(1)}..{day(3)}" in summary and "(--json lists the rows)" in summary
+    assert "add [[sources.anthropic_billing]] and run `llmdeck billing sync`" in summary
+    assert "google_billing" not in summary  # no billing API of google to configure
+
+    assert main([*base, "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    hidden = [r for r in doc["rows"] if r["status"] == "not_configured"]
+    assert len(hidden) == 7 and {r["provider"] for r in hidden} == {"anthropic", "google"}
+    assert doc["not_configured"] == {
+        "rows": 7, "providers": {"anthropic": 6, "google": 1},
+        "estimated": str(sum((Decimal(r["estimated"]) for r in hidden), Decimal(0))),
+        "first_day": day(1).isoformat(), "last_day": day(3).isoformat()}
+    assert f"${Decimal(doc['not_configured']['estimated']):,.2f} " in summary
+    # a day with only a configured provider's traffic: no summary line, null in JSON
+    day4 = [*command, "--days", "1", "--today", day(5).isoformat()]
+    assert main([*day4, "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["not_configured"] is None and [r["status"] for r in doc["rows"]] == ["not_billed"]
+    assert main(day4) == 0
+    out = capsys.readouterr().out
+    assert "not billed" in out and "not compared" not in out
