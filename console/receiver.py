@@ -378,6 +378,11 @@ def _decode(req: ExportRequest, seq: int) -> readers.Record | ExportResult:
             return readers.Record("otlp", seq, decode_export_request(req.body))
         except Exception as exc:  # DecodeError, and whatever else a hostile body makes upb raise
             return _bad_request(f"undecodable protobuf ExportTraceServiceRequest ({first_line(exc)})")
+    try:  # the typed decoding reads nested values raw: invalid UTF-8 there would be found late
+        req.body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return _bad_request(f"undecodable OTLP/JSON ExportTraceServiceRequest (not UTF-8: {exc.reason}"
+                            f" at byte {exc.start})")
     record = readers.decode_line("otlp", seq, req.body)
     if record.kind == "bad":
         if record.payload == "export request without resourceSpans":

@@ -1,0 +1,311 @@
+"""`console.receiver.Receiver`, the OTLP/HTTP handler: decode, map, group-commit, answer after commit.
+
+Requests go straight to `Receiver.handle` (the HTTP framing is `connectors/otlp_http`'s, tested in
+test_otlp_http.py; the two together with the real SDK exporter in tests/integration). The cache is
+a real DuckDB file; a write lock held by the test stands in for a slow writer, so what is asserted
+is order (answered only after the commit), never time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import orjson
+import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from connectors.otlp_http import ExportRequest, ExportResult
+from console.cache.store import Cache
+from console.config import Config
+from console.receiver import Receiver
+
+PEER = "127.0.0.1:50000"
+
+
+def protobuf_request(n: int, *, first: int = 0, model: str = "gpt-4o-mini", trace: int = 1,
+                     start_ns: int | None = None) -> bytes:
+    """An ExportTraceServiceRequest of `n` GenAI chat spans (span ids first+1 .. first+n)."""
+    start = start_ns if start_ns is not None else time.time_ns() - 60 * 10**9
+    req = ExportTraceServiceRequest()
+    rs = req.resource_spans.add()
+    kv = rs.resource.attributes.add()
+    kv.key, kv.value.string_value = "service.name", "checkout"
+    ss = rs.scope_spans.add()
+    ss.scope.name = "test"
+    for i in range(first, first + n):
+        sp = ss.spans.add()
+        sp.trace_id = trace.to_bytes(16, "big")
+        sp.span_id = (i + 1).to_bytes(8, "big")
+        sp.name = f"chat {model}"
+        sp.kind = 3  # CLIENT
+        sp.start_time_unix_nano = start + i * 1_000_000
+        sp.end_time_unix_nano = start + i * 1_000_000 + 250_000_000
+        for key, value in (("gen_ai.provider.name", "openai"), ("gen_ai.operation.name", "chat"),
+                           ("gen_ai.request.model", model)):
+            a = sp.attributes.add()
+            a.key, a.value.string_value = key, value
+        for key, number in (("gen_ai.usage.input_tokens", 1000), ("gen_ai.usage.output_tokens", 100)):
+            a = sp.attributes.add()
+            a.key, a.value.int_value = key, number
+    return req.SerializeToString()
+
+
+def json_request(spans: list[dict[str, Any]]) -> bytes:
+    return orjson.dumps({"resourceSpans": [{
+        "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "svc"}}]},
+        "scopeSpans": [{"scope": {"name": "t"}, "spans": spans}]}]})
+
+
+def json_span(span_id: int, **extra: Any) -> dict[str, Any]:
+    start = time.time_ns() - 60 * 10**9
+    span = {"traceId": "0" * 31 + "2", "spanId": f"{span_id:016x}", "name": "chat",
+            "startTimeUnixNano": str(start), "endTimeUnixNano": str(start + 10**8),
+            "attributes": [{"key": "gen_ai.provider.name", "value": {"stringValue": "anthropic"}},
+                           {"key": "gen_ai.request.model", "value": {"stringValue": "claude-sonnet-4"}}]}
+    span.update(extra)
+    return span
+
+
+class Gate:
+    """A write lock the test holds shut to keep the writer from committing; counts commits."""
+
+    def __init__(self) -> None:
+        self.open = threading.Event()
+        self.open.set()
+        self.entered = 0
+        self.lock = threading.Lock()
+
+    @contextmanager
+    def __call__(self) -> Iterator[None]:
+        self.open.wait()
+        with self.lock:
+            self.entered += 1
+            yield
+
+
+@pytest.fixture
+def cache(tmp_path: Path) -> Iterator[Cache]:
+    c = Cache.open(tmp_path / "c.duckdb")
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def gate() -> Gate:
+    return Gate()
+
+
+@pytest.fixture
+def receiver(cache: Cache, gate: Gate) -> Iterator[Receiver]:
+    r = Receiver(cache, Config(), write_lock=gate)
+    r.start()
+    yield r
+    gate.open.set()
+    r.close()
+
+
+def count(cache: Cache, sql: str = "SELECT count(*) FROM spans") -> Any:
+    return cache.cursor().execute(sql).fetchall()[0][0]
+
+
+async def send(receiver: Receiver, body: bytes, encoding: str = "protobuf") -> ExportResult:
+    return await receiver.handle(ExportRequest(body, encoding, PEER))  # type: ignore[arg-type]
+
+
+async def test_protobuf_spans_are_mapped_priced_rolled_up_and_acknowledged(receiver, cache) -> None:
+    result = await send(receiver, protobuf_request(20))
+    assert result == ExportResult(200)
+    rows = cache.cursor().execute(
+        "SELECT provider, request_model, input_tokens, output_tokens, cost_usd > 0, service, kind"
+        " FROM spans").fetchall()
+    assert len(rows) == 20
+    assert set(rows) == {("openai", "gpt-4o-mini", 1000, 100, True, "checkout", rows[0][6])}
+    assert count(cache, "SELECT sum(requests) FROM rollup_minute") == 20
+    stats = receiver.stats()
+    assert (stats.requests, stats.spans_stored, stats.duplicates, stats.rejected) == (1, 20, 0, 0)
+    assert stats.state == "ok" and stats.last_write_at is not None
+
+
+async def test_an_exporter_retry_of_a_stored_batch_is_not_stored_twice(receiver, cache) -> None:
+    body = protobuf_request(30)
+    assert (await send(receiver, body)).status == 200
+    assert (await send(receiver, body)).status == 200  # the exporter never saw the first 200
+    assert count(cache) == 30
+    assert receiver.stats().duplicates == 30
+    assert count(cache, "SELECT sum(requests) FROM rollup_minute") == 30
+
+
+async def test_requests_queued_meanwhile_share_one_commit_and_none_is_answered_before_it(
+        receiver, cache, gate) -> None:
+    assert (await send(receiver, protobuf_request(1, first=10_000))).status == 200
+    before = gate.entered
+    gate.open.clear()  # the writer blocks at its next transaction
+    tasks = [asyncio.ensure_future(send(receiver, protobuf_request(10, first=100 * i)))
+             for i in range(40)]
+    # all 40 mapped and waiting (at most one of them taken by the blocked writer)
+    while receiver.stats().queue_spans < 400:
+        await asyncio.sleep(0.01)
+    assert not any(t.done() for t in tasks), "answered before its spans were committed"
+    assert count(cache) == 1
+    gate.open.set()
+    results = await asyncio.gather(*tasks)
+    assert all(r.status == 200 for r in results)
+    assert count(cache) == 401
+    assert gate.entered - before <= 2, "each request was committed in its own transaction"
+    assert receiver.stats().queue_spans == 0
+
+
+async def test_a_full_queue_answers_503_with_retry_after_and_memory_stays_bounded(
+        cache, gate) -> None:
+    receiver = Receiver(cache, Config(), write_lock=gate, queue_spans=1_000)
+    receiver.start()
+    try:
+        gate.open.clear()
+        tasks = [asyncio.ensure_future(send(receiver, protobuf_request(400, first=1000 * i)))
+                 for i in range(6)]
+        # 1,000 queued spans hold two requests of 400 (the writer, held, counts as queued)
+        while sum(t.done() for t in tasks) < 4:
+            await asyncio.sleep(0.01)
+        refused = [t.result() for t in tasks if t.done()]
+        assert all(r.status == 503 and r.retry_after and r.retry_after >= 1 for r in refused)
+        assert "behind" in refused[0].message
+        stats = receiver.stats()
+        assert stats.queue_spans == 800 and stats.state == "behind"
+        gate.open.set()
+        results = await asyncio.gather(*tasks)
+        assert [r.status for r in results].count(200) == 2
+        assert count(cache) == 800
+    finally:
+        gate.open.set()
+        receiver.close()
+
+
+async def test_spans_that_cannot_be_mapped_are_quarantined_and_reported_as_partial_success(
+        receiver, cache) -> None:
+    body = json_request([json_span(1), json_span(2, traceId=""), json_span(3, spanId="zz")])
+    result = await send(receiver, body, "json")
+    assert result.status == 200 and result.rejected_spans == 2
+    assert result.message.startswith("2 span(s) rejected: resourceSpans[0].scopeSpans[0].spans[1]:")
+    assert "\n" not in result.message
+    assert count(cache) == 1
+    assert count(cache, "SELECT count(*) FROM quarantine WHERE source = 'otlp-http 127.0.0.1'") == 2
+    assert receiver.stats().rejected == 2
+
+
+@pytest.mark.parametrize(("encoding", "body", "says"), [
+    ("protobuf", protobuf_request(50)[:-7], "undecodable protobuf"),
+    ("protobuf", b"\xff" * 64, "undecodable protobuf"),
+    ("json", b'{"resourceSpans": [', "undecodable OTLP/JSON"),
+    ("json", b"[" * 5000 + b"]" * 5000, "undecodable OTLP/JSON"),
+    ("json", b'{"resourceSpans": [{"resource": {"attributes": [{"key": "\xff\xfe"}]}}]}',
+     "undecodable OTLP/JSON"),
+    ("json", b'"just a string"', "undecodable OTLP/JSON"),
+    ("json", b'{"resourceSpans": "nope"}', "resourceSpans is not an array"),
+], ids=["truncated-protobuf", "garbage-protobuf", "truncated-json", "deeply-nested-json",
+        "invalid-utf8", "not-an-object", "wrong-shape"])
+async def test_an_undecodable_body_is_a_400_with_a_clean_message_and_stores_nothing(
+        receiver, cache, encoding, body, says) -> None:
+    result = await send(receiver, body, encoding)
+    assert result.status == 400, result
+    assert says in result.message and result.message.isprintable()
+    assert count(cache) == 0 and count(cache, "SELECT count(*) FROM quarantine") == 0
+    # and the receiver goes on
+    assert (await send(receiver, protobuf_request(3))).status == 200
+
+
+async def test_an_empty_request_is_a_plain_200(receiver, cache) -> None:
+    assert (await send(receiver, b"{}", "json")).status == 200
+    assert (await send(receiver, b"", "protobuf")).status == 200
+    assert count(cache) == 0
+
+
+async def test_json_and_protobuf_bodies_store_the_same_rows(tmp_path) -> None:
+    from google.protobuf import json_format
+
+    body = protobuf_request(12, model="gpt-4o")
+    msg = ExportTraceServiceRequest()
+    msg.ParseFromString(body)
+    as_json = json_format.MessageToDict(msg)  # ids in base64, as json_format writes bytes
+    for rs in as_json["resourceSpans"]:
+        for ss in rs["scopeSpans"]:
+            for sp in ss["spans"]:  # OTLP/JSON: ids are hex
+                for key in ("traceId", "spanId"):
+                    import base64
+
+                    sp[key] = base64.b64decode(sp[key]).hex()
+    rows = []
+    for name, payload, encoding in (("p", body, "protobuf"), ("j", orjson.dumps(as_json), "json")):
+        with Cache.open(tmp_path / f"{name}.duckdb") as c:
+            r = Receiver(c, Config())
+            r.start()
+            try:
+                assert (await send(r, payload, encoding)).status == 200
+            finally:
+                r.close()
+            rows.append(c.cursor().execute(
+                "SELECT trace_id, span_id, provider, request_model, input_tokens, cost_usd,"
+                " start_time, duration_ms, kind FROM spans ORDER BY span_id").fetchall())
+    assert len(rows[0]) == 12 and rows[0] == rows[1]
+
+
+async def test_a_failed_write_is_a_503_and_the_writer_reopens_the_cache_by_itself(
+        receiver, cache, monkeypatch) -> None:
+    from console.cache import ingest_writer
+
+    real_store = ingest_writer.BatchStore.store
+    failures = iter([duckdb.IOException("Could not write file: No space left on device")])
+
+    def flaky_store(self: Any, cur: Any, batch: Any) -> Any:
+        fault = next(failures, None)
+        if fault is not None:
+            raise fault
+        return real_store(self, cur, batch)
+
+    monkeypatch.setattr(ingest_writer.BatchStore, "store", flaky_store)
+    result = await send(receiver, protobuf_request(5))
+    assert result.status == 503 and result.retry_after is not None and result.retry_after >= 1
+    assert "disk is full" in result.message and str(cache.path) not in result.message
+    # until it can write again, every request is refused the same way (never a 200)
+    while (stats := receiver.stats()).state == "cannot_write":
+        again = await send(receiver, protobuf_request(5, first=100))
+        assert again.status in (503, 200)
+        if again.status == 200:
+            break
+        assert "no space left on the device" in stats.reason
+        await asyncio.sleep(0.05)
+    retry = await send(receiver, protobuf_request(5))
+    assert retry.status == 200
+    assert receiver.cache is not cache, "the failed connection was abandoned, the file reopened"
+    spans = receiver.cache.cursor().execute("SELECT count(*) FROM spans").fetchall()[0][0]
+    assert spans in (5, 10)
+    assert receiver.stats().state == "ok"
+    receiver.close()
+    receiver.cache.close()
+
+
+async def test_close_refuses_what_it_cannot_finish_and_stops_its_threads(cache, gate) -> None:
+    receiver = Receiver(cache, Config(), write_lock=gate)
+    receiver.start()
+    gate.open.clear()
+    tasks = [asyncio.ensure_future(send(receiver, protobuf_request(10, first=100 * i)))
+             for i in range(3)]
+    while receiver.stats().queue_spans < 20:
+        await asyncio.sleep(0.01)
+    closer = threading.Thread(target=receiver.close, kwargs={"timeout": 30})
+    closer.start()
+    gate.open.set()  # the writer finishes what it holds
+    closer.join()
+    results = await asyncio.gather(*tasks)
+    assert not receiver.running
+    stored = count(cache)
+    assert stored == 10 * sum(r.status == 200 for r in results)
+    assert all(r.status in (200, 503) for r in results)
+    late = await send(receiver, protobuf_request(1, first=9_999))
+    assert late.status == 503 and late.retry_after
