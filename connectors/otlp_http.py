@@ -4,8 +4,9 @@ The server frames requests and hands each complete, decompressed body to an asyn
 parses spans. Memory is bounded by construction: a body is refused (413) past `max_body_bytes`, declared,
 chunked or after gunzip; every body being read or waiting on the handler is charged to one
 `max_pending_bytes` budget across connections (past it: 503 + Retry-After, body unread, connection
-closed); at most `max_connections` are served at once; a request must arrive within `read_timeout`
-of its first byte (slowloris) and an idle keep-alive connection closes after `idle_timeout`.
+closed; joining a body for the handler briefly holds it twice); at most `max_connections` are served
+at once; a request must arrive within `read_timeout` of its first byte (slowloris) and an idle
+keep-alive connection closes after `idle_timeout`.
 The bearer token, when set, is compared in constant time and never echoed or logged.
 """
 
@@ -130,10 +131,14 @@ class OtlpHttpServer:
                  max_body_bytes: int = 16 * MiB, max_pending_bytes: int = 64 * MiB,
                  max_connections: int = 64, token: str | None = None,
                  read_timeout: float = 30.0, idle_timeout: float = 60.0, close_grace: float = 5.0) -> None:
+        if token is not None and not token:
+            raise ValueError("the receiver token is empty: set a token or none")
+        if max_body_bytes < 1 or max_connections < 1:
+            raise ValueError("the receiver needs max_body_bytes > 0 and max_connections > 0")
         self.handler = handler
         self._host, self._port = host, port
         self.max_body_bytes = max_body_bytes
-        self.budget = _PendingBudget(max_pending_bytes)
+        self.budget = _PendingBudget(max(max_pending_bytes, max_body_bytes))  # room for one largest body
         self._max_connections = max_connections
         self._token = token.encode() if token is not None else None
         self.read_timeout, self.idle_timeout, self._close_grace = read_timeout, idle_timeout, close_grace
@@ -381,7 +386,7 @@ class _Connection:
         else:
             payload = status_body(encoding, status, result.message)
         headers = [("content-type", MEDIA_TYPES[encoding]), ("content-length", str(len(payload)))]
-        if status in (429, 503) and result.retry_after is not None:
+        if status in (429, 503) and result.retry_after is not None and math.isfinite(result.retry_after):
             headers.append(("retry-after", str(max(1, math.ceil(result.retry_after)))))
         if status == 401:
             headers.append(("www-authenticate", "Bearer"))

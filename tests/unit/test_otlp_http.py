@@ -603,7 +603,7 @@ async def test_chunked_bodies_are_charged_to_the_budget_as_they_arrive(
 
 async def test_gunzipped_bytes_are_charged_to_the_budget(serve: ServerFactory, recorder: Recorder) -> None:
     recorder.hold = asyncio.Event()
-    server = await serve(max_body_bytes=1 * MiB, max_pending_bytes=150_000)
+    server = await serve(max_body_bytes=150_000, max_pending_bytes=150_000)
     async with httpx.AsyncClient() as client:
         first = asyncio.create_task(client.post(url(server), content=b"a" * 100_000, headers=PROTOBUF))
         await asyncio.wait_for(recorder.entered.wait(), HANG_GUARD)
@@ -617,6 +617,19 @@ async def test_gunzipped_bytes_are_charged_to_the_budget(serve: ServerFactory, r
     assert busy.headers["retry-after"] == "1"
     assert len(recorder.requests) == 1
     assert server.pending_bytes == 0
+
+
+async def test_the_budget_always_has_room_for_one_largest_body(
+        serve: ServerFactory, recorder: Recorder) -> None:
+    server = await serve(max_body_bytes=200_000, max_pending_bytes=1000)
+    response = await post(server, b"w" * 200_000, PROTOBUF)
+    assert response.status_code == 200
+    assert len(recorder.requests[0].body) == 200_000
+
+
+def test_an_empty_token_is_refused_rather_than_matching_an_empty_credential(recorder: Recorder) -> None:
+    with pytest.raises(ValueError, match="token is empty"):
+        OtlpHttpServer(recorder, token="")
 
 
 async def test_connections_past_the_limit_get_503(serve: ServerFactory, recorder: Recorder) -> None:
