@@ -346,10 +346,14 @@ class _Connection:
             self._writer.write(self._h11.send(h11.InformationalResponse(status_code=100, headers=[])) or b"")
         gunzip = BoundedGunzip(self._server.max_body_bytes, body.add) if gzip else None
         too_large = _Refusal(413, f"the body is larger than {self._server.max_body_bytes} bytes")
+        on_the_wire = 0  # bounds gzip input too (empty members would otherwise stream in forever)
         try:
             while True:
                 event = await self._next_event()
                 if isinstance(event, h11.Data):
+                    on_the_wire += len(event.data)
+                    if on_the_wire > self._server.max_body_bytes:
+                        raise BodyTooLarge
                     if gunzip is not None:
                         gunzip.feed(bytes(event.data))
                     else:

@@ -549,6 +549,22 @@ async def test_gzip_bomb_stops_at_the_limit(serve: ServerFactory, recorder: Reco
     assert traced_peak(traced) < 8 * MiB, traced_peak(traced)
 
 
+async def test_endless_empty_gzip_members_stop_at_the_limit_on_the_wire(
+        serve: ServerFactory, recorder: Recorder) -> None:
+    server = await serve(max_body_bytes=100_000)
+    empty_member = gzip.compress(b"")
+    client = await RawClient.open(server)
+    await client.send(head(chunked=True, extra="Content-Encoding: gzip\r\n"))
+    sender = asyncio.create_task(stream_chunked(client, 10 * MiB, empty_member * 500))
+    response, _ = await client.response()
+    await client.closed_by_server()
+    client.close()
+    sender.cancel()
+    await asyncio.gather(sender, return_exceptions=True)
+    assert response.status_code == 413
+    assert recorder.requests == []
+
+
 async def test_gzip_body_just_under_the_limit_is_accepted(serve: ServerFactory, recorder: Recorder) -> None:
     server = await serve(max_body_bytes=1 * MiB)
     exact = await post(server, gzip.compress(bytes(MiB)), {**PROTOBUF, "Content-Encoding": "gzip"})
