@@ -28,7 +28,7 @@ from console.timeutil import naive_utc
 if TYPE_CHECKING:
     from console.config import BudgetSpec
 
-__all__ = ["BudgetPeriod", "basis_note", "budget_status", "period_bounds"]
+__all__ = ["BudgetPeriod", "basis_label", "basis_note", "budget_status", "period_bounds"]
 
 BudgetPeriod = Literal["day", "week", "month"]
 
@@ -143,3 +143,23 @@ def basis_note(period_start: date, days: Mapping[str, tuple[date, date]],
     if rest:
         note += f"; {', '.join(rest)} estimated (no bills)"
     return note
+
+
+def basis_label(period_start: date, days: Mapping[str, tuple[date, date]],
+                estimated_only: Iterable[str]) -> str:
+    """`basis_note` for a table cell: "billed to 12-03, est. after"; "billed to 12-02/12-03, est.
+    after" when providers' figures end on different days; "billed 12-03..12-09, est. outside"
+    when some begin after the period does; providers with no bills named at the end."""
+    rest = sorted(set(estimated_only))
+    if not days:
+        return "estimated: no bills yet"
+    lasts = sorted({b for _, b in days.values()})
+    to = "/".join(_day(d) for d in lasts) if len(lasts) <= 2 else f"{_day(lasts[0])}..{_day(lasts[-1])}"
+    firsts = [a for a, _ in days.values()]
+    if all(a == period_start for a in firsts):
+        label = f"billed to {to}, est. after"
+    else:
+        label = f"billed {_day(min(firsts))}..{to}, est. outside"
+    if rest:
+        label += f"; {', '.join(rest)} est."
+    return label

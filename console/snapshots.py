@@ -129,6 +129,8 @@ class BilledBasis:
     """Providers in scope with spend this period and no bill for any of its days."""
     note: str
     """In words: "billed to 12-03, estimated after" (provider names are raw: render safely)."""
+    label: str = ""
+    """`note` short enough for a table cell: "billed to 12-03, est. after"."""
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,17 @@ SPEND_DIMENSIONS: tuple[Dimension, ...] = ("provider", "model", "tenant", "promp
 _SCOPE_DIM: dict[str, Dimension] = {"provider": "provider", "model": "model", "tenant": "tenant"}
 
 
+BASIS_CHARS = 40
+"""Widest basis cell ("billed to 12-03, est. after"; the full note is in `llmdeck status`)."""
+
+
+def basis_cell(b: BudgetStatus) -> Text:
+    """"estimated", or a billed budget's label: which days are bills and which estimates."""
+    if b.billed is None:
+        return Text("estimated", style="dim")
+    return safe_cell(b.billed.label or b.billed.note, BASIS_CHARS)
+
+
 class CostScreen(DeckScreen):
     """Where the money goes and whether a budget will run out."""
 
@@ -62,7 +73,7 @@ class CostScreen(DeckScreen):
         yield Static("Budgets", classes="section-title")
         budgets: DataTable[Text | str] = DeckTable(id="cost-budgets", cursor_type="row",
                                                    fixed_columns=2)
-        budgets.add_columns("budget", "state", "used", "spent", "limit", "forecast", "exhaust",
+        budgets.add_columns("budget", "state", "used", "spent", "basis", "limit", "forecast", "exhaust",
                             "$/h 1h", "$/h 6h", "$/h 24h", "period")
         yield budgets
         yield Static("Billed vs estimated", id="cost-billing-title", classes="section-title")
@@ -127,6 +138,7 @@ class CostScreen(DeckScreen):
                 state_cell(b.level),
                 pct(b.used, 0),
                 usd(b.spent_usd),
+                basis_cell(b),
                 usd(b.limit_usd, cents=False),
                 usd(b.forecast_usd, cents=False),
                 duration(b.time_to_exhaustion),

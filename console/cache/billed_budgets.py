@@ -27,7 +27,7 @@ from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Literal
 
-from console.budgets import basis_note, budget_status, period_bounds
+from console.budgets import basis_label, basis_note, budget_status, period_bounds
 from console.cache import billing_store
 from console.cache.queries import window_end, window_parts
 from console.cache.scope_sql import HourMemo, union_parts
@@ -220,7 +220,7 @@ def _status(spec: BudgetSpec, at: datetime, data: _Read) -> BudgetStatus:
             days[p] = (max(span[0], start.date()), span[1] - _DAY)
     rest = tuple(p for p in sorted(involved) if p not in days)
     basis = BilledBasis(billed, estimated, tuple((p, a, b) for p, (a, b) in days.items()), rest,
-                        basis_note(start.date(), days, rest))
+                        basis_note(start.date(), days, rest), basis_label(start.date(), days, rest))
     return budget_status(spec, at, float(billed) + estimated, rates, unpriced, billed=basis)
 
 

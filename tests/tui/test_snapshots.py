@@ -137,8 +137,9 @@ def test_slo_screen(snap_compare: Any, deck: Callable[..., Any], size: tuple[int
 def test_cost_screen(snap_compare: Any, deck: Callable[..., Any], size: tuple[int, int]) -> None:
     """`3`: `Spend today … · week … · month … · failed/retry today …`, the `▲ … requests (…%)
     this month have no price: cost unknown, not $0` warning, the four budgets (all `✔ ok`,
-    used/spent/limit/forecast/exhaust first), then "Spend today by provider" (anthropic the
-    largest share) and "Top movers (last hour vs the hour before)" with a `change` column.
+    used/spent/basis (`estimated`)/limit/forecast/exhaust first), then "Spend today by
+    provider" (anthropic the largest share) and "Top movers (last hour vs the hour before)"
+    with a `change` column.
     80x24: spend and movers stacked, all on screen; the budgets table scrolls sideways
     (scrollbar under it) for the $/h columns and period, budget and state pinned. Only the
     budgets table (focused) has a strong cursor row; spend and movers show theirs faintly.

@@ -136,6 +136,7 @@ def test_provider_budget_is_the_bills_exactly_up_to_the_seam_then_the_estimates(
     assert b.billed.days == (("openai", D[1], D[3]),)
     assert b.billed.estimated_only == ()
     assert b.billed.note == "billed to 12-03, estimated after"
+    assert b.billed.label == "billed to 12-03, est. after"
     # the estimated basis of the same budget counts the traces of the whole month instead
     est = status_of(cur, budget(scope="provider", match="openai", basis="estimated"))
     assert est.basis == "estimated" and est.billed is None
@@ -172,6 +173,7 @@ def test_global_budget_has_a_seam_per_provider_and_says_which(cur):
     assert b.billed.estimated_usd == pytest.approx(tail, rel=1e-12)
     assert b.billed.note == ("anthropic billed to 12-02, openai billed to 12-03; estimated after;"
                              " google estimated (no bills)")
+    assert b.billed.label == "billed to 12-02/12-03, est. after; google est."
 
 
 def test_model_budget_matches_bills_after_normalising_the_model(cur):
@@ -204,6 +206,7 @@ def test_without_bills_for_the_period_everything_is_estimated_and_said_so(cur):
     est = status_of(cur, budget(scope="provider", match="google", basis="estimated"))
     assert b.billed is not None and b.billed.billed_usd == 0 and b.billed.days == ()
     assert b.billed.note == "no bills for this period yet: all estimated"
+    assert b.billed.label == "estimated: no bills yet"
     assert b.spent_usd == pytest.approx(est.spent_usd, rel=1e-12)
 
 
