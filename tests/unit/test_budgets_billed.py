@@ -270,3 +270,44 @@ def test_an_unknown_basis_is_refused_with_its_line(tmp_path):
         load_config(cfg)
     assert str(caught.value).startswith(f"{cfg}:4: budgets[0].basis: ")
     assert "estimated" in str(caught.value) and "billed" in str(caught.value)
+
+
+@pytest.fixture
+def writable(cache_path: Path, tmp_path: Path) -> Path:
+    """A copy of the module's cache this test may add syncs to."""
+    copy = tmp_path / "copy.duckdb"
+    copy.write_bytes(cache_path.read_bytes())
+    return copy
+
+
+def test_a_second_source_of_a_provider_holds_its_seam_back_to_its_own_last_day(writable):
+    # a second OpenAI organisation whose figures end at 12-02: 12-03 is only half billed, so it is
+    # estimated (oa's 12-03 bill no longer counts) and the note says to 12-02
+    second = {(D[1], "gpt-4o-mini"): Decimal("0.0000000100"), (D[2], "gpt-4o-mini"): Decimal("0.0000000200")}
+    with Cache.open(writable) as cache:
+        billing_store.store_fetch(cache.con, fetch("openai", "oa2", second, D[1], D[3],
+                                                   datetime(2026, 12, 3, 6, 0)))
+        b = status_of(cache.cursor(), budget(scope="provider", match="openai"))
+        tail = traced(cache.cursor(), datetime(2026, 12, 3), AT, "openai")
+    assert b.billed is not None
+    assert b.billed.billed_usd == Decimal("1.1111111111") + Decimal("0.0000000007") \
+        + Decimal("2.2222222222") + Decimal("0.0000000300")
+    assert b.billed.estimated_usd == pytest.approx(tail, rel=1e-12)
+    assert b.billed.note == "billed to 12-02, estimated after"
+
+
+def test_the_seam_moves_when_a_later_sync_brings_the_finished_day(writable):
+    # the next morning a sync (fetched 12-05 01:00) brings 12-04 whole: billed to 12-04
+    later = datetime(2026, 12, 5, 2, 0)
+    whole = {(D[4], "gpt-4o-mini-2024-07-18"): Decimal("0.5555555555")}
+    with Cache.open(writable) as cache:
+        before = status_of(cache.cursor(), budget(scope="provider", match="openai"), later)
+        billing_store.store_fetch(cache.con, fetch("openai", "oa", whole, D[4], date(2026, 12, 6),
+                                                   datetime(2026, 12, 5, 1, 0)))
+        after = status_of(cache.cursor(), budget(scope="provider", match="openai"), later)
+        tail = traced(cache.cursor(), datetime(2026, 12, 5), later, "openai")
+    assert before.billed is not None and after.billed is not None
+    assert before.billed.note == "billed to 12-03, estimated after"  # 12-04 was partial when fetched
+    assert after.billed.note == "billed to 12-04, estimated after"
+    assert after.billed.billed_usd == Decimal("6.6666666673") + Decimal("0.5555555555")
+    assert after.billed.estimated_usd == pytest.approx(tail, rel=1e-12)
