@@ -233,7 +233,7 @@ class _Connection:
         self._server, self._reader, self._writer = server, reader, writer
         self._h11 = h11.Connection(h11.SERVER)
         address = writer.get_extra_info("peername")
-        self._peer = f"{address[0]}:{address[1]}" if isinstance(address, tuple) else "unknown"
+        self._peer = _peer_name(address)
         self._deadline = 0.0
         self.busy = False
 
@@ -405,6 +405,14 @@ class _Connection:
         out += self._h11.send(h11.EndOfMessage()) or b""
         self._writer.write(out)
         await self._writer.drain()
+
+
+def _peer_name(address: object) -> str:
+    """`host:port` of a socket peer (`[host]:port` for IPv6)."""
+    if not isinstance(address, tuple) or len(address) < 2:
+        return "unknown"
+    host = str(address[0])
+    return f"[{host}]:{address[1]}" if ":" in host else f"{host}:{address[1]}"
 
 
 def _header(request: h11.Request, name: bytes) -> str | None:

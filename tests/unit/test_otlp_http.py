@@ -22,7 +22,7 @@ from google.protobuf import json_format
 from google.rpc import status_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
-from connectors.otlp_http import ExportRequest, ExportResult, OtlpHttpServer
+from connectors.otlp_http import ExportRequest, ExportResult, OtlpHttpServer, _peer_name
 
 MiB = 1024 * 1024
 PROTOBUF = {"Content-Type": "application/x-protobuf"}
@@ -227,6 +227,21 @@ async def test_message_alone_makes_a_partial_success(serve: ServerFactory, recor
     assert message.HasField("partial_success")
     assert message.partial_success.rejected_spans == 0
     assert message.partial_success.error_message == "sampled down"
+
+
+@pytest.mark.parametrize("headers", [PROTOBUF, JSON], ids=["protobuf", "json"])
+async def test_large_counts_unicode_and_long_messages_survive_encoding(
+        serve: ServerFactory, recorder: Recorder, headers: dict[str, str]) -> None:
+    recorder.result = ExportResult(200, rejected_spans=2**40 + 300, message="spän ✓ " + "m" * 5000)
+    server = await serve()
+    async with httpx.AsyncClient() as client:
+        partial = await client.post(url(server), content=b"x", headers=headers)
+        recorder.result = ExportResult(400, message="bad ✗ body")
+        failed = await client.post(url(server), content=b"x", headers=headers)
+    decoded = decode_success(partial).partial_success
+    assert decoded.rejected_spans == 2**40 + 300
+    assert decoded.error_message.startswith("spän ✓ mmm") and len(decoded.error_message) == 1000
+    assert decode_status(failed).message == "bad ✗ body"
 
 
 # --- error statuses -----------------------------------------------------------------------------------
@@ -772,6 +787,14 @@ async def test_close_cancels_a_handler_past_the_grace(serve: ServerFactory, reco
         with pytest.raises(httpx.HTTPError):
             await in_flight
     assert server.pending_bytes == 0
+
+
+@pytest.mark.parametrize(("address", "name"), [
+    (("127.0.0.1", 5), "127.0.0.1:5"), (("::1", 7, 0, 0), "[::1]:7"), (None, "unknown"), ("sock", "unknown"),
+])
+def test_peer_names_are_host_colon_port_with_ipv6_bracketed(address: object, name: str) -> None:
+    # Pure: IPv6 loopback is not configured on every CI host, and the name format is all this pins.
+    assert _peer_name(address) == name
 
 
 async def test_serve_until_binds_a_free_port_and_stops_on_the_event(recorder: Recorder) -> None:
