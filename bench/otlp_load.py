@@ -512,9 +512,11 @@ def _attr_value(value: dict[str, Any]) -> Any:
     return int(v) if kind == "intValue" else v
 
 
-def sdk_main(url: str, seconds: float, index: int, rate: float, ids_path: str | None, timeout: float) -> None:
-    """Child mode: make GenAI spans with the real SDK for `seconds` (at most `rate` spans/s if > 0),
-    export them with BatchSpanProcessor + OTLPSpanExporter, shut down (flushing), print a JSON report."""
+def sdk_main(url: str, seconds: float, index: int, rate: float, ids_path: str | None, timeout: float,
+             stop_file: str | None = None) -> None:
+    """Child mode: make GenAI spans with the real SDK for `seconds` (at most `rate` spans/s if > 0;
+    sooner if `stop_file` appears), export them with BatchSpanProcessor + OTLPSpanExporter, shut
+    down (flushing), print a JSON report."""
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -566,7 +568,12 @@ def sdk_main(url: str, seconds: float, index: int, rate: float, ids_path: str | 
         pool.append((sp["name"], attrs, duration, bool(sp["status"])))
     created = 0
     began = time.monotonic()
+    look = 0.0
     while (elapsed := time.monotonic() - began) < seconds:
+        if stop_file is not None and elapsed - look > 0.2:
+            look = elapsed
+            if os.path.exists(stop_file):
+                break
         if rate > 0 and created > rate * elapsed:
             time.sleep(min(0.01, created / rate - elapsed))
             continue
@@ -596,7 +603,10 @@ class SdkRun:
 
 
 def start_sdk(url: str, seconds: float, processes: int, *, rate: float = 0.0, ids_dir: Path | None = None,
-              timeout: float = 10.0, env: dict[str, str] | None = None) -> list[subprocess.Popen[str]]:
+              timeout: float = 10.0, env: dict[str, str] | None = None,
+              stop_file: Path | None = None, log_dir: Path | None = None) -> list[subprocess.Popen[str]]:
+    """Start `processes` SDK children (stderr, where the exporter logs its retries, to
+    `log_dir/sdk-I.log` if given)."""
     me = str(Path(__file__).resolve())
     procs = []
     for i in range(processes):
@@ -604,7 +614,13 @@ def start_sdk(url: str, seconds: float, processes: int, *, rate: float = 0.0, id
                "--rate", str(rate), "--timeout", str(timeout)]
         if ids_dir is not None:
             cmd += ["--ids", str(ids_dir / f"acked-{i}.txt")]
-        procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env))
+        if stop_file is not None:
+            cmd += ["--stop-file", str(stop_file)]
+        if log_dir is None:
+            procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env))
+        else:
+            with open(log_dir / f"sdk-{i}.log", "w") as log:
+                procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True, env=env))
     return procs
 
 
@@ -634,9 +650,10 @@ def main() -> int:
     ap.add_argument("--rate", type=float, default=0.0, help=argparse.SUPPRESS)
     ap.add_argument("--ids", help=argparse.SUPPRESS)
     ap.add_argument("--timeout", type=float, default=10.0, help=argparse.SUPPRESS)
+    ap.add_argument("--stop-file", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.sdk:
-        sdk_main(args.sdk, args.seconds, args.index, args.rate, args.ids, args.timeout)
+        sdk_main(args.sdk, args.seconds, args.index, args.rate, args.ids, args.timeout, args.stop_file)
         return 0
     if not args.url:
         ap.error("give an OTLP/HTTP endpoint, e.g. http://127.0.0.1:4318/v1/traces")
