@@ -249,9 +249,11 @@ class _Connection:
                 if self._h11.our_state in (h11.IDLE, h11.SEND_RESPONSE):
                     malformed = ExportResult(exc.error_status_hint, message="malformed HTTP request")
                     await self._respond("json", malformed)
+                    await _linger(self._reader, self._writer)
                 return
             if self._h11.our_state is not h11.DONE or self._h11.their_state is not h11.DONE:
-                await _linger(self._reader, self._writer)
+                if self._h11.their_state is h11.SEND_BODY:  # a body we left unread may still be arriving
+                    await _linger(self._reader, self._writer)
                 return
             self._h11.start_next_cycle()
 

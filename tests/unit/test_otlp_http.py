@@ -396,6 +396,21 @@ async def test_keep_alive_serves_many_requests_on_one_connection(
     assert len({r.peer for r in recorder.requests}) == 1
 
 
+@pytest.mark.parametrize("framing", [head(length=1, extra="Connection: close\r\n") + b"c",
+                                     head(length=1).replace(b"HTTP/1.1", b"HTTP/1.0") + b"c"],
+                         ids=["connection-close", "http-1.0"])
+async def test_a_client_asking_to_close_is_answered_then_closed(
+        serve: ServerFactory, recorder: Recorder, framing: bytes) -> None:
+    server = await serve()
+    client = await RawClient.open(server)
+    await client.send(framing)
+    response, _ = await client.response()
+    assert await client.closed_by_server()
+    client.close()
+    assert response.status_code == 200
+    assert [r.body for r in recorder.requests] == [b"c"]
+
+
 async def test_pipelined_requests_are_answered_in_order(serve: ServerFactory, recorder: Recorder) -> None:
     server = await serve()
     client = await RawClient.open(server)
