@@ -13,18 +13,17 @@ Shapes: API_SHAPES.md section 2.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date, datetime
 from typing import Any
 
 from connectors.billing_pages import (
     PayloadError,
+    bucket_results,
     cents_to_dollars,
-    check_days,
-    collect,
+    costs_and_usage,
     count,
     currency,
-    fetch_time,
-    items,
     money,
     obj,
     rfc3339_day,
@@ -65,88 +64,72 @@ async def fetch(
     client: SourceClient, source_name: str, start: date, end: date, *, now: datetime | None = None
 ) -> BillingFetch:
     """The cost report and messages usage for the UTC days [start, end); SourceError on any failure."""
-    check_days(start, end)
-    fetched_at = fetch_time(now)
-    lines: list[BillingLine] = []
-    usage: list[UsageLine] = []
-    cost_query = _window(start, end, ("workspace_id", "description"))
-    pages = await collect(
-        client, COST_PATH, cost_query, lambda doc: _cost_lines(doc, source_name, start, end), lines
+    return await costs_and_usage(
+        client,
+        PROVIDER,
+        source_name,
+        start,
+        end,
+        now,
+        (COST_PATH, _window(start, end, ("workspace_id", "description")),
+         lambda doc: _cost_lines(doc, source_name, start, end)),
+        (USAGE_PATH, _window(start, end, ("model", "workspace_id", "service_tier")),
+         lambda doc: _usage_lines(doc, source_name, start, end)),
     )
-    usage_query = _window(start, end, ("model", "workspace_id", "service_tier"))
-    pages += await collect(
-        client, USAGE_PATH, usage_query, lambda doc: _usage_lines(doc, source_name, start, end), usage
-    )
-    return BillingFetch(PROVIDER, source_name, start, end, tuple(lines), tuple(usage), fetched_at, pages)
 
 
-def _buckets(doc: dict[str, Any], start: date, end: date) -> list[tuple[date, str, list[Any]]]:
-    """(day, path, results) of each bucket inside [start, end)."""
-    out = []
-    for i, raw in enumerate(items(doc, "data")):
-        at = f"data[{i}]"
-        bucket = obj(raw, at)
-        day = rfc3339_day(bucket, "starting_at", at)
-        results = items(bucket, "results", at)
-        if start <= day < end:
-            out.append((day, at, results))
-    return out
+def _day(bucket: Mapping[str, Any], at: str) -> date:
+    return rfc3339_day(bucket, "starting_at", at)
 
 
 def _cost_lines(doc: dict[str, Any], source: str, start: date, end: date) -> list[BillingLine]:
     lines = []
-    for day, at, results in _buckets(doc, start, end):
-        for j, raw in enumerate(results):
-            path = f"{at}.results[{j}]"
-            result = obj(raw, path)
-            if "amount" not in result:
-                raise PayloadError(f"{path}.amount: missing")
-            cents = money(result["amount"], f"{path}.amount")
-            line_item = text(result, "description", path) or text(result, "token_type", path)
-            lines.append(
-                BillingLine(
-                    provider=PROVIDER,
-                    source=source,
-                    day=day,
-                    amount=cents_to_dollars(cents),
-                    currency=currency(result.get("currency"), f"{path}.currency", default="USD"),
-                    model=text(result, "model", path),
-                    line_item=line_item,
-                    project=text(result, "workspace_id", path),
-                    service_tier=text(result, "service_tier", path),
-                )
+    for day, path, result in bucket_results(doc, start, end, _day):
+        if "amount" not in result:
+            raise PayloadError(f"{path}.amount: missing")
+        cents = money(result["amount"], f"{path}.amount")
+        line_item = text(result, "description", path) or text(result, "token_type", path)
+        lines.append(
+            BillingLine(
+                provider=PROVIDER,
+                source=source,
+                day=day,
+                amount=cents_to_dollars(cents),
+                currency=currency(result.get("currency"), f"{path}.currency", default="USD"),
+                model=text(result, "model", path),
+                line_item=line_item,
+                project=text(result, "workspace_id", path),
+                service_tier=text(result, "service_tier", path),
             )
+        )
     return lines
 
 
 def _usage_lines(doc: dict[str, Any], source: str, start: date, end: date) -> list[UsageLine]:
     usage = []
-    for day, at, results in _buckets(doc, start, end):
-        for j, raw in enumerate(results):
-            path = f"{at}.results[{j}]"
-            result = obj(raw, path)
-            creation_raw = result.get("cache_creation")
-            creation = obj(creation_raw, f"{path}.cache_creation") if creation_raw is not None else {}
-            cache_read = count(result, "cache_read_input_tokens", path, required=False)
-            written = count(
-                creation, "ephemeral_1h_input_tokens", f"{path}.cache_creation", required=False
-            ) + count(creation, "ephemeral_5m_input_tokens", f"{path}.cache_creation", required=False)
-            tier = text(result, "service_tier", path)
-            usage.append(
-                UsageLine(
-                    provider=PROVIDER,
-                    source=source,
-                    day=day,
-                    model=text(result, "model", path),
-                    project=text(result, "workspace_id", path),
-                    requests=0,
-                    input_tokens=count(result, "uncached_input_tokens", path, required=True)
-                    + cache_read
-                    + written,
-                    output_tokens=count(result, "output_tokens", path, required=True),
-                    cached_input_tokens=cache_read,
-                    batch=None if tier is None else tier == "batch",
-                    api_key=text(result, "api_key_id", path),
-                )
+    for day, path, result in bucket_results(doc, start, end, _day):
+        creation_raw = result.get("cache_creation")
+        creation = obj(creation_raw, f"{path}.cache_creation") if creation_raw is not None else {}
+        cache_read = count(result, "cache_read_input_tokens", path, required=False)
+        written = count(
+            creation, "ephemeral_1h_input_tokens", f"{path}.cache_creation", required=False
+        ) + count(creation, "ephemeral_5m_input_tokens", f"{path}.cache_creation", required=False)
+        tier = text(result, "service_tier", path)
+        usage.append(
+            UsageLine(
+                provider=PROVIDER,
+                source=source,
+                day=day,
+                model=text(result, "model", path),
+                project=text(result, "workspace_id", path),
+                requests=0,
+                input_tokens=count(result, "uncached_input_tokens", path, required=True)
+                + cache_read
+                + written,
+                output_tokens=count(result, "output_tokens", path, required=True),
+                cached_input_tokens=cache_read,
+                batch=None if tier is None else tier == "batch",
+                api_key=text(result, "api_key_id", path),
             )
+        )
     return usage

@@ -11,18 +11,17 @@ Shapes: API_SHAPES.md section 1.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, date, datetime, time
 from typing import Any
 
 from connectors.billing_pages import (
     PayloadError,
-    check_days,
-    collect,
+    bucket_results,
+    costs_and_usage,
     count,
     currency,
-    fetch_time,
     flag,
-    items,
     money,
     obj,
     text,
@@ -65,19 +64,18 @@ async def fetch(
     client: SourceClient, source_name: str, start: date, end: date, *, now: datetime | None = None
 ) -> BillingFetch:
     """Costs and completions usage for the UTC days [start, end); SourceError on any failure."""
-    check_days(start, end)
-    fetched_at = fetch_time(now)
-    lines: list[BillingLine] = []
-    usage: list[UsageLine] = []
-    costs_query = _window(start, end, COSTS_LIMIT, ("line_item", "project_id"))
-    pages = await collect(
-        client, COSTS_PATH, costs_query, lambda doc: _cost_lines(doc, source_name, start, end), lines
+    return await costs_and_usage(
+        client,
+        PROVIDER,
+        source_name,
+        start,
+        end,
+        now,
+        (COSTS_PATH, _window(start, end, COSTS_LIMIT, ("line_item", "project_id")),
+         lambda doc: _cost_lines(doc, source_name, start, end)),
+        (USAGE_PATH, _window(start, end, USAGE_LIMIT, ("model", "project_id", "batch")),
+         lambda doc: _usage_lines(doc, source_name, start, end)),
     )
-    usage_query = _window(start, end, USAGE_LIMIT, ("model", "project_id", "batch"))
-    pages += await collect(
-        client, USAGE_PATH, usage_query, lambda doc: _usage_lines(doc, source_name, start, end), usage
-    )
-    return BillingFetch(PROVIDER, source_name, start, end, tuple(lines), tuple(usage), fetched_at, pages)
 
 
 def model_of(line_item: str | None) -> str | None:
@@ -92,74 +90,51 @@ def model_of(line_item: str | None) -> str | None:
     return head if head and " " not in head else None
 
 
-def _buckets(
-    doc: dict[str, Any], start: date, end: date, result_object: str
-) -> list[tuple[date, str, list[Any]]]:
-    """(day, path, results) of each bucket inside [start, end)."""
-    out = []
-    for i, raw in enumerate(items(doc, "data")):
-        at = f"data[{i}]"
-        bucket = obj(raw, at)
-        day = unix_day(bucket, "start_time", at)
-        results = items(bucket, "results", at)
-        for j, result in enumerate(results):
-            kind = obj(result, f"{at}.results[{j}]").get("object")
-            if kind is not None and kind != result_object:
-                raise PayloadError(
-                    f"{at}.results[{j}].object: expected {result_object}, got {str(kind)[:60]!r}"
-                )
-        if start <= day < end:
-            out.append((day, at, results))
-    return out
+def _day(bucket: Mapping[str, Any], at: str) -> date:
+    return unix_day(bucket, "start_time", at)
 
 
 def _cost_lines(doc: dict[str, Any], source: str, start: date, end: date) -> list[BillingLine]:
     lines = []
-    for day, at, results in _buckets(doc, start, end, _COST_OBJECT):
-        for j, raw in enumerate(results):
-            path = f"{at}.results[{j}]"
-            result = obj(raw, path)
-            if "amount" not in result:
-                raise PayloadError(f"{path}.amount: missing")
-            amount = obj(result["amount"], f"{path}.amount")
-            if "value" not in amount:
-                raise PayloadError(f"{path}.amount.value: missing")
-            value = money(amount["value"], f"{path}.amount.value")
-            line_item = text(result, "line_item", path)
-            lines.append(
-                BillingLine(
-                    provider=PROVIDER,
-                    source=source,
-                    day=day,
-                    amount=value,
-                    currency=currency(amount.get("currency"), f"{path}.amount.currency", default="USD"),
-                    model=model_of(line_item),
-                    line_item=line_item,
-                    project=text(result, "project_id", path),
-                )
+    for day, path, result in bucket_results(doc, start, end, _day, _COST_OBJECT):
+        if "amount" not in result:
+            raise PayloadError(f"{path}.amount: missing")
+        amount = obj(result["amount"], f"{path}.amount")
+        if "value" not in amount:
+            raise PayloadError(f"{path}.amount.value: missing")
+        value = money(amount["value"], f"{path}.amount.value")
+        line_item = text(result, "line_item", path)
+        lines.append(
+            BillingLine(
+                provider=PROVIDER,
+                source=source,
+                day=day,
+                amount=value,
+                currency=currency(amount.get("currency"), f"{path}.amount.currency", default="USD"),
+                model=model_of(line_item),
+                line_item=line_item,
+                project=text(result, "project_id", path),
             )
+        )
     return lines
 
 
 def _usage_lines(doc: dict[str, Any], source: str, start: date, end: date) -> list[UsageLine]:
     usage = []
-    for day, at, results in _buckets(doc, start, end, _USAGE_OBJECT):
-        for j, raw in enumerate(results):
-            path = f"{at}.results[{j}]"
-            result = obj(raw, path)
-            usage.append(
-                UsageLine(
-                    provider=PROVIDER,
-                    source=source,
-                    day=day,
-                    model=text(result, "model", path),
-                    project=text(result, "project_id", path),
-                    requests=count(result, "num_model_requests", path, required=True),
-                    input_tokens=count(result, "input_tokens", path, required=True),
-                    output_tokens=count(result, "output_tokens", path, required=True),
-                    cached_input_tokens=count(result, "input_cached_tokens", path, required=False),
-                    batch=flag(result, "batch", path),
-                    api_key=text(result, "api_key_id", path),
-                )
+    for day, path, result in bucket_results(doc, start, end, _day, _USAGE_OBJECT):
+        usage.append(
+            UsageLine(
+                provider=PROVIDER,
+                source=source,
+                day=day,
+                model=text(result, "model", path),
+                project=text(result, "project_id", path),
+                requests=count(result, "num_model_requests", path, required=True),
+                input_tokens=count(result, "input_tokens", path, required=True),
+                output_tokens=count(result, "output_tokens", path, required=True),
+                cached_input_tokens=count(result, "input_cached_tokens", path, required=False),
+                batch=flag(result, "batch", path),
+                api_key=text(result, "api_key_id", path),
             )
+        )
     return usage

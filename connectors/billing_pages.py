@@ -14,7 +14,7 @@ is not what the docs describe is `kind="decode"`, never a traceback.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -25,6 +25,7 @@ import httpx
 
 from connectors.http import SourceClient, SourceError
 from connectors.http_text import Redactor, body_text, clean, html_title, looks_like_html
+from console.billing import BillingFetch, BillingLine, Provider, UsageLine
 from console.timeutil import naive_utc, utc_now
 
 T = TypeVar("T")
@@ -171,6 +172,57 @@ async def collect(
             except PayloadError as exc:
                 raise decode_error(client, page.where, str(exc)) from None
     return pages
+
+
+Walk = tuple[str, Sequence[tuple[str, str]], Callable[[dict[str, Any]], Iterable[T]]]
+"""One cursor walk: (path, query, what a page makes)."""
+
+
+async def costs_and_usage(
+    client: SourceClient,
+    provider: Provider,
+    source: str,
+    start: date,
+    end: date,
+    now: datetime | None,
+    costs: Walk[BillingLine],
+    usage: Walk[UsageLine],
+) -> BillingFetch:
+    """The costs walk then the usage walk, whole, as one fetch of the UTC days [start, end)
+    (OpenAI's and Anthropic's admin APIs); SourceError on any failure."""
+    check_days(start, end)
+    fetched_at = fetch_time(now)
+    lines: list[BillingLine] = []
+    used: list[UsageLine] = []
+    pages = await collect(client, *costs, lines)
+    pages += await collect(client, *usage, used)
+    return BillingFetch(provider, source, start, end, tuple(lines), tuple(used), fetched_at, pages)
+
+
+def bucket_results(
+    doc: Mapping[str, Any],
+    start: date,
+    end: date,
+    day_of: Callable[[Mapping[str, Any], str], date],
+    result_object: str | None = None,
+) -> Iterator[tuple[date, str, dict[str, Any]]]:
+    """(day, path, result) of every result (`data[i].results[j]`) of the daily buckets inside
+    [start, end); `day_of(bucket, path)` reads a bucket's day. Every bucket is checked, and with
+    `result_object` every result's `object` (when present) must be it, inside the days or not."""
+    for i, raw in enumerate(items(doc, "data")):
+        at = f"data[{i}]"
+        bucket = obj(raw, at)
+        day = day_of(bucket, at)
+        results = items(bucket, "results", at)
+        if result_object is not None:
+            for j, result in enumerate(results):
+                kind = obj(result, f"{at}.results[{j}]").get("object")
+                if kind is not None and kind != result_object:
+                    fail(f"{at}.results[{j}].object", f"expected {result_object}, got {str(kind)[:60]!r}")
+        if start <= day < end:
+            for j, result in enumerate(results):
+                path = f"{at}.results[{j}]"
+                yield day, path, obj(result, path)
 
 
 def next_cursor(doc: Mapping[str, Any]) -> str | None:

@@ -30,6 +30,7 @@ Faults are `FaultServer` behaviours (`Reply`, `Drip`, `Hang`, `Reset`, `html_pag
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import re
 from collections.abc import Iterator
@@ -509,22 +510,13 @@ class BillingReplay:
 class BillingServer(BillingReplay):
     """Replays the three providers' billing endpoints from generated data; faults can be injected."""
 
-    def __init__(
-        self,
-        *,
-        start: date = date(2026, 6, 1),
-        days: int = 90,
-        page_days: int = 7,
-        lines_per_day: int = 6,
-        today: date | None = None,
-    ) -> None:
-        super().__init__(start=start, days=days, page_days=page_days, lines_per_day=lines_per_day,
-                         today=today)
-        self.fs = FaultServer()
+    @functools.cached_property
+    def fs(self) -> FaultServer:
+        """The loopback server (127.0.0.1, a free port), every endpoint answering normally."""
+        server = FaultServer()
         for path in PATHS:
-            self.fs.route(path, self.answer(path))
-
-    # -- serving ------------------------------------------------------------------------------
+            server.route(path, self.answer(path))
+        return server
 
     @property
     def url(self) -> str:
