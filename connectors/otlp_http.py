@@ -24,16 +24,15 @@ from typing import Literal
 
 import h11
 
-from connectors.otlp_http_codec import (
-    MEDIA_TYPES,
+from connectors.otlp_http_body import (
     BadGzip,
+    BodyCollector,
     BodyTooLarge,
     BoundedGunzip,
-    Encoding,
-    request_encoding,
-    status_body,
-    success_body,
+    BudgetExhausted,
+    PendingBudget,
 )
+from connectors.otlp_http_codec import MEDIA_TYPES, Encoding, request_encoding, status_body, success_body
 
 MiB = 1024 * 1024
 TRACES_PATH = b"/v1/traces"
@@ -75,53 +74,8 @@ class _Refusal(Exception):
         self.result = ExportResult(status, message=message, retry_after=retry_after)
 
 
-class _PendingBudget:
-    """Bytes of request bodies held across all connections, against one ceiling."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.used = 0
-
-    def reserve(self, amount: int) -> bool:
-        if self.used + amount > self.limit:
-            return False
-        self.used += amount
-        return True
-
-    def release(self, amount: int) -> None:
-        self.used -= amount
-
-
-class _Body:
-    """Collects one body's (decompressed) bytes, charging the shared budget as it grows."""
-
-    def __init__(self, budget: _PendingBudget, limit: int, declared: int | None) -> None:
-        self._budget, self._limit = budget, limit
-        self.parts: list[bytes] = []
-        self.size = 0
-        self.reserved = 0
-        if declared is not None:
-            self._grow_reservation(declared)
-
-    def _grow_reservation(self, needed: int) -> None:
-        extra = needed - self.reserved
-        if extra > 0:
-            if not self._budget.reserve(extra):
-                raise _Refusal(503, "the receiver is busy: too many bytes pending",
-                               retry_after=_BUSY_RETRY_SECONDS)
-            self.reserved += extra
-
-    def add(self, piece: bytes) -> None:
-        if self.size + len(piece) > self._limit:
-            raise BodyTooLarge
-        self._grow_reservation(self.size + len(piece))
-        self.parts.append(piece)
-        self.size += len(piece)
-
-    def release(self) -> None:
-        self.parts.clear()
-        self._budget.release(self.reserved)
-        self.reserved = 0
+def _busy() -> _Refusal:
+    return _Refusal(503, "the receiver is busy: too many bytes pending", retry_after=_BUSY_RETRY_SECONDS)
 
 
 class OtlpHttpServer:
@@ -138,7 +92,7 @@ class OtlpHttpServer:
         self.handler = handler
         self._host, self._port = host, port
         self.max_body_bytes = max_body_bytes
-        self.budget = _PendingBudget(max(max_pending_bytes, max_body_bytes))  # room for one largest body
+        self.budget = PendingBudget(max(max_pending_bytes, max_body_bytes))  # room for one largest body
         self._max_connections = max_connections
         self._token = token.encode() if token is not None else None
         self.read_timeout, self.idle_timeout, self._close_grace = read_timeout, idle_timeout, close_grace
@@ -302,10 +256,13 @@ class _Connection:
             return
         assert encoding is not None
         try:
-            body = _Body(self._server.budget, self._server.max_body_bytes, declared)
+            try:
+                body = BodyCollector(self._server.budget, self._server.max_body_bytes, declared)
+            except BudgetExhausted:
+                raise _busy() from None
             try:
                 await self._read_body(body, gzip)
-                result = await self._call_handler(b"".join(body.parts) if body.parts else b"", encoding)
+                result = await self._call_handler(body.joined(), encoding)
             finally:
                 body.release()
         except _Refusal as refusal:
@@ -342,7 +299,7 @@ class _Connection:
             while not isinstance(await self._next_event(), (h11.EndOfMessage, h11.ConnectionClosed)):
                 pass
 
-    async def _read_body(self, body: _Body, gzip: bool) -> None:
+    async def _read_body(self, body: BodyCollector, gzip: bool) -> None:
         """Read the body into `body` (gunzipped, bounded); a _Refusal on a limit, timeout or bad gzip."""
         if self._h11.they_are_waiting_for_100_continue:
             self._writer.write(self._h11.send(h11.InformationalResponse(status_code=100, headers=[])) or b"")
@@ -368,6 +325,8 @@ class _Connection:
                 gunzip.finish()
         except BodyTooLarge:
             raise too_large from None
+        except BudgetExhausted:
+            raise _busy() from None
         except BadGzip as exc:
             raise _Refusal(400, str(exc)) from None
         except TimeoutError:

@@ -1,4 +1,4 @@
-"""OTLP/HTTP framing that needs no socket: media types, bounded gunzip, and the response bodies.
+"""OTLP/HTTP framing that needs no socket: the request's media type and the response bodies.
 
 Responses are hand-encoded (two small messages) so the receiver's framing loads no protobuf runtime:
 `ExportTraceServiceResponse{partial_success{rejected_spans, error_message}}` for a 200 and
@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import zlib
-from collections.abc import Callable
 from typing import Literal
 
 Encoding = Literal["protobuf", "json"]
@@ -24,14 +22,6 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
 _RPC_CODES = {400: 3, 401: 16, 403: 7, 404: 5, 405: 12, 408: 4, 413: 8, 415: 3, 429: 8, 500: 13,
               501: 12, 503: 14, 504: 4}
 _RPC_UNKNOWN = 2
-
-
-class BodyTooLarge(Exception):
-    """The decompressed body passed the size limit."""
-
-
-class BadGzip(Exception):
-    """The body is not a well-formed gzip stream."""
 
 
 def request_encoding(content_type: str | None) -> Encoding | None:
@@ -88,42 +78,3 @@ def status_body(encoding: Encoding, http_status: int, message: str) -> bytes:
     if encoding == "json":
         return json.dumps({"code": code, "message": text}).encode()
     return _field_varint(1, code) + _field_bytes(2, text.encode())
-
-
-class BoundedGunzip:
-    """Streams a gzip body (one or more members) out in pieces, raising BodyTooLarge past `limit` bytes.
-
-    `zlib`'s `max_length` keeps each step's output bounded, so a bomb costs at most the limit.
-    """
-
-    def __init__(self, limit: int, on_output: Callable[[bytes], None]) -> None:
-        self._limit = limit
-        self._on_output = on_output
-        self._produced = 0
-        self._member = zlib.decompressobj(wbits=zlib.MAX_WBITS | 16)
-        self._seen_input = False
-
-    def feed(self, data: bytes) -> None:
-        """Decompress `data`, passing each output piece to `on_output`."""
-        self._seen_input = self._seen_input or bool(data)
-        pending = data
-        while pending:
-            if self._member.eof:  # a concatenated member follows the previous one
-                self._member = zlib.decompressobj(wbits=zlib.MAX_WBITS | 16)
-            try:
-                piece = self._member.decompress(pending, self._limit - self._produced + 1)
-            except zlib.error as exc:
-                raise BadGzip("the body is not valid gzip") from exc
-            self._produced += len(piece)
-            if self._produced > self._limit:
-                raise BodyTooLarge
-            if piece:
-                self._on_output(piece)
-            # Output stops short of max_length only once the input is used up, so a leftover tail
-            # here means the limit was passed above; after a member's end, the rest is the next member.
-            pending = self._member.unused_data if self._member.eof else b""
-
-    def finish(self) -> None:
-        """Check the stream ended cleanly (a truncated gzip body is a bad body, not an empty one)."""
-        if not self._seen_input or not self._member.eof:
-            raise BadGzip("the gzip body ends before its end marker")

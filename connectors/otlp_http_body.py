@@ -1,0 +1,117 @@
+"""A request body's bytes, bounded: a size limit, a byte budget shared across requests, and gunzip.
+
+`BodyCollector` gathers one body (decompressed) and charges every byte it holds to a `PendingBudget`
+before holding it; `BoundedGunzip` streams gzip out under `zlib`'s `max_length`, so a gzip bomb costs at
+most the limit. Both raise instead of growing: `BodyTooLarge`, `BudgetExhausted`, `BadGzip`.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable
+
+
+class BodyTooLarge(Exception):
+    """The decompressed body passed the size limit."""
+
+
+class BadGzip(Exception):
+    """The body is not a well-formed gzip stream."""
+
+
+class BudgetExhausted(Exception):
+    """Holding more bytes would pass the budget shared by all requests."""
+
+
+class PendingBudget:
+    """Bytes of request bodies held across all connections, against one ceiling."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+    def reserve(self, amount: int) -> bool:
+        """Take `amount` bytes from the budget; False (and nothing taken) if it would pass the limit."""
+        if self.used + amount > self.limit:
+            return False
+        self.used += amount
+        return True
+
+    def release(self, amount: int) -> None:
+        self.used -= amount
+
+
+class BodyCollector:
+    """Collects one body's (decompressed) bytes, charging the shared budget as it grows."""
+
+    def __init__(self, budget: PendingBudget, limit: int, declared: int | None) -> None:
+        self._budget, self._limit = budget, limit
+        self.parts: list[bytes] = []
+        self.size = 0
+        self.reserved = 0
+        if declared is not None:
+            self._grow_reservation(declared)
+
+    def _grow_reservation(self, needed: int) -> None:
+        extra = needed - self.reserved
+        if extra > 0:
+            if not self._budget.reserve(extra):
+                raise BudgetExhausted
+            self.reserved += extra
+
+    def add(self, piece: bytes) -> None:
+        """Hold `piece`, reserving budget for it first."""
+        if self.size + len(piece) > self._limit:
+            raise BodyTooLarge
+        self._grow_reservation(self.size + len(piece))
+        self.parts.append(piece)
+        self.size += len(piece)
+
+    def joined(self) -> bytes:
+        """The body as one bytes object (one part is returned as is; more are copied once)."""
+        return b"".join(self.parts)
+
+    def release(self) -> None:
+        """Drop the parts and give their budget back."""
+        self.parts.clear()
+        self._budget.release(self.reserved)
+        self.reserved = 0
+
+
+class BoundedGunzip:
+    """Streams a gzip body (one or more members) out in pieces, raising BodyTooLarge past `limit` bytes.
+
+    `zlib`'s `max_length` keeps each step's output bounded, so a bomb costs at most the limit.
+    """
+
+    def __init__(self, limit: int, on_output: Callable[[bytes], None]) -> None:
+        self._limit = limit
+        self._on_output = on_output
+        self._produced = 0
+        self._member = zlib.decompressobj(wbits=zlib.MAX_WBITS | 16)
+        self._seen_input = False
+
+    def feed(self, data: bytes) -> None:
+        """Decompress `data`, passing each output piece to `on_output`."""
+        self._seen_input = self._seen_input or bool(data)
+        pending = data
+        while pending:
+            if self._member.eof:  # a concatenated member follows the previous one
+                self._member = zlib.decompressobj(wbits=zlib.MAX_WBITS | 16)
+            try:
+                piece = self._member.decompress(pending, self._limit - self._produced + 1)
+            except zlib.error as exc:
+                raise BadGzip("the body is not valid gzip") from exc
+            self._produced += len(piece)
+            if self._produced > self._limit:
+                raise BodyTooLarge
+            if piece:
+                self._on_output(piece)
+            # Output stops short of max_length only once the input is used up, so a leftover tail
+            # here means the limit was passed above; after a member's end, the rest is the next member.
+            pending = self._member.unused_data if self._member.eof else b""
+
+    def finish(self) -> None:
+        """Check the stream ended cleanly (a truncated gzip body is a bad body, not an empty one)."""
+        if not self._seen_input or not self._member.eof:
+            raise BadGzip("the gzip body ends before its end marker")
