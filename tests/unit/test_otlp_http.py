@@ -23,6 +23,7 @@ from google.rpc import status_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from connectors.otlp_http import ExportRequest, ExportResult, OtlpHttpServer, _peer_name
+from connectors.otlp_http_body import BodyTooLarge, BoundedGunzip
 
 MiB = 1024 * 1024
 PROTOBUF = {"Content-Type": "application/x-protobuf"}
@@ -593,6 +594,15 @@ async def test_endless_empty_gzip_members_stop_at_the_limit_on_the_wire(
     await asyncio.gather(sender, return_exceptions=True)
     assert response.status_code == 413
     assert recorder.requests == []
+
+
+@pytest.mark.parametrize("limit", [1, 1000, 65536])
+def test_bounded_gunzip_never_hands_out_more_than_the_limit(limit: int) -> None:
+    pieces: list[bytes] = []
+    gunzip = BoundedGunzip(limit, pieces.append)
+    with pytest.raises(BodyTooLarge):
+        gunzip.feed(gzip.compress(bytes(10 * MiB)))
+    assert sum(map(len, pieces)) <= limit
 
 
 async def test_gzip_body_just_under_the_limit_is_accepted(serve: ServerFactory, recorder: Recorder) -> None:
