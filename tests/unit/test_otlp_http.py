@@ -14,6 +14,7 @@ import tracemalloc
 import zlib
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import h11
 import httpx
@@ -53,6 +54,12 @@ class Recorder:
         return self.result
 
 
+class ServerFactory(Protocol):
+    """The `serve` fixture: starts a server on a free loopback port with the test's recorder."""
+
+    async def __call__(self, **options: object) -> OtlpHttpServer: ...
+
+
 @pytest.fixture
 def recorder() -> Recorder:
     return Recorder()
@@ -71,10 +78,6 @@ async def serve(recorder: Recorder) -> AsyncIterator[ServerFactory]:
     yield start
     for server in servers:
         await server.close()
-
-
-class ServerFactory:  # the type of the `serve` fixture, for annotations only
-    async def __call__(self, **options: object) -> OtlpHttpServer: ...
 
 
 def url(server: OtlpHttpServer, path: str = "/v1/traces") -> str:
