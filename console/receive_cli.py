@@ -13,7 +13,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import ipaddress
+import os
 import signal
+from collections.abc import Callable
 from typing import TYPE_CHECKING, TextIO
 
 from console.cache_cli import open_for_cli
@@ -26,8 +28,6 @@ if TYPE_CHECKING:
     from console.receiver import Receiver, ReceiverStats
 
 DEFAULT_LISTEN = "127.0.0.1:4318"
-WATCH_SECONDS = 1.0
-"""How often the state of the receiver is looked at (a line on stderr when it changes)."""
 
 
 def is_loopback(host: str) -> bool:
@@ -60,7 +60,8 @@ def main_receive(config: Config, args: argparse.Namespace, out: TextIO, err: Tex
             return EXIT_CACHE
         from console.receiver import Receiver
 
-        receiver = Receiver(cache, config, queue_spans=config.receiver.queue_spans)
+        receiver = Receiver(cache, config, queue_spans=config.receiver.queue_spans,
+                            on_fault=_on_fault(err))
         receiver.start()
         code = EXIT_PROBLEM
         try:
@@ -110,8 +111,8 @@ async def _serve(receiver: Receiver, config: Config, host: str, port: int, token
     try:
         await server.start()
     except OSError as exc:
-        say(err, f"llmdeck: receive: cannot listen on {cell(host, 200)}:{port}:"
-                 f" {cell(exc.strerror or exc, 300)}")
+        reason = os.strerror(exc.errno) if exc.errno else (exc.strerror or str(exc))
+        say(err, f"llmdeck: receive: cannot listen on {cell(host, 200)}:{port}: {cell(reason, 300)}")
         return EXIT_PROBLEM
 
     def on_signal(signum: int) -> None:  # in a signal handler: hand it to the loop
@@ -124,28 +125,24 @@ async def _serve(receiver: Receiver, config: Config, host: str, port: int, token
     auth = " (bearer token required)" if token is not None else ""
     say(out, f"llmdeck: receiving OTLP/HTTP traces on {url}/v1/traces{auth};"
              f" OTEL_EXPORTER_OTLP_ENDPOINT={url}")
-    watcher = asyncio.create_task(_watch(receiver, stop, err))
     try:
         await server.serve_until(stop)
     finally:
         signals.listen(None)
-        watcher.cancel()
-        await asyncio.gather(watcher, return_exceptions=True)
     return exit_code(signals.received if signals.received is not None else signal.SIGTERM)
 
 
-async def _watch(receiver: Receiver, stop: asyncio.Event, err: TextIO) -> None:
+def _on_fault(err: TextIO) -> Callable[[str | None], None]:
     """One line on stderr when the receiver starts or stops being able to write."""
-    was = "ok"
-    while not stop.is_set():
-        await asyncio.sleep(WATCH_SECONDS)
-        stats = receiver.stats()
-        if stats.state == "cannot_write" and was != "cannot_write":
-            say(err, f"llmdeck: receive: cannot write the cache: {cell(stats.reason, 1000)};"
+
+    def said(reason: str | None) -> None:
+        if reason is not None:
+            say(err, f"llmdeck: receive: cannot write the cache: {cell(reason, 1000)};"
                      " answering 503 until it can (retrying by itself)")
-        elif stats.state != "cannot_write" and was == "cannot_write":
+        else:
             say(err, "llmdeck: receive: the cache can be written again; receiving")
-        was = stats.state
+
+    return said
 
 
 def _summary(stats: ReceiverStats) -> str:

@@ -104,11 +104,14 @@ class Receiver:
         write_lock: Callable[[], AbstractContextManager[object]] | None = None,
         queue_spans: int = 100_000,
         on_reopen: Callable[[Cache], None] | None = None,
+        on_fault: Callable[[str | None], None] | None = None,
         queue_bytes: int = QUEUE_BYTES,
     ) -> None:
         """`write_lock`: held around every transaction (the demo's `Simulator.exclusive`).
         `on_reopen`: told the new `Cache` after the writer reopened the file following a
-        fault (the old one is abandoned); `cache` is always the current one."""
+        fault (the old one is abandoned); `cache` is always the current one. `on_fault`:
+        told, from the writer thread, the reason when writing fails and None once it can
+        write again."""
         self.cache = cache
         self.path = cache.path
         self.config = config
@@ -116,6 +119,7 @@ class Receiver:
         self.queue_bytes = queue_bytes
         self._write_lock = write_lock or nullcontext
         self._on_reopen = on_reopen
+        self._on_fault = on_fault
         self._builder = BatchBuilder(config)  # the mapping thread's only
         self._store = BatchStore()
         self._cond = threading.Condition()
@@ -332,6 +336,8 @@ class Receiver:
         for job in jobs + left:
             _answer(job, _unavailable(public, RETRY_CANNOT_WRITE))
         self._abandon()
+        if self._on_fault is not None:
+            self._on_fault(self._reason)
 
     def _abandon(self) -> None:
         """Close the connection after a fault without a checkpoint (the WAL stays as it is)."""
@@ -366,6 +372,8 @@ class Receiver:
                 self._on_reopen(cache)
             with self._cond:
                 self._state, self._reason = "ok", ""
+            if self._on_fault is not None:
+                self._on_fault(None)
             return True
 
 
