@@ -11,7 +11,8 @@ table, the rollups' `cost_usd`), so a budget's spend is one combined series.
 
 Providers and models are matched after `pricing.normalise_provider` / `normalise_model`
 on both sides, as reconciliation does (a model budget for `gpt-4o-mini` counts the bills
-of `gpt-4o-mini-2024-07-18`). Bills carry no tenant: config validation refuses a billed
+of `gpt-4o-mini-2024-07-18`); bill lines with no model count for global and provider budgets
+only (a model budget cannot know its share of them). Bills carry no tenant: config validation refuses a billed
 budget scoped by tenant (`console.config.BudgetSpec`).
 
 The burn rates the forecast and the time to exhaustion use are read from the same
@@ -48,6 +49,8 @@ BURN_WINDOWS: tuple[tuple[str, timedelta], ...] = (
 )
 """The same windows as `console.cache.cost_queries.BURN_WINDOWS`."""
 NO_MODEL = "(no model)"
+NO_PROVIDER = "(no provider)"
+"""How spans with no provider are named among the estimated-only providers."""
 _DAY = timedelta(days=1)
 _ZERO = Decimal(0)
 
@@ -218,7 +221,7 @@ def _status(spec: BudgetSpec, at: datetime, data: _Read) -> BudgetStatus:
         span = data.covered.get(p)
         if span is not None and span[1] > start.date():
             days[p] = (max(span[0], start.date()), span[1] - _DAY)
-    rest = tuple(p for p in sorted(involved) if p not in days)
+    rest = tuple(p or NO_PROVIDER for p in sorted(involved) if p not in days)
     basis = BilledBasis(billed, estimated, tuple((p, a, b) for p, (a, b) in days.items()), rest,
                         basis_note(start.date(), days, rest), basis_label(start.date(), days, rest))
     return budget_status(spec, at, float(billed) + estimated, rates, unpriced, billed=basis)

@@ -311,3 +311,13 @@ def test_the_seam_moves_when_a_later_sync_brings_the_finished_day(writable):
     assert after.billed.note == "billed to 12-04, estimated after"
     assert after.billed.billed_usd == Decimal("6.6666666673") + Decimal("0.5555555555")
     assert after.billed.estimated_usd == pytest.approx(tail, rel=1e-12)
+
+
+def test_spans_with_no_provider_are_named_among_the_estimated_only(writable):
+    extra = write_spans(writable.parent / "anon.jsonl", [
+        Span(datetime(2026, 12, 2, 5, 10), provider=None, model="gpt-4o-mini", tin=100_000, tout=10_000)])
+    with Cache.open(writable) as cache:
+        Ingestor(cache, config()).run([extra])
+        b = status_of(cache.cursor(), budget())
+    assert b.billed is not None and b.billed.estimated_only == ("(no provider)", "google")
+    assert b.billed.note.endswith("; (no provider), google estimated (no bills)")
