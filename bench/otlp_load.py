@@ -585,7 +585,10 @@ def sdk_main(url: str, seconds: float, index: int, rate: float, ids_path: str | 
         span.end(end_time=start + duration)
         created += 1
     made = time.monotonic() - began
-    provider.shutdown()  # flushes what is queued (each export retrying within `timeout`)
+    # export everything still queued (each export retrying within `timeout`): shutdown() alone
+    # gives up after 30 s and drops the rest, which would be neither acknowledged nor failed
+    provider.force_flush(timeout_millis=3_600_000)
+    provider.shutdown()
     if ids is not None:
         ids.close()
     print(json.dumps({"created": created, "acked": exporter.acked, "failed": exporter.failed,

@@ -140,7 +140,8 @@ def main() -> int:
           f" restart to listening: median {sorted(ready)[len(ready) // 2]:.2f} s, worst {max(ready):.2f} s;"
           f" last receiver's exit code {last_code}")
     print(f"  SDK: {run.created:,} spans made, export() SUCCESS for {acked_n:,} ({len(acked):,} distinct),"
-          f" FAILURE for {run.failed:,}; {retries} exporter retries logged;"
+          f" FAILURE for {run.failed:,}, never exported {run.created - acked_n - run.failed:,};"
+          f" {retries} exporter retries logged;"
           f" all flushed after {run.seconds:.0f} s")
     print(f"  cache: {rows:,} rows, {len(stored):,} distinct (trace_id, span_id);"
           f" stored but never acknowledged: {unacked_stored:,}")
