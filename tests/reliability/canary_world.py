@@ -52,6 +52,8 @@ SILENCE_ID = "5b6e5d56-e3a4-4de4-a0df-211b891fd351"
 KEYRING_REF = "keyring:llmdeck-test/am-token"
 KEYRING_SOURCE = "am-keyring"
 PROVIDERS = ("openai", "anthropic", "openrouter")
+RECEIVER_TOKEN_ENV = "LLMDECK_T_RECEIVER_TOKEN"
+RECEIVER_TOKEN_REF = f"env:{RECEIVER_TOKEN_ENV}"
 BILLING_PATHS = frozenset(p.lstrip("/") for p in BILLING_API_PATHS)
 
 
@@ -80,6 +82,8 @@ class Canaries:
         env["LLMDECK_T_OPENAI_ADMIN"] = f"sk-admin-{MARKER}-openai-{_tail()}"
         env["LLMDECK_T_ANTHROPIC_ADMIN"] = f"sk-ant-admin01-{MARKER}-{_tail()}"
         env["LLMDECK_T_OPENROUTER_ADMIN"] = f"sk-or-v1-{MARKER}-{_tail()}"
+        # the receiver's bearer token: no key prefix, so only its known value can mask it
+        env[RECEIVER_TOKEN_ENV] = f"rcv-{MARKER}-{_tail()}"
         env["LLMDECK_T_LITELLM_MASTER"] = f"sk-{MARKER}-litellm-master-{_tail()}"
         return cls(env, f"sk-{MARKER}-keyring-am-{_tail()}", {k: f"{k}-user" for k in KINDS})
 
@@ -505,5 +509,117 @@ def toml_text(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["FAULTS", "READ_FAULTS", "BillingSpec", "Canaries", "CanaryServer", "LeakFinder", "SourceSpec",
-           "billing_specs", "build_config", "config_dict", "specs", "toml_text"]
+# ---------------------------------------------------------------------------
+# The receiver: exporters sending its token right, wrong, and where it does not belong
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One request to a receiver: what it tries, and the status it must get."""
+
+    what: str
+    headers: dict[str, str]
+    body: bytes
+    expect: int
+    path: str = "/v1/traces"
+    method: str = "POST"
+    params: dict[str, str] = field(default_factory=dict)
+
+
+def planted_body(token: str, first_span: int, *, planted: bool = True) -> bytes:
+    """An OTLP/JSON export of two GenAI spans; `planted`: the token is in attributes (as an app
+    logging its exporter's headers would put it), the span name and the resource."""
+    import time
+
+    start = time.time_ns() - 60 * 10**9
+
+    def attr(key: str, value: str) -> dict[str, Any]:
+        return {"key": key, "value": {"stringValue": value}}
+
+    spans = []
+    for i in range(first_span, first_span + 2):
+        attrs = [attr("gen_ai.provider.name", "openai"), attr("gen_ai.operation.name", "chat"),
+                 attr("gen_ai.request.model", "gpt-4o-mini"),
+                 {"key": "gen_ai.usage.input_tokens", "value": {"intValue": "1000"}},
+                 {"key": "gen_ai.usage.output_tokens", "value": {"intValue": "100"}}]
+        if planted:
+            attrs += [attr("http.request.header.authorization", f"Bearer {token}"),
+                      attr("otel.exporter.otlp.headers", f"Authorization=Bearer {token}"),
+                      attr("llmdeck.tenant", f"tenant {token}"), attr("note", token)]
+        spans.append({"traceId": f"{first_span:032x}", "spanId": f"{i:016x}",
+                      "name": f"chat {token}" if planted else "chat", "kind": 3,
+                      "startTimeUnixNano": str(start + i * 10**6),
+                      "endTimeUnixNano": str(start + i * 10**6 + 10**8), "attributes": attrs})
+    service = f"svc {token}" if planted else "svc"
+    return json.dumps({"resourceSpans": [{
+        "resource": {"attributes": [attr("service.name", service)]},
+        "scopeSpans": [{"scope": {"name": "canary"}, "spans": spans}]}]}).encode()
+
+
+def receiver_attempts(token: str, *, planted: bool = False) -> list[Attempt]:
+    """Requests a receiver requiring `token` meets: missing, wrong and misplaced tokens (401), the
+    token in bodies, headers, paths, content types and query strings of requests it answers;
+    `planted`: the spans it accepts carry the token too (else only those it refuses do)."""
+    import gzip
+
+    right = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    plain = {"Content-Type": "application/json"}
+    body = planted_body(token, 1)
+    basic = base64.b64encode(f"otel:{token}".encode()).decode()
+    return [
+        Attempt("no token", plain, body, 401),
+        Attempt("token with a character more", {**plain, "Authorization": f"Bearer {token}x"}, body, 401),
+        Attempt("token cut short", {**plain, "Authorization": f"Bearer {token[:-1]}"}, body, 401),
+        Attempt("token without a scheme", {**plain, "Authorization": token}, body, 401),
+        Attempt("token as basic auth", {**plain, "Authorization": f"Basic {basic}"}, body, 401),
+        Attempt("token in other headers", {**plain, "X-Api-Key": token, "X-Token": f"Bearer {token}"},
+                body, 401),
+        Attempt("token in the query", plain, body, 401, params={"token": token, "access_token": token}),
+        Attempt("wrong path naming the token", right, body, 404, path=f"/v1/{token}"),
+        Attempt("GET with the token", right, b"", 405, method="GET"),
+        Attempt("content type naming the token", {**right, "Content-Type": f"application/x-{token}"},
+                body, 415),
+        Attempt("encoding naming the token", {**right, "Content-Encoding": token}, body, 415),
+        Attempt("malformed JSON quoting the token", right, b'{"resourceSpans": [' + token.encode(), 400),
+        Attempt("protobuf that is the token", {**right, "Content-Type": "application/x-protobuf"},
+                b"\x0a\xff\x01" + token.encode(), 400),
+        Attempt("spans", right, planted_body(token, 1, planted=planted), 200),
+        Attempt("spans, gzip", {**right, "Content-Encoding": "gzip"},
+                gzip.compress(planted_body(token, 11, planted=planted)), 200),
+        Attempt("token echoed in other headers", {**right, "X-Echo": token, "Cookie": f"t={token}"},
+                planted_body(token, 21, planted=planted), 200),
+        Attempt("clean spans", right, planted_body(token, 31, planted=False), 200),
+    ]
+
+
+async def send_attempts(url: str, attempts: list[Attempt]) -> list[tuple[Attempt, Any]]:
+    """Each attempt against the receiver at `url` (http://host:port), in order: (attempt, response).
+
+    The exporter's own httpx/httpcore records (its request lines name the token it sends in a
+    path or query) are silenced meanwhile: they are the exporter's, not llmdeck's (the receiver
+    serves with h11, and nothing else of llmdeck's runs an HTTP client while these are sent)."""
+    import logging
+
+    import httpx
+
+    loggers = [logging.getLogger(name) for name in ("httpx", "httpcore")]
+    saved = [log.disabled for log in loggers]
+    out = []
+    try:
+        for log in loggers:
+            log.disabled = True
+        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+            for a in attempts:
+                response = await client.request(a.method, a.path, headers=a.headers,
+                                                content=a.body or None, params=a.params or None)
+                out.append((a, response))
+    finally:
+        for log, was in zip(loggers, saved, strict=True):
+            log.disabled = was
+    return out
+
+
+__all__ = ["FAULTS", "READ_FAULTS", "RECEIVER_TOKEN_REF", "Attempt", "BillingSpec", "Canaries",
+           "CanaryServer", "LeakFinder", "SourceSpec", "billing_specs", "build_config", "config_dict",
+           "planted_body", "receiver_attempts", "send_attempts", "specs", "toml_text"]

@@ -17,6 +17,12 @@ OpenRouter's management key) meet the same faults through `llmdeck billing sync`
 connectors called directly, `cost reconcile`, `status` and the console's cost screen:
 the keys must appear in none of stdout/stderr, logs, the cache file, the rendered
 screen, exception text or the sync results, while the sources that answer still store.
+
+The receiver's bearer token (`[receiver] token`) meets exporters sending it wrong, not at
+all, in other headers, the query, the path, the content type, and planted in the spans
+they export: through `llmdeck receive` and the console's own receiver (next to its billing
+poller), it must appear in none of the responses (status line, headers, body), stdout/
+stderr, logs, the cache file, the source lines or the rendered screens.
 """
 
 from __future__ import annotations
@@ -45,7 +51,10 @@ from tests.reliability.canary_world import (
     KEYRING_SOURCE,
     MARKER,
     READ_FAULTS,
+    RECEIVER_TOKEN_ENV,
+    RECEIVER_TOKEN_REF,
     SILENCE_ID,
+    Attempt,
     Canaries,
     CanaryServer,
     LeakFinder,
@@ -53,6 +62,8 @@ from tests.reliability.canary_world import (
     billing_specs,
     build_config,
     config_dict,
+    receiver_attempts,
+    send_attempts,
     specs,
     toml_text,
 )
@@ -700,6 +711,205 @@ async def test_billing_sync_connectors_and_cost_screen_leak_no_admin_key(
     for number, line in enumerate(debug_logs.lines):
         finder.scan(f"billing log record {number}", line)
     assert any("httpcore" in line for line in debug_logs.lines), "httpcore DEBUG records were not captured"
+    _scan_cache(finder, cache_path)
+    finder.scan_tree(tmp_path)
+    finder.scan_tree(xdg_base())
+    finder.assert_clean()
+
+
+# ---------------------------------------------------------------------------
+# The receiver's bearer token: `llmdeck receive`, and the console's own receiver
+# ---------------------------------------------------------------------------
+
+
+def _scan_answers(finder: LeakFinder, answers: list[tuple[Attempt, Any]], where: str) -> None:
+    """Every answer's status line, headers and body; each attempt got the status it must."""
+    got = [(a.what, r.status_code) for a, r in answers]
+    assert got == [(a.what, a.expect) for a, _ in answers], got
+    for a, r in answers:
+        finder.scan(f"{where} answer to {a.what!r}: status line and headers",
+                    f"{r.http_version} {r.status_code} {r.reason_phrase}\n"
+                    + "\n".join(f"{k}: {v}" for k, v in r.headers.multi_items()))
+        finder.scan(f"{where} answer to {a.what!r}: body", r.content)
+        if a.expect == 401:
+            assert "www-authenticate" in r.headers or r.content, f"401 to {a.what!r} says nothing"
+
+
+def _stored_spans(cache_path: Path) -> int:
+    import duckdb
+
+    with duckdb.connect(str(cache_path), read_only=True) as con:
+        found = con.execute("SELECT count(*) FROM spans").fetchone()
+    return int(found[0]) if found else 0
+
+
+ACCEPTED_SPANS = 2 * sum(1 for a in receiver_attempts("t") if a.expect == 200)
+
+
+@dataclass
+class Received:
+    """One run of `llmdeck receive` (debug logging to a file) that was sent `attempts`, then SIGTERM."""
+
+    answers: list[tuple[Attempt, Any]]
+    out: str
+    err: str
+    code: int
+    cache_path: Path
+    log: Path
+
+
+def _receive(tmp_path: Path, token: str, attempts: list[Attempt]) -> Received:
+    import re
+    import signal
+    import threading
+
+    cache_path = tmp_path / "receive.duckdb"
+    config_file = tmp_path / "config.toml"
+    config_file.write_text(f'[cache]\npath = "{cache_path}"\n[receiver]\ntoken = "{RECEIVER_TOKEN_REF}"\n')
+    log = xdg_base() / "logs" / "llmdeck-receive.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", DEBUG_MAIN, str(log), "--config", str(config_file), "receive",
+         "--listen", "127.0.0.1:0"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+    watchdog = threading.Timer(120, proc.kill)  # a receiver that never says it listens fails, not hangs
+    watchdog.start()
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        found = re.search(r"on (http://127\.0\.0\.1:\d+)/v1/traces \(bearer token required\)", first)
+        assert found, first
+        answers = asyncio.run(send_attempts(found[1], attempts))
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        watchdog.cancel()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "Traceback" not in err, err
+    return Received(answers, first + out, err, proc.returncode, cache_path, log)
+
+
+def test_receive_leaks_no_token(canaries: Canaries, tmp_path: Path) -> None:
+    finder = LeakFinder(canaries)
+    got = _receive(tmp_path, canaries.env[RECEIVER_TOKEN_ENV],
+                   receiver_attempts(canaries.env[RECEIVER_TOKEN_ENV]))
+    assert f"{ACCEPTED_SPANS} spans stored" in got.err, got.err
+    assert _stored_spans(got.cache_path) == ACCEPTED_SPANS
+
+    _scan_answers(finder, got.answers, "llmdeck receive")
+    finder.scan("llmdeck receive stdout", got.out)
+    finder.scan("llmdeck receive stderr", got.err)
+    assert got.log.stat().st_size > 0, "no debug log written"
+    _scan_cache(finder, got.cache_path)
+    finder.scan_tree(xdg_base())
+    finder.scan_tree(tmp_path)
+    finder.assert_clean()
+
+
+async def _console_receiver(tmp_path: Path,
+                            attempts: list[Attempt]) -> tuple[list[tuple[Attempt, Any]], Path]:
+    """The console's own receiver ([receiver] listen + token, ConsoleWriters) sent `attempts`."""
+    from console.cache.store import Cache
+    from console.config import Config
+    from console.launch import ConsoleWriters
+
+    cache_path = tmp_path / "console-receiver.duckdb"
+    config = Config.model_validate({"cache": {"path": str(cache_path)},
+                                    "receiver": {"listen": "127.0.0.1:0", "token": RECEIVER_TOKEN_REF}})
+    cache = Cache.open(cache_path)
+    writers = ConsoleWriters.build(cache, config, None)
+    try:
+        writers.start()
+        assert writers.receiver is not None
+        answers = await send_attempts(writers.receiver.url.removesuffix("/v1/traces"), attempts)
+    finally:
+        writers.close()
+        cache.close()
+    return answers, cache_path
+
+
+@pytest.mark.parametrize("where", ["llmdeck receive", "console"])
+async def test_a_token_sent_inside_the_spans_is_not_stored(
+        canaries: Canaries, debug_logs: _Records, tmp_path: Path, where: str) -> None:
+    """An exporter whose spans carry the receiver's token (an app recording its exporter's headers,
+    or the token in a service or span name): the receiver knows the value; it must not store it."""
+    finder = LeakFinder(canaries)
+    token = canaries.env[RECEIVER_TOKEN_ENV]
+    attempts = [a for a in receiver_attempts(token, planted=True) if a.expect == 200]
+    if where == "console":
+        answers, cache_path = await _console_receiver(tmp_path, attempts)
+    else:
+        got = await asyncio.to_thread(_receive, tmp_path, token, attempts)
+        answers, cache_path = got.answers, got.cache_path
+        finder.scan("llmdeck receive stderr", got.err)
+    _scan_answers(finder, answers, where)
+    assert _stored_spans(cache_path) == ACCEPTED_SPANS
+    for number, line in enumerate(debug_logs.lines):
+        finder.scan(f"log record {number}", line)
+    _scan_cache(finder, cache_path)
+    finder.assert_clean()
+
+
+CONSOLE_BILLING_FAULTS = ("ok", "401", "echo-401", "echo-403", "echo-html", "echo-header", "echo-raw-reason",
+                          "echo-redirect", "echo-data", "reset")
+
+
+async def test_console_receiver_and_billing_lines_leak_no_secret(
+        canaries: Canaries, debug_logs: _Records, server: CanaryServer, tmp_path: Path) -> None:
+    """The console as writer: its receiver ([receiver] listen + token) and its billing poller
+    (every source's line, a failed fetch's reason) behind one gate, on the sources screen."""
+    from console.app import LlmdeckApp
+    from console.backend import Backend
+    from console.cache.store import Cache
+    from console.config import Config
+    from console.launch import CacheProbe, ConsoleWriters
+    from tests.tui.screen_text import screen_text, terminal_bytes
+
+    finder = LeakFinder(canaries)
+    token = canaries.env[RECEIVER_TOKEN_ENV]
+    cache_path = tmp_path / "console.duckdb"
+    data = config_dict([], server.url, canaries, cache_path, billing_specs(CONSOLE_BILLING_FAULTS))
+    data["receiver"] = {"listen": "127.0.0.1:0", "token": RECEIVER_TOKEN_REF}
+    config = Config.model_validate(data)
+    cache = Cache.open(cache_path)
+    writers = ConsoleWriters.build(cache, config, None, first_delay=3600)  # synced below, not by its timer
+    shots: list[tuple[str, str]] = []
+    statuses: list[Any] = []
+    try:
+        writers.start()
+        assert writers.receiver is not None and writers.billing is not None
+        base = writers.receiver.url.removesuffix("/v1/traces")
+        answers = await send_attempts(base, receiver_attempts(token))
+        results = await asyncio.to_thread(writers.billing.sync_once)
+        assert {r.source for r in results if r.ok} >= {"openai-ok", "anthropic-echo-data"}
+        backend = Backend(cache, config, _now, [CacheProbe(cache), *writers.probes()])
+        app = LlmdeckApp(backend)
+        async with app.run_test(size=(160, 50)) as pilot:
+            for key in (*SCREENS, "3"):
+                await _visit(pilot, key)
+                shots.append((f"screen {key}", app.export_screenshot()))
+                shots.append((f"screen text {key}", screen_text(app)))
+                shots.append((f"terminal bytes {key}", terminal_bytes(app)))
+        statuses = [p.source_status() for p in writers.probes()]
+    finally:
+        writers.close()
+        cache.close()
+    _scan_answers(finder, answers, "console receiver")
+    assert _stored_spans(cache_path) == ACCEPTED_SPANS
+    states = {s.name: s.state for s in statuses}
+    assert states["otlp receiver"] == "live" and states["openai-ok"] == "live", states
+    assert states["anthropic-echo-401"] == "down", states
+    for status in statuses:
+        finder.scan(f"source line {status.name}", f"{status!r} {status.detail} {status.last_error}")
+    sources = "\n".join(s for w, s in shots if w == "screen text :sources")
+    assert "anthropic-echo-401" in sources and "otlp receiver" in sources, sources
+    for where, shot in shots:
+        finder.scan(where, shot)
+    for number, line in enumerate(debug_logs.lines):
+        finder.scan(f"console log record {number}", line)
     _scan_cache(finder, cache_path)
     finder.scan_tree(tmp_path)
     finder.scan_tree(xdg_base())
