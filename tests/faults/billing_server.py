@@ -33,13 +33,14 @@ import base64
 import functools
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from connectors.http import HttpPolicy, SourceClient
+from connectors.http import HttpPolicy, SourceClient, SourceError
+from console.billing import BillingFetch
 from tests.faults.fault_server import Answer, Behaviour, FaultServer, RecordedRequest, Reply
 
 OPENAI_COSTS = "/v1/organization/costs"
@@ -170,6 +171,41 @@ def client_for(
         policy=policy,
         sleep=sleep or Sleeps(),
     )
+
+
+async def fetch_with(
+    server: BillingServer,
+    module: Any,
+    key: str,
+    name: str,
+    start: date,
+    end: date,
+    *,
+    now: datetime,
+    sleep: Sleeps | None = None,
+    policy: HttpPolicy | None = None,
+) -> BillingFetch:
+    """`module.fetch` of the UTC days [start, end) as source `name`, through `client_for`."""
+    policy = policy or TEST_POLICY
+    async with client_for(server, module, key, name=name, sleep=sleep, policy=policy) as client:
+        fetched: BillingFetch = await module.fetch(client, name, start, end, now=now)
+        return fetched
+
+
+async def fetch_error(fetching: Awaitable[object], name: str, key: str) -> SourceError:
+    """The SourceError `fetching` must end with. Its text starts with the source's name and holds
+    neither the key nor any 20 characters of it, nor a query string (`?start_time=...`)."""
+    try:
+        got = await fetching
+    except SourceError as exc:
+        error = exc
+    else:
+        raise AssertionError(f"expected a SourceError, got {got!r}")
+    text = str(error)
+    assert text.startswith(f"{name}: "), text
+    assert not any(key[i : i + 20] in text for i in range(len(key) - 19)), "the key is in the error"
+    assert not re.search(r"[?&][\w\[\]]+=|\b(?:key|_at|_time)=", text), text
+    return error
 
 
 class BillingReplay:

@@ -20,7 +20,7 @@ from connectors.billing_anthropic import COST_PATH, USAGE_PATH, _cost_lines, _us
 from connectors.billing_pages import cents_to_dollars
 from connectors.http import HttpPolicy, SourceError
 from console.billing import BillingFetch
-from tests.faults.billing_server import BillingServer, Sleeps, client_for, json_reply
+from tests.faults.billing_server import BillingServer, Sleeps, fetch_error, fetch_with, json_reply
 from tests.faults.fault_server import Drip, Hang, Reply, Reset, html_page
 
 KEY = "sk-ant-admin01-Vb7Nq2Lx8Zr4Tk9Wm3Hc6Jp1Sd5Fg0Ya"
@@ -51,19 +51,12 @@ async def _fetch(
     start: date = START,
     end: date = END,
 ) -> BillingFetch:
-    kw = {"policy": policy} if policy else {}
-    async with client_for(server, billing_anthropic, KEY, name="claude-org", sleep=sleep, **kw) as client:
-        return await billing_anthropic.fetch(client, "claude-org", start, end, now=NOW)
+    return await fetch_with(server, billing_anthropic, KEY, "claude-org", start, end, now=NOW, sleep=sleep,
+                            policy=policy)
 
 
 async def _error(server: BillingServer, policy: HttpPolicy | None = None) -> SourceError:
-    with pytest.raises(SourceError) as info:
-        await _fetch(server, policy=policy)
-    error = info.value
-    text = str(error)
-    assert text.startswith("claude-org: ")
-    assert KEY not in text and KEY[15:35] not in text and "starting_at=" not in text and "key=" not in text
-    return error
+    return await fetch_error(_fetch(server, policy=policy), "claude-org", KEY)
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,7 @@ from connectors import billing_openai, billing_pages
 from connectors.billing_openai import COSTS_PATH, USAGE_PATH, _cost_lines, model_of
 from connectors.http import HttpPolicy, SourceClient, SourceError
 from console.billing import BillingFetch
-from tests.faults.billing_server import BillingServer, Sleeps, client_for, json_reply
+from tests.faults.billing_server import BillingServer, Sleeps, fetch_error, fetch_with, json_reply
 from tests.faults.fault_server import Answer, Drip, Hang, RecordedRequest, Reply, Reset, html_page
 
 KEY = "sk-admin-Zq8vT2xL9mN4pR7sK1wY6bH3cD5fG0jA"
@@ -44,19 +44,18 @@ async def _fetch(
     start: date = START,
     end: date = END,
 ) -> BillingFetch:
-    kw = {"policy": policy} if policy else {}
-    async with client_for(server, billing_openai, KEY, name="openai-main", sleep=sleep, **kw) as client:
-        return await billing_openai.fetch(client, "openai-main", start, end, now=NOW)
+    return await fetch_with(server, billing_openai, KEY, "openai-main", start, end, now=NOW, sleep=sleep,
+                            policy=policy)
 
 
 async def _error(server: BillingServer, policy: HttpPolicy | None = None) -> SourceError:
-    with pytest.raises(SourceError) as info:
-        await _fetch(server, policy=policy)
-    error = info.value
-    text = str(error)
-    assert text.startswith("openai-main: ")
-    assert KEY not in text and KEY[10:30] not in text and "start_time=" not in text and "key=" not in text
-    return error
+    return await fetch_error(_fetch(server, policy=policy), "openai-main", KEY)
+
+
+def _one_bucket(result: dict[str, object]) -> Reply:
+    """A last page of one bucket (START's day) holding `result`."""
+    return json_reply({"object": "page", "has_more": False, "next_page": None, "data": [{
+        "object": "bucket", "start_time": START_UNIX, "end_time": START_UNIX + 86400, "results": [result]}]})
 
 
 async def test_ninety_days_of_pages_sum_to_the_exact_decimal_total(server: BillingServer) -> None:
@@ -283,20 +282,7 @@ async def test_401_and_403_name_the_source_to_check_never_the_key(server: Billin
 async def test_a_result_not_shaped_as_documented_is_a_decode_error_naming_the_field(
     server: BillingServer, result: dict[str, object], says: str
 ) -> None:
-    page = {
-        "object": "page",
-        "has_more": False,
-        "next_page": None,
-        "data": [
-            {
-                "object": "bucket",
-                "start_time": START_UNIX,
-                "end_time": START_UNIX + 86400,
-                "results": [result],
-            }
-        ],
-    }
-    server.replace(COSTS_PATH, json_reply(page))
+    server.replace(COSTS_PATH, _one_bucket(result))
     error = await _error(server)
     assert error.kind == "decode"
     assert str(error).startswith(f"openai-main: decode: GET /v1/organization/costs: {says}")
@@ -467,20 +453,7 @@ async def test_optional_usage_counts_missing_count_as_zero_and_dimensions_null(s
         "output_tokens": 2,
         "num_model_requests": 1,
     }
-    page = {
-        "object": "page",
-        "has_more": False,
-        "next_page": None,
-        "data": [
-            {
-                "object": "bucket",
-                "start_time": START_UNIX,
-                "end_time": START_UNIX + 86400,
-                "results": [result],
-            }
-        ],
-    }
-    server.replace(USAGE_PATH, json_reply(page))
+    server.replace(USAGE_PATH, _one_bucket(result))
     fetch = await _fetch(server)
     assert [
         (u.model, u.project, u.requests, u.input_tokens, u.cached_input_tokens, u.batch) for u in fetch.usage

@@ -17,7 +17,7 @@ from connectors import billing_openrouter
 from connectors.billing_openrouter import ACTIVITY_PATH, CREDITS_PATH, KEY_ONLY_LINE_ITEM, KEY_PATH, Balance
 from connectors.http import HttpPolicy, SourceError
 from console.billing import BillingFetch
-from tests.faults.billing_server import BillingServer, Sleeps, client_for, json_reply
+from tests.faults.billing_server import BillingServer, Sleeps, client_for, fetch_error, fetch_with, json_reply
 from tests.faults.fault_server import Drip, Hang, Reply, Reset, html_page
 
 KEY = "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"
@@ -40,9 +40,8 @@ async def _fetch(
     start: date = START,
     end: date = END,
 ) -> BillingFetch:
-    kw = {"policy": policy} if policy else {}
-    async with client_for(server, billing_openrouter, KEY, name="openrouter", sleep=sleep, **kw) as client:
-        return await billing_openrouter.fetch(client, "openrouter", start, end, now=NOW)
+    return await fetch_with(server, billing_openrouter, KEY, "openrouter", start, end, now=NOW, sleep=sleep,
+                            policy=policy)
 
 
 async def _balance(server: BillingServer) -> Balance:
@@ -51,12 +50,7 @@ async def _balance(server: BillingServer) -> Balance:
 
 
 async def _error(server: BillingServer, policy: HttpPolicy | None = None) -> SourceError:
-    with pytest.raises(SourceError) as info:
-        await _fetch(server, policy=policy)
-    text = str(info.value)
-    assert text.startswith("openrouter: ")
-    assert KEY not in text and KEY[10:40] not in text and "?" not in text
-    return info.value
+    return await fetch_error(_fetch(server, policy=policy), "openrouter", KEY)
 
 
 async def test_thirty_days_of_activity_sum_exactly_per_model_and_provider(server: BillingServer) -> None:
