@@ -65,12 +65,7 @@ async def fetch(
 ) -> BillingFetch:
     """The cost report and messages usage for the UTC days [start, end); SourceError on any failure."""
     return await costs_and_usage(
-        client,
-        PROVIDER,
-        source_name,
-        start,
-        end,
-        now,
+        client, PROVIDER, source_name, start, end, now,
         (COST_PATH, _window(start, end, ("workspace_id", "description")),
          lambda doc: _cost_lines(doc, source_name, start, end)),
         (USAGE_PATH, _window(start, end, ("model", "workspace_id", "service_tier")),

@@ -65,12 +65,7 @@ async def fetch(
 ) -> BillingFetch:
     """Costs and completions usage for the UTC days [start, end); SourceError on any failure."""
     return await costs_and_usage(
-        client,
-        PROVIDER,
-        source_name,
-        start,
-        end,
-        now,
+        client, PROVIDER, source_name, start, end, now,
         (COSTS_PATH, _window(start, end, COSTS_LIMIT, ("line_item", "project_id")),
          lambda doc: _cost_lines(doc, source_name, start, end)),
         (USAGE_PATH, _window(start, end, USAGE_LIMIT, ("model", "project_id", "batch")),
