@@ -181,8 +181,7 @@ class ConsoleWriters:
             gate, closing = own, own.close
         worker = (BillingWorker(cache, config, gate, not_polling=held, **billing)
                   if config.sources.billing() else None)
-        host = receiver_host(cache, config, gate, held, listen=listen)
-        return cls(gate, worker, host, closing)
+        return cls(gate, worker, receiver_host(cache, config, gate, held, listen=listen), closing)
 
     def start(self) -> None:
         """Start the receiver (a port it cannot bind is said on its line), then billing polling."""
@@ -269,9 +268,14 @@ def run_demo(seed: int, speed: float, start: datetime | None, theme: str | None,
         config = demo_config(cache_path, endpoints.start())
         # billing APIs -> cache, under the simulator's lock (every DEMO_BILLING_SECONDS of wall
         # time; "today" is the simulated day)
-        writers = ConsoleWriters.build(cache, config, None, sim.writing, today=lambda: clock.now().date(),
-                                       every=DEMO_BILLING_SECONDS, prepare=endpoints.ledger.catch_up)
+        # and the console's receiver on a free loopback port, which the live traffic goes to
+        writers = ConsoleWriters.build(cache, config, None, sim.writing, listen=DEMO_LISTEN,
+                                       today=lambda: clock.now().date(), every=DEMO_BILLING_SECONDS,
+                                       prepare=endpoints.ledger.catch_up)
         writers.start()
+        host = writers.receiver
+        if host is not None and host.receiver is not None:  # listening (else its line says why)
+            sim.send_live_to(host.url, before_release=host.release_cache)
         backend = Backend(cache, config, clock.now, [sim, *writers.probes()], hub=source_hub(config))
         # The first overview query runs on the newest hour while Textual is imported and the
         # app mounts, so the first paint is populated.
@@ -333,6 +337,8 @@ def open_demo_cache(path: Path, err: TextIO) -> tuple[Cache, str | None]:
     return Cache.open(path), said
 
 
+DEMO_LISTEN = "127.0.0.1:0"
+"""The demo's receiver: loopback, a port the system picks."""
 DEMO_BILLING_SECONDS = 30.0
 """Wall seconds between two syncs of the demo's billing APIs (the simulated clock runs faster)."""
 FIRST_PART_WAIT = 3.0

@@ -12,12 +12,14 @@ simulator's lock instead), so no two write at once.
 (console/receiver.py) and the OTLP/HTTP server (connectors/otlp_http.py) on a thread with an
 event loop of its own; `close()` stops the server, then the receiver, and returns once neither
 has a thread left. Its source line carries the receiver's stats (requests, spans stored, state).
+The receiver writes through a connection of its own to the same database (DuckDB shares one
+instance per file in a process): after a failed write it abandons and reopens only that one,
+never the connection the panels read through.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -33,7 +35,7 @@ from console.timeutil import utc_now
 if TYPE_CHECKING:
     from connectors.otlp_http import OtlpHttpServer
     from console.config import Config
-    from console.receiver import Receiver
+    from console.receiver import Receiver, ReceiverStats
 
 Gate = Callable[[], AbstractContextManager[object]]
 
@@ -73,10 +75,8 @@ def wants_writers(config: Config) -> bool:
 
 
 def receiver_listen(config: Config) -> str | None:
-    """`[receiver] listen`, or None (off) when unset or when this config has no receiver section."""
-    section = getattr(config, "receiver", None)
-    listen = getattr(section, "listen", None) if section is not None else None
-    return listen if isinstance(listen, str) and listen else None
+    """`[receiver] listen`, or None: the console process receives only when it is set."""
+    return config.receiver.listen or None
 
 
 def open_for_writers(path: Path, pause: Callable[[float], None] = time.sleep) -> tuple[Cache, str | None]:
@@ -100,26 +100,6 @@ def not_writing(held: CacheLockedError) -> str:
     who = str(held).split("; close it")[0]
     return (f"not polling: the cache is open read-only here ({who}); run `llmdeck billing sync`"
             " once it is closed, or restart the console then")
-
-
-def split_listen(listen: str) -> tuple[str, int]:
-    """`HOST:PORT` (IPv6 in brackets) -> (host, port); ValueError with what is wrong."""
-    host, sep, port_text = listen.rpartition(":")
-    if not sep or not host or not port_text.isdigit():
-        raise ValueError(f"[receiver] listen = {listen!r} is not HOST:PORT")
-    port = int(port_text)
-    if port > 65535:
-        raise ValueError(f"[receiver] listen = {listen!r}: port {port} is out of range")
-    return host.removeprefix("[").removesuffix("]"), port
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 _STATE: dict[str, SourceState] = {"ok": "live", "behind": "stale", "cannot_write": "down"}
@@ -148,6 +128,8 @@ class ReceiverHost:
         self._stop: asyncio.Event | None = None
         self._thread: threading.Thread | None = None
         self._failed: str | None = None
+        self._last: ReceiverStats | None = None
+        """The stats when it was closed (its line keeps the counts)."""
         self._since = utc_now()
 
     @property
@@ -164,16 +146,13 @@ class ReceiverHost:
         from connectors.otlp_http import OtlpHttpServer
         from console.receiver import Receiver
 
-        receiver = Receiver(self.cache, self.config, write_lock=self.gate)
+        settings = self.config.receiver
+        own = Cache.open(self.cache.path, read_only=False, create=False)  # the same database
+        receiver = Receiver(own, self.config, write_lock=self.gate, queue_spans=settings.queue_spans)
         receiver.start()
         self.receiver = receiver
-        section = getattr(self.config, "receiver", None)
-        limits: dict[str, int] = {}
-        max_body = getattr(section, "max_body_bytes", None)
-        if isinstance(max_body, int):
-            limits["max_body_bytes"] = max_body
         self._server = OtlpHttpServer(receiver.handle, host=self.host, port=self.port,
-                                      token=self.token, **limits)
+                                      token=self.token, max_body_bytes=settings.max_body_bytes)
         ready = threading.Event()
         errors: list[BaseException] = []
         self._thread = threading.Thread(target=self._serve, args=(ready, errors),
@@ -183,7 +162,7 @@ class ReceiverHost:
         if errors:
             self._thread.join()
             self._thread = None
-            receiver.close()
+            self._close_receiver()
             self._failed = f"not listening: {self.host}:{self.port}: {_first_line(errors[0])}"
             raise OSError(self._failed) from errors[0]
 
@@ -221,8 +200,19 @@ class ReceiverHost:
                     pass
             thread.join()
             self._thread = None
-        if self.receiver is not None:
-            self.receiver.close()
+        self._close_receiver()
+
+    def _close_receiver(self) -> None:
+        """Stop the receiver and close its connection (abandoned, no checkpoint, after a fault)."""
+        receiver, self.receiver = self.receiver, None
+        if receiver is None:
+            return
+        receiver.close()
+        self._last = receiver.stats()
+        if self._last.state == "cannot_write":
+            receiver.cache.abandon()
+        else:
+            receiver.cache.close()
 
     # -- backend.CacheUser -------------------------------------------------------------
 
@@ -240,11 +230,14 @@ class ReceiverHost:
         """`SourceProbe`: listening (live), behind (stale) or unable to write (down), with its counts."""
         where = f"{self.address[0]}:{self.address[1]}"
         why = self.not_listening or self._failed
-        if why is not None or self.receiver is None:
-            reason = why or "not started"
-            return SourceStatus(self.name, "otlp", "down", None, self._since, f"{where}: {reason}",
-                                last_error=reason)
-        st = self.receiver.stats()
+        receiver = self.receiver
+        if why is not None or receiver is None:
+            reason = why or ("closed" if self._last is not None else "not started")
+            counts = "" if self._last is None else (
+                f"; {self._last.requests:,} requests, {self._last.spans_stored:,} spans stored")
+            return SourceStatus(self.name, "otlp", "down", None, self._since,
+                                f"{where}: {reason}{counts}", last_error=reason)
+        st = receiver.stats()
         detail = (f"{where}: {st.requests:,} requests, {st.spans_stored:,} spans stored"
                   + (f", {st.duplicates:,} duplicates" if st.duplicates else "")
                   + (f", {st.rejected:,} rejected" if st.rejected else ""))
@@ -265,18 +258,20 @@ def receiver_host(cache: Cache, config: Config, gate: Gate, not_writing: str | N
     """The host for `[receiver] listen` (or `listen`), None when neither is set. Not started; when it
     cannot run (the cache is read-only here, a bad address, a non-loopback address without
     `[receiver] token`, a token that cannot be read) its line says why instead."""
+    from console.config import parse_listen
+    from console.receive_cli import is_loopback
+
     listen = listen or receiver_listen(config)
     if listen is None:
         return None
     try:
-        host, port = split_listen(listen)
+        host, port = parse_listen(listen)
     except ValueError as exc:
-        return ReceiverHost(cache, config, gate, host=listen, port=0, not_listening=str(exc))
-    section = getattr(config, "receiver", None)
-    token_ref = getattr(section, "token", None) if section is not None else None
+        return ReceiverHost(cache, config, gate, host=listen, port=0, not_listening=f"not listening: {exc}")
+    token_ref = config.receiver.token
     why = not_writing.replace("not polling", "not listening", 1) if not_writing else None
     token: str | None = None
-    if why is None and isinstance(token_ref, str) and token_ref:
+    if why is None and token_ref:
         from console.secrets import SecretError, header_secret
 
         try:

@@ -111,8 +111,9 @@ def _service(u: float) -> int:
     return len(SERVICE_WEIGHTS) - 1
 
 
-def export_lines(plan: TrafficPlan, first: int, last: int) -> Iterator[tuple[bytes, int]]:
-    """Collector file-exporter lines (with their span counts) for chunks [first, last)."""
+def export_batches(plan: TrafficPlan, first: int, last: int) -> Iterator[tuple[dict[str, Any], int, int]]:
+    """ExportTraceServiceRequests (OTLP/JSON dicts) for chunks [first, last), whole chunks each,
+    about SPANS_PER_LINE spans: (request, its span count, the chunk after its last one)."""
     model = plan.model()
     batch: list[list[dict[str, Any]]] = [[] for _ in SERVICES]
     n = 0
@@ -121,11 +122,17 @@ def export_lines(plan: TrafficPlan, first: int, last: int) -> Iterator[tuple[byt
             batch[svc].append(span)
             n += 1
         if n >= SPANS_PER_LINE:
-            yield orjson.dumps(export_request(batch)) + b"\n", n
+            yield export_request(batch), n, index + 1
             batch = [[] for _ in SERVICES]
             n = 0
     if n:
-        yield orjson.dumps(export_request(batch)) + b"\n", n
+        yield export_request(batch), n, last
+
+
+def export_lines(plan: TrafficPlan, first: int, last: int) -> Iterator[tuple[bytes, int]]:
+    """Collector file-exporter lines (with their span counts) for chunks [first, last)."""
+    for request, n, _ in export_batches(plan, first, last):
+        yield orjson.dumps(request) + b"\n", n
 
 
 def write_chunks(plan: TrafficPlan, first: int, last: int, path: Path) -> int:

@@ -1,16 +1,20 @@
 """The embedded simulator behind `llmdeck demo`.
 
-It writes realistic traffic (console/demo/traffic.py) as OpenTelemetry Collector
-file-exporter JSON lines into a spool directory and ingests them through the
-real ingest path (`Ingestor`), exactly as `llmdeck ingest` would:
+It makes realistic traffic (console/demo/traffic.py) and stores it the two ways
+llmdeck takes traces:
 
-* the history (a week by default, before the clock's start) is written and
-  ingested newest first (console/demo/backfill.py): `start_backfill()` does
+* the history (a week by default, before the clock's start) is written as
+  OpenTelemetry Collector file-exporter JSON lines into a spool directory and
+  ingested newest first through the real ingest path (`Ingestor`), exactly as
+  `llmdeck ingest` would (console/demo/backfill.py): `start_backfill()` does
   it on a thread of its own while the console is already showing the newest
   parts (the source status says how far it got), `backfill()` does it at once;
 * `step()` generates every complete chunk of simulated time since the last
-  step, appends it to a live spool file and ingests it (ingest resumes from the
-  stored byte offset, so only the new lines are read);
+  step and sends it as OTLP/HTTP protobuf (console/demo/otlp_encode.py,
+  console/demo/live_link.py) to the receiver `send_live_to()` named: the
+  console's own, in the same process (console/writers.py), which writes under
+  this simulator's lock (`writing()`), so a backfill part and a live commit
+  never write at once. Until a receiver is named, the live chunks wait;
 * a scripted incident: a minute (of wall time, at `--speed`) after the start,
   `anthropic` starts failing for the models routed to it: 429
   rate_limit_error / 529 overloaded_error on most calls, 3x slower answers.
@@ -30,9 +34,12 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
+
+import httpx
 
 from console.cache.faults import CacheError
 from console.cache.ingest import Ingestor, IngestReport, IngestStopped
@@ -52,6 +59,8 @@ from console.demo.incident import (
     from_ns,
     to_ns,
 )
+from console.demo.live_link import LiveLink, LiveRefused
+from console.demo.otlp_encode import encode
 from console.demo.sim_health import SimHealth, text
 from console.demo.traffic import MODELS, Incident
 from console.sources import SourceStatus
@@ -67,16 +76,26 @@ HOLD_SECONDS = 3.0
 __all__ = ["DEFAULT_BACKFILL", "DEFAULT_RATE", "IncidentInfo", "Simulator", "from_ns", "to_ns"]
 
 
+@dataclass
+class LiveReport:
+    """What one live step sent: requests, spans, and spans the receiver rejected (quarantined)."""
+
+    requests: int = 0
+    spans_sent: int = 0
+    rejected: int = 0
+
+
 def _utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
 class Simulator:
-    """Generates demo traffic into `spool_dir` and ingests it into `cache`.
+    """Generates demo traffic: the history through files in `spool_dir` into `cache`, the live
+    traffic over OTLP/HTTP to the receiver named by `send_live_to` (which stores it in `cache`).
 
     The spool directory belongs to the caller; the simulator only adds its own
-    files there (`demo-backfill-*.jsonl`, `demo-live-*.jsonl`) and never
-    deletes anything. `step()` may run on a worker thread; calls are serialised.
+    files there (`demo-backfill-*.jsonl`) and never deletes anything. `step()`
+    may run on a worker thread; calls are serialised.
     """
 
     def __init__(
@@ -125,13 +144,15 @@ class Simulator:
         self._live_first = generate.chunk_of(start_ns)
         self._backfill_first = min(-(-to_ns(self.start - backfill) // generate.CHUNK_NS), self._live_first)
         self._next = self._live_first
-        self._lock = threading.Lock()  # one step or backfill at a time
+        self._lock = threading.Lock()  # the write lock: one backfill part or receiver commit at a time
+        self._live_lock = threading.Lock()  # one live step at a time (it never holds `_lock`: the
+        # receiver takes that to store what a step sends)
+        self._link: LiveLink | None = None
+        self._before_release: Callable[[CacheError], None] | None = None
         self._closed = False
         self._halted: CacheError | None = None
         """Set by `release_cache`: the cache was closed under this fault; nothing is written."""
-        self._pending_ingest = False
         self.spool_dir.mkdir(parents=True, exist_ok=True)
-        self.live_path = self._new_live_path()
         self.spans_stored = 0
         self._health = SimHealth(wall)
         self._backfill_note: str | None = None
@@ -201,27 +222,46 @@ class Simulator:
         """Wait until the backfill has finished (or `timeout` seconds); whether it has."""
         return self._backfill_done.wait(timeout)
 
-    def step(self, until: datetime | None = None) -> IngestReport | None:
-        """Generate and ingest every complete chunk up to `until` (default: the clock's now).
+    def send_live_to(self, url: str, before_release: Callable[[CacheError], None] | None = None) -> None:
+        """Send the live traffic to the OTLP/HTTP receiver at `url` (its `/v1/traces`) from now on.
 
-        Returns None when there was nothing new. A failure is recorded for
-        `source_status()` and raised; the next step catches up.
+        `before_release`: called first when the cache is released under a fault (the receiver
+        writing under this simulator's lock stops before the lock refuses it)."""
+        with self._live_lock:
+            if self._link is not None:
+                self._link.close()
+            self._link = LiveLink(url)
+            self._before_release = before_release
+
+    @property
+    def live_url(self) -> str | None:
+        """Where the live traffic goes (None: it waits for `send_live_to`)."""
+        link = self._link
+        return None if link is None else link.url
+
+    def step(self, until: datetime | None = None) -> LiveReport | None:
+        """Send every complete chunk up to `until` (default: the clock's now) to the receiver.
+
+        Returns None when there was nothing new (or no receiver yet); once it returns, the
+        receiver has stored what it acknowledged. A failure (the receiver refused, or cannot
+        be reached) is recorded for `source_status()` and raised; the next step sends again
+        from the first chunk not acknowledged (the receiver drops what it already has).
         """
-        with self._lock:
+        with self._live_lock:
             self._check_open()
-            return self._step_locked(until)
+            return self._step_live(until)
 
     def exclusive(self, work: Callable[[], _T]) -> _T:
-        """`work()` holding the step lock (no step or backfill part meanwhile): another writer of
-        this cache. Raises like `step()` once closed or halted."""
+        """`work()` holding the write lock (no backfill part or receiver commit meanwhile).
+        Raises like `step()` once closed or halted."""
         with self.writing():
             return work()
 
     @contextlib.contextmanager
     def writing(self) -> Iterator[None]:
-        """The step lock as the demo process's write gate (console/writers.py): the billing
-        poller and the receiver write only inside it, never while a backfill part or a step
-        ingests. Raises like `step()` once closed or halted."""
+        """The write lock as the demo process's write gate (console/writers.py): the billing
+        poller and the receiver write only inside it, never while a backfill part ingests.
+        Raises like `step()` once closed or halted."""
         with self._lock:
             self._check_open()
             yield
@@ -246,6 +286,8 @@ class Simulator:
         self._stop.set()
         if self._hold is not None:
             self._hold.set()
+        if self._before_release is not None:
+            self._before_release(fault)
         with self._lock:
             self._halted = self._health.halt(fault)
 
@@ -266,6 +308,9 @@ class Simulator:
             thread.join()
         with self._lock:
             self._closed = True
+        with self._live_lock:
+            if self._link is not None:
+                self._link.close()
 
     def __enter__(self) -> Simulator:
         return self
@@ -281,40 +326,36 @@ class Simulator:
         if self._halted is not None:
             raise self._halted
 
-    def _new_live_path(self) -> Path:
-        # A fresh file per run: an old live file may hold other lines at the offsets the cache
-        # remembers for it. Repeated spans (same seed and start) are dropped by ingest's dedupe.
-        stem = f"demo-live-s{self.seed}-{self.start:%Y%m%dT%H%M%S}"
-        n = 0
-        while (path := self.spool_dir / f"{stem}-{n}.jsonl").exists():
-            n += 1
-        path.touch()
-        return path
-
-    def _step_locked(self, until: datetime | None) -> IngestReport | None:
+    def _step_live(self, until: datetime | None) -> LiveReport | None:
         target = naive_utc(until) if until is not None else self.clock.now()
         last = generate.chunk_of(to_ns(target))
+        link = self._link
+        if link is None:
+            self._succeeded("live traffic waits for the receiver")
+            return None
+        if last <= self._next:
+            self._succeeded("live")
+            return None
+        report = LiveReport()
         try:
-            spans = 0
-            if last > self._next:
-                spans = generate.append_chunks(self.plan, self._next, last, self.live_path)
-                self._next = last
-                self._pending_ingest = self._pending_ingest or spans > 0
-            if not self._pending_ingest:
-                self._succeeded("live")
-                return None
-            report = Ingestor(self.cache, self.config, workers=1,
-                              stop_event=self._stop).run([self.live_path])
-        except IngestStopped:  # closing: what was committed stays, the next run resumes
+            for request, spans, upto in generate.export_batches(self.plan, self._next, last):
+                if self._stop.is_set():  # closing: what was acknowledged stays
+                    return report
+                rejected = link.send(encode(request))
+                report.requests += 1
+                report.spans_sent += spans
+                report.rejected += rejected
+                self.spans_stored += spans - rejected
+                self._next = upto
+            self._next = last
+        except LiveRefused as exc:
+            self._failed_text(f"the receiver did not store live traffic ({exc}); sent again at"
+                              " the next step")
             raise
-        except Exception as exc:
-            self._failed(exc)
+        except httpx.HTTPError as exc:
+            self._failed_text(f"cannot send live traffic to {link.url} ({type(exc).__name__}:"
+                              f" {text(exc)}); sent again at the next step")
             raise
-        if report.errors:
-            self._failed_text("; ".join(report.errors))
-            return report
-        self._pending_ingest = False
-        self.spans_stored += report.spans_stored
         self._succeeded("live")
         return report
 
@@ -341,9 +382,8 @@ class Simulator:
                     break
                 tick = self._ingest_part(files, i, part, total, total_depth, started)
                 if live:
-                    with self._lock, contextlib.suppress(Exception):  # recorded; the next step retries
-                        if not self._closed and self._halted is None:
-                            self._step_locked(None)
+                    with contextlib.suppress(Exception):  # recorded; the next step retries
+                        self.step()
                 if progress is not None:
                     progress(tick)
                 if i == 0 and live and self._hold is not None:
@@ -386,7 +426,7 @@ class Simulator:
 
     def _succeeded(self, what: str) -> None:
         self._health.succeeded(
-            f"{self._backfill_note or what}: {self.spans_stored:,} spans ingested; simulated time"
+            f"{self._backfill_note or what}: {self.spans_stored:,} spans stored; simulated time"
             f" {self.generated_until:%Y-%m-%d %H:%M:%S}"
         )
 

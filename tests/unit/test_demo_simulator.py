@@ -10,16 +10,20 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
+from console.cache.ingest import Ingestor
 from console.cache.store import Cache
 from console.config import Config
 from console.demo import generate
 from console.demo.clock import SimClock
 from console.demo.config import DEMO_BUDGETS, DEMO_SLOS, demo_config
-from console.demo.simulator import Simulator
+from console.demo.live_link import LiveLink, LiveRefused
+from console.demo.simulator import Simulator, to_ns
 from console.slo import AlertLevel
 from console.snapshots import BudgetLevel
+from console.writers import ReceiverHost
 
 # 03:00 UTC is the diurnal trough: the fewest requests per window, the hardest case for burn rates.
 START = datetime(2026, 3, 4, 3, 0, 0)
@@ -76,6 +80,14 @@ class Demo:
     config: Config
     clock: SimClock
     spool: Path
+    receiver: ReceiverHost
+    """The console's receiver as `llmdeck demo` runs it: the live traffic goes there."""
+
+    def close(self) -> None:
+        """As `llmdeck demo` ends: the receiver first, then the simulator, then the cache."""
+        self.receiver.close()
+        self.sim.close()
+        self.cache.close()
 
     def sql(self, query: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
         return self.cache.cursor().execute(query, params or []).fetchall()
@@ -91,15 +103,23 @@ def make_demo(tmp: Path, *, seed: int = 7, backfill: timedelta = timedelta(hours
     cache = Cache.open(tmp / "cache.duckdb")
     clock = SimClock(start, 1.0, wall=FakeWall())
     sim = Simulator(cache, config, tmp / "spool", seed=seed, clock=clock, backfill=backfill, **kw)
-    return Demo(sim, cache, config, clock, tmp / "spool")
+    return Demo(sim, cache, config, clock, tmp / "spool", live_receiver(sim))
+
+
+def live_receiver(sim: Simulator) -> ReceiverHost:
+    """A receiver on a free loopback port writing under the simulator's lock; the live traffic
+    goes there (as in console/launch.py run_demo)."""
+    host = ReceiverHost(sim.cache, sim.config, sim.writing, host="127.0.0.1", port=0)
+    host.start()
+    sim.send_live_to(host.url, before_release=host.release_cache)
+    return host
 
 
 @pytest.fixture
 def demo(tmp_path: Path) -> Iterator[Demo]:
     d = make_demo(tmp_path)
     yield d
-    d.sim.close()
-    d.cache.close()
+    d.close()
 
 
 # ---------------------------------------------------------------------------
@@ -131,7 +151,7 @@ def test_same_seed_and_start_give_the_same_spans_whatever_the_step_pattern(tmp_p
         assert a.sim.generated_until == b.sim.generated_until
     finally:
         for d in (a, b, c):
-            d.cache.close()
+            d.close()
 
 
 def test_backfill_covers_the_whole_week(tmp_path: Path) -> None:
@@ -183,7 +203,7 @@ def test_backfill_covers_the_whole_week(tmp_path: Path) -> None:
         again = d.sim.backfill()
         assert again.spans_stored == 0 and again.duplicates == 0
     finally:
-        d.cache.close()
+        d.close()
 
 
 def _backfill_the_old_way(d: Demo) -> None:
@@ -247,7 +267,7 @@ def test_background_backfill_goes_newest_first_and_stores_what_the_old_path_stor
     finally:
         for d in (new, old):
             d.sim.close()
-            d.cache.close()
+            d.close()
 
 
 def test_a_failed_background_backfill_stays_in_the_source_status(
@@ -269,7 +289,7 @@ def test_a_failed_background_backfill_stays_in_the_source_status(
         assert st.detail == "OSError: disk full"
         assert d.sim._backfill_note == "backfill stopped: OSError: disk full"
     finally:
-        d.cache.close()
+        d.close()
 
 
 def test_close_stops_a_background_backfill_between_parts(tmp_path: Path) -> None:
@@ -293,36 +313,79 @@ def test_close_stops_a_background_backfill_between_parts(tmp_path: Path) -> None
         with pytest.raises(RuntimeError):
             d.sim.start_backfill()
     finally:
-        d.cache.close()
+        d.close()
 
 
-def test_live_steps_append_only_new_data(demo: Demo) -> None:
+def test_live_steps_send_only_new_data_to_the_receiver(demo: Demo) -> None:
     sim = demo.sim
     backfilled = sim.backfill().spans_stored
     assert backfilled > 0
     assert sim.step(START) is None  # nothing complete yet
     total = backfilled
-    sizes = []
+    requests = 0
     for minutes in (1, 2, 2, 5, 9):
         report = sim.step(START + timedelta(minutes=minutes))
         if report is None:
             continue
-        assert report.duplicates == 0 and not report.errors and report.quarantined == 0
-        assert report.spans_stored == report.spans_read  # only the appended lines were read
-        total += report.spans_stored
-        sizes.append(sim.live_path.stat().st_size)
-    assert sizes == sorted(sizes) and len(sizes) == 4
+        assert report.requests >= 1 and report.spans_sent > 0 and report.rejected == 0
+        total += report.spans_sent
+        requests += report.requests
+        # acknowledged means stored: every span sent is in the cache once step() returns
+        assert demo.sql("SELECT count(*) FROM spans")[0][0] == total
     assert sim.step(START + timedelta(minutes=9)) is None  # repeated: nothing new
     n, distinct = demo.sql("SELECT count(*), count(DISTINCT (trace_id, span_id)) FROM spans")[0]
     assert n == distinct == total
-    offset = demo.sql("SELECT byte_offset FROM ingest_files WHERE path = ?", [str(sim.live_path)])
-    assert offset == [(sim.live_path.stat().st_size,)]
+    stats = demo.receiver.source_status()
+    assert stats.state == "live"
+    assert f"{requests} requests, {total - backfilled:,} spans stored" in stats.detail
+    live = demo.sql("SELECT count(*) FROM spans WHERE start_time >= ?", [START])[0][0]
+    assert live == total - backfilled
+    assert not list(demo.spool.glob("demo-live-*"))  # the live traffic never touched a file
     assert sim.generated_until == START + timedelta(minutes=9)
     # the clock drives the default target
     demo.clock.set(START + timedelta(minutes=10))
-    report = sim.step()
+    sim.step()
     assert sim.generated_until == START + timedelta(minutes=10)
-    assert report is None or report.duplicates == 0
+
+
+def test_live_steps_store_what_the_files_would_have(tmp_path: Path) -> None:
+    """The same chunks through the receiver (protobuf) and through a file (`llmdeck ingest`):
+    the same rows, so the demo's history and its live traffic are one kind of data."""
+    d = make_demo(tmp_path / "live", backfill=timedelta(0))
+    try:
+        end = START + timedelta(minutes=45)  # through the incident: errors, retries, fallbacks
+        d.sim.step(end)
+        first, last = generate.chunk_of(to_ns(START)), generate.chunk_of(to_ns(end))
+        path = tmp_path / "live.jsonl"
+        generate.write_chunks(d.sim.plan, first, last, path)
+        with Cache.open(tmp_path / "files.duckdb") as files:
+            report = Ingestor(files, d.config, workers=1).run([path])
+            assert report.spans_stored > 200 and not report.errors
+            query = "SELECT * EXCLUDE (source) FROM spans ORDER BY trace_id, span_id"
+            assert d.sql(query) == files.cursor().execute(query).fetchall()
+            assert d.sql("SELECT DISTINCT source FROM spans") == [("otlp-http 127.0.0.1:1",)]
+            assert d.sql("SELECT count(*) FILTER (WHERE status = 'error') > 10,"
+                         " count(*) FILTER (WHERE fallback) > 0 FROM spans") == [(True, True)]
+    finally:
+        d.close()
+
+
+def test_a_refused_request_is_sent_again_at_the_next_step(demo: Demo) -> None:
+    sim = demo.sim
+    sim.step(START + timedelta(minutes=1))
+    before = demo.ids()
+    demo.receiver.close()  # the receiver is gone: nothing is acknowledged
+    with pytest.raises(httpx.HTTPError):
+        sim.step(START + timedelta(minutes=2))
+    status = sim.source_status()
+    assert status.state == "stale" and "cannot send live traffic to http://127.0.0.1:" in status.detail
+    assert "sent again at the next step" in status.detail
+    assert demo.ids() == before and sim.generated_until == START + timedelta(minutes=1)
+    demo.receiver = live_receiver(sim)
+    sim.step(START + timedelta(minutes=2))
+    assert sim.source_status().state == "live" and sim.generated_until == START + timedelta(minutes=2)
+    n, distinct = demo.sql("SELECT count(*), count(DISTINCT (trace_id, span_id)) FROM spans")[0]
+    assert n == distinct > len(before)
 
 
 def test_a_second_simulator_on_the_same_spool_and_cache_duplicates_nothing(tmp_path: Path) -> None:
@@ -330,18 +393,22 @@ def test_a_second_simulator_on_the_same_spool_and_cache_duplicates_nothing(tmp_p
     d.sim.backfill()
     d.sim.step(START + timedelta(minutes=3))
     before = d.ids()
+    d.receiver.close()
     d.sim.close()
     sim2 = Simulator(d.cache, d.config, d.spool, seed=7, clock=d.clock, backfill=timedelta(hours=1))
+    host2 = live_receiver(sim2)
     try:
-        assert sim2.live_path != d.sim.live_path
         assert sim2.backfill().spans_stored == 0
         sim2.step(START + timedelta(minutes=3))
         assert d.ids() == before
-        assert d.sim.live_path.exists()  # nothing of the first run was deleted
+        stats = host2.receiver.stats() if host2.receiver is not None else None
+        assert stats is not None and stats.spans_stored == 0 and stats.duplicates > 0
         with pytest.raises(RuntimeError):
             d.sim.step(START + timedelta(minutes=4))
     finally:
-        d.cache.close()
+        host2.close()
+        sim2.close()
+        d.close()
 
 
 # ---------------------------------------------------------------------------
@@ -378,7 +445,7 @@ def incident_demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
         d.sim.step(t)
     yield d
     d.sim.close()
-    d.cache.close()
+    d.close()
 
 
 def test_the_incident_makes_anthropic_fail_slowly_after_the_delay(incident_demo: Demo) -> None:
@@ -489,14 +556,16 @@ def test_source_status_live_stale_down(tmp_path: Path, monkeypatch: pytest.Monke
         d.sim.step(START + timedelta(minutes=2))
         assert d.sim.source_status().state == "live"
 
-        def broken(*_: Any) -> int:
-            raise OSError("disk full")
+        def refused(*_: Any) -> int:
+            raise LiveRefused(503, "cache write failed: disk full", "5")
 
-        monkeypatch.setattr(generate, "append_chunks", broken)
-        with pytest.raises(OSError):
+        monkeypatch.setattr(LiveLink, "send", refused)
+        with pytest.raises(LiveRefused):
             d.sim.step(START + timedelta(minutes=3))
         st = d.sim.source_status()
-        assert st.state == "stale" and "disk full" in st.detail and st.since == now[0]
+        assert st.state == "stale" and st.since == now[0]
+        assert st.detail == ("the receiver did not store live traffic (HTTP 503: cache write failed:"
+                             " disk full (Retry-After 5 s)); sent again at the next step")
         now[0] += timedelta(minutes=5)
         assert d.sim.source_status().state == "down"
         monkeypatch.undo()
@@ -504,7 +573,7 @@ def test_source_status_live_stale_down(tmp_path: Path, monkeypatch: pytest.Monke
         assert d.sim.source_status().state == "live"
         assert d.sim.generated_until == START + timedelta(minutes=3)
     finally:
-        d.cache.close()
+        d.close()
 
 
 def test_demo_config(tmp_path: Path) -> None:
