@@ -761,7 +761,8 @@ class Received:
 def _receive(tmp_path: Path, token: str, attempts: list[Attempt]) -> Received:
     import re
     import signal
-    import threading
+
+    from tests.reliability.faultkit import kill_tree, readline
 
     cache_path = tmp_path / "receive.duckdb"
     config_file = tmp_path / "config.toml"
@@ -772,20 +773,17 @@ def _receive(tmp_path: Path, token: str, attempts: list[Attempt]) -> Received:
         [sys.executable, "-c", DEBUG_MAIN, str(log), "--config", str(config_file), "receive",
          "--listen", "127.0.0.1:0"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
-    watchdog = threading.Timer(120, proc.kill)  # a receiver that never says it listens fails, not hangs
-    watchdog.start()
     try:
         assert proc.stdout is not None
-        first = proc.stdout.readline()
+        first = readline(proc.stdout, 60)
         found = re.search(r"on (http://127\.0\.0\.1:\d+)/v1/traces \(bearer token required\)", first)
         assert found, first
         answers = asyncio.run(send_attempts(found[1], attempts))
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=60)
     finally:
-        watchdog.cancel()
         if proc.poll() is None:
-            proc.kill()
+            kill_tree(proc.pid)
             proc.wait()
     assert proc.returncode == 128 + signal.SIGTERM, err
     assert "Traceback" not in err, err
