@@ -32,6 +32,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from connectors.otlp_http import ExportRequest, ExportResult
 from console.cache import readers
@@ -307,16 +308,16 @@ class Receiver:
             or time.monotonic() - self._last_compact >= COMPACT_SECONDS)
 
     def _commit(self, cur: Any, jobs: list[_Job]) -> None:
-        tables = [job.table for job in jobs if job.table is not None]
+        table, repeated = _one_table([job.table for job in jobs if job.table is not None])
         quarantine = [row for job in jobs for row in job.quarantine]
         with self._write_lock():
-            counts = self._store.store(cur, Batch(tables, quarantine, None))
-        self._store.batches_since_compact += max(1, len(tables))
+            counts = self._store.store(cur, Batch([] if table is None else [table], quarantine, None))
+        self._store.batches_since_compact += max(1, len(jobs))
         rejected = len(quarantine)
         with self._cond:
             self._queued_spans -= sum(job.spans for job in jobs)
             self._spans_stored += counts.spans
-            self._duplicates += counts.duplicates
+            self._duplicates += counts.duplicates + repeated
             self._rejected += rejected
             self._last_write_at = utc_now()
         for job in jobs:
@@ -401,6 +402,22 @@ def _decode(req: ExportRequest, seq: int) -> readers.Record | ExportResult:
         return _bad_request("undecodable OTLP/JSON ExportTraceServiceRequest"
                             " (resourceSpans is not an array)")
     return record
+
+
+def _one_table(tables: list[pa.Table]) -> tuple[pa.Table | None, int]:
+    """The requests' tables as one (the store step's fixed cost is per table), without repeats
+    of a (trace id, span id) across them (an exporter's retry queued beside its first try):
+    the first is kept. Returns the table and how many repeats were dropped."""
+    if len(tables) <= 1:
+        return (tables[0] if tables else None), 0
+    table = pa.concat_tables(tables)
+    keys = ["trace_id", "span_id"]
+    if table.select(keys).group_by(keys).aggregate([]).num_rows == table.num_rows:
+        return table, 0  # the usual case
+    first = (table.select(keys).append_column("_row", pa.array(range(table.num_rows), pa.int64()))
+             .group_by(keys).aggregate([("_row", "min")]))
+    keep = pc.sort_indices(first["_row_min"])
+    return table.take(pc.take(first["_row_min"], keep)), table.num_rows - first.num_rows
 
 
 def _stored(job: _Job) -> ExportResult:

@@ -309,3 +309,23 @@ async def test_close_refuses_what_it_cannot_finish_and_stops_its_threads(cache, 
     assert all(r.status in (200, 503) for r in results)
     late = await send(receiver, protobuf_request(1, first=9_999))
     assert late.status == 503 and late.retry_after
+
+
+async def test_a_retry_queued_beside_its_first_try_is_stored_once(receiver, cache, gate) -> None:
+    gate.open.clear()
+    held = asyncio.ensure_future(send(receiver, protobuf_request(5, first=500)))
+    while receiver.stats().queue_spans < 5:  # the writer holds it, blocked at the gate
+        await asyncio.sleep(0.01)
+    body = protobuf_request(50)
+    first = asyncio.ensure_future(send(receiver, body))
+    retry = asyncio.ensure_future(send(receiver, body))
+    other = asyncio.ensure_future(send(receiver, protobuf_request(7, first=900)))
+    while receiver.stats().queue_spans < 112:  # all three queued for the next commit
+        await asyncio.sleep(0.01)
+    gate.open.set()
+    results = await asyncio.gather(held, first, retry, other)
+    assert [r.status for r in results] == [200, 200, 200, 200]
+    assert count(cache) == 62
+    assert count(cache, "SELECT count(DISTINCT (trace_id, span_id)) FROM spans") == 62
+    assert count(cache, "SELECT sum(requests) FROM rollup_minute") == 62
+    assert receiver.stats().duplicates == 50
