@@ -26,7 +26,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from console.budgets import basis_label, basis_note, budget_status, period_bounds
 from console.cache import billing_store
@@ -69,6 +69,24 @@ def _midnight(d: date) -> datetime:
     return datetime.combine(d, time())
 
 
+def _sync_rows(cur: duckdb.DuckDBPyConnection) -> list[tuple[Any, ...]]:
+    """Per source: provider, source, first day, end of its complete days, syncs, last fetch."""
+    return cur.execute(
+        "SELECT provider, source, min(start_day), max(least(end_day, fetched_at::DATE)), count(*),"
+        " max(fetched_at) FROM billing_syncs GROUP BY provider, source ORDER BY provider, source"
+    ).fetchall()
+
+
+def _coverage_of(rows: Iterable[tuple[Any, ...]], today: date) -> dict[str, tuple[date, date]]:
+    found: dict[str, tuple[date, date]] = {}
+    for provider, _source, first, end, *_ in rows:
+        p = normalise_provider(provider) or str(provider)
+        end = min(end, today)
+        a, b = found.get(p, (first, end))
+        found[p] = (max(a, first), min(b, end))
+    return {p: (a, b) for p, (a, b) in found.items() if a < b}
+
+
 def coverage(cur: duckdb.DuckDBPyConnection, at: datetime) -> dict[str, tuple[date, date]]:
     """Per provider (normalised): the UTC days [first, end) its bills count for at `at`.
 
@@ -78,17 +96,15 @@ def coverage(cur: duckdb.DuckDBPyConnection, at: datetime) -> dict[str, tuple[da
     """
     if not billing_store.has_billing(cur):
         return {}
-    today = naive_utc(at).date()
+    return _coverage_of(_sync_rows(cur), naive_utc(at).date())
+
+
+def _bills(cur: duckdb.DuckDBPyConnection, start: date, end: date) -> list[tuple[str, str, date, Decimal]]:
+    """USD billed per (normalised provider, normalised model, day) in [start, end), every source."""
     rows = cur.execute(
-        "SELECT provider, source, min(start_day), max(least(end_day, fetched_at::DATE))"
-        " FROM billing_syncs GROUP BY provider, source").fetchall()
-    found: dict[str, tuple[date, date]] = {}
-    for provider, _source, first, end in rows:
-        p = normalise_provider(provider) or str(provider)
-        end = min(end, today)
-        a, b = found.get(p, (first, end))
-        found[p] = (max(a, first), min(b, end))
-    return {p: (a, b) for p, (a, b) in found.items() if a < b}
+        "SELECT provider, model, day, sum(amount) FROM billing WHERE day >= ? AND day < ?"
+        " AND upper(currency) = 'USD' GROUP BY ALL", [start, end]).fetchall()
+    return [(*_key(p, m), d, Decimal(a)) for p, m, d, a in rows]
 
 
 @dataclass(frozen=True)
@@ -124,10 +140,9 @@ def _estimates(cur: duckdb.DuckDBPyConnection, segments: Sequence[tuple[datetime
 
 def _estimates_read(cur: duckdb.DuckDBPyConnection, segments: Sequence[tuple[datetime, datetime]],
                     memo: HourMemo | None) -> dict[int, dict[Group, Spend]]:
-    """`_estimates`, with the segments' whole hours read once per data version."""
+    """`_estimates`, with the segments' whole hours read once per data version (`memo` synced)."""
     if memo is None:
         return _estimates(cur, segments)
-    memo.sync(cur)
     key = ("billed-basis", tuple(window_parts(a, b)[0] for a, b in segments))
     hours = memo.get(key, lambda: _estimates(cur, segments, "hour"))
     minutes = _estimates(cur, segments, "minute")
@@ -143,8 +158,17 @@ def _estimates_read(cur: duckdb.DuckDBPyConnection, segments: Sequence[tuple[dat
 
 def _read(cur: duckdb.DuckDBPyConnection, starts: Iterable[datetime], at: datetime,
           memo: HourMemo | None) -> _Read:
+    """Segments, their estimates, the bills of covered days and the coverage, for every budget.
+
+    With a `memo`: whole hours of the estimates once per data version, and the bills once per
+    state of the billing syncs (every stored fetch adds one)."""
     end = window_end(at)
-    covered = coverage(cur, at)
+    if memo is not None:
+        memo.sync(cur)
+    has = billing_store.has_billing(cur) if memo is None else memo.get(
+        ("billing-tables",), lambda: billing_store.has_billing(cur))
+    syncs = _sync_rows(cur) if has else []
+    covered = _coverage_of(syncs, at.date())
     edges = {*starts, *(end - w for _, w in BURN_WINDOWS)}
     first = min(edges)
     # cut at every provider's first and last billed day too: each segment is then wholly billed
@@ -152,14 +176,19 @@ def _read(cur: duckdb.DuckDBPyConnection, starts: Iterable[datetime], at: dateti
     edges |= {_midnight(d) for span in covered.values() for d in span if first < _midnight(d) < end}
     cuts = sorted(edges)
     segments = list(zip(cuts, [*cuts[1:], end], strict=True))
+    days = (first.date(), end.date() + _DAY)
+    if not has:
+        raw: list[tuple[str, str, date, Decimal]] = []
+    elif memo is None:
+        raw = _bills(cur, *days)
+    else:
+        version = tuple((r[0], r[1], r[4], r[5]) for r in syncs)
+        raw = memo.get(("bills", days, version), lambda: _bills(cur, *days))
     bills: dict[tuple[str, str, date], Decimal] = {}
-    for b in billing_store.billed(cur, first.date(), end.date() + _DAY):
-        if b.currency.upper() != "USD":
-            continue
-        p, m = _key(b.provider, b.model)
+    for p, m, d, amount in raw:
         span = covered.get(p)
-        if span is not None and span[0] <= b.day < span[1]:
-            bills[(p, m, b.day)] = bills.get((p, m, b.day), _ZERO) + b.amount
+        if span is not None and span[0] <= d < span[1]:
+            bills[(p, m, d)] = bills.get((p, m, d), _ZERO) + amount
     return _Read(segments, _estimates_read(cur, segments, memo), bills, covered)
 
 
