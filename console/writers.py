@@ -27,7 +27,13 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from console.cache.faults import CacheError, CacheLockedError
+from console.cache.faults import (
+    CacheCorruptError,
+    CacheError,
+    CacheFullError,
+    CacheLockedError,
+    CacheUnwritableError,
+)
 from console.cache.store import Cache
 from console.sources import SourceState, SourceStatus
 from console.timeutil import utc_now
@@ -223,6 +229,28 @@ class ReceiverHost:
 
     def adopt_cache(self, cache: Cache) -> None:
         """Opened again read-only: nothing to write with; the line keeps the fault."""
+
+    @property
+    def cache_fault(self) -> CacheError | None:
+        """While the receiver cannot write: its fault, of the kind its reason names (the status
+        line's "cache write failed: disk full"); None otherwise."""
+        receiver = self.receiver
+        if receiver is None:
+            return None
+        st = receiver.stats()
+        if st.state != "cannot_write":
+            return None
+        reason = st.reason.lower()
+        kind: type[CacheError] = CacheError
+        if "no space left" in reason:
+            kind = CacheFullError
+        elif "corrupt" in reason or "checksum" in reason:
+            kind = CacheCorruptError
+        elif "not writable" in reason or "read-only" in reason or "permission" in reason:
+            kind = CacheUnwritableError
+        fault = kind(st.reason)
+        fault.path = self.cache.path
+        return fault
 
     # -- the line -------------------------------------------------------------------------
 

@@ -132,9 +132,12 @@ def test_run_on_cache_meeting_damage_after_commits_is_one_line_and_changes_no_by
 
 def test_backend_reopen_while_the_simulator_writes_keeps_saying_disk_full(tmp_path):
     """A checkpoint failing on a full disk invalidates the database while the demo simulator
-    keeps stepping (as the app's worker does). The backend stops the simulator's writes, then
-    closes the cache and opens it again read-only: the panels answer from what is stored, and
-    every later step says the classified fault (disk full), never 'Connection already closed'."""
+    keeps stepping (as the app's worker does), its live traffic going over OTLP/HTTP to the
+    console's receiver, which writes it. The receiver answers 503 (never 200) and the simulator
+    says so; the status line says the disk is full. The backend stops the receiver and the
+    simulator, then closes the cache and opens it again read-only: the panels answer from what
+    is stored, and every later step says the classified fault (disk full), never 'Connection
+    already closed'."""
     import threading
     import time
     from datetime import datetime, timedelta
@@ -143,8 +146,10 @@ def test_backend_reopen_while_the_simulator_writes_keeps_saying_disk_full(tmp_pa
     from console.cache.faults import CacheError, CacheFullError
     from console.demo.clock import SimClock
     from console.demo.config import demo_config
+    from console.demo.live_link import LiveRefused
     from console.demo.simulator import Simulator
     from console.views import OverviewView
+    from console.writers import ReceiverHost
     from tests.reliability import faultkit
 
     with faultkit.tmpfs(tmp_path / "small", "40m") as disk:
@@ -154,6 +159,9 @@ def test_backend_reopen_while_the_simulator_writes_keeps_saying_disk_full(tmp_pa
         cache = Cache.open(path)
         sim = Simulator(cache, config, disk / "spool", clock=clock, backfill=timedelta(hours=2),
                         workers=1)
+        receiver = ReceiverHost(cache, config, sim.writing, host="127.0.0.1", port=0)
+        receiver.start()
+        sim.send_live_to(receiver.url, before_release=receiver.release_cache)
         errors: list[BaseException] = []
         done = threading.Event()
 
@@ -166,9 +174,10 @@ def test_backend_reopen_while_the_simulator_writes_keeps_saying_disk_full(tmp_pa
                 time.sleep(0.02)
 
         worker = threading.Thread(target=app_worker, daemon=True)
-        backend = Backend(cache, config, clock.now, [sim])
+        backend = Backend(cache, config, clock.now, [sim, receiver])
         try:
             sim.backfill()
+            sim.step()
             before = backend.fetch(OverviewView()).snapshot
             assert before.spend  # something stored to show
             # commits that only a checkpoint growing the file can fold in
@@ -187,26 +196,34 @@ def test_backend_reopen_while_the_simulator_writes_keeps_saying_disk_full(tmp_pa
                 os.close(fd)
             with pytest.raises(duckdb.Error, match="No space left on device"):
                 cache.con.execute("CHECKPOINT")
-            (disk / "fill").unlink()  # room again: the simulator's spool writes go through
+            (disk / "fill").unlink()  # room again: only the invalidated database refuses
             with pytest.raises(duckdb.Error, match="database has been invalidated"):
                 cache.cursor().execute("SELECT count(*) FROM spans").fetchall()
-            worker.start()  # its ingests meet the invalidated database, as the app's do
+            worker.start()  # its requests meet the invalidated database in the receiver
             deadline = time.monotonic() + 20
             while len(errors) < 3 and time.monotonic() < deadline:
                 time.sleep(0.05)
-            assert len(errors) >= 3 and all(isinstance(sim.cache_fault, CacheFullError)
-                                            for _ in errors), errors
+            assert len(errors) >= 3, errors
+            assert all(isinstance(e, LiveRefused) and e.status == 503 for e in errors), errors
+            status = sim.source_status()
+            assert status.state != "live"
+            assert "the receiver did not store live traffic (HTTP 503" in status.detail
+            fault = backend.fault()  # the receiver's: the status line says it
+            assert fault is not None
+            assert fault.line == "cache write failed: disk full; showing what is stored"
 
             after = backend.fetch(OverviewView())  # meets the invalidated database: reopens
             assert backend.reopened and backend.cache is not cache and backend.cache.read_only
             assert after.snapshot.spend == tuple((k, pytest.approx(v)) for k, v in before.spend)
+            line = receiver.source_status()
+            assert line.state == "down" and "stopped: " in line.detail and receiver.receiver is None
 
             seen = len(errors)
             deadline = time.monotonic() + 20
             while len(errors) < seen + 5 and time.monotonic() < deadline:
                 time.sleep(0.05)
-            later = errors[seen:]
-            assert len(later) >= 5, "the simulator stopped stepping"
+            later = errors[seen + 1:]  # (one step may have been under way when it stopped)
+            assert len(later) >= 4, "the simulator stopped stepping"
             assert all(isinstance(e, CacheFullError) for e in later), later
             assert not any("already closed" in str(e) for e in errors), errors
             status = sim.source_status()
@@ -219,6 +236,7 @@ def test_backend_reopen_while_the_simulator_writes_keeps_saying_disk_full(tmp_pa
             done.set()
             if worker.is_alive():
                 worker.join(20)
+            receiver.close()
             sim.close()
             cache.abandon()
             if backend.cache is not cache:

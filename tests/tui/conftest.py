@@ -21,6 +21,7 @@ from console.config import Config
 from console.demo.clock import SimClock
 from console.demo.config import demo_config
 from console.demo.simulator import Simulator
+from console.writers import ReceiverHost
 
 START = datetime(2026, 11, 24, 12, 0, 0)
 INCIDENT_DELAY = timedelta(minutes=5)
@@ -50,7 +51,13 @@ def demo_data(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoData]:
     sim = Simulator(cache, config, root / "spool", seed=7, clock=clock,
                     incident_delay=INCIDENT_DELAY, wall=lambda: WALL)
     sim.backfill()
-    sim.step(until=AT)
+    receiver = ReceiverHost(cache, config, sim.writing, host="127.0.0.1", port=0)
+    receiver.start()
+    try:  # the live stretch over OTLP/HTTP to the receiver, as `llmdeck demo` sends it
+        sim.send_live_to(receiver.url)
+        sim.step(until=AT)
+    finally:
+        receiver.close()
     try:
         yield DemoData(cache, config, sim, AT)
     finally:

@@ -205,3 +205,151 @@ def test_a_writer_holding_the_file_is_the_usual_locked_cache_error(tmp_path: Pat
         _release(proc)
     with duckdb.connect(str(path), read_only=True) as con:  # nothing was left holding it
         assert con.execute("SELECT 1").fetchall() == [(1,)]
+
+
+# ---- [receiver] listen inside the console process ---------------------------------------------
+
+
+def _receiver_config(listen: str, **receiver: Any) -> Config:
+    from console.config import ReceiverSettings
+
+    return Config(receiver=ReceiverSettings(listen=listen, **receiver))
+
+
+def _sdk_spans(count: int) -> list[Any]:
+    """`count` finished GenAI client spans from the real OpenTelemetry SDK."""
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.trace import SpanKind
+
+    memory = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create({"service.name": "writer-test"}))
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracer = provider.get_tracer("writer-test")
+    for i in range(count):
+        with tracer.start_as_current_span("chat gpt-4o-mini", kind=SpanKind.CLIENT) as span:
+            span.set_attribute("gen_ai.system", "openai")
+            span.set_attribute("gen_ai.request.model", "gpt-4o-mini")
+            span.set_attribute("gen_ai.usage.input_tokens", 100 + i)
+            span.set_attribute("gen_ai.usage.output_tokens", 10)
+    provider.shutdown()
+    return list(memory.get_finished_spans())
+
+
+def _receiver_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("llmdeck-receiver")]
+
+
+def test_the_receiver_in_the_console_stores_sdk_spans_shows_its_stats_and_closes_first(
+        cache: Cache) -> None:
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.trace.export import SpanExportResult
+
+    from console.backend import Backend
+    from console.launch import CacheProbe
+
+    config = _receiver_config("127.0.0.1:0")
+    writers = ConsoleWriters.build(cache, config, None)
+    assert writers.billing is None and writers.receiver is not None
+    writers.start()
+    try:
+        host = writers.receiver
+        line = host.source_status()
+        assert (line.name, line.kind, line.state) == ("otlp receiver", "otlp", "live")
+        assert line.detail == f"{host.address[0]}:{host.address[1]}: 0 requests, 0 spans stored"
+        spans = _sdk_spans(12)
+        exporter = OTLPSpanExporter(endpoint=host.url, timeout=30)
+        try:
+            assert exporter.export(spans[:8]) is SpanExportResult.SUCCESS
+            assert exporter.export(spans[8:]) is SpanExportResult.SUCCESS
+            assert exporter.export(spans[:8]) is SpanExportResult.SUCCESS  # a retry: stored once
+        finally:
+            exporter.shutdown()  # type: ignore[no-untyped-call]
+        # acknowledged means stored: the panels' connection reads them at once
+        backend = Backend(cache, config, utc_now, [CacheProbe(cache), *writers.probes()])
+        statuses = {s.name: s for s in backend.source_statuses()}
+        assert statuses["otlp receiver"].detail.endswith(
+            ": 3 requests, 12 spans stored, 8 duplicates")
+        assert statuses["trace cache"].state == "live"
+        rows = cache.cursor().execute("SELECT count(*), count(DISTINCT span_id), min(provider),"
+                                      " sum(input_tokens) FROM spans").fetchall()
+        assert rows == [(12, 12, "openai", sum(100 + i for i in range(12)))]
+        url = host.url
+    finally:
+        writers.close()
+    assert not _receiver_threads()
+    assert writers.receiver.source_status().detail.endswith(": closed; 3 requests, 12 spans stored")
+    import httpx
+
+    with pytest.raises(httpx.ConnectError):  # nothing listens any more
+        httpx.post(url, content=b"", headers={"Content-Type": "application/x-protobuf"}, timeout=5)
+
+
+def test_the_receiver_lines_say_why_it_does_not_listen(tmp_path: Path, cache: Cache,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    gate = WriteGate()
+    # held read-only by another process: not started, said
+    held = ConsoleWriters.build(cache, _receiver_config("127.0.0.1:0"), "not polling: the cache is"
+                                " open read-only here (x is in use by y (PID 1))", gate)
+    held.start()
+    assert held.receiver is not None and held.receiver.receiver is None
+    line = held.receiver.source_status()
+    assert line.state == "down" and line.detail == (
+        "127.0.0.1:0: not listening: the cache is open read-only here (x is in use by y (PID 1))")
+    held.close()
+    # an address other than loopback without a token: refused, as `llmdeck receive` refuses it
+    open_ = ConsoleWriters.build(cache, _receiver_config("0.0.0.0:0"), None, gate)
+    open_.start()
+    assert open_.receiver is not None and open_.receiver.receiver is None
+    assert "an address other than loopback needs [receiver] token" in open_.receiver.source_status().detail
+    open_.close()
+    # a token reference that holds nothing: named, never started
+    monkeypatch.delenv("LLMDECK_T_WRITER_TOKEN", raising=False)
+    tokenless = ConsoleWriters.build(
+        cache, _receiver_config("0.0.0.0:0", token="env:LLMDECK_T_WRITER_TOKEN"), None, gate)
+    tokenless.start()
+    assert tokenless.receiver is not None and tokenless.receiver.receiver is None
+    assert "LLMDECK_T_WRITER_TOKEN" in tokenless.receiver.source_status().detail
+    tokenless.close()
+    # a port already taken: the console goes on, the line says it
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        busy = ConsoleWriters.build(cache, _receiver_config(f"127.0.0.1:{port}"), None, gate)
+        busy.start()
+        try:
+            assert busy.receiver is not None and busy.receiver.receiver is None
+            status = busy.receiver.source_status()
+            assert status.state == "down"
+            assert status.detail.startswith(f"127.0.0.1:{port}: not listening: 127.0.0.1:{port}: ")
+        finally:
+            busy.close()
+    assert not _receiver_threads()
+
+
+def test_a_token_from_its_reference_is_required_by_the_receiver(
+        cache: Cache, monkeypatch: pytest.MonkeyPatch) -> None:
+    import httpx
+
+    token = "rcv-token-canary-1f2e3d4c5b6a"
+    monkeypatch.setenv("LLMDECK_T_WRITER_TOKEN", token)
+    config = _receiver_config("127.0.0.1:0", token="env:LLMDECK_T_WRITER_TOKEN")
+    writers = ConsoleWriters.build(cache, config, None)
+    writers.start()
+    try:
+        host = writers.receiver
+        assert host is not None and host.receiver is not None
+        body, kind = b"", {"Content-Type": "application/x-protobuf"}
+        assert httpx.post(host.url, content=body, headers=kind, timeout=10).status_code == 401
+        ok = httpx.post(host.url, content=body, headers={**kind, "Authorization": f"Bearer {token}"},
+                        timeout=10)
+        assert ok.status_code == 200
+        line = host.source_status()
+        assert token not in line.detail and token not in line.last_error
+    finally:
+        writers.close()

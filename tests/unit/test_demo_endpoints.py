@@ -20,6 +20,7 @@ from console.demo.config import demo_config
 from console.demo.endpoints import DemoEndpoints, EndpointUrls
 from console.demo.simulator import Simulator, to_ns
 from console.demo.traffic import Incident
+from console.writers import ReceiverHost
 
 START = datetime(2026, 3, 4, 15, 0, 0)  # the afternoon peak: plenty of calls per minute
 INCIDENT_START = START + timedelta(minutes=10)
@@ -331,6 +332,9 @@ def test_the_figures_count_the_spans_the_simulator_ingests(tmp_path: Any) -> Non
         clock = SimClock(START, 10.0, wall=lambda: 0.0)
         sim = Simulator(cache, config, tmp_path / "spool", clock=clock, backfill=timedelta(hours=1),
                         incident_delay=timedelta(minutes=3))
+        receiver = ReceiverHost(cache, config, sim.writing, host="127.0.0.1", port=0)
+        receiver.start()
+        sim.send_live_to(receiver.url)  # the live minutes go over OTLP/HTTP, as in the demo
         try:
             sim.backfill()  # the hour the servers count as warm-up
             at = START + timedelta(minutes=8)
@@ -348,6 +352,7 @@ def test_the_figures_count_the_spans_the_simulator_ingests(tmp_path: Any) -> Non
             assert counted == {(p, s): n for p, s, n in rows}
             assert counted[("anthropic", 429)] > 10  # the incident is in both
         finally:
+            receiver.close()
             sim.close()
 
 
