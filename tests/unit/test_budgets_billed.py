@@ -300,12 +300,14 @@ def test_the_seam_moves_when_a_later_sync_brings_the_finished_day(writable):
     # the next morning a sync (fetched 12-05 01:00) brings 12-04 whole: billed to 12-04
     later = datetime(2026, 12, 5, 2, 0)
     whole = {(D[4], "gpt-4o-mini-2024-07-18"): Decimal("0.5555555555")}
+    memo = HourMemo()  # as the console polls: a stored sync must show though no span changed
     with Cache.open(writable) as cache:
-        before = status_of(cache.cursor(), budget(scope="provider", match="openai"), later)
+        before = status_of(cache.cursor(), budget(scope="provider", match="openai"), later, memo)
         billing_store.store_fetch(cache.con, fetch("openai", "oa", whole, D[4], date(2026, 12, 6),
                                                    datetime(2026, 12, 5, 1, 0)))
-        after = status_of(cache.cursor(), budget(scope="provider", match="openai"), later)
+        after = status_of(cache.cursor(), budget(scope="provider", match="openai"), later, memo)
         tail = traced(cache.cursor(), datetime(2026, 12, 5), later, "openai")
+    assert memo.hits > 0
     assert before.billed is not None and after.billed is not None
     assert before.billed.note == "billed to 12-03, estimated after"  # 12-04 was partial when fetched
     assert after.billed.note == "billed to 12-04, estimated after"
