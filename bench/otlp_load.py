@@ -263,6 +263,16 @@ def _status(pid: int) -> dict[str, int]:
     return out
 
 
+def _cpu_ticks(pid: int) -> int:
+    """utime + stime + cutime + cstime of `pid`, in clock ticks (0 if it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return sum(int(x) for x in fields[11:15])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
 def descendants(root: int) -> list[int]:
     """`root` and every live process below it."""
     children: dict[int, list[int]] = {}
@@ -290,6 +300,8 @@ class TreeMemory:
         self.hwm_kb: dict[int, int] = {}
         self.peak_rss_kb = 0
         self.pids: set[int] = set()
+        self.ticks: dict[int, int] = {}
+        self.base: dict[int, int] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -301,7 +313,19 @@ class TreeMemory:
                 self.pids.add(pid)
                 self.hwm_kb[pid] = max(self.hwm_kb.get(pid, 0), st["VmHWM"])
                 total += st.get("VmRSS", 0)
+                self.ticks[pid] = max(self.ticks.get(pid, 0), _cpu_ticks(pid))
         self.peak_rss_kb = max(self.peak_rss_kb, total)
+
+    def mark(self) -> None:
+        """Start counting CPU time from now (what the tree used before is left out)."""
+        self.sample()
+        self.base = dict(self.ticks)
+
+    @property
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) of the tree since `mark()` (or since it started)."""
+        used = sum(t - self.base.get(pid, 0) for pid, t in self.ticks.items())
+        return used / os.sysconf("SC_CLK_TCK")
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):

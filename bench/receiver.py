@@ -81,14 +81,16 @@ def run_ours(name: str, workdir: Path, env: dict[str, str], body: Any) -> dict[s
     receiver = ReceiverProcess(cache, free_port(), env, workdir / f"{name}.log")
     ready = receiver.start()
     with TreeMemory(receiver.pid) as memory:
+        memory.mark()
         out: dict[str, Any] = body(receiver)
         tree = descendants(receiver.pid)
         memory.sample()
+        cpu = memory.cpu_seconds
         code = receiver.stop()
     left = wait_gone(sorted(memory.pids | set(tree)))
     rows, distinct = count_stored(cache)
     out.update(ready=ready, exit_code=code, left=left, rows=rows, distinct=distinct, hwm=memory.hwm_mb,
-               rss=memory.rss_mb, procs=len(memory.pids),
+               rss=memory.rss_mb, procs=len(memory.pids), cpu=cpu,
                said=(receiver.log.read_text().strip().splitlines() or [""])[-1])
     return out
 
@@ -105,6 +107,8 @@ def report_a(args: argparse.Namespace, a: dict[str, Any], la: LoadResult, rate: 
     print(f"    peak memory: sum of VmHWM {a['hwm']:.0f} MB over {a['procs']} process(es),"
           f" highest summed RSS {a['rss']:.0f} MB; ready in {a['ready']:.2f} s; exit code {a['exit_code']};"
           f" processes left: {a['left'] or 'none'}\n    its last line: {a['said']}", flush=True)
+    print(f"    receiver CPU time during the load {a['cpu']:.1f} s = {a['rows'] / max(a['cpu'], 1e-9):,.0f}"
+          f" spans per CPU-second (less sensitive to other load on the machine than spans/s)", flush=True)
 
 
 def report_b(args: argparse.Namespace, b: dict[str, Any], run: SdkRun, rate: float, same: bool) -> None:
@@ -113,7 +117,8 @@ def report_b(args: argparse.Namespace, b: dict[str, Any], run: SdkRun, rate: flo
           f" + flush = {run.seconds:.1f} s): {b['rows']:,} stored = {rate:,.0f} spans/s; the SDK made"
           f" {run.created:,} spans ({made:,.0f}/s), export() SUCCESS for {run.acked:,}, FAILURE for"
           f" {run.failed:,}; stored == acknowledged: {'yes' if same else 'NO'}; peak VmHWM"
-          f" {b['hwm']:.0f} MB; processes left: {b['left'] or 'none'}", flush=True)
+          f" {b['hwm']:.0f} MB; receiver CPU {b['cpu']:.1f} s ({b['rows'] / max(b['cpu'], 1e-9):,.0f}"
+          f" spans per CPU-second); processes left: {b['left'] or 'none'}", flush=True)
 
 
 def run_phoenix(args: argparse.Namespace, workdir: Path, templates: list[Template]) -> float:
@@ -132,6 +137,7 @@ def run_phoenix(args: argparse.Namespace, workdir: Path, templates: list[Templat
 
     try:
         with TreeMemory(phoenix.proc.pid) as pmem:
+            pmem.mark()
             result = asyncio.run(drive(phoenix.url, Stamper(templates), args.phoenix_seconds,
                                        args.connections, gate=gate))
             at_end = phoenix.stored()
@@ -140,6 +146,7 @@ def run_phoenix(args: argparse.Namespace, workdir: Path, templates: list[Templat
                 time.sleep(1.0)
                 drained = phoenix.stored()
             drain = time.monotonic() - drain_began
+            pmem.sample()
     finally:
         phoenix.stop()
     rate = at_end / result.seconds
@@ -147,7 +154,8 @@ def run_phoenix(args: argparse.Namespace, workdir: Path, templates: list[Templat
     print(f"(c) Phoenix, the same pre-encoded requests, {result.seconds:.1f} s (ready in {ready:.0f} s):"
           f" {at_end:,} spans stored = {rate:,.1f} spans/s; acknowledged {result.acked_spans:,}"
           f" (answers {statuses(result)}); all acknowledged stored: {done} {drain:.0f} s later;"
-          f" peak VmHWM {pmem.hwm_mb:.0f} MB", flush=True)
+          f" peak VmHWM {pmem.hwm_mb:.0f} MB; Phoenix CPU {pmem.cpu_seconds:.1f} s (window and drain) ="
+          f" {drained / max(pmem.cpu_seconds, 1e-9):,.0f} spans stored per CPU-second", flush=True)
     return rate
 
 
