@@ -126,14 +126,15 @@ def basis_note(period_start: date, days: Mapping[str, tuple[date, date]],
     """A billed budget's basis in words, from the days billed per provider this period.
 
     `days`: provider -> (first, last) day billed (inclusive); `estimated_only`: providers in
-    scope with spend but no billed day. "billed to 12-03, estimated after" when every billed
-    provider's figures run from the period start to the same day; otherwise per provider.
+    scope with spend but no billed day. "billed to 12-03, estimated after" when every provider's
+    figures run from the period start to the same day; otherwise per provider ("openai billed to
+    12-03; estimated after; google estimated (no bills)").
     """
     rest = sorted(set(estimated_only))
     if not days:
         return "no bills for this period yet: all estimated"
     spans = set(days.values())
-    if len(spans) == 1 and next(iter(spans))[0] == period_start:
+    if len(spans) == 1 and next(iter(spans))[0] == period_start and not rest:
         note = f"billed to {_day(next(iter(spans))[1])}, estimated after"
     else:
         parts = [f"{p} billed to {_day(b)}" if a == period_start else f"{p} billed {_day(a)}..{_day(b)}"
@@ -148,18 +149,18 @@ def basis_note(period_start: date, days: Mapping[str, tuple[date, date]],
 def basis_label(period_start: date, days: Mapping[str, tuple[date, date]],
                 estimated_only: Iterable[str]) -> str:
     """`basis_note` for a table cell: "billed to 12-03, est. after"; "billed to 12-02/12-03, est.
-    after" when providers' figures end on different days; "billed 12-03..12-09, est. outside"
-    when some begin after the period does; providers with no bills named at the end."""
+    after" when providers' figures end on different days; "billed from 12-03 to 12-09, est.
+    outside" when some begin after the period does; providers with no bills named at the end."""
     rest = sorted(set(estimated_only))
     if not days:
         return "estimated: no bills yet"
     lasts = sorted({b for _, b in days.values()})
-    to = "/".join(_day(d) for d in lasts) if len(lasts) <= 2 else f"{_day(lasts[0])}..{_day(lasts[-1])}"
+    to = "/".join(_day(d) for d in lasts) if len(lasts) <= 2 else f"{_day(lasts[0])}/…/{_day(lasts[-1])}"
     firsts = [a for a, _ in days.values()]
     if all(a == period_start for a in firsts):
         label = f"billed to {to}, est. after"
     else:
-        label = f"billed {_day(min(firsts))}..{to}, est. outside"
+        label = f"billed from {_day(min(firsts))} to {to}, est. outside"
     if rest:
         label += f"; {', '.join(rest)} est."
     return label

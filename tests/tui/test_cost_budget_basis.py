@@ -24,7 +24,7 @@ from tests.tui.screen_text import screen_lines, screen_text
 from tests.tui.test_cost_billing import AT, BILLING_SOURCES, build, config
 
 NOTE = "openai billed 11-03..11-09; estimated outside those days"
-LABEL = "billed 11-03..11-09, est. outside"
+LABEL = "billed from 11-03 to 11-09, est. outside"
 
 
 def budgets() -> list[BudgetSpec]:
@@ -87,7 +87,8 @@ async def test_budget_rows_say_billed_to_when_and_estimated_after(app: Any, size
 @pytest.mark.parametrize("size", [(80, 24), (160, 50)], ids=["80x24", "160x50"])
 def test_cost_budget_basis_snapshot(snap_compare: Any, app: Any, size: tuple[int, int]) -> None:
     """`3`: the Budgets table, `openai billed` and `openai estimated` (both `$50` limits):
-    the billed one's basis cell reads `billed 11-03..11-09, est. outside` and its spent is the
+    the billed one's basis cell reads `billed from 11-03 to 11-09, est.
+    outside` and its spent is the
     bills of those days plus 11-01..11-02 and today as estimated; the other reads `estimated`
     (dim). 80x24: budget and state pinned, used, spent and basis next; 160x50: every column."""
 

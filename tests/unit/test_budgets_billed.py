@@ -323,3 +323,17 @@ def test_spans_with_no_provider_are_named_among_the_estimated_only(writable):
         b = status_of(cache.cursor(), budget())
     assert b.billed is not None and b.billed.estimated_only == ("(no provider)", "google")
     assert b.billed.note.endswith("; (no provider), google estimated (no bills)")
+
+
+def test_notes_name_the_billed_provider_when_another_is_estimated_only():
+    from console.budgets import basis_label, basis_note
+
+    start = D[1]
+    assert basis_note(start, {"openai": (D[1], D[3])}, ()) == "billed to 12-03, estimated after"
+    assert basis_note(start, {"openai": (D[1], D[3])}, ("google",)) == (
+        "openai billed to 12-03; estimated after; google estimated (no bills)")
+    assert basis_note(start, {}, ("google",)) == "no bills for this period yet: all estimated"
+    assert basis_label(start, {"openai": (D[1], D[3])}, ("google",)) == (
+        "billed to 12-03, est. after; google est.")
+    assert basis_label(start, {"a": (D[1], D[2]), "b": (D[1], D[3]), "c": (D[2], D[4])}, ()) == (
+        "billed from 12-01 to 12-02/…/12-04, est. outside")
