@@ -12,11 +12,16 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
+import pty
+import re
 import signal
+import struct
 import subprocess
 import sys
+import termios
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -162,6 +167,89 @@ def readline(stream: IO[str], deadline: float = DEADLINE) -> str:
     reader.join(deadline)
     assert line, f"no line in {deadline:.0f} s"
     return line[0]
+
+
+class PtyProcess:
+    """`python ARGV` on a pseudo-terminal of 80x24 (its session leader), its output collected as it
+    comes (`reading` cleared pauses the reading: the terminal fills up); every process seen
+    below it is kept in `tree` for the cleanup, even after it exited."""
+
+    def __init__(self, *argv: str, env: Mapping[str, str] | None = None) -> None:
+        pid, fd = pty.fork()
+        if pid == 0:  # the child, session leader on the pty
+            os.chdir(ROOT)
+            os.execve(sys.executable, [sys.executable, *argv], {**os.environ, **(env or {})})
+        self.pid, self.fd = pid, fd
+        self.open = True
+        self.resize(24, 80)
+        self.output = bytearray()
+        self.status: int | None = None
+        self.tree: Tree = process_tree(pid)
+        self.reading = threading.Event()
+        self.reading.set()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def resize(self, rows: int, cols: int) -> None:
+        fcntl.ioctl(self.fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+    def _read(self) -> None:
+        while self.reading.wait():
+            try:
+                chunk = os.read(self.fd, 65536)
+            except OSError:  # EIO once the child side has closed, EBADF once we closed it
+                return
+            if not chunk:
+                return
+            self.output += chunk
+
+    def wait_for(self, pattern: bytes, deadline: float = 60.0) -> None:
+        """Until its output matches `pattern`; fails when it exits first or after `deadline` s."""
+        end = time.monotonic() + deadline
+        while not re.search(pattern, bytes(self.output)):
+            assert time.monotonic() < end, f"no {pattern!r} in: {bytes(self.output)[-2000:]!r}"
+            assert self.poll() is None, f"exited {self.status}: {bytes(self.output)[-2000:]!r}"
+            process_tree(self.pid, self.tree)
+            time.sleep(0.05)
+
+    def poll(self) -> int | None:
+        if self.status is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.status = os.waitstatus_to_exitcode(status)
+        return self.status
+
+    def wait(self, deadline: float = DEADLINE) -> int | None:
+        end = time.monotonic() + deadline
+        while self.poll() is None and time.monotonic() < end:
+            process_tree(self.pid, self.tree)
+            time.sleep(0.05)
+        return self.status
+
+    def hang_up(self) -> None:
+        """What a dropped SSH session does: the terminal's master side closes (SIGHUP, EIO)."""
+        self._close()
+
+    def output_to_end(self) -> bytes:
+        """All it wrote, once it has exited and its terminal has no writer left."""
+        self.reading.set()
+        self._reader.join(DEADLINE)
+        assert not self._reader.is_alive(), "its terminal was still open"
+        return bytes(self.output)
+
+    def kill(self) -> None:
+        """SIGKILL whatever still runs of its tree, reap it, close the terminal."""
+        if self.poll() is None:
+            process_tree(self.pid, self.tree)
+        kill_tree(self.tree)
+        self.wait()
+        self.reading.set()
+        self._close()
+
+    def _close(self) -> None:
+        if self.open:
+            self.open = False
+            os.close(self.fd)
 
 
 # ---- the command ------------------------------------------------------------------------------

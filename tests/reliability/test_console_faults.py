@@ -17,15 +17,11 @@
 from __future__ import annotations
 
 import os
-import pty
 import re
 import shutil
 import signal
-import struct
 import subprocess
 import sys
-import termios
-import threading
 import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -38,6 +34,7 @@ from tests.reliability.faultkit import (
     DEADLINE,
     LLMDECK,
     ROOT,
+    PtyProcess,
     Tree,
     alive,
     check_cache,
@@ -64,72 +61,11 @@ def wait_below(pid: int, tree: Tree, at_least: int) -> Tree:
     return below
 
 
-class PtyConsole:
+class PtyConsole(PtyProcess):
     """`llmdeck ARGS` on a pseudo-terminal of 80x24, its output collected as it comes."""
 
     def __init__(self, *args: str) -> None:
-        pid, fd = pty.fork()
-        if pid == 0:  # the child: llmdeck, session leader on the pty
-            os.chdir(ROOT)
-            os.execv(sys.executable, [*LLMDECK, *args])
-        self.pid, self.fd = pid, fd
-        import fcntl
-
-        fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
-        self.output = bytearray()
-        self.status: int | None = None
-        self.tree: Tree = process_tree(pid)
-        """Every process seen running below it (for the cleanup, even after it exited)."""
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        while True:
-            try:
-                chunk = os.read(self.fd, 65536)
-            except OSError:  # EIO once the child side has closed, EBADF once we closed it
-                return
-            if not chunk:
-                return
-            self.output += chunk
-
-    def wait_for(self, pattern: bytes, deadline: float = 60.0) -> None:
-        end = time.monotonic() + deadline
-        while not re.search(pattern, bytes(self.output)):
-            assert time.monotonic() < end, f"no {pattern!r} in: {bytes(self.output)[-2000:]!r}"
-            assert self.poll() is None, f"exited {self.status}: {bytes(self.output)[-2000:]!r}"
-            process_tree(self.pid, self.tree)
-            time.sleep(0.1)
-
-    def poll(self) -> int | None:
-        if self.status is None:
-            pid, status = os.waitpid(self.pid, os.WNOHANG)
-            if pid:
-                self.status = os.waitstatus_to_exitcode(status)
-        return self.status
-
-    def wait(self, deadline: float = DEADLINE) -> int | None:
-        end = time.monotonic() + deadline
-        while self.poll() is None and time.monotonic() < end:
-            time.sleep(0.05)
-        return self.status
-
-    def hang_up(self) -> None:
-        """What a dropped SSH session does: the terminal's master side closes (SIGHUP, EIO)."""
-        os.close(self.fd)
-
-    def output_to_end(self) -> bytes:
-        """All it wrote, once it has exited and its terminal has no writer left."""
-        self._reader.join(DEADLINE)
-        assert not self._reader.is_alive(), "its terminal was still open"
-        return bytes(self.output)
-
-    def kill(self) -> None:
-        """SIGKILL whatever still runs of its tree, and reap it."""
-        if self.poll() is None:
-            process_tree(self.pid, self.tree)
-        kill_tree(self.tree)
-        self.wait()
+        super().__init__(*LLMDECK[1:], *args)
 
 
 @pytest.fixture

@@ -17,13 +17,9 @@ from __future__ import annotations
 import fcntl
 import os
 import pty
-import re
 import signal
-import struct
 import subprocess
 import sys
-import termios
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,11 +30,10 @@ from tests.reliability.faultkit import (
     DEADLINE,
     LLMDECK,
     ROOT,
-    Tree,
+    PtyProcess,
     alive,
     check_cache,
     children,
-    kill_tree,
     process_tree,
     wait_gone,
 )
@@ -49,26 +44,8 @@ DATA = rb"data \d\d:\d\d:\d\dZ"
 """The status line once a view was fetched: the console is up and answering."""
 
 
-class Pty:
-    """`python ARGS` on a pseudo-terminal of 80x24 (its session leader); reading can be paused."""
-
-    def __init__(self, *argv: str, env: dict[str, str] | None = None) -> None:
-        pid, fd = pty.fork()
-        if pid == 0:
-            os.chdir(ROOT)
-            os.execve(sys.executable, [sys.executable, *argv], {**os.environ, **(env or {})})
-        self.pid, self.fd = pid, fd
-        self.resize(24, 80)
-        self.output = bytearray()
-        self.status: int | None = None
-        self.tree: Tree = process_tree(pid)
-        self.reading = threading.Event()
-        self.reading.set()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def resize(self, rows: int, cols: int) -> None:
-        fcntl.ioctl(self.fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+class Pty(PtyProcess):
+    """`python ARGV` on a pseudo-terminal; it can tell when its writes to the terminal block."""
 
     def blocked_writing(self) -> bool:
         """Whether a thread of it waits in write(2, ...): the terminal takes no more."""
@@ -94,51 +71,6 @@ class Pty:
             self.resize(*sizes[0])
             sizes.reverse()
             time.sleep(0.2)
-
-    def _read(self) -> None:
-        while self.reading.wait():
-            try:
-                chunk = os.read(self.fd, 65536)
-            except OSError:  # EIO once the child side has closed
-                return
-            if not chunk:
-                return
-            self.output += chunk
-
-    def wait_for(self, pattern: bytes) -> None:
-        end = time.monotonic() + 60.0
-        while not re.search(pattern, bytes(self.output)):
-            assert time.monotonic() < end, f"no {pattern!r} in: {bytes(self.output)[-2000:]!r}"
-            assert self.poll() is None, f"exited {self.status}: {bytes(self.output)[-2000:]!r}"
-            process_tree(self.pid, self.tree)
-            time.sleep(0.05)
-
-    def poll(self) -> int | None:
-        if self.status is None:
-            pid, status = os.waitpid(self.pid, os.WNOHANG)
-            if pid:
-                self.status = os.waitstatus_to_exitcode(status)
-        return self.status
-
-    def wait(self, deadline: float = DEADLINE) -> int | None:
-        end = time.monotonic() + deadline
-        while self.poll() is None and time.monotonic() < end:
-            process_tree(self.pid, self.tree)
-            time.sleep(0.05)
-        return self.status
-
-    def output_to_end(self) -> bytes:
-        self.reading.set()
-        self._reader.join(DEADLINE)
-        return bytes(self.output)
-
-    def kill(self) -> None:
-        if self.poll() is None:
-            process_tree(self.pid, self.tree)
-        kill_tree(self.tree)
-        self.wait()
-        self.reading.set()
-        os.close(self.fd)
 
 
 @pytest.fixture
