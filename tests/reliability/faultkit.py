@@ -389,6 +389,18 @@ def remount(mount: Path, options: str) -> None:
     subprocess.run(["mount", "-o", f"remount,{options}", str(mount)], check=True)
 
 
+def fill_disk(path: Path) -> None:
+    """Write zeros to `path` until its file system is full (ENOSPC); unlink it to make room again."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT)
+    try:
+        while True:
+            os.write(fd, bytes(1 << 16))
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 @contextmanager
 def tmpfs(where: Path, size: str) -> Iterator[Path]:
     """A real tmpfs of `size` (e.g. "8m") mounted at `where` (created); on leaving, whatever

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -186,14 +185,7 @@ def test_backend_reopen_while_the_simulator_writes_keeps_saying_disk_full(tmp_pa
             for _ in range(8):
                 cache.con.execute(
                     "INSERT INTO filler SELECT md5(random()::VARCHAR) FROM range(40000)")
-            fd = os.open(disk / "fill", os.O_WRONLY | os.O_CREAT)
-            try:
-                while True:
-                    os.write(fd, bytes(1 << 16))
-            except OSError:
-                pass
-            finally:
-                os.close(fd)
+            faultkit.fill_disk(disk / "fill")
             with pytest.raises(duckdb.Error, match="No space left on device"):
                 cache.con.execute("CHECKPOINT")
             (disk / "fill").unlink()  # room again: only the invalidated database refuses
@@ -260,14 +252,7 @@ def test_a_checkpoint_failing_on_a_full_disk_is_not_remembered(tmp_path):
                 cache.con.execute(
                     "INSERT INTO filler SELECT md5(random()::VARCHAR) FROM range(40000)")
             assert Path(f"{path}.wal").stat().st_size > 4_000_000
-            fd = os.open(disk / "fill", os.O_WRONLY | os.O_CREAT)
-            try:
-                while True:
-                    os.write(fd, bytes(1 << 16))
-            except OSError:
-                pass
-            finally:
-                os.close(fd)
+            faultkit.fill_disk(disk / "fill")
             with pytest.raises(duckdb.Error, match="No space left on device"):
                 cache.checkpoint()
         finally:

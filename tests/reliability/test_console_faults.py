@@ -38,6 +38,7 @@ from tests.reliability.faultkit import (
     Tree,
     alive,
     check_cache,
+    fill_disk,
     kill_tree,
     needs,
     process_tree,
@@ -400,14 +401,7 @@ def test_the_panels_keep_answering_after_a_full_disk_invalidates_the_cache(small
         for _ in range(8):
             cache.con.execute("INSERT INTO filler SELECT md5(random()::VARCHAR) FROM range(40000)")
         assert Path(f"{path}.wal").stat().st_size > 8_000_000
-        fd = os.open(small_disk / "filler", os.O_WRONLY | os.O_CREAT)
-        try:
-            while True:
-                os.write(fd, bytes(1 << 16))
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
+        fill_disk(small_disk / "filler")
         with pytest.raises(duckdb.Error, match="No space left on device"):
             cache.con.execute("CHECKPOINT")
         with pytest.raises(duckdb.Error, match="database has been invalidated"):
