@@ -40,6 +40,7 @@ from console.cache.batching import BatchBuilder, QuarantineRow
 from console.cache.faults import CacheError, classify, first_line
 from console.cache.ingest_writer import Batch, BatchStore
 from console.cache.otlp_proto import decode_export_request
+from console.cache.retention import apply_retention
 from console.cache.store import Cache
 from console.config import Config
 from console.timeutil import utc_now
@@ -58,6 +59,11 @@ COMPACT_SECONDS = 30.0
 """How often the writer compacts the partial rollup rows of the hours it stored into."""
 COMPACT_TABLES = 512
 """...or after this many requests' tables, whichever comes first."""
+RETENTION_SECONDS = 3600.0
+"""How often the writer applies the configured retention (`[cache] retention_days`), as an
+ingest does after each run..."""
+RETENTION_FIRST_SECONDS = 60.0
+"""...the first time this long after it starts."""
 PROBE_FREE_BYTES = 4 * 1024 * 1024
 """Free bytes the cache's file system needs before the writer reopens the cache after a fault."""
 PROBE_MAX_SECONDS = 5.0
@@ -141,6 +147,7 @@ class Receiver:
         self._seq = 0
         self._threads: list[threading.Thread] = []
         self._last_compact = time.monotonic()
+        self._last_retention = time.monotonic() - RETENTION_SECONDS + RETENTION_FIRST_SECONDS
 
     # -- the handler ----------------------------------------------------------------------------
 
@@ -278,7 +285,8 @@ class Receiver:
             with self._cond:
                 while not self._pending and not self._closing:
                     self._cond.wait(timeout=COMPACT_SECONDS)
-                    if self._compact_due():
+                    if self._compact_due() or (
+                            time.monotonic() - self._last_retention >= RETENTION_SECONDS):
                         break
                 jobs, self._pending = self._pending, []
                 closing = self._closing
@@ -292,6 +300,10 @@ class Receiver:
                     with self._write_lock():
                         self._store.compact(cur)
                     self._last_compact = time.monotonic()
+                if not closing and time.monotonic() - self._last_retention >= RETENTION_SECONDS:
+                    with self._write_lock():
+                        apply_retention(self.cache, self.config)
+                    self._last_retention = time.monotonic()
             except Exception as exc:
                 self._fail(jobs, exc)
                 cur = None

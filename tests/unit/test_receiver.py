@@ -329,3 +329,24 @@ async def test_a_retry_queued_beside_its_first_try_is_stored_once(receiver, cach
     assert count(cache, "SELECT count(DISTINCT (trace_id, span_id)) FROM spans") == 62
     assert count(cache, "SELECT sum(requests) FROM rollup_minute") == 62
     assert receiver.stats().duplicates == 50
+
+
+async def test_the_writer_applies_the_configured_retention(cache, make_config, monkeypatch) -> None:
+    from console import receiver as module
+
+    monkeypatch.setattr(module, "RETENTION_SECONDS", 0.0)
+    monkeypatch.setattr(module, "RETENTION_FIRST_SECONDS", 0.0)
+    config = make_config(cache={"retention_days": 1})
+    r = Receiver(cache, config)
+    r.start()
+    try:
+        old = protobuf_request(10, start_ns=time.time_ns() - 3 * 86_400 * 10**9)
+        assert (await send(r, old)).status == 200  # stored, then pruned as too old
+        assert (await send(r, protobuf_request(4, first=100))).status == 200
+        deadline = time.monotonic() + 30
+        while count(cache, "SELECT count(*) FROM spans WHERE span_id <= '000000000000000a'"):
+            assert time.monotonic() < deadline, "retention never ran"
+            await asyncio.sleep(0.05)
+        assert count(cache) == 4
+    finally:
+        r.close()
