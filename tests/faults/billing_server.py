@@ -208,6 +208,33 @@ async def fetch_error(fetching: Awaitable[object], name: str, key: str) -> Sourc
     return error
 
 
+@dataclass(frozen=True)
+class ConnectorCalls:
+    """A connector's fetch as its tests make it: source `name` with `key`, days [start, end), at `now`."""
+
+    module: Any
+    key: str
+    name: str
+    start: date
+    end: date
+    now: datetime
+
+    async def fetch(
+        self,
+        server: BillingServer,
+        sleep: Sleeps | None = None,
+        policy: HttpPolicy | None = None,
+        start: date | None = None,
+        end: date | None = None,
+    ) -> BillingFetch:
+        return await fetch_with(server, self.module, self.key, self.name, start or self.start,
+                                end or self.end, now=self.now, sleep=sleep, policy=policy)
+
+    async def error(self, server: BillingServer, policy: HttpPolicy | None = None) -> SourceError:
+        """The SourceError the fetch must end with (see `fetch_error`)."""
+        return await fetch_error(self.fetch(server, policy=policy), self.name, self.key)
+
+
 class BillingReplay:
     """The three providers' billing endpoints as answers to requests, from generated data (no socket:
     `BillingServer` serves them on loopback; the canary test's server serves them behind its faults)."""

@@ -18,9 +18,8 @@ import pytest
 from connectors import billing_anthropic
 from connectors.billing_anthropic import COST_PATH, USAGE_PATH, _cost_lines, _usage_lines
 from connectors.billing_pages import cents_to_dollars
-from connectors.http import HttpPolicy, SourceError
-from console.billing import BillingFetch
-from tests.faults.billing_server import BillingServer, Sleeps, fetch_error, fetch_with, json_reply
+from connectors.http import HttpPolicy
+from tests.faults.billing_server import BillingServer, ConnectorCalls, Sleeps, json_reply
 from tests.faults.fault_server import Drip, Hang, Reply, Reset, html_page
 
 KEY = "sk-ant-admin01-Vb7Nq2Lx8Zr4Tk9Wm3Hc6Jp1Sd5Fg0Ya"
@@ -44,19 +43,8 @@ def server() -> Iterator[BillingServer]:
         yield s
 
 
-async def _fetch(
-    server: BillingServer,
-    sleep: Sleeps | None = None,
-    policy: HttpPolicy | None = None,
-    start: date = START,
-    end: date = END,
-) -> BillingFetch:
-    return await fetch_with(server, billing_anthropic, KEY, "claude-org", start, end, now=NOW, sleep=sleep,
-                            policy=policy)
-
-
-async def _error(server: BillingServer, policy: HttpPolicy | None = None) -> SourceError:
-    return await fetch_error(_fetch(server, policy=policy), "claude-org", KEY)
+CALLS = ConnectorCalls(billing_anthropic, KEY, "claude-org", START, END, NOW)
+_fetch, _error = CALLS.fetch, CALLS.error
 
 
 @pytest.mark.parametrize(

@@ -19,8 +19,7 @@ import pytest
 from connectors import billing_openai, billing_pages
 from connectors.billing_openai import COSTS_PATH, USAGE_PATH, _cost_lines, model_of
 from connectors.http import HttpPolicy, SourceClient, SourceError
-from console.billing import BillingFetch
-from tests.faults.billing_server import BillingServer, Sleeps, fetch_error, fetch_with, json_reply
+from tests.faults.billing_server import BillingServer, ConnectorCalls, Sleeps, json_reply
 from tests.faults.fault_server import Answer, Drip, Hang, RecordedRequest, Reply, Reset, html_page
 
 KEY = "sk-admin-Zq8vT2xL9mN4pR7sK1wY6bH3cD5fG0jA"
@@ -37,19 +36,8 @@ def server() -> Iterator[BillingServer]:
         yield s
 
 
-async def _fetch(
-    server: BillingServer,
-    sleep: Sleeps | None = None,
-    policy: HttpPolicy | None = None,
-    start: date = START,
-    end: date = END,
-) -> BillingFetch:
-    return await fetch_with(server, billing_openai, KEY, "openai-main", start, end, now=NOW, sleep=sleep,
-                            policy=policy)
-
-
-async def _error(server: BillingServer, policy: HttpPolicy | None = None) -> SourceError:
-    return await fetch_error(_fetch(server, policy=policy), "openai-main", KEY)
+CALLS = ConnectorCalls(billing_openai, KEY, "openai-main", START, END, NOW)
+_fetch, _error = CALLS.fetch, CALLS.error
 
 
 def _one_bucket(result: dict[str, object]) -> Reply:

@@ -15,9 +15,8 @@ import pytest
 
 from connectors import billing_openrouter
 from connectors.billing_openrouter import ACTIVITY_PATH, CREDITS_PATH, KEY_ONLY_LINE_ITEM, KEY_PATH, Balance
-from connectors.http import HttpPolicy, SourceError
-from console.billing import BillingFetch
-from tests.faults.billing_server import BillingServer, Sleeps, client_for, fetch_error, fetch_with, json_reply
+from connectors.http import HttpPolicy
+from tests.faults.billing_server import BillingServer, ConnectorCalls, Sleeps, client_for, json_reply
 from tests.faults.fault_server import Drip, Hang, Reply, Reset, html_page
 
 KEY = "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"
@@ -33,24 +32,13 @@ def server() -> Iterator[BillingServer]:
         yield s
 
 
-async def _fetch(
-    server: BillingServer,
-    sleep: Sleeps | None = None,
-    policy: HttpPolicy | None = None,
-    start: date = START,
-    end: date = END,
-) -> BillingFetch:
-    return await fetch_with(server, billing_openrouter, KEY, "openrouter", start, end, now=NOW, sleep=sleep,
-                            policy=policy)
+CALLS = ConnectorCalls(billing_openrouter, KEY, "openrouter", START, END, NOW)
+_fetch, _error = CALLS.fetch, CALLS.error
 
 
 async def _balance(server: BillingServer) -> Balance:
     async with client_for(server, billing_openrouter, KEY, name="openrouter") as client:
         return await billing_openrouter.balance(client)
-
-
-async def _error(server: BillingServer, policy: HttpPolicy | None = None) -> SourceError:
-    return await fetch_error(_fetch(server, policy=policy), "openrouter", KEY)
 
 
 async def test_thirty_days_of_activity_sum_exactly_per_model_and_provider(server: BillingServer) -> None:
