@@ -191,6 +191,27 @@ def _typed_other_value(v: OtlpAnyValue) -> Any:
     return _any_value(found) if found else None
 
 
+def proto_value(v: Any) -> Any:
+    """A protobuf AnyValue (opentelemetry-proto) as `_any_value` reads its OTLP/JSON form from
+    `otlp_proto.decode_export_request` (bytes as lowercase hex, an unset value None)."""
+    which = v.WhichOneof("value")
+    if which == "string_value":
+        return v.string_value
+    if which == "int_value":
+        return v.int_value
+    if which == "double_value":
+        return v.double_value
+    if which == "bool_value":
+        return v.bool_value
+    if which == "array_value":
+        return [proto_value(x) for x in v.array_value.values]
+    if which == "kvlist_value":
+        return {kv.key: proto_value(kv.value) for kv in v.kvlist_value.values}
+    if which == "bytes_value":
+        return v.bytes_value.hex()
+    return None
+
+
 def otlp_attributes(kvs: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if not kvs:
@@ -445,6 +466,47 @@ class SpanMapper:
                         if isinstance(value, list | dict):
                             value, n = self._clean_nested(value)
                             count += n
+            out[key] = value
+            if key not in _MAPPED_KEYS:
+                rest[key] = value
+        return out, rest, count
+
+    def proto_clean_attributes(self, kvs: Any) -> tuple[dict[str, Any], dict[str, Any], int]:
+        """`otlp_clean_attributes` over protobuf KeyValues: the same result as for the dict
+        `otlp_proto.decode_export_request` makes of them (a twin loop, as `typed_clean_attributes`)."""
+        out: dict[str, Any] = {}
+        rest: dict[str, Any] = {}
+        if not kvs:
+            return out, rest, 0
+        count = 0
+        redact = self.redact
+        memo = self._redact_memo.get
+        dropped = self._drop_memo
+        value: Any
+        for kv in kvs:
+            key = kv.key
+            try:
+                drop = dropped[key]
+            except KeyError:
+                drop = self._dropped(key)
+            if drop:
+                continue
+            v = kv.value
+            which = v.WhichOneof("value")
+            if which == "string_value":
+                x = v.string_value
+                hit = memo(x)
+                if hit is None:
+                    hit = redact(x)
+                value = hit[0]
+                count += hit[1]
+            elif which == "int_value":
+                value = v.int_value
+            else:  # as the dict path: the one other member (an unset value is None)
+                value = proto_value(v)
+                if isinstance(value, list | dict):
+                    value, n = self._clean_nested(value)
+                    count += n
             out[key] = value
             if key not in _MAPPED_KEYS:
                 rest[key] = value
@@ -717,6 +779,24 @@ class SpanMapper:
             0 if status is None else status.code, None if status is None else status.message,
             attrs, rest, resource, n + resource_redactions,
             raw_json(sp.events) if sp.events else None, source,
+        )
+
+    def add_proto_span(
+        self, out: SpanColumns, sp: Any, events: list[dict[str, Any]] | None,
+        resource: dict[str, Any], resource_redactions: int, source: str,
+    ) -> None:
+        """`add_otlp_span` for a protobuf Span (opentelemetry-proto), read without the OTLP/JSON
+        dict; `events`: its events as `otlp_proto.decode_export_request` gives them, None if none."""
+        trace_id = normalise_id(sp.trace_id.hex(), 16, "traceId")
+        span_id = normalise_id(sp.span_id.hex(), 8, "spanId")
+        start_ns = _start_ns(sp.start_time_unix_nano, "startTimeUnixNano")
+        end_ns = _time_ns(sp.end_time_unix_nano)
+        status = sp.status
+        attrs, rest, n = self.proto_clean_attributes(sp.attributes)
+        self._otlp_row(
+            out, trace_id, span_id, sp.parent_span_id.hex(), sp.name,  # type: ignore[arg-type]
+            sp.kind, start_ns, end_ns, status.code, status.message,
+            attrs, rest, resource, n + resource_redactions, events, source,
         )
 
     def _otlp_row(

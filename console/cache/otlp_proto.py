@@ -1,11 +1,23 @@
-"""Decode OTLP protobuf export requests into the OTLP/JSON shape the mapper reads."""
+"""Decode OTLP protobuf export requests: straight into span columns, or into the OTLP/JSON shape.
+
+`add_export_request` maps a parsed request's spans into a `BatchBuilder`'s batch without the
+OTLP/JSON dicts (`SpanMapper.add_proto_span`: ~4x less CPU per span). Any span it cannot map
+as usual makes the whole request go the dict path (`decode_export_request` and the builder's
+`add`), which is the reference: it rejects exactly what it always rejected, with its reasons.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+
+from console.cache import readers
+from console.cache.mapping import proto_value
+
+if TYPE_CHECKING:
+    from console.cache.batching import BatchBuilder
 
 
 def _any_value(v: AnyValue) -> dict[str, Any]:
@@ -31,10 +43,61 @@ def _attributes(kvs: Any) -> list[dict[str, Any]]:
     return [{"key": kv.key, "value": _any_value(kv.value)} for kv in kvs]
 
 
-def decode_export_request(body: bytes) -> dict[str, Any]:
-    """Parse one ExportTraceServiceRequest; ids become lowercase hex as in OTLP/JSON."""
+def _events(events: Any) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": ev.name,
+            "timeUnixNano": ev.time_unix_nano,
+            "attributes": _attributes(ev.attributes),
+        }
+        for ev in events
+    ]
+
+
+def parse_export_request(body: bytes) -> ExportTraceServiceRequest:
+    """Parse one ExportTraceServiceRequest (raises on an undecodable body)."""
     req = ExportTraceServiceRequest()
     req.ParseFromString(body)
+    return req
+
+
+def decode_export_request(body: bytes) -> dict[str, Any]:
+    """Parse one ExportTraceServiceRequest; ids become lowercase hex as in OTLP/JSON."""
+    return request_dict(parse_export_request(body))
+
+
+def add_export_request(builder: BatchBuilder, req: ExportTraceServiceRequest, name: str,
+                       line: int) -> None:
+    """Map `req`'s spans into `builder`'s batch, as `builder.add` maps `request_dict(req)`.
+
+    The direct path never quarantines: on any failure what it added is undone and the
+    request goes through the dict path, which decides (as `BatchBuilder._add_typed_request`).
+    """
+    cols = builder.cols
+    rows, keys = cols.rows, cols.keys
+    n_rows, duplicates, spans_read = len(rows), cols.duplicates, builder.spans_read
+    try:
+        source = f"{name}:{line}"
+        mapper = builder.mapper
+        add = mapper.add_proto_span
+        for rs in req.resource_spans:
+            resource, res_n = mapper.resource(
+                {kv.key: proto_value(kv.value) for kv in rs.resource.attributes})
+            for ss in rs.scope_spans:
+                for sp in ss.spans:
+                    add(cols, sp, _events(sp.events) if sp.events else None, resource, res_n,
+                        source)
+                    builder.spans_read += 1
+    except Exception:  # any failure at all: the dict path is the reference and decides
+        for row in rows[n_rows:]:
+            keys.discard((row[0], row[1]))
+        del rows[n_rows:]
+        cols.duplicates, builder.spans_read = duplicates, spans_read
+        builder.add(readers.Record("otlp", line, request_dict(req)), name)
+
+
+def request_dict(req: ExportTraceServiceRequest) -> dict[str, Any]:
+    """A parsed request in the OTLP/JSON shape the mapper reads; ids as lowercase hex."""
     resource_spans = []
     for rs in req.resource_spans:
         scope_spans = []
@@ -51,14 +114,7 @@ def decode_export_request(body: bytes) -> dict[str, Any]:
                         "startTimeUnixNano": sp.start_time_unix_nano,
                         "endTimeUnixNano": sp.end_time_unix_nano,
                         "attributes": _attributes(sp.attributes),
-                        "events": [
-                            {
-                                "name": ev.name,
-                                "timeUnixNano": ev.time_unix_nano,
-                                "attributes": _attributes(ev.attributes),
-                            }
-                            for ev in sp.events
-                        ],
+                        "events": _events(sp.events),
                         "status": {"code": sp.status.code, "message": sp.status.message},
                     }
                 )
