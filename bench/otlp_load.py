@@ -301,6 +301,9 @@ class TreeMemory:
         self.peak_rss_kb = 0
         self.pids: set[int] = set()
         self.ticks: dict[int, int] = {}
+        self.began = time.monotonic()
+        self.timeline: list[tuple[float, int]] = []
+        """(seconds since the start, summed VmRSS in kB) per sample."""
         self.base: dict[int, int] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -315,6 +318,18 @@ class TreeMemory:
                 total += st.get("VmRSS", 0)
                 self.ticks[pid] = max(self.ticks.get(pid, 0), _cpu_ticks(pid))
         self.peak_rss_kb = max(self.peak_rss_kb, total)
+        self.timeline.append((time.monotonic() - self.began, total))
+
+    def rss_at(self, fractions: Sequence[float]) -> list[float]:
+        """The tree's summed RSS (MB) at these fractions of the time sampled so far."""
+        if not self.timeline:
+            return []
+        end = self.timeline[-1][0]
+        out = []
+        for f in fractions:
+            t = end * f
+            out.append(next(kb for at, kb in self.timeline if at >= t) / 1024)
+        return out
 
     def mark(self) -> None:
         """Start counting CPU time from now (what the tree used before is left out)."""

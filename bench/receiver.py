@@ -86,11 +86,12 @@ def run_ours(name: str, workdir: Path, env: dict[str, str], body: Any) -> dict[s
         tree = descendants(receiver.pid)
         memory.sample()
         cpu = memory.cpu_seconds
+        curve = memory.rss_at((0.0, 0.25, 0.5, 0.75, 1.0))
         code = receiver.stop()
     left = wait_gone(sorted(memory.pids | set(tree)))
     rows, distinct = count_stored(cache)
     out.update(ready=ready, exit_code=code, left=left, rows=rows, distinct=distinct, hwm=memory.hwm_mb,
-               rss=memory.rss_mb, procs=len(memory.pids), cpu=cpu,
+               rss=memory.rss_mb, procs=len(memory.pids), cpu=cpu, curve=curve,
                said=(receiver.log.read_text().strip().splitlines() or [""])[-1])
     return out
 
@@ -107,6 +108,8 @@ def report_a(args: argparse.Namespace, a: dict[str, Any], la: LoadResult, rate: 
     print(f"    peak memory: sum of VmHWM {a['hwm']:.0f} MB over {a['procs']} process(es),"
           f" highest summed RSS {a['rss']:.0f} MB; ready in {a['ready']:.2f} s; exit code {a['exit_code']};"
           f" processes left: {a['left'] or 'none'}\n    its last line: {a['said']}", flush=True)
+    curve = " / ".join(f"{x:.0f}" for x in a["curve"])
+    print(f"    receiver RSS at 0/25/50/75/100% of the run: {curve} MB")
     print(f"    receiver CPU time during the load {a['cpu']:.1f} s = {a['rows'] / max(a['cpu'], 1e-9):,.0f}"
           f" spans per CPU-second (less sensitive to other load on the machine than spans/s)", flush=True)
 
