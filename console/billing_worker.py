@@ -142,7 +142,7 @@ class BillingWorker:
             t = self._tracks[name]
             if self.not_polling is not None and not self._released:
                 return SourceStatus(name, KIND, "stale" if t.last_ok else "down", t.last_ok, None,
-                                    self.not_polling, last_error=self.not_polling)
+                                    self.not_polling)
             state: SourceState
             age = None if t.last_ok is None else now - t.last_ok
             down_after = timedelta(seconds=DOWN_POLLS * t.every)

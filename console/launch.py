@@ -126,12 +126,12 @@ def run_console(config: Config, cache_path: Path, theme: str | None, err: TextIO
         return 1
     stop = StopSignals()
     stop.install()
-    held: str | None = None
+    held_by: str | None = None
     if wants_writers(config):
-        cache, held = open_for_writers(cache_path)
+        cache, held_by = open_for_writers(cache_path)
     else:
         cache = Cache.open(cache_path, read_only=True, create=False)
-    writers = ConsoleWriters.build(cache, config, held)
+    writers = ConsoleWriters.build(cache, config, held_by)
     backend: Backend | None = None
     try:
         writers.start()
@@ -168,20 +168,20 @@ class ConsoleWriters:
     """Shuts the gate (the console's own `WriteGate`), once the writers are closed."""
 
     @classmethod
-    def build(cls, cache: Cache, config: Config, held: str | None, gate: Gate | None = None, *,
+    def build(cls, cache: Cache, config: Config, held_by: str | None, gate: Gate | None = None, *,
               listen: str | None = None, **billing: Any) -> ConsoleWriters:
         """The writers `config` asks for (none started); `held`: why they cannot write (the
         cache is read-only here), shown on their lines."""
         from console.billing_worker import BillingWorker
-        from console.writers import WriteGate, receiver_host
+        from console.writers import WriteGate, not_polling, receiver_host
 
         closing = None
         if gate is None:
             own = WriteGate()
             gate, closing = own, own.close
-        worker = (BillingWorker(cache, config, gate, not_polling=held, **billing)
-                  if config.sources.billing() else None)
-        return cls(gate, worker, receiver_host(cache, config, gate, held, listen=listen), closing)
+        worker = (BillingWorker(cache, config, gate, not_polling=held_by and not_polling(held_by),
+                                **billing) if config.sources.billing() else None)
+        return cls(gate, worker, receiver_host(cache, config, gate, held_by, listen=listen), closing)
 
     def start(self) -> None:
         """Start the receiver (a port it cannot bind is said on its line), then billing polling."""

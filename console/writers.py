@@ -86,7 +86,8 @@ def receiver_listen(config: Config) -> str | None:
 
 
 def open_for_writers(path: Path, pause: Callable[[float], None] = time.sleep) -> tuple[Cache, str | None]:
-    """The cache read-write, or read-only with the reason when another process has it open.
+    """The cache read-write, or read-only with who holds it (`PATH is in use by ... (PID n)`)
+    when another process has it open.
 
     Raises the `CacheLockedError` when it cannot be opened at all (a writer holds it), and any
     other `CacheError` (corrupt, too new) as `Cache.open` does."""
@@ -98,14 +99,19 @@ def open_for_writers(path: Path, pause: Callable[[float], None] = time.sleep) ->
             if attempt + 1 < OPEN_TRIES:
                 pause(OPEN_PAUSE)
     cache = Cache.open(path, read_only=True, create=False)
-    return cache, not_writing(held)
+    return cache, str(held).split("; close it")[0]
 
 
-def not_writing(held: CacheLockedError) -> str:
-    """What the writers' lines say while another process has the cache open."""
-    who = str(held).split("; close it")[0]
-    return (f"not polling: the cache is open read-only here ({who}); run `llmdeck billing sync`"
+def not_polling(held_by: str) -> str:
+    """What the billing lines say while another process has the cache open."""
+    return (f"not polling: the cache is open read-only here ({held_by}); run `llmdeck billing sync`"
             " once it is closed, or restart the console then")
+
+
+def not_listening(held_by: str) -> str:
+    """What the receiver's line says while another process has the cache open."""
+    return (f"not listening: the cache is open read-only here ({held_by}); restart the console"
+            " once it is closed")
 
 
 _STATE: dict[str, SourceState] = {"ok": "live", "behind": "stale", "cannot_write": "down"}
@@ -264,7 +270,7 @@ class ReceiverHost:
             counts = "" if self._last is None else (
                 f"; {self._last.requests:,} requests, {self._last.spans_stored:,} spans stored")
             return SourceStatus(self.name, "otlp", "down", None, self._since,
-                                f"{where}: {reason}{counts}", last_error=reason)
+                                f"{where}: {reason}{counts}")
         st = receiver.stats()
         detail = (f"{where}: {st.requests:,} requests, {st.spans_stored:,} spans stored"
                   + (f", {st.duplicates:,} duplicates" if st.duplicates else "")
@@ -281,7 +287,7 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0][:300] if text else type(exc).__name__
 
 
-def receiver_host(cache: Cache, config: Config, gate: Gate, not_writing: str | None = None,
+def receiver_host(cache: Cache, config: Config, gate: Gate, held_by: str | None = None,
                   listen: str | None = None) -> ReceiverHost | None:
     """The host for `[receiver] listen` (or `listen`), None when neither is set. Not started; when it
     cannot run (the cache is read-only here, a bad address, a non-loopback address without
@@ -297,7 +303,7 @@ def receiver_host(cache: Cache, config: Config, gate: Gate, not_writing: str | N
     except ValueError as exc:
         return ReceiverHost(cache, config, gate, host=listen, port=0, not_listening=f"not listening: {exc}")
     token_ref = config.receiver.token
-    why = not_writing.replace("not polling", "not listening", 1) if not_writing else None
+    why = not_listening(held_by) if held_by else None
     token: str | None = None
     if why is None and token_ref:
         from console.secrets import SecretError, header_secret

@@ -426,7 +426,7 @@ class Simulator:
 
     def _succeeded(self, what: str) -> None:
         self._health.succeeded(
-            f"{self._backfill_note or what}: {self.spans_stored:,} spans stored; simulated time"
+            f"{self._backfill_note or what}: {self.spans_stored:,} spans ingested; simulated time"
             f" {self.generated_until:%Y-%m-%d %H:%M:%S}"
         )
 

@@ -28,7 +28,7 @@ from console.cache.store import Cache
 from console.config import Config, OpenAIBillingSource, SourcesSettings
 from console.launch import ConsoleWriters
 from console.timeutil import utc_now
-from console.writers import WriteGate, open_for_writers
+from console.writers import WriteGate, not_polling, open_for_writers
 from tests.faults.billing_server import OPENAI_COSTS, BillingServer, json_reply
 
 KEY = "sk-admin-canary-writer-5e6f7a8b9c0d"
@@ -171,12 +171,14 @@ def test_another_reader_leaves_the_console_read_only_and_its_billing_lines_say_w
     proc = _holder(path, read_only=True)
     try:
         pauses: list[float] = []
-        cache, held = open_for_writers(path, pause=pauses.append)
+        cache, held_by = open_for_writers(path, pause=pauses.append)
         try:
-            assert cache.read_only and held is not None and len(pauses) == 3
-            assert held.startswith(f"not polling: the cache is open read-only here ({path} is in use by")
-            assert f"(PID {proc.pid})" in held and "`llmdeck billing sync`" in held
-            writers = ConsoleWriters.build(cache, config, held)
+            assert cache.read_only and held_by is not None and len(pauses) == 3
+            assert held_by.startswith(f"{path} is in use by") and held_by.endswith(f"(PID {proc.pid})")
+            held = not_polling(held_by)
+            assert held == (f"not polling: the cache is open read-only here ({held_by}); run `llmdeck"
+                            " billing sync` once it is closed, or restart the console then")
+            writers = ConsoleWriters.build(cache, config, held_by)
             writers.start()
             try:
                 (line,) = writers.probes()
@@ -189,9 +191,9 @@ def test_another_reader_leaves_the_console_read_only_and_its_billing_lines_say_w
             cache.close()
     finally:
         _release(proc)
-    cache, held = open_for_writers(path)  # once the other process is gone: read-write
+    cache, held_by = open_for_writers(path)  # once the other process is gone: read-write
     with cache:
-        assert not cache.read_only and held is None
+        assert not cache.read_only and held_by is None
 
 
 def test_a_writer_holding_the_file_is_the_usual_locked_cache_error(tmp_path: Path) -> None:
@@ -293,13 +295,13 @@ def test_the_receiver_lines_say_why_it_does_not_listen(tmp_path: Path, cache: Ca
 
     gate = WriteGate()
     # held read-only by another process: not started, said
-    held = ConsoleWriters.build(cache, _receiver_config("127.0.0.1:0"), "not polling: the cache is"
-                                " open read-only here (x is in use by y (PID 1))", gate)
+    held = ConsoleWriters.build(cache, _receiver_config("127.0.0.1:0"), "x is in use by y (PID 1)", gate)
     held.start()
     assert held.receiver is not None and held.receiver.receiver is None
     line = held.receiver.source_status()
     assert line.state == "down" and line.detail == (
-        "127.0.0.1:0: not listening: the cache is open read-only here (x is in use by y (PID 1))")
+        "127.0.0.1:0: not listening: the cache is open read-only here (x is in use by y (PID 1));"
+        " restart the console once it is closed")
     held.close()
     # an address other than loopback without a token: refused, as `llmdeck receive` refuses it
     open_ = ConsoleWriters.build(cache, _receiver_config("0.0.0.0:0"), None, gate)
