@@ -111,7 +111,8 @@ def report_a(args: argparse.Namespace, a: dict[str, Any], la: LoadResult, rate: 
     curve = " / ".join(f"{x:.0f}" for x in a["curve"])
     print(f"    receiver RSS at 0/25/50/75/100% of the run: {curve} MB")
     print(f"    receiver CPU time during the load {a['cpu']:.1f} s = {a['rows'] / max(a['cpu'], 1e-9):,.0f}"
-          f" spans per CPU-second (less sensitive to other load on the machine than spans/s)", flush=True)
+          f" spans per CPU-second (less sensitive to other load on the machine than spans/s);"
+          f" the load generator's own CPU {a['generator_cpu']:.1f} s", flush=True)
 
 
 def report_b(args: argparse.Namespace, b: dict[str, Any], run: SdkRun, rate: float, same: bool) -> None:
@@ -189,7 +190,9 @@ def main() -> int:
     ok = True
 
     def pre_encoded(receiver: ReceiverProcess) -> dict[str, Any]:
-        return {"load": asyncio.run(drive(receiver.url, Stamper(templates), args.seconds, args.connections))}
+        before = time.process_time()
+        load = asyncio.run(drive(receiver.url, Stamper(templates), args.seconds, args.connections))
+        return {"load": load, "generator_cpu": time.process_time() - before}
 
     def sdk(receiver: ReceiverProcess) -> dict[str, Any]:
         t0 = time.monotonic()
