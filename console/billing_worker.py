@@ -88,6 +88,7 @@ class BillingWorker:
         """The fault the last store met (a full disk), until a store succeeds."""
         self._tracks = {s.name: _Track(s, every if every is not None else float(s.poll_seconds))
                         for s in config.sources.billing()}
+        self._stored_syncs()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._released = False
@@ -98,6 +99,10 @@ class BillingWorker:
     def start(self) -> None:
         """Run on a thread of its own (if there is anything to poll); `close()` stops it."""
         if self._thread is None and self._tracks and self.not_polling is None:
+            now, wall = time.monotonic(), self.wall()
+            for track in self._tracks.values():
+                since = 0.0 if track.last_ok is None else max((wall - track.last_ok).total_seconds(), 0)
+                track.due = now + max(self.first_delay, track.every - since)
             self._thread = threading.Thread(target=self._run, name="llmdeck-billing", daemon=True)
             self._thread.start()
 
@@ -205,6 +210,23 @@ class BillingWorker:
                 raise WriterStopped(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from exc
             yield
 
+    def _stored_syncs(self) -> None:
+        """Each source's last sync stored in the cache (by an earlier run, or `llmdeck billing
+        sync`): its line starts from it, and its first sync here waits until it is due, so a
+        restarted console never polls a provider sooner than `poll_seconds` after the last one."""
+        from console.cache import billing_store
+
+        try:
+            stored = billing_store.syncs(self.cache.cursor())
+        except duckdb.Error:  # the line says "not synced yet"; the first sync will say more
+            return
+        for record in stored:
+            track = self._tracks.get(record.source)
+            if track is not None and track.source.provider == record.provider:
+                track.last_ok = record.fetched_at
+                track.detail = (f"last synced {record.fetched_at:%Y-%m-%d %H:%M}Z, days"
+                                f" {record.covered_from:%m-%d}..{record.end - timedelta(days=1):%m-%d}")
+
     def _config_of(self, names: list[str]) -> Config:
         """The config with only the billing sources `names` (sync reads every one it lists)."""
         if len(names) == len(self._tracks):
@@ -232,9 +254,6 @@ class BillingWorker:
         track.down = track.down or down
 
     def _run(self) -> None:
-        start = time.monotonic() + self.first_delay
-        for track in self._tracks.values():
-            track.due = start
         while not self._stop.is_set():
             now = time.monotonic()
             due = [n for n, t in self._tracks.items() if t.due <= now]

@@ -355,3 +355,25 @@ def test_a_token_from_its_reference_is_required_by_the_receiver(
         assert token not in line.detail and token not in line.last_error
     finally:
         writers.close()
+
+
+def test_a_restarted_console_starts_from_the_stored_sync_and_waits_until_it_is_due(
+        config: Config, cache: Cache, server: BillingServer) -> None:
+    first = BillingWorker(cache, config, WriteGate())
+    (ok,) = first.sync_once()
+    assert ok.ok
+    (fetched,) = [r[0] for r in cache.cursor().execute("SELECT fetched_at FROM billing_syncs").fetchall()]
+    asked = len(server.requests)
+    wall = Wall()
+    wall.now = fetched + timedelta(seconds=10)
+    again = BillingWorker(cache, config, WriteGate(), wall=wall, first_delay=0.0)
+    (line,) = again.probes()
+    status = line.source_status()
+    assert status.state == "live" and status.last_ok == fetched
+    assert status.detail == (f"last synced {fetched:%Y-%m-%d %H:%M}Z, days {START:%m-%d}..{TODAY:%m-%d}")
+    again.start()
+    try:  # polled 10 s ago: the next poll is poll_seconds (60) after that one, not now
+        assert 30 < again._tracks["oa"].due - time.monotonic() <= 50
+    finally:
+        again.close()
+    assert len(server.requests) == asked and again.syncs == 0
