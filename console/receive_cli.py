@@ -59,9 +59,10 @@ def main_receive(config: Config, args: argparse.Namespace, out: TextIO, err: Tex
         if cache is None:
             return EXIT_CACHE
         from console.receiver import Receiver
+        from console.receiver_pool import default_workers
 
         receiver = Receiver(cache, config, queue_spans=config.receiver.queue_spans,
-                            on_fault=_on_fault(err))
+                            on_fault=_on_fault(err), map_workers=default_workers())
         receiver.start()
         code = EXIT_PROBLEM
         try:

@@ -39,15 +39,18 @@ from console.cache import readers
 from console.cache.batching import BatchBuilder, QuarantineRow
 from console.cache.faults import CacheError, classify, first_line
 from console.cache.ingest_writer import Batch, BatchStore
-from console.cache.otlp_proto import decode_export_request
+from console.cache.otlp_proto import add_export_request, decode_export_request, parse_export_request
 from console.cache.retention import apply_retention
 from console.cache.store import Cache
 from console.config import Config
+from console.receiver_pool import MapPool
 from console.timeutil import utc_now
 
-__all__ = ["Receiver", "ReceiverStats", "State"]
+__all__ = ["Mapped", "Receiver", "ReceiverStats", "State", "map_request"]
 
 State = Literal["ok", "behind", "cannot_write"]
+Mapped = tuple[pa.Table | None, list[QuarantineRow], int]
+"""A request mapped: its span table (None without spans), quarantine rows, spans in the table."""
 
 QUEUE_BYTES = 64 * 1024 * 1024
 """Bodies received but not yet mapped, in bytes, past which new ones get a 503."""
@@ -113,12 +116,14 @@ class Receiver:
         on_reopen: Callable[[Cache], None] | None = None,
         on_fault: Callable[[str | None], None] | None = None,
         queue_bytes: int = QUEUE_BYTES,
+        map_workers: int = 0,
     ) -> None:
         """`write_lock`: held around every transaction (the demo's `Simulator.exclusive`).
         `on_reopen`: told the new `Cache` after the writer reopened the file following a
         fault (the old one is abandoned); `cache` is always the current one. `on_fault`:
         told, from the writer thread, the reason when writing fails and None once it can
-        write again."""
+        write again. `map_workers`: decode and map in that many worker processes
+        (`receiver_pool.MapPool`), 0: in a thread of this process."""
         self.cache = cache
         self.path = cache.path
         self.config = config
@@ -127,7 +132,8 @@ class Receiver:
         self._write_lock = write_lock or nullcontext
         self._on_reopen = on_reopen
         self._on_fault = on_fault
-        self._builder = BatchBuilder(config)  # the mapping thread's only
+        self._builder = BatchBuilder(config)  # the mapping thread's only (without a pool)
+        self._pool = MapPool(config, map_workers) if map_workers > 0 else None
         self._store = BatchStore()
         self._cond = threading.Condition()
         # guarded by _cond:
@@ -155,8 +161,13 @@ class Receiver:
         """Start the mapping and writer threads."""
         if self._threads:
             return
+        mappers = 1
+        if self._pool is not None:
+            self._pool.start()
+            mappers = 2 * self._pool.size  # one request mapped, one on its way, per worker
         self._threads = [
-            threading.Thread(target=self._map_loop, name="llmdeck-receiver-map", daemon=True),
+            *(threading.Thread(target=self._map_loop, name="llmdeck-receiver-map", daemon=True)
+              for _ in range(mappers)),
             threading.Thread(target=self._write_loop, name="llmdeck-receiver-writer", daemon=True),
         ]
         for thread in self._threads:
@@ -202,6 +213,8 @@ class Receiver:
         end = time.monotonic() + timeout
         for thread in self._threads:
             thread.join(max(0.0, end - time.monotonic()))
+        if self._pool is not None:
+            self._pool.close()
         with self._cond:
             left = self._inbox + self._pending
             self._inbox, self._pending = [], []
@@ -264,17 +277,13 @@ class Receiver:
     def _map(self, job: _Job) -> ExportResult | None:
         """Decode and map `job`'s body into its table and quarantine rows; an error result if
         the body cannot be decoded (400)."""
-        req = job.request
-        name = f"otlp-http {req.peer.rpartition(':')[0] or req.peer}"
-        record = _decode(req, job.seq)
-        if isinstance(record, ExportResult):
-            return record
-        builder = self._builder
-        builder.add(record, name)
-        cols, quarantine, _ = builder.take()
-        job.table = cols.to_arrow() if len(cols) else None
-        job.quarantine = quarantine
-        job.spans = len(cols)
+        if self._pool is not None:
+            mapped = self._pool.map(job.request, job.seq)
+        else:
+            mapped = map_request(self._builder, job.request, job.seq)
+        if isinstance(mapped, ExportResult):
+            return mapped
+        job.table, job.quarantine, job.spans = mapped
         return None
 
     # -- the writer thread ----------------------------------------------------------------------
@@ -391,6 +400,26 @@ class Receiver:
 
 
 # -- helpers ----------------------------------------------------------------------------------
+
+def map_request(builder: BatchBuilder, req: ExportRequest, seq: int) -> Mapped | ExportResult:
+    """Decode and map one request with `builder` (in the receiver or a `MapPool` worker), or a
+    400 if its body cannot be decoded. Protobuf spans go straight into columns
+    (`otlp_proto.add_export_request`, mapped as the OTLP/JSON dict path maps them)."""
+    name = f"otlp-http {req.peer.rpartition(':')[0] or req.peer}"
+    message = None
+    if req.encoding == "protobuf":
+        with contextlib.suppress(Exception):  # undecodable: `_decode` says why
+            message = parse_export_request(req.body)
+    if message is not None:
+        add_export_request(builder, message, name, seq)
+    else:
+        record = _decode(req, seq)
+        if isinstance(record, ExportResult):
+            return record
+        builder.add(record, name)
+    cols, quarantine, _ = builder.take()
+    return (cols.to_arrow() if len(cols) else None), quarantine, len(cols)
+
 
 def _decode(req: ExportRequest, seq: int) -> readers.Record | ExportResult:
     """The request's body as an ingest record, or a 400 saying why it cannot be decoded."""

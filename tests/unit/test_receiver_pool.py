@@ -1,0 +1,105 @@
+"""The receiver with its decoding and mapping in worker processes (`console.receiver_pool.MapPool`).
+
+What the workers map must be stored exactly as the receiver's own mapping thread stores it (the
+same `map_request` with a `BatchBuilder` from the same configuration); bad bodies get the same
+answers; the workers end with `close`, and a worker that dies is replaced.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+from connectors.otlp_http import ExportRequest, ExportResult
+from console.cache.store import Cache
+from console.config import Config, RedactionRule, RedactionSettings
+from console.receiver import Receiver
+from console.receiver_pool import MapPool
+from tests.unit.test_otlp_proto_columns import cases
+from tests.unit.test_receiver import PEER, json_request, json_span, protobuf_request
+
+
+def config() -> Config:  # a user rule: the workers must get the configuration, not the defaults
+    return Config(redaction=RedactionSettings(rules=[RedactionRule(name="fruit", pattern="banana")]))
+
+
+def bodies() -> list[tuple[bytes, str]]:
+    return [
+        *((body, "protobuf") for body in cases().values()),
+        (protobuf_request(30, model="banana-model"), "protobuf"),
+        (json_request([json_span(1), json_span(2, name="a banana"), json_span(3, startTimeUnixNano="0")]),
+         "json"),
+        (b"\x0a\xff\xff", "protobuf"),
+        (b"{not json", "json"),
+    ]
+
+
+Run = tuple[list[ExportResult], list[Any], list[Any], list[int]]
+
+
+async def run(tmp_path: Path, workers: int, sent: list[tuple[bytes, str]]) -> Run:
+    cache = Cache.open(tmp_path / f"w{workers}.duckdb")
+    receiver = Receiver(cache, config(), map_workers=workers)
+    receiver.start()
+    try:
+        results = [await receiver.handle(ExportRequest(body, encoding, PEER))  # type: ignore[arg-type]
+                   for body, encoding in sent]
+        pids = receiver._pool.pids() if receiver._pool is not None else []
+    finally:
+        receiver.close()
+    cur = cache.cursor()
+    spans = cur.execute("SELECT * EXCLUDE (source) FROM spans ORDER BY trace_id, span_id").fetchall()
+    quarantine = cur.execute("SELECT line, reason FROM quarantine ORDER BY ALL").fetchall()
+    cache.close()
+    return results, spans, quarantine, pids
+
+
+def gone(pids: list[int], timeout: float = 30.0) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        alive = []
+        for pid in pids:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                continue
+            alive.append(pid)
+        if not alive:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+async def test_workers_store_what_the_mapping_thread_stores_and_end_with_close(tmp_path: Path) -> None:
+    sent = bodies()
+    in_thread = await run(tmp_path, 0, sent)
+    in_workers = await run(tmp_path, 1, sent)
+    assert [r.status for r in in_thread[0]] == [200] * 7 + [400, 400]
+    assert in_workers[0] == in_thread[0]  # answers: partial successes and 400s word for word
+    assert in_workers[1] == in_thread[1] and len(in_thread[1]) > 80  # every stored column
+    assert in_workers[2] == in_thread[2] and in_thread[2]
+    assert "banana" not in repr(in_thread[1])  # the user rule ran in the worker too
+    assert in_workers[3] and gone(in_workers[3])
+
+
+def test_a_worker_that_dies_is_replaced(tmp_path: Path) -> None:
+    pool = MapPool(config(), 1)
+    pool.start()
+    try:
+        req = ExportRequest(protobuf_request(5), "protobuf", PEER)
+        first = pool.map(req, 1)
+        assert not isinstance(first, ExportResult) and first[2] == 5
+        [pid] = pool.pids()
+        os.kill(pid, signal.SIGKILL)
+        assert gone([pid])
+        again = pool.map(req, 1)
+        assert not isinstance(again, ExportResult) and again[0] is not None
+        assert again[0].equals(first[0])
+        assert pool.pids() and pool.pids() != [pid]
+    finally:
+        pids = pool.pids()
+        pool.close()
+    assert gone(pids)
