@@ -131,9 +131,10 @@ def run_console(config: Config, cache_path: Path, theme: str | None, err: TextIO
         cache, held_by = open_for_writers(cache_path)
     else:
         cache = Cache.open(cache_path, read_only=True, create=False)
-    writers = ConsoleWriters.build(cache, config, held_by)
+    writers: ConsoleWriters | None = None
     backend: Backend | None = None
     try:
+        writers = ConsoleWriters.build(cache, config, held_by)
         writers.start()
         backend = Backend(cache, config, wall_clock, [CacheProbe(cache), *writers.probes()],
                           hub=source_hub(config))
@@ -145,7 +146,8 @@ def run_console(config: Config, cache_path: Path, theme: str | None, err: TextIO
         if stop.received is None:
             app.run()
     finally:
-        writers.close()  # first: no writer is inside the cache when it closes
+        if writers is not None:
+            writers.close()  # first: no writer is inside the cache when it closes
         faulted = backend is not None and (backend.read_fault is not None or backend.reopened)
         if faulted and not cache.read_only:  # no closing checkpoint: a damaged file stays as it was
             cache.abandon()
@@ -170,8 +172,9 @@ class ConsoleWriters:
     @classmethod
     def build(cls, cache: Cache, config: Config, held_by: str | None, gate: Gate | None = None, *,
               listen: str | None = None, **billing: Any) -> ConsoleWriters:
-        """The writers `config` asks for (none started); `held`: why they cannot write (the
-        cache is read-only here), shown on their lines."""
+        """The writers `config` asks for (none started). `held_by`: who holds the cache (it is
+        read-only here), said on their lines instead of writing. `gate`: the process's write
+        lock (default: a `WriteGate` of their own); `billing`: `BillingWorker` options."""
         from console.billing_worker import BillingWorker
         from console.writers import WriteGate, not_polling, receiver_host
 
