@@ -99,6 +99,16 @@ def test_a_failed_fetch_keeps_the_rows_and_shows_the_source_stale_then_down(
     assert KEY not in status.detail and KEY[-12:] not in status.detail
     wall.now += timedelta(seconds=10 * 60)  # ten polls without a good one
     assert line.source_status().state == "down"
+    # the cost screen's billing section: the stored figures, flagged stale past three polls
+    from console.billing_reader import billing_section
+    from console.pricing import PriceTable
+
+    (fetched,) = [r[0] for r in cache.cursor().execute("SELECT fetched_at FROM billing_syncs").fetchall()]
+    later = fetched + timedelta(seconds=3 * 60 + 1)
+    section = billing_section(cache.cursor(), config, later, PriceTable.load(), wall=lambda: later)
+    (fresh,) = section.sources
+    assert (fresh.source, fresh.stale, fresh.last_day) == ("oa", True, TODAY)
+    assert rows(cache) == before
 
 
 def test_no_sync_for_three_polls_is_stale_and_a_refused_key_is_down_at_once(
