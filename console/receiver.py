@@ -23,6 +23,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import os
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -31,13 +32,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from connectors.otlp_http import ExportRequest, ExportResult
 from console.cache import readers
 from console.cache.batching import BatchBuilder, QuarantineRow
-from console.cache.faults import CacheError, classify, first_line
+from console.cache.faults import classify, first_line
 from console.cache.ingest_writer import Batch, BatchStore
 from console.cache.otlp_proto import add_export_request, decode_export_request, parse_export_request
 from console.cache.retention import apply_retention
@@ -74,6 +76,8 @@ PROBE_MAX_SECONDS = 5.0
 BEHIND_SECONDS = 5.0
 """How long a refusal for a full queue keeps the state at "behind"."""
 _MESSAGE_CHARS = 300
+SECRET_PLACEHOLDER = "[SECRET]"
+"""What a secret the receiver knows (its token) becomes in what it stores."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +121,7 @@ class Receiver:
         on_fault: Callable[[str | None], None] | None = None,
         queue_bytes: int = QUEUE_BYTES,
         map_workers: int = 0,
+        secrets: tuple[str, ...] = (),
     ) -> None:
         """`write_lock`: held around every transaction (the demo's `Simulator.exclusive`).
         `on_reopen`: told the new `Cache` after the writer reopened the file following a
@@ -132,6 +137,8 @@ class Receiver:
         self._write_lock = write_lock or nullcontext
         self._on_reopen = on_reopen
         self._on_fault = on_fault
+        self._secrets = tuple(s for s in secrets if s)
+        """Never stored: masked in every span string and quarantine row (the receiver's token)."""
         self._builder = BatchBuilder(config)  # the mapping thread's only (without a pool)
         self._pool = MapPool(config, map_workers) if map_workers > 0 else None
         self._store = BatchStore()
@@ -284,6 +291,8 @@ class Receiver:
         if isinstance(mapped, ExportResult):
             return mapped
         job.table, job.quarantine, job.spans = mapped
+        if self._secrets:
+            job.table, job.quarantine = mask_secrets(job.table, job.quarantine, self._secrets)
         return None
 
     # -- the writer thread ----------------------------------------------------------------------
@@ -384,9 +393,12 @@ class Receiver:
                 continue
             try:
                 cache = Cache.open(self.path, read_only=False)
-            except CacheError as exc:
+            except Exception as exc:  # CacheError; or DuckDB's own, e.g. a FatalException while
+                # another connection of this process keeps the invalidated database alive
+                fault = classify(exc, self.path)
                 with self._cond:
-                    self._reason = _clean(str(exc), 1000)
+                    self._reason = _clean(str(fault) if fault is not None else
+                                          f"cannot reopen {self.path}: {first_line(exc)}", 1000)
                 continue
             self.cache = cache
             self._store = BatchStore()  # what was touched before is compacted by the next ingest
@@ -505,6 +517,52 @@ def _has_room(path: os.PathLike[str] | str) -> bool:
     except OSError:
         return False
     return not st.f_flag & os.ST_RDONLY and st.f_bavail * st.f_frsize >= PROBE_FREE_BYTES
+
+
+def mask_secrets(table: pa.Table | None, quarantine: list[QuarantineRow],
+                 secrets: tuple[str, ...]) -> tuple[pa.Table | None, list[QuarantineRow]]:
+    """`table` and `quarantine` with every occurrence of each secret (any case, raw or as
+    JSON escapes it) replaced by SECRET_PLACEHOLDER: an exporter that records its own headers
+    must not get the receiver's token stored."""
+    forms = _secret_forms(secrets)
+    if not forms:
+        return table, quarantine
+    if table is not None:
+        pattern = "|".join(_re2_escape(form) for form in forms)
+        columns = list(table.columns)
+        changed = False
+        for i, (col, fld) in enumerate(zip(columns, table.schema, strict=True)):
+            if not pa.types.is_string(fld.type):
+                continue
+            if not any(pc.any(pc.match_substring(col, form, ignore_case=True)).as_py()
+                       for form in forms):
+                continue
+            columns[i] = pc.replace_substring_regex(col, pattern=f"(?i)(?:{pattern})",
+                                                    replacement=SECRET_PLACEHOLDER)
+            changed = True
+        if changed:
+            table = pa.Table.from_arrays(columns, schema=table.schema)
+    if quarantine:
+        regex = re.compile("|".join(re.escape(form) for form in forms), re.IGNORECASE)
+        quarantine = [(regex.sub(SECRET_PLACEHOLDER, src), line, regex.sub(SECRET_PLACEHOLDER, reason))
+                      for src, line, reason in quarantine]
+    return table, quarantine
+
+
+def _secret_forms(secrets: tuple[str, ...]) -> list[str]:
+    forms: list[str] = []
+    for secret in secrets:
+        if not secret:
+            continue
+        for form in (secret, orjson.dumps(secret).decode()[1:-1]):
+            if form not in forms:
+                forms.append(form)
+    return sorted(forms, key=len, reverse=True)
+
+
+def _re2_escape(text: str) -> str:
+    """`text` as a literal in an RE2 pattern (Arrow's regex engine)."""
+    return "".join(c if c.isalnum() and c.isascii() else f"\\x{{{ord(c):x}}}" for c in text)
 
 
 def _clean(text: str, limit: int = _MESSAGE_CHARS) -> str:

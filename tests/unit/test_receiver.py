@@ -350,3 +350,33 @@ async def test_the_writer_applies_the_configured_retention(cache, make_config, m
         assert count(cache) == 4
     finally:
         r.close()
+
+
+TOKEN = "rcv-7f3a9c2e5b1d4e8f"
+
+
+async def test_the_receivers_token_sent_inside_spans_is_never_stored(cache) -> None:
+    r = Receiver(cache, Config(), secrets=(TOKEN,))
+    r.start()
+    try:
+        req = ExportTraceServiceRequest()
+        req.ParseFromString(protobuf_request(3))
+        rs = req.resource_spans[0]
+        rs.resource.attributes[0].value.string_value = f"svc-{TOKEN}"
+        span = rs.scope_spans[0].spans[0]
+        span.name = f"POST /v1/traces Bearer {TOKEN}"
+        attr = span.attributes.add()
+        attr.key, attr.value.string_value = "http.request.header.authorization", TOKEN
+        assert (await send(r, req.SerializeToString())).status == 200
+        bad = await send(r, json_request([json_span(9, traceId=TOKEN), json_span(10, name=TOKEN)]),
+                         "json")
+        assert bad.status == 200 and bad.rejected_spans == 1
+        assert TOKEN not in bad.message
+    finally:
+        r.close()
+    cur = cache.cursor()
+    stored = " ".join(str(row) for table in ("spans", "quarantine")
+                      for row in cur.execute(f"SELECT * FROM {table}").fetchall())
+    assert TOKEN not in stored
+    assert count(cache) == 4 and "[SECRET]" in stored
+    assert count(cache, "SELECT count(*) FROM spans WHERE service = 'svc-[SECRET]'") == 3
