@@ -62,7 +62,8 @@ def main_receive(config: Config, args: argparse.Namespace, out: TextIO, err: Tex
         from console.receiver_pool import default_workers
 
         receiver = Receiver(cache, config, queue_spans=config.receiver.queue_spans,
-                            on_fault=_on_fault(err), map_workers=default_workers())
+                            on_fault=_on_fault(err), map_workers=default_workers(),
+                            secrets=(token,) if token else ())
         receiver.start()
         code = EXIT_PROBLEM
         try:

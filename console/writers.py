@@ -160,7 +160,8 @@ class ReceiverHost:
 
         settings = self.config.receiver
         own = Cache.open(self.cache.path, read_only=False, create=False)  # the same database
-        receiver = Receiver(own, self.config, write_lock=self.gate, queue_spans=settings.queue_spans)
+        receiver = Receiver(own, self.config, write_lock=self.gate, queue_spans=settings.queue_spans,
+                            secrets=(self.token,) if self.token else ())
         receiver.start()
         self.receiver = receiver
         self._server = OtlpHttpServer(receiver.handle, host=self.host, port=self.port,
