@@ -76,9 +76,14 @@ class ReceiverProcess:
         return f"http://127.0.0.1:{self.port}/v1/traces"
 
     def kill9(self) -> None:
+        """SIGKILL the receiver's own process only, as `kill -9 PID` does: its mapping workers
+        must go by themselves (they watch their parent)."""
         assert self.proc is not None
-        kill_tree(process_tree(self.proc.pid, self.seen))
+        tree = process_tree(self.proc.pid, self.seen)
+        self.proc.kill()
         self.proc.wait(DEADLINE)
+        left = wait_gone(tree)
+        assert left == {}, f"left behind by a kill -9 of the receiver: {left}"
         assert self.proc.stdout is not None and self.proc.stderr is not None
         self.proc.stdout.close()
         self.proc.stderr.close()
