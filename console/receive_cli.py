@@ -59,11 +59,13 @@ def main_receive(config: Config, args: argparse.Namespace, out: TextIO, err: Tex
         if cache is None:
             return EXIT_CACHE
         from console.receiver import Receiver
-        from console.receiver_pool import default_workers
+        from console.receiver_pool import default_workers, tune_writer
 
+        tune_writer(cache)
         receiver = Receiver(cache, config, queue_spans=config.receiver.queue_spans,
                             on_fault=_on_fault(err), map_workers=default_workers(),
-                            secrets=(token,) if token else ())
+                            secrets=(token,) if token else (),
+                            on_reopen=tune_writer)
         receiver.start()
         code = EXIT_PROBLEM
         try:

@@ -41,18 +41,16 @@ from console.cache import readers
 from console.cache.batching import BatchBuilder, QuarantineRow
 from console.cache.faults import classify, first_line
 from console.cache.ingest_writer import Batch, BatchStore
-from console.cache.otlp_proto import add_export_request, decode_export_request, parse_export_request
+from console.cache.otlp_proto import decode_export_request
 from console.cache.retention import apply_retention
 from console.cache.store import Cache
 from console.config import Config
-from console.receiver_pool import MapPool
+from console.receiver_pool import Mapped, MapPool, map_protobuf, taken
 from console.timeutil import utc_now
 
 __all__ = ["Mapped", "Receiver", "ReceiverStats", "State", "map_request"]
 
 State = Literal["ok", "behind", "cannot_write"]
-Mapped = tuple[pa.Table | None, list[QuarantineRow], int]
-"""A request mapped: its span table (None without spans), quarantine rows, spans in the table."""
 
 QUEUE_BYTES = 64 * 1024 * 1024
 """Bodies received but not yet mapped, in bytes, past which new ones get a 503."""
@@ -73,6 +71,12 @@ PROBE_FREE_BYTES = 4 * 1024 * 1024
 """Free bytes the cache's file system needs before the writer reopens the cache after a fault."""
 PROBE_MAX_SECONDS = 5.0
 """The longest wait between two probes of a cache that could not be written."""
+GROUP_SPANS = 16_384
+"""The writer waits for requests already received (in the inbox or being mapped) to join its
+transaction until it holds this many spans... (the store step's cost per span falls with the
+size of the transaction: ~70 us at 512 spans, ~24 at 2048, ~10 at 16k, measured)"""
+GROUP_WAIT = 0.25
+"""...or for this many seconds at most; a request alone is committed at once."""
 BEHIND_SECONDS = 5.0
 """How long a refusal for a full queue keeps the state at "behind"."""
 _MESSAGE_CHARS = 300
@@ -139,7 +143,8 @@ class Receiver:
         self._on_fault = on_fault
         self._secrets = tuple(s for s in secrets if s)
         """Never stored: masked in every span string and quarantine row (the receiver's token)."""
-        self._builder = BatchBuilder(config)  # the mapping thread's only (without a pool)
+        self._builder = BatchBuilder(config)  # for the mapping threads, one at a time
+        self._builder_lock = threading.Lock()
         self._pool = MapPool(config, map_workers) if map_workers > 0 else None
         self._store = BatchStore()
         self._cond = threading.Condition()
@@ -147,6 +152,7 @@ class Receiver:
         self._inbox: list[_Job] = []
         self._inbox_bytes = 0
         self._pending: list[_Job] = []
+        self._mapping = 0  # jobs taken from the inbox, not yet pending nor answered
         self._queued_spans = 0
         self._closing = False
         self._state: State = "ok"
@@ -256,16 +262,22 @@ class Receiver:
                     return  # what is left in the inbox is refused by close()
                 job = self._inbox.pop(0)
                 self._inbox_bytes -= len(job.request.body)
-            if not job.future.set_running_or_notify_cancel():
-                continue  # the client left before its request was read: nothing to answer
-            try:
-                error = self._map(job)
-            except Exception as exc:  # a bug in mapping: this request fails, the receiver goes on
-                error = ExportResult(500, message=_clean(f"cannot map the request: {type(exc).__name__}"))
+                self._mapping += 1
+            error: ExportResult | None = _unavailable("", 0)  # (the client left: not sent)
+            if job.future.set_running_or_notify_cancel():
+                try:
+                    error = self._map(job)
+                except Exception as exc:  # a bug in mapping: this request fails, the receiver goes on
+                    error = ExportResult(500, message=_clean(f"cannot map the request: {type(exc).__name__}"))
             if error is not None:
+                with self._cond:
+                    self._mapping -= 1
+                    self._cond.notify_all()  # a writer waiting for this job to join its group
                 _answer(job, error)
                 continue
             with self._cond:
+                self._mapping -= 1
+                self._cond.notify_all()
                 refusal = None
                 if self._closing:
                     refusal = _unavailable("the receiver is shutting down", RETRY_BEHIND)
@@ -284,10 +296,13 @@ class Receiver:
     def _map(self, job: _Job) -> ExportResult | None:
         """Decode and map `job`'s body into its table and quarantine rows; an error result if
         the body cannot be decoded (400)."""
-        if self._pool is not None:
-            mapped = self._pool.map(job.request, job.seq)
-        else:
-            mapped = map_request(self._builder, job.request, job.seq)
+        req = job.request
+        mapped: Mapped | ExportResult | None = None
+        if self._pool is not None and req.encoding == "protobuf":
+            mapped = self._pool.map(req.body, _source_name(req), job.seq)
+        if mapped is None:  # no pool, JSON, or a body the worker could not parse (its 400 here)
+            with self._builder_lock:
+                mapped = map_request(self._builder, req, job.seq)
         if isinstance(mapped, ExportResult):
             return mapped
         job.table, job.quarantine, job.spans = mapped
@@ -306,6 +321,14 @@ class Receiver:
                     if self._compact_due() or (
                             time.monotonic() - self._last_retention >= RETENTION_SECONDS):
                         break
+                # A group commit: requests already received join this transaction (bounded).
+                deadline = time.monotonic() + GROUP_WAIT
+                while (self._pending and not self._closing and self._queued_spans < GROUP_SPANS
+                       and (self._inbox or self._mapping)):
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._cond.wait(left)
                 jobs, self._pending = self._pending, []
                 closing = self._closing
             try:
@@ -417,20 +440,20 @@ def map_request(builder: BatchBuilder, req: ExportRequest, seq: int) -> Mapped |
     """Decode and map one request with `builder` (in the receiver or a `MapPool` worker), or a
     400 if its body cannot be decoded. Protobuf spans go straight into columns
     (`otlp_proto.add_export_request`, mapped as the OTLP/JSON dict path maps them)."""
-    name = f"otlp-http {req.peer.rpartition(':')[0] or req.peer}"
-    message = None
+    name = _source_name(req)
     if req.encoding == "protobuf":
-        with contextlib.suppress(Exception):  # undecodable: `_decode` says why
-            message = parse_export_request(req.body)
-    if message is not None:
-        add_export_request(builder, message, name, seq)
-    else:
-        record = _decode(req, seq)
-        if isinstance(record, ExportResult):
-            return record
-        builder.add(record, name)
-    cols, quarantine, _ = builder.take()
-    return (cols.to_arrow() if len(cols) else None), quarantine, len(cols)
+        mapped = map_protobuf(builder, req.body, name, seq)
+        if mapped is not None:
+            return mapped
+    record = _decode(req, seq)  # JSON, or a protobuf body that does not parse: `_decode` says why
+    if isinstance(record, ExportResult):
+        return record
+    builder.add(record, name)
+    return taken(builder)
+
+
+def _source_name(req: ExportRequest) -> str:
+    return f"otlp-http {req.peer.rpartition(':')[0] or req.peer}"
 
 
 def _decode(req: ExportRequest, seq: int) -> readers.Record | ExportResult:

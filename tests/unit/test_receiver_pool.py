@@ -7,11 +7,17 @@ answers; the workers end with `close`, and a worker that dies is replaced.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from connectors.otlp_http import ExportRequest, ExportResult
 from console.cache.store import Cache
@@ -85,18 +91,67 @@ async def test_workers_store_what_the_mapping_thread_stores_and_end_with_close(t
     assert in_workers[3] and gone(in_workers[3])
 
 
+async def test_the_writer_waits_for_requests_being_mapped_to_join_its_commit(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A group commit: a request mapped while another is still being mapped is not committed
+    alone (its answer waits for the other's spans to join the transaction); then one commit."""
+    import console.receiver as receiver_module
+
+    monkeypatch.setattr(receiver_module, "GROUP_WAIT", 600.0)  # only the order is asserted
+    both_taken, release = threading.Event(), threading.Event()
+    original = receiver_module.map_request
+
+    def held(builder: Any, req: ExportRequest, seq: int) -> Any:
+        (both_taken if seq == 1 else release).wait()
+        return original(builder, req, seq)
+
+    monkeypatch.setattr(receiver_module, "map_request", held)
+    cache = Cache.open(tmp_path / "c.duckdb")
+    commits: list[int] = []
+
+    @contextmanager
+    def write_lock() -> Iterator[None]:
+        commits.append(1)
+        yield
+
+    receiver = Receiver(cache, Config(), write_lock=write_lock)
+    receiver.start()
+    extra = threading.Thread(target=receiver._map_loop, daemon=True)  # a second mapping thread
+    receiver._threads.insert(0, extra)
+    extra.start()
+    try:
+        first, second = (asyncio.ensure_future(receiver.handle(ExportRequest(
+            protobuf_request(n, first=100 * n), "protobuf", PEER))) for n in (5, 7))
+        while receiver._mapping < 2:  # both taken from the inbox, both held
+            await asyncio.sleep(0.01)
+        both_taken.set()  # the first is mapped; the second still held
+        while receiver.stats().queue_spans < 5 and not first.done():
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.2)
+        assert not first.done() and not commits, "committed alone while another was being mapped"
+        release.set()
+        assert [r.status for r in await asyncio.gather(first, second)] == [200, 200]
+        assert len(commits) == 1
+        assert cache.cursor().execute("SELECT count(*) FROM spans").fetchall()[0][0] == 12
+    finally:
+        both_taken.set()
+        release.set()
+        receiver.close()
+        cache.close()
+
+
 def test_a_worker_that_dies_is_replaced(tmp_path: Path) -> None:
     pool = MapPool(config(), 1)
     pool.start()
     try:
-        req = ExportRequest(protobuf_request(5), "protobuf", PEER)
-        first = pool.map(req, 1)
-        assert not isinstance(first, ExportResult) and first[2] == 5
+        body = protobuf_request(5)
+        first = pool.map(body, "otlp-http 127.0.0.1", 1)
+        assert first is not None and first[2] == 5
         [pid] = pool.pids()
         os.kill(pid, signal.SIGKILL)
         assert gone([pid])
-        again = pool.map(req, 1)
-        assert not isinstance(again, ExportResult) and again[0] is not None
+        again = pool.map(body, "otlp-http 127.0.0.1", 1)
+        assert again is not None and again[0] is not None
         assert again[0].equals(first[0])
         assert pool.pids() and pool.pids() != [pid]
     finally:
