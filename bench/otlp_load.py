@@ -263,6 +263,17 @@ def _status(pid: int) -> dict[str, int]:
     return out
 
 
+def _pss_kb(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
 def _cpu_ticks(pid: int) -> int:
     """utime + stime + cutime + cstime of `pid`, in clock ticks (0 if it is gone)."""
     try:
@@ -299,6 +310,8 @@ class TreeMemory:
         self.root, self.interval = root, interval
         self.hwm_kb: dict[int, int] = {}
         self.peak_rss_kb = 0
+        self.peak_pss_kb = 0
+        """The highest sampled sum of PSS (shared pages split between the processes sharing them)."""
         self.pids: set[int] = set()
         self.ticks: dict[int, int] = {}
         self.began = time.monotonic()
@@ -309,15 +322,17 @@ class TreeMemory:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def sample(self) -> None:
-        total = 0
+        total = pss = 0
         for pid in descendants(self.root):
             st = _status(pid)
             if "VmHWM" in st:
                 self.pids.add(pid)
                 self.hwm_kb[pid] = max(self.hwm_kb.get(pid, 0), st["VmHWM"])
                 total += st.get("VmRSS", 0)
+                pss += _pss_kb(pid)
                 self.ticks[pid] = max(self.ticks.get(pid, 0), _cpu_ticks(pid))
         self.peak_rss_kb = max(self.peak_rss_kb, total)
+        self.peak_pss_kb = max(self.peak_pss_kb, pss)
         self.timeline.append((time.monotonic() - self.began, total))
 
     def rss_at(self, fractions: Sequence[float]) -> list[float]:
@@ -359,6 +374,14 @@ class TreeMemory:
     def hwm_mb(self) -> float:
         """Sum over the tree of each process's VmHWM (an upper bound of the tree's peak)."""
         return sum(self.hwm_kb.values()) / 1024
+
+    @property
+    def pss_mb(self) -> float:
+        return self.peak_pss_kb / 1024
+
+    def hwm_each_mb(self) -> list[float]:
+        """Each process's VmHWM, the root first."""
+        return [self.hwm_kb[p] / 1024 for p in sorted(self.hwm_kb, key=lambda p: (p != self.root, p))]
 
     @property
     def rss_mb(self) -> float:

@@ -91,7 +91,8 @@ def run_ours(name: str, workdir: Path, env: dict[str, str], body: Any) -> dict[s
     left = wait_gone(sorted(memory.pids | set(tree)))
     rows, distinct = count_stored(cache)
     out.update(ready=ready, exit_code=code, left=left, rows=rows, distinct=distinct, hwm=memory.hwm_mb,
-               rss=memory.rss_mb, procs=len(memory.pids), cpu=cpu, curve=curve,
+               rss=memory.rss_mb, procs=len(memory.pids), cpu=cpu, curve=curve, pss=memory.pss_mb,
+               each=memory.hwm_each_mb(),
                said=(receiver.log.read_text().strip().splitlines() or [""])[-1])
     return out
 
@@ -105,8 +106,10 @@ def report_a(args: argparse.Namespace, a: dict[str, Any], la: LoadResult, rate: 
     if per_s:
         print(f"    acknowledged per second: min {min(per_s):,}, max {max(per_s):,};"
               f" answers {statuses(la)}; {la.retries} retries after 429/503")
-    print(f"    peak memory: sum of VmHWM {a['hwm']:.0f} MB over {a['procs']} process(es),"
-          f" highest summed RSS {a['rss']:.0f} MB; ready in {a['ready']:.2f} s; exit code {a['exit_code']};"
+    each = " + ".join(f"{x:.0f}" for x in a["each"])
+    print(f"    peak memory: sum of VmHWM {a['hwm']:.0f} MB over {a['procs']} process(es) ({each}),"
+          f" highest summed RSS {a['rss']:.0f} MB, highest summed PSS {a['pss']:.0f} MB;"
+          f" ready in {a['ready']:.2f} s; exit code {a['exit_code']};"
           f" processes left: {a['left'] or 'none'}\n    its last line: {a['said']}", flush=True)
     curve = " / ".join(f"{x:.0f}" for x in a["curve"])
     print(f"    receiver RSS at 0/25/50/75/100% of the run: {curve} MB")
