@@ -7,8 +7,10 @@ The handler only records what reached it, so every assertion is about the framin
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import gzip
+import hmac
 import logging
 import tracemalloc
 import zlib
@@ -23,8 +25,10 @@ from google.protobuf import json_format
 from google.rpc import status_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
-from connectors.otlp_http import ExportRequest, ExportResult, OtlpHttpServer, _peer_name
+from connectors.otlp_http import ExportRequest, ExportResult, OtlpHttpServer
 from connectors.otlp_http_body import BodyTooLarge, BoundedGunzip
+from connectors.otlp_http_codec import clean_message
+from connectors.otlp_http_connection import peer_name
 
 MiB = 1024 * 1024
 PROTOBUF = {"Content-Type": "application/x-protobuf"}
@@ -150,15 +154,23 @@ class RawClient:
                 else:
                     raise AssertionError(f"unexpected {event!r}")
 
-    async def closed_by_server(self) -> bool:
-        """Reads until the server closes; True when it did (EOF or reset)."""
+    async def wait_closed_by_server(self) -> None:
+        """Reads until the server closes (EOF or reset); TimeoutError if it does not within HANG_GUARD."""
         async with asyncio.timeout(HANG_GUARD):
             try:
                 while await self.reader.read(65536):
                     pass
             except ConnectionError:
                 pass
-        return True
+
+    async def still_open(self, wait: float = 0.2) -> bool:
+        """True when the server has neither sent nor closed anything for `wait` seconds."""
+        try:
+            return await asyncio.wait_for(self.reader.read(1), wait) != b""  # bytes: open, b"": closed
+        except TimeoutError:
+            return True
+        except ConnectionError:
+            return False
 
     def close(self) -> None:
         self.writer.close()
@@ -266,7 +278,8 @@ async def test_handler_error_status_carries_a_google_rpc_status(
 
 
 @pytest.mark.parametrize(("status", "retry_after", "header_value"),
-                         [(429, 0.2, "1"), (503, 2.5, "3"), (503, 30.0, "30")])
+                         [(429, 0.2, "1"), (503, 2.5, "3"), (503, 30.0, "30"), (503, -4.0, "1"),
+                          (503, 1e300, "3600"), (429, float("inf"), "3600")])
 async def test_throttled_answers_carry_integer_retry_after(
         serve: ServerFactory, recorder: Recorder, status: int, retry_after: float, header_value: str) -> None:
     recorder.result = ExportResult(status, message="queue full", retry_after=retry_after)
@@ -291,9 +304,18 @@ async def test_handler_exception_is_a_clean_500_and_the_server_keeps_serving(
     assert served.status_code == 200
     assert [r.body for r in recorder.requests] == [b"x", b"y"]
     assert "the OTLP handler failed" in caplog.text
+    assert server.pending_bytes == 0
 
 
-@pytest.mark.parametrize("answer", [ExportResult(204), ExportResult(302), "not a result"], ids=str)
+@pytest.mark.parametrize("answer", [
+    ExportResult(204), ExportResult(302), "not a result",
+    ExportResult(400, message=None),  # type: ignore[arg-type]
+    ExportResult(200, rejected_spans=2.0),  # type: ignore[arg-type]
+    ExportResult(200, rejected_spans=True),
+    ExportResult(200, rejected_spans=-1),
+    ExportResult(503, retry_after="5"),  # type: ignore[arg-type]
+    ExportResult(503, retry_after=float("nan")),
+], ids=str)
 async def test_a_handler_answer_outside_the_contract_is_500(
         serve: ServerFactory, recorder: Recorder, answer: ExportResult) -> None:
     recorder.result = answer
@@ -304,6 +326,7 @@ async def test_a_handler_answer_outside_the_contract_is_500(
         served = await client.post(url(server), content=b"y", headers=JSON)
     assert (failed.status_code, served.status_code) == (500, 200)
     assert failed.json()["message"] == "the receiver failed on this request"
+    assert server.pending_bytes == 0
 
 
 async def test_other_paths_are_404_and_other_methods_405(serve: ServerFactory, recorder: Recorder) -> None:
@@ -409,7 +432,7 @@ async def test_a_client_asking_to_close_is_answered_then_closed(
     client = await RawClient.open(server)
     await client.send(framing)
     response, _ = await client.response()
-    assert await client.closed_by_server()
+    await client.wait_closed_by_server()
     client.close()
     assert response.status_code == 200
     assert [r.body for r in recorder.requests] == [b"c"]
@@ -493,7 +516,7 @@ async def test_declared_oversize_body_is_413_without_reading_it(
     response, body = await client.response()
     assert response.status_code == 413
     assert header(response, b"connection") == b"close"
-    assert await client.closed_by_server()
+    await client.wait_closed_by_server()
     client.close()
     assert recorder.requests == []
     assert "larger than 1048576 bytes" in body.decode()
@@ -533,7 +556,7 @@ async def test_100_mb_chunked_body_stops_at_the_limit_in_bounded_memory(
     await client.send(head(chunked=True))
     sender = asyncio.create_task(stream_chunked(client, 100 * 1000 * 1000, b"z" * 65536))
     response, _ = await client.response()
-    await client.closed_by_server()
+    await client.wait_closed_by_server()
     client.close()
     sender.cancel()
     await asyncio.gather(sender, return_exceptions=True)
@@ -560,7 +583,7 @@ async def test_100_mb_body_with_length_sent_anyway_is_refused_in_bounded_memory(
 
     sender = asyncio.create_task(send_body())
     response, _ = await client.response()
-    await client.closed_by_server()
+    await client.wait_closed_by_server()
     sender.cancel()
     await asyncio.gather(sender, return_exceptions=True)
     client.close()
@@ -591,7 +614,7 @@ async def test_endless_empty_gzip_members_stop_at_the_limit_on_the_wire(
     await client.send(head(chunked=True, extra="Content-Encoding: gzip\r\n"))
     sender = asyncio.create_task(stream_chunked(client, 10 * MiB, empty_member * 500))
     response, _ = await client.response()
-    await client.closed_by_server()
+    await client.wait_closed_by_server()
     client.close()
     sender.cancel()
     await asyncio.gather(sender, return_exceptions=True)
@@ -627,7 +650,7 @@ async def test_pending_budget_refuses_with_503_and_retry_after_without_reading_t
         raw = await RawClient.open(server)
         await raw.send(head(length=100_000))
         busy, _ = await raw.response()
-        assert await raw.closed_by_server()
+        await raw.wait_closed_by_server()
         raw.close()
         recorder.hold.set()
         assert (await first).status_code == 200
@@ -691,20 +714,62 @@ def test_an_empty_token_is_refused_rather_than_matching_an_empty_credential(reco
         OtlpHttpServer(recorder, token="")
 
 
-async def test_connections_past_the_limit_get_503(serve: ServerFactory, recorder: Recorder) -> None:
+async def test_connections_past_the_limit_get_503_when_every_slot_is_busy(
+        serve: ServerFactory, recorder: Recorder) -> None:
+    recorder.hold = asyncio.Event()
     server = await serve(max_connections=1)
     holder = await RawClient.open(server)
     await holder.send(head(length=1) + b"h")
-    assert (await holder.response())[0].status_code == 200  # the one slot is now taken (keep-alive)
+    await asyncio.wait_for(recorder.entered.wait(), HANG_GUARD)  # the one slot is busy in the handler
     extra = await RawClient.open(server)
     await extra.send(head(length=1) + b"e")
     refused, _ = await extra.response()
-    assert await extra.closed_by_server()
+    await extra.wait_closed_by_server()
     extra.close()
+    recorder.hold.set()
+    served, _ = await holder.response()
     holder.close()
     assert refused.status_code == 503
     assert header(refused, b"retry-after") == b"1"
+    assert served.status_code == 200
     assert [r.body for r in recorder.requests] == [b"h"]
+
+
+async def test_an_idle_keep_alive_connection_makes_room_for_a_new_client(
+        serve: ServerFactory, recorder: Recorder) -> None:
+    server = await serve(max_connections=1)
+    idle = await RawClient.open(server)
+    await idle.send(head(length=1) + b"i")
+    assert (await idle.response())[0].status_code == 200  # now idle between batches, as an SDK session
+    newcomer = await RawClient.open(server)
+    await newcomer.send(head(length=1) + b"n")
+    served, _ = await newcomer.response()
+    await idle.wait_closed_by_server()  # the idle one was closed to free the slot
+    newcomer.close()
+    idle.close()
+    assert served.status_code == 200
+    assert [r.body for r in recorder.requests] == [b"i", b"n"]
+
+
+async def test_refused_connections_past_the_cap_are_closed_at_once(
+        serve: ServerFactory, recorder: Recorder) -> None:
+    recorder.hold = asyncio.Event()
+    server = await serve(max_connections=2)
+    busy = [await RawClient.open(server) for _ in range(2)]
+    for client in busy:
+        await client.send(head(length=1) + b"b")
+    while len(recorder.requests) < 2:
+        await asyncio.wait_for(recorder.entered.wait(), HANG_GUARD)
+        recorder.entered.clear()
+    refused = [await RawClient.open(server) for _ in range(40)]  # never send, never close
+    for client in refused:
+        await client.wait_closed_by_server()  # the 503, then EOF (half-close or close)
+    held = server.open_connections
+    for client in [*busy, *refused]:
+        client.close()
+    recorder.hold.set()
+    # 2 served + at most 2 (= max_connections) refusals lingering; the other 38 went at once.
+    assert held <= 4, held
 
 
 # --- hostile and broken clients ----------------------------------------------------------------------------
@@ -714,10 +779,12 @@ async def test_slow_header_trickle_is_cut_off(serve: ServerFactory, recorder: Re
     server = await serve(read_timeout=0.3)
     client = await RawClient.open(server)
     await client.send(b"POST /v1/traces HTTP/1.1\r\n")
+    lines_sent = 0
     closed = False
     for n in range(int(HANG_GUARD / 0.05)):  # one header line every 50 ms, for as long as it is allowed
         try:
             await client.send(b"X-Slow-%d: a\r\n" % n)
+            lines_sent += 1
             closed = await asyncio.wait_for(client.reader.read(1), 0.05) == b""
         except TimeoutError:
             continue
@@ -726,6 +793,7 @@ async def test_slow_header_trickle_is_cut_off(serve: ServerFactory, recorder: Re
         break
     client.close()
     assert closed
+    assert lines_sent > 1  # the head was being read, then cut off (not closed on its first line)
     assert recorder.requests == []
 
 
@@ -734,18 +802,22 @@ async def test_slow_body_gets_408_and_is_closed(serve: ServerFactory, recorder: 
     client = await RawClient.open(server)
     await client.send(head(length=1000) + b"only a little")
     response, _ = await client.response()
-    assert await client.closed_by_server()
+    await client.wait_closed_by_server()
     client.close()
     assert response.status_code == 408
     assert recorder.requests == []
     assert server.pending_bytes == 0
 
 
-async def test_idle_keep_alive_connection_is_closed(serve: ServerFactory) -> None:
-    server = await serve(idle_timeout=0.2)
+async def test_idle_keep_alive_connection_is_closed(serve: ServerFactory, recorder: Recorder) -> None:
+    server = await serve(idle_timeout=2.0)
     client = await RawClient.open(server)
-    assert await client.closed_by_server()
+    await client.send(head(length=1) + b"k")
+    assert (await client.response())[0].status_code == 200
+    assert await client.still_open(0.2)  # kept alive after the answer
+    await client.wait_closed_by_server()  # then closed after idle_timeout
     client.close()
+    assert server.open_connections == 0
 
 
 async def test_truncated_body_never_reaches_the_handler_and_the_server_keeps_serving(
@@ -755,7 +827,7 @@ async def test_truncated_body_never_reaches_the_handler_and_the_server_keeps_ser
         client = await RawClient.open(server)
         await client.send(framing)
         client.writer.write_eof()
-        assert await client.closed_by_server()
+        await client.wait_closed_by_server()
         client.close()
     response = await post(server, b"fine", PROTOBUF)
     assert response.status_code == 200
@@ -775,7 +847,7 @@ async def test_malformed_http_gets_an_error_and_a_close(
     client = await RawClient.open(server)
     await client.send(request_bytes)
     response, body = await client.response()
-    assert await client.closed_by_server()
+    await client.wait_closed_by_server()
     client.close()
     assert response.status_code == status
     assert b"malformed HTTP request" in body
@@ -794,7 +866,7 @@ async def test_close_lets_a_request_in_flight_finish(serve: ServerFactory, recor
         in_flight = asyncio.create_task(client.post(url(server), content=b"x", headers=PROTOBUF))
         await asyncio.wait_for(recorder.entered.wait(), HANG_GUARD)
         closing = asyncio.create_task(server.close())
-        assert await idle.closed_by_server()  # idle connections go at once
+        await idle.wait_closed_by_server()  # idle connections go at once
         recorder.hold.set()
         response = await in_flight
         await closing
@@ -822,15 +894,19 @@ async def test_close_cancels_a_handler_past_the_grace(serve: ServerFactory, reco
 ])
 def test_peer_names_are_host_colon_port_with_ipv6_bracketed(address: object, name: str) -> None:
     # Pure: IPv6 loopback is not configured on every CI host, and the name format is all this pins.
-    assert _peer_name(address) == name
+    assert peer_name(address) == name
 
 
 async def test_serve_until_binds_a_free_port_and_stops_on_the_event(recorder: Recorder) -> None:
     server = OtlpHttpServer(recorder, port=0)
     stop = asyncio.Event()
     serving = asyncio.create_task(server.serve_until(stop))
-    while server.address[1] == 0:
-        await asyncio.sleep(0.01)
+    async with asyncio.timeout(HANG_GUARD):
+        while server.address[1] == 0:
+            if serving.done():
+                serving.result()  # raises the bind error
+                pytest.fail("serve_until returned without binding")
+            await asyncio.sleep(0.01)
     response = await post(server, b"x", PROTOBUF)
     stop.set()
     await asyncio.wait_for(serving, HANG_GUARD)
@@ -872,3 +948,236 @@ async def test_the_sdk_exporter_delivers_spans(
     decoded = trace_service_pb2.ExportTraceServiceRequest()
     decoded.ParseFromString(recorder.requests[0].body)
     assert decoded.resource_spans[0].scope_spans[0].spans[0].name == "chat gpt-4o"
+
+
+# --- review findings: memory, slots, framing edge cases ------------------------------------------------
+
+
+async def test_a_body_of_one_byte_chunks_costs_about_its_size(serve: ServerFactory, traced: int) -> None:
+    size = 100_000
+    held: list[int] = []
+
+    async def measure(request: ExportRequest) -> ExportResult:
+        held.append(tracemalloc.get_traced_memory()[0])
+        return ExportResult(200)
+
+    server = OtlpHttpServer(measure, port=0, max_body_bytes=1 * MiB)
+    await server.start()
+    try:
+        client = await RawClient.open(server)
+        await client.send(head(chunked=True))
+        frames = b"1\r\nx\r\n" * 10_000
+        for _ in range(size // 10_000):
+            await client.send(frames)
+        await client.send(b"0\r\n\r\n")
+        response, _ = await client.response()
+        client.close()
+    finally:
+        await server.close()
+    assert response.status_code == 200
+    # ~40 bytes of object overhead per 1-byte piece would show as ~4 MB here; one buffer is ~100 KB.
+    assert held[0] - traced < 1 * MiB, held[0] - traced
+
+
+async def test_the_handler_call_holds_the_body_once(serve: ServerFactory) -> None:
+    size = 4 * MiB
+    body = b"z" * size
+    held: list[int] = []
+
+    async def measure(request: ExportRequest) -> ExportResult:
+        held.append(tracemalloc.get_traced_memory()[0])
+        return ExportResult(200)
+
+    server = OtlpHttpServer(measure, port=0)
+    await server.start()
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]  # the test's own copy of the body is already here
+        client = await RawClient.open(server)
+        await client.send(head(length=size))
+        for start in range(0, size, 65536):
+            await client.send(body[start:start + 65536])
+        response, _ = await client.response()
+        client.close()
+    finally:
+        tracemalloc.stop()
+        await server.close()
+    assert response.status_code == 200
+    assert held[0] - before < 1.5 * size, (held[0] - before) / size  # pieces + joined copy would be 2x
+
+
+async def test_a_client_that_never_reads_answers_is_dropped(serve: ServerFactory, recorder: Recorder) -> None:
+    recorder.result = ExportResult(200, message="m" * 1000)  # ~1 KB answers fill the socket buffers
+    server = await serve(read_timeout=0.5, idle_timeout=0.5)
+    client = await RawClient.open(server)
+    request = head(length=1) + b"r"
+
+    async def pipeline_forever() -> None:
+        with contextlib.suppress(ConnectionError):
+            for _ in range(200_000):  # bounded: 20 MB of requests, ~200 MB of answers never read
+                await client.send(request * 100)
+
+    sender = asyncio.create_task(pipeline_forever())
+    async with asyncio.timeout(HANG_GUARD):
+        while server.open_connections == 0:
+            await asyncio.sleep(0.01)
+        while server.open_connections:  # the server gives up on a client that takes no answer
+            await asyncio.sleep(0.05)
+    sender.cancel()
+    await asyncio.gather(sender, return_exceptions=True)
+    client.close()
+    assert len(recorder.requests) > 0
+
+
+async def test_heads_declaring_large_bodies_hold_no_budget(serve: ServerFactory, recorder: Recorder) -> None:
+    server = await serve(max_body_bytes=1 * MiB, max_pending_bytes=4 * MiB)
+    squatters = [await RawClient.open(server) for _ in range(6)]
+    for client in squatters:
+        await client.send(head(length=1 * MiB))  # and never a body byte
+    async with asyncio.timeout(HANG_GUARD):
+        while server.open_connections < 6:
+            await asyncio.sleep(0.01)
+    response = await post(server, b"small", PROTOBUF)  # 6 x 1 MiB declared > the 4 MiB budget
+    pending = server.pending_bytes
+    for client in squatters:
+        client.close()
+    assert response.status_code == 200
+    assert pending == 0
+    assert [r.body for r in recorder.requests] == [b"small"]
+
+
+async def test_a_declared_body_that_does_not_fit_the_budget_now_is_503_unread(
+        serve: ServerFactory, recorder: Recorder) -> None:
+    recorder.hold = asyncio.Event()
+    server = await serve(max_body_bytes=100_000, max_pending_bytes=150_000)
+    async with httpx.AsyncClient() as client:
+        first = asyncio.create_task(client.post(url(server), content=b"a" * 100_000, headers=PROTOBUF))
+        await asyncio.wait_for(recorder.entered.wait(), HANG_GUARD)
+        raw = await RawClient.open(server)
+        await raw.send(head(length=60_000) + b"b" * 60_000)  # small enough to be skipped if refused
+        busy, _ = await raw.response()
+        await raw.wait_closed_by_server()  # a busy refusal closes: the contract says so
+        raw.close()
+        recorder.hold.set()
+        await first
+    assert busy.status_code == 503
+    assert header(busy, b"connection") == b"close"
+    assert server.pending_bytes == 0
+
+
+async def test_a_body_that_keeps_moving_is_not_cut_at_read_timeout(
+        serve: ServerFactory, recorder: Recorder) -> None:
+    server = await serve(read_timeout=1.0)
+    client = await RawClient.open(server)
+    size = 1 * MiB
+    await client.send(head(length=size))
+    for _ in range(16):  # 16 pieces of 64 KiB, 0.125 s apart: ~2 s in all, twice read_timeout
+        await client.send(b"m" * (size // 16))
+        await asyncio.sleep(0.125)
+    response, _ = await client.response()
+    client.close()
+    assert response.status_code == 200
+    assert len(recorder.requests[0].body) == size
+
+
+async def test_a_trickled_body_is_cut_off_at_its_rate_floor(serve: ServerFactory, recorder: Recorder) -> None:
+    server = await serve(read_timeout=0.3, max_body_bytes=1000)
+    client = await RawClient.open(server)
+    await client.send(head(chunked=True))
+    status = None
+    async with asyncio.timeout(HANG_GUARD):
+        with contextlib.suppress(ConnectionError):
+            while True:  # one byte every 50 ms: always moving, far below any useful rate
+                await client.send(b"1\r\nt\r\n")
+                with contextlib.suppress(TimeoutError):
+                    if await asyncio.wait_for(client.reader.read(12), 0.05):
+                        status = 408  # the server answered; read the whole answer below
+                        break
+    client.close()
+    assert status == 408
+    assert recorder.requests == []
+    assert server.pending_bytes == 0
+
+
+@pytest.mark.parametrize("extra", [
+    "".join(f"a{n}: b\r\n" for n in range(7000)),  # a complete head arriving in one read
+    "X-Big: " + "a" * 17_000 + "\r\n",
+    "".join(f"X-{n}: v\r\n" for n in range(101)),
+], ids=["7000-headers", "17k-value", "101-headers"])
+async def test_large_heads_are_431_however_they_arrive(
+        serve: ServerFactory, recorder: Recorder, extra: str) -> None:
+    server = await serve()
+    client = await RawClient.open(server)
+    await client.send(head(length=1, extra=extra) + b"x")
+    response, _ = await client.response()
+    await client.wait_closed_by_server()
+    client.close()
+    assert response.status_code == 431
+    assert recorder.requests == []
+
+
+async def test_content_length_with_chunked_is_400_and_closed(
+        serve: ServerFactory, recorder: Recorder) -> None:
+    server = await serve()
+    client = await RawClient.open(server)
+    await client.send(head(length=5, chunked=True) + b"5\r\nhello\r\n0\r\n\r\n")
+    response, body = await client.response()
+    await client.wait_closed_by_server()
+    client.close()
+    assert response.status_code == 400
+    assert b"malformed HTTP request" in body
+    assert recorder.requests == []
+
+
+async def test_the_token_check_compares_equal_length_digests(
+        serve: ServerFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    compared: list[tuple[int, int]] = []
+    real = hmac.compare_digest
+
+    def spy(a: bytes, b: bytes) -> bool:
+        compared.append((len(a), len(b)))
+        return real(a, b)
+
+    monkeypatch.setattr(hmac, "compare_digest", spy)
+    server = await serve(token=TOKEN)
+    for credential in ("x", TOKEN, TOKEN * 3):
+        await post(server, b"x", {**PROTOBUF, "Authorization": f"Bearer {credential}"})
+    assert compared == [(32, 32)] * 3  # nothing about the token's length reaches the comparison
+    assert TOKEN.encode() not in repr(vars(server)).encode()
+
+
+@pytest.mark.parametrize("separator", ["\u2028", "\u2029", "\u202e", "\u2066", "\u200f", "\x85"])
+def test_clean_message_removes_line_separators_and_bidi_controls(separator: str) -> None:
+    assert clean_message(f"span{separator}text") == "span text"
+
+
+async def test_expect_100_continue_refused_gets_no_100_and_a_close(
+        serve: ServerFactory, recorder: Recorder) -> None:
+    server = await serve(token=TOKEN)
+    client = await RawClient.open(server)
+    await client.send(head(length=10, extra="Expect: 100-continue\r\n"))
+    response, _ = await client.response()
+    await client.wait_closed_by_server()
+    client.close()
+    assert response.status_code == 401  # a final answer, not 100 Continue
+    assert recorder.requests == []
+
+
+async def test_after_a_refused_small_body_the_next_pipelined_request_is_served(
+        serve: ServerFactory, recorder: Recorder) -> None:
+    server = await serve()
+    client = await RawClient.open(server)
+    await client.send(head("/v1/metrics", length=3) + b"abc" + head(length=2) + b"ok")
+    refused, _ = await client.response()
+    served, _ = await client.response()
+    client.close()
+    assert (refused.status_code, served.status_code) == (404, 200)
+    assert [r.body for r in recorder.requests] == [b"ok"]
+
+
+async def test_serve_until_on_a_taken_port_raises(serve: ServerFactory, recorder: Recorder) -> None:
+    taken = await serve()
+    server = OtlpHttpServer(recorder, port=taken.address[1])
+    with pytest.raises(OSError):
+        await asyncio.wait_for(server.serve_until(asyncio.Event()), HANG_GUARD)
