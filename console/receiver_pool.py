@@ -157,12 +157,15 @@ class MapPool:
                 executor.shutdown(wait=True, cancel_futures=True)
 
 
-WRITER_SETTINGS = ("SET threads = 1", "SET checkpoint_threshold = '64MB'")
+WRITER_SETTINGS = ("SET threads = 1", "SET checkpoint_threshold = '64MB'", "SET memory_limit = '128MB'")
 """DuckDB settings for a process that only receives (`llmdeck receive`). One thread: the
 mapping worker has the other core, and the store step's statements are small (~15% less
 CPU per span than two threads contending, measured in process). Checkpoints every 64 MB of
 WAL instead of 16: each one recompresses, and they were a third of the store step's CPU
-(2048-span commits: ~25 -> ~17 us per span); a WAL that size still replays in seconds."""
+(2048-span commits: ~25 -> ~17 us per span); a WAL that size still replays in seconds.
+A 128 MB buffer pool (the cache's default for writers is 512 MB): with the larger WAL the
+receiver's RSS otherwise climbed past 400 MB in a minute of load (294 MB with it, measured);
+what does not fit is evicted or spilled by DuckDB."""
 
 
 def tune_writer(cache: Cache) -> None:
