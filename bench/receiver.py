@@ -128,8 +128,8 @@ def report_b(args: argparse.Namespace, b: dict[str, Any], run: SdkRun, rate: flo
           f" spans per CPU-second); processes left: {b['left'] or 'none'}", flush=True)
 
 
-def run_phoenix(args: argparse.Namespace, workdir: Path, templates: list[Template]) -> float:
-    """(c): Phoenix's stored spans/s over the window."""
+def run_phoenix(args: argparse.Namespace, workdir: Path, templates: list[Template]) -> tuple[float, float]:
+    """(c): Phoenix's stored spans/s over the window, and its spans stored per CPU-second."""
     pdir = workdir / "phoenix"
     pdir.mkdir(exist_ok=True)
     phoenix = Phoenix(pdir)
@@ -163,7 +163,7 @@ def run_phoenix(args: argparse.Namespace, workdir: Path, templates: list[Templat
           f" (answers {statuses(result)}); all acknowledged stored: {done} {drain:.0f} s later;"
           f" peak VmHWM {pmem.hwm_mb:.0f} MB; Phoenix CPU {pmem.cpu_seconds:.1f} s (window and drain) ="
           f" {drained / max(pmem.cpu_seconds, 1e-9):,.0f} spans stored per CPU-second", flush=True)
-    return rate
+    return rate, drained / max(pmem.cpu_seconds, 1e-9)
 
 
 def main() -> int:
@@ -201,12 +201,13 @@ def main() -> int:
         t0 = time.monotonic()
         return {"sdk": finish_sdk(start_sdk(receiver.url, args.sdk_seconds, args.sdk_processes, env=env), t0)}
 
-    rate = hwm = seconds = sdk_rate = phoenix_rate = 0.0
+    rate = hwm = seconds = sdk_rate = phoenix_rate = per_cpu = phoenix_per_cpu = 0.0
     if "a" in args.parts:
         a = run_ours("pre-encoded", workdir, env, pre_encoded)
         loads.append(load_average())
         la: LoadResult = a["load"]
         rate, hwm, seconds = a["rows"] / la.seconds, a["hwm"], la.seconds
+        per_cpu = a["rows"] / max(a["cpu"], 1e-9)
         same = a["rows"] == la.acked_spans == a["distinct"]
         ok = ok and same and not a["left"]
         report_a(args, a, la, rate, same)
@@ -220,7 +221,7 @@ def main() -> int:
         report_b(args, b, run, sdk_rate, same)
     if "c" in args.parts:
         if Phoenix.available():
-            phoenix_rate = run_phoenix(args, workdir, templates)
+            phoenix_rate, phoenix_per_cpu = run_phoenix(args, workdir, templates)
             loads.append(load_average())
         else:
             print("(c) Phoenix: not installed (see bench/README.md: a virtualenv at /work/.phoenix-venv)")
@@ -231,10 +232,13 @@ def main() -> int:
     print(f"  stored spans/s (pre-encoded)  {rate:10,.0f}     goal >= 20,000  {fast}")
     print(f"  peak RSS of the receiver      {hwm:10,.0f} MB  goal < 300      {small}")
     print(f"  llmdeck / Phoenix stored      {ratio:10,.0f}x    goal >= 100x    {verdict}")
+    cpu_ratio = per_cpu / phoenix_per_cpu if phoenix_per_cpu else float("nan")
+    print(f"  the same per CPU-second       {cpu_ratio:10,.0f}x    (spans stored per CPU-second of each"
+          f" server's processes: {per_cpu:,.0f} / {phoenix_per_cpu:,.0f})")
     print(f"  every acknowledged span stored once, no process left: {'yes' if ok else 'NO'}")
     print(f"  load average (1 min) {' -> '.join(f'{x:.2f}' for x in loads)}")
     print(f"RESULT stored_spans_per_s={rate:.0f} (goal>=20000) peak_rss_mb={hwm:.0f} (goal<300)"
-          f" phoenix_spans_per_s={phoenix_rate:.1f} ratio={ratio:.0f} (goal>=100)"
+          f" phoenix_spans_per_s={phoenix_rate:.1f} ratio={ratio:.0f} (goal>=100) cpu_ratio={cpu_ratio:.0f}"
           f" sdk_stored_per_s={sdk_rate:.0f} seconds={seconds:.0f} exact={'yes' if ok else 'NO'}"
           f" commit={git_commit()} load={max(loads):.2f}")
     if args.keep:
