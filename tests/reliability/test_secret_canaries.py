@@ -630,12 +630,10 @@ def test_billing_cli_leaks_no_admin_key(canaries: Canaries, server: CanaryServer
 
 async def _fetch_billing(source: Any, finder: LeakFinder, errors: list[tuple[str, BaseException]]) -> None:
     """Each connector's fetch (and OpenRouter's balance) called directly, as the sync builds its client."""
-    from datetime import date
-
     from console.billing_sync import _client, connector
     from console.secrets import header_secret
 
-    today = date.today()
+    today = _now().date()
     client = _client(source, header_secret(source.admin_key_ref, timeout=10.0), None)
     calls: list[tuple[str, Any]] = [("fetch", connector(source.provider)(client, source.name,
                                                                          today - timedelta(days=5), today))]
@@ -845,6 +843,11 @@ async def test_a_token_sent_inside_the_spans_is_not_stored(
         finder.scan("llmdeck receive stderr", got.err)
     _scan_answers(finder, answers, where)
     assert _stored_spans(cache_path) == ACCEPTED_SPANS
+    import duckdb
+
+    with duckdb.connect(str(cache_path), read_only=True) as con:  # stored, the token masked
+        services = {r[0] for r in con.execute("SELECT DISTINCT service FROM spans").fetchall()}
+    assert services == {"svc [SECRET]", "svc"}, services
     for number, line in enumerate(debug_logs.lines):
         finder.scan(f"log record {number}", line)
     _scan_cache(finder, cache_path)
