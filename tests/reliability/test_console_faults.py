@@ -259,18 +259,23 @@ def _noise_in_every_block(path: Path) -> None:
     path.write_bytes(bytes(data))
 
 
+def _damaged(path: Path, damage: str) -> bytes:
+    """The cache at `path` with its header zeroed or noise in every block; the damaged bytes."""
+    if damage == "zeroed header":
+        with path.open("r+b") as f:
+            f.write(bytes(4096))
+    else:
+        _noise_in_every_block(path)
+    return path.read_bytes()
+
+
 @pytest.mark.parametrize("damage", ["noise in blocks", "zeroed header"])
 def test_the_demo_moves_a_corrupt_cache_aside_and_starts_fresh(tmp_path, consoles, damage):
     workdir = tmp_path / "demo"
     workdir.mkdir()
     path = workdir / "demo.duckdb"
     _small_cache(path)
-    if damage == "zeroed header":
-        with path.open("r+b") as f:
-            f.write(bytes(4096))
-    else:
-        _noise_in_every_block(path)
-    corrupt = path.read_bytes()
+    corrupt = _damaged(path, damage)
     console = PtyConsole("demo", "--workdir", str(workdir))
     consoles.append(console)
     console.wait_for(DATA)  # the console runs, on a fresh cache
@@ -292,12 +297,7 @@ def test_the_demo_moves_a_corrupt_cache_aside_and_starts_fresh(tmp_path, console
 def test_the_console_on_a_corrupt_cache_says_so_in_one_line(tmp_path, consoles, damage):
     path = tmp_path / "cache.duckdb"
     _small_cache(path)
-    if damage == "zeroed header":
-        with path.open("r+b") as f:
-            f.write(bytes(4096))
-    else:
-        _noise_in_every_block(path)
-    corrupt = path.read_bytes()
+    corrupt = _damaged(path, damage)
     console = PtyConsole("--cache", str(path))
     consoles.append(console)
     assert console.wait() == 3
