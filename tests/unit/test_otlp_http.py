@@ -1152,16 +1152,26 @@ def test_clean_message_removes_line_separators_and_bidi_controls(separator: str)
     assert clean_message(f"span{separator}text") == "span text"
 
 
+@pytest.mark.parametrize("refusal", [401, 413, 503])
 async def test_expect_100_continue_refused_gets_no_100_and_a_close(
-        serve: ServerFactory, recorder: Recorder) -> None:
-    server = await serve(token=TOKEN)
+        serve: ServerFactory, recorder: Recorder, refusal: int) -> None:
+    recorder.hold = asyncio.Event()
+    server = await serve(token=TOKEN, max_body_bytes=100_000, max_pending_bytes=150_000)
+    auth = f"Authorization: Bearer {TOKEN}\r\n"
+    first = await RawClient.open(server)
+    if refusal == 503:  # one body waits on the handler, so another 100 KB does not fit now
+        await first.send(head(length=100_000, extra=auth) + b"a" * 100_000)
+        await asyncio.wait_for(recorder.entered.wait(), HANG_GUARD)
+    extra = {401: "", 413: auth, 503: auth}[refusal] + "Expect: 100-continue\r\n"
     client = await RawClient.open(server)
-    await client.send(head(length=10, extra="Expect: 100-continue\r\n"))
+    await client.send(head(length={401: 10, 413: 200_000, 503: 100_000}[refusal], extra=extra))
     response, _ = await client.response()
     await client.wait_closed_by_server()
     client.close()
-    assert response.status_code == 401  # a final answer, not 100 Continue
-    assert recorder.requests == []
+    recorder.hold.set()
+    first.close()
+    assert response.status_code == refusal  # a final answer, not 100 Continue
+    assert len(recorder.requests) == (1 if refusal == 503 else 0)
 
 
 async def test_after_a_refused_small_body_the_next_pipelined_request_is_served(
