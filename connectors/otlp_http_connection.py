@@ -4,10 +4,12 @@ Every wait on the client is bounded: a head must arrive within `read_timeout` of
 must keep moving (no `read_timeout` without a byte) and finish within `read_timeout` plus its length at
 `MIN_BODY_RATE`; an answer the client does not take within `read_timeout` drops the connection.
 A stalled or too-slow body is answered 408 and closed. OTLP exporters retry only 429/502/503/504 and
-connection errors, so a client that reads the 408 drops that batch; but a client still writing its body
-does not read answers, it sees the close as a connection error and retries. 408 is kept because it is the
-truth (the client did not finish sending in time); a 503 would claim the server was busy when it was not.
-What this protects against data loss is that a body still moving is no longer cut at a fixed deadline.
+connection errors, and urllib3 reads an answer even when its body write hit the close, so an SDK exporter
+that gets this 408 drops the batch. It is kept because it is the truth (the client did not send in
+time; a 503 would say the server was busy when it was not, and invite the same slow resend into the same
+cut), and because a well-behaved exporter never gets here: the SDK's own export timeout (10 s by
+default) ends its request long before `read_timeout` (30 s) without a byte, or the rate floor (a 16 MiB
+body gets ~286 s). The data-loss fix is that a body still moving is no longer cut at a fixed deadline.
 """
 
 from __future__ import annotations
