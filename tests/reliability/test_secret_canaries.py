@@ -577,6 +577,13 @@ def _scan_cache(finder: LeakFinder, cache_path: Path) -> None:
         finder.scan_file(wal, f"cache WAL {wal}")
 
 
+def _scan_urls(finder: LeakFinder, server: CanaryServer) -> None:
+    """The URL (path and query) of every request the billing connectors sent: keys go in headers only."""
+    assert server.requests, "no request reached the server"
+    for r in server.requests:
+        finder.scan(f"request URL {r.method} {r.path}", f"{r.path}?{r.query}")
+
+
 def _planted_rows(cache_path: Path) -> list[tuple[str, str]]:
     """(source, text) of every stored billing name the echo-data servers filled with their headers."""
     import duckdb
@@ -622,6 +629,7 @@ def test_billing_cli_leaks_no_admin_key(canaries: Canaries, server: CanaryServer
         finder.scan(f"`llmdeck {' '.join(argv[3:])}` stderr", done.stderr)
         assert "Traceback" not in done.stderr, f"llmdeck {argv} crashed:\n{done.stderr}"
     _scan_cache(finder, cache_path)
+    _scan_urls(finder, server)
     files = finder.scan_tree(xdg_base())
     assert any(p.suffix == ".log" and p.stat().st_size > 0 for p in files), "no debug log written"
     finder.scan_tree(tmp_path)
@@ -710,6 +718,7 @@ async def test_billing_sync_connectors_and_cost_screen_leak_no_admin_key(
         finder.scan(f"billing log record {number}", line)
     assert any("httpcore" in line for line in debug_logs.lines), "httpcore DEBUG records were not captured"
     _scan_cache(finder, cache_path)
+    _scan_urls(finder, server)
     finder.scan_tree(tmp_path)
     finder.scan_tree(xdg_base())
     finder.assert_clean()
