@@ -349,3 +349,123 @@ def test_the_token_is_required_and_never_printed(tmp_path) -> None:
         assert "4 spans stored" in err
     finally:
         kill_tree(process_tree(proc.pid, seen), deadline=5)
+
+
+def test_a_disk_the_spans_themselves_fill_is_503_until_it_grows_then_stored_once(tmp_path) -> None:
+    """No filler file: the receiver's own WAL and checkpoints fill a small tmpfs (DuckDB may
+    invalidate the database when a checkpoint fails); room made by growing the file system,
+    the same receiver stores again, without a restart."""
+    from tests.reliability.faultkit import remount
+    from tests.unit.test_receiver import protobuf_request
+
+    def ids(i: int) -> set[tuple[str, str]]:
+        return {(f"{i + 1:032x}", f"{j + 1:016x}") for j in range(500 * i, 500 * i + 500)}
+
+    with tmpfs(tmp_path / "disk", "20m") as mount:
+        r = ReceiverProcess(mount / "cache.duckdb", free_port())
+        try:
+            url = r.start()
+            proto = {"Content-Type": "application/x-protobuf"}
+            acked: set[tuple[str, str]] = set()
+            refused = None
+            with httpx.Client(timeout=120) as client:
+
+                def post(i: int) -> int:
+                    body = protobuf_request(500, first=500 * i, trace=i + 1)
+                    response = client.post(url, content=body, headers=proto)
+                    assert response.status_code in (200, 503), response
+                    if response.status_code == 200:
+                        acked.update(ids(i))
+                    else:
+                        assert int(response.headers["retry-after"]) >= 1
+                    return response.status_code
+
+                for i in range(2_000):
+                    if post(i) == 503:
+                        refused = i
+                        break
+                assert refused is not None and refused > 0, "the disk never filled"
+                assert post(refused + 1) == 503  # still full: refused, not acknowledged
+                remount(mount, "size=256m")
+                deadline = time.monotonic() + 120
+                while post(refused) != 200:
+                    assert time.monotonic() < deadline, "the receiver did not recover"
+                    time.sleep(0.5)
+                for i in range(refused + 1, refused + 4):
+                    assert post(i) == 200
+            code, err = r.terminate()
+            assert code == 128 + signal.SIGTERM, err
+            assert "the cache can be written again; receiving" in err and "Traceback" not in err
+            assert wait_gone(r.seen) == {}
+            stored = check_cache(r.cache)  # whole: each span once, rollups = spans
+            have = stored_ids(r.cache)
+            assert acked <= have, f"{len(acked - have)} acknowledged spans were not stored"
+            assert stored.spans == len(have) == 500 * (refused + 4)
+        finally:
+            r.cleanup()
+
+
+def test_in_process_a_full_disk_at_a_checkpoint_recovers_with_nothing_lost(tmp_path) -> None:
+    """The Receiver on its own (DuckDB's default 16 MB checkpoint threshold, as inside the
+    console): 22 MB fills while DuckDB folds the WAL into the file, a failed checkpoint that
+    invalidates the database (every later statement fails; `llmdeck receive`'s 64 MB threshold
+    meets the full disk at a WAL commit instead, tested above). 503s, then, once the file system
+    grows, the writer abandons the connection and reopens the file by itself."""
+    import asyncio
+
+    from connectors.otlp_http import ExportRequest
+    from console.cache.store import Cache
+    from console.config import Config
+    from console.receiver import Receiver
+    from tests.reliability.faultkit import remount
+    from tests.unit.test_receiver import protobuf_request
+
+    def ids(i: int) -> set[tuple[str, str]]:
+        return {(f"{i + 1:032x}", f"{j + 1:016x}") for j in range(500 * i, 500 * i + 500)}
+
+    with tmpfs(tmp_path / "disk", "22m") as mount:
+        path = mount / "cache.duckdb"
+        reasons: list[str | None] = []
+        receiver = Receiver(Cache.open(path), Config(), on_fault=reasons.append)
+        receiver.start()
+        acked: set[tuple[str, str]] = set()
+
+        async def post(i: int) -> int:
+            body = protobuf_request(500, first=500 * i, trace=i + 1)
+            result = await receiver.handle(ExportRequest(body, "protobuf", "127.0.0.1:9"))
+            assert result.status in (200, 503), result
+            if result.status == 200:
+                acked.update(ids(i))
+            else:
+                assert result.retry_after is not None and result.retry_after >= 1
+            return result.status
+
+        async def run() -> int:
+            refused = None
+            for i in range(2_000):
+                if await post(i) == 503:
+                    refused = i
+                    break
+            assert refused is not None and refused > 0, "the disk never filled"
+            assert await post(refused + 1) == 503
+            remount(mount, "size=256m")
+            deadline = time.monotonic() + 120
+            while await post(refused) != 200:
+                assert time.monotonic() < deadline, "the receiver did not recover"
+                await asyncio.sleep(0.25)
+            for i in range(refused + 1, refused + 4):
+                assert await post(i) == 200
+            return refused
+
+        try:
+            refused = asyncio.run(run())
+        finally:
+            receiver.close()
+            receiver.cache.close()
+        assert reasons[0] is not None and "no space left on the device" in reasons[0]
+        assert "checkpoint" in reasons[0]
+        assert reasons[-1] is None  # it said when it could write again
+        stored = check_cache(path)
+        have = stored_ids(path)
+        assert acked <= have, f"{len(acked - have)} acknowledged spans were not stored"
+        assert stored.spans == len(have) == 500 * (refused + 4)
