@@ -381,6 +381,9 @@ class Receiver:
         fault = classify(exc, self.path)
         reason = str(fault) if fault is not None else (
             f"cannot write {self.path}: {type(exc).__name__}: {first_line(exc)}")
+        # a command's advice ("... and run the same command again") does not fit a receiver,
+        # which retries by itself
+        reason = reason.split("; free some space")[0]
         with self._cond:
             self._state, self._reason = "cannot_write", _clean(reason, 1000)
             self._queued_spans -= sum(job.spans for job in jobs)
