@@ -101,8 +101,11 @@ class BillingWorker:
         if self._thread is None and self._tracks and self.not_polling is None:
             now, wall = time.monotonic(), self.wall()
             for track in self._tracks.values():
-                since = 0.0 if track.last_ok is None else max((wall - track.last_ok).total_seconds(), 0)
-                track.due = now + max(self.first_delay, track.every - since)
+                wait = self.first_delay  # never synced: soon
+                if track.last_ok is not None:  # one `every` after the stored sync, at the earliest
+                    since = max((wall - track.last_ok).total_seconds(), 0.0)
+                    wait = max(self.first_delay, track.every - since)
+                track.due = now + wait
             self._thread = threading.Thread(target=self._run, name="llmdeck-billing", daemon=True)
             self._thread.start()
 

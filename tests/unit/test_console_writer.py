@@ -129,6 +129,15 @@ def test_no_sync_for_three_polls_is_stale_and_a_refused_key_is_down_at_once(
 
 
 def test_the_poller_thread_syncs_then_close_leaves_no_thread(config: Config, cache: Cache) -> None:
+    first = BillingWorker(cache, config, WriteGate(), first_delay=0.0)  # poll_seconds: 60
+    first.start()
+    try:  # never synced: the first sync runs at once, not a poll interval (60 s) later
+        deadline = time.monotonic() + 30
+        while first.syncs < 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert first.syncs == 1 and first.last_error is None
+    finally:
+        first.close()
     worker = BillingWorker(cache, config, WriteGate(), every=0.1, first_delay=0.0)
     worker.start()
     try:
