@@ -96,7 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
         " only once stored. Loopback only unless [receiver] token is set.")
     rcv.add_argument("--listen", default=None, metavar="HOST:PORT",
                      help="address to listen on (default [receiver] listen, else 127.0.0.1:4318)")
-    rcv.add_argument("--config", type=Path, default=argparse.SUPPRESS)
+    rcv.add_argument("--config", type=Path, default=argparse.SUPPRESS,
+                     help="config file (default $XDG_CONFIG_HOME/llmdeck/config.toml)")
     _cache_arg(rcv)
 
     st = sub.add_parser(
