@@ -469,3 +469,24 @@ def test_in_process_a_full_disk_at_a_checkpoint_recovers_with_nothing_lost(tmp_p
         have = stored_ids(path)
         assert acked <= have, f"{len(acked - have)} acknowledged spans were not stored"
         assert stored.spans == len(have) == 500 * (refused + 4)
+
+
+def test_a_second_sigterm_exits_at_once_leaving_a_whole_cache_and_no_process(receiver) -> None:
+    spans = genai_spans(10 * 50)
+    client = Exporting(receiver.start(), [spans[i:i + 100] for i in range(0, len(spans), 100)])
+    client.start()
+    try:
+        client.wait_for(2)
+        assert receiver.proc is not None
+        process_tree(receiver.proc.pid, receiver.seen)
+        receiver.proc.send_signal(signal.SIGTERM)
+        receiver.proc.send_signal(signal.SIGTERM)  # impatient: no waiting for the clean stop
+        _, err = receiver.proc.communicate(timeout=60)
+    finally:
+        client.stop.set()
+    client.join(60)
+    assert receiver.proc.returncode == 128 + signal.SIGTERM, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert wait_gone(receiver.seen) == {}
+    check_cache(receiver.cache)  # committed whole or not at all, each span once
+    assert client.acked <= stored_ids(receiver.cache)
