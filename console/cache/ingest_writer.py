@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from console.cache import rollups
 from console.cache.batching import lower_thread_priority
@@ -137,7 +138,7 @@ class BatchStore:
                     views.append(view)
                     cur.register(view, table)
                     # A later table's dedupe sees the earlier ones (same transaction).
-                    source, s, d, u = self._insert_spans(cur, view, table.num_rows, f"_new{i}")
+                    source, s, d, u = self._insert_spans(cur, view, table, f"_new{i}")
                     stored, dup, unpriced = stored + s, dup + d, unpriced + u
                     if source != view:
                         temporary.append(source)
@@ -167,7 +168,7 @@ class BatchStore:
                 cur.unregister(view)
         return StoreCounts(stored, dup, unpriced)
 
-    def _insert_spans(self, cur: Any, view: str, rows: int, new: str) -> tuple[str, int, int, int]:
+    def _insert_spans(self, cur: Any, view: str, table: pa.Table, new: str) -> tuple[str, int, int, int]:
         """Store the spans of `view` that are not stored yet.
 
         Returns where the rows stored are (`view`, or the temporary table `new`, left for
@@ -176,7 +177,7 @@ class BatchStore:
         """
         # The hours the batch starts in, not min..max: with one span from 1970 in the batch,
         # dedupe and compaction still read the recent hours and that one, not 56 years.
-        hours = rollups.hours_of(cur, view)
+        hours = rollups.hours_of_table(table)  # computed on the Arrow table: no query
         in_range, bounds = rollups.hours_where("start_time", hours)
         # The table is unique already (SpanColumns); only stored spans can repeat it.
         # Usually none do, and the table is stored straight from Arrow, uncopied.
@@ -200,12 +201,15 @@ class BatchStore:
                 """,
                 bounds,
             )
-        stored = rows - clashes
+        stored = table.num_rows - clashes
         if not stored:
             return source, 0, clashes, 0
-        unpriced = cur.execute(
-            f"SELECT count(*) FILTER (WHERE unpriced) FROM {source}"
-        ).fetchall()[0][0]
+        if clashes:
+            unpriced = cur.execute(
+                f"SELECT count(*) FILTER (WHERE unpriced) FROM {source}"
+            ).fetchall()[0][0]
+        else:
+            unpriced = pc.sum(pc.cast(pc.fill_null(table["unpriced"], False), pa.int64())).as_py() or 0
         cur.execute(f"INSERT INTO spans SELECT * FROM {source}")
         self.touched |= hours
         return source, stored, clashes, unpriced
