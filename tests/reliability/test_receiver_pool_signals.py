@@ -32,7 +32,7 @@ def workers(receiver: ReceiverProcess) -> dict[int, int]:
     end = time.monotonic() + DEADLINE
     while time.monotonic() < end:
         found = {pid: start for pid, start in children(receiver.proc.pid, receiver.seen).items()
-                 if "spawn_main" in cmdline(pid) and "resource_tracker" not in cmdline(pid)}
+                 if "llmdeck-map-worker" in cmdline(pid)}
         if found:
             return found
         time.sleep(0.1)
