@@ -41,11 +41,11 @@ from console.cache import readers
 from console.cache.batching import BatchBuilder, QuarantineRow
 from console.cache.faults import classify, first_line
 from console.cache.ingest_writer import Batch, BatchStore
-from console.cache.otlp_proto import decode_export_request
+from console.cache.otlp_proto import add_export_request, decode_export_request, parse_export_request
 from console.cache.retention import apply_retention
 from console.cache.store import Cache
 from console.config import Config
-from console.receiver_pool import Mapped, MapPool, map_protobuf, taken
+from console.receiver_pool import Mapped, MapPool, taken
 from console.timeutil import utc_now
 
 __all__ = ["Mapped", "Receiver", "ReceiverStats", "State", "map_request"]
@@ -77,6 +77,14 @@ transaction until it holds this many spans... (the store step's cost per span fa
 size of the transaction: ~70 us at 512 spans, ~24 at 2048, ~10 at 16k, measured)"""
 GROUP_WAIT = 0.25
 """...or for this many seconds at most; a request alone is committed at once."""
+MAX_REQUEST_SPANS = 32_768
+"""Spans one export request may hold (and never more than `queue_spans`): counted right after
+the body is parsed, before anything is mapped (mapping holds ~1.8 KB per span until the table is
+built: a 16 MiB body of minimal spans would cost ~600 MB). Past it: 413 naming the limit. Not a
+503: every OTLP exporter retries a 503, and a request that can never fit would be retried
+forever; a 413 is not retried (OTLP/HTTP retries only 429, 502, 503, 504), the exporter logs it
+as a permanent error and the operator lowers its batch size. An OTel SDK sends 512 spans per
+request (OTEL_BSP_MAX_EXPORT_BATCH_SIZE), a Collector's batch processor 8,192 by default."""
 BEHIND_SECONDS = 5.0
 """How long a refusal for a full queue keeps the state at "behind"."""
 _MESSAGE_CHARS = 300
@@ -297,12 +305,15 @@ class Receiver:
         """Decode and map `job`'s body into its table and quarantine rows; an error result if
         the body cannot be decoded (400)."""
         req = job.request
+        limit = min(self.queue_spans, MAX_REQUEST_SPANS)
         mapped: Mapped | ExportResult | None = None
         if self._pool is not None and req.encoding == "protobuf":
-            mapped = self._pool.map(req.body, _source_name(req), job.seq)
-        if mapped is None:  # no pool, JSON, or a body the worker could not parse (its 400 here)
+            spans = _protobuf_spans(req.body)  # parsed here too (~1 us a span): counted first
+            if spans is not None:  # (a body that does not parse gets its 400 below)
+                mapped = _too_many(spans, limit) or self._pool.map(req.body, _source_name(req), job.seq)
+        if mapped is None:  # no pool, JSON, or a body that does not parse (its 400 here)
             with self._builder_lock:
-                mapped = map_request(self._builder, req, job.seq)
+                mapped = map_request(self._builder, req, job.seq, max_spans=limit)
         if isinstance(mapped, ExportResult):
             return mapped
         job.table, job.quarantine, job.spans = mapped
@@ -439,20 +450,71 @@ class Receiver:
 
 # -- helpers ----------------------------------------------------------------------------------
 
-def map_request(builder: BatchBuilder, req: ExportRequest, seq: int) -> Mapped | ExportResult:
+def map_request(builder: BatchBuilder, req: ExportRequest, seq: int, *,
+                max_spans: int | None = None) -> Mapped | ExportResult:
     """Decode and map one request with `builder` (in the receiver or a `MapPool` worker), or a
-    400 if its body cannot be decoded. Protobuf spans go straight into columns
+    400 if its body cannot be decoded, or a 413 if it holds more than `max_spans` spans (counted
+    before anything is mapped). Protobuf spans go straight into columns
     (`otlp_proto.add_export_request`, mapped as the OTLP/JSON dict path maps them)."""
     name = _source_name(req)
     if req.encoding == "protobuf":
-        mapped = map_protobuf(builder, req.body, name, seq)
-        if mapped is not None:
-            return mapped
+        try:
+            message = parse_export_request(req.body)
+        except Exception:  # DecodeError, and whatever else a hostile body makes upb raise
+            message = None  # `_decode` below says why
+        if message is not None:
+            refusal = _too_many(_message_spans(message), max_spans)
+            if refusal is not None:
+                return refusal
+            add_export_request(builder, message, name, seq)
+            del message
+            return taken(builder)
     record = _decode(req, seq)  # JSON, or a protobuf body that does not parse: `_decode` says why
     if isinstance(record, ExportResult):
         return record
+    refusal = _too_many(_json_spans(record.payload), max_spans)
+    if refusal is not None:
+        return refusal
     builder.add(record, name)
     return taken(builder)
+
+
+def _protobuf_spans(body: bytes) -> int | None:
+    """How many spans a protobuf body holds; None if it does not parse."""
+    try:
+        return _message_spans(parse_export_request(body))
+    except Exception:  # DecodeError, and whatever else a hostile body makes upb raise
+        return None
+
+
+def _message_spans(message: Any) -> int:
+    return sum(len(ss.spans) for rs in message.resource_spans for ss in rs.scope_spans)
+
+
+def _json_spans(payload: object) -> int:
+    """How many spans a decoded OTLP/JSON request holds (`readers.TypedLine` or dicts; what is
+    not a list counts as none)."""
+    if isinstance(payload, readers.TypedLine):
+        return sum(len(ss.spans or ()) for rs in payload.request.resourceSpans or ()
+                   for ss in (rs.scopeSpans or []) + (rs.instrumentationLibrarySpans or []))
+    total = 0
+    resource_spans = payload.get("resourceSpans") if isinstance(payload, dict) else None
+    for rs in resource_spans if isinstance(resource_spans, list) else ():
+        for key in ("scopeSpans", "instrumentationLibrarySpans"):
+            scope_spans = rs.get(key) if isinstance(rs, dict) else None
+            for ss in scope_spans if isinstance(scope_spans, list) else ():
+                spans = ss.get("spans") if isinstance(ss, dict) else None
+                total += len(spans) if isinstance(spans, list) else 0
+    return total
+
+
+def _too_many(spans: int, limit: int | None) -> ExportResult | None:
+    """A 413 if a request of `spans` spans is over `limit` (see MAX_REQUEST_SPANS)."""
+    if limit is None or spans <= limit:
+        return None
+    return ExportResult(413, message=(
+        f"the request holds {spans:,} spans; this receiver takes at most {limit:,} spans per"
+        " request: send smaller batches (e.g. OTEL_BSP_MAX_EXPORT_BATCH_SIZE)"))
 
 
 def _source_name(req: ExportRequest) -> str:

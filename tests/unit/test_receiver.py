@@ -380,3 +380,27 @@ async def test_the_receivers_token_sent_inside_spans_is_never_stored(cache) -> N
     assert TOKEN not in stored
     assert count(cache) == 4 and "[SECRET]" in stored
     assert count(cache, "SELECT count(*) FROM spans WHERE service = 'svc-[SECRET]'") == 3
+
+
+@pytest.mark.parametrize("map_workers", [0, 1])
+async def test_a_request_over_the_span_limit_is_a_413_naming_it_counted_before_mapping(
+        cache, monkeypatch, map_workers) -> None:
+    from console import receiver as module
+
+    receiver = Receiver(cache, Config(), queue_spans=100, map_workers=map_workers)
+    receiver.start()
+    try:
+        too_big = await send(receiver, protobuf_request(101))
+        assert too_big.status == 413 and too_big.retry_after is None
+        assert "101 spans" in too_big.message and "at most 100 spans per request" in too_big.message
+        as_json = await send(receiver, json_request([json_span(i + 1) for i in range(150)]), "json")
+        assert as_json.status == 413 and "150 spans" in as_json.message
+        assert receiver._builder.spans_read == 0, "nothing was mapped"
+        assert count(cache) == 0 and receiver.stats().queue_spans == 0
+        assert (await send(receiver, protobuf_request(100))).status == 200  # at the limit: taken
+        monkeypatch.setattr(module, "MAX_REQUEST_SPANS", 40)  # the cap below a large queue
+        capped = await send(receiver, protobuf_request(41, first=1000))
+        assert capped.status == 413 and "at most 40 spans" in capped.message
+        assert count(cache) == 100
+    finally:
+        receiver.close()

@@ -101,9 +101,9 @@ async def test_the_writer_waits_for_requests_being_mapped_to_join_its_commit(
     both_taken, release = threading.Event(), threading.Event()
     original = receiver_module.map_request
 
-    def held(builder: Any, req: ExportRequest, seq: int) -> Any:
+    def held(builder: Any, req: ExportRequest, seq: int, **kwargs: Any) -> Any:
         (both_taken if seq == 1 else release).wait()
-        return original(builder, req, seq)
+        return original(builder, req, seq, **kwargs)
 
     monkeypatch.setattr(receiver_module, "map_request", held)
     cache = Cache.open(tmp_path / "c.duckdb")
