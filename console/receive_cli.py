@@ -98,7 +98,7 @@ def _token(config: Config, host: str, port: int, err: TextIO) -> tuple[bool, str
     from console import secrets
 
     try:
-        return True, secrets.resolve(ref, timeout=10.0)
+        return True, secrets.header_secret(ref, timeout=10.0)  # stripped, as the console reads it
     except secrets.SecretError as exc:  # names the reference and what to do, never a value
         say(err, f"llmdeck: receive: [receiver] token: {cell(exc, 500)}")
         return False, None

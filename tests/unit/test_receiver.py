@@ -404,3 +404,19 @@ async def test_a_request_over_the_span_limit_is_a_413_naming_it_counted_before_m
         assert count(cache) == 100
     finally:
         receiver.close()
+
+
+def test_llmdeck_receive_reads_its_token_as_the_console_does_stripped_and_header_safe(
+        monkeypatch) -> None:
+    import io
+
+    from console.receive_cli import _token
+
+    config = Config.model_validate({"receiver": {"token": "env:R2B_RECEIVER_TOKEN"}})
+    monkeypatch.setenv("R2B_RECEIVER_TOKEN", "tok-abc123 \n")  # as `echo tok > file` leaves it
+    err = io.StringIO()
+    assert _token(config, "0.0.0.0", 4318, err) == (True, "tok-abc123")
+    monkeypatch.setenv("R2B_RECEIVER_TOKEN", "tok\nabc123")  # no exporter could send it
+    assert _token(config, "0.0.0.0", 4318, err) == (False, None)
+    said = err.getvalue()
+    assert "[receiver] token" in said and "R2B_RECEIVER_TOKEN" in said and "abc123" not in said
