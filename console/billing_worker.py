@@ -42,6 +42,8 @@ FIRST_DELAY = 5.0
 STALE_POLLS = 3
 DOWN_POLLS = 10
 KIND = "billing"
+CLOSE_WAIT = 2.0
+"""Seconds `close` waits for the polling thread before abandoning a fetch in flight."""
 
 
 class WriterStopped(RuntimeError):
@@ -92,6 +94,8 @@ class BillingWorker:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._released = False
+        self._closed = False
+        """Set by `close`: a store that reaches the gate after it is refused (`_held`)."""
         self._thread: threading.Thread | None = None
 
     # -- life ----------------------------------------------------------------
@@ -109,12 +113,24 @@ class BillingWorker:
             self._thread = threading.Thread(target=self._run, name="llmdeck-billing", daemon=True)
             self._thread.start()
 
-    def close(self) -> None:
-        """Stop; a sync under way finishes its store first. Returns once the thread has ended."""
+    def close(self, timeout: float = CLOSE_WAIT) -> None:
+        """Stop. Waits up to `timeout` seconds for the thread; past it a fetch is still in
+        flight (a slow provider: up to its deadlines), and the thread, a daemon, is abandoned
+        to it: a store under way finishes first (the gate is taken once), and no later store
+        gets in, so the caller may close the cache at once. Never waits on HTTP."""
         self._stop.set()
         thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join()
+        if thread is None or thread is threading.current_thread():
+            self._closed = True
+            return
+        thread.join(timeout)
+        self._closed = True  # before the gate: a store entering after it sees the flag
+        if thread.is_alive():
+            try:
+                with self.gate():  # a store under way ends first
+                    pass
+            except Exception:  # the gate is closed or halted: nothing writes through it
+                pass
 
     @property
     def running(self) -> bool:
@@ -211,6 +227,8 @@ class BillingWorker:
                 stack.enter_context(self.gate())
             except Exception as exc:
                 raise WriterStopped(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from exc
+            if self._closed:  # `close` gave up waiting for this sync: it stores nothing now
+                raise WriterStopped("the billing poller is closed")
             yield
 
     def _stored_syncs(self) -> None:

@@ -396,3 +396,37 @@ def test_a_restarted_console_starts_from_the_stored_sync_and_waits_until_it_is_d
     finally:
         again.close()
     assert len(server.requests) == asked and again.syncs == 0
+
+
+def test_close_does_not_wait_on_a_fetch_in_flight_and_nothing_is_stored_after_it(
+        server: BillingServer, config: Config, cache: Cache) -> None:
+    from tests.faults.fault_server import Answer
+
+    asked, release = threading.Event(), threading.Event()
+    normal = server.answer(OPENAI_COSTS)
+
+    def held(request: Any) -> Any:  # the provider answers only when the test lets it
+        asked.set()
+        release.wait(60)
+        return normal.handler(request)
+
+    server.replace(OPENAI_COSTS, Answer(held))
+    (source,) = config.sources.openai_billing
+    slow = config.model_copy(update={"sources": SourcesSettings(
+        openai_billing=[source.model_copy(update={"timeout_seconds": 120})])})
+    worker = BillingWorker(cache, slow, WriteGate(), first_delay=0.0)
+    worker.start()
+    try:
+        assert asked.wait(30)
+        worker.close(timeout=0.1)  # returns although the fetch cannot end before `release`
+        assert not release.is_set()
+        release.set()  # the fetch now succeeds: its store must not get in
+        deadline = time.monotonic() + 60
+        while worker.running and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not worker.running
+        assert rows(cache) == {"billing": [], "billing_usage": [], "billing_syncs": []}
+        assert worker.last_error == "the billing poller is closed"
+    finally:
+        release.set()
+        worker.close()
