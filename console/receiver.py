@@ -161,6 +161,7 @@ class Receiver:
         self._inbox_bytes = 0
         self._pending: list[_Job] = []
         self._mapping = 0  # jobs taken from the inbox, not yet pending nor answered
+        self._writing: list[_Job] = []  # taken by the writer, not answered yet
         self._queued_spans = 0
         self._closing = False
         self._state: State = "ok"
@@ -324,6 +325,36 @@ class Receiver:
     # -- the writer thread ----------------------------------------------------------------------
 
     def _write_loop(self) -> None:
+        try:
+            self._write_forever()
+        except BaseException as exc:  # a bug, or a callback's: never a silent death
+            self._writer_died(exc)
+            if not isinstance(exc, Exception):
+                raise
+
+    def _writer_died(self, exc: BaseException) -> None:
+        """The writer thread ends on an unexpected error: every request it holds, queued or
+        new gets a 503 from now on, and `stats().reason` says why."""
+        reason = _clean(f"the receiver's writer stopped: {type(exc).__name__}: {first_line(exc)}",
+                        1000)
+        with self._cond:
+            self._state, self._reason = "cannot_write", reason  # for good: no _recover
+            left = self._writing + self._pending + self._inbox
+            self._writing, self._pending, self._inbox = [], [], []
+            self._queued_spans = self._inbox_bytes = 0
+            self._cond.notify_all()
+        public = _public_reason(reason)
+        for job in left:
+            _answer(job, _unavailable(public, RETRY_CANNOT_WRITE))
+        self._tell(reason)
+
+    def _tell(self, reason: str | None) -> None:
+        """`on_fault(reason)`; its own failure is not the writer's."""
+        if self._on_fault is not None:
+            with contextlib.suppress(Exception):
+                self._on_fault(reason)
+
+    def _write_forever(self) -> None:
         cur: Any = None
         while True:
             with self._cond:
@@ -341,13 +372,14 @@ class Receiver:
                         break
                     self._cond.wait(left)
                 jobs, self._pending = self._pending, []
+                self._writing = jobs
                 closing = self._closing
             try:
                 if cur is None:
                     cur = self.cache.cursor()
                 if jobs:
                     self._commit(cur, jobs)
-                    jobs = []  # answered: a failing compaction below is not theirs
+                    jobs = self._writing = []  # answered: a failing compaction below is not theirs
                 if self._compact_due() or (closing and self._store.touched):
                     with self._write_lock():
                         self._store.compact(cur)
@@ -358,6 +390,7 @@ class Receiver:
                     self._last_retention = time.monotonic()
             except Exception as exc:
                 self._fail(jobs, exc)
+                self._writing = []
                 cur = None
                 if not self._recover():
                     return
@@ -403,9 +436,9 @@ class Receiver:
             public = _public_reason(self._reason)
         for job in jobs + left:
             _answer(job, _unavailable(public, RETRY_CANNOT_WRITE))
-        self._abandon()
-        if self._on_fault is not None:
-            self._on_fault(self._reason)
+        with contextlib.suppress(Exception):
+            self._abandon()
+        self._tell(self._reason)
 
     def _abandon(self) -> None:
         """Close the connection after a fault without a checkpoint (the WAL stays as it is)."""
@@ -437,14 +470,21 @@ class Receiver:
                     self._reason = _clean(str(fault) if fault is not None else
                                           f"cannot reopen {self.path}: {first_line(exc)}", 1000)
                 continue
+            try:
+                if self._on_reopen is not None:
+                    self._on_reopen(cache)
+            except Exception as exc:  # the new connection is not used: abandoned, probed again
+                with contextlib.suppress(Exception):
+                    cache.abandon()
+                with self._cond:
+                    self._reason = _clean(f"cannot prepare {self.path} after reopening it:"
+                                          f" {type(exc).__name__}: {first_line(exc)}", 1000)
+                continue
             self.cache = cache
             self._store = BatchStore()  # what was touched before is compacted by the next ingest
-            if self._on_reopen is not None:
-                self._on_reopen(cache)
             with self._cond:
                 self._state, self._reason = "ok", ""
-            if self._on_fault is not None:
-                self._on_fault(None)
+            self._tell(None)
             return True
 
 

@@ -420,3 +420,81 @@ def test_llmdeck_receive_reads_its_token_as_the_console_does_stripped_and_header
     assert _token(config, "0.0.0.0", 4318, err) == (False, None)
     said = err.getvalue()
     assert "[receiver] token" in said and "R2B_RECEIVER_TOKEN" in said and "abc123" not in said
+
+
+async def _until(condition: Any, what: str, seconds: float = 60.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"never: {what}"
+        await asyncio.sleep(0.02)
+
+
+async def test_a_failing_on_reopen_or_on_fault_does_not_kill_the_writer(cache, monkeypatch) -> None:
+    from console import receiver as module
+    from console.cache import ingest_writer
+
+    monkeypatch.setattr(module, "PROBE_MAX_SECONDS", 0.1)
+    real_store = ingest_writer.BatchStore.store
+    failures = iter([duckdb.IOException("Could not write file: No space left on device")])
+
+    def flaky_store(self: Any, cur: Any, batch: Any) -> Any:
+        fault = next(failures, None)
+        if fault is not None:
+            raise fault
+        return real_store(self, cur, batch)
+
+    reopen_failures = iter([RuntimeError("SET threads failed")])
+    reopened: list[Cache] = []
+
+    def on_reopen(new: Cache) -> None:
+        reopened.append(new)
+        fault = next(reopen_failures, None)
+        if fault is not None:
+            raise fault
+
+    def on_fault(reason: str | None) -> None:
+        raise RuntimeError("the fault line could not be printed")
+
+    monkeypatch.setattr(ingest_writer.BatchStore, "store", flaky_store)
+    receiver = Receiver(cache, Config(), on_reopen=on_reopen, on_fault=on_fault)
+    receiver.start()
+    try:
+        assert (await send(receiver, protobuf_request(5))).status == 503
+        await _until(lambda: len(reopened) >= 2 and receiver.stats().state == "ok", "recovered")
+        assert receiver.cache is reopened[1], "the connection on_reopen failed on is not used"
+        assert (await send(receiver, protobuf_request(5, first=100))).status == 200
+        assert count(receiver.cache) == 5
+    finally:
+        receiver.close()
+        receiver.cache.close()
+
+
+async def test_a_writer_that_dies_answers_503_to_what_it_holds_and_everything_after_and_says_why(
+        cache, gate, monkeypatch) -> None:
+    from console import receiver as module
+
+    def broken(*args: Any) -> None:
+        raise RuntimeError("a bug in the store step")
+
+    receiver = Receiver(cache, Config(), write_lock=gate)
+    receiver.start()
+    try:
+        gate.open.clear()
+        held = asyncio.ensure_future(send(receiver, protobuf_request(5)))
+        await _until(lambda: receiver.stats().queue_spans == 5, "the writer holds it")
+        queued = asyncio.ensure_future(send(receiver, protobuf_request(7, first=100)))
+        await _until(lambda: receiver.stats().queue_spans == 12, "queued behind it")
+        monkeypatch.setattr(receiver, "_commit", broken)  # the next group meets the bug...
+        monkeypatch.setattr(module, "classify", broken)  # ...and so does its fault handling
+        gate.open.set()
+        first, second = await asyncio.wait_for(asyncio.gather(held, queued), 60)
+        assert (first.status, second.status) == (200, 503)  # committed before it; never answered
+        late = await send(receiver, protobuf_request(3, first=200))
+        assert late.status == 503 and late.retry_after and late.retry_after >= 1
+        stats = receiver.stats()
+        assert stats.state == "cannot_write"
+        assert stats.reason == "the receiver's writer stopped: RuntimeError: a bug in the store step"
+        assert count(cache) == 5
+    finally:
+        gate.open.set()
+        receiver.close()
