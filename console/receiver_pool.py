@@ -277,19 +277,21 @@ class MapPool:
                 w.close()
 
 
-WRITER_SETTINGS = ("SET threads = 1", "SET checkpoint_threshold = '64MB'", "SET memory_limit = '48MB'")
+WRITER_SETTINGS = ("SET threads = 1", "SET checkpoint_threshold = '64MB'", "SET memory_limit = '40MB'")
 """DuckDB settings for a process that only receives (`llmdeck receive`). One thread: the
 mapping worker has the other core, and the store step's statements are small (~15% less
 CPU per span than two threads contending, measured in process). Checkpoints every 64 MB of
 WAL instead of 16: each one recompresses, and they were a third of the store step's CPU
 (2048-span commits: ~25 -> ~17 us per span); a WAL that size still replays in seconds.
-A 48 MB buffer pool (the cache's default for writers is 512 MB). What DuckDB holds under
+A 40 MB buffer pool (the cache's default for writers is 512 MB). What DuckDB holds under
 load is mostly the appended rows not yet checkpointed (`duckdb_memory()`: IN_MEMORY_TABLE),
 which grow to the limit; the rest of the receiver is ~92 MB of mapped libraries (DuckDB,
 Arrow, Python) and ~70 MB of heap. Peak VmHWM of the receiver's process in 30 s of
-bench/receiver.py (a): 298 MB at 128 MB, 237 at 64 MB, 218 at 48 MB, spans per CPU-second
-within the run-to-run noise; with no limit it passed 400 MB in a minute. What does not fit
-is evicted or spilled to the database's .tmp directory by DuckDB."""
+bench/receiver.py (a): 298 MB at 128 MB, 237 at 64 MB, 218-224 at 48 MB, 203 at 32 MB; spans
+per CPU-second within the run-to-run noise (16-18.5k); with no limit it passed 400 MB in a
+minute. 40 MB leaves the tree (with a mapping worker, ~80 MB) some room under 300 MB
+without going as low as 32. What does not fit is evicted or spilled to the database's .tmp
+directory by DuckDB."""
 
 
 def tune_writer(cache: Cache) -> None:
