@@ -290,23 +290,60 @@ async def test_a_failed_write_is_a_503_and_the_writer_reopens_the_cache_by_itsel
     receiver.cache.close()
 
 
-async def test_close_refuses_what_it_cannot_finish_and_stops_its_threads(cache, gate) -> None:
+@pytest.mark.parametrize("then", ["finish", "abandon"])
+async def test_close_refuses_what_it_cannot_finish_and_stops_its_threads(
+        tmp_path, gate, monkeypatch, then) -> None:
+    """close() past its timeout: what is queued (pending, in the inbox, being mapped) gets a 503
+    and is never stored; the group the writer holds is then committed (200, stored) or, when the
+    caller abandons the connection as `llmdeck receive` does while a thread runs, refused (503,
+    nothing stored)."""
+    from console import receiver as module
+
+    cache = Cache.open(tmp_path / "c.duckdb")
     receiver = Receiver(cache, Config(), write_lock=gate)
     receiver.start()
     gate.open.clear()
-    tasks = [asyncio.ensure_future(send(receiver, protobuf_request(10, first=100 * i)))
-             for i in range(3)]
-    while receiver.stats().queue_spans < 20:
-        await asyncio.sleep(0.01)
-    closer = threading.Thread(target=receiver.close, kwargs={"timeout": 30})
+    held = asyncio.ensure_future(send(receiver, protobuf_request(5, first=0)))
+    await _until(lambda: receiver.stats().queue_spans == 5, "the writer holds it at the gate")
+    pending = asyncio.ensure_future(send(receiver, protobuf_request(7, first=100)))
+    await _until(lambda: receiver.stats().queue_spans == 12, "pending behind it")
+    mapping, release = threading.Event(), threading.Event()
+    original = module.map_request
+
+    def slow_map(*args: Any, **kwargs: Any) -> Any:
+        mapping.set()
+        release.wait(60)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(module, "map_request", slow_map)
+    being_mapped = asyncio.ensure_future(send(receiver, protobuf_request(9, first=200)))
+    await _until(mapping.is_set, "the mapping thread holds the third")
+    in_inbox = asyncio.ensure_future(send(receiver, protobuf_request(11, first=300)))
+    await _until(lambda: receiver._inbox_bytes > 0, "the fourth waits in the inbox")
+
+    closer = threading.Thread(target=receiver.close, kwargs={"timeout": 0.3})
     closer.start()
-    gate.open.set()  # the writer finishes what it holds
-    closer.join()
-    results = await asyncio.gather(*tasks)
-    assert not receiver.running
-    stored = count(cache)
-    assert stored == 10 * sum(r.status == 200 for r in results)
-    assert all(r.status in (200, 503) for r in results)
+    await _until(lambda: not closer.is_alive(), "close() returned")
+    assert receiver.running, "the writer is still held at the gate"
+    for refused in (pending, in_inbox):
+        result = refused.result()  # answered by close() itself
+        assert result.status == 503 and result.retry_after and "shutting down" in result.message
+    release.set()
+    result = await asyncio.wait_for(being_mapped, 60)
+    assert result.status == 503 and "shutting down" in result.message
+    assert not held.done()
+    if then == "abandon":
+        receiver.cache.abandon()
+    gate.open.set()
+    result = await asyncio.wait_for(held, 60)
+    await _until(lambda: not receiver.running, "no thread left")
+    assert result.status == (200 if then == "finish" else 503)
+    if then == "finish":
+        receiver.cache.close()
+    with Cache.open(tmp_path / "c.duckdb", read_only=True) as reopened:
+        ids = reopened.cursor().execute("SELECT span_id FROM spans ORDER BY 1").fetchall()
+    expected = [(f"{i:016x}",) for i in range(1, 6)] if then == "finish" else []
+    assert ids == expected
     late = await send(receiver, protobuf_request(1, first=9_999))
     assert late.status == 503 and late.retry_after
 
