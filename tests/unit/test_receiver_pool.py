@@ -158,3 +158,38 @@ def test_a_worker_that_dies_is_replaced(tmp_path: Path) -> None:
         pids = pool.pids()
         pool.close()
     assert gone(pids)
+
+
+def _children(pid: int) -> set[int]:
+    found = set()
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        found.add(int(name))
+            except (OSError, ValueError, IndexError):
+                continue
+    return found
+
+
+def test_a_worker_is_the_only_process_started_and_loads_no_duckdb() -> None:
+    """The memory the receiver's tree costs: no resource tracker beside the workers, and a
+    worker maps without DuckDB's library (~20 MB) in its address space."""
+    before = _children(os.getpid())
+    pool = MapPool(config(), 1)
+    pool.start()
+    try:
+        mapped = pool.map(protobuf_request(3), "otlp-http 127.0.0.1", 1)
+        assert mapped is not None and mapped[2] == 3
+        assert pool.map(b"\x0a\xff\xff", "otlp-http 127.0.0.1", 2) is None  # the receiver's 400
+        [pid] = pool.pids()
+        assert _children(os.getpid()) - before == {pid}
+        with open(f"/proc/{pid}/maps") as f:
+            libraries = {line.split()[-1] for line in f if line.rstrip().endswith(".so") or ".so." in line}
+        assert any("libarrow" in lib for lib in libraries)  # it maps into Arrow tables
+        assert not [lib for lib in libraries if "duckdb" in lib.lower()]
+    finally:
+        pids = pool.pids()
+        pool.close()
+    assert gone(pids)
