@@ -140,6 +140,7 @@ class ReceiverHost:
         self._stop: asyncio.Event | None = None
         self._thread: threading.Thread | None = None
         self._failed: str | None = None
+        self._close_lock = threading.Lock()
         self._last: ReceiverStats | None = None
         """The stats when it was closed (its line keeps the counts)."""
         self._since = utc_now()
@@ -199,21 +200,28 @@ class ReceiverHost:
             return
         self.address = server.address
         ready.set()
-        await server.serve_until(self._stop)
+        try:
+            await server.serve_until(self._stop)
+        except Exception as exc:  # nothing listens any more: the line must not say "live"
+            self._failed = f"stopped: {_first_line(exc)}"
 
     def close(self) -> None:
         """Stop taking requests, then the receiver (what is queued is stored or refused);
-        returns once no thread of it is left."""
-        loop, stop, thread = self._loop, self._stop, self._thread
-        if thread is not None:
-            if loop is not None and stop is not None and not loop.is_closed():
-                try:
-                    loop.call_soon_threadsafe(stop.set)
-                except RuntimeError:  # the loop ended meanwhile
-                    pass
-            thread.join()
-            self._thread = None
-        self._close_receiver()
+        returns once its server thread is gone. A writer thread still held past the
+        receiver's close timeout (the demo simulator's lock) is abandoned with the connection,
+        as `llmdeck receive` does: its commit then fails and is answered 503. Two closes at
+        once (the fetch worker's release_cache, the main thread's quit) take turns."""
+        with self._close_lock:
+            loop, stop, thread = self._loop, self._stop, self._thread
+            if thread is not None:
+                if loop is not None and stop is not None and not loop.is_closed():
+                    try:
+                        loop.call_soon_threadsafe(stop.set)
+                    except RuntimeError:  # the loop ended meanwhile
+                        pass
+                thread.join()
+                self._thread = None
+            self._close_receiver()
 
     def _close_receiver(self) -> None:
         """Stop the receiver and close its connection (abandoned, no checkpoint, after a fault)."""
@@ -222,8 +230,8 @@ class ReceiverHost:
             return
         receiver.close()
         self._last = receiver.stats()
-        if self._last.state == "cannot_write":
-            receiver.cache.abandon()
+        if self._last.state == "cannot_write" or receiver.running:
+            receiver.cache.abandon()  # no checkpoint under a live writer or onto a failing disk
         else:
             receiver.cache.close()
 

@@ -430,3 +430,72 @@ def test_close_does_not_wait_on_a_fetch_in_flight_and_nothing_is_stored_after_it
     finally:
         release.set()
         worker.close()
+
+
+def test_the_receiver_line_says_stopped_when_its_server_thread_dies(
+        cache: Cache, monkeypatch: pytest.MonkeyPatch) -> None:
+    from connectors.otlp_http import OtlpHttpServer
+
+    async def broken(self: Any, stop: Any) -> None:
+        raise RuntimeError("the event loop's selector failed")
+
+    monkeypatch.setattr(OtlpHttpServer, "serve_until", broken)
+    writers = ConsoleWriters.build(cache, _receiver_config("127.0.0.1:0"), None, WriteGate())
+    writers.start()
+    try:
+        host = writers.receiver
+        assert host is not None and host._thread is not None
+        host._thread.join(60)
+        status = host.source_status()
+        assert status.state == "down"
+        assert status.detail.endswith("stopped: the event loop's selector failed")
+    finally:
+        writers.close()
+    assert not _receiver_threads()
+
+
+def test_closing_with_the_writer_held_abandons_its_connection_and_stores_nothing(
+        cache: Cache, monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    from connectors.otlp_http import ExportRequest
+    from tests.unit.test_receiver import protobuf_request
+
+    gate = WriteGate()
+    writers = ConsoleWriters.build(cache, _receiver_config("127.0.0.1:0"), None, gate)
+    writers.start()
+    host = writers.receiver
+    assert host is not None and host.receiver is not None
+    own = host.receiver.cache
+    ended: list[str] = []
+    monkeypatch.setattr(type(own), "close", lambda self: ended.append("close"), raising=True)
+    real_abandon = type(own).abandon
+
+    def abandon(self: Cache) -> None:
+        ended.append("abandon")
+        real_abandon(self)
+
+    monkeypatch.setattr(type(own), "abandon", abandon)
+    gate._lock.acquire()  # the demo simulator's long step, say: the writer waits at the gate
+    try:
+        receiver = host.receiver
+        results: list[Any] = []
+        sender = threading.Thread(target=lambda: results.append(asyncio.run(receiver.handle(
+            ExportRequest(protobuf_request(5), "protobuf", "127.0.0.1:1")))))
+        sender.start()
+        deadline = time.monotonic() + 30
+        while host.receiver.stats().queue_spans < 5 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        closer = threading.Thread(target=writers.close)
+        closer.start()
+        closer.join(60)  # the receiver's own close timeout passes, its writer still held
+        assert ended == ["abandon"], "a connection a live writer uses is abandoned, not checkpointed"
+    finally:
+        gate._lock.release()
+    sender.join(60)
+    assert [r.status for r in results] == [503]  # its commit met the abandoned connection
+    deadline = time.monotonic() + 30
+    while _receiver_threads() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not _receiver_threads()
+    assert cache.cursor().execute("SELECT count(*) FROM spans").fetchall() == [(0,)]
