@@ -314,7 +314,11 @@ class Receiver:
                 mapped = _too_many(spans, limit) or self._pool.map(req.body, _source_name(req), job.seq)
         if mapped is None:  # no pool, JSON, or a body that does not parse (its 400 here)
             with self._builder_lock:
-                mapped = map_request(self._builder, req, job.seq, max_spans=limit)
+                try:
+                    mapped = map_request(self._builder, req, job.seq, max_spans=limit)
+                except BaseException:
+                    self._builder.take()  # what it left must not be stored with the next request
+                    raise
         if isinstance(mapped, ExportResult):
             return mapped
         job.table, job.quarantine, job.spans = mapped

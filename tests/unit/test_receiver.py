@@ -535,3 +535,24 @@ async def test_a_writer_that_dies_answers_503_to_what_it_holds_and_everything_af
     finally:
         gate.open.set()
         receiver.close()
+
+
+async def test_a_request_whose_mapping_fails_leaves_nothing_for_the_next_one(
+        receiver, cache, monkeypatch) -> None:
+    from console import receiver as module
+
+    real = module.add_export_request
+    calls: list[int] = []
+
+    def fails_once_after_adding(builder: Any, message: Any, name: str, line: int) -> None:
+        real(builder, message, name, line)
+        calls.append(line)
+        if len(calls) == 1:
+            raise RuntimeError("a bug past the per-span catches")
+
+    monkeypatch.setattr(module, "add_export_request", fails_once_after_adding)
+    failed = await send(receiver, protobuf_request(5))
+    assert failed.status == 500 and "cannot map the request" in failed.message
+    assert (await send(receiver, protobuf_request(3, first=100))).status == 200
+    stored = cache.cursor().execute("SELECT span_id FROM spans ORDER BY 1").fetchall()
+    assert stored == [(f"{i:016x}",) for i in range(101, 104)], "the failed request's spans rode along"
