@@ -298,6 +298,7 @@ async def test_a_failed_write_is_a_503_and_the_writer_reopens_the_cache_by_itsel
     receiver.cache.close()
 
 
+@pytest.mark.parametrize("then", ["finish", "abandon"])
 async def test_close_refuses_what_it_cannot_finish_and_stops_its_threads(
         tmp_path, gate, monkeypatch, then) -> None:
     """close() past its timeout: what is queued (pending, in the inbox, being mapped) gets a 503
