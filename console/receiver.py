@@ -272,12 +272,15 @@ class Receiver:
                 job = self._inbox.pop(0)
                 self._inbox_bytes -= len(job.request.body)
                 self._mapping += 1
-            error: ExportResult | None = _unavailable("", 0)  # (the client left: not sent)
-            if job.future.set_running_or_notify_cancel():
-                try:
-                    error = self._map(job)
-                except Exception as exc:  # a bug in mapping: this request fails, the receiver goes on
-                    error = ExportResult(500, message=_clean(f"cannot map the request: {type(exc).__name__}"))
+            if not job.future.set_running_or_notify_cancel():  # the client left: not mapped
+                with self._cond:
+                    self._mapping -= 1
+                    self._cond.notify_all()  # a writer waiting for this job to join its group
+                continue
+            try:
+                error = self._map(job)
+            except Exception as exc:  # a bug in mapping: this request fails, the receiver goes on
+                error = ExportResult(500, message=_clean(f"cannot map the request: {type(exc).__name__}"))
             if error is not None:
                 with self._cond:
                     self._mapping -= 1
@@ -445,11 +448,9 @@ class Receiver:
         self._tell(self._reason)
 
     def _abandon(self) -> None:
-        """Close the connection after a fault without a checkpoint (the WAL stays as it is)."""
-        cache = self.cache
-        with contextlib.suppress(Exception):
-            cache.cursor().close()
-        cache.abandon()
+        """Close the connection after a fault without a checkpoint (the WAL stays as it is;
+        the writer's cursor goes with it: `_write_forever` drops its reference)."""
+        self.cache.abandon()
 
     def _recover(self) -> bool:
         """Wait until the cache's file system has room and the cache opens read-write again;
