@@ -39,7 +39,14 @@ import pyarrow.compute as pc
 from connectors.otlp_http import ExportRequest, ExportResult
 from console.cache import readers
 from console.cache.batching import BatchBuilder, QuarantineRow
-from console.cache.faults import classify, first_line
+from console.cache.faults import (
+    CacheCorruptError,
+    CacheError,
+    CacheFullError,
+    CacheUnwritableError,
+    classify,
+    first_line,
+)
 from console.cache.ingest_writer import Batch, BatchStore
 from console.cache.otlp_proto import add_export_request, decode_export_request, parse_export_request
 from console.cache.retention import apply_retention
@@ -162,6 +169,7 @@ class Receiver:
         self._pending: list[_Job] = []
         self._mapping = 0  # jobs taken from the inbox, not yet pending nor answered
         self._writing: list[_Job] = []  # taken by the writer, not answered yet
+        self._fault: CacheError | None = None  # what the failed write was, while "cannot_write"
         self._queued_spans = 0
         self._closing = False
         self._state: State = "ok"
@@ -245,6 +253,13 @@ class Receiver:
             _answer(job, _unavailable("the receiver is shutting down", RETRY_BEHIND))
 
     @property
+    def fault(self) -> CacheError | None:
+        """While the cache cannot be written after a failed write: the kind of fault it was
+        (`faults.classify`: CacheFullError, CacheCorruptError, ...), when it is a known one."""
+        with self._cond:
+            return self._fault if self._state == "cannot_write" else None
+
+    @property
     def running(self) -> bool:
         """Whether a thread is still at work (after `close`: one did not end within its timeout)."""
         return any(t.is_alive() for t in self._threads)
@@ -253,7 +268,7 @@ class Receiver:
         if self._closing:
             return _unavailable("the receiver is shutting down", RETRY_BEHIND)
         if self._state == "cannot_write":
-            return _unavailable(_public_reason(self._reason), RETRY_CANNOT_WRITE)
+            return _unavailable(_public_reason(self._reason, self._fault), RETRY_CANNOT_WRITE)
         if self._queued_spans >= self.queue_spans or (
                 self._inbox and self._inbox_bytes + nbytes > self.queue_bytes):
             self._refused_at = time.monotonic()
@@ -294,7 +309,8 @@ class Receiver:
                 if self._closing:
                     refusal = _unavailable("the receiver is shutting down", RETRY_BEHIND)
                 elif self._state == "cannot_write":
-                    refusal = _unavailable(_public_reason(self._reason), RETRY_CANNOT_WRITE)
+                    refusal = _unavailable(_public_reason(self._reason, self._fault),
+                                           RETRY_CANNOT_WRITE)
                 elif self._pending and self._queued_spans + job.spans > self.queue_spans:
                     self._refused_at = time.monotonic()
                     refusal = _unavailable("the receiver is behind; retry later", RETRY_BEHIND)
@@ -437,10 +453,11 @@ class Receiver:
         reason = reason.split("; free some space")[0]
         with self._cond:
             self._state, self._reason = "cannot_write", _clean(reason, 1000)
+            self._fault = fault
             self._queued_spans -= sum(job.spans for job in jobs)
             left, self._pending = self._pending, []
             self._queued_spans -= sum(job.spans for job in left)
-            public = _public_reason(self._reason)
+            public = _public_reason(self._reason, fault)
         for job in jobs + left:
             _answer(job, _unavailable(public, RETRY_CANNOT_WRITE))
         with contextlib.suppress(Exception):
@@ -488,7 +505,7 @@ class Receiver:
             self.cache = cache
             self._store = BatchStore()  # what was touched before is compacted by the next ingest
             with self._cond:
-                self._state, self._reason = "ok", ""
+                self._state, self._reason, self._fault = "ok", "", None
             self._tell(None)
             return True
 
@@ -629,10 +646,17 @@ def _bad_request(message: str) -> ExportResult:
     return ExportResult(400, message=_clean(message))
 
 
-def _public_reason(reason: str) -> str:
-    """What a client is told while the cache cannot be written: the kind of fault, no local path."""
+def _public_reason(reason: str, kind: CacheError | None = None) -> str:
+    """What a client is told while the cache cannot be written: the kind of fault (from its
+    type when it is known, else from the reason's words), no local path."""
     fault = reason.lower()
-    if "no space left" in fault:
+    if isinstance(kind, CacheFullError):
+        what = "its disk is full"
+    elif isinstance(kind, CacheCorruptError):
+        what = "its cache file is damaged"
+    elif isinstance(kind, CacheUnwritableError):
+        what = "its cache cannot be written"
+    elif "no space left" in fault:
         what = "its disk is full"
     elif "corrupt" in fault:
         what = "its cache file is damaged"

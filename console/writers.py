@@ -255,6 +255,11 @@ class ReceiverHost:
         st = receiver.stats()
         if st.state != "cannot_write":
             return None
+        known = receiver.fault  # the kind classify found; the reason's words only without it
+        if known is not None:
+            fault = type(known)(st.reason)
+            fault.path = self.cache.path
+            return fault
         reason = st.reason.lower()
         kind: type[CacheError] = CacheError
         if "no space left" in reason:

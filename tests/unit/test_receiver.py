@@ -564,3 +564,22 @@ async def test_a_request_whose_mapping_fails_leaves_nothing_for_the_next_one(
     assert (await send(receiver, protobuf_request(3, first=100))).status == 200
     stored = cache.cursor().execute("SELECT span_id FROM spans ORDER BY 1").fetchall()
     assert stored == [(f"{i:016x}",) for i in range(101, 104)], "the failed request's spans rode along"
+
+
+async def test_the_fault_kind_comes_from_the_classified_error_not_its_wording(
+        receiver, cache, monkeypatch) -> None:
+    from console import receiver as module
+    from console.cache import ingest_writer
+    from console.cache.faults import CacheFullError
+
+    def full(self: Any, cur: Any, batch: Any) -> Any:
+        raise duckdb.IOException("Could not write file: quota")
+
+    monkeypatch.setattr(ingest_writer.BatchStore, "store", full)
+    monkeypatch.setattr(module, "classify", lambda exc, path: CacheFullError("the quota is used up"))
+    monkeypatch.setattr(module, "_has_room", lambda path: False)  # it stays unable to write
+    result = await send(receiver, protobuf_request(5))
+    assert result.status == 503 and "its disk is full" in result.message
+    assert isinstance(receiver.fault, CacheFullError)
+    again = await send(receiver, protobuf_request(5, first=100))
+    assert again.status == 503 and "its disk is full" in again.message
