@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from console.billing_view import BilledRow, BillingFreshness, BillingSection, order_rows
 from console.cache import billing_store
-from console.reconcile import Row, reconcile
+from console.reconcile import Row, reconcile, unconfigured
 from console.timeutil import utc_now
 
 if TYPE_CHECKING:
@@ -61,5 +61,16 @@ def billing_section(cur: duckdb.DuckDBPyConnection, config: Config, at: datetime
         sources.append(BillingFreshness(s.provider, s.source, s.fetched_at, s.covered_from,
                                         s.end - timedelta(days=1), poll, age,
                                         age > timedelta(seconds=STALE_POLLS * poll)))
-    rows = [billed_row(r) for r in reconcile(cur, at.date(), days, table, threshold)]
-    return BillingSection(order_rows(rows), tuple(sources), days, threshold, tuple(configured))
+    found = reconcile(cur, at.date(), days, table, threshold)
+    rows = [billed_row(r) for r in found if r.status != "not_configured"]
+    return BillingSection(order_rows(rows), tuple(sources), days, threshold, tuple(configured),
+                          unconfigured_line(found))
+
+
+def unconfigured_line(found: list[Row]) -> str:
+    """The rows of providers no billing source has synced, as one line ("" when none)."""
+    u = unconfigured(found)
+    if u is None:
+        return ""
+    providers = ", ".join(f"{name} {n} row{'' if n == 1 else 's'}" for name, n in u.providers)
+    return f"not compared, no billing source: {providers}; ${u.estimated:,.2f} estimated"

@@ -150,5 +150,6 @@ def _on_fault(err: TextIO) -> Callable[[str | None], None]:
 
 
 def _summary(stats: ReceiverStats) -> str:
-    return (f"{stats.requests:,} requests, {stats.spans_stored:,} spans stored,"
+    plural = "" if stats.requests == 1 else "s"
+    return (f"{stats.requests:,} request{plural}, {stats.spans_stored:,} spans stored,"
             f" {stats.duplicates:,} duplicates, {stats.rejected:,} rejected")

@@ -83,7 +83,10 @@ def sources_text(section: BillingSection | None, narrow: bool = False) -> Conten
             names = ", ".join(cell(n, 30) for n in section.configured)
             return Content(cell(f"run `llmdeck billing sync` for the configured {names}", LINE_CAP))
         return Content(cell(SETUP_HINT, LINE_CAP))
-    return Content("\n".join(cell(source_line(s, narrow), LINE_CAP) for s in section.sources))
+    lines = [source_line(s, narrow) for s in section.sources]
+    if section.unconfigured:
+        lines.append(section.unconfigured)
+    return Content("\n".join(cell(line, LINE_CAP) for line in lines))
 
 
 def detail_text(row: BilledRow | None, narrow: bool) -> Content:

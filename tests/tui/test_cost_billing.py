@@ -256,3 +256,49 @@ async def test_enter_on_a_billing_row_opens_its_traffic(deck: Any) -> None:
         view = app.screen.view()
         assert isinstance(view, BreakdownView)
         assert (view.filter.provider, view.filter.model) == ("openai", "gpt-4o-mini")
+
+
+
+def build_mixed(tmp_path: Path) -> Path:
+    """openai traced and billed on 11-04; mistral traced 4 hours that day, no billing source."""
+    path = tmp_path / "mixed.duckdb"
+    start = datetime.combine(day(3), datetime.min.time())
+    spans = spans_of(3) + [
+        Span(start + timedelta(hours=h), provider="mistral_ai", model="mistral-small", tenant="acme",
+             tin=TIN, tout=TOUT) for h in range(4)]
+    trace_file = write_spans(tmp_path / "mixed.jsonl", spans)
+    with Cache.open(path) as cache:
+        Ingestor(cache, config()).run([trace_file])
+        billing_store.store_fetch(cache.con, BillingFetch(
+            "openai", "oa", day(2), day(9), (bill(3, FULL),), (used(3),), AT - timedelta(minutes=4),
+            pages=1))
+    return path
+
+
+def test_providers_without_a_billing_source_are_one_line_not_a_row_each(tmp_path: Path) -> None:
+    """A provider no billing source has synced has nothing to compare with: its days are summed
+    into one line under the source lines (as `llmdeck cost reconcile` prints), not listed as rows."""
+    with Cache.open(build_mixed(tmp_path), read_only=True) as cache:
+        page = Backend(cache, config(**BILLING_SOURCES), lambda: AT).fetch(CostView()).snapshot
+    assert isinstance(page, CostPage) and page.billing is not None
+    assert "not_configured" not in {r.status for r in page.billing.rows}
+    assert [(r.provider, r.day) for r in page.billing.rows if r.day == day(3)] == [
+        ("openai", day(3))]
+    assert page.billing.unconfigured == (
+        "not compared, no billing source: mistral 1 row; $0.05 estimated")
+
+
+@pytest.mark.parametrize("size", SIZES)
+async def test_the_unconfigured_line_is_shown_under_the_sources(tmp_path: Path,
+                                                               size: tuple[int, int]) -> None:
+    from console.app import LlmdeckApp
+
+    with Cache.open(build_mixed(tmp_path), read_only=True) as cache:
+        app = LlmdeckApp(Backend(cache, config(**BILLING_SOURCES), lambda: AT), wall_clock=lambda: AT)
+        async with app.run_test(size=size) as pilot:
+            await open_billing(pilot)
+            lines = screen_lines(app)
+    at = [i for i, line in enumerate(lines) if "not compared, no billing source: mistral" in line]
+    assert at, "\n".join(lines)
+    assert "oa fresh" in lines[at[0] - 1] or "oa fresh" in lines[at[0] - 2], "\n".join(lines)
+    assert not any("not_configured" in line for line in lines)
