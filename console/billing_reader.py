@@ -73,4 +73,4 @@ def unconfigured_line(found: list[Row]) -> str:
     if u is None:
         return ""
     providers = ", ".join(f"{name} {n} row{'' if n == 1 else 's'}" for name, n in u.providers)
-    return f"not compared, no billing source: {providers}; ${u.estimated:,.2f} estimated"
+    return f"no billing source: {providers}; ${u.estimated:,.2f} estimated"

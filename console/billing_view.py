@@ -71,7 +71,7 @@ class BillingSection:
     """Names of the billing sources in the config (a hint when none has synced yet)."""
     unconfigured: str = ""
     """One line for the providers no billing source has synced (their rows are not listed):
-    `not compared, no billing source: google 7 rows, mistral_ai 7 rows; $2.02 estimated`."""
+    `no billing source: google 7 rows, mistral 7 rows; $2.02 estimated`."""
 
     @property
     def synced(self) -> bool:
