@@ -138,7 +138,9 @@ def to_decimal(cost: float) -> Decimal:
     return Decimal(repr(float(cost)))
 
 
-def _key(provider: str | None, model: str | None) -> tuple[str, str]:
+def match_key(provider: str | None, model: str | None) -> tuple[str, str]:
+    """(provider, model) as billed and estimated amounts are matched (and billed budgets scoped):
+    after `normalise_provider` / `normalise_model`; a blank model is `NO_MODEL`."""
     p = normalise_provider(provider) or ""
     return p, (normalise_model(model) if model and model.strip() else NO_MODEL)
 
@@ -157,7 +159,7 @@ def _estimates(cur: duckdb.DuckDBPyConnection, start: date, end: date) -> tuple[
     est: dict[tuple[str, str, date], _Est] = {}
     floats: dict[tuple[str, str, date], float] = {}
     for provider, model, day, cost, req, unpriced, tin, tout, tcache in rows:
-        p, m = _key(provider, model)
+        p, m = match_key(provider, model)
         k = (p, m, day)
         e = est.setdefault(k, _Est())
         floats[k] = floats.get(k, 0.0) + float(cost or 0.0)
@@ -183,7 +185,7 @@ def _estimates(cur: duckdb.DuckDBPyConnection, start: date, end: date) -> tuple[
 def _usage(cur: duckdb.DuckDBPyConnection, start: date, end: date) -> dict[tuple[str, str, date], _Usage]:
     out: dict[tuple[str, str, date], _Usage] = {}
     for u in billing_store.usage(cur, start, end):
-        p, m = _key(u.provider, u.model)
+        p, m = match_key(u.provider, u.model)
         x = out.setdefault((p, m, u.day), _Usage())
         x.requests += u.requests
         x.input_tokens += u.input_tokens
@@ -292,12 +294,12 @@ def reconcile(cur: duckdb.DuckDBPyConnection, today: date, days: int, table: Pri
     for bd in billing_store.billed(cur, start, end):
         if bd.currency.upper() != "USD":
             continue
-        k = (*_key(bd.provider, bd.model), bd.day)
+        k = (*match_key(bd.provider, bd.model), bd.day)
         billed[k] = billed.get(k, _ZERO) + bd.amount
     by_project: dict[tuple[str, str, date], dict[str, Decimal]] = {}
     for line in billing_store.billed_lines(cur, start, end):
         if line.project and line.currency.upper() == "USD":
-            d = by_project.setdefault((*_key(line.provider, line.model), line.day), {})
+            d = by_project.setdefault((*match_key(line.provider, line.model), line.day), {})
             d[line.project] = d.get(line.project, _ZERO) + line.amount
     coverage: dict[str, tuple[date, date]] = {}
     for s in billing_store.syncs(cur):

@@ -9,11 +9,12 @@ provider; every other hour of the period (after the last figure, or before the f
 begin, and every provider without bills) counts the trace estimates (traces x price
 table, the rollups' `cost_usd`), so a budget's spend is one combined series.
 
-Providers and models are matched after `pricing.normalise_provider` / `normalise_model`
-on both sides, as reconciliation does (a model budget for `gpt-4o-mini` counts the bills
-of `gpt-4o-mini-2024-07-18`); bill lines with no model count for global and provider budgets
-only (a model budget cannot know its share of them). Bills carry no tenant: config validation refuses a billed
-budget scoped by tenant (`console.config.BudgetSpec`).
+Providers and models are matched by reconciliation's own `console.reconcile.match_key`
+(`pricing.normalise_provider` / `normalise_model`) on both sides (a model budget for
+`gpt-4o-mini` counts the bills of `gpt-4o-mini-2024-07-18`); bill lines with no model count
+for global and provider budgets only (a model budget cannot know its share of them). Bills
+carry no tenant: config validation refuses a billed budget scoped by tenant
+(`console.config.BudgetSpec`).
 
 The burn rates the forecast and the time to exhaustion use are read from the same
 combined series: a billed day counts evenly over its 24 hours (a bill has no hourly
@@ -33,7 +34,8 @@ from console.cache import billing_store
 from console.cache.queries import window_end, window_parts
 from console.cache.scope_sql import HourMemo, union_parts
 from console.config import ScopeFilter
-from console.pricing import normalise_model, normalise_provider
+from console.pricing import normalise_provider
+from console.reconcile import match_key
 from console.snapshots import BilledBasis, BudgetStatus
 from console.timeutil import naive_utc
 
@@ -48,7 +50,6 @@ BURN_WINDOWS: tuple[tuple[str, timedelta], ...] = (
     ("1h", timedelta(hours=1)), ("6h", timedelta(hours=6)), ("24h", timedelta(hours=24)),
 )
 """The same windows as `console.cache.cost_queries.BURN_WINDOWS`."""
-NO_MODEL = "(no model)"
 NO_PROVIDER = "(no provider)"
 """How spans with no provider are named among the estimated-only providers."""
 _DAY = timedelta(days=1)
@@ -58,11 +59,6 @@ Group = tuple[str, str]
 """(normalised provider, normalised model)."""
 Spend = tuple[float, int, int]
 """(estimated cost USD, requests, unpriced requests)."""
-
-
-def _key(provider: str | None, model: str | None) -> Group:
-    return (normalise_provider(provider) or "",
-            normalise_model(model) if model and model.strip() else NO_MODEL)
 
 
 def _midnight(d: date) -> datetime:
@@ -104,7 +100,7 @@ def _bills(cur: duckdb.DuckDBPyConnection, start: date, end: date) -> list[tuple
     rows = cur.execute(
         "SELECT provider, model, day, sum(amount) FROM billing WHERE day >= ? AND day < ?"
         " AND upper(currency) = 'USD' GROUP BY ALL", [start, end]).fetchall()
-    return [(*_key(p, m), d, Decimal(a)) for p, m, d, a in rows]
+    return [(*match_key(p, m), d, Decimal(a)) for p, m, d, a in rows]
 
 
 @dataclass(frozen=True)
@@ -132,7 +128,7 @@ def _estimates(cur: duckdb.DuckDBPyConnection, segments: Sequence[tuple[datetime
     out: dict[int, dict[Group, Spend]] = {}
     for win, provider, model, cost, req, unpriced in rows:
         group = out.setdefault(int(win), {})
-        k = _key(provider, model)
+        k = match_key(provider, model)
         c, r, u = group.get(k, (0.0, 0, 0))
         group[k] = (c + float(cost or 0.0), r + int(req), u + int(unpriced))
     return out
@@ -197,7 +193,7 @@ def _in_scope(spec: BudgetSpec) -> tuple[str | None, str | None]:
     if spec.scope == "provider":
         return normalise_provider(spec.match) or "", None
     if spec.scope == "model":
-        return None, _key(None, spec.match)[1]
+        return None, match_key(None, spec.match)[1]
     return None, None
 
 
