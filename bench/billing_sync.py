@@ -35,19 +35,12 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.measure import REPO, child_env  # noqa: E402
+from bench.otlp_load import load_average  # noqa: E402
 
 PROVIDERS = ("openai", "anthropic", "openrouter")
 KEY_VARS = {"openai": "LLMDECK_BENCH_OPENAI_ADMIN", "anthropic": "LLMDECK_BENCH_ANTHROPIC_ADMIN",
             "openrouter": "LLMDECK_BENCH_OPENROUTER_MGMT"}
 SECTIONS = {"openai": "openai_billing", "anthropic": "anthropic_billing", "openrouter": "openrouter_billing"}
-
-
-def load_average() -> float:
-    try:
-        with open("/proc/loadavg") as f:
-            return float(f.read().split()[0])
-    except (OSError, ValueError):
-        return -1.0
 
 
 def today_utc() -> date:
