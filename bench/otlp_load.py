@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import json
 import os
 import random
@@ -86,22 +85,11 @@ class Template:
     span_offsets: tuple[int, ...]
 
 
-def _ids_to_base64(doc: Any) -> Any:
-    """OTLP/JSON writes ids in hex; protobuf's JSON mapping wants bytes as base64."""
-    if isinstance(doc, dict):
-        ids = ("traceId", "spanId", "parentSpanId")
-        return {k: (base64.b64encode(bytes.fromhex(v)).decode() if k in ids and isinstance(v, str)
-                    else _ids_to_base64(v)) for k, v in doc.items()}
-    if isinstance(doc, list):
-        return [_ids_to_base64(v) for v in doc]
-    return doc
-
-
 def build_templates(count: int, spans_per_request: int = SPANS_PER_REQUEST, seed: int = 11) -> list[Template]:
     """`count` protobuf requests of `spans_per_request` GenAI spans from the last hour."""
-    from google.protobuf import json_format
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+    from console.demo.otlp_encode import encode
     from console.demo.traffic import TrafficModel, export_requests
 
     end_ns = time.time_ns()
@@ -109,8 +97,8 @@ def build_templates(count: int, spans_per_request: int = SPANS_PER_REQUEST, seed
     templates = []
     for doc in export_requests(TrafficModel(seed=seed), start_ns, end_ns, count * spans_per_request,
                                spans_per_request):
-        msg = json_format.ParseDict(_ids_to_base64(doc), ExportTraceServiceRequest())
-        body = msg.SerializeToString()
+        body = encode(doc)  # the demo's live traffic encoder (~15x faster than json_format.ParseDict)
+        msg = ExportTraceServiceRequest.FromString(body)
         traces: list[int] = []
         spans: list[int] = []
         for rs in msg.resource_spans:
