@@ -99,11 +99,9 @@ class BoundedGunzip:
         self._on_output = on_output
         self._produced = 0
         self._member = zlib.decompressobj(wbits=zlib.MAX_WBITS | 16)
-        self._seen_input = False
 
     def feed(self, data: bytes) -> None:
         """Decompress `data`, passing each output piece to `on_output`."""
-        self._seen_input = self._seen_input or bool(data)
         pending = data
         while pending:
             if self._member.eof:  # a concatenated member follows the previous one
@@ -122,6 +120,7 @@ class BoundedGunzip:
             pending = self._member.unused_data if self._member.eof else b""
 
     def finish(self) -> None:
-        """Check the stream ended cleanly (a truncated gzip body is a bad body, not an empty one)."""
-        if not self._seen_input or not self._member.eof:
+        """Check the stream ended cleanly (a truncated gzip body is a bad body, not an empty one; so is no
+        body at all, as a decompressor fed nothing has not reached an end marker)."""
+        if not self._member.eof:
             raise BadGzip("the gzip body ends before its end marker")
