@@ -61,7 +61,7 @@ def billing_section(cur: duckdb.DuckDBPyConnection, config: Config, at: datetime
         sources.append(BillingFreshness(s.provider, s.source, s.fetched_at, s.covered_from,
                                         s.end - timedelta(days=1), poll, age,
                                         age > timedelta(seconds=STALE_POLLS * poll)))
-    found = reconcile(cur, at.date(), days, table, threshold)
+    found = reconcile(cur, at.date(), days, table, threshold, syncs)
     rows = [billed_row(r) for r in found if r.status != "not_configured"]
     return BillingSection(order_rows(rows), tuple(sources), days, threshold, tuple(configured),
                           unconfigured_line(found))

@@ -285,8 +285,11 @@ def _causes(provider: str, model: str, day: date, billed: Decimal, est: _Est, us
 
 
 def reconcile(cur: duckdb.DuckDBPyConnection, today: date, days: int, table: PriceTable,
-              threshold: float = DEFAULT_THRESHOLD) -> list[Row]:
-    """Rows for the completed UTC days [today - days, today), ordered by day, provider, model."""
+              threshold: float = DEFAULT_THRESHOLD,
+              syncs: Sequence[billing_store.SyncRecord] | None = None) -> list[Row]:
+    """Rows for the completed UTC days [today - days, today), ordered by day, provider, model.
+
+    `syncs`: `billing_store.syncs(cur)` when the caller has just read it (not read again)."""
     start, end = today - timedelta(days=days), today
     est, hours, seen = _estimates(cur, start, end)
     use = _usage(cur, start, end)
@@ -302,7 +305,7 @@ def reconcile(cur: duckdb.DuckDBPyConnection, today: date, days: int, table: Pri
             d = by_project.setdefault((*match_key(line.provider, line.model), line.day), {})
             d[line.project] = d.get(line.project, _ZERO) + line.amount
     coverage: dict[str, tuple[date, date]] = {}
-    for s in billing_store.syncs(cur):
+    for s in billing_store.syncs(cur) if syncs is None else syncs:
         p = normalise_provider(s.provider) or s.provider
         last = s.end - timedelta(days=1)
         a, b2 = coverage.get(p, (s.covered_from, last))

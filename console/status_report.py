@@ -110,13 +110,15 @@ RECONCILE_DAYS = 7
 def _reconciliation(cur: duckdb.DuckDBPyConnection, config: Config, at: datetime) -> tuple[Row, ...] | None:
     from console.cache import billing_store
 
-    if not billing_store.syncs(cur):
+    syncs = billing_store.syncs(cur)
+    if not syncs:
         return None
     from console.pricing import PriceTable
     from console.reconcile import reconcile
 
     table = PriceTable.load(config.pricing.overrides)
-    return tuple(reconcile(cur, at.date(), RECONCILE_DAYS, table, config.billing.reconcile_threshold))
+    return tuple(reconcile(cur, at.date(), RECONCILE_DAYS, table, config.billing.reconcile_threshold,
+                           syncs))
 
 
 def gather_without_cache(config: Config, at: datetime, cache_file: Path,
