@@ -15,6 +15,8 @@ the writer in spans (`queue_spans`); past either, 503 with Retry-After. A failed
 disk: DuckDB may then refuse everything) answers 503 with Retry-After to the requests in that
 transaction and to every new one; the writer abandons the connection (no checkpoint), waits
 until the file system has room and the cache opens read-write again, and carries on by itself.
+
+One request decoded and mapped: `receiver_requests`; the answers it gets: `receiver_answers`.
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ import asyncio
 import concurrent.futures
 import contextlib
 import os
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -32,27 +33,25 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from connectors.otlp_http import ExportRequest, ExportResult
-from console.cache import readers
 from console.cache.batching import BatchBuilder, QuarantineRow
-from console.cache.faults import (
-    CacheCorruptError,
-    CacheError,
-    CacheFullError,
-    CacheUnwritableError,
-    classify,
-    first_line,
-)
+from console.cache.faults import CacheError, classify, first_line
 from console.cache.ingest_writer import Batch, BatchStore
-from console.cache.otlp_proto import add_export_request, decode_export_request, parse_export_request
 from console.cache.retention import apply_retention
 from console.cache.store import Cache
 from console.config import Config
-from console.receiver_pool import Mapped, MapPool, taken
+from console.receiver_answers import clean, public_reason, stored, unavailable
+from console.receiver_pool import Mapped, MapPool
+from console.receiver_requests import (
+    map_request,
+    mask_secrets,
+    protobuf_spans,
+    source_name,
+    too_many,
+)
 from console.timeutil import utc_now
 
 __all__ = ["Mapped", "Receiver", "ReceiverStats", "State", "map_request"]
@@ -94,9 +93,6 @@ as a permanent error and the operator lowers its batch size. An OTel SDK sends 5
 request (OTEL_BSP_MAX_EXPORT_BATCH_SIZE), a Collector's batch processor 8,192 by default."""
 BEHIND_SECONDS = 5.0
 """How long a refusal for a full queue keeps the state at "behind"."""
-_MESSAGE_CHARS = 300
-SECRET_PLACEHOLDER = "[SECRET]"
-"""What a secret the receiver knows (its token) becomes in what it stores."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,7 +246,7 @@ class Receiver:
             self._inbox, self._pending = [], []
             self._inbox_bytes = self._queued_spans = 0
         for job in left:
-            _answer(job, _unavailable("the receiver is shutting down", RETRY_BEHIND))
+            _answer(job, unavailable("the receiver is shutting down", RETRY_BEHIND))
 
     @property
     def fault(self) -> CacheError | None:
@@ -266,13 +262,13 @@ class Receiver:
 
     def _refusal_locked(self, nbytes: int) -> ExportResult | None:
         if self._closing:
-            return _unavailable("the receiver is shutting down", RETRY_BEHIND)
+            return unavailable("the receiver is shutting down", RETRY_BEHIND)
         if self._state == "cannot_write":
-            return _unavailable(_public_reason(self._reason, self._fault), RETRY_CANNOT_WRITE)
+            return unavailable(public_reason(self._reason, self._fault), RETRY_CANNOT_WRITE)
         if self._queued_spans >= self.queue_spans or (
                 self._inbox and self._inbox_bytes + nbytes > self.queue_bytes):
             self._refused_at = time.monotonic()
-            return _unavailable("the receiver is behind; retry later", RETRY_BEHIND)
+            return unavailable("the receiver is behind; retry later", RETRY_BEHIND)
         return None
 
     # -- the mapping thread ---------------------------------------------------------------------
@@ -295,7 +291,7 @@ class Receiver:
             try:
                 error = self._map(job)
             except Exception as exc:  # a bug in mapping: this request fails, the receiver goes on
-                error = ExportResult(500, message=_clean(f"cannot map the request: {type(exc).__name__}"))
+                error = ExportResult(500, message=clean(f"cannot map the request: {type(exc).__name__}"))
             if error is not None:
                 with self._cond:
                     self._mapping -= 1
@@ -307,13 +303,13 @@ class Receiver:
                 self._cond.notify_all()
                 refusal = None
                 if self._closing:
-                    refusal = _unavailable("the receiver is shutting down", RETRY_BEHIND)
+                    refusal = unavailable("the receiver is shutting down", RETRY_BEHIND)
                 elif self._state == "cannot_write":
-                    refusal = _unavailable(_public_reason(self._reason, self._fault),
+                    refusal = unavailable(public_reason(self._reason, self._fault),
                                            RETRY_CANNOT_WRITE)
                 elif self._pending and self._queued_spans + job.spans > self.queue_spans:
                     self._refused_at = time.monotonic()
-                    refusal = _unavailable("the receiver is behind; retry later", RETRY_BEHIND)
+                    refusal = unavailable("the receiver is behind; retry later", RETRY_BEHIND)
                 else:
                     self._pending.append(job)
                     self._queued_spans += job.spans
@@ -328,9 +324,9 @@ class Receiver:
         limit = min(self.queue_spans, MAX_REQUEST_SPANS)
         mapped: Mapped | ExportResult | None = None
         if self._pool is not None and req.encoding == "protobuf":
-            spans = _protobuf_spans(req.body)  # parsed here too (~1 us a span): counted first
+            spans = protobuf_spans(req.body)  # parsed here too (~1 us a span): counted first
             if spans is not None:  # (a body that does not parse gets its 400 below)
-                mapped = _too_many(spans, limit) or self._pool.map(req.body, _source_name(req), job.seq)
+                mapped = too_many(spans, limit) or self._pool.map(req.body, source_name(req), job.seq)
         if mapped is None:  # no pool, JSON, or a body that does not parse (its 400 here)
             with self._builder_lock:
                 try:
@@ -358,7 +354,7 @@ class Receiver:
     def _writer_died(self, exc: BaseException) -> None:
         """The writer thread ends on an unexpected error: every request it holds, queued or
         new gets a 503 from now on, and `stats().reason` says why."""
-        reason = _clean(f"the receiver's writer stopped: {type(exc).__name__}: {first_line(exc)}",
+        reason = clean(f"the receiver's writer stopped: {type(exc).__name__}: {first_line(exc)}",
                         1000)
         with self._cond:
             self._state, self._reason = "cannot_write", reason  # for good: no _recover
@@ -366,9 +362,9 @@ class Receiver:
             self._writing, self._pending, self._inbox = [], [], []
             self._queued_spans = self._inbox_bytes = 0
             self._cond.notify_all()
-        public = _public_reason(reason)
+        public = public_reason(reason)
         for job in left:
-            _answer(job, _unavailable(public, RETRY_CANNOT_WRITE))
+            _answer(job, unavailable(public, RETRY_CANNOT_WRITE))
         self._tell(reason)
 
     def _tell(self, reason: str | None) -> None:
@@ -441,7 +437,7 @@ class Receiver:
             self._rejected += rejected
             self._last_write_at = utc_now()
         for job in jobs:
-            _answer(job, _stored(job))
+            _answer(job, stored(job.quarantine))
 
     def _fail(self, jobs: list[_Job], exc: Exception) -> None:
         """A write failed: its requests get a 503, and so does every new one until `_recover`."""
@@ -452,14 +448,14 @@ class Receiver:
         # which retries by itself
         reason = reason.split("; free some space")[0]
         with self._cond:
-            self._state, self._reason = "cannot_write", _clean(reason, 1000)
+            self._state, self._reason = "cannot_write", clean(reason, 1000)
             self._fault = fault
             self._queued_spans -= sum(job.spans for job in jobs)
             left, self._pending = self._pending, []
             self._queued_spans -= sum(job.spans for job in left)
-            public = _public_reason(self._reason, fault)
+            public = public_reason(self._reason, fault)
         for job in jobs + left:
-            _answer(job, _unavailable(public, RETRY_CANNOT_WRITE))
+            _answer(job, unavailable(public, RETRY_CANNOT_WRITE))
         with contextlib.suppress(Exception):
             self._abandon()
         self._tell(self._reason)
@@ -489,7 +485,7 @@ class Receiver:
                 # another connection of this process keeps the invalidated database alive
                 fault = classify(exc, self.path)
                 with self._cond:
-                    self._reason = _clean(str(fault) if fault is not None else
+                    self._reason = clean(str(fault) if fault is not None else
                                           f"cannot reopen {self.path}: {first_line(exc)}", 1000)
                 continue
             try:
@@ -499,7 +495,7 @@ class Receiver:
                 with contextlib.suppress(Exception):
                     cache.abandon()
                 with self._cond:
-                    self._reason = _clean(f"cannot prepare {self.path} after reopening it:"
+                    self._reason = clean(f"cannot prepare {self.path} after reopening it:"
                                           f" {type(exc).__name__}: {first_line(exc)}", 1000)
                 continue
             self.cache = cache
@@ -511,101 +507,6 @@ class Receiver:
 
 
 # -- helpers ----------------------------------------------------------------------------------
-
-def map_request(builder: BatchBuilder, req: ExportRequest, seq: int, *,
-                max_spans: int | None = None) -> Mapped | ExportResult:
-    """Decode and map one request with `builder` (in the receiver or a `MapPool` worker), or a
-    400 if its body cannot be decoded, or a 413 if it holds more than `max_spans` spans (counted
-    before anything is mapped). Protobuf spans go straight into columns
-    (`otlp_proto.add_export_request`, mapped as the OTLP/JSON dict path maps them)."""
-    name = _source_name(req)
-    if req.encoding == "protobuf":
-        try:
-            message = parse_export_request(req.body)
-        except Exception:  # DecodeError, and whatever else a hostile body makes upb raise
-            message = None  # `_decode` below says why
-        if message is not None:
-            refusal = _too_many(_message_spans(message), max_spans)
-            if refusal is not None:
-                return refusal
-            add_export_request(builder, message, name, seq)
-            del message
-            return taken(builder)
-    record = _decode(req, seq)  # JSON, or a protobuf body that does not parse: `_decode` says why
-    if isinstance(record, ExportResult):
-        return record
-    refusal = _too_many(_json_spans(record.payload), max_spans)
-    if refusal is not None:
-        return refusal
-    builder.add(record, name)
-    return taken(builder)
-
-
-def _protobuf_spans(body: bytes) -> int | None:
-    """How many spans a protobuf body holds; None if it does not parse."""
-    try:
-        return _message_spans(parse_export_request(body))
-    except Exception:  # DecodeError, and whatever else a hostile body makes upb raise
-        return None
-
-
-def _message_spans(message: Any) -> int:
-    return sum(len(ss.spans) for rs in message.resource_spans for ss in rs.scope_spans)
-
-
-def _json_spans(payload: object) -> int:
-    """How many spans a decoded OTLP/JSON request holds (`readers.TypedLine` or dicts; what is
-    not a list counts as none)."""
-    if isinstance(payload, readers.TypedLine):
-        return sum(len(ss.spans or ()) for rs in payload.request.resourceSpans or ()
-                   for ss in (rs.scopeSpans or []) + (rs.instrumentationLibrarySpans or []))
-    total = 0
-    resource_spans = payload.get("resourceSpans") if isinstance(payload, dict) else None
-    for rs in resource_spans if isinstance(resource_spans, list) else ():
-        for key in ("scopeSpans", "instrumentationLibrarySpans"):
-            scope_spans = rs.get(key) if isinstance(rs, dict) else None
-            for ss in scope_spans if isinstance(scope_spans, list) else ():
-                spans = ss.get("spans") if isinstance(ss, dict) else None
-                total += len(spans) if isinstance(spans, list) else 0
-    return total
-
-
-def _too_many(spans: int, limit: int | None) -> ExportResult | None:
-    """A 413 if a request of `spans` spans is over `limit` (see MAX_REQUEST_SPANS)."""
-    if limit is None or spans <= limit:
-        return None
-    return ExportResult(413, message=(
-        f"the request holds {spans:,} spans; this receiver takes at most {limit:,} spans per"
-        " request: send smaller batches (e.g. OTEL_BSP_MAX_EXPORT_BATCH_SIZE)"))
-
-
-def _source_name(req: ExportRequest) -> str:
-    return f"otlp-http {req.peer.rpartition(':')[0] or req.peer}"
-
-
-def _decode(req: ExportRequest, seq: int) -> readers.Record | ExportResult:
-    """The request's body as an ingest record, or a 400 saying why it cannot be decoded."""
-    if req.encoding == "protobuf":
-        try:
-            return readers.Record("otlp", seq, decode_export_request(req.body))
-        except Exception as exc:  # DecodeError, and whatever else a hostile body makes upb raise
-            return _bad_request(f"undecodable protobuf ExportTraceServiceRequest ({first_line(exc)})")
-    try:  # the typed decoding reads nested values raw: invalid UTF-8 there would be found late
-        req.body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        return _bad_request(f"undecodable OTLP/JSON ExportTraceServiceRequest (not UTF-8: {exc.reason}"
-                            f" at byte {exc.start})")
-    record = readers.decode_line("otlp", seq, req.body)
-    if record.kind == "bad":
-        if record.payload == "export request without resourceSpans":
-            return readers.Record("otlp", seq, {"resourceSpans": []})  # an empty request is valid
-        return _bad_request(f"undecodable OTLP/JSON ExportTraceServiceRequest ({record.payload})")
-    payload = record.payload
-    if isinstance(payload, dict) and not isinstance(payload.get("resourceSpans") or [], list):
-        return _bad_request("undecodable OTLP/JSON ExportTraceServiceRequest"
-                            " (resourceSpans is not an array)")
-    return record
-
 
 def _one_table(tables: list[pa.Table]) -> tuple[pa.Table | None, int]:
     """The requests' tables as one (the store step's fixed cost is per table), without repeats
@@ -623,48 +524,10 @@ def _one_table(tables: list[pa.Table]) -> tuple[pa.Table | None, int]:
     return table.take(pc.take(first["_row_min"], keep)), table.num_rows - first.num_rows
 
 
-def _stored(job: _Job) -> ExportResult:
-    rejected = len(job.quarantine)
-    if not rejected:
-        return ExportResult(200)
-    first = job.quarantine[0][2]
-    more = f" (and {rejected - 1} more)" if rejected > 1 else ""
-    return ExportResult(200, rejected_spans=rejected,
-                        message=_clean(f"{rejected} span(s) rejected: {first}{more}"))
-
 
 def _answer(job: _Job, result: ExportResult) -> None:
     with contextlib.suppress(concurrent.futures.InvalidStateError):
         job.future.set_result(result)
-
-
-def _unavailable(message: str, retry_after: float) -> ExportResult:
-    return ExportResult(503, message=message, retry_after=retry_after)
-
-
-def _bad_request(message: str) -> ExportResult:
-    return ExportResult(400, message=_clean(message))
-
-
-def _public_reason(reason: str, kind: CacheError | None = None) -> str:
-    """What a client is told while the cache cannot be written: the kind of fault (from its
-    type when it is known, else from the reason's words), no local path."""
-    fault = reason.lower()
-    if isinstance(kind, CacheFullError):
-        what = "its disk is full"
-    elif isinstance(kind, CacheCorruptError):
-        what = "its cache file is damaged"
-    elif isinstance(kind, CacheUnwritableError):
-        what = "its cache cannot be written"
-    elif "no space left" in fault:
-        what = "its disk is full"
-    elif "corrupt" in fault:
-        what = "its cache file is damaged"
-    elif "cannot write" in fault or "permission" in fault or "read-only" in fault:
-        what = "its cache cannot be written"
-    else:
-        what = "its cache cannot be written now"
-    return f"the receiver cannot store spans now ({what}); retry later"
 
 
 def _has_room(path: os.PathLike[str] | str) -> bool:
@@ -674,56 +537,4 @@ def _has_room(path: os.PathLike[str] | str) -> bool:
     except OSError:
         return False
     return not st.f_flag & os.ST_RDONLY and st.f_bavail * st.f_frsize >= PROBE_FREE_BYTES
-
-
-def mask_secrets(table: pa.Table | None, quarantine: list[QuarantineRow],
-                 secrets: tuple[str, ...]) -> tuple[pa.Table | None, list[QuarantineRow]]:
-    """`table` and `quarantine` with every occurrence of each secret (any case, raw or as
-    JSON escapes it) replaced by SECRET_PLACEHOLDER: an exporter that records its own headers
-    must not get the receiver's token stored."""
-    forms = _secret_forms(secrets)
-    if not forms:
-        return table, quarantine
-    if table is not None:
-        pattern = "|".join(_re2_escape(form) for form in forms)
-        columns = list(table.columns)
-        changed = False
-        for i, (col, fld) in enumerate(zip(columns, table.schema, strict=True)):
-            if not pa.types.is_string(fld.type):
-                continue
-            if not any(pc.any(pc.match_substring(col, form, ignore_case=True)).as_py()
-                       for form in forms):
-                continue
-            columns[i] = pc.replace_substring_regex(col, pattern=f"(?i)(?:{pattern})",
-                                                    replacement=SECRET_PLACEHOLDER)
-            changed = True
-        if changed:
-            table = pa.Table.from_arrays(columns, schema=table.schema)
-    if quarantine:
-        regex = re.compile("|".join(re.escape(form) for form in forms), re.IGNORECASE)
-        quarantine = [(regex.sub(SECRET_PLACEHOLDER, src), line, regex.sub(SECRET_PLACEHOLDER, reason))
-                      for src, line, reason in quarantine]
-    return table, quarantine
-
-
-def _secret_forms(secrets: tuple[str, ...]) -> list[str]:
-    forms: list[str] = []
-    for secret in secrets:
-        if not secret:
-            continue
-        for form in (secret, orjson.dumps(secret).decode()[1:-1]):
-            if form not in forms:
-                forms.append(form)
-    return sorted(forms, key=len, reverse=True)
-
-
-def _re2_escape(text: str) -> str:
-    """`text` as a literal in an RE2 pattern (Arrow's regex engine)."""
-    return "".join(c if c.isalnum() and c.isascii() else f"\\x{{{ord(c):x}}}" for c in text)
-
-
-def _clean(text: str, limit: int = _MESSAGE_CHARS) -> str:
-    """One line of printable text, at most `limit` characters."""
-    line = "".join(c if c.isprintable() else " " for c in text.replace("\n", " "))
-    return line if len(line) <= limit else line[: limit - 1] + "…"
 
