@@ -176,6 +176,19 @@ class RawClient:
         self.writer.close()
 
 
+async def answer_then_close(
+        server: OtlpHttpServer, data: bytes) -> tuple[h11.Response | h11.InformationalResponse, bytes]:
+    """Send `data` on a new raw connection; its first answer, once the server has closed that connection."""
+    client = await RawClient.open(server)
+    try:
+        await client.send(data)
+        answer = await client.response()
+        await client.wait_closed_by_server()
+    finally:
+        client.close()
+    return answer
+
+
 def head(path: str = "/v1/traces", *, length: int | None = None, chunked: bool = False,
          extra: str = "", content_type: str = "application/x-protobuf") -> bytes:
     lines = [f"POST {path} HTTP/1.1", "Host: 127.0.0.1", f"Content-Type: {content_type}"]
@@ -429,11 +442,7 @@ async def test_keep_alive_serves_many_requests_on_one_connection(
 async def test_a_client_asking_to_close_is_answered_then_closed(
         serve: ServerFactory, recorder: Recorder, framing: bytes) -> None:
     server = await serve()
-    client = await RawClient.open(server)
-    await client.send(framing)
-    response, _ = await client.response()
-    await client.wait_closed_by_server()
-    client.close()
+    response, _ = await answer_then_close(server, framing)
     assert response.status_code == 200
     assert [r.body for r in recorder.requests] == [b"c"]
 
@@ -647,11 +656,7 @@ async def test_pending_budget_refuses_with_503_and_retry_after_without_reading_t
         first = asyncio.create_task(client.post(url(server), content=b"a" * 100_000, headers=PROTOBUF))
         await asyncio.wait_for(recorder.entered.wait(), HANG_GUARD)
         assert server.pending_bytes == 100_000  # the first body, waiting on the handler
-        raw = await RawClient.open(server)
-        await raw.send(head(length=100_000))
-        busy, _ = await raw.response()
-        await raw.wait_closed_by_server()
-        raw.close()
+        busy, _ = await answer_then_close(server, head(length=100_000))
         recorder.hold.set()
         assert (await first).status_code == 200
         after = await client.post(url(server), content=b"b" * 100_000, headers=PROTOBUF)
@@ -721,11 +726,7 @@ async def test_connections_past_the_limit_get_503_when_every_slot_is_busy(
     holder = await RawClient.open(server)
     await holder.send(head(length=1) + b"h")
     await asyncio.wait_for(recorder.entered.wait(), HANG_GUARD)  # the one slot is busy in the handler
-    extra = await RawClient.open(server)
-    await extra.send(head(length=1) + b"e")
-    refused, _ = await extra.response()
-    await extra.wait_closed_by_server()
-    extra.close()
+    refused, _ = await answer_then_close(server, head(length=1) + b"e")
     recorder.hold.set()
     served, _ = await holder.response()
     holder.close()
@@ -799,11 +800,7 @@ async def test_slow_header_trickle_is_cut_off(serve: ServerFactory, recorder: Re
 
 async def test_slow_body_gets_408_and_is_closed(serve: ServerFactory, recorder: Recorder) -> None:
     server = await serve(read_timeout=0.3)
-    client = await RawClient.open(server)
-    await client.send(head(length=1000) + b"only a little")
-    response, _ = await client.response()
-    await client.wait_closed_by_server()
-    client.close()
+    response, _ = await answer_then_close(server, head(length=1000) + b"only a little")
     assert response.status_code == 408
     assert recorder.requests == []
     assert server.pending_bytes == 0
@@ -844,11 +841,7 @@ async def test_truncated_body_never_reaches_the_handler_and_the_server_keeps_ser
 async def test_malformed_http_gets_an_error_and_a_close(
         serve: ServerFactory, recorder: Recorder, request_bytes: bytes, status: int) -> None:
     server = await serve()
-    client = await RawClient.open(server)
-    await client.send(request_bytes)
-    response, body = await client.response()
-    await client.wait_closed_by_server()
-    client.close()
+    response, body = await answer_then_close(server, request_bytes)
     assert response.status_code == status
     assert b"malformed HTTP request" in body
     assert b"nope" not in body and b"aaaa" not in body  # the request is never quoted back
@@ -1054,11 +1047,8 @@ async def test_a_declared_body_that_does_not_fit_the_budget_now_is_503_unread(
     async with httpx.AsyncClient() as client:
         first = asyncio.create_task(client.post(url(server), content=b"a" * 100_000, headers=PROTOBUF))
         await asyncio.wait_for(recorder.entered.wait(), HANG_GUARD)
-        raw = await RawClient.open(server)
-        await raw.send(head(length=60_000) + b"b" * 60_000)  # small enough to be skipped if refused
-        busy, _ = await raw.response()
-        await raw.wait_closed_by_server()  # a busy refusal closes: the contract says so
-        raw.close()
+        # small enough to be skipped if refused; a busy refusal closes all the same: the contract says so
+        busy, _ = await answer_then_close(server, head(length=60_000) + b"b" * 60_000)
         recorder.hold.set()
         await first
     assert busy.status_code == 503
@@ -1108,11 +1098,7 @@ async def test_a_trickled_body_is_cut_off_at_its_rate_floor(serve: ServerFactory
 async def test_large_heads_are_431_however_they_arrive(
         serve: ServerFactory, recorder: Recorder, extra: str) -> None:
     server = await serve()
-    client = await RawClient.open(server)
-    await client.send(head(length=1, extra=extra) + b"x")
-    response, _ = await client.response()
-    await client.wait_closed_by_server()
-    client.close()
+    response, _ = await answer_then_close(server, head(length=1, extra=extra) + b"x")
     assert response.status_code == 431
     assert recorder.requests == []
 
@@ -1120,11 +1106,8 @@ async def test_large_heads_are_431_however_they_arrive(
 async def test_content_length_with_chunked_is_400_and_closed(
         serve: ServerFactory, recorder: Recorder) -> None:
     server = await serve()
-    client = await RawClient.open(server)
-    await client.send(head(length=5, chunked=True) + b"5\r\nhello\r\n0\r\n\r\n")
-    response, body = await client.response()
-    await client.wait_closed_by_server()
-    client.close()
+    response, body = await answer_then_close(
+        server, head(length=5, chunked=True) + b"5\r\nhello\r\n0\r\n\r\n")
     assert response.status_code == 400
     assert b"malformed HTTP request" in body
     assert recorder.requests == []
@@ -1163,11 +1146,8 @@ async def test_expect_100_continue_refused_gets_no_100_and_a_close(
         await first.send(head(length=100_000, extra=auth) + b"a" * 100_000)
         await asyncio.wait_for(recorder.entered.wait(), HANG_GUARD)
     extra = {401: "", 413: auth, 503: auth}[refusal] + "Expect: 100-continue\r\n"
-    client = await RawClient.open(server)
-    await client.send(head(length={401: 10, 413: 200_000, 503: 100_000}[refusal], extra=extra))
-    response, _ = await client.response()
-    await client.wait_closed_by_server()
-    client.close()
+    length = {401: 10, 413: 200_000, 503: 100_000}[refusal]
+    response, _ = await answer_then_close(server, head(length=length, extra=extra))
     recorder.hold.set()
     first.close()
     assert response.status_code == refusal  # a final answer, not 100 Continue
