@@ -95,9 +95,6 @@ class Writer(threading.Thread):
         if self.store.batches_since_compact >= COMPACT_EVERY_BATCHES:
             self.store.compact(cur)
 
-    def _compact(self, cur: Any) -> None:
-        self.store.compact(cur)
-
 
 @dataclass(frozen=True, slots=True)
 class StoreCounts:

@@ -323,7 +323,7 @@ def test_chunks_stored_together_dedupe_across_each_other_and_stored_spans(tmp_pa
         writer._store(cur, Batch([first], [], ("t.jsonl", "fp", 100, 10)))
         writer._store(cur, Batch(
             [second, third], [("t.jsonl", 25, "bad line")], ("t.jsonl", "fp", 300, 30)))
-        writer._compact(cur)
+        writer.store.compact(cur)
         assert report.spans_stored == 600
         assert report.duplicates == 80
         assert cur.execute("SELECT count(*), count(DISTINCT (trace_id, span_id)) FROM spans"
