@@ -27,13 +27,7 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from console.cache.faults import (
-    CacheCorruptError,
-    CacheError,
-    CacheFullError,
-    CacheLockedError,
-    CacheUnwritableError,
-)
+from console.cache.faults import CacheError, CacheLockedError
 from console.cache.store import Cache
 from console.sources import SourceState, SourceStatus
 from console.timeutil import utc_now
@@ -247,28 +241,16 @@ class ReceiverHost:
 
     @property
     def cache_fault(self) -> CacheError | None:
-        """While the receiver cannot write: its fault, of the kind its reason names (the status
-        line's "cache write failed: disk full"); None otherwise."""
+        """While the receiver cannot write: its fault, of the kind `faults.classify` found for the
+        failed write (the status line's "cache write failed: disk full"); None otherwise."""
         receiver = self.receiver
         if receiver is None:
             return None
         st = receiver.stats()
         if st.state != "cannot_write":
             return None
-        known = receiver.fault  # the kind classify found; the reason's words only without it
-        if known is not None:
-            fault = type(known)(st.reason)
-            fault.path = self.cache.path
-            return fault
-        reason = st.reason.lower()
-        kind: type[CacheError] = CacheError
-        if "no space left" in reason:
-            kind = CacheFullError
-        elif "corrupt" in reason or "checksum" in reason:
-            kind = CacheCorruptError
-        elif "not writable" in reason or "read-only" in reason or "permission" in reason:
-            kind = CacheUnwritableError
-        fault = kind(st.reason)
+        known = receiver.fault  # the kind faults.classify found; a plain CacheError when it found none
+        fault = (CacheError if known is None else type(known))(st.reason)
         fault.path = self.cache.path
         return fault
 

@@ -499,3 +499,34 @@ def test_closing_with_the_writer_held_abandons_its_connection_and_stores_nothing
         time.sleep(0.02)
     assert not _receiver_threads()
     assert cache.cursor().execute("SELECT count(*) FROM spans").fetchall() == [(0,)]
+
+
+def test_the_receiver_fault_is_the_kind_classify_found_else_a_plain_cache_error(cache: Cache) -> None:
+    from console.cache.faults import CacheError, CacheFullError
+    from console.receiver import ReceiverStats
+    from console.writers import ReceiverHost
+
+    class Stub:
+        """A receiver that cannot write, with the fault `faults.classify` found (or none)."""
+
+        def __init__(self, fault: CacheError | None, reason: str) -> None:
+            self.fault = fault
+            self._stats = ReceiverStats(1, 0, 0, 0, 0, "cannot_write", reason, None)
+
+        def stats(self) -> ReceiverStats:
+            return self._stats
+
+    host = ReceiverHost(cache, _receiver_config("127.0.0.1:0"), WriteGate(), host="127.0.0.1", port=0)
+
+    def fault_with(receiver: Stub | None) -> CacheError | None:
+        host.receiver = receiver  # type: ignore[assignment]
+        return host.cache_fault
+
+    assert fault_with(None) is None  # not started
+    fault = fault_with(Stub(CacheFullError("full"), "no space left on the device holding it"))
+    assert type(fault) is CacheFullError and str(fault) == "no space left on the device holding it"
+    assert fault.path == cache.path
+    # not a file fault by classify's rules: its words (a bug's "permission") name no kind
+    fault = fault_with(Stub(None, "the receiver's writer stopped: KeyError: 'permission'"))
+    assert type(fault) is CacheError and fault.path == cache.path
+    fault_with(None)
