@@ -255,8 +255,8 @@ async def test_json_and_protobuf_bodies_store_the_same_rows(tmp_path) -> None:
     assert len(rows[0]) == 12 and rows[0] == rows[1]
 
 
-async def test_a_failed_write_is_a_503_and_the_writer_reopens_the_cache_by_itself(
-        receiver, cache, monkeypatch) -> None:
+def _first_store_fails_disk_full(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The store step's next transaction fails as a full disk makes DuckDB fail; later ones work."""
     from console.cache import ingest_writer
 
     real_store = ingest_writer.BatchStore.store
@@ -269,6 +269,11 @@ async def test_a_failed_write_is_a_503_and_the_writer_reopens_the_cache_by_itsel
         return real_store(self, cur, batch)
 
     monkeypatch.setattr(ingest_writer.BatchStore, "store", flaky_store)
+
+
+async def test_a_failed_write_is_a_503_and_the_writer_reopens_the_cache_by_itself(
+        receiver, cache, monkeypatch) -> None:
+    _first_store_fails_disk_full(monkeypatch)
     result = await send(receiver, protobuf_request(5))
     assert result.status == 503 and result.retry_after is not None and result.retry_after >= 1
     assert "disk is full" in result.message and str(cache.path) not in result.message
@@ -476,18 +481,8 @@ async def _until(condition: Any, what: str, seconds: float = 60.0) -> None:
 
 async def test_a_failing_on_reopen_or_on_fault_does_not_kill_the_writer(cache, monkeypatch) -> None:
     from console import receiver as module
-    from console.cache import ingest_writer
 
     monkeypatch.setattr(module, "PROBE_MAX_SECONDS", 0.1)
-    real_store = ingest_writer.BatchStore.store
-    failures = iter([duckdb.IOException("Could not write file: No space left on device")])
-
-    def flaky_store(self: Any, cur: Any, batch: Any) -> Any:
-        fault = next(failures, None)
-        if fault is not None:
-            raise fault
-        return real_store(self, cur, batch)
-
     reopen_failures = iter([RuntimeError("SET threads failed")])
     reopened: list[Cache] = []
 
@@ -500,7 +495,7 @@ async def test_a_failing_on_reopen_or_on_fault_does_not_kill_the_writer(cache, m
     def on_fault(reason: str | None) -> None:
         raise RuntimeError("the fault line could not be printed")
 
-    monkeypatch.setattr(ingest_writer.BatchStore, "store", flaky_store)
+    _first_store_fails_disk_full(monkeypatch)
     receiver = Receiver(cache, Config(), on_reopen=on_reopen, on_fault=on_fault)
     receiver.start()
     try:
