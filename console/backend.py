@@ -296,7 +296,7 @@ def _read_cost(backend: Backend, view: CostView, at: datetime) -> CostPage:
     """Spend and budgets, plus billed vs estimated (reconciliation) and billing freshness."""
     cur = backend.cache.cursor()
     snap = cost_snapshot(cur, backend.config.budgets, at, backend.memo)
-    billing = billing_section(cur, backend.config, at, backend.price_table())
+    billing = billing_section(cur, backend.config, at, backend.price_table(), memo=backend.memo)
     return CostPage(**{f.name: getattr(snap, f.name) for f in fields(CostSnapshot)}, billing=billing)
 
 

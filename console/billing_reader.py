@@ -19,6 +19,7 @@ from console.timeutil import utc_now
 if TYPE_CHECKING:
     import duckdb
 
+    from console.cache.scope_sql import HourMemo
     from console.config import Config
     from console.pricing import PriceTable
 
@@ -42,12 +43,15 @@ def billed_row(r: Row) -> BilledRow:
 
 def billing_section(cur: duckdb.DuckDBPyConnection, config: Config, at: datetime,
                     table: PriceTable, days: int = DAYS,
-                    wall: Callable[[], datetime] = utc_now) -> BillingSection:
+                    wall: Callable[[], datetime] = utc_now,
+                    memo: HourMemo | None = None) -> BillingSection:
     """Billed vs estimated for [at's day - days, at's day), with every source's freshness.
 
     A sync's age is measured on the earlier of `at` and the wall clock: syncs are stamped with
     the wall clock, and the demo's simulated `at` runs ahead of it (a pinned `at` in the past,
-    as in tests, is used as it is)."""
+    as in tests, is used as it is). With a `memo` (the backend's, which lives no longer than
+    its price table), the reconciliation of completed days is computed once per data version
+    and state of the billing syncs instead of on every refresh."""
     threshold = config.billing.reconcile_threshold
     configured = {s.name: float(s.poll_seconds) for s in config.sources.billing()}
     syncs = billing_store.syncs(cur)
@@ -61,7 +65,12 @@ def billing_section(cur: duckdb.DuckDBPyConnection, config: Config, at: datetime
         sources.append(BillingFreshness(s.provider, s.source, s.fetched_at, s.covered_from,
                                         s.end - timedelta(days=1), poll, age,
                                         age > timedelta(seconds=STALE_POLLS * poll)))
-    found = reconcile(cur, at.date(), days, table, threshold, syncs)
+    if memo is None:
+        found = reconcile(cur, at.date(), days, table, threshold, syncs)
+    else:
+        memo.sync(cur)
+        found = memo.get(("reconcile", at.date(), days, threshold, id(table), tuple(syncs)),
+                         lambda: reconcile(cur, at.date(), days, table, threshold, syncs))
     rows = [billed_row(r) for r in found if r.status != "not_configured"]
     return BillingSection(order_rows(rows), tuple(sources), days, threshold, tuple(configured),
                           unconfigured_line(found))

@@ -302,3 +302,29 @@ def test_providers_without_billing_are_one_line_in_text_and_counted_in_json(
     assert main(day4) == 0
     out = capsys.readouterr().out
     assert "not billed" in out and "not compared" not in out
+
+
+def test_the_cost_screens_billing_section_reconciles_once_per_data_and_sync_state(
+        tmp_path: Path, make_config: Any) -> None:
+    """With the backend's memo, a refresh with nothing new ingested or synced reuses the rows;
+    a new sync (a new fetch time) reconciles again."""
+    from console.billing_reader import billing_section
+    from console.cache.scope_sql import HourMemo
+
+    config, table, memo = make_config(), PriceTable.load(), HourMemo()
+    at = datetime.combine(day(2), datetime.min.time()) + timedelta(hours=6)
+    with Cache.open(tmp_path / "c.duckdb") as cache:
+        Ingestor(cache, config).run([write_spans(tmp_path / "t.jsonl", spans_of(1))])
+        billing_store.store_fetch(cache.con, BillingFetch("openai", "oa", day(1), day(2), (bill(1, FULL),),
+                                                          (used(1),), FETCHED, pages=1))
+        first = billing_section(cache.cursor(), config, at, table, days=1, wall=lambda: at, memo=memo)
+        misses = memo.misses
+        again = billing_section(cache.cursor(), config, at, table, days=1, wall=lambda: at, memo=memo)
+        assert (memo.misses, again.rows) == (misses, first.rows)
+        assert [r.status for r in first.rows] == ["ok"]
+        billing_store.store_fetch(cache.con, BillingFetch("openai", "oa", day(1), day(2),
+                                                          (bill(1, FULL * 2),), (used(1),),
+                                                          FETCHED + timedelta(hours=1), pages=1))
+        resynced = billing_section(cache.cursor(), config, at, table, days=1, wall=lambda: at, memo=memo)
+    assert memo.misses == misses + 1
+    assert [(r.billed, r.status) for r in resynced.rows] == [(FULL * 2, "gap")]
