@@ -300,8 +300,8 @@ def test_providers_without_billing_are_one_line_in_text_and_counted_in_json(
     doc = json.loads(capsys.readouterr().out)
     assert doc["not_configured"] is None and [r["status"] for r in doc["rows"]] == ["not_billed"]
     assert main(day4) == 0
-    out = capsys.readouterr().out
-    assert "not billed" in out and "not compared" not in out
+    text = capsys.readouterr().out
+    assert "not billed" in text and "not compared" not in text
 
 
 def test_the_cost_screens_billing_section_reconciles_once_per_data_and_sync_state(
