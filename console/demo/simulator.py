@@ -233,12 +233,6 @@ class Simulator:
             self._link = LiveLink(url)
             self._before_release = before_release
 
-    @property
-    def live_url(self) -> str | None:
-        """Where the live traffic goes (None: it waits for `send_live_to`)."""
-        link = self._link
-        return None if link is None else link.url
-
     def step(self, until: datetime | None = None) -> LiveReport | None:
         """Send every complete chunk up to `until` (default: the clock's now) to the receiver.
 
