@@ -61,10 +61,6 @@ class BodyCollector:
         self._buffer = bytearray()
         self.reserved = 0
 
-    @property
-    def size(self) -> int:
-        return len(self._buffer)
-
     def add(self, piece: bytes) -> None:
         """Hold `piece`, reserving budget for it first."""
         if len(self._buffer) + len(piece) > self._limit:
