@@ -60,6 +60,19 @@ class BatchBuilder:
     def __len__(self) -> int:
         return len(self.cols)
 
+    def mark(self) -> tuple[int, int, int]:
+        """Where the batch is now (rows, duplicates, spans read), for `undo`."""
+        return len(self.cols.rows), self.cols.duplicates, self.spans_read
+
+    def undo(self, mark: tuple[int, int, int]) -> None:
+        """Drop what a fast path added since `mark`, before it hands the request to the dict path."""
+        n_rows, duplicates, spans_read = mark
+        cols = self.cols
+        for row in cols.rows[n_rows:]:
+            cols.keys.discard((row[0], row[1]))
+        del cols.rows[n_rows:]
+        cols.duplicates, self.spans_read = duplicates, spans_read
+
     def take(self) -> tuple[SpanColumns, list[QuarantineRow], int]:
         """Hand over the batch, its rows started outside the expected range counted (`cols.clock`)."""
         cols, quarantine, read = self.cols, self.quarantine, self.spans_read
@@ -117,8 +130,7 @@ class BatchBuilder:
         through `_add_request`, which rejects exactly what it always rejected, with its reasons.
         """
         cols = self.cols
-        rows, keys = cols.rows, cols.keys
-        n_rows, duplicates, spans_read = len(rows), cols.duplicates, self.spans_read
+        mark = self.mark()
         try:
             source = f"{name}:{line}"
             mapper = self.mapper
@@ -130,10 +142,7 @@ class BatchBuilder:
                         mapper.add_typed_otlp_span(cols, sp, resource, res_n, source)
                         self.spans_read += 1
         except Exception:  # any failure at all: the dict path is the reference and decides
-            for row in rows[n_rows:]:
-                keys.discard((row[0], row[1]))
-            del rows[n_rows:]
-            cols.duplicates, self.spans_read = duplicates, spans_read
+            self.undo(mark)
             self.add(readers.decode_dict_line("otlp", line, typed.raw, offset), name)
 
     def _add_flat(self, rec: dict[str, Any], name: str, line: int) -> None:

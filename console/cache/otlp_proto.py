@@ -74,8 +74,7 @@ def add_export_request(builder: BatchBuilder, req: ExportTraceServiceRequest, na
     request goes through the dict path, which decides (as `BatchBuilder._add_typed_request`).
     """
     cols = builder.cols
-    rows, keys = cols.rows, cols.keys
-    n_rows, duplicates, spans_read = len(rows), cols.duplicates, builder.spans_read
+    mark = builder.mark()
     try:
         source = f"{name}:{line}"
         mapper = builder.mapper
@@ -89,10 +88,7 @@ def add_export_request(builder: BatchBuilder, req: ExportTraceServiceRequest, na
                         source)
                     builder.spans_read += 1
     except Exception:  # any failure at all: the dict path is the reference and decides
-        for row in rows[n_rows:]:
-            keys.discard((row[0], row[1]))
-        del rows[n_rows:]
-        cols.duplicates, builder.spans_read = duplicates, spans_read
+        builder.undo(mark)
         builder.add(readers.Record("otlp", line, request_dict(req)), name)
 
 
