@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 import duckdb
 
-from console.cache.faults import CacheError, classify
+from console.cache.faults import CacheError, classify, first_line
 from console.sources import SourceState, SourceStatus
 from console.timeutil import utc_now
 
@@ -83,7 +83,6 @@ class BillingWorker:
         self.not_polling = not_polling
         """Why nothing is polled (the cache is held by another process), shown on every line."""
         self.wall = wall
-        self.results: list[SyncResult] = []
         self.last_error: str | None = None
         self.syncs = 0
         self.cache_fault: CacheError | None = None
@@ -126,11 +125,7 @@ class BillingWorker:
         thread.join(timeout)
         self._closed = True  # before the gate: a store entering after it sees the flag
         if thread.is_alive():
-            try:
-                with self.gate():  # a store under way ends first
-                    pass
-            except Exception:  # the gate is closed or halted: nothing writes through it
-                pass
+            self._wait_out_store()
 
     @property
     def running(self) -> bool:
@@ -145,8 +140,12 @@ class BillingWorker:
             self._released = True
             for track in self._tracks.values():
                 self._fail(track, f"not polling: {fault}", down=True)
+        self._wait_out_store()
+
+    def _wait_out_store(self) -> None:
+        """Take the gate once and let it go: a store under way ends first."""
         try:
-            with self.gate():  # a store under way ends first
+            with self.gate():
                 pass
         except Exception:  # the gate is closed or halted: nothing writes through it
             pass
@@ -203,7 +202,7 @@ class BillingWorker:
             results = sync(self._config_of(wanted), self.cache, today=self.today(), gate=self._held)
         except duckdb.Error as exc:  # a store that met a full disk and the like
             fault = classify(exc, self.cache.path) or CacheError(
-                f"billing sync: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+                f"billing sync: {type(exc).__name__}: {first_line(exc)[:200]}")
             self.cache_fault = fault
             with self._lock:
                 for name in wanted:
@@ -211,7 +210,6 @@ class BillingWorker:
             self.last_error = str(fault)
             raise fault from exc
         self.cache_fault = None
-        self.results = results
         self.syncs += 1
         self.last_error = "; ".join(r.error for r in results if r.error) or None
         with self._lock:
@@ -226,7 +224,7 @@ class BillingWorker:
             try:
                 stack.enter_context(self.gate())
             except Exception as exc:
-                raise WriterStopped(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from exc
+                raise WriterStopped(first_line(exc)) from exc
             if self._closed:  # `close` gave up waiting for this sync: it stores nothing now
                 raise WriterStopped("the billing poller is closed")
             yield
