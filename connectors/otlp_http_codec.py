@@ -21,7 +21,9 @@ MEDIA_TYPES: dict[Encoding, str] = {"protobuf": "application/x-protobuf", "json"
 _ENCODINGS: dict[str, Encoding] = {media: encoding for encoding, media in MEDIA_TYPES.items()}
 MESSAGE_LIMIT = 1000
 # C0/C1 controls, line/paragraph separators and bidi controls (a message may quote span text and ends up
-# in exporters' logs, where these could break or reorder lines).
+# in exporters' logs, where these could break or reorder lines). Not connectors.http_text.printable: that
+# deletes bidi and other format characters, joining the words either side ("span\u202etext" -> "spantext");
+# here each run of them becomes one space (test_clean_message_removes_line_separators_and_bidi_controls).
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]+")
 
 
