@@ -11,7 +11,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from console.billing_view import BilledRow, BillingFreshness, BillingSection, order_rows
+from console.billing_view import STALE_POLLS, BilledRow, BillingFreshness, BillingSection, order_rows
 from console.cache import billing_store
 from console.reconcile import Row, reconcile, unconfigured
 from console.timeutil import utc_now
@@ -25,8 +25,6 @@ if TYPE_CHECKING:
 
 DAYS = 7
 """Completed UTC days shown."""
-STALE_POLLS = 3
-"""A source is stale once its last sync is older than this many of its poll intervals."""
 DEFAULT_POLL_SECONDS = 300.0
 """For a source stored in the cache but no longer in the config."""
 

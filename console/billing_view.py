@@ -10,6 +10,9 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
+STALE_POLLS = 3
+"""A billing source is stale once its last sync is older than this many of its poll intervals
+(the cost screen's source lines and the sources view's billing lines alike)."""
 SETUP_HINT = "add [[sources.openai_billing]] to the config, then `llmdeck billing sync`"
 """The one line shown while no billing source has ever synced into the cache."""
 

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 import duckdb
 
+from console.billing_view import STALE_POLLS
 from console.cache.faults import CacheError, classify, first_line
 from console.sources import SourceState, SourceStatus
 from console.timeutil import utc_now
@@ -39,7 +40,6 @@ Gate = Callable[[], AbstractContextManager[object]]
 
 FIRST_DELAY = 5.0
 """Wall seconds before the first sync: the console's start-up has the machine to itself."""
-STALE_POLLS = 3
 DOWN_POLLS = 10
 KIND = "billing"
 CLOSE_WAIT = 2.0

@@ -14,7 +14,7 @@ from decimal import Decimal
 from rich.text import Text
 from textual.content import Content
 
-from console.billing_view import SETUP_HINT, BilledRow, BillingFreshness, BillingSection
+from console.billing_view import SETUP_HINT, STALE_POLLS, BilledRow, BillingFreshness, BillingSection
 from console.formatting import duration
 from console.safe_text import cell
 from panels.text import safe_cell
@@ -66,7 +66,8 @@ def source_line(s: BillingFreshness, narrow: bool = False) -> str:
     line = (f"{cell(s.provider, 20)}/{cell(s.source, 30)} {'STALE' if s.stale else 'fresh'} · synced"
             f" {age} ago · days {day_text(s.first_day, narrow)}..{day_text(s.last_day, narrow)}")
     if s.stale:
-        line += f" · no sync for over 3× poll_seconds ({duration(timedelta(seconds=s.poll_seconds * 3))})"
+        limit = duration(timedelta(seconds=s.poll_seconds * STALE_POLLS))
+        line += f" · no sync for over {STALE_POLLS}× poll_seconds ({limit})"
     return line
 
 
