@@ -32,7 +32,7 @@ class ExportRequest:
     """One complete export body, already decompressed."""
 
     body: bytes
-    encoding: Literal["protobuf", "json"]
+    encoding: Encoding
     peer: str
 
 
