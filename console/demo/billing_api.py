@@ -28,9 +28,7 @@ import secrets
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 from console.demo.billing_ledger import BillingLedger, Usage
 
@@ -89,6 +87,12 @@ class BillingApi:
         self.provider = provider
         self.ledger = ledger
         self._key = key
+
+    def answer(self, method: str, path: str, query: dict[str, list[str]], body: Any, headers: Any) -> Reply:
+        """The demo endpoints' route (`console.demo.endpoints._handler`): GETs only."""
+        if method != "GET":
+            return 501, "text/plain; charset=utf-8", f"unsupported method {method}\n"
+        return self.route(path, query, headers)
 
     def route(self, path: str, query: dict[str, list[str]], headers: Any) -> Reply:
         """GET `path?query`: the page, or a provider-shaped error."""
@@ -230,34 +234,3 @@ def _title(model: str) -> str:
     name = [w.capitalize() for w in words if not w.isdigit()]
     version = ".".join(w for w in words if w.isdigit())
     return " ".join([*name, version] if version else name)
-
-
-def handler(api: BillingApi) -> type[BaseHTTPRequestHandler]:
-    """A request handler class answering GETs from `api` (requests are never logged)."""
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def handle(self) -> None:
-            try:
-                super().handle()
-            except (BrokenPipeError, ConnectionResetError):  # the client hung up
-                self.close_connection = True
-
-        def do_GET(self) -> None:
-            url = urlsplit(self.path)
-            try:
-                status, content_type, text = api.route(url.path, parse_qs(url.query), self.headers)
-            except Exception as exc:  # a demo server bug must answer, not hang the sync
-                status, content_type, text = 500, "text/plain; charset=utf-8", f"{type(exc).__name__}\n"
-            data = text.encode()
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the stdlib's name)
-            pass
-
-    return Handler

@@ -26,7 +26,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from console.demo import generate
 from console.demo.alertmanager_api import AlertmanagerState, ApiError
-from console.demo.billing_api import BillingApi, forget_keys, handler, install_keys
+from console.demo.billing_api import BillingApi, forget_keys, install_keys
 from console.demo.billing_ledger import BillingLedger
 from console.demo.exposition import CONTENT_TYPE, litellm_page, vllm_page
 from console.demo.telemetry import Telemetry
@@ -76,7 +76,8 @@ class DemoEndpoints:
         urls = [self._serve(_handler(route)) for route in (self._vllm, self._litellm, self._alertmanager)]
         self.alertmanager.generator_url = urls[2]
         keys = self._keys = install_keys()  # random admin keys in its environment, for `env:` refs
-        billing = [self._serve(handler(BillingApi(p, self.ledger, keys[p]))) for p in ("openai", "anthropic")]
+        billing = [self._serve(_handler(BillingApi(p, self.ledger, keys[p]).answer))
+                   for p in ("openai", "anthropic")]
         self.urls = EndpointUrls(*urls, *billing)
         return self.urls
 
@@ -99,23 +100,25 @@ class DemoEndpoints:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # -- routes: (method, path, query, body) -> (status, content type, body) -----
+    # -- routes: (method, path, query, body, headers) -> (status, content type, body) -----
 
-    def _vllm(self, method: str, path: str, query: dict[str, list[str]], body: Any) -> _Reply:
+    def _vllm(self, method: str, path: str, query: dict[str, list[str]], body: Any, headers: Any) -> _Reply:
         if (method, path) == ("GET", "/metrics"):
             return 200, CONTENT_TYPE, self._page(vllm_page)
         if (method, path) == ("GET", "/health"):
             return 200, "text/plain; charset=utf-8", ""
         return _not_found(path)
 
-    def _litellm(self, method: str, path: str, query: dict[str, list[str]], body: Any) -> _Reply:
+    def _litellm(self, method: str, path: str, query: dict[str, list[str]], body: Any,
+                 headers: Any) -> _Reply:
         if (method, path) == ("GET", "/metrics"):
             return 200, CONTENT_TYPE, self._page(litellm_page)
         if (method, path) == ("GET", "/health/liveliness"):
             return 200, "application/json", json.dumps("I'm alive!")
         return _not_found(path)
 
-    def _alertmanager(self, method: str, path: str, query: dict[str, list[str]], body: Any) -> _Reply:
+    def _alertmanager(self, method: str, path: str, query: dict[str, list[str]], body: Any,
+                      headers: Any) -> _Reply:
         am = self.alertmanager
         if path in ("/-/ready", "/-/healthy") and method == "GET":
             return 200, "text/plain; charset=utf-8", "OK"
@@ -153,7 +156,8 @@ class DemoEndpoints:
 
 
 _Reply = tuple[int, str, str]
-_Route = Callable[[str, str, dict[str, list[str]], Any], _Reply]
+_Route = Callable[[str, str, dict[str, list[str]], Any, Any], _Reply]
+"""(method, path, query, JSON body, request headers) -> reply (the demo billing APIs check keys)."""
 
 
 def _json(value: Any) -> _Reply:
@@ -189,7 +193,7 @@ def _handler(route: _Route) -> type[BaseHTTPRequestHandler]:
             url = urlsplit(self.path)
             try:
                 body = self._body()
-                status, content_type, text = route(method, url.path, parse_qs(url.query), body)
+                status, content_type, text = route(method, url.path, parse_qs(url.query), body, self.headers)
             except ApiError as err:
                 status, content_type, text = err.status, "application/json", json.dumps(err.message)
             except Exception as exc:  # a demo server bug must answer, not hang the console's poll
