@@ -16,12 +16,13 @@ import tracemalloc
 import zlib
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import h11
 import httpx
 import pytest
 from google.protobuf import json_format
+from google.protobuf.message import Message
 from google.rpc import status_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
@@ -88,22 +89,24 @@ def url(server: OtlpHttpServer, path: str = "/v1/traces") -> str:
     return f"http://{server.address[0]}:{server.address[1]}{path}"
 
 
-def decode_status(response: httpx.Response) -> status_pb2.Status:
-    status = status_pb2.Status()
-    if response.headers["content-type"] == "application/json":
-        json_format.Parse(response.content, status)
-    else:
-        status.ParseFromString(response.content)
-    return status
+M = TypeVar("M", bound=Message)
 
 
-def decode_success(response: httpx.Response) -> trace_service_pb2.ExportTraceServiceResponse:
-    message = trace_service_pb2.ExportTraceServiceResponse()
+def _decode(response: httpx.Response, message: M) -> M:
+    """`message` filled from the response body, in the encoding its Content-Type names."""
     if response.headers["content-type"] == "application/json":
         json_format.Parse(response.content, message)
     else:
         message.ParseFromString(response.content)
     return message
+
+
+def decode_status(response: httpx.Response) -> status_pb2.Status:
+    return _decode(response, status_pb2.Status())
+
+
+def decode_success(response: httpx.Response) -> trace_service_pb2.ExportTraceServiceResponse:
+    return _decode(response, trace_service_pb2.ExportTraceServiceResponse())
 
 
 async def post(server: OtlpHttpServer, body: bytes, headers: dict[str, str]) -> httpx.Response:
