@@ -186,16 +186,22 @@ async def test_rows_causes_and_freshness_shown(deck: Any, size: tuple[int, int])
         assert app.is_running
 
 
+async def show_unseen_usage_row(app: Any, pilot: Any, cause_column: int, pauses: int = 1) -> str:
+    """Open the billing table, highlight the row whose cause is unseen_usage; the screen's text."""
+    await open_billing(pilot)
+    table = app.screen.query_one("#cost-billing")
+    row = next(i for i in range(table.row_count)
+               if "unseen_usage" in str(getattr(table.get_row_at(i)[cause_column], "plain", "")))
+    table.move_cursor(row=row)
+    for _ in range(pauses):
+        await pilot.pause()
+    return screen_text(app)
+
+
 async def test_hostile_names_render_literally(deck: Any) -> None:
     app = deck()
     async with app.run_test(size=(160, 50)) as pilot:
-        await open_billing(pilot)
-        table = app.screen.query_one("#cost-billing")
-        row = next(i for i in range(table.row_count)
-                   if "unseen_usage" in str(getattr(table.get_row_at(i)[-2], "plain", "")))
-        table.move_cursor(row=row)
-        await pilot.pause()
-        text = screen_text(app)
+        text = await show_unseen_usage_row(app, pilot, cause_column=-2)
         assert HOSTILE_MODEL in text
         assert HOSTILE_PROJECT in text  # the cause's detail names the project as it came
         assert f"anthropic/{HOSTILE_SOURCE}" in text
@@ -204,14 +210,7 @@ async def test_hostile_names_render_literally(deck: Any) -> None:
         assert app.is_running
     app = deck()
     async with app.run_test(size=(80, 24)) as pilot:
-        await open_billing(pilot)
-        table = app.screen.query_one("#cost-billing")
-        row = next(i for i in range(table.row_count)
-                   if "unseen_usage" in str(getattr(table.get_row_at(i)[-1], "plain", "")))
-        table.move_cursor(row=row)
-        await pilot.pause()
-        await pilot.pause()
-        text = screen_text(app)
+        text = await show_unseen_usage_row(app, pilot, cause_column=-1, pauses=2)
         assert HOSTILE_MODEL in text and "[@click=app.quit]" in text
         assert app.is_running
 
