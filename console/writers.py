@@ -27,7 +27,7 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from console.cache.faults import CacheError, CacheLockedError
+from console.cache.faults import CacheError, CacheLockedError, first_line
 from console.cache.store import Cache
 from console.sources import SourceState, SourceStatus
 from console.timeutil import utc_now
@@ -279,8 +279,7 @@ class ReceiverHost:
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:300] if text else type(exc).__name__
+    return first_line(exc)[:300]
 
 
 def receiver_host(cache: Cache, config: Config, gate: Gate, held_by: str | None = None,
