@@ -6,12 +6,40 @@ side (`connectors.otlp_http_codec.clean_message`) cleans them again as it encode
 
 from __future__ import annotations
 
-from connectors.otlp_http import ExportResult
+import concurrent.futures
+import contextlib
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+from connectors.otlp_http import ExportRequest, ExportResult
 from console.cache.batching import QuarantineRow
 from console.cache.faults import CacheCorruptError, CacheError, CacheFullError, CacheUnwritableError
 
+RETRY_BEHIND = 1.0
+"""Retry-After (seconds) when the queue is full."""
+RETRY_CANNOT_WRITE = 5.0
+"""Retry-After (seconds) while the cache cannot be written."""
 MESSAGE_CHARS = 300
 """The longest message a client is sent (a fault's reason for `stats()` may be longer)."""
+
+
+@dataclass(eq=False)
+class Job:
+    """One export request on its way: decoded and mapped, then stored, then answered."""
+
+    request: ExportRequest
+    seq: int
+    future: concurrent.futures.Future[ExportResult]
+    table: pa.Table | None = None
+    quarantine: list[QuarantineRow] = field(default_factory=list)
+    spans: int = 0
+
+
+def answer(job: Job, result: ExportResult) -> None:
+    """Answer `job` (once: a request answered already, or whose client left, keeps its answer)."""
+    with contextlib.suppress(concurrent.futures.InvalidStateError):
+        job.future.set_result(result)
 
 
 def stored(quarantine: list[QuarantineRow]) -> ExportResult:

@@ -382,7 +382,7 @@ async def test_a_retry_queued_beside_its_first_try_is_stored_once(receiver, cach
 
 
 async def test_the_writer_applies_the_configured_retention(cache, make_config, monkeypatch) -> None:
-    from console import receiver as module
+    from console import receiver_writer as module
 
     monkeypatch.setattr(module, "RETENTION_SECONDS", 0.0)
     monkeypatch.setattr(module, "RETENTION_FIRST_SECONDS", 0.0)
@@ -480,7 +480,7 @@ async def _until(condition: Any, what: str, seconds: float = 60.0) -> None:
 
 
 async def test_a_failing_on_reopen_or_on_fault_does_not_kill_the_writer(cache, monkeypatch) -> None:
-    from console import receiver as module
+    from console import receiver_writer as module
 
     monkeypatch.setattr(module, "PROBE_MAX_SECONDS", 0.1)
     reopen_failures = iter([RuntimeError("SET threads failed")])
@@ -511,7 +511,7 @@ async def test_a_failing_on_reopen_or_on_fault_does_not_kill_the_writer(cache, m
 
 async def test_a_writer_that_dies_answers_503_to_what_it_holds_and_everything_after_and_says_why(
         cache, gate, monkeypatch) -> None:
-    from console import receiver as module
+    from console import receiver_writer as module
 
     def broken(*args: Any) -> None:
         raise RuntimeError("a bug in the store step")
@@ -563,7 +563,7 @@ async def test_a_request_whose_mapping_fails_leaves_nothing_for_the_next_one(
 
 async def test_the_fault_kind_comes_from_the_classified_error_not_its_wording(
         receiver, cache, monkeypatch) -> None:
-    from console import receiver as module
+    from console import receiver_writer as module
     from console.cache import ingest_writer
     from console.cache.faults import CacheFullError
 

@@ -96,8 +96,9 @@ async def test_the_writer_waits_for_requests_being_mapped_to_join_its_commit(
     """A group commit: a request mapped while another is still being mapped is not committed
     alone (its answer waits for the other's spans to join the transaction); then one commit."""
     import console.receiver as receiver_module
+    import console.receiver_writer as writer_module
 
-    monkeypatch.setattr(receiver_module, "GROUP_WAIT", 600.0)  # only the order is asserted
+    monkeypatch.setattr(writer_module, "GROUP_WAIT", 600.0)  # only the order is asserted
     both_taken, release = threading.Event(), threading.Event()
     original = receiver_module.map_request
 
