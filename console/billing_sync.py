@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import importlib
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -85,9 +85,11 @@ def auth_headers(provider: Provider, key: str) -> tuple[dict[str, str], dict[str
     return {}, {"Authorization": f"Bearer {key}"}
 
 
-def sources_of(config: Config, provider: str | None = None) -> list[BillingSource]:
-    """The configured billing sources, all or one provider's."""
-    return [s for s in config.sources.billing() if provider is None or s.provider == provider]
+def sources_of(config: Config, provider: str | None = None,
+               names: Collection[str] | None = None) -> list[BillingSource]:
+    """The configured billing sources: all, one provider's, or those named `names`."""
+    return [s for s in config.sources.billing()
+            if (provider is None or s.provider == provider) and (names is None or s.name in names)]
 
 
 def days_to_fetch(source: BillingSource, last: date | None, today: date,
@@ -183,13 +185,15 @@ async def _fetch_all(jobs: Sequence[tuple[BillingSource, date, date]], fetchers:
     return list(await asyncio.gather(*(timed(*job) for job in jobs)))
 
 
-def sync(config: Config, cache: Cache, *, provider: str | None = None, since: date | None = None,
+def sync(config: Config, cache: Cache, *, provider: str | None = None,
+         names: Collection[str] | None = None, since: date | None = None,
          today: date | None = None, fetchers: Mapping[str, Fetcher] | None = None,
          transport: httpx.AsyncBaseTransport | None = None,
          gate: Callable[[], AbstractContextManager[object]] | None = None) -> list[SyncResult]:
     """Fetch every configured billing source (or `provider`'s) now and store each complete fetch.
 
-    Sources are read concurrently; each is stored in its own transaction once its fetch is
+    `names`: only the sources of those names (the console's poller: the ones due). Sources are
+    read concurrently; each is stored in its own transaction once its fetch is
     whole. A failing source stores nothing and its rows stay as they were. Cache faults (a
     full disk) raise (`duckdb.Error`), for the caller's one-line cache message.
     `fetchers` and `transport` replace the connectors and the network (tests). `gate`: held
@@ -199,7 +203,7 @@ def sync(config: Config, cache: Cache, *, provider: str | None = None, since: da
     from console.cache import billing_store
 
     day = today or utc_now().date()
-    sources = sources_of(config, provider)
+    sources = sources_of(config, provider, names)
     wanted = {s.provider for s in sources}
     fetch_by: dict[str, Fetcher] = {p: (fetchers or {}).get(p) or connector(p) for p in wanted}
     hold = gate or contextlib.nullcontext

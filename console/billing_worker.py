@@ -199,7 +199,7 @@ class BillingWorker:
         if self.prepare is not None:
             self.prepare()
         try:
-            results = sync(self._config_of(wanted), self.cache, today=self.today(), gate=self._held)
+            results = sync(self.config, self.cache, names=wanted, today=self.today(), gate=self._held)
         except duckdb.Error as exc:  # a store that met a full disk and the like
             fault = classify(exc, self.cache.path) or CacheError(
                 f"billing sync: {type(exc).__name__}: {first_line(exc)[:200]}")
@@ -245,16 +245,6 @@ class BillingWorker:
                 track.last_ok = record.fetched_at
                 track.detail = (f"last synced {record.fetched_at:%Y-%m-%d %H:%M}Z, days"
                                 f" {record.covered_from:%m-%d}..{record.end - timedelta(days=1):%m-%d}")
-
-    def _config_of(self, names: list[str]) -> Config:
-        """The config with only the billing sources `names` (sync reads every one it lists)."""
-        if len(names) == len(self._tracks):
-            return self.config
-        keep = set(names)
-        src = self.config.sources
-        update = {kind: [s for s in getattr(src, kind) if s.name in keep]
-                  for kind in ("openai_billing", "anthropic_billing", "openrouter_billing")}
-        return self.config.model_copy(update={"sources": src.model_copy(update=update)})
 
     def _record(self, track: _Track, r: SyncResult) -> None:
         if r.ok:
