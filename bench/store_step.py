@@ -38,7 +38,7 @@ def base_table(spans: int) -> pa.Table:
     tables = []
     for i, t in enumerate(build_templates(max(1, -(-spans // 512)))):
         mapped = map_protobuf(builder, t.body, "otlp-http 127.0.0.1", i)
-        assert mapped is not None and mapped[0] is not None
+        assert isinstance(mapped, tuple) and mapped[0] is not None
         tables.append(mapped[0])
     return pa.concat_tables(tables).slice(0, spans).combine_chunks()
 

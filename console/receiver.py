@@ -50,7 +50,6 @@ from console.receiver_pool import Mapped, MapPool
 from console.receiver_requests import (
     map_request,
     mask_secrets,
-    protobuf_spans,
     source_name,
     too_many,
 )
@@ -289,9 +288,9 @@ class Receiver(ReceiverWriter):
         limit = min(self.queue_spans, MAX_REQUEST_SPANS)
         mapped: Mapped | ExportResult | None = None
         if self._pool is not None and req.encoding == "protobuf":
-            spans = protobuf_spans(req.body)  # parsed here too (~1 us a span): counted first
-            if spans is not None:  # (a body that does not parse gets its 400 below)
-                mapped = too_many(spans, limit) or self._pool.map(req.body, source_name(req), job.seq)
+            pooled = self._pool.map(req.body, source_name(req), job.seq, limit)
+            # (a body that does not parse gets its 400 below)
+            mapped = too_many(pooled, limit) if isinstance(pooled, int) else pooled
         if mapped is None:  # no pool, JSON, or a body that does not parse (its 400 here)
             with self._builder_lock:
                 try:

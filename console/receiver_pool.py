@@ -65,16 +65,22 @@ def taken(builder: BatchBuilder) -> Mapped:
     return (cols.to_arrow() if len(cols) else None), quarantine, len(cols)
 
 
-def map_protobuf(builder: BatchBuilder, body: bytes, name: str, seq: int) -> Mapped | None:
+def map_protobuf(builder: BatchBuilder, body: bytes, name: str, seq: int,
+                 max_spans: int | None = None) -> Mapped | int | None:
     """Map a protobuf ExportTraceServiceRequest straight into columns
-    (`otlp_proto.add_export_request`); None if the body does not parse."""
+    (`otlp_proto.add_export_request`); None if the body does not parse, its span count
+    (nothing mapped) if it holds more than `max_spans` spans."""
     from console.cache.otlp_proto import add_export_request, parse_export_request
 
     try:
         message = parse_export_request(body)
     except Exception:  # DecodeError, and whatever else a hostile body makes upb raise
         return None
+    spans = sum(len(ss.spans) for rs in message.resource_spans for ss in rs.scope_spans)
+    if max_spans is not None and spans > max_spans:
+        return spans
     add_export_request(builder, message, name, seq)
+    del message  # before the table is built: the parsed request is no longer needed
     return taken(builder)
 
 
@@ -125,12 +131,12 @@ def _serve(stdin: IO[bytes]) -> None:
     builder = BatchBuilder(Config.model_validate_json(config_json))
     while True:
         try:
-            body, name, seq = cast("tuple[bytes, str, int]", _read_frame(stdin))
+            body, name, seq, max_spans = cast("tuple[bytes, str, int, int | None]", _read_frame(stdin))
         except EOFError:
             return
         answer: tuple[bool, object]
         try:
-            answer = (True, map_protobuf(builder, body, name, seq))
+            answer = (True, map_protobuf(builder, body, name, seq, max_spans))
         except Exception as exc:  # a bug in mapping: this request fails (500), the worker goes on
             answer = (False, exc)
         del body
@@ -151,7 +157,7 @@ class _Worker:
         self._stdin: IO[bytes] = self.proc.stdin
         self._stdout: IO[bytes] = self.proc.stdout
         self._send_lock = threading.Lock()
-        self._waiting: collections.deque[Future[Mapped | None]] = collections.deque()
+        self._waiting: collections.deque[Future[Mapped | int | None]] = collections.deque()
         self.broken = False
         path = pickle.dumps(list(sys.path))
         self._stdin.write(len(path).to_bytes(_FRAME, "little") + path)
@@ -159,14 +165,15 @@ class _Worker:
         self._reader = threading.Thread(target=self._read, name="llmdeck-map-answers", daemon=True)
         self._reader.start()
 
-    def submit(self, body: bytes, name: str, seq: int) -> Future[Mapped | None]:
-        future: Future[Mapped | None] = Future()
+    def submit(self, body: bytes, name: str, seq: int,
+               max_spans: int | None) -> Future[Mapped | int | None]:
+        future: Future[Mapped | int | None] = Future()
         with self._send_lock:
             if self.broken:
                 raise BrokenProcessPool("a mapping process died")
             self._waiting.append(future)
             try:
-                _write_frame(self._stdin, (body, name, seq))
+                _write_frame(self._stdin, (body, name, seq, max_spans))
             except (OSError, ValueError):
                 self._break()
         return future
@@ -178,7 +185,7 @@ class _Worker:
                 with self._send_lock:
                     future = self._waiting.popleft()
                 if ok:
-                    future.set_result(cast("Mapped | None", value))
+                    future.set_result(cast("Mapped | int | None", value))
                 else:
                     error = value if isinstance(value, BaseException) else RuntimeError(str(value))
                     future.set_exception(error)
@@ -237,7 +244,8 @@ class MapPool:
                 self._workers = [_Worker(self._config_json) for _ in range(self.size)]
         return self._workers
 
-    def map(self, body: bytes, name: str, seq: int) -> Mapped | None:
+    def map(self, body: bytes, name: str, seq: int,
+            max_spans: int | None = None) -> Mapped | int | None:
         """`map_protobuf` in a worker (blocks the calling thread, not the GIL)."""
         for attempt in (1, 2):
             with self._lock:
@@ -247,7 +255,7 @@ class MapPool:
                 worker = workers[self._next % len(workers)]
                 self._next += 1
             try:
-                return worker.submit(body, name, seq).result()
+                return worker.submit(body, name, seq, max_spans).result()
             except BrokenProcessPool:
                 if attempt == 2:
                     raise

@@ -8,7 +8,6 @@ the receiver's own secrets are masked in what was mapped (`mask_secrets`).
 from __future__ import annotations
 
 import re
-from typing import Any
 
 import orjson
 import pyarrow as pa
@@ -18,9 +17,9 @@ from connectors.otlp_http import ExportRequest, ExportResult
 from console.cache import readers
 from console.cache.batching import BatchBuilder, QuarantineRow
 from console.cache.faults import first_line
-from console.cache.otlp_proto import add_export_request, decode_export_request, parse_export_request
+from console.cache.otlp_proto import decode_export_request
 from console.receiver_answers import bad_request
-from console.receiver_pool import Mapped, taken
+from console.receiver_pool import Mapped, map_protobuf, taken
 
 SECRET_PLACEHOLDER = "[SECRET]"
 """What a secret the receiver knows (its token) becomes in what it stores."""
@@ -34,37 +33,20 @@ def map_request(builder: BatchBuilder, req: ExportRequest, seq: int, *,
     (`otlp_proto.add_export_request`, mapped as the OTLP/JSON dict path maps them)."""
     name = source_name(req)
     if req.encoding == "protobuf":
-        try:
-            message = parse_export_request(req.body)
-        except Exception:  # DecodeError, and whatever else a hostile body makes upb raise
-            message = None  # `_decode` below says why
-        if message is not None:
-            refusal = too_many(_message_spans(message), max_spans)
-            if refusal is not None:
-                return refusal
-            add_export_request(builder, message, name, seq)
-            del message
-            return taken(builder)
+        mapped = map_protobuf(builder, req.body, name, seq, max_spans)
+        if isinstance(mapped, int):  # over max_spans: counted, nothing mapped
+            assert max_spans is not None
+            return too_many(mapped, max_spans)
+        if mapped is not None:
+            return mapped
     record = _decode(req, seq)  # JSON, or a protobuf body that does not parse: `_decode` says why
     if isinstance(record, ExportResult):
         return record
-    refusal = too_many(_json_spans(record.payload), max_spans)
-    if refusal is not None:
-        return refusal
+    spans = _json_spans(record.payload)
+    if max_spans is not None and spans > max_spans:
+        return too_many(spans, max_spans)
     builder.add(record, name)
     return taken(builder)
-
-
-def protobuf_spans(body: bytes) -> int | None:
-    """How many spans a protobuf body holds; None if it does not parse."""
-    try:
-        return _message_spans(parse_export_request(body))
-    except Exception:  # DecodeError, and whatever else a hostile body makes upb raise
-        return None
-
-
-def _message_spans(message: Any) -> int:
-    return sum(len(ss.spans) for rs in message.resource_spans for ss in rs.scope_spans)
 
 
 def _json_spans(payload: object) -> int:
@@ -84,10 +66,8 @@ def _json_spans(payload: object) -> int:
     return total
 
 
-def too_many(spans: int, limit: int | None) -> ExportResult | None:
-    """A 413 if a request of `spans` spans is over `limit` (see MAX_REQUEST_SPANS)."""
-    if limit is None or spans <= limit:
-        return None
+def too_many(spans: int, limit: int) -> ExportResult:
+    """The 413 for a request of `spans` spans, over `limit` (see MAX_REQUEST_SPANS)."""
     return ExportResult(413, message=(
         f"the request holds {spans:,} spans; this receiver takes at most {limit:,} spans per"
         " request: send smaller batches (e.g. OTEL_BSP_MAX_EXPORT_BATCH_SIZE)"))

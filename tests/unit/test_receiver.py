@@ -542,7 +542,7 @@ async def test_a_writer_that_dies_answers_503_to_what_it_holds_and_everything_af
 
 async def test_a_request_whose_mapping_fails_leaves_nothing_for_the_next_one(
         receiver, cache, monkeypatch) -> None:
-    from console import receiver_requests as module
+    from console.cache import otlp_proto as module
 
     real = module.add_export_request
     calls: list[int] = []
