@@ -2,10 +2,11 @@
 
 `llmdeck receive` runs the HTTP loop, the mapping and DuckDB's writer in one process; on
 a few cores the decoding and mapping (about half of its CPU per span) then waits for the
-GIL. `MapPool` runs `map_protobuf` (the receiver's own protobuf path, see `console.receiver.
-map_request`) in `size` child processes, each with its own `BatchBuilder` made from the same
-configuration (the same mapping, redaction and pricing as in process): a protobuf body goes
-in, its span table and quarantine rows come back. JSON bodies, and protobuf ones that do not
+GIL. `MapPool` runs `map_protobuf` (the receiver's own protobuf path, see
+`console.receiver_requests.map_request`) in `size` child processes, each with its own
+`BatchBuilder` made from the same configuration (the same mapping, redaction and pricing as in
+process): a protobuf body goes in, its span table and quarantine rows come back (or its span
+count, unmapped, when it is over the receiver's per-request limit). JSON bodies, and protobuf ones that do not
 parse (the 400 and its reason), are the receiver's own. The writer, the group commit and the
 answer after the commit stay in the receiver.
 
