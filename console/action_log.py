@@ -8,15 +8,14 @@ secret. This is the minimal form of the audit journal a later issue builds out.
 
 from __future__ import annotations
 
-import getpass
 import json
 import os
-import socket
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from console.operator import operator as operator
 from console.paths import state_dir
 from console.timeutil import utc_now
 
@@ -26,19 +25,6 @@ ACTIONS_FILE = "actions.jsonl"
 def default_actions_file() -> Path:
     """`$XDG_STATE_HOME/llmdeck/actions.jsonl`."""
     return state_dir() / ACTIONS_FILE
-
-
-def operator() -> dict[str, str]:
-    """Who acts: the OS user, this host, and the SSH client address if any."""
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):  # no passwd entry and no LOGNAME/USER (some containers)
-        user = f"uid:{os.getuid()}"
-    who = {"user": user, "host": socket.gethostname()}
-    ssh = os.environ.get("SSH_CLIENT", "").split(" ")[0]
-    if ssh:
-        who["ssh_client"] = ssh
-    return who
 
 
 def new_action_id() -> str:

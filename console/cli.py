@@ -160,6 +160,15 @@ def build_parser() -> argparse.ArgumentParser:
     from console.reconcile_cli import add_parser as add_cost_parser
 
     add_cost_parser(sub)
+    from console.incidents_cli import add_parser as add_incidents_parser
+
+    add_incidents_parser(sub)
+    from console.audit_cli import add_parser as add_audit_parser
+
+    add_audit_parser(sub)
+    from console.runbook_cli import add_parser as add_runbook_parser
+
+    add_runbook_parser(sub)
     return parser
 
 
@@ -208,6 +217,14 @@ def _main(argv: list[str] | None) -> int:
         return run_demo(args.seed, args.speed, args.start, args.theme, args.workdir)
     if args.command == "generate":
         return _generate(args, out)
+    if args.command == "incidents":  # the state directory only: works with a broken config
+        from console.incidents_cli import main_incidents
+
+        return main_incidents(args, parser, out, err)
+    if args.command == "audit":
+        from console.audit_cli import main_audit
+
+        return main_audit(args, parser, out, err)
     if args.command == "config":
         if args.config_command != "check":
             parser.parse_args(["config", "--help"])
@@ -229,6 +246,10 @@ def _main(argv: list[str] | None) -> int:
 
         main = alerts_cli.main_alerts if args.command == "alerts" else alerts_cli.main_silences
         return main(config, args, out, err)
+    if args.command == "runbook":
+        from console.runbook_cli import main_runbook
+
+        return main_runbook(config, args, parser, out, err)
     if args.command == "billing":
         from console.billing_cli import main_billing
 
