@@ -28,7 +28,7 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.worker import Worker, WorkerState, get_current_worker
 
-from console.action_log import operator
+from console.operator import operator
 from console.backend import Backend, fault_of
 from console.fault_watch import FaultWatch
 from console.idle_gc import IdleCollector
