@@ -34,6 +34,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails
 
 from console import paths
+from console.config_actions import ActionsSettings as ActionsSettings
 from console.config_base import HttpUrl as HttpUrl
 from console.config_base import KeyRef as KeyRef
 from console.config_base import NonEmpty as NonEmpty
@@ -377,6 +378,8 @@ class Config(_Section):
     pricing: PricingSettings = PricingSettings()
     billing: BillingSettings = BillingSettings()
     receiver: ReceiverSettings = ReceiverSettings()
+    actions: ActionsSettings = ActionsSettings()
+    """Runbook actions (`[actions]`): environment, prod read-only, roles, target systems."""
     slos: list[SloSpec] = []
     """Service level objectives (`[[slos]]`)."""
     budgets: list[BudgetSpec] = []
