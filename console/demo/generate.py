@@ -16,12 +16,13 @@ import math
 import os
 import random
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from console.demo.levers import Levers
 from console.demo.traffic import (
     SERVICE_WEIGHTS,
     SERVICES,
@@ -51,6 +52,9 @@ class TrafficPlan:
     error_share: float = 0.001
     fallback_share: float = 0.002
     max_retries: int = 2
+    levers: Levers | None = field(default=None, compare=False)
+    """What the demo gateway's admin actions changed (shared by every reader of this plan; the
+    spans of a chunk depend on the levers' state at its times, console/demo/levers.py)."""
 
     def model(self) -> TrafficModel:
         return TrafficModel(
@@ -60,6 +64,7 @@ class TrafficPlan:
             error_share=self.error_share,
             fallback_share=self.fallback_share,
             max_retries=self.max_retries,
+            levers=self.levers,
         )
 
 

@@ -59,6 +59,7 @@ from console.demo.incident import (
     from_ns,
     to_ns,
 )
+from console.demo.levers import Levers
 from console.demo.live_link import LiveLink, LiveRefused
 from console.demo.otlp_encode import encode
 from console.demo.sim_health import SimHealth, text
@@ -134,11 +135,15 @@ class Simulator:
             INCIDENT_PROVIDER, inc_start, inc_end, INCIDENT_FAILURE_SHARE, INCIDENT_SLOWDOWN,
             tuple(m[1] for m in MODELS if m[0] == INCIDENT_PROVIDER),
         )
+        self.levers = Levers()
+        """Moved by the demo gateway's admin API (console/demo/gateway.py): throttles, routes,
+        deployments; every reader of `plan` (live steps, the endpoints' figures) sees them."""
         self.plan = generate.TrafficPlan(
             seed=seed,
             rate=rate,
             incident=Incident(INCIDENT_PROVIDER, to_ns(inc_start), to_ns(inc_end),
                               INCIDENT_FAILURE_SHARE, INCIDENT_SLOWDOWN, INCIDENT_BILLED_SHARE),
+            levers=self.levers,
         )
         start_ns = to_ns(self.start)
         self._live_first = generate.chunk_of(start_ns)

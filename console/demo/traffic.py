@@ -8,6 +8,13 @@ rate limits; optional provider incidents. Deterministic for a given seed.
 what an application does for one user request: the call, the client's retries
 of a retryable failure (same trace, `http.request.resend_count`), then a
 fallback model (`llmdeck.fallback=true`) when the retries are exhausted.
+
+With `levers` (console/demo/levers.py: what the demo gateway's admin actions
+changed), a request sees the levers' state at its start time: a throttled
+tenant's held-back requests never happen, a group routed elsewhere while its
+provider fails is served by the other group, a deployment moved to another
+upstream model has that model's provider and latency. With no lever moved the
+random draws are exactly the ones without levers (same spans for a seed).
 """
 
 from __future__ import annotations
@@ -20,6 +27,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+
+from console.demo.levers import IDLE, Levers, LeverState, Upstream
 
 # (provider name as emitted, model, response model, median latency s, weight)
 MODELS: tuple[tuple[str, str, str, float, float], ...] = (
@@ -63,6 +72,44 @@ ERROR_TYPES = (("timeout", 504), ("api_error", 500), ("invalid_request_error", 4
 RETRYABLE_STATUSES = frozenset({429, 500, 504, 529})
 
 _MODEL_INDEX = {m[1]: i for i, m in enumerate(MODELS)}
+
+PROVIDER_PREFIXES: dict[str, str] = {
+    "openai": "openai", "anthropic": "anthropic", "gemini": "gcp.gemini", "vertex_ai": "gcp.gemini",
+    "mistral": "mistral_ai",
+}
+"""LiteLLM's provider prefix of `litellm_params.model` -> the provider name the spans carry."""
+_SPAN_PREFIX = {"openai": "openai", "anthropic": "anthropic", "gcp.gemini": "gemini",
+                "mistral_ai": "mistral"}
+OTHER_UPSTREAMS: tuple[tuple[str, str, float], ...] = (
+    ("anthropic", "claude-sonnet-4-20250514", 4.2),
+    ("anthropic", "claude-opus-4-1-20250805", 6.5),
+    ("openai", "gpt-4o-2024-05-13", 3.1),
+    ("openai", "gpt-4.1-2025-04-14", 2.6),
+)
+"""Upstream models a demo deployment may be moved to besides MODELS' own (provider, model, median s)."""
+
+
+def litellm_model(model_index: int) -> str:
+    """The `litellm_params.model` of a group's demo deployment: `anthropic/claude-sonnet-4-5-20250929`."""
+    provider, _, response_model, _, _ = MODELS[model_index]
+    return f"{_SPAN_PREFIX[provider]}/{response_model}"
+
+
+UPSTREAMS: dict[str, Upstream] = {
+    **{litellm_model(i): Upstream(m[0], m[2], m[3]) for i, m in enumerate(MODELS)},
+    **{f"{_SPAN_PREFIX[p]}/{name}": Upstream(p, name, median) for p, name, median in OTHER_UPSTREAMS},
+}
+"""`litellm_params.model` -> what serves it: provider, response model, latency profile (median s)."""
+
+
+def upstream_for(litellm_params_model: str) -> Upstream | None:
+    """The upstream a deployment's `litellm_params.model` names, or None if the demo does not know it."""
+    return UPSTREAMS.get(litellm_params_model)
+
+
+def model_group_index(group: str) -> int | None:
+    """The index in MODELS of a model group (a requested model name), or None."""
+    return _MODEL_INDEX.get(group)
 
 
 @dataclass
@@ -115,6 +162,8 @@ class TrafficModel:
     """Background share of calls flagged as served by a gateway fallback."""
     max_retries: int = 2
     """Client retries of a retryable failure in `request` (not `span`)."""
+    levers: Levers | None = None
+    """What the demo gateway's admin actions changed, by simulated time (None: nothing can)."""
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
@@ -128,7 +177,9 @@ class TrafficModel:
     def span(self, start_ns: int, service_index: int) -> dict[str, Any]:
         """One GenAI client span in OTLP/JSON shape."""
         call = self._draw(service_index)
-        span, _, _ = self._attempt(call, call.model_index, start_ns, self._id(16), 0, False)
+        state = self._levers_at(start_ns)
+        model_index = self._served(call.model_index, state, start_ns)
+        span, _, _ = self._attempt(call, model_index, start_ns, self._id(16), 0, False, state)
         return span
 
     def request(self, start_ns: int, service_index: int) -> list[dict[str, Any]]:
@@ -136,11 +187,15 @@ class TrafficModel:
         rng = self.rng
         call = self._draw(service_index)
         trace_id = self._id(16)
-        model_index = call.model_index
+        state = self._levers_at(start_ns)
+        share = state.share(call.tenant)
+        if share < 1.0 and rng.random() >= share:
+            return []  # held back by the gateway's limit on this tenant: no call happens
+        model_index = self._served(call.model_index, state, start_ns)
         t = start_ns
         spans: list[dict[str, Any]] = []
         for attempt in range(self.max_retries + 1):
-            span, error, end_ns = self._attempt(call, model_index, t, trace_id, attempt, False)
+            span, error, end_ns = self._attempt(call, model_index, t, trace_id, attempt, False, state)
             spans.append(span)
             if error is None or error[1] not in RETRYABLE_STATUSES:
                 return spans
@@ -148,9 +203,26 @@ class TrafficModel:
             t = end_ns + int(0.5e9 * 2**attempt * (1.0 + rng.random()))
         fallback = FALLBACKS.get(MODELS[model_index][1])
         if fallback is not None:
-            span, _, _ = self._attempt(call, _MODEL_INDEX[fallback], t, trace_id, 0, True)
+            span, _, _ = self._attempt(call, _MODEL_INDEX[fallback], t, trace_id, 0, True, state)
             spans.append(span)
         return spans
+
+    def _levers_at(self, t_ns: int) -> LeverState:
+        return IDLE if self.levers is None else self.levers.at(t_ns)
+
+    def _upstream(self, model_index: int, state: LeverState) -> Upstream:
+        provider, model, response_model, median_s, _ = MODELS[model_index]
+        return state.upstreams.get(model) or Upstream(provider, response_model, median_s)
+
+    def _served(self, model_index: int, state: LeverState, t_ns: int) -> int:
+        """The group that serves a request for group `model_index`: a route's target while the
+        group's provider is failing (its deployment cooled down at the gateway), else itself."""
+        to = state.routes.get(MODELS[model_index][1])
+        if to is None or to not in _MODEL_INDEX:
+            return model_index
+        if self._incident(self._upstream(model_index, state).provider, t_ns) is None:
+            return model_index
+        return _MODEL_INDEX[to]
 
     def _draw(self, service_index: int) -> _Call:
         rng = self.rng
@@ -169,11 +241,13 @@ class TrafficModel:
 
     def _attempt(
         self, call: _Call, model_index: int, start_ns: int, trace_id: str, attempt: int,
-        fallback: bool,
+        fallback: bool, state: LeverState = IDLE,
     ) -> tuple[dict[str, Any], tuple[str, int] | None, int]:
         """One call to one model: the span, its error (type, HTTP status) if any, its end."""
         rng = self.rng
-        provider, model, response_model, median_s, _ = MODELS[model_index]
+        model = MODELS[model_index][1]
+        up = self._upstream(model_index, state)
+        provider, response_model, median_s = up.provider, up.response_model, up.median_s
         service_index = call.service_index
         output_tokens = call.output_tokens
         latency_s = rng.lognormvariate(math.log(median_s), 0.45) * (0.6 + output_tokens / 500)
