@@ -1,0 +1,116 @@
+"""The LiteLLM admin API's documented shapes for `GatewayAdmin`: fields, error bodies, merge-patch.
+
+Split from console/demo/gateway_admin.py (the state machine) so each stays small. Error bodies
+are the proxy's three kinds (API_SHAPES.md §4): ProxyException `{"error": {message, type, param,
+code}}`, HTTPException `{"detail": ...}`, validation 422 `{"detail": [{type, loc, msg, input}]}`.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+Reply = tuple[int, Any]
+
+KEY_FIELDS = frozenset({
+    "key_alias", "max_budget", "soft_budget", "budget_duration", "tpm_limit", "rpm_limit", "tpd_limit",
+    "max_parallel_requests", "model_tpm_limit", "model_rpm_limit", "model_max_budget", "models", "blocked",
+    "metadata", "duration", "guardrails", "tags", "team_id"})
+TEAM_FIELDS = frozenset({
+    "team_alias", "tpm_limit", "rpm_limit", "max_budget", "soft_budget", "budget_duration", "models",
+    "blocked", "metadata", "model_rpm_limit", "model_tpm_limit", "team_member_rpm_limit",
+    "team_member_tpm_limit", "team_member_budget", "router_settings"})
+NON_NEGATIVE = ("tpm_limit", "rpm_limit", "tpd_limit", "max_parallel_requests")
+FALLBACK_KEYS = {"general": "fallbacks", "context_window": "context_window_fallbacks",
+                 "content_policy": "content_policy_fallbacks"}
+SECRET_PARAMS = frozenset({"api_key", "aws_access_key_id", "aws_secret_access_key", "aws_session_token",
+                           "vertex_credentials", "client_secret", "azure_ad_token"})
+"""`litellm_params` the proxy strips from `/model/info` answers."""
+BOOKKEEPING = frozenset({"updated_at", "updated_by"})
+
+
+class AdminError(Exception):
+    """An answer other than 200, in one of the proxy's documented error shapes."""
+
+    def __init__(self, status: int, body: Any) -> None:
+        super().__init__(status)
+        self.status = status
+        self.body = body
+
+
+def proxy_error(status: int, message: str, type_: str, param: str | None = None) -> AdminError:
+    error = {"message": message, "type": type_, "param": param, "code": str(status)}
+    return AdminError(status, {"error": error})
+
+
+def http_error(status: int, detail: Any) -> AdminError:
+    return AdminError(status, {"detail": detail})
+
+
+def invalid(field: str, message: str, value: Any = None, kind: str = "value_error") -> AdminError:
+    loc = ["body", *field.split(".")]
+    return AdminError(422, {"detail": [{"type": kind, "loc": loc, "msg": message, "input": value}]})
+
+
+def hash_token(raw: str) -> str:
+    """The proxy's stored form of a virtual key (sha256 hex); a hash passes through unchanged."""
+    return raw if not raw.startswith("sk-") else hashlib.sha256(raw.encode()).hexdigest()
+
+
+def strip_bookkeeping(row: Mapping[str, Any], bookkeeping: bool) -> dict[str, Any]:
+    return {k: copy.deepcopy(v) for k, v in row.items() if bookkeeping or k not in BOOKKEEPING}
+
+
+
+def as_object(body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise AdminError(422, {"detail": [{"type": "model_attributes_type", "loc": ["body"],
+                                           "msg": "Input should be a valid dictionary or object",
+                                           "input": body}]})
+    return body
+
+
+def known_fields(fields: Mapping[str, Any], allowed: frozenset[str], what: str) -> dict[str, Any]:
+    unknown = set(fields) - allowed
+    if unknown:
+        raise ValueError(f"unknown {what} field(s): {', '.join(sorted(unknown))}")
+    return dict(fields)
+
+
+def merge_patch(body: Mapping[str, Any], allowed: frozenset[str]) -> dict[str, Any]:
+    """The merge-patch: the allowed fields present in the body (an explicit null clears one)."""
+    patch = {k: v for k, v in body.items() if k in allowed}
+    for name in NON_NEGATIVE:
+        value = patch.get(name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise invalid(name, "Input should be a valid integer", value, "int_type")
+        if value < 0:
+            raise invalid(name, "Input should be greater than or equal to 0", value, "greater_than_equal")
+    if "blocked" in patch and patch["blocked"] is not None and not isinstance(patch["blocked"], bool):
+        raise invalid("blocked", "Input should be a valid boolean", patch["blocked"], "bool_type")
+    return patch
+
+
+def fallbacks_of(rules: Sequence[Mapping[str, Any]], model: str) -> list[str]:
+    for rule in rules:
+        if model in rule:
+            return list(rule[model])
+    return []
+
+
+def public(deployment: Mapping[str, Any]) -> dict[str, Any]:
+    """A deployment as `/model/info` shows it: no secret `litellm_params`."""
+    out = copy.deepcopy(dict(deployment))
+    out["litellm_params"] = {k: v for k, v in out["litellm_params"].items() if k not in SECRET_PARAMS}
+    return out
+
+
+def without_stamp(deployment: Mapping[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(dict(deployment))
+    for name in BOOKKEEPING:
+        out["model_info"].pop(name, None)
+    return out
