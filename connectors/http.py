@@ -79,12 +79,16 @@ class SourceError(Exception):
     """A source could not be read; the text names the source and never carries a secret."""
 
     def __init__(self, source: str, kind: ErrorKind, reason: str, *, status: int | None = None,
-                 retry_after: float | None = None) -> None:
+                 retry_after: float | None = None, maybe_sent: bool = False) -> None:
         self.source = source
         self.kind: ErrorKind = kind
         self.status = status
         self.reason = reason
         self.retry_after = retry_after
+        self.maybe_sent = maybe_sent
+        """True when the request may have reached the server with no answer back (read timeout,
+        connection lost mid-answer): a write may have taken. False when it surely did not leave
+        (connect failure, open breaker) or an answer came (status)."""
         super().__init__(self._text())
 
     def _text(self) -> str:
@@ -98,7 +102,7 @@ class SourceError(Exception):
     def __reduce__(self) -> tuple[Any, ...]:
         # copy/pickle rebuild from the fields, not from the formatted text in args
         return (type(self), (self.source, self.kind, self.reason),
-                {"status": self.status, "retry_after": self.retry_after})
+                {"status": self.status, "retry_after": self.retry_after, "maybe_sent": self.maybe_sent})
 
     @property
     def permanent(self) -> bool:
@@ -198,16 +202,19 @@ class SourceClient:
         return self._redact.known(response.text), response.headers.get("content-type", "")
 
     async def send(self, method: str, path: str, *, json: Any = None, params: Params = None,
-                   idempotent: bool = False) -> httpx.Response:
-        """Send one request; retried only when `idempotent` (or GET); SourceError on >= 300."""
+                   idempotent: bool = False, headers: Mapping[str, str] | None = None) -> httpx.Response:
+        """Send one request; retried only when `idempotent` (or GET); SourceError on >= 300.
+        `headers` (an `Idempotency-Key`, a `LiteLLM-Changed-By`) go on this request only, over
+        the client's own; like those, their values are never logged or put in an error."""
         method = method.upper()
         return await self._call(method, path, json=json, params=params,
-                                idempotent=idempotent or method in ("GET", "HEAD"))
+                                idempotent=idempotent or method in ("GET", "HEAD"), headers=headers)
 
-    def describe_request(self, method: str, path: str, *, json: Any = None, params: Params = None) -> str:
+    def describe_request(self, method: str, path: str, *, json: Any = None, params: Params = None,
+                         headers: Mapping[str, str] | None = None) -> str:
         """The exact request as text for a plan preview: method, URL, headers (secrets masked), body."""
         request = self._client.build_request(method.upper(), self._path(path), json=json,
-                                             params=_query(params))
+                                             params=_query(params), headers=headers)
         lines = [f"{request.method} {self._redact.known(str(request.url))}"]
         for name, value in request.headers.items():
             secret = name.lower() in self._secret_names or name.lower() in SENSITIVE_HEADERS
@@ -232,14 +239,14 @@ class SourceClient:
         return self._prefix + ("/" + path.lstrip("/") if path else "")
 
     async def _call(self, method: str, path: str, *, json: Any = None, params: Params = None,
-                    idempotent: bool) -> httpx.Response:
+                    idempotent: bool, headers: Mapping[str, str] | None = None) -> httpx.Response:
         probe = self._breaker.admit()
         if probe is None:
             raise self._breaker_error()
         try:
             response = await self._within_deadline(method, self._path(path), json, params,
                                                    attempts=1 if probe else self.policy.max_attempts,
-                                                   idempotent=idempotent)
+                                                   idempotent=idempotent, headers=headers)
         except SourceError as err:
             if err.kind in ("connect", "timeout") or (err.kind == "http" and (
                     err.status is None or err.status >= 500 or err.status in RETRY_STATUSES)):
@@ -261,16 +268,18 @@ class SourceClient:
         return SourceError(self.name, "breaker_open", clean(reason, self._redact))
 
     async def _within_deadline(self, method: str, path: str, json: Any, params: Params, *,
-                               attempts: int, idempotent: bool) -> httpx.Response:
+                               attempts: int, idempotent: bool,
+                               headers: Mapping[str, str] | None = None) -> httpx.Response:
         deadline = self.policy.deadline
         start = self._monotonic()
         try:
             async with asyncio.timeout(deadline):
                 async with self._endpoint(method, path):
-                    return await self._attempts(method, path, json, params, attempts, idempotent, start)
+                    return await self._attempts(method, path, json, params, attempts, idempotent, start,
+                                                headers)
         except TimeoutError:
             reason = f"no complete answer within the {deadline:g} s deadline"
-            error = SourceError(self.name, "timeout", reason)
+            error = SourceError(self.name, "timeout", reason, maybe_sent=True)
         raise error from None
 
     @contextlib.asynccontextmanager
@@ -290,10 +299,11 @@ class SourceClient:
                 del self._endpoints[key]
 
     async def _attempts(self, method: str, path: str, json: Any, params: Params, attempts: int,
-                        idempotent: bool, start: float) -> httpx.Response:
+                        idempotent: bool, start: float,
+                        headers: Mapping[str, str] | None = None) -> httpx.Response:
         policy = self.policy
         for attempt in range(max(1, attempts)):
-            outcome = await self._attempt(method, path, json, params)
+            outcome = await self._attempt(method, path, json, params, headers)
             if isinstance(outcome, httpx.Response):
                 return outcome
             error, retryable = outcome
@@ -309,22 +319,29 @@ class SourceClient:
             await self._sleep(delay)
         raise AssertionError("unreachable: the last attempt raises")
 
-    async def _attempt(self, method: str, path: str, json: Any,
-                       params: Params) -> httpx.Response | tuple[SourceError, bool]:
+    async def _attempt(self, method: str, path: str, json: Any, params: Params,
+                       headers: Mapping[str, str] | None = None) -> httpx.Response | tuple[SourceError, bool]:
         """One request: the response when it is a success, else (error, retryable)."""
+        maybe_sent = True  # only a failure to connect proves the request never left
         try:
             if isinstance(json, _Form):
                 response = await self._client.request(method, path, data=dict(json.fields),
-                                                      params=_query(params))
+                                                      params=_query(params), headers=headers)
             else:
-                response = await self._client.request(method, path, json=json, params=_query(params))
+                response = await self._client.request(method, path, json=json, params=_query(params),
+                                                      headers=headers)
         except httpx.ConnectTimeout:
             failure = ("connect", f"cannot connect to {self._where} within {self.policy.connect_timeout:g} s",
                        True)
+            maybe_sent = False
+        except httpx.PoolTimeout:
+            failure = ("timeout", f"no free connection within {self.policy.connect_timeout:g} s", False)
+            maybe_sent = False
         except httpx.TimeoutException:
             failure = ("timeout", f"no answer within {self.policy.read_timeout:g} s (read timeout)", False)
         except httpx.ConnectError as exc:
             failure = ("connect", f"cannot connect to {self._where}: {_os_reason(exc)}", True)
+            maybe_sent = False
         except httpx.ReadError:
             failure = ("connect", "connection reset by the server", True)
         except httpx.RemoteProtocolError:
@@ -336,7 +353,8 @@ class SourceClient:
                 return response
             return self._status_error(response)
         kind, reason, retryable = failure
-        return SourceError(self.name, kind, clean(reason, self._redact)), retryable  # type: ignore[arg-type]
+        error = SourceError(self.name, kind, clean(reason, self._redact), maybe_sent=maybe_sent)  # type: ignore[arg-type]
+        return error, retryable
 
     def _status_error(self, response: httpx.Response) -> tuple[SourceError, bool]:
         status = response.status_code
