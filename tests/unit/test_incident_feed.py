@@ -1,0 +1,163 @@
+"""console.incident_feed: what fires opens / joins incidents, resolves write entries, restarts
+do not re-announce."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from console.alerts import ActiveAlert
+from console.incident_feed import IncidentFeed, firing_causes
+from console.incidents import IncidentStore
+from console.snapshots import Alert
+
+T0 = datetime(2026, 12, 5, 1, 0, 0)
+SLO_PAGE = Alert(2, "slo", "chat-availability", "burn 14.4x over 1h (budget 2% left)")
+SLO_TICKET = Alert(1, "slo", "chat-latency", "burn 3x over 6h")
+BUDGET_CRIT = Alert(2, "budget", "team-a monthly", "critical: $1,210 of $1,000")
+BUDGET_WARN = Alert(1, "budget", "team-b monthly", "warning: $850 of $1,000")
+
+
+def outside(name: str = "GatewayErrors", *, severity: str = "critical", state: str = "active",
+            source: str = "am", origin: str = "alertmanager", silenced: tuple[str, ...] = (),
+            inhibited: tuple[str, ...] = (), instance: str = "gw-1") -> ActiveAlert:
+    labels = (("alertname", name), ("instance", instance), ("severity", severity))
+    return ActiveAlert(source=source, origin=origin, name=name, state=state,  # type: ignore[arg-type]
+                       severity=severity, labels=labels, summary=f"{name} on {instance}",
+                       started=T0, fingerprint=f"fp-{name}-{instance}", silenced_by=silenced,
+                       inhibited_by=inhibited)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> IncidentStore:
+    return IncidentStore(tmp_path / "state.sqlite3")
+
+
+def test_causes_only_pages_criticals_and_loud_outside_alerts() -> None:
+    found = firing_causes(
+        [SLO_PAGE, SLO_TICKET, BUDGET_CRIT, BUDGET_WARN, Alert(2, "alert", "GatewayErrors", "x")],
+        [outside(), outside("Warn", severity="warning"), outside("Muted", silenced=("s1",)),
+         outside("Inhibited", inhibited=("i1",)), outside("Suppressed", state="suppressed"),
+         outside("Pending", state="pending", origin="prometheus"),
+         outside("Sev1", severity="SEV1"), outside("High", severity="high")])
+    assert list(found) == ["slo:chat-availability", "budget:team-a monthly", "alert:am/GatewayErrors",
+                           "alert:am/Sev1", "alert:am/High"]
+    assert found["alert:am/Sev1"].severity == "sev1"
+    assert found["slo:chat-availability"].severity == "sev2"
+    assert found["alert:am/GatewayErrors"].data["labels"]["instance"] == "gw-1"
+
+
+def test_same_alertname_on_several_series_is_one_cause() -> None:
+    found = firing_causes([], [outside(instance="gw-1"), outside(instance="gw-2")])
+    assert list(found) == ["alert:am/GatewayErrors"]
+    assert found["alert:am/GatewayErrors"].data["series"] == 2
+
+
+def test_prometheus_alert_held_by_alertmanager_counts_once(store: IncidentStore) -> None:
+    prom = outside(source="prom", origin="prometheus", state="firing")
+    am = outside(source="am", origin="alertmanager", state="suppressed", silenced=("s1",))
+    # Alertmanager silences it: the Prometheus twin must not page either
+    assert firing_causes([], [prom, am]) == {}
+
+
+def test_one_outage_three_causes_one_incident(store: IncidentStore) -> None:
+    feed = IncidentFeed(store)
+    result = feed.observe([SLO_PAGE, BUDGET_CRIT], [outside()], T0)
+    [incident] = result.opened
+    assert result.joined == ()
+    assert incident.auto and incident.severity == "sev2" and incident.opened_at == T0
+    assert incident.causes == ("slo:chat-availability", "budget:team-a monthly", "alert:am/GatewayErrors")
+    assert incident.title.startswith("SLO chat-availability pages: burn 14.4x")
+    kinds = [(e.kind, e.text.split(":")[0]) for e in store.timeline(incident.id)]
+    assert kinds == [("opened", "SLO chat-availability pages"),
+                     ("alert_firing", "slo"),
+                     ("joined", "budget"), ("alert_firing", "budget"),
+                     ("joined", "alert"), ("alert_firing", "alert")]
+    firing = [e for e in store.timeline(incident.id) if e.kind == "alert_firing"]
+    assert firing[0].data["reason"] == SLO_PAGE.reason and firing[0].data["level"] == 2
+    assert firing[2].data["labels"]["alertname"] == "GatewayErrors"
+    assert [e.incident_id for e in result.entries] == [incident.id] * 3
+    assert len(store.list()) == 1
+
+
+def test_a_later_cause_joins_within_the_window_else_opens_its_own(store: IncidentStore) -> None:
+    feed = IncidentFeed(store, join_window=timedelta(minutes=30))
+    [first] = feed.observe([SLO_PAGE], [], T0).opened
+    later = feed.observe([SLO_PAGE, BUDGET_CRIT], [], T0 + timedelta(minutes=29))
+    assert later.opened == () and [i.id for i in later.joined] == [first.id]
+    much_later = feed.observe([SLO_PAGE, BUDGET_CRIT], [outside()], T0 + timedelta(minutes=31))
+    [second] = much_later.opened
+    assert second.id != first.id and second.causes == ("alert:am/GatewayErrors",)
+
+
+def test_hand_opened_incidents_are_not_joined_but_their_cause_is_respected(store: IncidentStore) -> None:
+    by_hand, _ = store.open("someone saw it first", at=T0)
+    feed = IncidentFeed(store)
+    [auto] = feed.observe([SLO_PAGE], [], T0 + timedelta(minutes=1)).opened
+    assert auto.id != by_hand.id
+    # an incident someone opened with the cause gets the entry instead of a new one
+    store.resolve(auto.id)
+    store.open("budget by hand", cause="budget:team-a monthly")
+    result = feed.observe([SLO_PAGE, BUDGET_CRIT], [], T0 + timedelta(minutes=2))
+    assert result.opened == () and result.joined == ()
+    [entry] = result.entries
+    assert entry.kind == "alert_firing" and entry.incident_id == "INC-3"
+
+
+def test_fire_resolve_fire_writes_entries_once_each(store: IncidentStore) -> None:
+    feed = IncidentFeed(store)
+    [inc] = feed.observe([SLO_PAGE], [], T0).opened
+    assert not feed.observe([SLO_PAGE], [], T0 + timedelta(minutes=1)).changed  # still firing
+    quiet = feed.observe([SLO_TICKET], [], T0 + timedelta(minutes=2),
+                         figures={"slo:chat-availability": {"burn_1h": 0.4}})
+    [resolved] = quiet.entries
+    assert (resolved.kind, resolved.text) == ("alert_resolved", "slo:chat-availability resolved")
+    assert resolved.data["burn_1h"] == 0.4 and resolved.data["since"] == T0.isoformat()
+    assert resolved.data["last_reason"] == SLO_PAGE.reason
+    assert not feed.observe([], [], T0 + timedelta(minutes=3)).changed
+    again = feed.observe([SLO_PAGE], [], T0 + timedelta(minutes=4))
+    assert again.opened == () and again.joined == ()  # its cause is still on the open incident
+    assert [e.kind for e in again.entries] == ["alert_firing"]
+    assert [e.kind for e in store.timeline(inc.id)] == ["opened", "alert_firing", "alert_resolved",
+                                                       "alert_firing"]
+
+
+def test_a_restarted_console_does_not_reannounce(store: IncidentStore, tmp_path: Path) -> None:
+    IncidentFeed(store).observe([SLO_PAGE, BUDGET_CRIT], [outside()], T0)
+    store.close()
+    restarted = IncidentFeed(IncidentStore(tmp_path / "state.sqlite3"))
+    assert not restarted.observe([SLO_PAGE, BUDGET_CRIT], [outside()], T0 + timedelta(minutes=5)).changed
+    result = restarted.observe([SLO_PAGE], [], T0 + timedelta(minutes=6))
+    assert sorted(e.text for e in result.entries) == ["alert:am/GatewayErrors resolved",
+                                                      "budget:team-a monthly resolved"]
+
+
+def test_resolved_by_hand_while_firing_is_not_reopened_until_it_fires_again(store: IncidentStore) -> None:
+    feed = IncidentFeed(store)
+    [inc] = feed.observe([SLO_PAGE], [], T0).opened
+    store.resolve(inc.id, note="known, handled")
+    assert not feed.observe([SLO_PAGE], [], T0 + timedelta(minutes=1)).changed
+    stops = feed.observe([], [], T0 + timedelta(minutes=2))
+    assert [(e.kind, e.incident_id) for e in stops.entries] == [("alert_resolved", inc.id)]
+    [fresh] = feed.observe([SLO_PAGE], [], T0 + timedelta(hours=1)).opened
+    assert fresh.id != inc.id
+
+
+def test_long_untrusted_reasons_are_clipped_not_refused(store: IncidentStore) -> None:
+    loud = ActiveAlert(source="am", origin="alertmanager", name="Spam", state="active",
+                       severity="page", labels=(), summary="\x1b]0;pwned\x07" + "x" * 10_000,
+                       started=None, fingerprint="f")
+    [inc] = IncidentFeed(store).observe([], [loud], T0).opened
+    assert len(inc.title) <= 200 and inc.title.endswith("…")
+    firing = store.timeline(inc.id)[-1]
+    assert firing.kind == "alert_firing" and len(firing.text) <= 4000
+
+
+def test_two_feeds_on_one_file_announce_once(store: IncidentStore, tmp_path: Path) -> None:
+    other = IncidentFeed(IncidentStore(tmp_path / "state.sqlite3"))
+    first = IncidentFeed(store).observe([SLO_PAGE], [outside()], T0)
+    second = other.observe([SLO_PAGE], [outside()], T0)
+    assert len(first.opened) == 1 and not second.changed
+    assert len(store.list()) == 1
