@@ -1,0 +1,89 @@
+"""Time-box reverts and unknown outcomes: the desk's work that outlives one process.
+
+Split from `console.runbooks` (the choke point itself). A revert is planned like an undo
+and sent through `ActionDesk.apply` with origin "revert", so read-only mode and roles hold
+for it exactly as for a key press; one that cannot run keeps its pending row and the
+reason, shown by `ActionDesk.pending_reverts`, and an audit event says so. An unknown
+outcome (crash or timeout after sending) is settled only by reading the state back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from typing import TYPE_CHECKING
+
+from console.action_checks import mismatch
+from console.action_store import UNKNOWN_STATUSES, PendingRevert
+from console.action_types import ActionError, Confirmation, Outcome, OutcomeStatus, Plan
+from console.runbook_files import MASK
+
+if TYPE_CHECKING:
+    from console.runbooks import ActionDesk
+
+
+async def run_due_reverts(desk: ActionDesk) -> list[Outcome]:
+    """Every due revert, each through `apply`; failures stay pending with their reason."""
+    outcomes = []
+    for pending in desk.store.pending_reverts(due_by=desk.clock()):
+        try:
+            plan = await desk.undo(pending.action_id, origin="revert")
+        except Exception as exc:  # noqa: BLE001 - kept, with why, for the operator to see
+            _failed(desk, pending, f"cannot plan the revert: {exc}")
+            continue
+        if not plan.diff and desk.readable(plan):
+            desk.store.revert_done(pending.action_id, "", desk.clock(),
+                                   "already back to the state before: nothing sent")
+            outcomes.append(Outcome(plan, "refused", 0, "nothing to revert: already as before"))
+            continue
+        outcome = await desk.apply(plan, Confirmation(plan.target))
+        if outcome.status not in ("applied", "unverified"):
+            _failed(desk, pending, f"{outcome.status}: {outcome.detail}", audited=True)
+        outcomes.append(outcome)
+    return outcomes
+
+
+def _failed(desk: ActionDesk, pending: PendingRevert, reason: str, *, audited: bool = False) -> None:
+    desk.store.revert_failed(pending.action_id, reason, desk.clock())
+    if audited:
+        return
+    try:
+        desk.audit.event(pending.action, status="failed", detail=f"revert of {pending.action_id}: {reason}",
+                         origin="revert", target=pending.target, gateway=pending.gateway)
+    except OSError:
+        pass  # the reason stays on the pending revert, shown by pending_reverts()
+
+
+async def resolve_unknown(desk: ActionDesk, action_id: str) -> Outcome:
+    """Read the state back for an action whose outcome is unknown, and record what it shows."""
+    record = desk.record(action_id)
+    if record.status not in UNKNOWN_STATUSES:
+        raise ActionError(f"action {record.action_id} is not unknown: it was {record.status}")
+    spec = desk.spec(record.action)
+    adapter = desk.adapter_for(spec, record.gateway)
+    if not adapter.readable:
+        raise ActionError(f"{spec.name} has no read-back: check {record.target} by hand")
+    if any(v == MASK for v in record.params.values()):
+        raise ActionError(f"action {record.action_id}: reading it back needs a secret param llmdeck"
+                          " never stores")
+    current = await desk.read_state(spec, adapter, record.params, record.target, record.gateway)
+    problem = mismatch(current, record.desired)
+    status: OutcomeStatus = "failed" if problem else "applied"
+    detail = "verified by reading back: " + (f"it did not take ({problem})" if problem else "it took")
+    user = desk.mode.user
+    desk.audit.outcome(record.action_id, action=record.action, status=status, detail=detail,
+                       resolved_by=user)
+    now = desk.clock()
+    desk.store.finish(record.action_id, status, detail, now)
+    due = None
+    if status == "applied" and record.time_box is not None and not record.revert_of:
+        due = record.created_at + record.time_box
+        desk.store.add_revert(record.action_id, due)
+    plan = Plan(uuid.uuid4().hex, record.action, f"verify {record.action_id}", record.adapter,
+                record.params_json, record.target, record.gateway, spec.dangerous, spec.role,
+                record.time_box, "verify", record.incident_id, (), (), record.before_json,
+                record.desired_json, hashlib.sha256(record.before_json.encode()).hexdigest(),
+                record.idempotency_key, now)
+    desk.note(plan, "action_outcome", f"{record.action} ({record.action_id}): {detail}", user,
+              record.action_id, status=status)
+    return Outcome(plan, status, 0, detail, action_id=record.action_id, revert_due=due)

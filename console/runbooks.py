@@ -1,0 +1,451 @@
+"""The one choke point for every mutating action: plan -> confirm -> apply -> verify -> audit.
+
+Whatever starts an action (a key, the palette, a `:` command, the CLI, a suggestion, an
+automatic revert, an undo) it goes through `ActionDesk.apply`, and every guard is checked
+there, at the moment of sending, not in the UI: the plan must be one this desk made, not
+older than 10 minutes and never applied before (its idempotency key is claimed in SQLite
+across processes); read-only (LLMDECK_READONLY, --read-only, a prod environment without
+--write), dry-run, the operator's role and the typed confirmation each send nothing and are
+audited as events. Past them, the audit intent is fsynced, the action is claimed "sent",
+each planned request is sent once (never retried), the state is read back and compared,
+and the outcome goes to the journal, the store and the incident's timeline; a time-boxed
+action leaves a persisted revert that `run_due_reverts` performs, after a restart too.
+(Lessons from RELIABILITY.md §4: the bugs of trusted runbook tools came from side paths.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from console import adapters
+from console.action_checks import (
+    ActionMode,
+    Timeline,
+    confirmed,
+    diff_lines,
+    failure_text,
+    gateway_for,
+    matches,
+    mismatch,
+    read_mode,
+    secret_values,
+)
+from console.action_store import UNKNOWN_STATUSES, ActionRecord, ActionStore, AlreadySent, PendingRevert
+from console.action_types import (
+    ROLE_ORDER,
+    ActionError,
+    Adapter,
+    Confirmation,
+    Origin,
+    Outcome,
+    OutcomeStatus,
+    Plan,
+    SendError,
+    jsonable,
+)
+from console.audit import AuditJournal
+from console.operator import user_groups, user_name
+from console.runbook_files import MASK, ActionSpec, format_duration, load_catalog
+from console.state_db import StateError
+from console.timeutil import utc_now
+
+if TYPE_CHECKING:
+    import httpx
+
+    from console.config import Config
+
+PLAN_TTL = timedelta(minutes=10)
+VERIFY_TRIES = 5
+VERIFY_PAUSE_SECONDS = 0.3
+ROLLBACK_PARAM = {"litellm.model_params": "litellm_params"}
+"""Adapters whose named param, when not given, comes from llmdeck's own last change to the
+target (rollback-model: the previous litellm_params, captured before that change)."""
+
+__all__ = ["ActionDesk", "ActionMode", "PendingRevert", "PLAN_TTL"]
+
+
+@dataclass(frozen=True)
+class _Planned:
+    """What the desk keeps of a plan it made: the real (unmasked) values and the adapter."""
+
+    plan: Plan
+    spec: ActionSpec
+    values: dict[str, Any]
+    adapter: Adapter
+
+
+class ActionDesk:
+    """Plans actions and is the only caller of `Adapter.send`."""
+
+    def __init__(self, config: Config, *, write: bool = False, read_only: bool = False,
+                 dry_run: bool = False, audit: AuditJournal | None = None,
+                 store: ActionStore | None = None, incidents: Timeline | None = None,
+                 environ: Mapping[str, str] | None = None, clock: Callable[[], datetime] = utc_now,
+                 transport: httpx.AsyncBaseTransport | None = None,
+                 catalog: Mapping[str, ActionSpec] | None = None,
+                 secret: Callable[[str], str] | None = None,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+        from console import paths
+
+        self.config = config
+        self.dry_run = dry_run
+        self._write, self._read_only, self._environ = write, read_only, environ
+        self.audit = audit or AuditJournal()
+        self.store = store or ActionStore()
+        self._incidents = incidents
+        self.clock, self._sleep, self._transport = clock, sleep, transport
+        if secret is None:
+            from console.secrets import resolve
+
+            secret = resolve
+        self._secret = secret
+        if catalog is None:
+            user_dir = config.actions.runbook_dir or str(paths.config_dir() / "runbooks")
+            from pathlib import Path
+
+            catalog = load_catalog(Path(user_dir).expanduser())
+        self._catalog = dict(catalog)
+        self._user, self._groups = user_name(), user_groups()
+        self._plans: dict[str, _Planned] = {}
+        self._adapters: dict[tuple[str, str, str], Adapter] = {}
+
+    # ---- what the desk offers -----------------------------------------------------------
+
+    @property
+    def mode(self) -> ActionMode:
+        """Read-only (and why), dry-run, the operator's role; read again at every apply."""
+        return read_mode(self.config.actions, self._user, self._groups, write=self._write,
+                         read_only=self._read_only, dry_run=self.dry_run, environ=self._environ)
+
+    def actions(self) -> list[ActionSpec]:
+        return list(self._catalog.values())
+
+    def spec(self, action: str) -> ActionSpec:
+        found = self._catalog.get(action)
+        if found is None:
+            raise ActionError(f"unknown action {action!r} (known: {', '.join(self._catalog) or 'none'})")
+        return found
+
+    def pending_reverts(self) -> list[PendingRevert]:
+        return self.store.pending_reverts()
+
+    def unknown_outcomes(self) -> list[ActionRecord]:
+        return self.store.unknown()
+
+    # ---- plan -----------------------------------------------------------------------------
+
+    async def plan(self, action: str, params: Mapping[str, Any], *, origin: Origin,
+                   incident_id: str | None = None) -> Plan:
+        """Read the current state (GETs only) and say exactly what would be sent."""
+        spec = self.spec(action)
+        values = spec.validate(params)
+        if incident_id is not None:
+            incident_id = self._incident(incident_id)
+        gateway = gateway_for(self.config.actions, spec)
+        adapter = self.adapter_for(spec, gateway)
+        revert_of, title = "", spec.title
+        rollback = ROLLBACK_PARAM.get(spec.adapter)
+        if rollback and spec.param(rollback) is not None and values.get(rollback) is None:
+            target = self._target(spec, adapter, values)
+            last = self.store.last_change(spec.adapter, gateway, target)
+            restore = None if last is None else adapter.restore_params(last.params, last.before)
+            if last is None or restore is None:
+                raise ActionError(f"{action}: no {rollback} given and llmdeck has no change of its own"
+                                  f" to {target} on {gateway} to roll back; give --param {rollback}=...")
+            values, revert_of = restore, last.action_id
+            title = f"{spec.title} (to before {last.action_id}, {last.created_at:%Y-%m-%d %H:%M}Z)"
+        return await self._build(spec, values, adapter, gateway, origin=origin, incident_id=incident_id,
+                                 revert_of=revert_of, title=title, time_box=spec.time_box_for(values))
+
+    async def undo(self, action_id: str, *, origin: Origin = "undo") -> Plan:
+        """A plan that puts back the state captured before action `action_id` (same adapter)."""
+        record = self.record(action_id)
+        if record.status in UNKNOWN_STATUSES:
+            raise ActionError(f"action {record.action_id}: outcome unknown; run `llmdeck runbook verify"
+                              f" {record.action_id}` first")
+        if record.status not in ("applied", "unverified", "failed"):
+            raise ActionError(f"action {record.action_id} was {record.status}: nothing to undo")
+        spec = self.spec(record.action)
+        if spec.revert == "none":
+            raise ActionError(f"{spec.name} cannot be undone (revert = \"none\" at {spec.where})")
+        adapter = self.adapter_for(spec, record.gateway)
+        restore = adapter.restore_params(record.params, record.before)
+        if restore is None:
+            raise ActionError(f"{spec.name}: its adapter {spec.adapter} cannot revert it")
+        hidden = sorted(k for k, v in restore.items() if v == MASK)
+        if hidden:
+            raise ActionError(f"action {record.action_id}: undoing needs {', '.join(hidden)}, a secret"
+                              " llmdeck never stores; run the action again with it")
+        verb = "Revert" if origin == "revert" else "Undo"
+        return await self._build(spec, restore, adapter, record.gateway, origin=origin,
+                                 incident_id=record.incident_id, revert_of=record.action_id,
+                                 title=f"{verb} {record.action} on {record.target} ({record.action_id})",
+                                 time_box=None)
+
+    async def _build(self, spec: ActionSpec, values: dict[str, Any], adapter: Adapter, gateway: str, *,
+                     origin: Origin, incident_id: str | None, revert_of: str, title: str,
+                     time_box: timedelta | None) -> Plan:
+        target = self._target(spec, adapter, values)
+        current = await self.read_state(spec, adapter, values, target, gateway) if adapter.readable else {}
+        desired = adapter.desired(values, current)
+        requests = tuple(adapter.requests(values, current, desired))
+        now = self.clock()
+        mode = self.mode
+        notes = list(mode.notes())
+        if not adapter.readable:
+            notes.append("no read-back: the current state is not shown and the result cannot be verified")
+        elif matches(current, desired):
+            notes.append("changes nothing: the state already is what this action sets")
+        if ROLE_ORDER[mode.role] < ROLE_ORDER[spec.role]:
+            notes.append(f"needs role {spec.role}; {mode.user} is {mode.role}: cannot be applied")
+        if time_box is not None:
+            notes.append(f"time box {format_duration(time_box)}: reverts by itself at {now + time_box:%H:%M}Z"
+                         " (or when a console or `runbook reverts --run` is next up)")
+        if spec.revert == "none" and not revert_of:
+            notes.append("cannot be undone (revert = \"none\")")
+        if spec.dangerous:
+            notes.append(f"dangerous: type {target} to confirm")
+        hidden = secret_values(spec, values)
+        before_json = jsonable(current)
+        diff = () if adapter.readable and matches(current, desired) else \
+            diff_lines(current if adapter.readable else None, desired, hidden)
+        plan = Plan(
+            plan_id=uuid.uuid4().hex, action=spec.name, title=title, adapter=spec.adapter,
+            params_json=jsonable(spec.masked(values)), target=target, gateway=gateway,
+            dangerous=spec.dangerous, role=spec.role, time_box=time_box, origin=origin,
+            incident_id=incident_id, diff=diff, requests=requests, before_json=before_json,
+            desired_json=jsonable(desired),
+            pre_state_hash=hashlib.sha256(before_json.encode()).hexdigest(),
+            idempotency_key=uuid.uuid4().hex, created_at=now, notes=tuple(notes), revert_of=revert_of)
+        self._plans[plan.plan_id] = _Planned(plan, spec, values, adapter)
+        return plan
+
+    # ---- apply ----------------------------------------------------------------------------
+
+    async def apply(self, plan: Plan, confirmation: Confirmation | None) -> Outcome:
+        """Send `plan` if, and only if, every guard passes now; see the module docstring."""
+        entry = self._plans.get(plan.plan_id)
+        if entry is None or entry.plan != plan:
+            return self._not_sent(plan, "refused", "not a plan this desk made: plan it again")
+        if self.clock() - plan.created_at > PLAN_TTL:
+            return self._not_sent(plan, "refused", f"the plan is older than {format_duration(PLAN_TTL)}:"
+                                  " plan it again to read the current state")
+        try:
+            used = self.store.used_key(plan.idempotency_key)
+        except StateError as exc:
+            return self._not_sent(plan, "failed", f"cannot check whether it was sent before: {exc}")
+        if used is not None:
+            return self._not_sent(plan, "refused", f"already applied as action {used.action_id}"
+                                  f" ({used.status}): not sent twice")
+        if entry.adapter.readable and not plan.diff:
+            return self._not_sent(plan, "refused", "changes nothing: the state already is what it sets")
+        mode = self.mode
+        if mode.read_only:
+            return self._not_sent(plan, "refused", f"read-only: {mode.reason}")
+        if self.dry_run:
+            return self._not_sent(plan, "dry_run", "dry run")
+        if ROLE_ORDER[mode.role] < ROLE_ORDER[plan.role]:
+            return self._not_sent(plan, "refused", f"{mode.user} has role {mode.role};"
+                                  f" {plan.action} needs {plan.role}")
+        if not confirmed(plan, confirmation):
+            want = plan.target if plan.dangerous else f"{plan.target} or yes"
+            return self._not_sent(plan, "cancelled", f"not confirmed (type {want})")
+        mode = self.mode  # switched to read-only while the operator was reading the plan?
+        if mode.read_only:
+            return self._not_sent(plan, "refused", f"read-only: {mode.reason}")
+        return await self._send(entry, mode.user)
+
+    async def _send(self, entry: _Planned, user: str) -> Outcome:
+        plan, now = entry.plan, self.clock()
+        secret = [p.name for p in entry.spec.params if p.secret]
+        try:
+            action_id = self.audit.intent(
+                action=plan.action, target=plan.target, params=plan.params,
+                pre_state_hash=plan.pre_state_hash, idempotency_key=plan.idempotency_key,
+                origin=plan.origin, gateway=plan.gateway, incident_id=plan.incident_id,
+                action_id=uuid.uuid4().hex[:12], secret_names=secret)
+        except OSError as exc:
+            return Outcome(plan, "failed", 0, f"cannot write the audit journal ({exc}): nothing sent")
+        record = ActionRecord(
+            action_id, plan.idempotency_key, plan.plan_id, plan.action, plan.adapter, plan.gateway,
+            plan.target, jsonable(self._redacted(plan.params, secret)), plan.before_json, plan.desired_json,
+            plan.origin, plan.incident_id, plan.revert_of, user, "sent", "", plan.time_box, now, now)
+        try:
+            self.store.claim(record)
+        except (AlreadySent, StateError) as exc:
+            status: OutcomeStatus = "refused" if isinstance(exc, AlreadySent) else "failed"
+            return self._finish(entry, action_id, status, 0, f"{exc}: nothing sent", record=False)
+        self.note(plan, "revert" if plan.origin == "revert" else "action_intent",
+                       f"{plan.title}: sending {len(plan.requests)} request(s) to {plan.gateway or 'local'}"
+                       f" (action {action_id})", user, action_id)
+        sent = 0
+        for i, request in enumerate(plan.requests):
+            key = plan.idempotency_key if len(plan.requests) == 1 else f"{plan.idempotency_key}-{i + 1}"
+            try:
+                await entry.adapter.send(request, idempotency_key=key, changed_by=user)
+                sent += 1
+            except SendError as err:
+                sent += 1 if (err.status is not None or err.unsure) else 0
+                status = "unknown" if err.unsure else "failed"
+                return self._finish(entry, action_id, status, sent, failure_text(plan, i, request, err))
+            except Exception as exc:  # noqa: BLE001 - an adapter bug after sending began: may have taken
+                detail = failure_text(plan, i, request, SendError(f"{type(exc).__name__}: {exc}"))
+                return self._finish(entry, action_id, "unknown", sent + 1, detail)
+        status, detail = await self._verify(entry)
+        return self._finish(entry, action_id, status, sent, detail)
+
+    async def _verify(self, entry: _Planned) -> tuple[OutcomeStatus, str]:
+        if not entry.adapter.readable:
+            return "unverified", "sent; this action has no read-back, so it cannot be verified"
+        problem = ""
+        for attempt in range(VERIFY_TRIES):
+            if attempt:
+                await self._sleep(VERIFY_PAUSE_SECONDS)
+            try:
+                current = await entry.adapter.read(entry.values)
+            except Exception as exc:  # noqa: BLE001 - a failed read-back is reported, not raised
+                problem = f"could not read it back: {exc}"
+                continue
+            problem = mismatch(current, entry.plan.desired)
+            if not problem:
+                return "applied", f"applied and read back on {entry.plan.gateway or 'this host'}"
+        return "unverified", f"sent, but not verified: {problem}"
+
+    def _finish(self, entry: _Planned, action_id: str, status: OutcomeStatus, sent: int, detail: str, *,
+                record: bool = True) -> Outcome:
+        plan, now = entry.plan, self.clock()
+        problems: list[str] = []
+        try:
+            self.audit.outcome(action_id, action=plan.action, status=status, detail=detail)
+        except OSError as exc:
+            problems.append(f"the outcome could not be written to the audit journal ({exc})")
+        due = None
+        if record:
+            try:
+                self.store.finish(action_id, status, detail, now)
+                if status in ("applied", "unverified"):
+                    if plan.revert_of:
+                        self.store.revert_done(plan.revert_of, action_id, now, f"{plan.origin} {action_id}")
+                    elif plan.time_box is not None and entry.spec.revert == "restore":
+                        due = now + plan.time_box
+                        self.store.add_revert(action_id, due)
+            except StateError as exc:
+                problems.append(f"it could not be recorded in the state file ({exc})")
+        kind = "revert" if plan.origin == "revert" else "action_outcome"
+        problems += self.note(plan, kind, f"{plan.title}: {status}: {detail}", self.mode.user, action_id,
+                                   status=status)
+        if due is not None:
+            detail += f"; reverts at {due:%Y-%m-%d %H:%M}Z"
+        return Outcome(plan, status, sent, "; ".join([detail, *problems]), action_id=action_id,
+                       revert_due=due)
+
+    def _not_sent(self, plan: Plan, status: OutcomeStatus, reason: str) -> Outcome:
+        """An attempt that sent nothing: one audit event (and the timeline, for an incident)."""
+        detail = f"{reason}: nothing sent"
+        try:
+            self.audit.event(plan.action, status=status, detail=detail, origin=plan.origin,
+                             target=plan.target, params=plan.params, gateway=plan.gateway,
+                             incident_id=plan.incident_id)
+        except OSError as exc:
+            detail += f" (and the audit journal could not record it: {exc})"
+        if plan.incident_id and status != "dry_run":
+            self.note(plan, "action_outcome", f"{plan.title}: {status}: {detail}", self.mode.user, "",
+                           status=status)
+        return Outcome(plan, status, 0, detail)
+
+    # ---- reverts and unknown outcomes ------------------------------------------------------
+
+    async def run_due_reverts(self) -> list[Outcome]:
+        """Perform every revert whose time box has ended (origin "revert", through `apply`, so
+        read-only and roles hold). One that cannot run stays pending with its reason."""
+        from console.runbook_reverts import run_due_reverts
+
+        return await run_due_reverts(self)
+
+    async def resolve_unknown(self, action_id: str) -> Outcome:
+        """Read the state back for an action whose outcome is unknown, and settle it."""
+        from console.runbook_reverts import resolve_unknown
+
+        return await resolve_unknown(self, action_id)
+
+    async def aclose(self) -> None:
+        adapters_, self._adapters = list(self._adapters.values()), {}
+        for adapter in adapters_:
+            await adapter.aclose()
+
+    # ---- helpers ----------------------------------------------------------------------------
+
+    def readable(self, plan: Plan) -> bool:
+        """Whether the adapter behind a plan this desk made can read its state back."""
+        entry = self._plans.get(plan.plan_id)
+        return entry is not None and entry.adapter.readable
+
+    def record(self, action_id: str) -> ActionRecord:
+        record = self.store.get(action_id.strip())
+        if record is None:
+            raise ActionError(f"no action {action_id!r} in {self.store.path}")
+        return record
+
+    def adapter_for(self, spec: ActionSpec, gateway: str) -> Adapter:
+        key = (spec.adapter, gateway, spec.options_json)
+        if key not in self._adapters:
+            context = adapters.AdapterContext(config=self.config, gateway=gateway, options=spec.options,
+                                              secret=self._secret, transport=self._transport)
+            self._adapters[key] = adapters.build(spec.adapter, context)
+        return self._adapters[key]
+
+    @staticmethod
+    def _target(spec: ActionSpec, adapter: Adapter, values: Mapping[str, Any]) -> str:
+        if spec.target and values.get(spec.target) is not None:
+            return str(values[spec.target])
+        return adapter.target(values)
+
+    async def read_state(self, spec: ActionSpec, adapter: Adapter, values: Mapping[str, Any], target: str,
+                    gateway: str) -> dict[str, Any]:
+        from connectors.http import SourceError
+
+        try:
+            return await adapter.read(values)
+        except SourceError as exc:
+            where = gateway or "this host"
+            raise ActionError(f"{spec.name}: cannot read {target} from {where}: {exc}") from None
+
+    def _incident(self, incident_id: str) -> str:
+        try:
+            return str(self._timeline_store().get(incident_id).id)
+        except ActionError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - IncidentError / StateError: the id is unusable
+            raise ActionError(f"incident {incident_id!r}: {exc}") from None
+
+    def _timeline_store(self) -> Timeline:
+        if self._incidents is None:
+            from console.incidents import IncidentStore
+
+            self._incidents = IncidentStore(self.store.path)
+        return self._incidents
+
+    def note(self, plan: Plan, kind: str, text: str, user: str, action_id: str,
+                  status: str = "") -> list[str]:
+        """Write one timeline entry for the plan's incident; the problem text if it could not."""
+        if not plan.incident_id:
+            return []
+        data = {"action_id": action_id, "action": plan.action, "target": plan.target, "status": status,
+                "origin": plan.origin, "revert_of": plan.revert_of}
+        try:
+            self._timeline_store().add_entry(plan.incident_id, kind, text, author=user, data=data)
+        except Exception as exc:  # noqa: BLE001 - the action stands; the operator is told
+            return [f"the incident timeline could not be written ({exc})"]
+        return []
+
+    @staticmethod
+    def _redacted(params: Mapping[str, Any], secret: list[str]) -> dict[str, Any]:
+        from console.audit import redact_params
+
+        return redact_params(params, secret)
