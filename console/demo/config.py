@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from console.config import (
+    ActionsSettings,
     AlertmanagerSource,
     AnthropicBillingSource,
     BudgetSpec,
@@ -35,13 +36,17 @@ from console.config import (
     SourcesSettings,
     UiSettings,
 )
+from console.config_actions import LiteLLMGateway
 from console.demo.billing_api import ENV_KEYS
+from console.demo.gateway_world import ENV_MASTER_KEY
 
 if TYPE_CHECKING:
     from console.demo.endpoints import EndpointUrls
 
 SOURCE_REFRESH_SECONDS = 2
 """How often the console reads the demo's servers."""
+DEMO_GATEWAY = "demo-litellm"
+"""The `[[actions.litellm]]` name of the demo's gateway (its admin API moves the simulator's traffic)."""
 BILLING_SINCE_DAYS = 9
 """The demo's billing sources reach back over its week of history (and the partial day before)."""
 
@@ -83,11 +88,20 @@ def demo_config(cache_path: Path, endpoints: EndpointUrls | None = None) -> Conf
     kind litellm), one `[[sources.alertmanager]]` (`demo-alertmanager`), and the
     billing APIs as `demo-openai-billing` / `demo-anthropic-billing`, their admin keys
     `env:` refs to the random keys the demo put in its own environment.
+    Its `[actions]`: environment "demo", never read-only (it acts only on the simulator),
+    everyone an admin, and with `endpoints` the demo gateway's admin API as the one
+    `[[actions.litellm]]` (`demo-litellm`, the LiteLLM server's URL, its master key an `env:`
+    ref to the random key the demo put in its environment).
     Nothing is pruned: the simulated clock may run ahead of the wall clock, and
     retention is measured against the wall clock.
     """
     sources = SourcesSettings()
+    actions = ActionsSettings(environment="demo", prod=False, default_role="admin")
     if endpoints is not None:
+        actions = ActionsSettings(
+            environment="demo", prod=False, default_role="admin",
+            litellm=[LiteLLMGateway(name=DEMO_GATEWAY, url=endpoints.litellm,
+                                    admin_key_ref=f"env:{ENV_MASTER_KEY}")])
         every = SOURCE_REFRESH_SECONDS
         sources = SourcesSettings(
             scrape=[ScrapeSource(name="demo-vllm", url=endpoints.vllm, kind="vllm", refresh_seconds=every),
@@ -111,4 +125,5 @@ def demo_config(cache_path: Path, endpoints: EndpointUrls | None = None) -> Conf
         slos=list(DEMO_SLOS),
         budgets=list(DEMO_BUDGETS),
         sources=sources,
+        actions=actions,
     )

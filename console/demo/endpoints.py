@@ -4,7 +4,11 @@
 the OS picks, and lists them in the demo's config as `[[sources.scrape]]` and
 `[[sources.alertmanager]]`, so the console reads them through its real
 connectors; and OpenAI- and Anthropic-shaped billing APIs (console/demo/billing_api.py),
-listed as `[[sources.openai_billing]]` and `[[sources.anthropic_billing]]`.
+listed as `[[sources.openai_billing]]` and `[[sources.anthropic_billing]]`. The LiteLLM
+server also serves the gateway's admin API (console/demo/gateway_admin.py), seeded with
+the simulator's tenants, keys and deployments, behind a master key made per run; its
+changes move the traffic's levers (console/demo/gateway_world.py), so the runbook
+actions listed in the demo's `[[actions.litellm]]` change what the simulator sends.
 Everything they serve comes from the simulator's traffic (console/demo/telemetry.py,
 billing_ledger.py), so the scripted anthropic incident shows in the scraped figures
 and as a firing `AnthropicErrorBudgetBurn` alert.
@@ -15,6 +19,7 @@ stops them. Requests are never logged (the console owns the terminal).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 from collections.abc import Callable
@@ -29,6 +34,9 @@ from console.demo.alertmanager_api import AlertmanagerState, ApiError
 from console.demo.billing_api import BillingApi, forget_keys, install_keys
 from console.demo.billing_ledger import BillingLedger
 from console.demo.exposition import CONTENT_TYPE, litellm_page, vllm_page
+from console.demo.gateway_admin import GatewayAdmin
+from console.demo.gateway_world import GatewayWorld, build_admin, forget_master_key, install_master_key
+from console.demo.levers import Levers
 from console.demo.telemetry import Telemetry
 from console.timeutil import utc_now
 
@@ -56,6 +64,15 @@ class DemoEndpoints:
 
     def __init__(self, plan: generate.TrafficPlan, start: datetime, clock: Callable[[], datetime],
                  wall: Callable[[], datetime] = utc_now, history_start: datetime | None = None) -> None:
+        if plan.levers is None:  # every reader here must see what the admin API changes
+            plan = dataclasses.replace(plan, levers=Levers())
+        assert plan.levers is not None
+        self.plan = plan
+        self.world = GatewayWorld(plan.levers, plan.rate, clock)
+        """Where the gateway admin API's changes go: the levers of `plan` (the simulator's own)."""
+        self.gateway: GatewayAdmin | None = None
+        """The LiteLLM admin API on the `litellm` URL, from `start()` on."""
+        self._master_key = ""
         self.telemetry = Telemetry(plan, start, clock)
         self.alertmanager = AlertmanagerState(self.telemetry, wall)
         self.ledger = BillingLedger(plan, history_start or start, clock, start=start)
@@ -73,6 +90,8 @@ class DemoEndpoints:
         """Bind the servers (three, and the two billing APIs) on loopback ports the OS picks; their URLs."""
         if self.urls is not None:
             return self.urls
+        self._master_key = install_master_key()  # in its environment, for the config's `env:` ref
+        self.gateway = build_admin(self.world, self._master_key)
         urls = [self._serve(_handler(route)) for route in (self._vllm, self._litellm, self._alertmanager)]
         self.alertmanager.generator_url = urls[2]
         keys = self._keys = install_keys()  # random admin keys in its environment, for `env:` refs
@@ -92,6 +111,7 @@ class DemoEndpoints:
             server.server_close()
         self._servers = []
         forget_keys(self._keys)
+        forget_master_key(self._master_key)
 
     def __enter__(self) -> DemoEndpoints:
         self.start()
@@ -115,6 +135,9 @@ class DemoEndpoints:
             return 200, CONTENT_TYPE, self._page(litellm_page)
         if (method, path) == ("GET", "/health/liveliness"):
             return 200, "application/json", json.dumps("I'm alive!")
+        if self.gateway is not None:  # the admin API: keys, teams, deployments, fallbacks
+            status, doc = self.gateway.handle(method, path, query, headers, body)
+            return status, "application/json", json.dumps(doc)
         return _not_found(path)
 
     def _alertmanager(self, method: str, path: str, query: dict[str, list[str]], body: Any,
@@ -188,6 +211,9 @@ def _handler(route: _Route) -> type[BaseHTTPRequestHandler]:
 
         def do_DELETE(self) -> None:
             self._handle("DELETE")
+
+        def do_PATCH(self) -> None:
+            self._handle("PATCH")
 
         def _handle(self, method: str) -> None:
             url = urlsplit(self.path)
