@@ -53,6 +53,7 @@ _SECRET_PAIRS = frozenset({("api", "key"), ("master", "key"), ("admin", "key"), 
                            ("secret", "key"), ("access", "key")})
 _WORD = re.compile(r"[A-Za-z0-9]+")
 _TOKEN = re.compile(r"\S+")
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 
 class AuditError(OSError):
@@ -92,7 +93,11 @@ def _secret_name(name: str) -> bool:
 
 
 def _secret_value(value: str) -> bool:
+    """Shaped like a key or token. A canonical UUID (a silence id, an action id) is an id, not a
+    secret; other long hex or base64-ish words (a key hash included) are masked."""
     text = value.strip()
+    if _UUID.fullmatch(text):
+        return False
     return looks_like_secret(text) or text.startswith("sk-") or text.lower().startswith("bearer ")
 
 
@@ -229,7 +234,7 @@ class AuditJournal:
 
         Returns the action id (new unless given). AuditError means nothing is stored: the
         caller must not send."""
-        action_id = action_id or uuid.uuid4().hex
+        action_id = action_id or str(uuid.uuid4())
         self._append({"kind": "intent", "action_id": action_id, "action": action, "origin": origin,
                       "target": scrub(target), "gateway": gateway,
                       "params": redact_params(params, secret_names),

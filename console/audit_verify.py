@@ -85,7 +85,19 @@ class _Walk:
                expected_prev: str) -> Verification:
         """The chain breaks at `entry`: say why, naming the first bad record."""
         where, seq = self.at(entry.line), entry.seq
-        following = self.entries[index + 1] if index + 1 < len(self.entries) else None
+        rest = self.entries[index + 1:]
+        following = rest[0] if rest else None
+        copy = next((e for e in self.accepted if e.hash == entry.hash), None)
+        if copy is not None:
+            return self.bad("inserted", entry.line, seq,
+                            f"{where}: seq {seq} was inserted: a copy of seq {seq} at"
+                            f" {self.at(copy.line)}")
+        if entry.valid and seq > expected_seq and self.genuine(entry):
+            later = next((e for e in rest if e.seq == expected_seq), None)
+            if later is not None:
+                return self.bad("reordered", entry.line, seq,
+                                f"{where}: seq {seq} comes before seq {expected_seq}"
+                                f" ({self.at(later.line)}): records were reordered")
         if (following is not None and following.valid and following.seq == expected_seq
                 and following.prev == expected_prev):
             return self.bad("inserted", entry.line, seq,
@@ -108,22 +120,22 @@ class _Walk:
                             f"{self.at(before.line)}: seq {before.seq} was edited (its hash was"
                             f" recomputed): seq {seq} at {where} does not chain to it")
         if seq > expected_seq:
-            later = next((e for e in self.entries[index + 1:] if e.seq == expected_seq), None)
-            if later is not None:
-                return self.bad("reordered", entry.line, seq,
-                                f"{where}: seq {seq} comes before seq {expected_seq}"
-                                f" ({self.at(later.line)}): records were reordered")
             missing = (f"seq {expected_seq}" if seq == expected_seq + 1
                        else f"seq {expected_seq}..{seq - 1}")
             return self.bad("deleted", entry.line, seq,
                             f"{where}: {missing} deleted before this record (seq {seq})")
-        copy = next((e for e in self.accepted if e.hash == entry.hash), None)
-        if copy is not None:
-            return self.bad("inserted", entry.line, seq,
-                            f"{where}: seq {seq} was inserted: a copy of seq {seq} at"
-                            f" {self.at(copy.line)}")
+        twin = next((e for e in self.accepted if e.seq == seq and e.prev == entry.prev), None)
+        if twin is not None and following is not None and following.prev == entry.hash:
+            return self.bad("inserted", twin.line, seq,
+                            f"{self.at(twin.line)}: seq {seq} was inserted: seq {seq} at {where} claims"
+                            " the same place and the chain goes on from that one")
         return self.bad("inserted", entry.line, seq,
                         f"{where}: seq {seq} was inserted: out of order after seq {expected_seq - 1}")
+
+    def genuine(self, entry: _Entry) -> bool:
+        """Some record (or the head) chains to `entry`: it belongs in the chain, elsewhere."""
+        head_hash = self.head.get("hash") if isinstance(self.head, Mapping) else None
+        return entry.hash == head_hash or any(e.prev == entry.hash for e in self.entries)
 
     def check_head(self) -> Verification:
         """The chain is whole; does the head anchor agree with its end?"""

@@ -4,12 +4,15 @@
 exact request (secret headers masked) and the alerts it will silence or release.
 `apply` is the choke point every entry path (CLI, console, a later runbook) goes
 through; it sends nothing in read-only mode (`LLMDECK_READONLY=1`, read at call time,
-or the caller's flag), in a dry run, or unless `confirm(plan)` returns True.
+or the caller's flag), in a dry run, or unless `confirm(plan)` returns True. Each attempt
+lands in the audit journal (`console.audit`): an intent synced before the request, an
+outcome after it, one event for an attempt that sent nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -19,8 +22,10 @@ from typing import Literal
 
 from connectors.alertmanager import AlertmanagerClient, silence_body
 from connectors.http import SourceError
-from console.action_log import ActionLog, new_action_id, operator
+from console.action_types import Origin
 from console.alerts import ActiveAlert, Silence, SilenceMatcher
+from console.audit import AuditError, AuditJournal
+from console.operator import user_name
 from console.timeutil import utc_now
 
 READONLY_ENV = "LLMDECK_READONLY"
@@ -60,8 +65,21 @@ class SilencePlan:
     body: str = ""
     """create: the JSON body, as text so the plan stays immutable."""
 
+    @property
+    def target(self) -> str:
+        """What the action is about: the matchers (create) or the silence id (expire)."""
+        if self.action == "expire":
+            return self.silence_id
+        return " ".join(str(m) for m in self.matchers)
+
+    def pre_state_hash(self) -> str:
+        """sha256 of what the plan read: the silence and the alerts it affects now."""
+        seen = {"silence_id": self.silence_id, "matchers": [str(m) for m in self.matchers],
+                "affects": sorted(a.fingerprint for a in self.affects)}
+        return hashlib.sha256(json.dumps(seen, sort_keys=True).encode()).hexdigest()
+
     def params(self) -> dict[str, object]:
-        """What the action record keeps (no headers, so no secrets)."""
+        """What the audit journal keeps (no headers, so no secrets; redacted again there)."""
         ends = self.ends.isoformat(timespec="milliseconds") + "Z"
         return {"matchers": [str(m) for m in self.matchers], "ends": ends,
                 "comment": self.comment, "created_by": self.created_by, "silence_id": self.silence_id,
@@ -91,7 +109,7 @@ async def plan_create(client: AlertmanagerClient, matchers: Sequence[SilenceMatc
     """A plan to silence `matchers` for `length` from now; reads the alerts they match."""
     starts = now or utc_now()
     ends = starts + length
-    author = created_by or operator()["user"]
+    author = created_by or user_name()
     body = silence_body(matchers, starts, ends, author, comment)
     affects = await client.alerts(matchers)
     return SilencePlan(source=client.name, action="create", request=client.describe_create(body),
@@ -118,49 +136,53 @@ async def plan_expire(client: AlertmanagerClient, silence_id: str, *,
 
 
 async def apply(plan: SilencePlan, client: AlertmanagerClient, *, confirm: Callable[[SilencePlan], bool],
-                dry_run: bool, read_only: bool = False, log: ActionLog | None = None,
-                environ: Mapping[str, str] | None = None,
+                dry_run: bool, read_only: bool = False, audit: AuditJournal | None = None,
+                origin: Origin = "cli", environ: Mapping[str, str] | None = None,
                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> SilenceOutcome:
-    """Send the plan's one mutating request if allowed and confirmed, verify it, record it."""
+    """Send the plan's one mutating request if allowed and confirmed, verify it, audit it.
+
+    The intent is in the journal (synced) before the request leaves; if it cannot be written
+    nothing is sent. `origin` says which entry path asked (cli, key...)."""
     if plan.source != client.name:
         raise PlanError(f"plan is for source {plan.source!r}, client is {client.name!r}")
-    log = log or ActionLog()
+    audit = audit or AuditJournal()
     action = f"silence.{plan.action}"
+    refused = f"read-only mode ({READONLY_ENV}=1 or --read-only)"
     if read_only_mode(read_only, environ):
-        return _not_sent(plan, log, action, "refused", f"read-only mode ({READONLY_ENV}=1 or --read-only)")
+        return _not_sent(plan, audit, action, origin, "refused", refused)
     if dry_run:
-        return SilenceOutcome(plan, "dry_run", sent=False, detail="dry run: nothing sent")
+        return _not_sent(plan, audit, action, origin, "dry_run", "dry run")
     if not confirm(plan):
-        return _not_sent(plan, log, action, "cancelled", "not confirmed")
+        return _not_sent(plan, audit, action, origin, "cancelled", "not confirmed")
     if read_only_mode(read_only, environ):  # switched on while the operator was reading the plan
-        return _not_sent(plan, log, action, "refused", f"read-only mode ({READONLY_ENV}=1 or --read-only)")
-    action_id = new_action_id()
+        return _not_sent(plan, audit, action, origin, "refused", refused)
     try:
-        log.record({"phase": "intent", "action_id": action_id, "action": action, "source": plan.source,
-                    "params": plan.params()})
-    except OSError as exc:
-        detail = f"cannot write the action record {log.path} ({exc.strerror}): nothing sent"
-        return SilenceOutcome(plan, "failed", sent=False, detail=detail)
+        action_id = audit.intent(action=action, target=plan.target, params=plan.params(),
+                                 pre_state_hash=plan.pre_state_hash(), idempotency_key="",
+                                 origin=origin, gateway=plan.source)
+    except AuditError as exc:
+        return SilenceOutcome(plan, "failed", sent=False, detail=f"{exc}: nothing sent")
     outcome = await _send_and_verify(plan, client, sleep)
     try:
-        log.record({"phase": "outcome", "action_id": action_id, "action": action, "source": plan.source,
-                    "status": outcome.status, "silence_id": outcome.silence_id, "detail": outcome.detail})
-    except OSError as exc:
+        audit.outcome(action_id, action=action, status=outcome.status, detail=outcome.detail,
+                      extra={"silence_id": outcome.silence_id, "sent": outcome.sent})
+    except AuditError as exc:
         return SilenceOutcome(plan, outcome.status, outcome.sent, silence_id=outcome.silence_id,
                               suppressed=outcome.suppressed,
-                              detail=f"{outcome.detail}; the outcome could not be recorded ({exc.strerror})")
+                              detail=f"{outcome.detail}; the outcome could not be recorded ({exc})")
     return outcome
 
 
-def _not_sent(plan: SilencePlan, log: ActionLog, action: str, status: OutcomeStatus,
-              detail: str) -> SilenceOutcome:
-    """An attempt that sent nothing; recorded if the record can be written."""
+def _not_sent(plan: SilencePlan, audit: AuditJournal, action: str, origin: Origin,
+              status: OutcomeStatus, detail: str) -> SilenceOutcome:
+    """An attempt that sent nothing, recorded as an audit event (said if it cannot be)."""
+    said = "dry run: nothing sent" if status == "dry_run" else f"{detail}: nothing sent"
     try:
-        log.record({"phase": "outcome", "action_id": new_action_id(), "action": action,
-                    "source": plan.source, "status": status, "params": plan.params(), "detail": detail})
-    except OSError:
-        pass
-    return SilenceOutcome(plan, status, sent=False, detail=f"{detail}: nothing sent")
+        audit.event(action, status=status, detail=detail, origin=origin, target=plan.target,
+                    params=plan.params(), gateway=plan.source)
+    except AuditError as exc:
+        said += f" (and the attempt could not be recorded: {exc})"
+    return SilenceOutcome(plan, status, sent=False, detail=said)
 
 
 async def _send_and_verify(plan: SilencePlan, client: AlertmanagerClient,

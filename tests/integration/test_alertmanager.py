@@ -24,8 +24,8 @@ import pytest
 from connectors.alertmanager import AlertmanagerClient
 from connectors.http import SourceClient, SourceError
 from console import silences
-from console.action_log import ActionLog
 from console.alertmanager_poll import AlertmanagerReading, make_poller
+from console.audit import AuditJournal
 from console.config import AlertmanagerSource
 from console.silence_input import parse_matchers
 from tests.integration.recording_proxy import RecordingProxy
@@ -130,12 +130,12 @@ async def test_poller_reads_alerts_and_silences_in_one_frozen_reading(stack: Sta
 
 async def test_confirmed_silence_suppresses_the_alert_then_expiring_it_releases_it(
         stack: Stack, proxy: RecordingProxy, tmp_path: Path) -> None:
-    client, log = _client(proxy.url), ActionLog(tmp_path / "actions.jsonl")
+    client, audit = _client(proxy.url), AuditJournal(tmp_path / "audit.jsonl")
     try:
         plan = await silences.plan_create(client, parse_matchers(["alertname=GuardedCreate"]),
                                           timedelta(hours=2), "integration test")
         assert [a.name for a in plan.affects] == ["GuardedCreate"]
-        created = await silences.apply(plan, client, confirm=lambda p: True, dry_run=False, log=log)
+        created = await silences.apply(plan, client, confirm=lambda p: True, dry_run=False, audit=audit)
         assert created.status == "applied", created.detail
         assert len(created.suppressed) == 1
 
@@ -147,7 +147,8 @@ async def test_confirmed_silence_suppresses_the_alert_then_expiring_it_releases_
 
         expire_plan = await silences.plan_expire(client, created.silence_id)
         assert [a.name for a in expire_plan.affects] == ["GuardedCreate"]
-        expired = await silences.apply(expire_plan, client, confirm=lambda p: True, dry_run=False, log=log)
+        expired = await silences.apply(expire_plan, client, confirm=lambda p: True, dry_run=False,
+                                       audit=audit)
         assert expired.status == "applied", expired.detail
         assert (await client.silence(created.silence_id)).state == "expired"
         assert _alert(stack, "GuardedCreate")["status"]["state"] == "active"  # type: ignore[index]
@@ -155,9 +156,10 @@ async def test_confirmed_silence_suppresses_the_alert_then_expiring_it_releases_
         await client.aclose()
     assert proxy.mutating() == [("POST", "/api/v2/silences"),
                                 ("DELETE", f"/api/v2/silence/{created.silence_id}")]
-    assert [(r["phase"], r["action"]) for r in log.read()] == [
-        ("intent", "silence.create"), ("outcome", "silence.create"),
-        ("intent", "silence.expire"), ("outcome", "silence.expire")]
+    assert [(r.kind, r.action, r.status) for r in audit.records()] == [
+        ("intent", "silence.create", ""), ("outcome", "silence.create", "applied"),
+        ("intent", "silence.expire", ""), ("outcome", "silence.expire", "applied")]
+    assert audit.verify().ok
 
 
 @pytest.mark.parametrize("mode", ["dry_run", "env_read_only", "flag_read_only", "not_confirmed"])
@@ -170,7 +172,7 @@ async def test_dry_run_read_only_and_unconfirmed_send_no_mutating_request(
         "startsAt": "2020-01-01T00:00:00Z", "endsAt": "2099-01-01T00:00:00Z",
         "createdBy": "fixture", "comment": "to be left alone"}).json()["silenceID"]
     before = _server_silences(stack)
-    client, log = _client(proxy.url), ActionLog(tmp_path / "actions.jsonl")
+    client, audit = _client(proxy.url), AuditJournal(tmp_path / "audit.jsonl")
     asked: list[str] = []
     if mode == "env_read_only":
         monkeypatch.setenv("LLMDECK_READONLY", "1")
@@ -181,7 +183,7 @@ async def test_dry_run_read_only_and_unconfirmed_send_no_mutating_request(
         for plan in plans:
             outcome = await silences.apply(
                 plan, client, confirm=lambda p: asked.append(p.action) is not None,  # records, says no
-                dry_run=mode == "dry_run", read_only=mode == "flag_read_only", log=log)
+                dry_run=mode == "dry_run", read_only=mode == "flag_read_only", audit=audit)
             assert not outcome.sent
     finally:
         await client.aclose()
@@ -269,10 +271,13 @@ def test_cli_silence_create_alerts_and_expire_end_to_end(stack: Stack, proxy: Re
     gone = _llmdeck(cfg, "silence", "expire", sid, "--yes", env=env)
     assert gone.returncode == 0 and f"silence {sid} expired" in gone.stdout, gone.stderr
     assert proxy.mutating() == [("POST", "/api/v2/silences"), ("DELETE", f"/api/v2/silence/{sid}")]
-    records = ActionLog(tmp_path / "state/llmdeck/actions.jsonl").read()
-    assert [(r["phase"], r.get("status")) for r in records] == [
-        ("outcome", "cancelled"), ("outcome", "refused"), ("intent", None), ("outcome", "applied"),
-        ("intent", None), ("outcome", "applied")]
+    journal = AuditJournal(tmp_path / "state/llmdeck/audit.jsonl")
+    assert [(r.kind, r.status) for r in journal.records()] == [
+        ("event", "dry_run"), ("event", "cancelled"), ("event", "refused"), ("intent", ""),
+        ("outcome", "applied"), ("intent", ""), ("outcome", "applied")]
+    assert journal.verify().ok
+    shown = _llmdeck(cfg, "audit", "show", env=env)
+    assert shown.returncode == 0 and "silence.expire" in shown.stdout and "UNKNOWN" not in shown.stdout
 
 
 def test_cli_asks_for_the_source_name_on_a_terminal_and_takes_nothing_else(
@@ -326,7 +331,8 @@ def test_cli_plans_and_records_never_show_the_secret_header(stack: Stack, proxy:
     sid = json.loads(shown.stdout)["outcome"]["silence_id"]
     expired = _llmdeck(cfg, "silence", "expire", sid, "--yes", env=env)
     assert expired.returncode == 0, expired.stderr
-    journal = (tmp_path / "state/llmdeck/actions.jsonl").read_text()
+    journal = (tmp_path / "state/llmdeck/audit.jsonl").read_text()
+    assert "silence.create" in journal and "silence.expire" in journal
     for text in (shown.stdout, shown.stderr, expired.stdout, expired.stderr, journal):
         assert canary not in text
 

@@ -15,8 +15,8 @@ import pytest
 from connectors.alertmanager import AlertmanagerClient
 from connectors.http import HttpPolicy, SourceClient, SourceError
 from console import silences
-from console.action_log import ActionLog
 from console.alertmanager_poll import AlertmanagerPoller
+from console.audit import AuditJournal
 from console.config import AlertmanagerSource
 from console.silence_input import parse_matchers
 from tests.faults.fault_server import FaultServer, Hang, Reply, html_page
@@ -68,14 +68,15 @@ async def test_a_failed_create_is_sent_once_never_retried_and_recorded_as_failed
         server: FaultServer, client: AlertmanagerClient, tmp_path: Path) -> None:
     server.route("/api/v2/alerts", Reply(200, [ALERT]))
     server.route("/api/v2/silences", Reply(503, "overloaded"))
-    log = ActionLog(tmp_path / "actions.jsonl")
+    audit = AuditJournal(tmp_path / "audit.jsonl")
     plan = await silences.plan_create(client, parse_matchers(["alertname=Down"]), timedelta(hours=1), "x")
-    outcome = await silences.apply(plan, client, confirm=lambda p: True, dry_run=False, log=log)
+    outcome = await silences.apply(plan, client, confirm=lambda p: True, dry_run=False, audit=audit)
     await client.aclose()
     assert (outcome.status, outcome.sent) == ("failed", True)
     assert "am: HTTP 503" in outcome.detail
     assert len([r for r in server.requests if r.method == "POST"]) == 1
-    assert [(r["phase"], r.get("status")) for r in log.read()] == [("intent", None), ("outcome", "failed")]
+    assert [(r.kind, r.status) for r in audit.records()] == [("intent", ""), ("outcome", "failed")]
+    assert audit.records()[1].data["extra"] == {"sent": True, "silence_id": ""}
 
 
 async def test_a_create_without_an_answer_says_it_may_have_been_applied(
@@ -84,7 +85,7 @@ async def test_a_create_without_an_answer_says_it_may_have_been_applied(
     server.route("/api/v2/silences", Hang())
     plan = await silences.plan_create(client, parse_matchers(["alertname=Down"]), timedelta(hours=1), "x")
     outcome = await silences.apply(plan, client, confirm=lambda p: True, dry_run=False,
-                                   log=ActionLog(tmp_path / "a.jsonl"))
+                                   audit=AuditJournal(tmp_path / "a.jsonl"))
     await client.aclose()
     assert outcome.status == "failed" and "may or may not have been applied" in outcome.detail
     assert len([r for r in server.requests if r.method == "POST"]) == 1
@@ -102,7 +103,7 @@ async def test_a_create_the_server_does_not_show_afterwards_is_unverified(
         "createdBy": "a", "comment": "x"}))
     plan = await silences.plan_create(client, parse_matchers(["alertname=Down"]), timedelta(hours=1), "x")
     outcome = await silences.apply(plan, client, confirm=lambda p: True, dry_run=False,
-                                   log=ActionLog(tmp_path / "a.jsonl"), sleep=_no_sleep)
+                                   audit=AuditJournal(tmp_path / "a.jsonl"), sleep=_no_sleep)
     await client.aclose()
     assert outcome.status == "unverified" and outcome.sent and not outcome.ok
     assert "1 matching alert(s) not yet silenced by it" in outcome.detail

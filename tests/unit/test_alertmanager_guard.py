@@ -19,7 +19,7 @@ import pytest
 from connectors.alertmanager import AlertmanagerClient
 from connectors.http import HttpPolicy, SourceClient
 from console import silences
-from console.action_log import ActionLog
+from console.audit import AuditJournal
 from console.silence_input import parse_matchers
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,6 +33,9 @@ class FakeAlertmanager:
     def __init__(self) -> None:
         self.requests: list[httpx.Request] = []
         self.silences: dict[str, dict[str, Any]] = {}
+        self.journal_at_post: list[list[tuple[str, str]]] = []
+        """The audit journal's (kind, action) records as they were when each POST arrived."""
+        self.journal: AuditJournal | None = None
 
     def mutating(self) -> list[str]:
         return [f"{r.method} {r.url.path}" for r in self.requests if r.method not in ("GET", "HEAD")]
@@ -52,6 +55,8 @@ class FakeAlertmanager:
                 "status": {"state": "suppressed" if by else "active", "silencedBy": by, "inhibitedBy": []},
             }])
         if request.method == "POST" and path == "/api/v2/silences":
+            if self.journal is not None:
+                self.journal_at_post.append([(r.kind, r.action) for r in self.journal.records()])
             body = json.loads(request.content)
             sid = str(uuid.uuid4())
             self.silences[sid] = dict(body, id=sid, status={"state": "active"})
@@ -80,8 +85,9 @@ def client(fake: FakeAlertmanager) -> AlertmanagerClient:
 
 
 @pytest.fixture
-def log(tmp_path: Path) -> ActionLog:
-    return ActionLog(tmp_path / "state" / "actions.jsonl")
+def audit(tmp_path: Path, fake: FakeAlertmanager) -> AuditJournal:
+    fake.journal = AuditJournal(tmp_path / "state" / "audit.jsonl")
+    return fake.journal
 
 
 async def _create_plan(client: AlertmanagerClient) -> silences.SilencePlan:
@@ -106,58 +112,62 @@ async def test_plan_shows_the_exact_request_with_the_secret_masked_and_the_alert
 
 
 async def test_confirmed_create_sends_one_post_verifies_and_records_intent_then_outcome(
-        client: AlertmanagerClient, fake: FakeAlertmanager, log: ActionLog) -> None:
+        client: AlertmanagerClient, fake: FakeAlertmanager, audit: AuditJournal) -> None:
     plan = await _create_plan(client)
-    outcome = await silences.apply(plan, client, confirm=lambda p: True, dry_run=False, log=log)
+    outcome = await silences.apply(plan, client, confirm=lambda p: True, dry_run=False, audit=audit)
     assert outcome.status == "applied" and outcome.sent and outcome.ok
     assert outcome.suppressed == ("f1",)
     assert fake.mutating() == ["POST /api/v2/silences"]
-    intent, done = log.read()
-    assert (intent["phase"], done["phase"]) == ("intent", "outcome")
-    assert intent["action_id"] == done["action_id"] and done["silence_id"] == outcome.silence_id
-    assert intent["action"] == "silence.create" and intent["source"] == "am"
-    assert intent["params"]["matchers"] == ["alertname=HighErrorRate"]  # type: ignore[index]
-    assert {"user", "host", "ts"} <= intent.keys()
-    assert "canary-token" not in log.path.read_text()
-    assert oct(log.path.stat().st_mode & 0o777) == "0o600"
+    assert fake.journal_at_post == [[("intent", "silence.create")]]  # synced before the POST left
+    intent, done = audit.records()
+    assert (intent.kind, done.kind) == ("intent", "outcome")
+    assert intent.action_id == done.action_id and done.data["extra"]["silence_id"] == outcome.silence_id
+    assert intent.action == "silence.create" and intent.data["gateway"] == "am"
+    assert (intent.data["origin"], intent.data["target"], done.status) == (
+        "cli", "alertname=HighErrorRate", "applied")
+    assert intent.params["matchers"] == ["alertname=HighErrorRate"]
+    assert {"user", "host", "ts", "pre_state_hash"} <= intent.data.keys()
+    assert "canary-token" not in audit.path.read_text()
+    assert oct(audit.path.stat().st_mode & 0o777) == "0o600"
+    assert audit.verify().ok and audit.unknown_outcomes() == []
 
 
 async def test_confirmed_expire_sends_one_delete_and_verifies_it_expired(
-        client: AlertmanagerClient, fake: FakeAlertmanager, log: ActionLog) -> None:
+        client: AlertmanagerClient, fake: FakeAlertmanager, audit: AuditJournal) -> None:
     created = await silences.apply(await _create_plan(client), client, confirm=lambda p: True,
-                                   dry_run=False, log=log)
+                                   dry_run=False, audit=audit)
     plan = await silences.plan_expire(client, created.silence_id)
     assert plan.request.startswith(f"DELETE http://am.test:9093/api/v2/silence/{created.silence_id}")
     assert [a.fingerprint for a in plan.affects] == ["f1"]
-    outcome = await silences.apply(plan, client, confirm=lambda p: True, dry_run=False, log=log)
+    outcome = await silences.apply(plan, client, confirm=lambda p: True, dry_run=False, audit=audit)
     assert outcome.status == "applied", outcome.detail
     assert fake.mutating() == ["POST /api/v2/silences", f"DELETE /api/v2/silence/{created.silence_id}"]
 
 
 @pytest.mark.parametrize("mode", ["env", "flag", "env-true"])
 async def test_read_only_mode_sends_no_mutating_request_and_never_asks(
-        client: AlertmanagerClient, fake: FakeAlertmanager, log: ActionLog, mode: str,
+        client: AlertmanagerClient, fake: FakeAlertmanager, audit: AuditJournal, mode: str,
         monkeypatch: pytest.MonkeyPatch) -> None:
     plan = await _create_plan(client)
     if mode.startswith("env"):
         monkeypatch.setenv("LLMDECK_READONLY", "1" if mode == "env" else "true")
     outcome = await silences.apply(plan, client, confirm=_never, dry_run=False,
-                                   read_only=mode == "flag", log=log)
+                                   read_only=mode == "flag", audit=audit)
     assert (outcome.status, outcome.sent) == ("refused", False)
     assert "read-only" in outcome.detail
     assert fake.mutating() == []
-    assert [r["status"] for r in log.read()] == ["refused"]
+    assert [(r.kind, r.status) for r in audit.records()] == [("event", "refused")]
 
 
 async def test_read_only_is_read_when_apply_runs_not_when_the_plan_was_made(
-        client: AlertmanagerClient, fake: FakeAlertmanager, log: ActionLog,
+        client: AlertmanagerClient, fake: FakeAlertmanager, audit: AuditJournal,
         monkeypatch: pytest.MonkeyPatch) -> None:
     plan = await _create_plan(client)
 
     def operator_waits(p: silences.SilencePlan) -> bool:
         monkeypatch.setenv("LLMDECK_READONLY", "1")  # switched on while the plan was on screen
         return True
-    outcome = await silences.apply(plan, client, confirm=operator_waits, dry_run=False, log=log)
+    outcome = await silences.apply(plan, client, confirm=operator_waits, dry_run=False, audit=audit)
     assert outcome.status == "refused" and fake.mutating() == []
 
 
@@ -168,51 +178,52 @@ async def test_read_only_off_values_do_not_refuse(monkeypatch: pytest.MonkeyPatc
 
 
 async def test_dry_run_returns_the_plan_and_sends_nothing(
-        client: AlertmanagerClient, fake: FakeAlertmanager, log: ActionLog) -> None:
+        client: AlertmanagerClient, fake: FakeAlertmanager, audit: AuditJournal) -> None:
     plan = await _create_plan(client)
-    outcome = await silences.apply(plan, client, confirm=_never, dry_run=True, log=log)
+    outcome = await silences.apply(plan, client, confirm=_never, dry_run=True, audit=audit)
     assert (outcome.status, outcome.sent, outcome.plan) == ("dry_run", False, plan)
     assert fake.mutating() == []
+    assert [(r.kind, r.status) for r in audit.records()] == [("event", "dry_run")]
 
 
 async def test_unconfirmed_plan_sends_nothing_and_is_recorded_as_cancelled(
-        client: AlertmanagerClient, fake: FakeAlertmanager, log: ActionLog) -> None:
+        client: AlertmanagerClient, fake: FakeAlertmanager, audit: AuditJournal) -> None:
     plan = await _create_plan(client)
-    outcome = await silences.apply(plan, client, confirm=lambda p: False, dry_run=False, log=log)
+    outcome = await silences.apply(plan, client, confirm=lambda p: False, dry_run=False, audit=audit)
     assert (outcome.status, outcome.sent) == ("cancelled", False)
     assert fake.mutating() == []
-    assert [(r["phase"], r["status"]) for r in log.read()] == [("outcome", "cancelled")]
+    assert [(r.kind, r.status) for r in audit.records()] == [("event", "cancelled")]
 
 
-async def test_an_unwritable_action_record_stops_the_request(
+async def test_an_unwritable_audit_journal_stops_the_request(
         client: AlertmanagerClient, fake: FakeAlertmanager, tmp_path: Path) -> None:
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("")
     outcome = await silences.apply(await _create_plan(client), client, confirm=lambda p: True,
-                                   dry_run=False, log=ActionLog(blocker / "actions.jsonl"))
+                                   dry_run=False, audit=AuditJournal(blocker / "audit.jsonl"))
     assert (outcome.status, outcome.sent) == ("failed", False)
-    assert "cannot write the action record" in outcome.detail
+    assert f"the audit journal {blocker / 'audit.jsonl'}: Not a directory: nothing sent" in outcome.detail
     assert fake.mutating() == []
 
 
 async def test_expiring_an_unknown_or_expired_silence_is_refused_at_plan_time(
-        client: AlertmanagerClient, fake: FakeAlertmanager, log: ActionLog) -> None:
+        client: AlertmanagerClient, fake: FakeAlertmanager, audit: AuditJournal) -> None:
     with pytest.raises(silences.PlanError, match="no silence with id"):
         await silences.plan_expire(client, str(uuid.uuid4()))
     created = await silences.apply(await _create_plan(client), client, confirm=lambda p: True,
-                                   dry_run=False, log=log)
+                                   dry_run=False, audit=audit)
     fake.silences[created.silence_id]["status"] = {"state": "expired"}
     with pytest.raises(silences.PlanError, match="already expired"):
         await silences.plan_expire(client, created.silence_id)
 
 
 async def test_a_plan_cannot_be_applied_through_another_sources_client(
-        client: AlertmanagerClient, fake: FakeAlertmanager, log: ActionLog) -> None:
+        client: AlertmanagerClient, fake: FakeAlertmanager, audit: AuditJournal) -> None:
     plan = await _create_plan(client)
     other = AlertmanagerClient(SourceClient("other", "http://x.test",
                                             transport=httpx.MockTransport(fake.handle)))
     with pytest.raises(silences.PlanError, match="plan is for source 'am'"):
-        await silences.apply(plan, other, confirm=lambda p: True, dry_run=False, log=log)
+        await silences.apply(plan, other, confirm=lambda p: True, dry_run=False, audit=audit)
     assert fake.mutating() == []
 
 
