@@ -114,7 +114,7 @@ def _redact(value: Any, secret: bool) -> Any:
     if isinstance(value, list | tuple):
         return [_redact(v, False) for v in value]
     if isinstance(value, str):
-        return MASK if _secret_value(value) else scrub(value)
+        return MASK if value.strip().lower().startswith(("bearer ", "basic ")) else scrub(value)
     if value is None or isinstance(value, bool | int | float):
         return value
     return _redact(str(value), False)
