@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -19,6 +19,10 @@ from console.config_actions import ActionsSettings
 from console.runbook_files import MASK, ActionSpec
 
 READONLY_ENV = "LLMDECK_READONLY"
+IDEMPOTENCY_PLACEHOLDER = "<idempotency-key>"
+CHANGED_BY_PLACEHOLDER = "<operator>"
+"""What adapters write in a request's text where the header values go (the same strings as
+connectors.litellm_admin's); `request_keys` fills in the real ones for the plan."""
 _FALSE = frozenset({"", "0", "false", "no", "off"})
 _SHOWN = 80
 
@@ -159,3 +163,16 @@ def failure_text(plan: Plan, i: int, request: PlannedRequest, err: SendError) ->
     if i:
         text += f"; the {i} request(s) before it were sent"
     return text
+
+
+def request_key(idempotency_key: str, i: int, count: int) -> str:
+    """The Idempotency-Key of request `i` of `count`: the plan's key, suffixed when there are several."""
+    return idempotency_key if count == 1 else f"{idempotency_key}-{i + 1}"
+
+
+def with_real_headers(requests: Sequence[PlannedRequest], idempotency_key: str,
+                      user: str) -> tuple[PlannedRequest, ...]:
+    """The requests with their text showing the exact Idempotency-Key and operator sent."""
+    n = len(requests)
+    return tuple(replace(r, text=r.text.replace(IDEMPOTENCY_PLACEHOLDER, request_key(idempotency_key, i, n))
+                         .replace(CHANGED_BY_PLACEHOLDER, user)) for i, r in enumerate(requests))

@@ -34,7 +34,9 @@ from console.action_checks import (
     matches,
     mismatch,
     read_mode,
+    request_key,
     secret_values,
+    with_real_headers,
 )
 from console.action_store import UNKNOWN_STATUSES, ActionRecord, ActionStore, AlreadySent, PendingRevert
 from console.action_types import (
@@ -194,9 +196,8 @@ class ActionDesk:
         target = self._target(spec, adapter, values)
         current = await self.read_state(spec, adapter, values, target, gateway) if adapter.readable else {}
         desired = adapter.desired(values, current)
-        requests = tuple(adapter.requests(values, current, desired))
-        now = self.clock()
-        mode = self.mode
+        now, mode, key = self.clock(), self.mode, str(uuid.uuid4())
+        requests = with_real_headers(adapter.requests(values, current, desired), key, mode.user)
         notes = list(mode.notes())
         if not adapter.readable:
             notes.append("no read-back: the current state is not shown and the result cannot be verified")
@@ -222,7 +223,7 @@ class ActionDesk:
             incident_id=incident_id, diff=diff, requests=requests, before_json=before_json,
             desired_json=jsonable(desired),
             pre_state_hash=hashlib.sha256(before_json.encode()).hexdigest(),
-            idempotency_key=uuid.uuid4().hex, created_at=now, notes=tuple(notes), revert_of=revert_of)
+            idempotency_key=key, created_at=now, notes=tuple(notes), revert_of=revert_of)
         self._plans[plan.plan_id] = _Planned(plan, spec, values, adapter)
         return plan
 
@@ -286,7 +287,7 @@ class ActionDesk:
                        f" (action {action_id})", user, action_id)
         sent = 0
         for i, request in enumerate(plan.requests):
-            key = plan.idempotency_key if len(plan.requests) == 1 else f"{plan.idempotency_key}-{i + 1}"
+            key = request_key(plan.idempotency_key, i, len(plan.requests))
             try:
                 await entry.adapter.send(request, idempotency_key=key, changed_by=user)
                 sent += 1
