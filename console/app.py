@@ -20,7 +20,7 @@ from functools import partial
 from typing import ClassVar, Protocol
 
 from textual import events
-from textual.app import App, ScreenStackError, SystemCommand
+from textual.app import ScreenStackError, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.driver import Driver
 from textual.message import Message
@@ -28,10 +28,13 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.worker import Worker, WorkerState, get_current_worker
 
-from console.operator import operator
 from console.backend import Backend, fault_of
 from console.fault_watch import FaultWatch
 from console.idle_gc import IdleCollector
+from console.incident_feed import IncidentFeed
+from console.incident_watch import IncidentWatch
+from console.operator import operator
+from console.runbook_actions import RunbookBridge
 from console.safe_text import cell
 from console.silence_actions import SilenceDesk
 from console.silence_preview import Confirmation, SilenceAsk, SilenceResult
@@ -41,6 +44,7 @@ from console.views import View
 from panels.base import DeckScreen
 from panels.command_line import CommandLine, parse_command
 from panels.help_screen import HelpScreen
+from panels.incident_flow import IncidentFlow
 from panels.messages import (
     ExpireRequested,
     FetchFailed,
@@ -63,6 +67,10 @@ def goto_bindings() -> list[BindingType]:
             for route in ROUTES if route.key is not None]
 
 
+REVERT_CHECK_SECONDS = 15.0
+"""How often the console looks for time-boxed actions whose revert is due (after a poll)."""
+
+
 class Stepper(Protocol):
     """What the demo simulator looks like to the app (see console/demo/simulator.py)."""
 
@@ -78,9 +86,14 @@ class SourceChanged(Message):
         self.name = name
 
 
-class LlmdeckApp(App[None]):
-    """llmdeck: SLO, cost and trace panels for the people on call for LLM services."""
+class LlmdeckApp(IncidentFlow):
+    """llmdeck: SLO, cost and trace panels for the people on call for LLM services.
 
+    Incidents and runbook actions (keys, workers, the action dialog) come from
+    `panels.incident_flow.IncidentFlow`; the incident feed runs in the poll worker here.
+    """
+
+    backend: Backend
     CSS_PATH = str(STYLESHEET)
     TITLE = "llmdeck"
     ENABLE_COMMAND_PALETTE = True
@@ -103,6 +116,7 @@ class LlmdeckApp(App[None]):
         wall_clock: Callable[[], datetime] = utc_now,
         badge: str | None = None,
         stop: StopSignals | None = None,
+        runbooks: RunbookBridge | None = None,
     ) -> None:
         # NO_COLOR: by default Textual only turns colours grey (they are still colour codes);
         # in ANSI mode it drops them, and the tcss marks cursors by reverse video instead.
@@ -132,7 +146,12 @@ class LlmdeckApp(App[None]):
         """SIGHUP/SIGTERM/SIGINT, handed to this app while it runs (`llmdeck`, `llmdeck demo`)."""
         self._operator = operator()["user"]
         """Who silences (looked up once: getpass may ask the password database)."""
-        """Plans and applies silences through `console.silences` on the hub (`s`/`x` on :alerts)."""
+        self.runbooks = runbooks or RunbookBridge.for_config(backend.config, backend.incident_store())
+        """Plans and applies runbook actions through the desk (`x` on an incident, `:runbook`)."""
+        self.incident_watch = IncidentWatch(IncidentFeed(backend.incident_store()))
+        """Feeds what fires to the incident feed after every poll (in the poll's worker)."""
+        self._revert_check = 0.0
+        """When due reverts were last looked for (time.monotonic())."""
 
     # ---- screens and navigation -------------------------------------------------
 
@@ -192,6 +211,7 @@ class LlmdeckApp(App[None]):
         self.idle_gc.stop()
         if self.backend.hub is not None:
             self.backend.hub.stop(timeout=2.0)
+        self.runbooks.close()
         # Hand the frozen objects back to the collector, so whatever holds native
         # resources (DuckDB's bindings) is freed before the interpreter exits.
         gc.unfreeze()
@@ -269,6 +289,10 @@ class LlmdeckApp(App[None]):
             self.action_help()
         elif name == "refresh":
             self.action_refresh_now()
+        elif name == "incident":
+            self.run_incident_command(arg)
+        elif name == "runbook":
+            self.run_runbook_command(arg)
         elif name == "quit":
             self.exit()
 
@@ -281,6 +305,7 @@ class LlmdeckApp(App[None]):
             yield SystemCommand(f"theme {t}", "switch to this theme", partial(setattr, self, "theme", t))
         yield SystemCommand("refresh now", "fetch the current view now", self.action_refresh_now)
         yield SystemCommand("keys", "every key binding (?)", self.action_help)
+        yield from self.incident_commands(screen)
 
     # ---- silences: `s` / `x` on :alerts -> dialog -> plan and apply on workers -----
 
@@ -346,15 +371,17 @@ class LlmdeckApp(App[None]):
             screen = self.screen
         except ScreenStackError:  # the app is shutting down
             return
-        if not isinstance(screen, DeckScreen):
-            self._schedule(self.refresh_seconds)  # a modal is open: polling pauses
-            return
         self._polling = True
+        if not isinstance(screen, DeckScreen):  # a modal is open: the screen's poll pauses,
+            self.run_worker(self._observe, thread=True, exit_on_error=False,  # the feed does not
+                            group="poll", name="poll", description="incident feed")
+            return
         view = screen.view()
         self.run_worker(partial(self._fetch, screen, view), thread=True, exit_on_error=False,
                         group="poll", name="poll", description=f"fetch {type(view).__name__}")
 
     def _fetch(self, screen: DeckScreen, view: View) -> None:
+        snapshot: object = None
         try:
             fetched = self.backend.fetch(view)
         except Exception as exc:  # a failing source or query must never take the UI down
@@ -365,9 +392,36 @@ class LlmdeckApp(App[None]):
                 screen.post_message(FetchFailed(view, f"{type(exc).__name__}: {exc}"))
         else:
             screen.post_message(SnapshotReady(fetched))
+            snapshot = fetched.snapshot
+        self._observe(snapshot)
+
+    def _observe(self, snapshot: object = None) -> None:
+        """The incident feed, after every poll whatever screen shows (this worker's thread: the
+        backend's memo is never used by two threads at once). An incident it opens is said."""
+        problem = self.incident_watch.problem
+        try:
+            result = self.incident_watch.observe(self.backend, snapshot, self.backend.clock(),
+                                                 self.wall_clock())
+        except Exception as exc:  # the cache's own faults are the status line's to say
+            if fault_of(exc) is None:
+                self.call_from_thread(self._feed_problem, f"{type(exc).__name__}: {cell(exc, 300)}")
+            return
+        if result is None and self.incident_watch.problem != problem:
+            self.call_from_thread(self._feed_problem, self.incident_watch.problem)
+        for incident in result.opened if result is not None else ():
+            self.call_from_thread(self._incident_opened, incident.id, incident.title)
+
+    def _feed_problem(self, problem: str) -> None:
+        self.notify(f"incident feed: {problem}", severity="error", markup=False, timeout=15)
+
+    def _incident_opened(self, incident_id: str, title: str) -> None:
+        self.notify(f"{incident_id} opened: {cell(title, 120)} (8: incidents)", title="incident",
+                    severity="warning", markup=False, timeout=20)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         worker = event.worker
+        if self.incident_worker_failed(worker, event.state):
+            return
         if worker.group == "poll" and event.state in (
             WorkerState.SUCCESS, WorkerState.ERROR, WorkerState.CANCELLED
         ):
@@ -380,6 +434,9 @@ class LlmdeckApp(App[None]):
                 self._schedule(0)
             else:
                 self._schedule(self.refresh_seconds)
+            if time.monotonic() - self._revert_check >= REVERT_CHECK_SECONDS:
+                self._revert_check = time.monotonic()
+                self.run_due_reverts()
         elif worker.group.startswith("silence") and event.state is WorkerState.ERROR:
             self.notify(f"silence: {cell(worker.error, 300)}", severity="error", markup=False)
         elif worker.group == "demo" and event.state is WorkerState.ERROR:

@@ -36,6 +36,8 @@ from console.cache.slo_queries import change_markers, series, slo_detail, slo_st
 from console.cache.store import Cache
 from console.cache.trace_queries import breakdown, trace_tree, worst_requests
 from console.config import Config, ScopeFilter
+from console.incident_views import IncidentsView, IncidentView, read_incident, read_incidents
+from console.incidents import IncidentStore
 from console.pricing import PriceTable
 from console.slo import AlertLevel
 from console.snapshots import (
@@ -151,6 +153,18 @@ class Backend:
         self.reopened = False
         """Whether the cache was opened again read-only after DuckDB invalidated it."""
         self._prices: PriceTable | None = None
+        self._incidents: IncidentStore | None = None
+
+    def incident_store(self) -> IncidentStore:
+        """The incident store in the state directory (SQLite; it opens lazily, per thread, so
+        making it here does no I/O). Tests hand in their own with `use_incident_store`."""
+        if self._incidents is None:
+            self._incidents = IncidentStore()
+        return self._incidents
+
+    def use_incident_store(self, store: IncidentStore) -> None:
+        """Answer the incident views from `store` (a test's, or one at another path)."""
+        self._incidents = store
 
     def prefetch(self, view: View) -> None:
         """Start fetching `view` on a thread now; the next `fetch` of an equal view takes its result.
@@ -319,6 +333,8 @@ READERS: Mapping[type[Any], Reader] = MappingProxyType({
     SourcesView: lambda backend, view, at: source_readers.read_sources(backend.source_statuses()),
     AlertsView: lambda backend, view, at: source_readers.read_alerts(backend.hub),
     ServingView: lambda backend, view, at: source_readers.read_serving(backend.hub),
+    IncidentsView: lambda backend, view, at: read_incidents(backend.incident_store(), view),
+    IncidentView: lambda backend, view, at: read_incident(backend.incident_store(), view),
 })
 """The reader of every view type (the routing table `panels/routes.py` is keyed by the same types)."""
 

@@ -15,6 +15,7 @@ from typing import Literal
 
 from console.billing_view import BillingSection
 from console.config import ScopeFilter
+from console.incident_views import IncidentPage, IncidentsPage, IncidentsView, IncidentView
 from console.snapshots import (
     Breakdown,
     CostSnapshot,
@@ -85,7 +86,7 @@ class TraceView:
 
 
 View = (OverviewView | SloView | CostView | BreakdownView | RequestsView | TraceView | SourcesView
-        | AlertsView | ServingView)
+        | AlertsView | ServingView | IncidentsView | IncidentView)
 
 
 @dataclass(frozen=True)
@@ -113,7 +114,7 @@ class RequestsPage:
 
 
 Snapshot = (OverviewSnapshot | SloPage | CostSnapshot | Breakdown | RequestsPage | TraceTree
-            | SourcesPage | AlertsPage | ServingPage | None)
+            | SourcesPage | AlertsPage | ServingPage | IncidentsPage | IncidentPage | None)
 
 
 @dataclass(frozen=True)

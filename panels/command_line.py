@@ -16,6 +16,8 @@ from panels.text import SafeInput
 APP_COMMANDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "theme": ("switch theme: :theme dark|light|high-contrast", ()),
     "refresh": ("fetch the current view now", ()),
+    "incident": ("open an incident: :incident open TITLE", ()),
+    "runbook": ("plan a runbook action: :runbook NAME name=value …", ("rb",)),
     "help": ("every key and command", ("?", "keys")),
     "quit": ("leave llmdeck", ("q", "q!", "exit")),
 }

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from textual.message import Message
 
+from console.action_preview import ActionAsk, ActionPreview
 from console.alerts import ActiveAlert, Silence
+from console.incident_views import IncidentChange
+from console.incidents import Incident
 from console.silence_preview import SilenceAsk, SilencePreview
 from console.views import Fetched, View
 
@@ -71,5 +74,43 @@ class SilencePlanned(Message):
     """A worker planned an ask: the silence dialog shows the plan (or why there is none)."""
 
     def __init__(self, preview: SilencePreview) -> None:
+        super().__init__()
+        self.preview = preview
+
+
+class IncidentChangeRequested(Message):
+    """A key on `:incidents` or an incident: open one, acknowledge, mitigate, resolve or add a
+    note (the app writes the incident store on a worker; the next poll shows it)."""
+
+    def __init__(self, change: IncidentChange, incident_id: str, text: str = "") -> None:
+        super().__init__()
+        self.change = change
+        self.incident_id = incident_id
+        """"" for `open`."""
+        self.text = text
+        """The note, or the new incident's title."""
+
+
+class RunbookRequested(Message):
+    """`x` on an incident: pick a runbook action (prefilled from the incident's causes)."""
+
+    def __init__(self, incident: Incident | None) -> None:
+        super().__init__()
+        self.incident = incident
+
+
+class ActionPlanRequested(Message):
+    """The action dialog's parameters changed: plan `ask` again for `dialog`."""
+
+    def __init__(self, dialog: object, ask: ActionAsk) -> None:
+        super().__init__()
+        self.dialog = dialog
+        self.ask = ask
+
+
+class ActionPlanned(Message):
+    """A worker planned an ask through the desk: the action dialog shows it (or why not)."""
+
+    def __init__(self, preview: ActionPreview) -> None:
         super().__init__()
         self.preview = preview

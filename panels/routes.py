@@ -11,11 +11,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from console.incident_views import IncidentsView, IncidentView
 from console.source_views import AlertsView, ServingView, SourcesView
 from console.views import BreakdownView, CostView, OverviewView, RequestsView, SloView, TraceView, View
 from panels.alerts_screen import AlertsScreen
 from panels.base import DeckScreen
 from panels.cost_screen import CostScreen
+from panels.incidents_screen import IncidentScreen, IncidentsScreen
 from panels.overview import OverviewScreen
 from panels.serving_screen import ServingScreen
 from panels.slo_screen import SloScreen
@@ -63,8 +65,12 @@ ROUTES: tuple[Route, ...] = (
     Route("serving", ServingView, lambda view: ServingScreen(),
           "vLLM and LiteLLM /metrics: rates, latency, queues, budgets", ("metrics", "vllm", "litellm"),
           "7", "Serving"),
+    Route("incidents", IncidentsView, lambda view: IncidentsScreen(),
+          "incidents, unresolved first: ack, note, mitigate, resolve, run a runbook",
+          ("inc", "incs"), "8", "Incidents"),
     Route("requests", RequestsView, RequestsScreen),
     Route("trace", TraceView, TraceScreen),
+    Route("incident", IncidentView, IncidentScreen),
 )
 """Every screen, commands in the order `:help`, the palette and the suggestions list them."""
 

@@ -1,0 +1,131 @@
+"""Views and pages of `:incidents` and one incident's detail, and the readers that answer them.
+
+Like `console.views`, plain frozen data: the backend answers a view on a worker thread
+from the incident store (SQLite, `console.incidents`) and the UI thread only renders
+the page. A state file that cannot be read becomes the page's `problem` (the screen
+says it), never an exception on the UI thread. No Textual here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from console.incidents import Incident, IncidentError, IncidentStore, Severity, TimelineEntry
+from console.safe_text import cell
+from console.state_db import StateError
+
+INCIDENT_LIMIT = 200
+"""Incidents the list reads at most (unresolved first, so the ones that matter always fit)."""
+
+
+@dataclass(frozen=True)
+class IncidentsView:
+    """Every incident, unresolved first (open, acknowledged, mitigated), newest first."""
+
+    include_resolved: bool = True
+
+
+@dataclass(frozen=True)
+class IncidentView:
+    """One incident: its header and its whole timeline."""
+
+    incident_id: str
+
+
+@dataclass(frozen=True)
+class IncidentsPage:
+    """What `:incidents` shows."""
+
+    incidents: tuple[Incident, ...]
+    problem: str = ""
+    """Why the incident store could not be read ("" when it was)."""
+
+
+@dataclass(frozen=True)
+class IncidentPage:
+    """What one incident's screen shows; `incident` None when it is not found (the problem says)."""
+
+    view: IncidentView
+    incident: Incident | None
+    timeline: tuple[TimelineEntry, ...]
+    problem: str = ""
+
+
+def read_incidents(store: IncidentStore, view: IncidentsView) -> IncidentsPage:
+    """The list (a worker thread's read); a state file that cannot be read is the page's problem."""
+    try:
+        found = store.list(include_resolved=view.include_resolved, limit=INCIDENT_LIMIT)
+    except (StateError, IncidentError) as exc:
+        return IncidentsPage((), problem=cell(exc, 400))
+    finally:  # worker threads come and go: their connections must not wait for the collector
+        store.close()
+    return IncidentsPage(tuple(found))
+
+
+def read_incident(store: IncidentStore, view: IncidentView) -> IncidentPage:
+    """One incident and its timeline, or why not (unknown id, unreadable state file)."""
+    try:
+        incident = store.get(view.incident_id)
+        timeline = store.timeline(incident.id)
+    except (StateError, IncidentError) as exc:
+        return IncidentPage(view, None, (), problem=cell(exc, 400))
+    finally:
+        store.close()
+    return IncidentPage(view, incident, tuple(timeline))
+
+
+UNRESOLVED = ("open", "acknowledged", "mitigated")
+
+
+def is_unresolved(incident: Incident) -> bool:
+    """Open, acknowledged or mitigated: still someone's to finish."""
+    return incident.state in UNRESOLVED
+
+
+def cause_scope(cause: str) -> tuple[str, str]:
+    """`slo:anthropic availability` -> ("slo", "anthropic availability"); the kind and the name
+    (an alert's name is `source/alertname`)."""
+    kind, _, name = cause.partition(":")
+    return (kind, name) if name else ("", cause)
+
+
+IncidentChange = Literal["open", "acknowledge", "mitigate", "resolve", "note"]
+"""What a key on the incident screens asks for (the app runs `apply_change` on a worker)."""
+
+
+def apply_change(store: IncidentStore, change: IncidentChange, incident_id: str, text: str = "",
+                 *, severity: Severity = "sev3") -> str:
+    """Write one change (a worker thread's write) and say what was done in one line.
+
+    IncidentError (unknown id, a backward transition) and StateError (the state file) pass
+    through: their messages already say what and where.
+    """
+    try:
+        if change == "open":
+            incident, _ = store.open(text, severity=severity)
+            return f"opened {incident.id}"
+        if change == "note":
+            store.note(incident_id, text)
+            return f"note added to {incident_id}"
+        if change == "acknowledge":
+            return f"{store.acknowledge(incident_id).id} acknowledged"
+        if change == "mitigate":
+            return f"{store.mitigate(incident_id).id} mitigated"
+        return f"{store.resolve(incident_id).id} resolved"
+    finally:
+        store.close()
+
+
+__all__ = [
+    "IncidentChange",
+    "IncidentPage",
+    "IncidentView",
+    "IncidentsPage",
+    "IncidentsView",
+    "apply_change",
+    "cause_scope",
+    "is_unresolved",
+    "read_incident",
+    "read_incidents",
+]

@@ -1,0 +1,71 @@
+"""What fires, handed to the incident feed after every refresh, on the poller's worker thread.
+
+The feed (`console.incident_feed`) turns a paging SLO, a critical budget or a firing outside
+alert into an incident and timeline entries. It must see every refresh whatever screen is
+showing, so the app's poll worker calls `IncidentWatch.observe` after fetching the screen's
+view: when that view was the overview, its alerts are reused; otherwise the SLOs, budgets
+and the hub's alerts are read here (the same thread as the poll, so the backend's memo is
+never used by two threads at once). SLO and budget figures of the moment go with each
+entry. No Textual here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from console import source_readers
+from console.backend import Backend, alerts_from
+from console.cache.cost_queries import cost_snapshot
+from console.incident_feed import FeedResult, IncidentFeed
+from console.incidents import IncidentError
+from console.safe_text import cell
+from console.snapshots import Alert, BudgetStatus, OverviewSnapshot, SloStatus
+from console.state_db import StateError
+
+
+def slo_figures(s: SloStatus) -> dict[str, Any]:
+    """An SLO's figures as the timeline keeps them."""
+    return {"compliance": s.compliance, "budget_remaining": s.budget_remaining,
+            "burn": dict(s.burn_rates), "requests": s.requests, "reason": s.reason}
+
+
+def budget_figures(b: BudgetStatus) -> dict[str, Any]:
+    """A budget's figures as the timeline keeps them."""
+    return {"spent_usd": round(b.spent_usd, 2), "limit_usd": b.limit_usd, "used": round(b.used, 4),
+            "forecast_usd": round(b.forecast_usd, 2), "reason": b.reason}
+
+
+class IncidentWatch:
+    """Feeds each refresh's alerts to one `IncidentFeed`; remembers its last problem."""
+
+    def __init__(self, feed: IncidentFeed) -> None:
+        self.feed = feed
+        self.problem = ""
+        """Why the last observation failed ("" when it worked): the app says it once."""
+
+    def observe(self, backend: Backend, snapshot: object, data_at: datetime,
+                wall_at: datetime) -> FeedResult | None:
+        """Read what fires at `data_at` (or take it from an overview `snapshot`) and write the
+        difference at `wall_at`; None when the state file could not be written (see `problem`)."""
+        outside = source_readers.firing_alerts(backend.hub)
+        figures: dict[str, Mapping[str, Any]] = {}
+        if isinstance(snapshot, OverviewSnapshot):
+            alerts: tuple[Alert, ...] = snapshot.alerts
+            slos, budgets = snapshot.slos, snapshot.budgets
+        else:
+            slos = backend.slo_statuses(data_at)
+            cost = cost_snapshot(backend.cache.cursor(), backend.config.budgets, data_at, backend.memo)
+            alerts, budgets = alerts_from(slos, cost, outside), cost.budgets
+        figures.update({f"slo:{s.name}": slo_figures(s) for s in slos if int(s.level) >= 2})
+        figures.update({f"budget:{b.name}": budget_figures(b) for b in budgets if int(b.level) >= 2})
+        try:
+            result = self.feed.observe(alerts, outside, wall_at, figures=figures)
+        except (StateError, IncidentError) as exc:
+            self.problem = cell(exc, 300)
+            return None
+        finally:
+            self.feed.store.close()  # the poll's thread ends with this call
+        self.problem = ""
+        return result

@@ -1,0 +1,249 @@
+"""`:incidents` (the list, unresolved first) and one incident's detail with its timeline.
+
+Both screens only ask: a key posts `IncidentChangeRequested` or `RunbookRequested` and the
+app writes the store (SQLite) or plans the action on a worker; the next poll shows the
+result. Every title, note, cause and author is untrusted text and reaches a widget only
+through `panels.text` (safe_cell / template), so `[@click=app.quit]` in a title is text.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import ClassVar
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.content import Content
+from textual.widgets import DataTable, Static
+
+from console.formatting import ago, clock
+from console.incident_views import IncidentChange, IncidentPage, IncidentsPage, IncidentsView, IncidentView
+from console.incidents import Incident, TimelineEntry
+from console.views import Fetched, View
+from panels.base import DeckScreen
+from panels.messages import IncidentChangeRequested, Navigate, RunbookRequested
+from panels.prompt_dialog import PromptDialog
+from panels.tables import DeckTable, selected_key, sync_rows
+from panels.text import safe_cell, template
+
+_STATE = {
+    "open": ("✖ open", "bold reverse"),
+    "acknowledged": ("▲ acked", "bold"),
+    "mitigated": ("◐ mitigated", ""),
+    "resolved": ("✔ resolved", "dim"),
+}
+
+
+_CHANGES: dict[str, IncidentChange] = {
+    "acknowledge": "acknowledge", "mitigate": "mitigate", "resolve": "resolve"}
+"""The changes a key binding may name (its action string is text)."""
+
+
+def state_cell(incident: Incident) -> Text:
+    """The lifecycle state as symbol + word (legible without colour)."""
+    word, style = _STATE.get(incident.state, (incident.state, ""))
+    return Text(word, style=style, no_wrap=True)
+
+
+def severity_cell(incident: Incident) -> Text:
+    """sev1/sev2 stand out (bold), sev3/sev4 plain."""
+    return Text(incident.severity, style="bold" if incident.severity in ("sev1", "sev2") else "",
+                no_wrap=True)
+
+
+class IncidentKeys(DeckScreen):
+    """The keys both incident screens share; each acts on `current_incident()`."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("a", "change('acknowledge')", "Ack", id="incidents.acknowledge"),
+        Binding("n", "note", "Note", id="incidents.note"),
+        Binding("m", "change('mitigate')", "Mitigated", id="incidents.mitigate"),
+        Binding("R", "change('resolve')", "Resolve", id="incidents.resolve"),
+        Binding("x", "runbook", "Runbook", id="incidents.runbook"),
+    ]
+
+    def current_incident(self) -> Incident | None:
+        """The incident the keys act on (the list's cursor row, the detail's incident)."""
+        raise NotImplementedError
+
+    def _chosen(self) -> Incident | None:
+        incident = self.current_incident()
+        if incident is None:
+            self.notify("no incident selected", severity="warning")
+        return incident
+
+    def action_change(self, change: str) -> None:
+        """a / m / R: acknowledge, mitigate or resolve (the app writes it on a worker)."""
+        known = _CHANGES.get(change)
+        incident = self._chosen()
+        if incident is not None and known is not None:
+            self.post_message(IncidentChangeRequested(known, incident.id))
+
+    def action_note(self) -> None:
+        """n: ask for a note, then add it to the timeline."""
+        incident = self._chosen()
+        if incident is None:
+            return
+        incident_id = incident.id
+
+        def noted(text: str | None) -> None:
+            if text:
+                self.post_message(IncidentChangeRequested("note", incident_id, text))
+
+        self.app.push_screen(PromptDialog(template("Note on [b]$id[/b]", id=incident_id),
+                                          "what happened, what you did"), noted)
+
+    def action_runbook(self) -> None:
+        """x: pick a runbook action for this incident (prefilled from its causes), then plan it."""
+        incident = self._chosen()
+        if incident is not None:
+            self.post_message(RunbookRequested(incident))
+
+
+class IncidentsScreen(IncidentKeys):
+    """Every incident, unresolved first; Enter opens one; `o` opens a new one by hand."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("o", "open_incident", "Open new", id="incidents.open"),
+    ]
+    DEFAULT_CSS = """
+    IncidentsScreen #incidents-table { height: 1fr; max-height: 100%; }
+    """
+    screen_title = "incidents"
+    view_id = "incidents"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._rows: dict[str, Incident] = {}
+
+    def compose(self) -> ComposeResult:
+        yield from self.compose_status()
+        yield Static("", id="incidents-summary", classes="note")
+        table: DataTable[Text | str] = DeckTable(id="incidents-table", cursor_type="row",
+                                                 fixed_columns=1)
+        table.add_columns("id", "sev", "state", "age", "title", "causes", "owner")
+        yield table
+        yield from self.compose_footer()
+
+    def view(self) -> View:
+        return IncidentsView()
+
+    def show(self, fetched: Fetched) -> None:
+        page = fetched.snapshot
+        if not isinstance(page, IncidentsPage):
+            return
+        now = self.wall_now()
+        self._rows = {i.id: i for i in page.incidents}
+        rows = [(i.id, self._cells(i, now)) for i in page.incidents]
+        with self.app.batch_update():
+            self.query_one("#incidents-summary", Static).update(self._summary(page))
+            sync_rows(self.query_one("#incidents-table", DataTable), rows, self.filter_text,
+                      empty="no incidents: `o` opens one by hand")
+
+    def current_incident(self) -> Incident | None:
+        return self._rows.get(selected_key(self.query_one("#incidents-table", DataTable)) or "")
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        """Enter on a row: that incident's detail and timeline."""
+        incident = self._rows.get(str(event.row_key.value))
+        if incident is not None:
+            self.post_message(Navigate("incident", IncidentView(incident.id)))
+
+    def action_open_incident(self) -> None:
+        """o: open an incident by hand (the title is asked for, then written on a worker)."""
+        def titled(text: str | None) -> None:
+            if text:
+                self.post_message(IncidentChangeRequested("open", "", text))
+
+        self.app.push_screen(PromptDialog(Content("Open an incident"), "title"), titled)
+
+    @staticmethod
+    def _summary(page: IncidentsPage) -> Content:
+        if page.problem:
+            return template("✖ incident store: $problem", problem=page.problem)
+        unresolved = [i for i in page.incidents if i.state != "resolved"]
+        opened = sum(1 for i in unresolved if i.state == "open")
+        return template("✖ $open open · $active unresolved · $all listed · Enter opens one",
+                        open=opened, active=len(unresolved), all=len(page.incidents))
+
+    @staticmethod
+    def _cells(i: Incident, now: datetime) -> list[object]:
+        dim = "dim" if i.state == "resolved" else ""
+        return [
+            safe_cell(i.id, 12, dim),
+            severity_cell(i),
+            state_cell(i),
+            Text(ago(i.opened_at, now), style=dim, no_wrap=True),
+            safe_cell(i.title, 48, dim),
+            safe_cell(" ".join(i.causes) or "by hand", 60, dim),
+            safe_cell(i.owner, 16, dim),
+        ]
+
+
+class IncidentScreen(IncidentKeys):
+    """One incident: who owns it, since when, its causes, and the timeline as it was written."""
+
+    DEFAULT_CSS = """
+    IncidentScreen #timeline-table { height: 1fr; max-height: 100%; }
+    IncidentScreen #incident-title { height: auto; padding: 0 1; }
+    """
+    screen_title = "incident"
+    view_id = "incident"
+
+    def __init__(self, view: View | None = None) -> None:
+        super().__init__()
+        self.incident_view = view if isinstance(view, IncidentView) else IncidentView("")
+        self.incident: Incident | None = None
+
+    def compose(self) -> ComposeResult:
+        yield from self.compose_status()
+        yield Static(Content("loading…"), id="incident-header", classes="note")
+        yield Static("", id="incident-title")
+        yield Static("", id="incident-causes", classes="note")
+        yield Static("Timeline, newest first", classes="section-title")
+        table: DataTable[Text | str] = DeckTable(id="timeline-table", cursor_type="row")
+        table.add_columns("time", "kind", "author", "what")
+        yield table
+        yield from self.compose_footer()
+
+    def view(self) -> View:
+        return self.incident_view
+
+    def current_incident(self) -> Incident | None:
+        return self.incident
+
+    def show(self, fetched: Fetched) -> None:
+        page = fetched.snapshot
+        if not isinstance(page, IncidentPage):
+            return
+        self.incident = page.incident
+        with self.app.batch_update():
+            header = self.query_one("#incident-header", Static)
+            if page.incident is None:
+                header.update(template("✖ $id: $problem", id=page.view.incident_id,
+                                       problem=page.problem))
+                return
+            i = page.incident
+            now = self.wall_now()
+            header.update(template(
+                "[b]$id[/b] · $sev · [reverse]$state[/reverse] · owner $owner · opened $opened"
+                " ($ago ago)", id=i.id, sev=i.severity, state=i.state, owner=i.owner,
+                opened=f"{clock(i.opened_at)}Z", ago=ago(i.opened_at, now)))
+            self.query_one("#incident-title", Static).update(
+                template("[b]$title[/b]", title=i.title))
+            self.query_one("#incident-causes", Static).update(
+                template("causes: $causes", causes=", ".join(i.causes) or "opened by hand"))
+            rows = [(f"{e.seq}", self._entry_cells(e)) for e in reversed(page.timeline)]
+            sync_rows(self.query_one("#timeline-table", DataTable), rows, self.filter_text,
+                      empty="nothing on the timeline yet")
+
+    @staticmethod
+    def _entry_cells(e: TimelineEntry) -> list[object]:
+        loud = "bold" if e.kind in ("alert_firing", "action_outcome", "revert") else ""
+        return [
+            Text(f"{clock(e.at)}Z", no_wrap=True),
+            Text(e.kind.replace("_", " "), style=loud, no_wrap=True),
+            safe_cell(e.author, 14),
+            safe_cell(e.text, 300),
+        ]
