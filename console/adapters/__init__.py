@@ -38,6 +38,9 @@ class AdapterContext:
     """The runbook action's `[action.options]` table (templates, paths, argv), validated by the factory."""
     secret: Callable[[str], str] | None = None
     transport: httpx.AsyncBaseTransport | None = None
+    secret_params: frozenset[str] = frozenset()
+    """The action's params declared `secret = true`: an adapter masks their values in
+    `PlannedRequest.text` and refuses them where they would show (a URL path, an argv)."""
 
 
 AdapterFactory = Callable[[AdapterContext], Adapter]

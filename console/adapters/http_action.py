@@ -162,7 +162,7 @@ class HttpRequestAdapter:
         path = tpl.url_path(o.path, params, "options.path")
         body = None if o.body is None else tpl.json_body(o.body, params, "options.body")
         body_json = "" if body is None else json.dumps(body, sort_keys=True, ensure_ascii=False)
-        return (PlannedRequest(method=o.method, text=self._describe(path, body, params), path=path,
+        return (PlannedRequest(method=o.method, text=self._describe(path, params), path=path,
                                body_json=body_json),)
 
     async def send(self, request: PlannedRequest, *, idempotency_key: str, changed_by: str) -> str:
@@ -191,17 +191,15 @@ class HttpRequestAdapter:
 
     # -- helpers -----------------------------------------------------------------------------
 
-    def _describe(self, path: str, body: Any, params: Mapping[str, Any]) -> str:
-        """The request as the operator sees it: secret headers and secret params masked; the
-        key and operator headers as the placeholders the LiteLLM adapters use."""
+    def _describe(self, path: str, params: Mapping[str, Any]) -> str:
+        """The request as the operator sees it: secret headers masked, the body filled with
+        secret params as *** (whatever JSON escaping would do to their text); the key and
+        operator headers as the placeholders the LiteLLM adapters use (the desk fills them)."""
+        shown = {k: (MASK if k in self._secret_params and v is not None else v) for k, v in params.items()}
+        body = None if self.options.body is None else tpl.json_body(self.options.body, shown, "options.body")
         headers = {"Idempotency-Key": IDEMPOTENCY_PLACEHOLDER,
                    self.options.changed_by_header: CHANGED_BY_PLACEHOLDER}
-        text = self._http.describe_request(self.options.method, path, json=body, headers=headers)
-        for name in sorted(self._secret_params):
-            value = params.get(name)
-            if isinstance(value, str) and value:
-                text = text.replace(value, MASK)
-        return text
+        return self._http.describe_request(self.options.method, path, json=body, headers=headers)
 
 
 def _system(context: AdapterContext) -> HttpTarget:
@@ -231,7 +229,7 @@ def build_http_request(context: AdapterContext) -> HttpRequestAdapter:
         raise ActionError(f"[[actions.http]] {system.name}: {exc}") from None
     return HttpRequestAdapter(system.name, system.url, options, headers=system.headers,
                               secret_headers=secret_headers, timeout_seconds=system.timeout_seconds,
-                              secret_params=frozenset(getattr(context, "secret_params", ()) or ()),
+                              secret_params=context.secret_params,
                               transport=context.transport)
 
 

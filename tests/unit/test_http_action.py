@@ -18,7 +18,7 @@ import pytest
 
 from console.action_types import ActionError, PlannedRequest, SendError
 from console.adapters import AdapterContext, build, kinds
-from console.adapters.http_action import HttpOptions, HttpRequestAdapter
+from console.adapters.http_action import HttpRequestAdapter
 from console.config import Config
 from console.config_actions import ActionsSettings, HttpTarget
 from tests.faults.http_action_server import HttpActionServer
@@ -291,12 +291,22 @@ def test_a_missing_secret_names_the_ref(server: HttpActionServer, monkeypatch: p
 
 
 def test_secret_params_masked_in_text_and_never_in_a_path(server: HttpActionServer) -> None:
-    options = HttpOptions.parse({"path": "/api/page", "body": {"token": "$token", "text": "$text"}})
-    a = HttpRequestAdapter("pager", server.url, options, secret_params=frozenset({"token"}))
-    (request,) = a.requests({"token": "pg-7c1d2e3f", "text": "web down"}, {}, {})
+    pager = config(HttpTarget(name="pager", url=server.url))
+    secret = frozenset({"token"})
+    options = {"path": "/api/page", "body": {"token": "$token", "text": "$text"}}
+    a = build("http.request", AdapterContext(config=pager, gateway="", options=options, secret_params=secret))
+    token = 'pg-7c1d2e3f"\\'
+    (request,) = a.requests({"token": token, "text": "web down"}, {}, {})
     assert "pg-7c1d2e3f" not in request.text and '"token": "***"' in request.text
-    assert request.body == {"token": "pg-7c1d2e3f", "text": "web down"}
+    assert request.body == {"token": token, "text": "web down"}
+    text_body = {"path": "/api/page", "body": '{"token": $token}'}
+    b = build("http.request", AdapterContext(config=pager, gateway="", options=text_body,
+                                             secret_params=secret))
+    (request,) = b.requests({"token": token}, {}, {})
+    assert "pg-7c1d2e3f" not in request.text and request.body == {"token": token}
     asyncio.run(a.aclose())
-    in_path = HttpOptions.parse({"path": "/api/page/$token"})
-    with pytest.raises(ActionError, match="secret parameter token would travel in a URL"):
-        HttpRequestAdapter("pager", server.url, in_path, secret_params=frozenset({"token"}))
+    asyncio.run(b.aclose())
+    for path in ("/api/page/$token", "/api/page?t=${token}"):
+        with pytest.raises(ActionError, match="secret parameter token would travel in a URL"):
+            build("http.request", AdapterContext(config=pager, gateway="", options={"path": path},
+                                                 secret_params=secret))

@@ -309,8 +309,11 @@ def test_unparseable_read_output_is_named(script: Path) -> None:
 
 
 def test_secret_params_never_reach_an_argv(script: Path) -> None:
-    from console.adapters.shell_action import ShellOptions
-
-    options = ShellOptions.parse({"argv": [sys.executable, str(script), "echo", "--token=$token"]})
-    with pytest.raises(ActionError, match="secret parameter token would be visible"):
-        ShellExecAdapter(options, ShellSettings(enabled=True), secret_params=frozenset({"token"}))
+    config = Config(actions=ActionsSettings(shell=ShellSettings(enabled=True, allow=[[sys.executable]])))
+    base = [sys.executable, str(script), "echo"]
+    for key, item in (("argv", "--token=$token"), ("read_argv", "$token")):
+        options: dict[str, Any] = {"argv": base, "read_argv": base, "expect": "1"}
+        options[key] = [*base, item]
+        with pytest.raises(ActionError, match="secret parameter token would be visible"):
+            build("shell.exec", AdapterContext(config=config, gateway="", options=options,
+                                               secret_params=frozenset({"token"})))
