@@ -251,11 +251,11 @@ class AuditJournal:
 
     def event(self, action: str, *, status: str, detail: str, origin: str = "", target: str = "",
               params: Mapping[str, Any] | None = None, gateway: str = "",
-              incident_id: str | None = None) -> None:
+              incident_id: str | None = None, secret_names: Collection[str] = ()) -> None:
         """Record an attempt that sent nothing (refused, cancelled, dry run)."""
         self._append({"kind": "event", "action": action, "status": status, "detail": _detail(detail),
                       "origin": origin, "target": scrub(target), "gateway": gateway,
-                      "params": redact_params(params) if params else None,
+                      "params": redact_params(params, secret_names) if params else None,
                       "incident_id": incident_id})
 
     def _append(self, fields: Mapping[str, Any]) -> None:

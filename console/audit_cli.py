@@ -66,6 +66,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     show.add_argument("--since", type=parse_since, default=None, metavar="WHEN",
                       help="only records since then: 2h, 7d, or an ISO time (UTC)")
     show.add_argument("--unknown", action="store_true", help="only actions whose outcome is unknown")
+    show.add_argument("--limit", type=int, default=200, metavar="N",
+                      help="the newest N records (default 200; 0 = all)")
     export = cmds.add_parser("export", help="one row per action or event: who, what, when, from where,"
                              " result", description=AUDIT_HELP)
     export.add_argument("--since", type=parse_since, default=None, metavar="WHEN",
@@ -131,6 +133,8 @@ def _show(journal: AuditJournal, args: argparse.Namespace, out: TextIO, err: Tex
     unknown_ids = {r.action_id for r in unknown}
     shown = unknown if args.unknown else [r for r in every
                                           if args.since is None or r.ts >= args.since]
+    older = max(0, len(shown) - args.limit) if args.limit > 0 else 0
+    shown = shown[older:]
     check = journal.verify()
     if args.json:
         out.write(json.dumps({
@@ -159,6 +163,8 @@ def _show(journal: AuditJournal, args: argparse.Namespace, out: TextIO, err: Tex
         out.write("no records" + (" in that window" if args.since else "") + "\n")
         return EXIT_OK
     targets = {r.action_id: r.get("target") for r in every if r.kind == "intent"}
+    if older:
+        out.write(f"({older} older record(s) not shown: --limit 0 shows all)\n")
     out.write(f"{'time (UTC)':<20} {'kind':<8} {'action':<24} {'target':<24} {'status':<16} who / detail\n")
     for r in shown:
         target = r.get("target") or targets.get(r.action_id, "") if r.action_id else r.get("target")

@@ -8,16 +8,20 @@ a loopback Alertmanager that never answers).
 
 from __future__ import annotations
 
+import argparse
+import io
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 
 from console.audit import MASK, AuditError, AuditJournal, redact_params
+from console.audit_cli import add_parser, main_audit
 from tests.faults.fault_server import FaultServer, Hang, Reply
 from tests.integration.servers import wait_until
 
@@ -106,6 +110,35 @@ def test_an_intent_without_outcome_is_unknown_until_an_outcome_settles_it(tmp_pa
     j.outcome(open_one, action="b", status="applied", detail="read back: it took", resolved_by="verify")
     assert j.unknown_outcomes() == [] and j.records()[-1].data["resolved_by"] == "verify"
     assert j.verify().ok
+
+
+def test_threads_appending_at_once_and_a_record_bigger_than_the_tail_chunk_keep_the_chain(
+        tmp_path: Path) -> None:
+    j = AuditJournal(tmp_path / "audit.jsonl")
+    j.event("big", status="refused", detail="d", params={"blob": "x y " * 50_000})  # > 64 KiB line
+    threads = [threading.Thread(target=lambda n=n: [j.event(f"t{n}", status="refused", detail=str(i))
+                                                   for i in range(40)]) for n in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    v = j.verify()
+    assert v.ok and v.records == 121, v.problem
+    assert sorted(int(r.get("detail")) for r in j.records() if r.action == "t1") == list(range(40))
+
+
+def test_show_limits_to_the_newest_records(tmp_path: Path) -> None:
+    j = AuditJournal(tmp_path / "audit.jsonl")
+    for i in range(5):
+        j.event(f"a{i}", status="refused", detail="d")
+    parser = argparse.ArgumentParser(prog="llmdeck")
+    add_parser(parser.add_subparsers(dest="command"))
+    out = io.StringIO()
+    main_audit(parser.parse_args(["audit", "show", "--journal", str(j.path), "--limit", "2"]), parser,
+               out, io.StringIO())
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "(3 older record(s) not shown: --limit 0 shows all)"
+    assert [line.split()[3] for line in lines[2:]] == ["a3", "a4"]
 
 
 APPENDER = """
