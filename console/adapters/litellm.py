@@ -20,6 +20,7 @@ could be neither verified nor undone.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -266,41 +267,96 @@ def _models(params: Mapping[str, Any]) -> list[str]:
     return list(value)
 
 
+def _provider_of(deployment: Mapping[str, Any]) -> str:
+    """The provider a deployment calls: `custom_llm_provider`, else the `provider/` prefix of its model."""
+    params = deployment.get("litellm_params") or {}
+    explicit = params.get("custom_llm_provider")
+    if isinstance(explicit, str) and explicit:
+        return explicit
+    model = params.get("model")
+    return model.split("/", 1)[0] if isinstance(model, str) and "/" in model else ""
+
+
 class Fallbacks(_LiteLLMAdapter):
-    """A model group's fallbacks: set (switch provider) or, with an empty list, removed."""
+    """Model groups' fallbacks: set (switch provider) or, with an empty list, removed.
+
+    Names one `model` group, or a `provider` (every group with a deployment on it: an incident
+    scoped to a provider is mitigated in one action, one request per group). A restore names
+    each group's own list (`groups`, from the state read before), since they may differ.
+    """
 
     kind = "litellm.fallbacks"
 
     def target(self, params: Mapping[str, Any]) -> str:
-        return _text(params, "model")
+        for name in ("model", "provider"):
+            value = params.get(name)
+            if isinstance(value, str) and value:
+                return value
+        groups = params.get("groups")
+        if isinstance(groups, Mapping) and groups:
+            return ",".join(sorted(groups))
+        raise ActionError("param 'model' (or 'provider') is required")
 
     async def read(self, params: Mapping[str, Any]) -> dict[str, Any]:
-        model, wanted = _text(params, "model"), _models(params)
-        groups = {str(d.get("model_name")) for d in await self._read(self.admin.model_info)}
-        unknown = [m for m in (model, *wanted) if m not in groups]
-        if unknown:
-            raise ActionError(f"LiteLLM gateway {self.gateway} has no model group {unknown[0]!r} "
-                              f"(known: {', '.join(sorted(groups)) or 'none'})")
-        if model in wanted:
-            raise ActionError(f"param 'fallback_models': {model!r} cannot be its own fallback")
-        current = await self._read(lambda: self.admin.fallbacks(model, _fallback_type(params)))
-        return {"fallback_models": current}
+        kind = _fallback_type(params)
+        deployments = await self._read(self.admin.model_info)
+        known = {str(d.get("model_name")) for d in deployments}
+        wanted = self._wanted(params, deployments)
+        for group, models in wanted.items():
+            unknown = [m for m in (group, *models) if m not in known]
+            if unknown:
+                raise ActionError(f"LiteLLM gateway {self.gateway} has no model group {unknown[0]!r} "
+                                  f"(known: {', '.join(sorted(known)) or 'none'})")
+            if group in models:
+                raise ActionError(f"param 'fallback_models': {group!r} cannot be its own fallback")
+        current: dict[str, list[str]] = {}
+        for group in sorted(wanted):
+            current[group] = await self._read(functools.partial(self.admin.fallbacks, group, kind))
+        return {"fallbacks": current}
+
+    def _wanted(self, params: Mapping[str, Any],
+                deployments: Sequence[Mapping[str, Any]]) -> dict[str, list[str]]:
+        groups = params.get("groups")
+        if isinstance(groups, Mapping) and groups:
+            return {str(g): _models({"fallback_models": m}) for g, m in groups.items()}
+        models = _models(params)
+        model = params.get("model")
+        if isinstance(model, str) and model:
+            return {model: models}
+        provider = _text(params, "provider") if not model else ""
+        on_it = sorted({str(d.get("model_name")) for d in deployments if _provider_of(d) == provider})
+        if not on_it:
+            raise ActionError(f"LiteLLM gateway {self.gateway} has no model group on provider {provider!r}")
+        clash = [m for m in models if m in on_it]
+        if clash:
+            raise ActionError(f"param 'fallback_models': {clash[0]!r} is itself on provider {provider!r}")
+        return {group: models for group in on_it}
 
     def desired(self, params: Mapping[str, Any], current: Mapping[str, Any]) -> dict[str, Any]:
-        return {"fallback_models": _models(params)}
+        groups = params.get("groups")
+        explicit = groups if isinstance(groups, Mapping) else {}
+        return {"fallbacks": {g: _models({"fallback_models": explicit[g]} if g in explicit else params)
+                              for g in current.get("fallbacks", {})}}
 
     def requests(self, params: Mapping[str, Any], current: Mapping[str, Any],
                  desired: Mapping[str, Any]) -> Sequence[PlannedRequest]:
-        model, kind, wanted = _text(params, "model"), _fallback_type(params), list(desired["fallback_models"])
-        if wanted == list(current.get("fallback_models") or []):
-            return []
-        if not wanted:
-            return [self._planned(LiteLLMAdmin.delete_fallbacks(model, kind))]
-        return [self._planned(LiteLLMAdmin.set_fallbacks(model, wanted, kind))]
+        kind, now = _fallback_type(params), current.get("fallbacks", {})
+        planned = []
+        for group, wanted in sorted(desired["fallbacks"].items()):
+            if list(wanted) == list(now.get(group) or []):
+                continue
+            write = (LiteLLMAdmin.set_fallbacks(group, wanted, kind) if wanted
+                     else LiteLLMAdmin.delete_fallbacks(group, kind))
+            planned.append(self._planned(write))
+        return planned
 
     def restore_params(self, params: Mapping[str, Any], before: Mapping[str, Any]) -> dict[str, Any] | None:
-        return {"model": _text(params, "model"), "fallback_type": _fallback_type(params),
-                "fallback_models": list(before.get("fallback_models") or [])}
+        restore: dict[str, Any] = {"fallback_type": _fallback_type(params),
+                                   "groups": {g: list(m) for g, m in before.get("fallbacks", {}).items()}}
+        for name in ("model", "provider"):
+            if isinstance(params.get(name), str) and params[name]:
+                restore[name] = params[name]
+        return restore
 
 
 def _litellm_params(params: Mapping[str, Any]) -> dict[str, Any]:

@@ -120,14 +120,15 @@ class GatewayAdmin:
     # -- reading the state (tests, the demo) -----------------------------------------------------
 
     def snapshot(self, *, bookkeeping: bool = False) -> dict[str, Any]:
-        """A deep copy of everything; without `updated_at`/`updated_by` unless `bookkeeping`,
-        so "apply then restore" compares equal to the state before."""
+        """A deep copy of everything; without `updated_at`/`updated_by` unless `bookkeeping`, and
+        fallback rules sorted by model (their order across models means nothing; the proxy appends
+        a re-created rule), so "apply then restore" compares equal to the state before."""
         with self._lock:
             return {"keys": {t: strip_bookkeeping(r, bookkeeping) for t, r in self._keys.items()},
                     "teams": {t: strip_bookkeeping(r, bookkeeping) for t, r in self._teams.items()},
                     "models": {i: copy.deepcopy(m) if bookkeeping else without_stamp(m)
                                for i, m in self._models.items()},
-                    "router_settings": copy.deepcopy(self._router)}
+                    "router_settings": _sorted_rules(self._router)}
 
     def key(self, alias_or_key: str) -> dict[str, Any]:
         with self._lock:
@@ -426,3 +427,10 @@ class GatewayAdmin:
         row["updated_at"], row["updated_by"] = self._clock(), by
         if any(before.get(k) != row.get(k) for k in patch):
             changes.append((kind, strip_bookkeeping(before, False), strip_bookkeeping(row, False)))
+
+
+def _sorted_rules(router: Mapping[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(dict(router))
+    for key in FALLBACK_KEYS.values():
+        out[key] = sorted(out.get(key) or [], key=lambda rule: sorted(rule))
+    return out

@@ -37,7 +37,10 @@ def server() -> Iterator[LiteLLMAdminServer]:
                              model_id="chat-1")
         admin.add_deployment("chat-backup", {"model": "anthropic/claude-sonnet"}, model_id="backup-1")
         admin.add_deployment("chat-small", {"model": "openai/gpt-4o-mini"}, model_id="small-1")
+        admin.add_deployment("haiku", {"model": "anthropic/claude-haiku"}, model_id="haiku-1")
+        admin.add_deployment("gemini", {"model": "gemini/gemini-2.5-flash"}, model_id="gemini-1")
         admin.set_fallbacks("chat", ["chat-small"])
+        admin.set_fallbacks("haiku", ["chat-small"])
         yield srv
 
 
@@ -78,6 +81,7 @@ CASES = [
     ("litellm.team_block", {"team_id": "team-a", "blocked": True}, "team-a"),
     ("litellm.fallbacks", {"model": "chat", "fallback_models": ["chat-backup", "chat-small"]}, "chat"),
     ("litellm.fallbacks", {"model": "chat", "fallback_models": []}, "chat"),
+    ("litellm.fallbacks", {"provider": "anthropic", "fallback_models": ["chat", "gemini"]}, "anthropic"),
     ("litellm.fallbacks", {"model": "chat-backup", "fallback_models": ["chat"],
                            "fallback_type": "context_window"}, "chat-backup"),
     ("litellm.model_params", {"model_name": "chat", "litellm_params": {"model": "openai/gpt-4o-2024-05-13",
@@ -99,14 +103,35 @@ async def test_apply_then_restore_leaves_the_gateway_as_it_was(
     _, restore_texts = await _apply(adapter, restore, "act-2")
     assert server.admin.snapshot() == snapshot
     writes = server.mutating()
-    assert len(writes) == 2  # one request each way
-    assert [w.headers["idempotency-key"] for w in writes] == ["act-1:0", "act-2:0"]
+    each_way = 2 if "provider" in params else 1  # one request per model group on the provider
+    assert len(writes) == 2 * each_way
+    assert [w.headers["idempotency-key"] for w in writes] == [f"act-{a}:{n}" for a in (1, 2)
+                                                              for n in range(each_way)]
     assert all(w.headers["litellm-changed-by"] == "alice@bastion" for w in writes)
     everything = " ".join([*texts, *restore_texts, repr(before), repr(restore), adapter.target(params),
                            *(w.path + w.body.decode() for w in server.requests)])
     assert RAW not in everything and MASTER_KEY not in everything and "sk-upstream" not in everything
     plan_texts = [t for t in texts if t.startswith(("POST ", "PATCH ", "DELETE "))]
     assert plan_texts and all("\nauthorization: ***\n" in t for t in plan_texts)
+
+
+async def test_switching_a_provider_sets_each_of_its_groups(server: LiteLLMAdminServer,
+                                                             adapters: dict[str, Adapter]) -> None:
+    adapter = adapters["litellm.fallbacks"]
+    params = {"provider": "anthropic", "fallback_models": ["chat"]}
+    current = await adapter.read(params)
+    assert current == {"fallbacks": {"chat-backup": [], "haiku": ["chat-small"]}}
+    planned = adapter.requests(params, current, adapter.desired(params, current))
+    assert [(r.method, r.body) for r in planned] == [
+        ("POST", {"model": "chat-backup", "fallback_models": ["chat"], "fallback_type": "general"}),
+        ("POST", {"model": "haiku", "fallback_models": ["chat"], "fallback_type": "general"})]
+    with pytest.raises(ActionError, match="'chat-backup' is itself on provider 'anthropic'"):
+        await adapter.read({"provider": "anthropic", "fallback_models": ["chat-backup"]})
+    with pytest.raises(ActionError, match="no model group on provider 'mistral'"):
+        await adapter.read({"provider": "mistral", "fallback_models": ["chat"]})
+    restore = adapter.restore_params(params, current)
+    assert restore == {"provider": "anthropic", "fallback_type": "general",
+                       "groups": {"chat-backup": [], "haiku": ["chat-small"]}}
 
 
 async def test_plan_text_shows_the_headers_and_masks_the_admin_key(adapters: dict[str, Adapter]) -> None:
