@@ -310,3 +310,63 @@ def test_secret_params_masked_in_text_and_never_in_a_path(server: HttpActionServ
         with pytest.raises(ActionError, match="secret parameter token would travel in a URL"):
             build("http.request", AdapterContext(config=pager, gateway="", options={"path": path},
                                                  secret_params=secret))
+
+
+# -- through the choke point: the shipped `feature-flag` example over the recording server ----
+
+
+def desk_for(server: HttpActionServer, **kw: Any) -> Any:
+    from console.runbook_files import load_catalog
+    from console.runbooks import ActionDesk
+
+    flags = HttpTarget(name="flags", url=server.url)
+    cfg = Config(actions=ActionsSettings(default_role="admin", http=[flags]))
+    return ActionDesk(cfg, catalog=load_catalog(None), **kw)
+
+
+def test_feature_flag_through_the_desk_applies_once_verifies_and_undoes(server: HttpActionServer) -> None:
+    from console.action_types import Confirmation
+
+    server.docs["/flags/new-checkout"] = {"enabled": False, "owner": "web"}
+    desk = desk_for(server)
+
+    async def flow() -> tuple[Any, ...]:
+        try:
+            plan = await desk.plan("feature-flag", {"flag": "new-checkout", "enabled": "true"}, origin="cli")
+            outcome = await desk.apply(plan, Confirmation("new-checkout"))
+            again = await desk.apply(plan, Confirmation("new-checkout"))
+            undo = await desk.undo(outcome.action_id)
+            undone = await desk.apply(undo, Confirmation("new-checkout"))
+            return plan, outcome, again, undone
+        finally:
+            await desk.aclose()
+
+    plan, outcome, again, undone = asyncio.run(flow())
+    assert [(d.field, d.before, d.after) for d in plan.diff] == [("/enabled", "false", "true")]
+    assert (outcome.status, outcome.sent) == ("applied", 1)
+    assert (again.status, again.sent) == ("refused", 0)
+    assert (undone.status, undone.sent) == ("applied", 1)
+    first, second = server.mutating()
+    assert (first.method, first.path, first.json()) == ("PUT", "/flags/new-checkout", {"enabled": True})
+    assert first.headers["idempotency-key"] == plan.idempotency_key
+    assert second.json() == {"enabled": False}
+    assert server.docs["/flags/new-checkout"] == {"enabled": False, "owner": "web"}
+
+
+def test_feature_flag_read_only_and_dry_run_send_nothing(server: HttpActionServer) -> None:
+    from console.action_types import Confirmation
+
+    server.docs["/flags/beta"] = {"enabled": False}
+    for kw in ({"read_only": True}, {"dry_run": True}):
+        desk = desk_for(server, **kw)
+
+        async def flow(desk: Any = desk) -> Any:
+            try:
+                plan = await desk.plan("feature-flag", {"flag": "beta", "enabled": True}, origin="key")
+                return await desk.apply(plan, Confirmation("beta"))
+            finally:
+                await desk.aclose()
+
+        outcome = asyncio.run(flow())
+        assert outcome.sent == 0 and outcome.status in ("refused", "dry_run")
+    assert server.mutating() == [] and [r.method for r in server.requests] == ["GET", "GET"]

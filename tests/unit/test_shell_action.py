@@ -317,3 +317,19 @@ def test_secret_params_never_reach_an_argv(script: Path) -> None:
         with pytest.raises(ActionError, match="secret parameter token would be visible"):
             build("shell.exec", AdapterContext(config=config, gateway="", options=options,
                                                secret_params=frozenset({"token"})))
+
+
+def test_the_shipped_rollout_undo_cannot_even_be_planned_while_commands_are_off() -> None:
+    from console.runbook_files import load_catalog
+    from console.runbooks import ActionDesk
+
+    desk = ActionDesk(Config(actions=ActionsSettings(default_role="admin")), catalog=load_catalog(None))
+
+    async def flow() -> None:
+        try:
+            await desk.plan("rollout-undo", {"deployment": "web"}, origin="cli")
+        finally:
+            await desk.aclose()
+
+    with pytest.raises(ActionError, match=r"commands are off \(\[actions.shell\] enabled = false\)"):
+        asyncio.run(flow())
