@@ -1,0 +1,246 @@
+"""The action matrix: every entry path x every guard, counted at a recording LiteLLM server.
+
+Issue 12's "done means": whatever starts an action (the CLI, a suggestion calling the desk,
+an automatic revert, an undo, a key / the palette / a `:` command in the console, markup
+injected through untrusted text) and whatever guard holds (read-only three ways, dry-run,
+a cancelled or wrong confirmation, a role too low), ZERO mutating requests reach the
+server and each refused attempt is one audit event; the allowed path sends exactly one
+request per planned request, with `Idempotency-Key` and `LiteLLM-Changed-By`. The server
+(tests/faults/litellm_admin_server.py) records every request before answering, so the count
+is what left the process, whatever it was told. The CLI runs as a real subprocess against a
+real config file; the desk paths use the production `litellm.*` adapters. RELIABILITY.md
+§4 R4.3 says why: the bugs of trusted runbook tools came from side paths past the guard.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from console.action_types import Confirmation
+from console.operator import user_name
+from console.runbooks import ActionDesk
+from console.timeutil import utc_now
+from tests.faults.litellm_admin_server import LiteLLMAdminServer
+from tests.integration.action_world import TEAM, TEAM_RPM, TEAM_TPM, ActionWorld
+
+THROTTLE = "mx-throttle-team"
+BLOCK = "mx-block-team"
+
+
+@pytest.fixture
+def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ActionWorld]:
+    with LiteLLMAdminServer() as server:
+        server.admin.add_team(TEAM, tpm_limit=TEAM_TPM, rpm_limit=TEAM_RPM)
+        server.admin.add_team("team-b", tpm_limit=TEAM_TPM)
+        yield ActionWorld(tmp_path, server, monkeypatch)
+
+
+class Clock:
+    """The desk's clock, moved by the test (time boxes come due without waiting)."""
+
+    def __init__(self) -> None:
+        self.now = utc_now()
+
+    def __call__(self) -> Any:
+        return self.now
+
+
+async def _no_sleep(_: float) -> None:
+    return None
+
+
+@pytest.fixture
+async def desks(world: ActionWorld) -> AsyncIterator[Callable[..., ActionDesk]]:
+    """desk(**ActionDesk kwargs): desks over the world's config file, as a process would build them."""
+    made: list[ActionDesk] = []
+
+    def make(**kwargs: Any) -> ActionDesk:
+        kwargs.setdefault("environ", {})
+        kwargs.setdefault("sleep", _no_sleep)
+        desk = ActionDesk(world.config(), **kwargs)
+        made.append(desk)
+        return desk
+
+    yield make
+    for desk in made:
+        await desk.aclose()
+
+
+# The guards: how each is switched on (config, desk kwargs / CLI args and env) and what the
+# desk must answer. Each must send nothing and leave one audit event.
+GUARDS: dict[str, dict[str, Any]] = {
+    "LLMDECK_READONLY=1": {"env": {"LLMDECK_READONLY": "1"}, "status": "refused"},
+    "--read-only": {"desk": {"read_only": True}, "flags": ["--read-only"], "status": "refused"},
+    "prod without --write": {"prod": True, "status": "refused"},
+    "--dry-run": {"desk": {"dry_run": True}, "args": ["--dry-run"], "status": "dry_run"},
+    "wrong target typed": {"confirm": "team-b", "status": "cancelled"},
+    "empty confirmation": {"confirm": "", "status": "cancelled"},
+    "viewer role": {"role": None, "status": "refused"},
+}
+CONTROL = {"status": "applied"}
+"""The same world with no guard: the allowed path, to show each guard is what stopped it."""
+
+
+def _events(world: ActionWorld) -> list[tuple[str, str]]:
+    return [(r.kind, r.status) for r in world.audit()]
+
+
+def assert_nothing_sent(world: ActionWorld, status: str, *, origin: str, action: str = THROTTLE) -> None:
+    """Zero mutating requests, the gateway untouched, exactly one audit event and no intent."""
+    assert world.mutating() == [], [(r.method, r.path) for r in world.mutating()]
+    assert (world.team()["tpm_limit"], world.team()["blocked"]) == (TEAM_TPM, False)
+    records = world.audit()
+    assert [(r.kind, r.status) for r in records] == [("event", status)], _events(world)
+    [event] = records
+    assert (event.action, event.get("origin"), event.get("target")) == (action, origin, TEAM)
+    assert "nothing sent" in event.get("detail")
+
+
+def assert_sent_once(world: ActionWorld, *, origin: str, path: str = "/team/update") -> str:
+    """One mutating request, with both headers, matching the journal's intent; the action id."""
+    [sent] = world.mutating()
+    assert sent.path == path
+    key = sent.headers.get("idempotency-key", "")
+    assert key, "no Idempotency-Key header"
+    assert sent.headers.get("litellm-changed-by") == user_name()
+    intents = [r for r in world.audit() if r.kind == "intent"]
+    outcomes = [r for r in world.audit() if r.kind == "outcome"]
+    assert len(intents) == 1 and len(outcomes) == 1, _events(world)
+    assert intents[0].get("idempotency_key") == key and intents[0].get("origin") == origin
+    assert outcomes[0].status == "applied" and outcomes[0].action_id == intents[0].action_id
+    return intents[0].action_id
+
+
+# ---- the desk, called directly (a suggestion from similar incidents) --------------------------
+
+
+@pytest.mark.parametrize("guard", [*GUARDS, "control"])
+async def test_desk_suggestion_path(guard: str, world: ActionWorld,
+                                    desks: Callable[..., ActionDesk]) -> None:
+    spec = GUARDS.get(guard, CONTROL)
+    world.write_config(role=spec.get("role", "admin"), prod=spec.get("prod", False))
+    desk = desks(environ=dict(spec.get("env", {})), **spec.get("desk", {}))
+    plan = await desk.plan(THROTTLE, {"team_id": TEAM, "tpm_limit": 5}, origin="suggestion")
+    assert world.mutating() == [] and len(plan.requests) == 1  # planning only reads
+
+    outcome = await desk.apply(plan, Confirmation(spec.get("confirm", TEAM)))
+
+    assert outcome.status == spec["status"], outcome.detail
+    if guard == "control":
+        assert outcome.sent == 1
+        assert_sent_once(world, origin="suggestion")
+        assert world.team()["tpm_limit"] == 5
+    else:
+        assert outcome.sent == 0
+        assert_nothing_sent(world, spec["status"], origin="suggestion")
+
+
+@pytest.mark.parametrize("typed", ["yes", "", "TEAM-A", " team-a-", None])
+async def test_desk_dangerous_action_takes_only_the_typed_target(
+        typed: str | None, world: ActionWorld, desks: Callable[..., ActionDesk]) -> None:
+    desk = desks()
+    plan = await desk.plan(BLOCK, {"team_id": TEAM}, origin="suggestion")
+    assert plan.dangerous
+    outcome = await desk.apply(plan, None if typed is None else Confirmation(typed))
+    assert outcome.status == "cancelled", outcome.detail
+    assert_nothing_sent(world, "cancelled", origin="suggestion", action=BLOCK)
+    done = await desk.apply(plan, Confirmation(TEAM))
+    assert done.status == "applied" and world.team()["blocked"] is True
+    assert len(world.mutating()) == 1
+
+
+async def test_desk_same_plan_applied_twice_at_once_is_sent_once(
+        world: ActionWorld, desks: Callable[..., ActionDesk]) -> None:
+    """A double Enter, or two workers racing on one plan: the idempotency key is claimed once."""
+    desk = desks()
+    plan = await desk.plan(THROTTLE, {"team_id": TEAM, "tpm_limit": 5}, origin="key")
+    outcomes = await asyncio.gather(*(desk.apply(plan, Confirmation(TEAM)) for _ in range(4)))
+    assert sorted(o.status for o in outcomes) == ["applied", "refused", "refused", "refused"]
+    assert len(world.mutating()) == 1
+    assert sum(o.sent for o in outcomes) == 1
+
+
+async def test_desk_read_only_switched_on_after_planning(world: ActionWorld,
+                                                         desks: Callable[..., ActionDesk]) -> None:
+    environ: dict[str, str] = {}
+    desk = desks(environ=environ)
+    plan = await desk.plan(THROTTLE, {"team_id": TEAM, "tpm_limit": 5}, origin="suggestion")
+    environ["LLMDECK_READONLY"] = "1"
+    outcome = await desk.apply(plan, Confirmation(TEAM))
+    assert outcome.status == "refused"
+    assert_nothing_sent(world, "refused", origin="suggestion")
+
+
+# ---- undo and the automatic revert, through the desk -----------------------------------------
+
+
+async def _applied_throttle(desk: ActionDesk, **params: Any) -> str:
+    plan = await desk.plan(THROTTLE, {"team_id": TEAM, "tpm_limit": 5, **params}, origin="cli")
+    outcome = await desk.apply(plan, Confirmation(TEAM))
+    assert outcome.status == "applied", outcome.detail
+    return outcome.action_id
+
+
+@pytest.mark.parametrize("guard", [*GUARDS, "control"])
+async def test_desk_undo_path(guard: str, world: ActionWorld, desks: Callable[..., ActionDesk]) -> None:
+    action_id = await _applied_throttle(desks())
+    sent_before, audit_before = len(world.mutating()), len(world.audit())
+    spec = GUARDS.get(guard, CONTROL)
+    world.write_config(role=spec.get("role", "admin"), prod=spec.get("prod", False))
+    desk = desks(environ=dict(spec.get("env", {})), **spec.get("desk", {}))
+
+    plan = await desk.undo(action_id)
+    outcome = await desk.apply(plan, Confirmation(spec.get("confirm", TEAM)))
+
+    assert outcome.status == spec["status"], outcome.detail
+    new_requests = world.mutating()[sent_before:]
+    new_records = world.audit()[audit_before:]
+    if guard == "control":
+        [sent] = new_requests
+        assert sent.headers.get("idempotency-key") == plan.idempotency_key
+        assert sent.headers.get("litellm-changed-by") == user_name()
+        assert world.team()["tpm_limit"] == TEAM_TPM
+    else:
+        assert new_requests == [] and world.team()["tpm_limit"] == 5
+        assert [(r.kind, r.status, r.get("origin")) for r in new_records] == \
+            [("event", spec["status"], "undo")]
+
+
+@pytest.mark.parametrize("guard", ["LLMDECK_READONLY=1", "--read-only", "prod without --write",
+                                   "viewer role"])
+async def test_desk_time_box_revert_under_a_guard_sends_nothing_and_stays_pending(
+        guard: str, world: ActionWorld, desks: Callable[..., ActionDesk]) -> None:
+    clock = Clock()
+    action_id = await _applied_throttle(desks(clock=clock), **{"for": "15m"})
+    sent_before = len(world.mutating())
+    spec = GUARDS[guard]
+    world.write_config(role=spec.get("role", "admin"), prod=spec.get("prod", False))
+    clock.now += timedelta(minutes=16)
+    desk = desks(clock=clock, environ=dict(spec.get("env", {})), **spec.get("desk", {}))
+
+    outcomes = await desk.run_due_reverts()
+
+    assert [o.sent for o in outcomes] == [0]
+    assert world.mutating()[sent_before:] == [] and world.team()["tpm_limit"] == 5
+    [pending] = desk.pending_reverts()
+    assert pending.action_id == action_id and pending.reason and pending.attempts == 1
+    reason = {"viewer role": "role viewer"}.get(guard, "read-only")
+    assert reason in pending.reason, pending.reason
+    assert world.audit()[-1].get("origin") == "revert" and world.audit()[-1].status == "refused"
+
+
+async def test_desk_dry_run_revert_sends_nothing_and_stays_pending(
+        world: ActionWorld, desks: Callable[..., ActionDesk]) -> None:
+    clock = Clock()
+    await _applied_throttle(desks(clock=clock), **{"for": "15m"})
+    clock.now += timedelta(minutes=16)
+    desk = desks(clock=clock, dry_run=True)
+    await desk.run_due_reverts()
+    assert len(world.mutating()) == 1 and world.team()["tpm_limit"] == 5
+    assert len(desk.pending_reverts()) == 1
