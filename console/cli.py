@@ -67,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--read-only", dest="global_read_only", action="store_true",
                         help="send nothing that changes anything, from any command or key"
                         " (as LLMDECK_READONLY=1)")
+    parser.add_argument("--write", dest="global_write", action="store_true",
+                        help="allow runbook actions in an environment marked [actions] prod = true"
+                        " (read-only there otherwise); --read-only and LLMDECK_READONLY=1 still win")
     parser.add_argument("--insecure-storage", action="store_true",
                         help="keep keyring: secrets in plaintext 0600 files under"
                         " $XDG_CONFIG_HOME/llmdeck/secrets (no OS keyring here; shown as a badge)")
