@@ -30,6 +30,7 @@ from typing import Any
 
 from console.alerts import PAGING_SEVERITIES, ActiveAlert, loud
 from console.incidents import (
+    MAX_CAUSE,
     MAX_TEXT,
     MAX_TITLE,
     FeedFiring,
@@ -42,6 +43,12 @@ from console.incidents import (
 from console.slo import AlertLevel
 from console.snapshots import Alert, BudgetLevel
 from console.timeutil import naive_utc
+
+MAX_LABEL = 200
+MAX_LABELS = 40
+MAX_REASON = 1000
+"""Untrusted alert text is clipped to these sizes so that no alert can make the store refuse the
+feed's writes (the store's caps are errors; the feed must keep running)."""
 
 OUTSIDE_PAGING = PAGING_SEVERITIES | {"sev1", "sev2", "high"}
 """`severity` label values of outside alerts that open incidents."""
@@ -80,26 +87,29 @@ def firing_causes(alerts: Sequence[Alert], outside: Sequence[ActiveAlert]) -> di
     """The causes firing now, in the overview's order (SLOs, budgets, then outside alerts)."""
     found: dict[str, Firing] = {}
     for a in alerts:
+        name, reason = _clip(a.name, MAX_LABEL), _clip(a.reason, MAX_REASON)
         if a.source == "slo" and a.level >= AlertLevel.PAGE:
-            cause, title = f"slo:{a.name}", f"SLO {a.name} pages: {a.reason}"
+            cause, title = f"slo:{name}", f"SLO {name} pages: {reason}"
         elif a.source == "budget" and a.level >= BudgetLevel.CRITICAL:
-            cause, title = f"budget:{a.name}", f"budget {a.name} critical: {a.reason}"
+            cause, title = f"budget:{name}", f"budget {name} critical: {reason}"
         else:
             continue  # tickets, warnings; outside alerts come from `outside`, with their labels
-        found.setdefault(cause, Firing(cause, a.level, _clip(title, MAX_TITLE), a.reason, "sev2",
-                                       {"source": a.source, "name": a.name, "level": a.level,
-                                        "reason": a.reason}))
+        found.setdefault(cause, Firing(cause, a.level, _clip(title, MAX_TITLE), reason, "sev2",
+                                       {"source": a.source, "name": name, "level": a.level,
+                                        "reason": reason}))
     counts: dict[str, int] = {}
     for o in loud(outside):
         if o.silenced_by or o.inhibited_by or o.severity.lower() not in OUTSIDE_PAGING:
             continue
-        cause = f"alert:{o.source}/{o.name}"
+        cause = _clip(f"alert:{o.source}/{o.name}", MAX_CAUSE)
         counts[cause] = counts.get(cause, 0) + 1
         if cause in found:
             continue
-        reason = o.summary or f"{o.name} firing on {o.source}"
-        data = {"source": o.source, "origin": o.origin, "name": o.name, "severity": o.severity,
-                "labels": dict(o.labels), "summary": o.summary, "value": o.value,
+        reason = _clip(o.summary or f"{o.name} firing on {o.source}", MAX_REASON)
+        labels = {_clip(k, MAX_LABEL): _clip(v, MAX_LABEL) for k, v in o.labels[:MAX_LABELS]}
+        data = {"source": _clip(o.source, MAX_LABEL), "origin": o.origin, "name": _clip(o.name, MAX_LABEL),
+                "severity": _clip(o.severity, MAX_LABEL), "labels": labels, "summary": reason,
+                "value": _clip(o.value, MAX_LABEL),
                 "started": o.started.isoformat() if o.started else None,
                 "fingerprint": o.fingerprint}
         severity: Severity = "sev1" if o.severity.lower() == "sev1" else "sev2"

@@ -139,14 +139,16 @@ def _list_text(incidents: list[Incident], include_resolved: bool, out: TextIO) -
     for i in incidents:
         causes = f"  [{cell(', '.join(i.causes), 120)}]" if i.causes else ""
         auto = " (auto)" if i.auto else ""
-        out.write(f"{cell(i.id, 9):<9}  {i.severity:<4}  {i.state:<12}  {age(i.opened_at, now):>5}"
+        out.write(f"{cell(i.id, 9):<9}  {cell(i.severity, 4):<4}  {cell(i.state, 12):<12}"
+                  f"  {age(i.opened_at, now):>5}"
                   f"  {cell(i.owner, 12):<12}  {cell(i.title, 100)}{auto}{causes}\n")
     open_count = sum(1 for i in incidents if not i.resolved)
     out.write(f"{open_count} unresolved, {len(incidents) - open_count} resolved shown\n")
 
 
 def _show_text(i: Incident, timeline: list[TimelineEntry], out: TextIO) -> None:
-    out.write(f"{cell(i.id, 40)}  {i.severity}  {i.state}{'  (opened automatically)' if i.auto else ''}\n")
+    auto = "  (opened automatically)" if i.auto else ""
+    out.write(f"{cell(i.id, 40)}  {cell(i.severity, 10)}  {cell(i.state, 20)}{auto}\n")
     out.write(f"title:        {cell(i.title, 200)}\n")
     out.write(f"owner:        {cell(i.owner, 100)}\n")
     out.write(f"opened:       {when(i.opened_at)}\n")
@@ -156,11 +158,11 @@ def _show_text(i: Incident, timeline: list[TimelineEntry], out: TextIO) -> None:
     out.write(f"causes:       {cell(', '.join(i.causes), 500) if i.causes else '-'}\n")
     out.write("timeline:\n")
     for e in timeline:
-        out.write(f"  {when(e.at)}  {e.kind:<14}  {cell(e.author, 16):<16}  {cell(e.text, 500)}\n")
+        out.write(f"  {when(e.at)}  {cell(e.kind, 14):<14}  {cell(e.author, 16):<16}  {cell(e.text, 500)}\n")
 
 
 def _changed_text(i: Incident, out: TextIO) -> None:
-    out.write(f"{cell(i.id, 40)} is {i.state} ({i.severity}, owner {cell(i.owner, 100)}):"
+    out.write(f"{cell(i.id, 40)} is {cell(i.state, 20)} ({cell(i.severity, 10)}, owner {cell(i.owner, 100)}):"
               f" {cell(i.title, 100)}\n")
 
 
@@ -186,10 +188,10 @@ def _run(store: IncidentStore, args: argparse.Namespace, out: TextIO) -> dict[st
                                        cause=args.cause)
         if not args.json:
             if created:
-                out.write(f"opened {cell(incident.id, 40)} ({incident.severity}, owner"
+                out.write(f"opened {cell(incident.id, 40)} ({cell(incident.severity, 10)}, owner"
                           f" {cell(incident.owner, 100)}): {cell(incident.title, 200)}\n")
             else:
-                out.write(f"{cell(incident.id, 40)} is already {incident.state} for"
+                out.write(f"{cell(incident.id, 40)} is already {cell(incident.state, 20)} for"
                           f" {cell(args.cause, 300)}: {cell(incident.title, 200)} (nothing opened)\n")
         return {"incident": incident_json(incident), "created": created}
     if command == "note":

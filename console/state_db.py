@@ -180,6 +180,17 @@ def read(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
             pass
 
 
+def _known_version(conn: sqlite3.Connection, name: str) -> int | None:
+    """`name`'s version as stored, read without a transaction; None if not there (yet)."""
+    try:
+        row = conn.execute("SELECT version FROM schema_versions WHERE name = ?", (name,)).fetchone()
+    except sqlite3.OperationalError:
+        return None  # no schema_versions table yet
+    except sqlite3.Error as exc:
+        raise StateError(path_of(conn), _reason(exc)) from exc
+    return int(row[0]) if row else None
+
+
 def ensure_schema(conn: sqlite3.Connection, name: str, version: int,
                   statements: Sequence[str]) -> None:
     """Create module `name`'s tables at `version`, once; idempotent and safe across processes.
@@ -192,6 +203,8 @@ def ensure_schema(conn: sqlite3.Connection, name: str, version: int,
     """
     if version < 1:
         raise ValueError(f"ensure_schema({name!r}): version must be >= 1, not {version}")
+    if _known_version(conn, name) == version:
+        return  # the usual case: no write lock taken (a reader never waits for a writer here)
     with write(conn):
         conn.execute(_SCHEMA_TABLE)
         row = conn.execute("SELECT version FROM schema_versions WHERE name = ?",

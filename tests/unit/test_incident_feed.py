@@ -146,13 +146,20 @@ def test_resolved_by_hand_while_firing_is_not_reopened_until_it_fires_again(stor
 
 
 def test_long_untrusted_reasons_are_clipped_not_refused(store: IncidentStore) -> None:
-    loud = ActiveAlert(source="am", origin="alertmanager", name="Spam", state="active",
-                       severity="page", labels=(), summary="\x1b]0;pwned\x07" + "x" * 10_000,
-                       started=None, fingerprint="f")
-    [inc] = IncidentFeed(store).observe([], [loud], T0).opened
+    labels = tuple((f"label{i:03}", "v" * 5000) for i in range(500))
+    loud = ActiveAlert(source="am", origin="alertmanager", name="Spam" * 200, state="active",
+                       severity="page", labels=labels, summary="\x1b]0;pwned\x07" + "x" * 100_000,
+                       started=None, fingerprint="f", value="1" * 100_000)
+    slo = Alert(2, "slo", "s" * 1000, "r" * 100_000)
+    result = IncidentFeed(store).observe([slo], [loud], T0)
+    [inc] = result.opened
     assert len(inc.title) <= 200 and inc.title.endswith("…")
+    assert len(inc.causes) == 2 and all(len(c) <= 300 for c in inc.causes)
     firing = store.timeline(inc.id)[-1]
     assert firing.kind == "alert_firing" and len(firing.text) <= 4000
+    assert firing.data["summary"].startswith("\x1b]0;pwned\x07")  # stored as given, clipped
+    assert len(firing.data["labels"]) == 40
+    assert not IncidentFeed(store).observe([slo], [loud], T0).changed  # the clipped causes match
 
 
 def test_two_feeds_on_one_file_announce_once(store: IncidentStore, tmp_path: Path) -> None:

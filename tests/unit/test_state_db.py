@@ -142,3 +142,16 @@ def test_errors_are_never_bare_sqlite_errors(tmp_path: Path) -> None:
         conn.execute("SELEC 1")
     assert not isinstance(info.value, sqlite3.Error)
     assert isinstance(info.value.__cause__, sqlite3.Error)
+
+
+def test_ensure_schema_up_to_date_takes_no_write_lock(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite3"
+    first = state_db.connect(path)
+    statements = ["CREATE TABLE IF NOT EXISTS t (x)"]
+    state_db.ensure_schema(first, "t", 1, statements)
+    later = state_db.connect(path)
+    later.execute("PRAGMA busy_timeout = 0")  # waiting for the lock would fail at once
+    with state_db.write(first):
+        state_db.ensure_schema(later, "t", 1, statements)  # a console reader opening meanwhile
+        with pytest.raises(StateError, match="locked"):
+            state_db.ensure_schema(later, "t", 2, statements)  # an upgrade does need the lock
