@@ -103,9 +103,9 @@ class ActionDesk:
         self._incidents = incidents
         self.clock, self._sleep, self._transport = clock, sleep, transport
         if secret is None:
-            from console.secrets import resolve
+            from console.secrets import header_secret
 
-            secret = resolve
+            secret = header_secret
         self._secret = secret
         if catalog is None:
             user_dir = config.actions.runbook_dir or str(paths.config_dir() / "runbooks")
@@ -396,8 +396,10 @@ class ActionDesk:
     def adapter_for(self, spec: ActionSpec, gateway: str) -> Adapter:
         key = (spec.adapter, gateway, spec.options_json)
         if key not in self._adapters:
+            secret_params = frozenset(p.name for p in spec.params if p.secret)
             context = adapters.AdapterContext(config=self.config, gateway=gateway, options=spec.options,
-                                              secret=self._secret, transport=self._transport)
+                                              secret=self._secret, transport=self._transport,
+                                              secret_params=secret_params)
             self._adapters[key] = adapters.build(spec.adapter, context)
         return self._adapters[key]
 
