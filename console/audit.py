@@ -19,7 +19,6 @@ import fcntl
 import hashlib
 import json
 import os
-import re
 import uuid
 from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
@@ -28,7 +27,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from console.config_errors import looks_like_secret
+from console.audit_redact import MASK as MASK
+from console.audit_redact import redact_params as redact_params
+from console.audit_redact import scrub
 from console.operator import operator
 from console.paths import state_dir
 from console.timeutil import naive_utc, utc_now
@@ -36,7 +37,6 @@ from console.timeutil import naive_utc, utc_now
 JOURNAL_FILE = "audit.jsonl"
 HEAD_FILE = "audit.head"
 GENESIS = "0" * 64
-MASK = "***"
 DETAIL_MAX = 2000
 """Longer detail text (an error body) is cut: the journal records what happened, not payloads."""
 TAIL_CHUNK = 64 * 1024
@@ -45,15 +45,6 @@ RecordKind = Literal["intent", "outcome", "event"]
 FIELDS = ("seq", "ts", "kind", "action_id", "action", "origin", "target", "gateway", "params",
           "pre_state_hash", "idempotency_key", "incident_id", "status", "detail", "resolved_by",
           "extra", "user", "host", "ssh_client", "prev", "hash")
-
-# Parameter names that hold secrets whatever their value looks like (split on _ - . and case).
-_SECRET_WORDS = frozenset({"secret", "password", "passwd", "token", "apikey", "authorization",
-                           "credential", "credentials", "bearer", "cookie"})
-_SECRET_PAIRS = frozenset({("api", "key"), ("master", "key"), ("admin", "key"), ("private", "key"),
-                           ("secret", "key"), ("access", "key")})
-_WORD = re.compile(r"[A-Za-z0-9]+")
-_TOKEN = re.compile(r"\S+")
-_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 
 class AuditError(OSError):
@@ -83,48 +74,6 @@ def record_hash(prev: str, record: Mapping[str, Any]) -> str:
     """sha256(prev + "\\n" + canonical(record without "hash"))."""
     body = {k: v for k, v in record.items() if k != "hash"}
     return hashlib.sha256(f"{prev}\n{canonical(body)}".encode()).hexdigest()
-
-
-def _secret_name(name: str) -> bool:
-    words = [w.lower() for w in _WORD.findall(name)]
-    if any(w in _SECRET_WORDS for w in words):
-        return True
-    return any(pair in _SECRET_PAIRS for pair in zip(words, words[1:], strict=False))
-
-
-def _secret_value(value: str) -> bool:
-    """Shaped like a key or token. A canonical UUID (a silence id, an action id) is an id, not a
-    secret; other long hex or base64-ish words (a key hash included) are masked."""
-    text = value.strip()
-    if _UUID.fullmatch(text):
-        return False
-    return looks_like_secret(text) or text.startswith("sk-") or text.lower().startswith("bearer ")
-
-
-def scrub(text: str) -> str:
-    """`text` with every whitespace-separated word that looks like a secret replaced by ***."""
-    return _TOKEN.sub(lambda m: MASK if _secret_value(m.group()) else m.group(), text)
-
-
-def _redact(value: Any, secret: bool) -> Any:
-    if secret:
-        return MASK
-    if isinstance(value, Mapping):
-        return {str(k): _redact(v, _secret_name(str(k))) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_redact(v, False) for v in value]
-    if isinstance(value, str):
-        return MASK if value.strip().lower().startswith(("bearer ", "basic ")) else scrub(value)
-    if value is None or isinstance(value, bool | int | float):
-        return value
-    return _redact(str(value), False)
-
-
-def redact_params(params: Mapping[str, Any], secret_names: Collection[str] = ()) -> dict[str, Any]:
-    """`params` safe to keep: declared secret params, secret-named keys (api_key, token,
-    password...) and any value shaped like a key or token become ***, at any depth."""
-    return {str(k): _redact(v, str(k) in secret_names or _secret_name(str(k)))
-            for k, v in params.items()}
 
 
 def parse_ts(text: str) -> datetime:
