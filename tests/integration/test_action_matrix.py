@@ -244,3 +244,49 @@ async def test_desk_dry_run_revert_sends_nothing_and_stays_pending(
     await desk.run_due_reverts()
     assert len(world.mutating()) == 1 and world.team()["tpm_limit"] == 5
     assert len(desk.pending_reverts()) == 1
+
+
+# ---- never twice: the same revert from two processes ---------------------------------------
+
+
+async def test_desk_a_due_revert_is_sent_once_when_two_consoles_run_it(
+        world: ActionWorld, desks: Callable[..., ActionDesk]) -> None:
+    """Two processes (a console on its refresh, `runbook reverts --run` in a shell) find the
+    same due revert. The first one's request is on the wire (the server holds it); the second
+    must not send the same revert again under a fresh idempotency key."""
+    clock = Clock()
+    await _applied_throttle(desks(clock=clock), **{"for": "15m"})
+    clock.now += timedelta(minutes=16)
+    world.server.hang_next(path="/team/update")
+    first = asyncio.create_task(desks(clock=clock).run_due_reverts())
+    while len(world.mutating()) < 2:  # the first console's revert reached the server
+        await asyncio.sleep(0.01)
+
+    second = await desks(clock=clock).run_due_reverts()
+
+    first.cancel()
+    keys = [r.headers.get("idempotency-key") for r in world.mutating()]
+    assert len(keys) == 2, (f"the revert was sent again by a second process (keys {keys});"
+                            f" the second run said {[(o.status, o.detail) for o in second]}")
+
+
+async def test_desk_a_revert_whose_outcome_is_unknown_is_not_sent_again_by_itself(
+        world: ActionWorld, desks: Callable[..., ActionDesk]) -> None:
+    """The revert's request got no answer (it may still land): the next automatic run must not
+    send it again under a new key; it stays pending as "outcome unknown" until a verify."""
+    world.write_config(timeout_seconds=0.5)
+    clock = Clock()
+    await _applied_throttle(desks(clock=clock), **{"for": "15m"})
+    clock.now += timedelta(minutes=16)
+    world.server.hang_next(path="/team/update")
+    [unknown] = await desks(clock=clock).run_due_reverts()
+    assert unknown.status == "unknown" and len(world.mutating()) == 2, unknown.detail
+
+    clock.now += timedelta(minutes=1)
+    desk = desks(clock=clock)
+    again = await desk.run_due_reverts()
+
+    keys = [r.headers.get("idempotency-key") for r in world.mutating()]
+    assert len(keys) == 2, (f"an unknown revert was re-sent automatically (keys {keys});"
+                            f" the next run said {[(o.status, o.detail) for o in again]}")
+    assert [u.action_id for u in desk.unknown_outcomes()] == [unknown.action_id]
