@@ -147,8 +147,9 @@ def _show(journal: AuditJournal, args: argparse.Namespace, out: TextIO, err: Tex
         err.write(f"llmdeck: audit: the journal FAILS verification ({check.kind}):"
                   f" {cell(check.problem, 400)}\n")
     if unknown:
-        out.write(f"!!! OUTCOME UNKNOWN: {len(unknown)} action(s) were sent (or about to be) when"
-                  " their process stopped; whether they took is not known:\n")
+        out.write(f"!!! OUTCOME UNKNOWN: {len(unknown)} action(s) with an intent and no outcome: the"
+                  " process stopped between the two (or is sending right now); whether they took is"
+                  " not known:\n")
         for r in unknown:
             out.write(f"!!! {_when(r.ts)}  {cell(r.action, 40)}  target {cell(r.get('target') or '-', 60)}"
                       f"  by {_who(r)}  action {r.action_id}: {UNKNOWN}\n")
