@@ -39,6 +39,7 @@ from console.config import (
 from console.config_actions import LiteLLMGateway
 from console.demo.billing_api import ENV_KEYS
 from console.demo.gateway_world import ENV_MASTER_KEY
+from console.demo.runbooks import write_demo_runbooks
 
 if TYPE_CHECKING:
     from console.demo.endpoints import EndpointUrls
@@ -91,15 +92,19 @@ def demo_config(cache_path: Path, endpoints: EndpointUrls | None = None) -> Conf
     Its `[actions]`: environment "demo", never read-only (it acts only on the simulator),
     everyone an admin, and with `endpoints` the demo gateway's admin API as the one
     `[[actions.litellm]]` (`demo-litellm`, the LiteLLM server's URL, its master key an `env:`
-    ref to the random key the demo put in its environment).
+    ref to the random key the demo put in its environment), and its runbook directory
+    `runbooks/` next to the cache, where this writes the demo's switch-provider
+    (console/demo/runbooks.py).
     Nothing is pruned: the simulated clock may run ahead of the wall clock, and
     retention is measured against the wall clock.
     """
     sources = SourcesSettings()
     actions = ActionsSettings(environment="demo", prod=False, default_role="admin")
     if endpoints is not None:
+        runbooks = Path(cache_path).parent / "runbooks"
+        write_demo_runbooks(runbooks)
         actions = ActionsSettings(
-            environment="demo", prod=False, default_role="admin",
+            environment="demo", prod=False, default_role="admin", runbook_dir=str(runbooks),
             litellm=[LiteLLMGateway(name=DEMO_GATEWAY, url=endpoints.litellm,
                                     admin_key_ref=f"env:{ENV_MASTER_KEY}")])
         every = SOURCE_REFRESH_SECONDS
