@@ -3,6 +3,7 @@ and the recording server around it records every request and injects its faults.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import httpx
@@ -116,3 +117,34 @@ def test_server_records_requests_and_injects_faults() -> None:
         ("POST", "/team/unblock")]
     assert server.mutating()[0].headers["authorization"] == f"Bearer {MASTER_KEY}"
     assert server.mutating()[0].json() == {"team_id": "team-a"}
+
+
+def test_concurrent_writes_all_land_and_every_change_is_reported_once() -> None:
+    changes: list[tuple[str, Any, Any]] = []
+    lock = threading.Lock()
+
+    def record(kind: str, before: Any, after: Any) -> None:
+        with lock:
+            changes.append((kind, before, after))
+
+    admin = GatewayAdmin(MASTER_KEY, on_change=record)
+    for n in range(8):
+        admin.add_key(f"sk-worker-{n}-0123456789", key_alias=f"worker-{n}")
+
+    def work(n: int) -> None:
+        with httpx.Client(base_url=server.url, headers=AUTH, timeout=10) as client:
+            for limit in range(1, 26):
+                answer = client.post("/key/update", json={"key_alias": f"worker-{n}", "tpm_limit": limit})
+                assert answer.status_code == 200
+
+    with LiteLLMAdminServer(admin=admin) as server:
+        threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert len(server.mutating()) == 8 * 25 and len(changes) == 8 * 25
+    assert all(admin.key(f"sk-worker-{n}-0123456789")["tpm_limit"] == 25 for n in range(8))
+    for n in range(8):
+        mine = [after["tpm_limit"] for _, _, after in changes if after["key_alias"] == f"worker-{n}"]
+        assert sorted(mine) == list(range(1, 26))
