@@ -32,7 +32,8 @@ from console.backend import Backend, fault_of
 from console.fault_watch import FaultWatch
 from console.idle_gc import IdleCollector
 from console.incident_feed import IncidentFeed
-from console.incident_watch import IncidentWatch
+from console.incident_watch import IncidentWatch, traffic_scope
+from console.incidents import Incident
 from console.operator import operator
 from console.runbook_actions import RunbookBridge
 from console.safe_text import cell
@@ -410,6 +411,10 @@ class LlmdeckApp(IncidentFlow):
             self.call_from_thread(self._feed_problem, self.incident_watch.problem)
         for incident in result.opened if result is not None else ():
             self.call_from_thread(self._incident_opened, incident.id, incident.title)
+
+    def runbook_scope(self, incident: Incident) -> dict[str, str]:
+        """The incident's SLO/budget scope completed from recent traffic (a worker thread)."""
+        return traffic_scope(self.backend, super().runbook_scope(incident), self.backend.clock())
 
     def _feed_problem(self, problem: str) -> None:
         self.notify(f"incident feed: {problem}", severity="error", markup=False, timeout=15)

@@ -12,12 +12,14 @@ entry. No Textual here.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from console import source_readers
 from console.backend import Backend, alerts_from
 from console.cache.cost_queries import cost_snapshot
+from console.cache.trace_queries import breakdown
+from console.config import ScopeFilter
 from console.incident_feed import FeedResult, IncidentFeed
 from console.incidents import IncidentError
 from console.safe_text import cell
@@ -69,3 +71,32 @@ class IncidentWatch:
             self.feed.store.close()  # the poll's thread ends with this call
         self.problem = ""
         return result
+
+
+def traffic_scope(backend: Backend, scope: Mapping[str, str], at: datetime,
+                  window: timedelta = timedelta(hours=1)) -> dict[str, str]:
+    """`scope` (an incident's provider/model/tenant) completed from the traffic of the last
+    `window` (a worker thread: it reads the cache): with a provider and no model, the model
+    group that provider served most; and as `fallback`, the busiest group of another provider
+    (what switch-provider's `fallback_models` is prefilled with; the dialog shows it, editable)."""
+    found = dict(scope)
+    provider = found.get("provider")
+    if provider is None:
+        return found
+    cur = backend.cache.cursor()
+    if "model" not in found:
+        own = breakdown(cur, ScopeFilter(provider=provider), at - window, at, "model")
+        busiest = max((r for r in own.rows if r.key), key=lambda r: r.requests, default=None)
+        if busiest is not None:
+            found["model"] = busiest.key
+    if "fallback" not in found:
+        others = breakdown(cur, ScopeFilter(), at - window, at, "provider")
+        other = max((r for r in others.rows if r.key and r.key != provider),
+                    key=lambda r: r.requests - r.errors, default=None)
+        if other is not None:
+            theirs = breakdown(cur, ScopeFilter(provider=other.key), at - window, at, "model")
+            best = max((r for r in theirs.rows if r.key), key=lambda r: r.requests - r.errors,
+                       default=None)
+            if best is not None:
+                found["fallback"] = best.key
+    return found

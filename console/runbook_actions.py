@@ -38,6 +38,7 @@ SCOPE_PARAMS: Mapping[str, tuple[str, ...]] = {
     "tenant": ("team_id", "team", "tenant"),
     "model": ("model", "model_name", "model_group"),
     "provider": ("provider", "from_provider"),
+    "fallback": ("fallback_models", "fallback_model", "to_model"),
 }
 """Which action parameters an incident's scope (an SLO's or budget's provider/model/tenant) fills."""
 

@@ -57,6 +57,11 @@ class IncidentFlow(App[None]):
     def action_refresh_now(self) -> None:
         """Fetch the current view now (the app's poller)."""
 
+    def runbook_scope(self, incident: Incident) -> dict[str, str]:
+        """What the incident is about, for prefilling (a worker thread: the app may read the
+        cache to complete it); here only what its SLOs and budgets name."""
+        return incident_scope(incident, self.backend.config)
+
     # ---- incident changes: a / n / m / R / o, `:incident open TITLE` ------------------
 
     def on_incident_change_requested(self, message: IncidentChangeRequested) -> None:
@@ -92,10 +97,10 @@ class IncidentFlow(App[None]):
 
     def pick_runbook(self, incident: Incident | None) -> None:
         """List the desk's actions on a worker (it may read runbook files), then the picker."""
-        scope = incident_scope(incident, self.backend.config) if incident is not None else {}
         incident_id = incident.id if incident is not None else None
 
         def load() -> None:
+            scope = self.runbook_scope(incident) if incident is not None else {}
             choices = ranked(self.runbooks.actions(), scope)
             self.call_from_thread(self._show_picker, choices, incident_id)
 

@@ -52,6 +52,14 @@ def severity_cell(incident: Incident) -> Text:
                 no_wrap=True)
 
 
+def causes_text(incident: Incident) -> str:
+    """The first cause and how many more (`slo:anthropic availability +2`), or `by hand`."""
+    if not incident.causes:
+        return "by hand"
+    more = len(incident.causes) - 1
+    return incident.causes[0] + (f" +{more}" if more else "")
+
+
 class IncidentKeys(DeckScreen):
     """The keys both incident screens share; each acts on `current_incident()`."""
 
@@ -175,8 +183,8 @@ class IncidentsScreen(IncidentKeys):
             severity_cell(i),
             state_cell(i),
             Text(ago(i.opened_at, now), style=dim, no_wrap=True),
-            safe_cell(i.title, 48, dim),
-            safe_cell(" ".join(i.causes) or "by hand", 60, dim),
+            safe_cell(i.title, 40, dim),
+            safe_cell(causes_text(i), 48, dim),
             safe_cell(i.owner, 16, dim),
         ]
 

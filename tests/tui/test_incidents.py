@@ -1,0 +1,166 @@
+"""`:incidents` and one incident's detail, driven through the real app with Textual's pilot.
+
+The app runs on the session's frozen demo cache (15 simulated minutes into the scripted
+anthropic outage), so the incident feed, which runs after every poll, opens the outage's
+incident by itself. The incident store is the real SQLite one in the test's own
+XDG_STATE_HOME. Keys must change the store (a, n, m, R, o); hostile titles and notes
+(markup, `[/]`, escape sequences) must render as inert text.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from console.incidents import Incident, IncidentStore
+from panels.incidents_screen import IncidentScreen, IncidentsScreen
+from panels.prompt_dialog import PromptDialog
+from tests.tui.conftest import WALL, DemoData, settle
+from tests.tui.screen_text import screen_lines, screen_text, terminal_bytes
+from tests.tui.test_snapshots import PortableBackend
+
+HOSTILE_TITLE = "[@click=app.quit]boom[/] \x1b]0;pwned\x07 [/] \x9b2J [b]bold?"
+HOSTILE_NOTE = "[@click=screen.action_change('resolve')]note[/] \x1b[31mred"
+
+
+async def until(pilot: Any, check: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
+    """Pause until `check()` holds; fail naming `what`, with the screen's text."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        await pilot.pause(0.05)
+        if check():
+            return
+    raise AssertionError(f"timed out waiting for {what}:\n{screen_text(pilot.app)}")
+
+
+def clickable_segments(app: Any) -> list[str]:
+    """Text of every segment on screen that carries a click action (markup `[@click=...]`)."""
+    update = app.screen._compositor.render_update(full=True)
+    return [text for line in update.strips for strip in line for text, style, _ in strip
+            if style is not None and style.meta and "@click" in style.meta]
+
+
+def auto_incidents(store: IncidentStore) -> list[Incident]:
+    return [i for i in store.list() if i.auto]
+
+
+async def open_incident_row(pilot: Any, needle: str) -> None:
+    """On `:incidents`, filter to `needle` and open the row under the cursor (Enter)."""
+    await pilot.press("slash", *needle, "enter")
+    await pilot.pause()
+    await pilot.press("enter")
+    await until(pilot, lambda: isinstance(pilot.app.screen, IncidentScreen)
+                and pilot.app.screen.incident is not None, "the incident's detail")
+
+
+async def test_the_demo_outage_opens_one_incident_by_itself(demo_data: DemoData, make_app: Any) -> None:
+    app = make_app(backend=PortableBackend(demo_data))
+    store = IncidentStore()
+    async with app.run_test(size=(120, 30)) as pilot:
+        await settle(pilot)
+        await until(pilot, lambda: bool(auto_incidents(store)), "the feed to open the outage's incident")
+        await pilot.press("8")
+        await settle(pilot)
+        await pilot.pause(1.5)  # more polls: the same outage must not open a second incident
+        opened = auto_incidents(store)
+        assert len(opened) == 1
+        incident = opened[0]
+        assert incident.state == "open" and incident.severity == "sev2"
+        assert "slo:anthropic availability" in incident.causes
+        assert incident.opened_at == WALL  # the feed writes at the (pinned) wall clock
+        text = screen_text(app)
+        assert isinstance(app.screen, IncidentsScreen)
+        assert incident.id in text and "✖ open" in text and "slo:anthropic availability +" in text, text
+        assert any("opened" in str(n.message) for n in app._notifications)
+        kinds = [e.kind for e in store.timeline(incident.id)]
+        assert kinds[0] == "opened" and "alert_firing" in kinds
+
+
+async def test_keys_acknowledge_note_mitigate_resolve_write_the_store(
+        demo_data: DemoData, make_app: Any) -> None:
+    store = IncidentStore()
+    mine, _ = store.open(HOSTILE_TITLE, severity="sev3", at=WALL - timedelta(minutes=7))
+    app = make_app(backend=PortableBackend(demo_data))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pilot.press("8")
+        await settle(pilot)
+        await open_incident_row(pilot, "boom")
+        assert app.screen.incident.id == mine.id
+
+        await pilot.press("a")
+        await until(pilot, lambda: store.get(mine.id).state == "acknowledged", "acknowledged")
+        await pilot.press("n")
+        await until(pilot, lambda: isinstance(app.screen, PromptDialog), "the note prompt")
+        await pilot.press("enter")  # an empty note is not written: the prompt stays
+        await pilot.pause()
+        assert isinstance(app.screen, PromptDialog)
+        app.screen.query_one("#prompt-input").value = HOSTILE_NOTE  # as a paste: made printable
+        await pilot.press("enter")
+        await until(pilot, lambda: any(e.kind == "note" for e in store.timeline(mine.id)), "the note")
+        await pilot.press("m")
+        await until(pilot, lambda: store.get(mine.id).state == "mitigated", "mitigated")
+        await pilot.press("R")
+        await until(pilot, lambda: store.get(mine.id).state == "resolved", "resolved")
+        await until(pilot, lambda: "resolved" in screen_lines(app)[1], "the header to say resolved")
+
+        states = [e.text for e in store.timeline(mine.id) if e.kind == "state"]
+        assert len(states) == 3
+        note = next(e for e in store.timeline(mine.id) if e.kind == "note")
+        assert note.text.startswith("[@click=screen.action_change('resolve')]note[/]")
+        # the hostile title and note are on screen as text, and nothing on screen is clickable
+        text, raw = screen_text(app), terminal_bytes(app)
+        assert "[@click=app.quit]boom[/]" in text and "\\x1b]0;pwned" in text
+        assert "[@click=screen.action_change('resolve')]note[/]" in text
+        assert "\x1b]0;" not in raw and "\x9b" not in raw and "\x1b[31m" not in raw
+        assert clickable_segments(app) == []
+        assert app.is_running
+
+        await pilot.press("a")  # a backward transition is refused and said, not raised
+        await until(pilot, lambda: any("already resolved" in str(n.message) or "resolved" in
+                                       str(n.message) for n in app._notifications), "the refusal")
+        assert store.get(mine.id).state == "resolved" and app.is_running
+
+
+async def test_hostile_title_in_the_list_is_inert_and_clicks_do_nothing(
+        demo_data: DemoData, make_app: Any) -> None:
+    store = IncidentStore()
+    store.open(HOSTILE_TITLE, severity="sev1", at=WALL - timedelta(minutes=3))
+    app = make_app(backend=PortableBackend(demo_data))
+    async with app.run_test(size=(120, 30)) as pilot:
+        await settle(pilot)
+        await pilot.press("8")
+        await settle(pilot)
+        await until(pilot, lambda: "[@click=app.quit]boom[/]" in screen_text(app), "the title as text")
+        assert clickable_segments(app) == []
+        lines = screen_lines(app)
+        row = next(i for i, line in enumerate(lines) if "[@click=app.quit]" in line)
+        await pilot.click(offset=(lines[row].index("[@click=app.quit]") + 3, row))
+        await pilot.pause(0.3)
+        assert app.is_running and isinstance(app.screen, IncidentsScreen | IncidentScreen)
+        raw = terminal_bytes(app)
+        assert "\x1b]0;pwned" not in raw and "\x9b" not in raw
+
+
+async def test_o_and_the_incident_command_open_incidents_by_hand(
+        demo_data: DemoData, make_app: Any) -> None:
+    store = IncidentStore()
+    app = make_app(backend=PortableBackend(demo_data))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pilot.press("8")
+        await settle(pilot)
+        await pilot.press("o")
+        await until(pilot, lambda: isinstance(app.screen, PromptDialog), "the title prompt")
+        await pilot.press(*"checkout latency", "enter")
+        await until(pilot, lambda: any(i.title == "checkout latency" for i in store.list()),
+                    "the incident opened with o")
+        await pilot.press("colon", *"incident open gpu pool down", "enter")
+        await until(pilot, lambda: any(i.title == "gpu pool down" for i in store.list()),
+                    "the incident opened with :incident open")
+        await until(pilot, lambda: "gpu pool down" in screen_text(app), "the list to show it")
+        by_hand = [i for i in store.list() if not i.auto]
+        assert {i.title for i in by_hand} == {"checkout latency", "gpu pool down"}
+        assert all(i.state == "open" and not i.causes for i in by_hand)
