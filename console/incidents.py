@@ -19,35 +19,42 @@ from __future__ import annotations
 
 import builtins
 import json
-import re
 import sqlite3
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any
 
 from console import state_db
+from console.incident_types import (
+    ENTRY_KINDS,
+    MAX_CAUSE,
+    MAX_DATA,
+    MAX_NAME,
+    MAX_TEXT,
+    MAX_TITLE,
+    SEVERITIES,
+    STATES,
+    UNRESOLVED,
+    EntryKind,
+    FeedFiring,
+    Incident,
+    IncidentError,
+    IncidentState,
+    Severity,
+    TimelineEntry,
+    normalize_id,
+)
 from console.operator import user_name
 from console.timeutil import naive_utc, utc_now
 
-IncidentState = Literal["open", "acknowledged", "mitigated", "resolved"]
-Severity = Literal["sev1", "sev2", "sev3", "sev4"]
-EntryKind = Literal["opened", "joined", "state", "alert_firing", "alert_resolved", "action_intent",
-                    "action_outcome", "note", "figures", "revert"]
-
-STATES: tuple[IncidentState, ...] = get_args(IncidentState)
-SEVERITIES: tuple[Severity, ...] = get_args(Severity)
-ENTRY_KINDS: tuple[EntryKind, ...] = get_args(EntryKind)
-UNRESOLVED: tuple[IncidentState, ...] = ("open", "acknowledged", "mitigated")
-
-MAX_TITLE = 200
-MAX_TEXT = 4000
-MAX_NAME = 100
-MAX_CAUSE = 300
-MAX_DATA = 64_000
+__all__ = [  # the types live in console.incident_types; the store's users import them from here
+    "IncidentStore", "ENTRY_KINDS", "MAX_CAUSE", "MAX_DATA", "MAX_NAME", "MAX_TEXT", "MAX_TITLE",
+    "SEVERITIES", "STATES", "UNRESOLVED", "EntryKind", "FeedFiring", "Incident", "IncidentError",
+    "IncidentState", "Severity", "TimelineEntry", "normalize_id",
+]
 
 SCHEMA_NAME = "incidents"
 SCHEMA_VERSION = 1
@@ -72,62 +79,10 @@ SCHEMA = (
     " reason TEXT NOT NULL)",
 )
 
-_ID = re.compile(r"(?i)^\s*(?:inc-)?(\d{1,18})\s*$")
 _COLUMNS = ("id, title, severity, state, owner, opened_at, acknowledged_at, mitigated_at,"
             " resolved_at, auto, updated_at")
 
 
-class IncidentError(Exception):
-    """An unknown incident, a transition that is not allowed, or input that cannot be stored."""
-
-
-@dataclass(frozen=True)
-class Incident:
-    id: str
-    title: str
-    severity: Severity
-    state: IncidentState
-    owner: str
-    opened_at: datetime
-    acknowledged_at: datetime | None
-    mitigated_at: datetime | None
-    resolved_at: datetime | None
-    causes: tuple[str, ...]
-    """What opened or joined it: "slo:<name>", "budget:<name>", "alert:<source>/<alertname>"."""
-    auto: bool
-    """Opened by the feed (console.incident_feed), not by a person."""
-    updated_at: datetime
-
-    @property
-    def resolved(self) -> bool:
-        return self.state == "resolved"
-
-
-@dataclass(frozen=True)
-class TimelineEntry:
-    incident_id: str
-    seq: int
-    at: datetime
-    kind: EntryKind
-    author: str
-    text: str
-    data_json: str
-
-    @property
-    def data(self) -> dict[str, Any]:
-        value = json.loads(self.data_json) if self.data_json else {}
-        return value if isinstance(value, dict) else {"value": value}
-
-
-def normalize_id(incident_id: str) -> str:
-    """"INC-7", "inc-7", " 7 " -> "INC-7"; any other id (an import's) is kept as given."""
-    text = str(incident_id)
-    match = _ID.match(text)
-    if match:
-        return f"INC-{int(match.group(1))}"
-    if not text.strip():
-        raise IncidentError("an incident id is needed (INC-<n> or <n>)")
-    return text.strip()
 
 
 def _ts(dt: datetime) -> str:
@@ -406,13 +361,3 @@ class IncidentStore:
         with self._writing() as conn:
             conn.execute("DELETE FROM incident_feed_firing WHERE cause = ?", (cause,))
 
-
-@dataclass(frozen=True)
-class FeedFiring:
-    """A cause the feed saw firing, and the incident it was announced on."""
-
-    cause: str
-    incident_id: str
-    since: datetime
-    level: int
-    reason: str
