@@ -37,10 +37,10 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS action_reverts ("
     " action_id TEXT PRIMARY KEY REFERENCES actions(action_id), due_at TEXT NOT NULL,"
     " state TEXT NOT NULL, reason TEXT NOT NULL DEFAULT '', attempts INTEGER NOT NULL DEFAULT 0,"
-    " last_try_at TEXT, revert_action_id TEXT NOT NULL DEFAULT '')",
+    " last_try_at TEXT, revert_action_id TEXT NOT NULL DEFAULT '', started_at TEXT)",
     "CREATE INDEX IF NOT EXISTS action_reverts_due ON action_reverts(state, due_at)",
 )
-RevertState = Literal["pending", "done"]
+RevertState = Literal["pending", "running", "done"]
 UNKNOWN_STATUSES = ("sent", "unknown")
 """An action row still "sent" means the process died before its outcome; "unknown" that no
 answer came back. Both stay until `ActionDesk.resolve_unknown` reads the state back."""
@@ -227,7 +227,7 @@ class ActionStore:
         """Reverts not yet done (only those due by `due_by` when given), soonest first."""
         query = ("SELECT r.action_id, a.action, a.target, a.gateway, r.due_at, r.state, r.reason,"
                  " r.attempts, r.last_try_at, r.revert_action_id FROM action_reverts r"
-                 " JOIN actions a USING (action_id) WHERE r.state = 'pending'")
+                 " JOIN actions a USING (action_id) WHERE r.state IN ('pending', 'running')")
         args: tuple[str, ...] = ()
         if due_by is not None:
             query, args = query + " AND r.due_at <= ?", (_ts(due_by),)
@@ -236,18 +236,45 @@ class ActionStore:
         return [PendingRevert(r[0], r[1], r[2], r[3], datetime.fromisoformat(r[4]), r[5], r[6], r[7],
                               _dt(r[8]), r[9]) for r in rows]
 
+    def claim_revert(self, action_id: str, at: datetime, stale_after: timedelta) -> tuple[bool, str]:
+        """Take a due revert for this process (pending -> running) inside BEGIN IMMEDIATE, so two
+        consoles (or a console and `runbook reverts --run`) never both send it. (False, why) when
+        it is done, being run by another process (for less than `stale_after`), or when an
+        earlier revert of it has an unknown outcome: that one is verified, never re-sent blind."""
+        with state_db.write(self._conn()) as conn:
+            row = conn.execute("SELECT state, started_at FROM action_reverts WHERE action_id = ?",
+                               (action_id,)).fetchone()
+            if row is None or row[0] == "done":
+                return False, ""
+            if row[0] == "running" and row[1] is not None and \
+                    datetime.fromisoformat(row[1]) > at - stale_after:
+                return False, ""
+            unsure = conn.execute("SELECT action_id FROM actions WHERE revert_of = ? AND status IN (?, ?)"
+                                  " ORDER BY created_at DESC LIMIT 1",
+                                  (action_id, *UNKNOWN_STATUSES)).fetchone()
+            if unsure is not None:
+                reason = (f"revert {unsure[0]}: outcome unknown, not sent again; run `llmdeck runbook verify"
+                          f" {unsure[0]}`")
+                conn.execute("UPDATE action_reverts SET state = 'pending', reason = ?, last_try_at = ?"
+                             " WHERE action_id = ?", (reason, _ts(at), action_id))
+                return False, reason
+            conn.execute("UPDATE action_reverts SET state = 'running', started_at = ? WHERE action_id = ?",
+                         (_ts(at), action_id))
+            return True, ""
+
     def revert_done(self, action_id: str, revert_action_id: str, at: datetime, note: str = "") -> None:
         """The revert ran (or is no longer needed: `note` says why, e.g. undone by hand)."""
         with state_db.write(self._conn()) as conn:
             conn.execute("UPDATE action_reverts SET state = 'done', revert_action_id = ?, reason = ?,"
-                         " last_try_at = ?, attempts = attempts + 1 WHERE action_id = ?",
+                         " last_try_at = ?, attempts = attempts + 1 WHERE action_id = ? AND state != 'done'",
                          (revert_action_id, note, _ts(at), action_id))
 
     def revert_failed(self, action_id: str, reason: str, at: datetime) -> None:
         """The revert could not run: it stays pending, with why."""
         with state_db.write(self._conn()) as conn:
-            conn.execute("UPDATE action_reverts SET reason = ?, last_try_at = ?, attempts = attempts + 1"
-                         " WHERE action_id = ?", (reason, _ts(at), action_id))
+            conn.execute("UPDATE action_reverts SET state = 'pending', reason = ?, last_try_at = ?,"
+                         " attempts = attempts + 1 WHERE action_id = ? AND state != 'done'",
+                         (reason, _ts(at), action_id))
 
     def close(self) -> None:
         """Close this thread's connection (others close when their thread ends)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from console.action_checks import mismatch
@@ -21,11 +22,18 @@ from console.runbook_files import MASK
 if TYPE_CHECKING:
     from console.runbooks import ActionDesk
 
+STALE_CLAIM = timedelta(minutes=15)
+"""A revert another process took this long ago and never finished (it died) may be taken again;
+if that process sent it, its action row is "sent" and the claim refuses (verify first)."""
+
 
 async def run_due_reverts(desk: ActionDesk) -> list[Outcome]:
     """Every due revert, each through `apply`; failures stay pending with their reason."""
     outcomes = []
     for pending in desk.store.pending_reverts(due_by=desk.clock()):
+        claimed, _ = desk.store.claim_revert(pending.action_id, desk.clock(), STALE_CLAIM)
+        if not claimed:  # done meanwhile, another process runs it, or an earlier try is unknown
+            continue
         try:
             plan = await desk.undo(pending.action_id, origin="revert")
         except Exception as exc:  # noqa: BLE001 - kept, with why, for the operator to see
@@ -36,7 +44,11 @@ async def run_due_reverts(desk: ActionDesk) -> list[Outcome]:
                                    "already back to the state before: nothing sent")
             outcomes.append(Outcome(plan, "refused", 0, "nothing to revert: already as before"))
             continue
-        outcome = await desk.apply(plan, Confirmation(plan.target))
+        try:
+            outcome = await desk.apply(plan, Confirmation(plan.target))
+        except BaseException as exc:
+            _failed(desk, pending, f"the revert stopped: {exc or type(exc).__name__}")
+            raise
         if outcome.status not in ("applied", "unverified"):
             _failed(desk, pending, f"{outcome.status}: {outcome.detail}", audited=True)
         outcomes.append(outcome)
@@ -79,6 +91,11 @@ async def resolve_unknown(desk: ActionDesk, action_id: str) -> Outcome:
     if status == "applied" and record.time_box is not None and not record.revert_of:
         due = record.created_at + record.time_box
         desk.store.add_revert(record.action_id, due)
+    if record.revert_of:  # a revert or undo: if it took, the time box's revert is done
+        if status == "applied":
+            desk.store.revert_done(record.revert_of, record.action_id, now, f"verified {record.action_id}")
+        else:
+            desk.store.revert_failed(record.revert_of, f"revert {record.action_id} did not take", now)
     plan = Plan(uuid.uuid4().hex, record.action, f"verify {record.action_id}", record.adapter,
                 record.params_json, record.target, record.gateway, spec.dangerous, spec.role,
                 record.time_box, "verify", record.incident_id, (), (), record.before_json,

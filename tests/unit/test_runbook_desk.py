@@ -279,3 +279,36 @@ async def test_a_revert_that_cannot_run_stays_pending_with_its_reason(
     [ok] = await desk_factory().run_due_reverts()
     assert ok.status == "applied" and desk.pending_reverts() == []
     assert server.admin.team("team-a")["tpm_limit"] == 1000
+
+
+async def test_a_revert_with_an_unknown_outcome_is_verified_not_sent_again(
+        server: LiteLLMAdminServer, clock: Clock, desk_factory: Callable[..., ActionDesk]) -> None:
+    desk = desk_factory()
+    done = await desk.apply(await desk.plan("throttle-team", {"team_id": "team-a", "tpm_limit": 50,
+                                                               "for": "10m"}, origin="cli"),
+                            Confirmation("team-a"))
+    clock.now += timedelta(minutes=11)
+    server.drop_next()  # the revert is applied, its answer lost
+    [lost] = await desk.run_due_reverts()
+    assert lost.status == "unknown"
+    assert await desk_factory().run_due_reverts() == []  # another process: not sent again blind
+    assert len(server.mutating()) == 2
+    [pending] = desk.pending_reverts()
+    assert pending.action_id == done.action_id and f"runbook verify {lost.action_id}" in pending.reason
+
+    settled = await desk.resolve_unknown(lost.action_id)
+    assert settled.status == "applied" and desk.pending_reverts() == []
+
+
+async def test_a_revert_taken_by_one_process_is_not_taken_by_another(
+        clock: Clock, desk_factory: Callable[..., ActionDesk]) -> None:
+    desk = desk_factory()
+    done = await desk.apply(await desk.plan("throttle-team", {"team_id": "team-a", "tpm_limit": 50,
+                                                               "for": "10m"}, origin="cli"),
+                            Confirmation("team-a"))
+    clock.now += timedelta(minutes=11)
+    assert desk.store.claim_revert(done.action_id, clock.now, timedelta(minutes=15)) == (True, "")
+    assert await desk_factory().run_due_reverts() == []  # running elsewhere
+    clock.now += timedelta(minutes=16)  # that process died without sending: taken again
+    [ok] = await desk_factory().run_due_reverts()
+    assert ok.status == "applied"
