@@ -92,9 +92,10 @@ async def test_block_key_needs_the_alias_typed(server: LiteLLMAdminServer, desk:
 
 async def test_switch_provider_and_rollback_from_llmdecks_own_last_change(
         server: LiteLLMAdminServer, desk: ActionDesk) -> None:
-    switch = await desk.plan("switch-provider", {"model": "claude-sonnet-4-5", "fallback_models": "gpt-4o"},
+    switch = await desk.plan("switch-provider", {"provider": "anthropic", "fallback_models": "gpt-4o"},
                              origin="palette")
-    assert (await desk.apply(switch, Confirmation("yes"))).status == "applied"
+    assert switch.target == "anthropic" and len(switch.requests) == 1
+    assert (await desk.apply(switch, Confirmation("anthropic"))).status == "applied"
     assert server.admin.fallbacks("claude-sonnet-4-5") == ["gpt-4o"]
 
     change = await desk.plan("rollback-model", {"model_id": "dep-gpt",
