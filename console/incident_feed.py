@@ -10,10 +10,11 @@ shown), with the overview's alerts and the outside (Prometheus / Alertmanager) a
 
 A cause that starts firing is announced once: if an unresolved incident already carries it, an
 alert_firing entry goes there; else it joins the newest incident the feed opened within
-`join_window` (one scripted outage -> one incident with three causes); else it opens one (sev2;
-sev1 for an alert labelled sev1). A cause that stops firing writes alert_resolved on the incident
-it was announced on. What was firing is kept in SQLite, so a restarted console (or a second one)
-does not announce it again; the whole observe runs in one write transaction.
+`join_window` (one scripted outage -> one incident with three causes; a sev1 cause raises a sev2
+incident it joins to sev1); else it opens one (sev2; sev1 for an alert labelled sev1). A cause
+that stops firing writes alert_resolved on the incident it was announced on. What was firing is
+kept in SQLite, so a restarted console (or a second one) does not announce it again; the whole
+observe runs in one write transaction.
 
 A cause still firing on an incident someone resolved is not re-announced until it resolves and
 fires again: the person decided, and the feed does not reopen behind their back.
@@ -68,7 +69,9 @@ class Firing:
 
 @dataclass(frozen=True)
 class FeedResult:
-    """What one observe wrote: incidents opened, incidents a new cause joined, every entry."""
+    """What one observe wrote: incidents opened, incidents a new cause joined (each as it stands
+    after the observe), and the alert_firing / alert_resolved entries (the opened / joined /
+    severity entries are on the incidents' timelines)."""
 
     opened: tuple[Incident, ...] = ()
     joined: tuple[Incident, ...] = ()
@@ -182,6 +185,8 @@ class IncidentFeed:
             incident = self.store.join(recent.id, firing.cause,
                                        _clip(f"{firing.cause} joined: {firing.reason}", MAX_TEXT),
                                        author="llmdeck", data=data, at=at)
+            incident = self.store.escalate(incident.id, firing.severity, author="llmdeck",
+                                           reason=f"{firing.cause} joined", at=at)
             joined.append(incident)
             return incident
         incident, _ = self.store.open(firing.title, severity=firing.severity, cause=firing.cause,

@@ -333,6 +333,25 @@ class IncidentStore:
         """Resolve: its causes are free again (a new firing opens a new incident)."""
         return self._advance(incident_id, "resolved", author, note)
 
+    def escalate(self, incident_id: str, severity: Severity, *, author: str | None = None,
+                 reason: str = "", at: datetime | None = None) -> Incident:
+        """Raise the severity (sev1 is worst) with a "state" entry; a severity no worse than the
+        current one changes nothing. Never lowers it: that is a person's call, not a feed's."""
+        if severity not in SEVERITIES:
+            raise IncidentError(f"unknown severity {severity!r}; one of {', '.join(SEVERITIES)}")
+        reason = _capped("the reason", reason, MAX_TEXT - 40, empty_ok=True)
+        with self._writing() as conn:
+            incident = self._get(conn, incident_id)
+            if incident.resolved:
+                raise IncidentError(f"{incident.id} is already resolved")
+            if SEVERITIES.index(severity) >= SEVERITIES.index(incident.severity):
+                return incident
+            conn.execute("UPDATE incidents SET severity = ? WHERE id = ?", (severity, incident.id))
+            text = f"severity {incident.severity} -> {severity}" + (f": {reason}" if reason.strip() else "")
+            self._entry(conn, incident.id, "state", text, author,
+                        {"severity_from": incident.severity, "severity_to": severity}, at)
+            return self._get(conn, incident.id)
+
     # -- for console.incident_feed (inside its batch) -------------------------------------------
 
     def newest_auto_open(self, since: datetime) -> Incident | None:

@@ -168,3 +168,13 @@ def test_two_feeds_on_one_file_announce_once(store: IncidentStore, tmp_path: Pat
     second = other.observe([SLO_PAGE], [outside()], T0)
     assert len(first.opened) == 1 and not second.changed
     assert len(store.list()) == 1
+
+
+def test_a_sev1_cause_joining_raises_the_incident_to_sev1(store: IncidentStore) -> None:
+    feed = IncidentFeed(store)
+    [inc] = feed.observe([SLO_PAGE], [], T0).opened
+    assert inc.severity == "sev2"
+    result = feed.observe([SLO_PAGE], [outside("Down", severity="sev1")], T0 + timedelta(minutes=1))
+    [joined] = result.joined
+    assert joined.id == inc.id and joined.severity == "sev1"
+    assert [e.kind for e in store.timeline(inc.id)][-3:] == ["joined", "state", "alert_firing"]

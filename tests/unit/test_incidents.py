@@ -215,3 +215,18 @@ def test_an_unusable_state_file_is_a_state_error(tmp_path: Path) -> None:
     path.write_bytes(b"not a database at all " * 100)
     with pytest.raises(StateError, match=r"cannot use the state file .*state\.sqlite3"):
         IncidentStore(path).list()
+
+
+def test_escalate_only_raises_severity(store: IncidentStore) -> None:
+    inc, _ = store.open("x", severity="sev3")
+    assert store.escalate(inc.id, "sev4") == inc  # never lowered, nothing written
+    raised = store.escalate(inc.id, "sev1", author="llmdeck", reason="alert:am/X joined", at=T0)
+    assert raised.severity == "sev1"
+    entry = store.timeline(inc.id)[-1]
+    assert (entry.kind, entry.text, entry.at) == ("state", "severity sev3 -> sev1: alert:am/X joined", T0)
+    assert entry.data == {"severity_from": "sev3", "severity_to": "sev1"}
+    with pytest.raises(IncidentError, match="unknown severity 'sev0'"):
+        store.escalate(inc.id, "sev0")  # type: ignore[arg-type]
+    store.resolve(inc.id)
+    with pytest.raises(IncidentError, match="INC-1 is already resolved"):
+        store.escalate(inc.id, "sev1")
