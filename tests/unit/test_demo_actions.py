@@ -18,16 +18,22 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from console.action_types import Confirmation
+from console.cache.store import Cache
 from console.config import Config
 from console.demo import generate
+from console.demo.clock import SimClock
 from console.demo.config import DEMO_GATEWAY, demo_config
 from console.demo.endpoints import DemoEndpoints
 from console.demo.incident import to_ns
+from console.demo.simulator import Simulator
 from console.demo.traffic import Incident
 from console.runbooks import ActionDesk
+from console.status_report import gather
+from console.writers import ReceiverHost
 
 START = datetime(2026, 3, 4, 15, 0, 0)  # the afternoon peak
 INCIDENT_START = START + timedelta(minutes=10)
@@ -180,3 +186,72 @@ def test_throttle_team_cuts_the_tenants_rate_and_restore_puts_it_back(
     back = spans(endpoints, clock.now)
     assert back == spans(endpoints, clock.now, levers=False)
     assert tenant_requests(back, "acme-corp") > usual * 0.8
+
+
+def page_levels(cache: Cache, config: Config, at: datetime) -> dict[str, int]:
+    """Each SLO's alert level as the console computes it from the cache (2 = page)."""
+    return {line.spec.name: line.level for line in gather(cache.cursor(), config, at).slos}
+
+
+def test_the_running_simulator_sends_no_anthropic_errors_after_the_switch(tmp_path: Path) -> None:
+    # the whole demo path: simulator -> OTLP/HTTP -> receiver -> cache, the endpoints' figures
+    # and alerts, the desk acting on the demo gateway in between
+    cache_path = tmp_path / "demo.duckdb"
+    with Cache.open(cache_path) as cache:
+        clock = SimClock(START, 10.0)
+        clock.set(START)
+        sim = Simulator(cache, demo_config(cache_path), tmp_path / "spool", clock=clock, rate=1.0,
+                        backfill=timedelta(hours=1), incident_delay=timedelta(minutes=2))
+        endpoints = DemoEndpoints.for_simulator(sim)
+        assert endpoints.plan.levers is sim.levers  # the gateway moves the simulator's own levers
+        config = demo_config(cache_path, endpoints.start())
+        receiver = ReceiverHost(cache, config, sim.writing, host="127.0.0.1", port=0)
+        receiver.start()
+        sim.send_live_to(receiver.url)
+        try:
+            sim.backfill()
+            switched = START + timedelta(minutes=9)
+            clock.set(switched)
+            sim.step()
+            assert endpoints.urls is not None
+            firing = {a["labels"]["alertname"] for a in
+                      httpx.get(endpoints.urls.alertmanager + "/api/v2/alerts").json()}
+            assert "AnthropicErrorBudgetBurn" in firing
+            assert page_levels(cache, config, switched)["anthropic availability"] == 2
+
+            async def switch() -> None:
+                desk = ActionDesk(config)
+                try:
+                    plan = await desk.plan("switch-provider", {"provider": "anthropic"}, origin="key")
+                    outcome = await desk.apply(plan, Confirmation(typed="anthropic"))
+                    assert outcome.status == "applied", outcome.detail
+                finally:
+                    await desk.aclose()
+
+            asyncio.run(switch())
+            clock.set(switched + timedelta(minutes=8))
+            report = sim.step()
+            assert report is not None and report.spans_sent > 500
+            # by user request (trace): one that started before the switch may still be retrying
+            rows = dict(cache.cursor().execute(
+                "WITH t AS (SELECT trace_id, min(start_time) AS began FROM spans GROUP BY ALL)"
+                " SELECT t.began >= ?::TIMESTAMP AS after, count(*) FILTER (WHERE provider = 'anthropic'"
+                " AND coalesce(http_status, 200) IN (429, 529)) FROM spans JOIN t USING (trace_id)"
+                " WHERE t.began >= ?::TIMESTAMP GROUP BY ALL",
+                [switched, START + timedelta(minutes=3)]).fetchall())
+            assert rows[False] > 50  # the outage, before the switch
+            assert rows[True] == 0  # requests made since: no 429/529 from anthropic at all
+            firing = {a["labels"]["alertname"] for a in
+                      httpx.get(endpoints.urls.alertmanager + "/api/v2/alerts").json()}
+            assert "AnthropicErrorBudgetBurn" not in firing  # the page resolved by itself
+            # the console's SLOs: the 5m/1h page rule stops at once; the 30m/6h one once the
+            # outage has left the 30-minute window (3 wall minutes at the demo's 10x)
+            assert page_levels(cache, config, clock.now())["anthropic availability"] == 2
+            clock.set(switched + timedelta(minutes=31))
+            sim.step()
+            levels = page_levels(cache, config, clock.now())
+            assert max(levels.values()) < 2, levels
+        finally:
+            receiver.close()
+            sim.close()
+            endpoints.close()
