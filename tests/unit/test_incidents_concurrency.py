@@ -146,3 +146,38 @@ def test_a_reader_holding_a_read_transaction_does_not_block_the_cli() -> None:
     assert reader.execute("SELECT count(*) FROM incidents").fetchone()[0] == 2
     assert [e.kind for e in store.timeline("2")] == ["opened", "note", "state"]
     assert store.get("1").state == "resolved"
+
+
+HOLDER = r"""
+import sys
+from pathlib import Path
+from console import state_db
+from console.incidents import IncidentStore
+
+store = IncidentStore(Path(sys.argv[1]))
+with store.batch():
+    store.open("half-written: must never appear", cause="slo:crash")
+    print("holding", flush=True)
+    sys.stdin.readline()  # killed here, inside the write transaction
+"""
+
+
+def test_a_writer_killed_mid_transaction_leaves_nothing_and_frees_the_lock() -> None:
+    import signal
+
+    path = state_db.default_state_db()
+    IncidentStore(path).open("before")
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(path)], env=_env(),
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+    assert holder.stdout is not None and holder.stdout.readline() == "holding\n"
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    done = _cli("open", "--title", "after the crash", "--cause", "slo:crash", "--json")
+    assert done.returncode == 0, done.stderr
+    answer = json.loads(done.stdout)
+    assert answer["created"] is True and answer["incident"]["id"] == "INC-2"
+    titles = [i.title for i in IncidentStore(path).list()]
+    assert sorted(titles) == ["after the crash", "before"]
+    check = state_db.connect(path)
+    assert check.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
