@@ -83,8 +83,6 @@ _COLUMNS = ("id, title, severity, state, owner, opened_at, acknowledged_at, miti
             " resolved_at, auto, updated_at")
 
 
-
-
 def _ts(dt: datetime) -> str:
     return naive_utc(dt).isoformat(timespec="microseconds")
 
@@ -259,6 +257,8 @@ class IncidentStore:
                 if existing is not None:
                     return existing, False
             num = conn.execute("SELECT COALESCE(MAX(num), 0) + 1 FROM incidents").fetchone()[0]
+            while conn.execute("SELECT 1 FROM incidents WHERE id = ?", (f"INC-{num}",)).fetchone():
+                num += 1  # an imported incident (issue 13) already uses that id
             key = f"INC-{num}"
             conn.execute(f"INSERT INTO incidents({_COLUMNS}, num) VALUES"
                          " (?, ?, ?, 'open', ?, ?, NULL, NULL, NULL, ?, ?, ?)",

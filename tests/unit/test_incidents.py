@@ -230,3 +230,13 @@ def test_escalate_only_raises_severity(store: IncidentStore) -> None:
     store.resolve(inc.id)
     with pytest.raises(IncidentError, match="INC-1 is already resolved"):
         store.escalate(inc.id, "sev1")
+
+
+def test_a_local_id_never_collides_with_an_imported_one(store: IncidentStore) -> None:
+    store.open("local")
+    conn = state_db.connect(store.path)
+    conn.execute("INSERT INTO incidents(id, num, title, severity, state, owner, opened_at, auto,"
+                 " updated_at) VALUES ('INC-2', NULL, 'imported', 'sev3', 'resolved', 'x', ?, 0, ?)",
+                 (T0.isoformat(), T0.isoformat()))
+    assert store.get("inc-2").title == "imported"
+    assert store.open("next local")[0].id == "INC-3"
