@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import statistics
 from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -186,6 +187,46 @@ def test_throttle_team_cuts_the_tenants_rate_and_restore_puts_it_back(
     back = spans(endpoints, clock.now)
     assert back == spans(endpoints, clock.now, levers=False)
     assert tenant_requests(back, "acme-corp") > usual * 0.8
+
+
+def test_rollback_model_restores_the_previous_latency(demo: tuple[DemoEndpoints, Config],
+                                                      clock: Clock) -> None:
+    endpoints, config = demo
+    clock.now = START  # before the outage: latency is the deployment's own
+
+    def sonnet_seconds() -> float:
+        plan = endpoints.plan
+        model = plan.model()
+        first = generate.chunk_of(to_ns(clock.now))
+        return statistics.median(
+            (int(span["endTimeUnixNano"]) - int(span["startTimeUnixNano"])) / 1e9
+            for index in range(first, first + CHUNKS)
+            for _, span in generate.chunk_spans(plan, model, index)
+            if span["name"] == "chat claude-sonnet-4-5" and not span["status"])
+
+    usual = sonnet_seconds()
+
+    async def apply(params: dict[str, Any]) -> str:
+        desk = ActionDesk(config)
+        try:
+            plan = await desk.plan("rollback-model", params, origin="command")
+            outcome = await desk.apply(plan, Confirmation(typed=plan.target))
+            assert outcome.status == "applied", outcome.detail
+            return plan.target
+        finally:
+            await desk.aclose()
+
+    # a deployment change (given parameters: a slower upstream), then the rollback without
+    # parameters: the desk takes those before llmdeck's own last change to the deployment
+    slower = {"model": "anthropic/claude-opus-4-1-20250805"}
+    target = asyncio.run(apply({"model_id": "demo-claude-sonnet-4-5", "litellm_params": slower}))
+    assert target == "demo-claude-sonnet-4-5"
+    assert sonnet_seconds() > usual * 1.8
+    clock.now += timedelta(minutes=5)
+    asyncio.run(apply({"model_id": "demo-claude-sonnet-4-5"}))
+    assert endpoints.world.levers.current().idle
+    assert sonnet_seconds() < usual * 1.3  # the deployment's own latency profile again
+    assert spans(endpoints, clock.now) == spans(endpoints, clock.now, levers=False)
 
 
 def page_levels(cache: Cache, config: Config, at: datetime) -> dict[str, int]:
