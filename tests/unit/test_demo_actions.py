@@ -194,8 +194,8 @@ def test_rollback_model_restores_the_previous_latency(demo: tuple[DemoEndpoints,
     endpoints, config = demo
     clock.now = START  # before the outage: latency is the deployment's own
 
-    def sonnet_seconds() -> float:
-        plan = endpoints.plan
+    def sonnet_seconds(levers: bool = True) -> float:
+        plan = endpoints.plan if levers else dataclasses.replace(endpoints.plan, levers=None)
         model = plan.model()
         first = generate.chunk_of(to_ns(clock.now))
         return statistics.median(
@@ -225,7 +225,7 @@ def test_rollback_model_restores_the_previous_latency(demo: tuple[DemoEndpoints,
     clock.now += timedelta(minutes=5)
     asyncio.run(apply({"model_id": "demo-claude-sonnet-4-5"}))
     assert endpoints.world.levers.current().idle
-    assert sonnet_seconds() < usual * 1.3  # the deployment's own latency profile again
+    assert sonnet_seconds() == sonnet_seconds(levers=False)  # the deployment's own latency again
     assert spans(endpoints, clock.now) == spans(endpoints, clock.now, levers=False)
 
 
