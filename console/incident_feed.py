@@ -24,7 +24,7 @@ shown.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -86,6 +86,10 @@ def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def _matches(cause: str, unknown: Collection[str]) -> bool:
+    return any(cause == u or (u.endswith("/") and cause.startswith(u)) for u in unknown)
+
+
 def firing_causes(alerts: Sequence[Alert], outside: Sequence[ActiveAlert]) -> dict[str, Firing]:
     """The causes firing now, in the overview's order (SLOs, budgets, then outside alerts)."""
     found: dict[str, Firing] = {}
@@ -134,9 +138,14 @@ class IncidentFeed:
         self.join_window = join_window
 
     def observe(self, alerts: Sequence[Alert], outside: Sequence[ActiveAlert], at: datetime, *,
-                figures: Mapping[str, Mapping[str, Any]] | None = None) -> FeedResult:
+                figures: Mapping[str, Mapping[str, Any]] | None = None,
+                unknown: Collection[str] = ()) -> FeedResult:
         """Compare what fires at `at` with what fired last time and write the difference.
-        `figures` (optional, by cause) adds the SLO/cost figures of the moment to the entries."""
+
+        `figures` (optional, by cause) adds the SLO/cost figures of the moment to the entries.
+        `unknown`: causes whose state cannot be known this time, kept as they were instead of
+        being called resolved: a cause ("slo:<name>" whose source is down) or a prefix ending in
+        "/" ("alert:<source>/" for an alert source that could not be read)."""
         at = naive_utc(at)
         now = firing_causes(alerts, outside)
         opened: list[Incident] = []
@@ -156,7 +165,7 @@ class IncidentFeed:
                 self.store.set_feed_firing(FeedFiring(cause, incident.id, at, firing.level,
                                                       firing.reason))
             for cause, was in before.items():
-                if cause in now:
+                if cause in now or _matches(cause, unknown):
                     continue
                 self.store.clear_feed_firing(cause)
                 data = {"cause": cause, "since": was.since.isoformat(), "last_reason": was.reason,

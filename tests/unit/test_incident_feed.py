@@ -178,3 +178,20 @@ def test_a_sev1_cause_joining_raises_the_incident_to_sev1(store: IncidentStore) 
     [joined] = result.joined
     assert joined.id == inc.id and joined.severity == "sev1"
     assert [e.kind for e in store.timeline(inc.id)][-3:] == ["joined", "state", "alert_firing"]
+
+
+def test_a_cause_whose_source_is_unreadable_is_not_called_resolved(store: IncidentStore) -> None:
+    feed = IncidentFeed(store)
+    [inc] = feed.observe([SLO_PAGE], [outside(), outside("Other", source="am2")], T0).opened
+    # am cannot be read and the SLO's data is down: neither is said to be resolved
+    blind = feed.observe([], [outside("Other", source="am2")], T0 + timedelta(minutes=1),
+                         unknown=["alert:am/", "slo:chat-availability"])
+    assert not blind.changed
+    back = feed.observe([SLO_PAGE], [outside(), outside("Other", source="am2")], T0 + timedelta(minutes=2))
+    assert not back.changed  # still firing: not announced again either
+    # "alert:am" without the slash is not a prefix, and other causes still resolve
+    gone = feed.observe([], [], T0 + timedelta(minutes=3), unknown=["alert:am"])
+    assert sorted(e.text for e in gone.entries) == ["alert:am/GatewayErrors resolved",
+                                                    "alert:am2/Other resolved",
+                                                    "slo:chat-availability resolved"]
+    assert {e.incident_id for e in gone.entries} == {inc.id}
