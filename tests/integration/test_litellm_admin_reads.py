@@ -98,6 +98,12 @@ async def test_fallbacks_read_the_configured_rule_and_none_is_empty(admin: LiteL
     assert await admin.fallbacks("good-model", "context_window") == []
 
 
+async def test_router_settings_show_the_configured_fallbacks(admin: LiteLLMAdmin) -> None:
+    values = await admin.router_settings()
+    assert values.get("fallbacks") == [{"good-model": ["backup-model"]}]
+    assert MASTER_KEY not in repr(values) and UPSTREAM_KEY not in repr(values)
+
+
 async def test_a_real_refused_fallback_change_is_a_clear_send_error(proxy: str) -> None:
     adapter = _adapter(proxy, "litellm.fallbacks")
     try:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import pytest
 
 from connectors.http import HttpPolicy, SourceClient, SourceError
+from connectors.litellm_admin import LiteLLMAdmin, NotFound, hash_token
+from console.action_types import SendError
 from tests.faults.litellm_admin_server import MASTER_KEY, LiteLLMAdminServer
 
 POLICY = HttpPolicy(connect_timeout=1.0, read_timeout=0.5, deadline=3.0, backoff_base=0.01, backoff_cap=0.02)
@@ -55,3 +57,26 @@ async def test_a_refused_connection_was_not_sent() -> None:
         with pytest.raises(SourceError) as refused:
             await client.send("POST", "/team/block", json={"team_id": "t1"}, headers=WRITE_HEADERS)
     assert refused.value.kind == "connect" and not refused.value.maybe_sent
+
+
+async def test_admin_reads_and_a_write_without_its_headers_is_not_sent() -> None:
+    raw = "sk-reader-0123456789abcdef"
+    with LiteLLMAdminServer() as server:
+        server.admin.add_key(raw, key_alias="reader", rpm_limit=7)
+        server.admin.add_deployment("chat", {"model": "openai/gpt-4o"}, model_id="c1")
+        server.admin.add_deployment("alt", {"model": "mistral/large"}, model_id="a1")
+        server.admin.set_fallbacks("chat", ["alt"])
+        async with _client(server.url) as client:
+            admin = LiteLLMAdmin(client)
+            by_key = await admin.key_info(raw)
+            by_alias = await admin.key_by_alias("reader")
+            assert by_key["rpm_limit"] == by_alias["rpm_limit"] == 7
+            assert by_key["token"] == by_alias["token"] == hash_token(raw)
+            assert (await admin.router_settings())["fallbacks"] == [{"chat": ["alt"]}]
+            assert await admin.fallbacks("alt") == []
+            with pytest.raises(NotFound, match="no key with alias 'ghost'"):
+                await admin.key_by_alias("ghost")
+            with pytest.raises(SendError, match="needs an idempotency key"):
+                await admin.write("POST", "/team/block", {"team_id": "t"}, idempotency_key="", changed_by="a")
+    assert all(raw not in r.path + repr(r.query) for r in server.requests)  # only the hash travels
+    assert not server.mutating()
