@@ -95,7 +95,8 @@ def test_the_admin_api_is_seeded_with_the_simulators_world(
     assert client.get("/fallback/claude-sonnet-4-5").status_code == 404  # the app falls back, not the gateway
 
 
-def test_the_master_key_is_per_run_and_required(gateway: tuple[DemoEndpoints, httpx.Client]) -> None:
+def test_the_master_key_is_per_run_and_required(gateway: tuple[DemoEndpoints, httpx.Client],
+                                                tmp_path: Path) -> None:
     endpoints, client = gateway
     assert endpoints.urls is not None
     key = os.environ[ENV_MASTER_KEY]
@@ -106,7 +107,9 @@ def test_the_master_key_is_per_run_and_required(gateway: tuple[DemoEndpoints, ht
                        headers={"Authorization": "Bearer sk-wrong"})
     assert wrong.status_code == 401
     assert endpoints.world.levers.history() == []  # refused: nothing moved
-    config = demo_config(Path("demo.duckdb"), endpoints.urls)
+    config = demo_config(tmp_path / "demo.duckdb", endpoints.urls)
+    assert config.actions.runbook_dir == str(tmp_path / "runbooks")  # the demo's own, beside its cache
+    assert (tmp_path / "runbooks" / "demo-routing.toml").is_file()
     (gw,) = config.actions.litellm
     assert gw.name == DEMO_GATEWAY and gw.url == endpoints.urls.litellm
     assert gw.admin_key_ref == f"env:{ENV_MASTER_KEY}" and key not in repr(config)
