@@ -15,6 +15,8 @@ real config file; the desk paths use the production `litellm.*` adapters. RELIAB
 from __future__ import annotations
 
 import asyncio
+import json
+import signal
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -26,8 +28,8 @@ from console.action_types import Confirmation
 from console.operator import user_name
 from console.runbooks import ActionDesk
 from console.timeutil import utc_now
-from tests.faults.litellm_admin_server import LiteLLMAdminServer
-from tests.integration.action_world import TEAM, TEAM_RPM, TEAM_TPM, ActionWorld
+from tests.faults.litellm_admin_server import MASTER_KEY, LiteLLMAdminServer
+from tests.integration.action_world import TEAM, TEAM_RPM, TEAM_TPM, ActionWorld, Run, kill_9, wait_for
 
 THROTTLE = "mx-throttle-team"
 BLOCK = "mx-block-team"
@@ -290,3 +292,228 @@ async def test_desk_a_revert_whose_outcome_is_unknown_is_not_sent_again_by_itsel
     assert len(keys) == 2, (f"an unknown revert was re-sent automatically (keys {keys});"
                             f" the next run said {[(o.status, o.detail) for o in again]}")
     assert [u.action_id for u in desk.unknown_outcomes()] == [unknown.action_id]
+
+
+# ---- the CLI, as a real subprocess -----------------------------------------------------------
+
+CLI_GUARDS: dict[str, dict[str, Any]] = {**GUARDS, "no --confirm": {"confirm": None, "status": "cancelled"}}
+
+
+def _cli_for(world: ActionWorld, guard: str) -> tuple[dict[str, Any], list[str], dict[str, str]]:
+    """Set the world up for `guard`; the spec, the global flags and the environment to run with."""
+    spec = CLI_GUARDS.get(guard, CONTROL)
+    world.write_config(role=spec.get("role", "admin"), prod=spec.get("prod", guard == "prod with --write"))
+    flags = [*spec.get("flags", []), *(["--write"] if guard == "prod with --write" else [])]
+    return spec, flags, dict(spec.get("env", {}))
+
+
+def _confirm(spec: dict[str, Any]) -> list[str]:
+    typed = spec.get("confirm", TEAM)
+    return [] if typed is None else ["--confirm", typed]
+
+
+def _json(run: Run) -> dict[str, Any]:
+    try:
+        doc = json.loads(run.out)
+    except ValueError:
+        pytest.fail(f"not one JSON object:\n{run.said()}")
+    assert isinstance(doc, dict)
+    return doc
+
+
+@pytest.mark.parametrize("guard", [*CLI_GUARDS, "control", "prod with --write"])
+def test_cli_apply(guard: str, world: ActionWorld) -> None:
+    spec, flags, env = _cli_for(world, guard)
+
+    run = world.cli(*flags, "runbook", "apply", THROTTLE, "--param", f"team_id={TEAM}",
+                    "--param", "tpm_limit=5", *spec.get("args", []), *_confirm(spec), "--json", env=env)
+
+    doc = _json(run)
+    assert doc["outcome"]["status"] == spec["status"], run.said()
+    assert run.code == (0 if spec["status"] in ("applied", "dry_run") else 1), run.said()
+    if spec["status"] == "applied":
+        action_id = assert_sent_once(world, origin="cli")
+        assert doc["outcome"]["action_id"] == action_id and world.team()["tpm_limit"] == 5
+    else:
+        assert doc["outcome"]["sent"] == 0
+        assert_nothing_sent(world, spec["status"], origin="cli")
+
+
+def test_cli_plan_and_list_send_nothing(world: ActionWorld) -> None:
+    assert world.cli("runbook", "list").code == 0
+    run = world.cli("runbook", "plan", THROTTLE, "--param", f"team_id={TEAM}", "--param", "tpm_limit=5")
+    assert run.code == 0 and "tpm_limit" in run.out, run.said()
+    assert world.mutating() == [] and world.audit() == []
+
+
+def _cli_applied(world: ActionWorld, *params: str) -> str:
+    run = world.cli("runbook", "apply", THROTTLE, "--param", f"team_id={TEAM}", "--param", "tpm_limit=5",
+                    *params, "--confirm", TEAM, "--json")
+    assert run.code == 0, run.said()
+    return str(_json(run)["outcome"]["action_id"])
+
+
+@pytest.mark.parametrize("guard", [*CLI_GUARDS, "control"])
+def test_cli_undo(guard: str, world: ActionWorld) -> None:
+    action_id = _cli_applied(world)
+    sent_before, audit_before = len(world.mutating()), len(world.audit())
+    spec, flags, env = _cli_for(world, guard)
+
+    run = world.cli(*flags, "runbook", "undo", action_id, *spec.get("args", []), *_confirm(spec), "--json",
+                    env=env)
+
+    assert _json(run)["outcome"]["status"] == spec["status"], run.said()
+    new_requests, new_records = world.mutating()[sent_before:], world.audit()[audit_before:]
+    if guard == "control":
+        [sent] = new_requests
+        assert sent.headers.get("idempotency-key") and sent.headers.get("litellm-changed-by") == user_name()
+        assert world.team()["tpm_limit"] == TEAM_TPM
+        assert [(r.kind, r.get("origin")) for r in new_records] == [("intent", "undo"), ("outcome", "")]
+    else:
+        assert new_requests == [] and world.team()["tpm_limit"] == 5, run.said()
+        assert [(r.kind, r.status, r.get("origin")) for r in new_records] == \
+            [("event", spec["status"], "undo")]
+
+
+def _due_revert(world: ActionWorld) -> str:
+    """A throttle applied an hour ago with a 15-minute box: its revert is due now."""
+    async def apply() -> str:
+        clock = Clock()
+        clock.now -= timedelta(hours=1)
+        desk = ActionDesk(world.config(), clock=clock, environ={}, sleep=_no_sleep)
+        try:
+            return await _applied_throttle(desk, **{"for": "15m"})
+        finally:
+            await desk.aclose()
+
+    return asyncio.run(apply())
+
+
+@pytest.mark.parametrize("guard", ["LLMDECK_READONLY=1", "--read-only", "prod without --write",
+                                   "viewer role", "--dry-run"])
+def test_cli_due_revert_under_a_guard_sends_nothing_stays_pending_and_is_shown(
+        guard: str, world: ActionWorld) -> None:
+    action_id = _due_revert(world)
+    spec, flags, env = _cli_for(world, guard)
+    if guard == "--dry-run":
+        flags, env = [], {"LLMDECK_READONLY": "1"}  # `reverts` has no --dry-run; read-only stands in
+
+    ran = world.cli(*flags, "runbook", "reverts", "--run", env=env)
+
+    assert len(world.mutating()) == 1 and world.team()["tpm_limit"] == 5, ran.said()
+    shown = world.cli(*flags, "runbook", "reverts", env=env)
+    assert shown.code == 1 and "REVERT NOT DONE" in shown.out and action_id in shown.out, shown.said()
+    reason = "role viewer" if guard == "viewer role" else "read-only"
+    assert reason in shown.out, shown.said()
+    doc = _json(world.cli(*flags, "runbook", "reverts", "--json", env=env))
+    [pending] = doc["pending"]
+    assert pending["action_id"] == action_id and pending["due"] and reason in pending["reason"]
+
+    world.write_config()
+    done = world.cli("runbook", "reverts", "--run")
+    assert done.code == 0 and "no pending reverts" in done.out, done.said()
+    assert len(world.mutating()) == 2 and world.team()["tpm_limit"] == TEAM_TPM
+    revert = world.mutating()[1]
+    assert revert.headers.get("idempotency-key") and revert.headers.get("litellm-changed-by") == user_name()
+
+
+# ---- kill -9 between intent and outcome --------------------------------------------------------
+
+
+def _killed_mid_apply(world: ActionWorld, *params: str) -> str:
+    """`runbook apply` whose request the server holds, killed with SIGKILL once the intent is in
+    the journal and the request on the wire; the action id of the intent."""
+    world.server.hang_next(path="/team/update")
+    process = world.start("runbook", "apply", THROTTLE, "--param", f"team_id={TEAM}", "--param",
+                          "tpm_limit=5", *params, "--confirm", TEAM)
+    wait_for(lambda: any(r.kind == "intent" for r in world.audit()), "the intent in the journal", process)
+    wait_for(lambda: len(world.mutating()) == 1, "the request at the server", process)
+    kill_9(process)
+    assert process.returncode == -signal.SIGKILL
+    [intent] = [r for r in world.audit() if r.kind == "intent"]
+    assert [r.kind for r in world.audit()] == ["intent"]  # no outcome: the process died first
+    return intent.action_id
+
+
+def test_kill_9_between_intent_and_outcome_then_verify_says_it_did_not_take(world: ActionWorld) -> None:
+    action_id = _killed_mid_apply(world)
+
+    shown = world.cli("audit", "show")
+    assert "outcome unknown" in shown.out.lower() and action_id in shown.out, shown.said()
+    unknown = world.cli("runbook", "verify")
+    assert unknown.code == 1 and "OUTCOME UNKNOWN" in unknown.out and action_id in unknown.out, unknown.said()
+    undo = world.cli("runbook", "undo", action_id, "--confirm", TEAM)
+    assert undo.code == 1 and "unknown" in undo.err and "verify" in undo.err, undo.said()
+    assert len(world.mutating()) == 1
+
+    verified = world.cli("runbook", "verify", action_id, "--json")
+
+    assert verified.code == 0, verified.said()
+    outcome = _json(verified)["outcome"]
+    assert outcome["status"] == "failed" and "did not take" in outcome["detail"], verified.said()
+    assert len(world.mutating()) == 1  # verify reads only
+    assert "outcome unknown" not in world.cli("audit", "show").out.lower()
+    assert world.cli("audit", "show", "--unknown", "--json").code == 0
+    assert world.cli("runbook", "verify").code == 0
+    assert world.cli("audit", "verify").code == 0
+    resolved = [r for r in world.audit() if r.kind == "outcome"]
+    assert [(r.action_id, r.status, r.get("resolved_by")) for r in resolved] == \
+        [(action_id, "failed", user_name())]
+
+
+def test_kill_9_after_the_change_took_then_verify_settles_it_and_arms_the_time_box(
+        world: ActionWorld) -> None:
+    action_id = _killed_mid_apply(world, "--param", "for=15m")
+    # the held request did reach the gateway's state before the process died: apply it there
+    status, _ = world.server.admin.handle("POST", "/team/update", {},
+                                          {"authorization": f"Bearer {MASTER_KEY}"},
+                                          {"team_id": TEAM, "tpm_limit": 5})
+    assert status == 200
+
+    verified = world.cli("runbook", "verify", action_id, "--json")
+
+    outcome = _json(verified)["outcome"]
+    assert (verified.code, outcome["status"]) == (0, "applied"), verified.said()
+    assert outcome["revert_due"], "an applied time-boxed action must leave its revert pending"
+    pending = _json(world.cli("runbook", "reverts", "--json"))["pending"]
+    assert [p["action_id"] for p in pending] == [action_id]
+    assert len(world.mutating()) == 1
+
+
+# ---- never twice, across processes ----------------------------------------------------------
+
+
+def test_cli_running_the_same_apply_again_sends_nothing(world: ActionWorld) -> None:
+    _cli_applied(world)
+    again = world.cli("runbook", "apply", THROTTLE, "--param", f"team_id={TEAM}", "--param", "tpm_limit=5",
+                      "--confirm", TEAM, "--json")
+    assert again.code == 1 and _json(again)["outcome"]["status"] == "refused", again.said()
+    assert len(world.mutating()) == 1
+
+
+def test_cli_two_processes_running_due_reverts_send_the_revert_once(world: ActionWorld) -> None:
+    """A console (or a cron'd `reverts --run`) and an operator's `reverts --run` at the same time."""
+    _due_revert(world)
+    world.server.hang_next(path="/team/update")
+    first = world.start("runbook", "reverts", "--run")
+    wait_for(lambda: len(world.mutating()) == 2, "the first process's revert at the server", first)
+
+    second = world.cli("runbook", "reverts", "--run")
+
+    kill_9(first)
+    keys = [r.headers.get("idempotency-key") for r in world.mutating()]
+    assert len(keys) == 2, f"the revert was sent again by a second process (keys {keys})\n{second.said()}"
+
+
+def test_cli_retrying_an_apply_whose_outcome_is_unknown_is_not_sent_before_a_verify(
+        world: ActionWorld) -> None:
+    """The operator's first apply died with its request on the wire (it may still land). Running
+    the same command again must not send a second, unkeyed-to-the-first request: verify first."""
+    action_id = _killed_mid_apply(world)
+
+    again = world.cli("runbook", "apply", THROTTLE, "--param", f"team_id={TEAM}", "--param", "tpm_limit=5",
+                      "--confirm", TEAM)
+
+    assert len(world.mutating()) == 1, (f"sent again while {action_id}'s outcome is unknown:\n"
+                                        f"{again.said()}")
+    assert again.code == 1 and action_id in again.out + again.err, again.said()
