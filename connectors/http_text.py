@@ -126,6 +126,10 @@ def _json_reason(doc: Any) -> str | None:
         return doc
     if not isinstance(doc, dict):
         return None
+    loc, msg = doc.get("loc"), doc.get("msg")
+    if isinstance(loc, list) and isinstance(msg, str) and msg:  # one FastAPI validation problem (422)
+        where = ".".join(str(part) for part in loc if part != "body")
+        return f"{where}: {msg}" if where else msg
     kind = doc.get("errorType") or doc.get("type") or doc.get("code")
     for key in ("error", "message", "detail", "msg"):
         value = doc.get(key)

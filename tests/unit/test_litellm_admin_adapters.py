@@ -235,3 +235,27 @@ def test_the_six_kinds_are_registered_and_a_missing_gateway_is_named() -> None:
         build("litellm.key_limits", context)
     with pytest.raises(ActionError, match="name the LiteLLM gateway|none configured"):
         build("litellm.key_limits", AdapterContext(config=Config(), gateway="", secret=lambda ref: "k"))
+
+
+async def test_each_documented_error_body_becomes_one_clean_line(server: LiteLLMAdminServer,
+                                                                 adapters: dict[str, Adapter]) -> None:
+    adapter = adapters["litellm.team_limits"]
+    request = await _one_request(adapter, {"team_id": "team-a", "tpm_limit": 9})
+    bodies = [
+        (400, {"error": {"message": "Invalid budget_duration", "type": "bad_request_error",
+                         "param": "budget_duration", "code": "400"}}, "Invalid budget_duration"),
+        (404, {"detail": {"error": "Team not found, passed team_id=team-a"}},
+         "Team not found, passed team_id=team-a"),
+        (422, {"detail": [{"type": "missing", "loc": ["body", "team_id"], "msg": "Field required",
+                           "input": {"secret": MASTER_KEY}}]}, "team_id: Field required"),
+        (403, {"detail": "Only proxy admins can update teams\x1b[31m"}, "Only proxy admins can update teams"),
+    ]
+    for status, body, said in bodies:
+        server.fail_next(status, body)
+        with pytest.raises(SendError) as refused:
+            await adapter.send(request, idempotency_key=f"k{status}", changed_by="alice")
+        text = str(refused.value)
+        assert refused.value.status == status and not refused.value.unsure
+        assert text.startswith(f"LiteLLM gateway edge-gw: POST /team/update failed: HTTP {status}: ")
+        assert said in text and "\x1b" not in text and MASTER_KEY not in text and "\n" not in text
+    assert len(server.mutating()) == len(bodies)
