@@ -77,8 +77,9 @@ def traffic_scope(backend: Backend, scope: Mapping[str, str], at: datetime,
                   window: timedelta = timedelta(hours=1)) -> dict[str, str]:
     """`scope` (an incident's provider/model/tenant) completed from the traffic of the last
     `window` (a worker thread: it reads the cache): with a provider and no model, the model
-    group that provider served most; and as `fallback`, the busiest group of another provider
-    (what switch-provider's `fallback_models` is prefilled with; the dialog shows it, editable)."""
+    group that provider served most as `traffic_model`; and as `fallback`, the busiest group of
+    another provider (what switch-provider's `fallback_models` is prefilled with; the dialog
+    shows both, editable)."""
     found = dict(scope)
     provider = found.get("provider")
     if provider is None:
@@ -88,7 +89,7 @@ def traffic_scope(backend: Backend, scope: Mapping[str, str], at: datetime,
         own = breakdown(cur, ScopeFilter(provider=provider), at - window, at, "model")
         busiest = max((r for r in own.rows if r.key), key=lambda r: r.requests, default=None)
         if busiest is not None:
-            found["model"] = busiest.key
+            found["traffic_model"] = busiest.key
     if "fallback" not in found:
         others = breakdown(cur, ScopeFilter(), at - window, at, "provider")
         other = max((r for r in others.rows if r.key and r.key != provider),

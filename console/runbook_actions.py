@@ -64,14 +64,24 @@ def incident_scope(incident: Incident, config: Config) -> dict[str, str]:
 
 
 def prefill(spec: ActionSpec, scope: Mapping[str, str]) -> Params:
-    """The parameters of `spec` an incident's scope names (fixed ones are the action's own)."""
+    """The parameters of `spec` an incident's scope names (fixed and secret ones never).
+
+    A model group found only from traffic (`traffic_model`) fills a model parameter only when
+    the action cannot take the provider itself: an action that acts on a whole provider should
+    not be narrowed to one of its groups by a guess.
+    """
     filled: list[tuple[str, str]] = []
+    names = {p.name for p in spec.params if not (p.fixed or p.secret)}
+    takes_provider = "provider" in scope and bool(names & set(SCOPE_PARAMS["provider"]))
     for param in spec.params:
-        if param.fixed or param.secret:
+        if param.name not in names:
             continue
-        for key, names in SCOPE_PARAMS.items():
-            if param.name in names and key in scope:
-                filled.append((param.name, scope[key]))
+        for key, candidates in SCOPE_PARAMS.items():
+            value = scope.get(key)
+            if key == "model" and value is None and not takes_provider:
+                value = scope.get("traffic_model")
+            if param.name in candidates and value:
+                filled.append((param.name, value))
                 break
     return tuple(filled)
 
