@@ -241,18 +241,22 @@ async def _verify(desk: ActionDesk, action_id: str | None, as_json: bool, out: T
         else:
             write_outcome(outcome, out)
         return EXIT_OK
-    unknown = desk.unknown_outcomes()
+    unknown = [{"action_id": r.action_id, "action": r.action, "target": r.target, "gateway": r.gateway,
+                "at": _iso(r.created_at), "detail": r.detail, "sent": True} for r in desk.unknown_outcomes()]
+    unknown += [{"action_id": r.action_id, "action": r.action, "target": r.get("target"),
+                 "gateway": r.get("gateway"), "at": _iso(r.ts), "sent": False,
+                 "detail": "intent recorded, then the process stopped before sending"}
+                for r in desk.unclaimed_intents()]
     code = EXIT_NOT_DONE if unknown else EXIT_OK
     if as_json:
-        out.write(json.dumps({"unknown": [{"action_id": r.action_id, "action": r.action, "target": r.target,
-                                           "gateway": r.gateway, "at": _iso(r.created_at), "detail": r.detail}
-                                          for r in unknown], "exit_code": code}) + "\n")
+        out.write(json.dumps({"unknown": unknown, "exit_code": code}) + "\n")
         return code
     if not unknown:
         out.write("no actions with an unknown outcome\n")
-    for r in unknown:
-        out.write(f"OUTCOME UNKNOWN  {r.action_id}  {cell(r.action, 40)} on {cell(r.target, 80)}"
-                  f"  sent {r.created_at:%Y-%m-%d %H:%M}Z: llmdeck runbook verify {r.action_id}\n")
+    for u in unknown:
+        what = cell(u["detail"] or "sent; the process stopped before the outcome", 200)
+        out.write(f"OUTCOME UNKNOWN  {u['action_id']}  {cell(u['action'], 40)} on {cell(u['target'], 80)}"
+                  f"  {str(u['at'])[:16]}Z: {what}; llmdeck runbook verify {u['action_id']}\n")
     return code
 
 

@@ -16,10 +16,11 @@ from typing import TYPE_CHECKING
 
 from console.action_checks import mismatch
 from console.action_store import UNKNOWN_STATUSES, PendingRevert
-from console.action_types import ActionError, Confirmation, Outcome, OutcomeStatus, Plan
+from console.action_types import ActionError, Confirmation, Outcome, OutcomeStatus, Plan, jsonable
 from console.runbook_files import MASK
 
 if TYPE_CHECKING:
+    from console.audit import AuditRecord
     from console.runbooks import ActionDesk
 
 STALE_CLAIM = timedelta(minutes=15)
@@ -66,8 +67,37 @@ def _failed(desk: ActionDesk, pending: PendingRevert, reason: str, *, audited: b
         pass  # the reason stays on the pending revert, shown by pending_reverts()
 
 
+def unclaimed_intents(desk: ActionDesk) -> list[AuditRecord]:
+    """Runbook intents in the journal with no outcome and no action row: the process stopped
+    after the intent and before the claim, so nothing was sent (requests leave only after it)."""
+    known = set(desk.actions_by_name())
+    return [r for r in desk.audit.unknown_outcomes()
+            if r.action in known and desk.store.get(r.action_id) is None]
+
+
+def _settle_unclaimed(desk: ActionDesk, action_id: str) -> Outcome | None:
+    found = [r for r in unclaimed_intents(desk) if r.action_id.startswith(action_id)]
+    if len(found) != 1:
+        return None
+    intent, user, now = found[0], desk.mode.user, desk.clock()
+    detail = ("never sent: the process stopped after the audit intent and before claiming the action"
+              " (requests are sent only after the claim)")
+    desk.audit.outcome(intent.action_id, action=intent.action, status="failed", detail=detail,
+                       resolved_by=user)
+    spec = desk.spec(intent.action)
+    plan = Plan(uuid.uuid4().hex, intent.action, f"verify {intent.action_id}", spec.adapter,
+                jsonable(intent.params), intent.get("target"), intent.get("gateway"), spec.dangerous,
+                spec.role, None, "verify", intent.get("incident_id") or None, (), (), "{}", "{}",
+                intent.get("pre_state_hash"), intent.get("idempotency_key"), now)
+    return Outcome(plan, "failed", 0, detail, action_id=intent.action_id)
+
+
 async def resolve_unknown(desk: ActionDesk, action_id: str) -> Outcome:
     """Read the state back for an action whose outcome is unknown, and record what it shows."""
+    if desk.store.get(action_id.strip()) is None:
+        settled = _settle_unclaimed(desk, action_id.strip())
+        if settled is not None:
+            return settled
     record = desk.record(action_id)
     if record.status not in UNKNOWN_STATUSES:
         raise ActionError(f"action {record.action_id} is not unknown: it was {record.status}")

@@ -51,7 +51,7 @@ from console.action_types import (
     SendError,
     jsonable,
 )
-from console.audit import AuditJournal
+from console.audit import AuditJournal, AuditRecord
 from console.operator import user_groups, user_name
 from console.runbook_files import MASK, ActionSpec, format_duration, load_catalog
 from console.state_db import StateError
@@ -128,6 +128,9 @@ class ActionDesk:
     def actions(self) -> list[ActionSpec]:
         return list(self._catalog.values())
 
+    def actions_by_name(self) -> dict[str, ActionSpec]:
+        return dict(self._catalog)
+
     def spec(self, action: str) -> ActionSpec:
         found = self._catalog.get(action)
         if found is None:
@@ -138,7 +141,14 @@ class ActionDesk:
         return self.store.pending_reverts()
 
     def unknown_outcomes(self) -> list[ActionRecord]:
+        """Actions sent with no known outcome (see also `unclaimed_intents`)."""
         return self.store.unknown()
+
+    def unclaimed_intents(self) -> list[AuditRecord]:
+        """Journal intents of runbook actions that never reached the store: surely not sent."""
+        from console.runbook_reverts import unclaimed_intents
+
+        return unclaimed_intents(self)
 
     # ---- plan -----------------------------------------------------------------------------
 

@@ -312,3 +312,17 @@ async def test_a_revert_taken_by_one_process_is_not_taken_by_another(
     clock.now += timedelta(minutes=16)  # that process died without sending: taken again
     [ok] = await desk_factory().run_due_reverts()
     assert ok.status == "applied"
+
+
+async def test_an_intent_that_never_reached_the_store_is_settled_as_not_sent(
+        server: LiteLLMAdminServer, desk_factory: Callable[..., ActionDesk]) -> None:
+    # What a kill between the fsynced intent and the claim leaves on disk: the intent only.
+    action_id = AuditJournal().intent(action="throttle-team", target="team-a", params={"tpm_limit": 5},
+                                      pre_state_hash="0" * 64, idempotency_key="k-1", origin="cli",
+                                      gateway="gw", action_id="abcdef012345")
+    desk = desk_factory()
+    assert [r.action_id for r in desk.unclaimed_intents()] == [action_id]
+    settled = await desk.resolve_unknown(action_id)
+    assert settled.status == "failed" and "never sent" in settled.detail
+    assert desk.unclaimed_intents() == [] and not AuditJournal().unknown_outcomes()
+    assert server.mutating() == []
