@@ -6,7 +6,7 @@ Ids: "INC-7", "inc-7" or "7". Lifecycle: open -> acknowledged -> mitigated -> re
 forward only (steps may be skipped).
 
     llmdeck incidents list [--all] [--limit N] [--json]    unresolved first, newest first
-    llmdeck incidents show ID [--json]                     the incident and its timeline
+    llmdeck incidents show ID [--data] [--json]            the incident and its timeline
     llmdeck incidents open --title T [--severity sev1..sev4] [--owner NAME] [--cause C] [--json]
     llmdeck incidents ack ID [--note TEXT] [--json]
     llmdeck incidents note ID TEXT [--json]
@@ -75,6 +75,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     ls.add_argument("--limit", type=int, default=200, metavar="N", help="at most N (default 200)")
     show = action("show", "one incident and its timeline")
     show.add_argument("id", metavar="ID", help="INC-7, inc-7 or 7")
+    show.add_argument("--data", action="store_true",
+                      help="also print each entry's data (figures, alert labels, action ids)")
     op = action("open", "open an incident by hand")
     op.add_argument("--title", required=True, help="what is wrong (at most 200 characters)")
     op.add_argument("--severity", default="sev3", choices=("sev1", "sev2", "sev3", "sev4"),
@@ -146,7 +148,7 @@ def _list_text(incidents: list[Incident], include_resolved: bool, out: TextIO) -
     out.write(f"{open_count} unresolved, {len(incidents) - open_count} resolved shown\n")
 
 
-def _show_text(i: Incident, timeline: list[TimelineEntry], out: TextIO) -> None:
+def _show_text(i: Incident, timeline: list[TimelineEntry], out: TextIO, data: bool = False) -> None:
     auto = "  (opened automatically)" if i.auto else ""
     out.write(f"{cell(i.id, 40)}  {cell(i.severity, 10)}  {cell(i.state, 20)}{auto}\n")
     out.write(f"title:        {cell(i.title, 200)}\n")
@@ -159,6 +161,8 @@ def _show_text(i: Incident, timeline: list[TimelineEntry], out: TextIO) -> None:
     out.write("timeline:\n")
     for e in timeline:
         out.write(f"  {when(e.at)}  {cell(e.kind, 14):<14}  {cell(e.author, 16):<16}  {cell(e.text, 500)}\n")
+        if data and e.data:
+            out.write(f"{'':<24}data: {cell(json.dumps(e.data, sort_keys=True), 2000)}\n")
 
 
 def _changed_text(i: Incident, out: TextIO) -> None:
@@ -181,7 +185,7 @@ def _run(store: IncidentStore, args: argparse.Namespace, out: TextIO) -> dict[st
         incident = store.get(args.id)
         timeline = store.timeline(incident.id)
         if not args.json:
-            _show_text(incident, timeline, out)
+            _show_text(incident, timeline, out, args.data)
         return {"incident": incident_json(incident), "timeline": [entry_json(e) for e in timeline]}
     if command == "open":
         incident, created = store.open(args.title, severity=args.severity, owner=args.owner,

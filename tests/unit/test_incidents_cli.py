@@ -156,3 +156,17 @@ def test_the_real_command_line_works_without_a_config(tmp_path: Path) -> None:
     done = subprocess.run([*cmd, "resolve", "1"], env=env, capture_output=True, text=True,
                           check=False, cwd=tmp_path)
     assert done.returncode == 1 and "INC-1 is already resolved" in done.stderr
+
+
+def test_show_data_prints_each_entrys_data_cleaned() -> None:
+    store = IncidentStore()
+    inc, _ = store.open("x", cause="slo:chat")
+    store.add_entry(inc.id, "alert_firing", "slo:chat firing", data={"burn": {"1h": 14.4},
+                                                                     "label": "\x1b[2Jv"})
+    code, out, _ = run("show", "1", "--data")
+    assert code == 0
+    lines = out.splitlines()
+    firing = lines.index(next(line for line in lines if "alert_firing" in line))
+    assert lines[firing + 1].strip().startswith('data: {"burn": {"1h": 14.4}, "label": "\\u001b[2Jv"}')
+    assert "\x1b" not in out
+    assert "data:" not in run("show", "1")[1]
