@@ -170,3 +170,19 @@ def test_show_data_prints_each_entrys_data_cleaned() -> None:
     assert lines[firing + 1].strip().startswith('data: {"burn": {"1h": 14.4}, "label": "\\u001b[2Jv"}')
     assert "\x1b" not in out
     assert "data:" not in run("show", "1")[1]
+
+
+def test_every_control_and_bidi_character_is_inert_in_text_output() -> None:
+    dangerous = [chr(c) for c in (*range(0x00, 0x20), *range(0x7f, 0xa0))]
+    dangerous += list("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+    hostile = "".join(f"{ch}x" for ch in dangerous)
+    store = IncidentStore()
+    inc, _ = store.open(hostile[:200], owner=hostile[:100], cause=hostile[:300])
+    store.note(inc.id, hostile)
+    store.add_entry(inc.id, "action_outcome", hostile, author=hostile[:100], data={"k": hostile})
+    outputs = [run("show", "1", "--data")[1], run("list")[1], run("note", "1", hostile)[1],
+               run("ack", "1")[1]]
+    for out in outputs:
+        for line in out.split("\n"):  # the CLI's own line ends (splitlines would eat \x1c, \x85)
+            assert not [ch for ch in dangerous if ch in line]
+        assert "\\x0ax\\x0bx" in out  # a newline in the text is shown escaped, not obeyed
