@@ -11,12 +11,22 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from console.action_types import ActionError, Confirmation, DiffLine, Plan, PlannedRequest, Role, SendError
+from console.action_store import ActionRecord
+from console.action_types import (
+    ROLE_ORDER,
+    ActionError,
+    Confirmation,
+    DiffLine,
+    Plan,
+    PlannedRequest,
+    Role,
+    SendError,
+)
 from console.config_actions import ActionsSettings
-from console.runbook_files import MASK, ActionSpec
+from console.runbook_files import MASK, ActionSpec, format_duration
 
 READONLY_ENV = "LLMDECK_READONLY"
 IDEMPOTENCY_PLACEHOLDER = "<idempotency-key>"
@@ -176,3 +186,27 @@ def with_real_headers(requests: Sequence[PlannedRequest], idempotency_key: str,
     n = len(requests)
     return tuple(replace(r, text=r.text.replace(IDEMPOTENCY_PLACEHOLDER, request_key(idempotency_key, i, n))
                          .replace(CHANGED_BY_PLACEHOLDER, user)) for i, r in enumerate(requests))
+
+
+def plan_notes(spec: ActionSpec, mode: ActionMode, now: datetime, *, target: str, readable: bool,
+               unchanged: bool, time_box: timedelta | None, revert_of: str,
+               unsure: ActionRecord | None) -> tuple[str, ...]:
+    """What the operator must know before confirming, in the order the dialog shows it."""
+    notes = list(mode.notes())
+    if not readable:
+        notes.append("no read-back: the current state is not shown and the result cannot be verified")
+    elif unchanged:
+        notes.append("changes nothing: the state already is what this action sets")
+    if ROLE_ORDER[mode.role] < ROLE_ORDER[spec.role]:
+        notes.append(f"needs role {spec.role}; {mode.user} is {mode.role}: cannot be applied")
+    if time_box is not None:
+        notes.append(f"time box {format_duration(time_box)}: reverts by itself at {now + time_box:%H:%M}Z"
+                     " (or when a console or `runbook reverts --run` is next up)")
+    if spec.revert == "none" and not revert_of:
+        notes.append("cannot be undone (revert = \"none\")")
+    if spec.dangerous:
+        notes.append(f"dangerous: type {target} to confirm")
+    if unsure is not None:
+        notes.append(f"action {unsure.action_id} on {target} has an unknown outcome: verify it first"
+                     f" (llmdeck runbook verify {unsure.action_id}); until then this cannot be applied")
+    return tuple(notes)

@@ -209,6 +209,15 @@ class ActionStore:
                                 " ORDER BY created_at", UNKNOWN_STATUSES).fetchall()
         return [_record(r) for r in rows]
 
+    def unknown_on(self, adapter: str, gateway: str, target: str) -> ActionRecord | None:
+        """The newest action on this target whose outcome is unknown (a retry must verify it first)."""
+        with self._reading() as conn:
+            row = conn.execute(
+                f"SELECT {_ACTION_COLUMNS} FROM actions WHERE adapter = ? AND gateway = ? AND target = ?"
+                " AND status IN (?, ?) ORDER BY created_at DESC LIMIT 1",
+                (adapter, gateway, target, *UNKNOWN_STATUSES)).fetchone()
+        return None if row is None else _record(row)
+
     def last_change(self, adapter: str, gateway: str, target: str) -> ActionRecord | None:
         """llmdeck's own newest applied change (not an undo or revert) to this target."""
         with self._reading() as conn:

@@ -233,9 +233,12 @@ class ActionSpec:
         return values
 
     def masked(self, values: Mapping[str, Any]) -> dict[str, Any]:
-        """`values` with every secret parameter's value replaced by MASK."""
-        secret = {p.name for p in self.params if p.secret}
-        return {k: (MASK if k in secret and v is not None else v) for k, v in values.items()}
+        """`values` with every secret parameter's value replaced by MASK, and any value shaped like
+        a key or token too (a runbook that forgot `secret = true` on a raw `sk-` key)."""
+        from console.audit import redact_params
+
+        redacted = redact_params(values, {p.name for p in self.params if p.secret})
+        return {k: None if values[k] is None else redacted[k] for k in values}
 
     def time_box_for(self, values: Mapping[str, Any]) -> timedelta | None:
         """The `for` parameter when given, else the declared `for`."""

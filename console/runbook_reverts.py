@@ -12,12 +12,21 @@ from __future__ import annotations
 import hashlib
 import uuid
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from console.action_checks import mismatch
 from console.action_store import UNKNOWN_STATUSES, PendingRevert
-from console.action_types import ActionError, Confirmation, Outcome, OutcomeStatus, Plan, jsonable
-from console.runbook_files import MASK
+from console.action_types import (
+    ActionError,
+    Adapter,
+    Confirmation,
+    Origin,
+    Outcome,
+    OutcomeStatus,
+    Plan,
+    jsonable,
+)
+from console.runbook_files import MASK, ActionSpec
 
 if TYPE_CHECKING:
     from console.audit import AuditRecord
@@ -134,3 +143,51 @@ async def resolve_unknown(desk: ActionDesk, action_id: str) -> Outcome:
     desk.note(plan, "action_outcome", f"{record.action} ({record.action_id}): {detail}", user,
               record.action_id, status=status)
     return Outcome(plan, status, 0, detail, action_id=record.action_id, revert_due=due)
+
+
+ROLLBACK_PARAM = {"litellm.model_params": "litellm_params"}
+"""Adapters whose named param, when not given, comes from llmdeck's own last change to the
+target (rollback-model: the previous litellm_params, captured before that change)."""
+
+
+def rollback_values(desk: ActionDesk, spec: ActionSpec, adapter: Adapter, gateway: str,
+                    values: dict[str, Any]) -> tuple[dict[str, Any], str, str]:
+    """(values, revert_of, title): for a rollback action given no target values, the params that put
+    back the state before llmdeck's own last change to the target; else `values` unchanged."""
+    rollback = ROLLBACK_PARAM.get(spec.adapter)
+    if not rollback or spec.param(rollback) is None or values.get(rollback) is not None:
+        return values, "", spec.title
+    target = desk.target_of(spec, adapter, values)
+    last = desk.store.last_change(spec.adapter, gateway, target)
+    restore = None if last is None else adapter.restore_params(last.params, last.before)
+    if last is None or restore is None:
+        raise ActionError(f"{spec.name}: no {rollback} given and llmdeck has no change of its own"
+                          f" to {target} on {gateway} to roll back; give --param {rollback}=...")
+    when = f"{last.created_at:%Y-%m-%d %H:%M}Z"
+    return restore, last.action_id, f"{spec.title} (to before {last.action_id}, {when})"
+
+
+async def undo_plan(desk: ActionDesk, action_id: str, origin: Origin) -> Plan:
+    """A plan that puts back the state captured before action `action_id`, through the same adapter."""
+    record = desk.record(action_id)
+    if record.status in UNKNOWN_STATUSES:
+        raise ActionError(f"action {record.action_id}: outcome unknown; run `llmdeck runbook verify"
+                          f" {record.action_id}` first")
+    if record.status not in ("applied", "unverified", "failed"):
+        raise ActionError(f"action {record.action_id} was {record.status}: nothing to undo")
+    spec = desk.spec(record.action)
+    if spec.revert == "none":
+        raise ActionError(f"{spec.name} cannot be undone (revert = \"none\" at {spec.where})")
+    adapter = desk.adapter_for(spec, record.gateway)
+    restore = adapter.restore_params(record.params, record.before)
+    if restore is None:
+        raise ActionError(f"{spec.name}: its adapter {spec.adapter} cannot revert it")
+    hidden = sorted(k for k, v in restore.items() if v == MASK)
+    if hidden:
+        raise ActionError(f"action {record.action_id}: undoing needs {', '.join(hidden)}, a secret"
+                          " llmdeck never stores; run the action again with it")
+    verb = "Revert" if origin == "revert" else "Undo"
+    return await desk.build_plan(spec, restore, adapter, record.gateway, origin=origin,
+                                 incident_id=record.incident_id, revert_of=record.action_id,
+                                 title=f"{verb} {record.action} on {record.target} ({record.action_id})",
+                                 time_box=None)

@@ -33,12 +33,13 @@ from console.action_checks import (
     gateway_for,
     matches,
     mismatch,
+    plan_notes,
     read_mode,
     request_key,
     secret_values,
     with_real_headers,
 )
-from console.action_store import UNKNOWN_STATUSES, ActionRecord, ActionStore, AlreadySent, PendingRevert
+from console.action_store import ActionRecord, ActionStore, AlreadySent, PendingRevert
 from console.action_types import (
     ROLE_ORDER,
     ActionError,
@@ -53,7 +54,7 @@ from console.action_types import (
 )
 from console.audit import AuditJournal, AuditRecord
 from console.operator import user_groups, user_name
-from console.runbook_files import MASK, ActionSpec, format_duration, load_catalog
+from console.runbook_files import ActionSpec, format_duration, load_catalog
 from console.state_db import StateError
 from console.timeutil import utc_now
 
@@ -65,10 +66,6 @@ if TYPE_CHECKING:
 PLAN_TTL = timedelta(minutes=10)
 VERIFY_TRIES = 5
 VERIFY_PAUSE_SECONDS = 0.3
-ROLLBACK_PARAM = {"litellm.model_params": "litellm_params"}
-"""Adapters whose named param, when not given, comes from llmdeck's own last change to the
-target (rollback-model: the previous litellm_params, captured before that change)."""
-
 __all__ = ["ActionDesk", "ActionMode", "PendingRevert", "PLAN_TTL"]
 
 
@@ -161,67 +158,29 @@ class ActionDesk:
             incident_id = self._incident(incident_id)
         gateway = gateway_for(self.config.actions, spec)
         adapter = self.adapter_for(spec, gateway)
-        revert_of, title = "", spec.title
-        rollback = ROLLBACK_PARAM.get(spec.adapter)
-        if rollback and spec.param(rollback) is not None and values.get(rollback) is None:
-            target = self._target(spec, adapter, values)
-            last = self.store.last_change(spec.adapter, gateway, target)
-            restore = None if last is None else adapter.restore_params(last.params, last.before)
-            if last is None or restore is None:
-                raise ActionError(f"{action}: no {rollback} given and llmdeck has no change of its own"
-                                  f" to {target} on {gateway} to roll back; give --param {rollback}=...")
-            values, revert_of = restore, last.action_id
-            title = f"{spec.title} (to before {last.action_id}, {last.created_at:%Y-%m-%d %H:%M}Z)"
-        return await self._build(spec, values, adapter, gateway, origin=origin, incident_id=incident_id,
+        from console.runbook_reverts import rollback_values
+
+        values, revert_of, title = rollback_values(self, spec, adapter, gateway, values)
+        return await self.build_plan(spec, values, adapter, gateway, origin=origin, incident_id=incident_id,
                                  revert_of=revert_of, title=title, time_box=spec.time_box_for(values))
 
     async def undo(self, action_id: str, *, origin: Origin = "undo") -> Plan:
         """A plan that puts back the state captured before action `action_id` (same adapter)."""
-        record = self.record(action_id)
-        if record.status in UNKNOWN_STATUSES:
-            raise ActionError(f"action {record.action_id}: outcome unknown; run `llmdeck runbook verify"
-                              f" {record.action_id}` first")
-        if record.status not in ("applied", "unverified", "failed"):
-            raise ActionError(f"action {record.action_id} was {record.status}: nothing to undo")
-        spec = self.spec(record.action)
-        if spec.revert == "none":
-            raise ActionError(f"{spec.name} cannot be undone (revert = \"none\" at {spec.where})")
-        adapter = self.adapter_for(spec, record.gateway)
-        restore = adapter.restore_params(record.params, record.before)
-        if restore is None:
-            raise ActionError(f"{spec.name}: its adapter {spec.adapter} cannot revert it")
-        hidden = sorted(k for k, v in restore.items() if v == MASK)
-        if hidden:
-            raise ActionError(f"action {record.action_id}: undoing needs {', '.join(hidden)}, a secret"
-                              " llmdeck never stores; run the action again with it")
-        verb = "Revert" if origin == "revert" else "Undo"
-        return await self._build(spec, restore, adapter, record.gateway, origin=origin,
-                                 incident_id=record.incident_id, revert_of=record.action_id,
-                                 title=f"{verb} {record.action} on {record.target} ({record.action_id})",
-                                 time_box=None)
+        from console.runbook_reverts import undo_plan
 
-    async def _build(self, spec: ActionSpec, values: dict[str, Any], adapter: Adapter, gateway: str, *,
+        return await undo_plan(self, action_id, origin)
+
+    async def build_plan(self, spec: ActionSpec, values: dict[str, Any], adapter: Adapter, gateway: str, *,
                      origin: Origin, incident_id: str | None, revert_of: str, title: str,
                      time_box: timedelta | None) -> Plan:
-        target = self._target(spec, adapter, values)
+        target = self.target_of(spec, adapter, values)
         current = await self.read_state(spec, adapter, values, target, gateway) if adapter.readable else {}
         desired = adapter.desired(values, current)
         now, mode, key = self.clock(), self.mode, str(uuid.uuid4())
         requests = with_real_headers(adapter.requests(values, current, desired), key, mode.user)
-        notes = list(mode.notes())
-        if not adapter.readable:
-            notes.append("no read-back: the current state is not shown and the result cannot be verified")
-        elif matches(current, desired):
-            notes.append("changes nothing: the state already is what this action sets")
-        if ROLE_ORDER[mode.role] < ROLE_ORDER[spec.role]:
-            notes.append(f"needs role {spec.role}; {mode.user} is {mode.role}: cannot be applied")
-        if time_box is not None:
-            notes.append(f"time box {format_duration(time_box)}: reverts by itself at {now + time_box:%H:%M}Z"
-                         " (or when a console or `runbook reverts --run` is next up)")
-        if spec.revert == "none" and not revert_of:
-            notes.append("cannot be undone (revert = \"none\")")
-        if spec.dangerous:
-            notes.append(f"dangerous: type {target} to confirm")
+        notes = plan_notes(spec, mode, now, target=target, readable=adapter.readable,
+                           unchanged=adapter.readable and matches(current, desired), time_box=time_box,
+                           revert_of=revert_of, unsure=self.store.unknown_on(spec.adapter, gateway, target))
         hidden = secret_values(spec, values)
         before_json = jsonable(current)
         diff = () if adapter.readable and matches(current, desired) else \
@@ -233,7 +192,7 @@ class ActionDesk:
             incident_id=incident_id, diff=diff, requests=requests, before_json=before_json,
             desired_json=jsonable(desired),
             pre_state_hash=hashlib.sha256(before_json.encode()).hexdigest(),
-            idempotency_key=key, created_at=now, notes=tuple(notes), revert_of=revert_of)
+            idempotency_key=key, created_at=now, notes=notes, revert_of=revert_of)
         self._plans[plan.plan_id] = _Planned(plan, spec, values, adapter)
         return plan
 
@@ -249,11 +208,15 @@ class ActionDesk:
                                   " plan it again to read the current state")
         try:
             used = self.store.used_key(plan.idempotency_key)
+            unsure = self.store.unknown_on(plan.adapter, plan.gateway, plan.target)
         except StateError as exc:
             return self._not_sent(plan, "failed", f"cannot check whether it was sent before: {exc}")
         if used is not None:
             return self._not_sent(plan, "refused", f"already applied as action {used.action_id}"
                                   f" ({used.status}): not sent twice")
+        if unsure is not None:  # a retry of a request that may still land would send it twice
+            return self._not_sent(plan, "refused", f"action {unsure.action_id} on {plan.target} has an"
+                                  f" unknown outcome: run `llmdeck runbook verify {unsure.action_id}` first")
         if entry.adapter.readable and not plan.diff:
             return self._not_sent(plan, "refused", "changes nothing: the state already is what it sets")
         mode = self.mode
@@ -414,7 +377,7 @@ class ActionDesk:
         return self._adapters[key]
 
     @staticmethod
-    def _target(spec: ActionSpec, adapter: Adapter, values: Mapping[str, Any]) -> str:
+    def target_of(spec: ActionSpec, adapter: Adapter, values: Mapping[str, Any]) -> str:
         if spec.target and values.get(spec.target) is not None:
             return str(values[spec.target])
         return adapter.target(values)

@@ -210,6 +210,12 @@ async def test_failed_and_unknown_outcomes(server: LiteLLMAdminServer,
     assert [r.action_id for r in desk.unknown_outcomes()] == [unknown.action_id]
     assert len(server.mutating()) == 2  # the dropped request was not retried
 
+    retry = await desk.plan("throttle-team", {"team_id": "team-a", "tpm_limit": 8}, origin="cli")
+    assert any(unknown.action_id in n for n in retry.notes)
+    refused = await desk.apply(retry, Confirmation("team-a"))  # it may still land: verify first
+    assert refused.status == "refused" and f"runbook verify {unknown.action_id}" in refused.detail
+    assert len(server.mutating()) == 2
+
     resolved = await desk.resolve_unknown(unknown.action_id)
     assert resolved.status == "applied" and "it took" in resolved.detail
     assert desk.unknown_outcomes() == []

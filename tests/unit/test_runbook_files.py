@@ -102,6 +102,8 @@ def test_params_are_converted_and_checked_with_their_name(tmp_path: Path) -> Non
     assert cut.validate({"team_id": "a"})["tpm_limit"] == 0
     with pytest.raises(ActionError, match=r"param 'tpm_limit' is fixed"):
         cut.validate({"team_id": "a", "tpm_limit": 5})
+    assert spec.masked({"team_id": "sk-forgot-to-declare-secret-0123456789", "tpm_limit": None}) == \
+        {"team_id": "***", "tpm_limit": None}
     assert RUNBOOK  # the fixture's file is the one these specs came from
 
 
