@@ -16,6 +16,8 @@ that stops firing writes alert_resolved on the incident it was announced on. Wha
 kept in SQLite, so a restarted console (or a second one) does not announce it again; the whole
 observe runs in one write transaction.
 
+A cause that stops firing is called resolved once it has stayed away `resolve_after` (default
+1 minute, by the `at` of the observations); back sooner, nothing is written.
 A cause still firing on an incident someone resolved is not re-announced until it resolves and
 fires again: the person decided, and the feed does not reopen behind their back.
 Alert text (reasons, summaries, labels) is untrusted: stored as given (capped), cleaned where
@@ -50,6 +52,10 @@ MAX_LABELS = 40
 MAX_REASON = 1000
 """Untrusted alert text is clipped to these sizes so that no alert can make the store refuse the
 feed's writes (the store's caps are errors; the feed must keep running)."""
+
+RESOLVE_AFTER = timedelta(minutes=1)
+"""How long a cause must stay away before it is called resolved: a flapping alert or one failed
+read does not write resolved/firing pairs on every refresh."""
 
 OUTSIDE_PAGING = PAGING_SEVERITIES | {"sev1", "sev2", "high"}
 """`severity` label values of outside alerts that open incidents."""
@@ -133,9 +139,11 @@ def firing_causes(alerts: Sequence[Alert], outside: Sequence[ActiveAlert]) -> di
 class IncidentFeed:
     """Turns what fires into incidents and timeline entries (see the module docstring)."""
 
-    def __init__(self, store: IncidentStore, *, join_window: timedelta = timedelta(minutes=30)) -> None:
+    def __init__(self, store: IncidentStore, *, join_window: timedelta = timedelta(minutes=30),
+                 resolve_after: timedelta = RESOLVE_AFTER) -> None:
         self.store = store
         self.join_window = join_window
+        self.resolve_after = resolve_after
 
     def observe(self, alerts: Sequence[Alert], outside: Sequence[ActiveAlert], at: datetime, *,
                 figures: Mapping[str, Mapping[str, Any]] | None = None,
@@ -165,10 +173,20 @@ class IncidentFeed:
                 self.store.set_feed_firing(FeedFiring(cause, incident.id, at, firing.level,
                                                       firing.reason))
             for cause, was in before.items():
-                if cause in now or _matches(cause, unknown):
+                if cause in now:
+                    if was.missing_since is not None:  # back within the hold: nothing to tell
+                        self.store.set_feed_missing(cause, None)
+                    continue
+                if _matches(cause, unknown):
+                    continue
+                if was.missing_since is None:
+                    self.store.set_feed_missing(cause, at)
+                missing_since = was.missing_since or at
+                if at - missing_since < self.resolve_after:
                     continue
                 self.store.clear_feed_firing(cause)
                 data = {"cause": cause, "since": was.since.isoformat(), "last_reason": was.reason,
+                        "missing_since": missing_since.isoformat(),
                         **dict((figures or {}).get(cause, {}))}
                 try:
                     entries.append(self.store.add_entry(was.incident_id, "alert_resolved",

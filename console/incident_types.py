@@ -92,3 +92,5 @@ class FeedFiring:
     since: datetime
     level: int
     reason: str
+    missing_since: datetime | None = None
+    """When the feed first stopped seeing it (it is called resolved after the feed's hold)."""

@@ -57,7 +57,7 @@ __all__ = [  # the types live in console.incident_types; the store's users impor
 ]
 
 SCHEMA_NAME = "incidents"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: incident_feed_missing
 SCHEMA = (
     "CREATE TABLE IF NOT EXISTS incidents ("
     " id TEXT PRIMARY KEY, num INTEGER UNIQUE, title TEXT NOT NULL, severity TEXT NOT NULL,"
@@ -77,6 +77,8 @@ SCHEMA = (
     "CREATE TABLE IF NOT EXISTS incident_feed_firing ("
     " cause TEXT PRIMARY KEY, incident_id TEXT NOT NULL, since TEXT NOT NULL, level INTEGER NOT NULL,"
     " reason TEXT NOT NULL)",
+    # since when the feed has not seen a remembered cause (resolved only after a hold: no flapping)
+    "CREATE TABLE IF NOT EXISTS incident_feed_missing (cause TEXT PRIMARY KEY, since TEXT NOT NULL)",
 )
 
 _COLUMNS = ("id, title, severity, state, owner, opened_at, acknowledged_at, mitigated_at,"
@@ -366,9 +368,11 @@ class IncidentStore:
     def feed_firing(self) -> dict[str, FeedFiring]:
         """What the feed last saw firing, by cause."""
         with self._reading() as conn:
-            rows = conn.execute("SELECT cause, incident_id, since, level, reason"
-                                " FROM incident_feed_firing").fetchall()
-        return {r[0]: FeedFiring(r[0], r[1], datetime.fromisoformat(r[2]), r[3], r[4]) for r in rows}
+            rows = conn.execute("SELECT f.cause, f.incident_id, f.since, f.level, f.reason, m.since"
+                                " FROM incident_feed_firing f LEFT JOIN incident_feed_missing m"
+                                " ON m.cause = f.cause").fetchall()
+        return {r[0]: FeedFiring(r[0], r[1], datetime.fromisoformat(r[2]), r[3], r[4], _dt(r[5]))
+                for r in rows}
 
     def set_feed_firing(self, firing: FeedFiring) -> None:
         with self._writing() as conn:
@@ -379,4 +383,14 @@ class IncidentStore:
     def clear_feed_firing(self, cause: str) -> None:
         with self._writing() as conn:
             conn.execute("DELETE FROM incident_feed_firing WHERE cause = ?", (cause,))
+            conn.execute("DELETE FROM incident_feed_missing WHERE cause = ?", (cause,))
+
+    def set_feed_missing(self, cause: str, since: datetime | None) -> None:
+        """Remember since when a firing cause has not been seen (None: it is back)."""
+        with self._writing() as conn:
+            if since is None:
+                conn.execute("DELETE FROM incident_feed_missing WHERE cause = ?", (cause,))
+            else:
+                conn.execute("INSERT OR REPLACE INTO incident_feed_missing VALUES (?, ?)",
+                             (cause, _ts(since)))
 

@@ -107,7 +107,7 @@ def test_hand_opened_incidents_are_not_joined_but_their_cause_is_respected(store
 
 
 def test_fire_resolve_fire_writes_entries_once_each(store: IncidentStore) -> None:
-    feed = IncidentFeed(store)
+    feed = IncidentFeed(store, resolve_after=timedelta(0))
     [inc] = feed.observe([SLO_PAGE], [], T0).opened
     assert not feed.observe([SLO_PAGE], [], T0 + timedelta(minutes=1)).changed  # still firing
     quiet = feed.observe([SLO_TICKET], [], T0 + timedelta(minutes=2),
@@ -129,13 +129,17 @@ def test_a_restarted_console_does_not_reannounce(store: IncidentStore, tmp_path:
     store.close()
     restarted = IncidentFeed(IncidentStore(tmp_path / "state.sqlite3"))
     assert not restarted.observe([SLO_PAGE, BUDGET_CRIT], [outside()], T0 + timedelta(minutes=5)).changed
-    result = restarted.observe([SLO_PAGE], [], T0 + timedelta(minutes=6))
+    assert not restarted.observe([SLO_PAGE], [], T0 + timedelta(minutes=6)).changed  # the hold starts
+    restarted.store.close()
+    again = IncidentFeed(IncidentStore(tmp_path / "state.sqlite3"))  # the hold survives a restart too
+    result = again.observe([SLO_PAGE], [], T0 + timedelta(minutes=7))
     assert sorted(e.text for e in result.entries) == ["alert:am/GatewayErrors resolved",
                                                       "budget:team-a monthly resolved"]
+    assert result.entries[0].data["missing_since"] == (T0 + timedelta(minutes=6)).isoformat()
 
 
 def test_resolved_by_hand_while_firing_is_not_reopened_until_it_fires_again(store: IncidentStore) -> None:
-    feed = IncidentFeed(store)
+    feed = IncidentFeed(store, resolve_after=timedelta(0))
     [inc] = feed.observe([SLO_PAGE], [], T0).opened
     store.resolve(inc.id, note="known, handled")
     assert not feed.observe([SLO_PAGE], [], T0 + timedelta(minutes=1)).changed
@@ -181,7 +185,7 @@ def test_a_sev1_cause_joining_raises_the_incident_to_sev1(store: IncidentStore) 
 
 
 def test_a_cause_whose_source_is_unreadable_is_not_called_resolved(store: IncidentStore) -> None:
-    feed = IncidentFeed(store)
+    feed = IncidentFeed(store, resolve_after=timedelta(0))
     [inc] = feed.observe([SLO_PAGE], [outside(), outside("Other", source="am2")], T0).opened
     # am cannot be read and the SLO's data is down: neither is said to be resolved
     blind = feed.observe([], [outside("Other", source="am2")], T0 + timedelta(minutes=1),
@@ -195,3 +199,17 @@ def test_a_cause_whose_source_is_unreadable_is_not_called_resolved(store: Incide
                                                     "alert:am2/Other resolved",
                                                     "slo:chat-availability resolved"]
     assert {e.incident_id for e in gone.entries} == {inc.id}
+
+
+def test_a_flapping_cause_is_resolved_only_after_staying_away(store: IncidentStore) -> None:
+    feed = IncidentFeed(store, resolve_after=timedelta(minutes=1))
+    [inc] = feed.observe([SLO_PAGE], [], T0).opened
+    step = timedelta(seconds=20)
+    for n in range(1, 10):  # away, back, away, back ... every 20 s: nothing written
+        assert not feed.observe([SLO_PAGE] if n % 2 == 0 else [], [], T0 + n * step).changed
+    assert not feed.observe([], [], T0 + 10 * step).changed  # away since 9 * step: 20 s
+    assert not feed.observe([], [], T0 + 11 * step).changed  # 40 s
+    [resolved] = feed.observe([], [], T0 + 12 * step).entries  # 60 s: resolved, once
+    assert resolved.kind == "alert_resolved" and resolved.at == T0 + 12 * step
+    assert not feed.observe([], [], T0 + 13 * step).changed
+    assert [e.kind for e in store.timeline(inc.id)] == ["opened", "alert_firing", "alert_resolved"]

@@ -240,3 +240,14 @@ def test_a_local_id_never_collides_with_an_imported_one(store: IncidentStore) ->
                  (T0.isoformat(), T0.isoformat()))
     assert store.get("inc-2").title == "imported"
     assert store.open("next local")[0].id == "INC-3"
+
+
+def test_a_version_1_file_is_upgraded_in_place(store: IncidentStore) -> None:
+    store.open("kept", cause="slo:a")
+    store.close()
+    conn = state_db.connect(store.path)
+    conn.execute("DROP TABLE incident_feed_missing")  # what version 1 had
+    conn.execute("UPDATE schema_versions SET version = 1 WHERE name = 'incidents'")
+    again = IncidentStore(store.path)
+    assert again.feed_firing() == {} and again.get("1").title == "kept"
+    assert conn.execute("SELECT version FROM schema_versions WHERE name = 'incidents'").fetchone()[0] == 2

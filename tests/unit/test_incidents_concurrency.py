@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 WRITER = r"""
 import json, sys
+from datetime import timedelta
 from pathlib import Path
 from console.incident_feed import IncidentFeed
 from console.incidents import IncidentStore
@@ -32,7 +33,7 @@ from console.timeutil import utc_now
 
 path, tag, stop, phase = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3]), int(sys.argv[4])
 store = IncidentStore(path)
-feed = IncidentFeed(store)
+feed = IncidentFeed(store, resolve_after=timedelta(0))  # every change counts: the most flips
 page = Alert(2, "slo", "feed-slo", "burning")
 store.list()  # schema in place before "go"
 print("ready", flush=True)
@@ -120,7 +121,8 @@ def test_two_processes_and_the_cli_write_at_once() -> None:
     [feed_incident] = [i for i in everything if "slo:feed-slo" in i.causes]
     kinds = [e.kind for e in store.timeline(feed_incident.id)
              if e.kind in ("alert_firing", "alert_resolved")]
-    assert kinds[0] == "alert_firing"
+    # both start seeing it fire and each later sees it stop: at least one change each way
+    assert kinds[0] == "alert_firing" and "alert_resolved" in kinds
     assert all(a != b for a, b in zip(kinds, kinds[1:], strict=False)), kinds
     assert min(r["rounds"] for r in reports) >= 20
 
