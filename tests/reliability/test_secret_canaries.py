@@ -8,7 +8,7 @@ wrong content type, reset, hang, and servers echoing the secret headers back in 
 titles, redirects, response headers, reason phrases, content types, API envelopes,
 warnings and data). The canaries must appear in none of: CLI stdout/stderr, DEBUG log
 records of every logger (httpx and httpcore included), files under the XDG dirs (logs,
-state dir with actions.jsonl; only the plaintext secret file itself may hold its value,
+state dir with audit.jsonl; only the plaintext secret file itself may hold its value,
 and it is 0600), the console's cache file and WAL, screenshots and terminal bytes,
 exception text and tracebacks, source statuses, readings and reader pages.
 
@@ -462,7 +462,10 @@ def test_cli_commands_leak_no_canary(canaries: Canaries, server: CanaryServer, t
     assert stat.S_IMODE(secret_file.stat().st_mode) == 0o600
     assert stat.S_IMODE(secret_file.parent.stat().st_mode) == 0o700
     state = Path(os.environ["XDG_STATE_HOME"]) / "llmdeck"
-    assert (state / "actions.jsonl").exists(), "the silence attempts were not audited"
+    assert (state / "audit.jsonl").exists(), "the silence attempts were not audited"
+    from console.audit import AuditJournal
+
+    assert AuditJournal(state / "audit.jsonl").verify().ok  # the console's and CLI's writes: one chain
     files = finder.scan_tree(xdg_base(), skip=[secret_file])
     assert any(p.suffix == ".log" and p.stat().st_size > 0 for p in files), "no debug log written"
     finder.assert_clean()

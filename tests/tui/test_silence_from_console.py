@@ -25,6 +25,7 @@ import pytest
 from textual.widgets import Button, Input
 
 from console.alerts import ActiveAlert, SilenceMatcher
+from console.audit import AuditJournal, AuditRecord
 from console.backend import Backend
 from console.config import AlertmanagerSource, Config
 from console.launch import source_hub
@@ -129,9 +130,9 @@ def clickable_segments(app: Any) -> list[str]:
             if style is not None and style.meta and "@click" in style.meta]
 
 
-def actions_logged() -> list[dict[str, Any]]:
-    path = Path(os.environ["XDG_STATE_HOME"]) / "llmdeck" / "actions.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+def actions_logged() -> list[AuditRecord]:
+    """The audit journal's records (console.audit): where every silence attempt is recorded."""
+    return AuditJournal(Path(os.environ["XDG_STATE_HOME"]) / "llmdeck" / "audit.jsonl").records()
 
 
 async def test_silence_an_alert_sends_only_after_the_source_name_is_typed(
@@ -170,8 +171,8 @@ async def test_silence_an_alert_sends_only_after_the_source_name_is_typed(
         assert manager.alert_state("SilenceMeGateway") == "suppressed"
         await until(pilot, lambda: "◌ silenced" in screen_text(app), "the alert shown silenced")
         assert "applied" in "".join(str(n.message) for n in app._notifications)
-        phases = [(r["phase"], r.get("status")) for r in actions_logged()]
-        assert phases == [("intent", None), ("outcome", "applied")]
+        phases = [(r.kind, r.action, r.status) for r in actions_logged()]
+        assert phases == [("intent", "silence.create", ""), ("outcome", "silence.create", "applied")]
 
 
 async def test_escape_on_the_dialog_sends_no_mutating_request(
