@@ -86,6 +86,10 @@ def _prepare_dir(directory: Path) -> None:
         os.chmod(directory, _DIR_MODE)  # the umask may have taken bits away; set exactly
     elif not directory.is_dir():
         raise NotADirectoryError(20, "its directory is not a directory", str(directory))
+    else:  # incidents and actions are nobody else's business: tighten a directory others can read
+        st = directory.stat()
+        if stat.S_IMODE(st.st_mode) & 0o077 and st.st_uid == os.getuid():
+            os.chmod(directory, _DIR_MODE)
 
 
 def _prepare_file(path: Path) -> None:

@@ -41,12 +41,16 @@ def test_connect_creates_private_dir_and_file_with_wal_pragmas() -> None:
         conn.close()
 
 
-def test_connect_tightens_a_world_readable_existing_file(tmp_path: Path) -> None:
-    path = tmp_path / "s.sqlite3"
+def test_connect_tightens_a_world_readable_existing_file_and_dir(tmp_path: Path) -> None:
+    directory = tmp_path / "state"
+    directory.mkdir()
+    directory.chmod(0o755)
+    path = directory / "s.sqlite3"
     path.touch(mode=0o644)
     path.chmod(0o644)
     state_db.connect(path).close()
     assert _mode(path) == 0o600
+    assert _mode(directory) == 0o700
 
 
 def test_write_commits_and_rolls_back(tmp_path: Path) -> None:
