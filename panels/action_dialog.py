@@ -80,6 +80,9 @@ class ActionDialog(ModalScreen[ActionConfirmed | None]):
     #action-confirm-line { height: 1; }
     #action-typed { width: 1fr; margin-right: 1; }
     #action-confirm-line Button { margin-left: 1; }
+    /* Textual gives a disabled button a tall border !important in ANSI mode (NO_COLOR), which
+       hides the label on this one-row line: say "Apply" there, struck through instead */
+    #action-confirm-line Button:disabled { border: none !important; text-style: dim strike; }
     """
 
     def __init__(self, ask: ActionAsk, preview: ActionPreview | None = None) -> None:

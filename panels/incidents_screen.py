@@ -195,6 +195,7 @@ class IncidentScreen(IncidentKeys):
     DEFAULT_CSS = """
     IncidentScreen #timeline-table { height: 1fr; max-height: 100%; }
     IncidentScreen #incident-title { height: auto; padding: 0 1; }
+    IncidentScreen #timeline-entry { height: auto; max-height: 4; }
     """
     screen_title = "incident"
     view_id = "incident"
@@ -203,6 +204,7 @@ class IncidentScreen(IncidentKeys):
         super().__init__()
         self.incident_view = view if isinstance(view, IncidentView) else IncidentView("")
         self.incident: Incident | None = None
+        self._entries: dict[str, TimelineEntry] = {}
 
     def compose(self) -> ComposeResult:
         yield from self.compose_status()
@@ -213,6 +215,7 @@ class IncidentScreen(IncidentKeys):
         table: DataTable[Text | str] = DeckTable(id="timeline-table", cursor_type="row")
         table.add_columns("time", "kind", "author", "what")
         yield table
+        yield Static("", id="timeline-entry", classes="note")
         yield from self.compose_footer()
 
     def view(self) -> View:
@@ -242,9 +245,24 @@ class IncidentScreen(IncidentKeys):
                 template("[b]$title[/b]", title=i.title))
             self.query_one("#incident-causes", Static).update(
                 template("causes: $causes", causes=", ".join(i.causes) or "opened by hand"))
+            self._entries = {f"{e.seq}": e for e in page.timeline}
             rows = [(f"{e.seq}", self._entry_cells(e)) for e in reversed(page.timeline)]
-            sync_rows(self.query_one("#timeline-table", DataTable), rows, self.filter_text,
-                      empty="nothing on the timeline yet")
+            table = self.query_one("#timeline-table", DataTable)
+            sync_rows(table, rows, self.filter_text, empty="nothing on the timeline yet")
+            self._show_entry(selected_key(table))
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        """The entry under the cursor, whole, below the table (its column is cut at 80)."""
+        self._show_entry(str(event.row_key.value))
+
+    def _show_entry(self, key: str | None) -> None:
+        entry = self._entries.get(key or "")
+        line = self.query_one("#timeline-entry", Static)
+        if entry is None:
+            line.update("")
+        else:
+            line.update(template("$kind by $author: $text", kind=entry.kind.replace("_", " "),
+                                 author=entry.author, text=entry.text))
 
     @staticmethod
     def _entry_cells(e: TimelineEntry) -> list[object]:

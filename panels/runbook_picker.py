@@ -70,9 +70,15 @@ class RunbookPicker(ModalScreen[ActionAsk | None]):
         flags = " DANGEROUS" if choice.dangerous else ""
         if choice.time_box is not None:
             flags += f" for {format_duration(choice.time_box)}"
+        given = {k for k, _ in params}
+        needs = [p.name for p in choice.params if p.required and not p.fixed and p.default is None
+                 and p.name not in given]
+        shown = params_text(params)
+        if needs:
+            shown = f"{shown}  needs: {', '.join(needs)}".strip()
         return template("[b]$name[/b] $title[reverse]$flags[/reverse]\n  $params",
                         name=choice.name, title=choice.title, flags=flags,
-                        params=params_text(params) or "(no parameters)")
+                        params=shown or "(nothing to fill in)")
 
     def on_mount(self) -> None:
         self.query_one("#picker-list", OptionList).focus()
