@@ -128,40 +128,83 @@ class LiteLLMAdmin:
                 raise NotFound(f"{self.gateway}: {what} not found ({err.reason})") from None
             raise
 
-    # -- the writes, as requests (pure) -----------------------------------------------------------
+    # -- the writes, as requests (pure: plans are built from these) -------------------------------
 
     @staticmethod
-    def update_key(ident: Mapping[str, str], fields: Mapping[str, Any]) -> AdminWrite:
-        """`ident` is {"key": hash} or {"key_alias": alias}; `fields` a merge-patch (None clears)."""
+    def update_key_request(ident: Mapping[str, str], fields: Mapping[str, Any]) -> AdminWrite:
+        """`ident` is {"key": key or hash} or {"key_alias": alias}; `fields` a merge-patch (None clears)."""
         return AdminWrite("POST", "/key/update", {**_key_ident(ident), **fields})
 
     @staticmethod
-    def block_key(token: str, blocked: bool = True) -> AdminWrite:
-        return AdminWrite("POST", "/key/block" if blocked else "/key/unblock", {"key": hash_token(token)})
+    def block_key_request(key: str, blocked: bool = True) -> AdminWrite:
+        return AdminWrite("POST", "/key/block" if blocked else "/key/unblock", {"key": hash_token(key)})
 
     @staticmethod
-    def update_team(team_id: str, fields: Mapping[str, Any]) -> AdminWrite:
+    def update_team_request(team_id: str, fields: Mapping[str, Any]) -> AdminWrite:
         return AdminWrite("POST", "/team/update", {"team_id": team_id, **fields})
 
     @staticmethod
-    def block_team(team_id: str, blocked: bool = True) -> AdminWrite:
+    def block_team_request(team_id: str, blocked: bool = True) -> AdminWrite:
         return AdminWrite("POST", "/team/block" if blocked else "/team/unblock", {"team_id": team_id})
 
     @staticmethod
-    def update_model(model_id: str, litellm_params: Mapping[str, Any]) -> AdminWrite:
+    def update_model_request(model_id: str, litellm_params: Mapping[str, Any]) -> AdminWrite:
         """The partial-update form: only the `litellm_params` given change (None removes one)."""
         return AdminWrite("PATCH", f"/model/{quote(model_id, safe='')}/update",
                           {"litellm_params": dict(litellm_params)})
 
     @staticmethod
-    def set_fallbacks(model: str, fallback_models: Sequence[str],
-                      fallback_type: str = "general") -> AdminWrite:
+    def set_fallbacks_request(model: str, fallback_models: Sequence[str],
+                              fallback_type: str = "general") -> AdminWrite:
         return AdminWrite("POST", "/fallback", {"model": model, "fallback_models": list(fallback_models),
                                                 "fallback_type": fallback_type})
 
     @staticmethod
-    def delete_fallbacks(model: str, fallback_type: str = "general") -> AdminWrite:
+    def delete_fallbacks_request(model: str, fallback_type: str = "general") -> AdminWrite:
         return AdminWrite("DELETE", fallbacks_path(model, fallback_type), None)
+
+    # -- the writes, sent (each once, with its Idempotency-Key and LiteLLM-Changed-By) -------------
+
+    async def update_key(self, ident: Mapping[str, str], fields: Mapping[str, Any], *, idempotency_key: str,
+                         changed_by: str) -> Any:
+        return await self.send(self.update_key_request(ident, fields), idempotency_key=idempotency_key,
+                               changed_by=changed_by)
+
+    async def block_key(self, key: str, *, idempotency_key: str, changed_by: str) -> Any:
+        return await self.send(self.block_key_request(key, True), idempotency_key=idempotency_key,
+                               changed_by=changed_by)
+
+    async def unblock_key(self, key: str, *, idempotency_key: str, changed_by: str) -> Any:
+        return await self.send(self.block_key_request(key, False), idempotency_key=idempotency_key,
+                               changed_by=changed_by)
+
+    async def update_team(self, team_id: str, fields: Mapping[str, Any], *, idempotency_key: str,
+                          changed_by: str) -> Any:
+        return await self.send(self.update_team_request(team_id, fields), idempotency_key=idempotency_key,
+                               changed_by=changed_by)
+
+    async def block_team(self, team_id: str, *, idempotency_key: str, changed_by: str) -> Any:
+        return await self.send(self.block_team_request(team_id, True), idempotency_key=idempotency_key,
+                               changed_by=changed_by)
+
+    async def unblock_team(self, team_id: str, *, idempotency_key: str, changed_by: str) -> Any:
+        return await self.send(self.block_team_request(team_id, False), idempotency_key=idempotency_key,
+                               changed_by=changed_by)
+
+    async def update_model(self, model_id: str, litellm_params: Mapping[str, Any], *, idempotency_key: str,
+                           changed_by: str) -> Any:
+        return await self.send(self.update_model_request(model_id, litellm_params),
+                               idempotency_key=idempotency_key, changed_by=changed_by)
+
+    async def set_fallbacks(self, model: str, fallback_models: Sequence[str],
+                            fallback_type: str = "general", *, idempotency_key: str, changed_by: str) -> Any:
+        return await self.send(self.set_fallbacks_request(model, fallback_models, fallback_type),
+                               idempotency_key=idempotency_key, changed_by=changed_by)
+
+    async def delete_fallbacks(self, model: str, fallback_type: str = "general", *, idempotency_key: str,
+                               changed_by: str) -> Any:
+        return await self.send(self.delete_fallbacks_request(model, fallback_type),
+                               idempotency_key=idempotency_key, changed_by=changed_by)
 
     # -- sending ----------------------------------------------------------------------------------
 

@@ -93,7 +93,8 @@ class KeyLimits(_Limits):
     def requests(self, params: Mapping[str, Any], current: Mapping[str, Any],
                  desired: Mapping[str, Any]) -> Sequence[PlannedRequest]:
         changes = self._changes(current, desired)
-        return [self._planned(LiteLLMAdmin.update_key(_key_ident(params), changes))] if changes else []
+        write = LiteLLMAdmin.update_key_request(_key_ident(params), changes)
+        return [self._planned(write)] if changes else []
 
     def restore_params(self, params: Mapping[str, Any], before: Mapping[str, Any]) -> dict[str, Any] | None:
         return {**_key_ident(params), **{f: before.get(f) for f in self.fields}}
@@ -115,7 +116,7 @@ class TeamLimits(_Limits):
                  desired: Mapping[str, Any]) -> Sequence[PlannedRequest]:
         changes = self._changes(current, desired)
         team = text_param(params, "team_id")
-        return [self._planned(LiteLLMAdmin.update_team(team, changes))] if changes else []
+        return [self._planned(LiteLLMAdmin.update_team_request(team, changes))] if changes else []
 
     def restore_params(self, params: Mapping[str, Any], before: Mapping[str, Any]) -> dict[str, Any] | None:
         return {"team_id": text_param(params, "team_id"), **{f: before.get(f) for f in self.fields}}
@@ -152,7 +153,8 @@ class KeyBlock(LiteLLMAdapter):
                  desired: Mapping[str, Any]) -> Sequence[PlannedRequest]:
         if bool(current.get("blocked")) == desired["blocked"]:
             return []
-        return [self._planned(LiteLLMAdmin.block_key(str(current["token"]), bool(desired["blocked"])))]
+        write = LiteLLMAdmin.block_key_request(str(current["token"]), bool(desired["blocked"]))
+        return [self._planned(write)]
 
     def restore_params(self, params: Mapping[str, Any], before: Mapping[str, Any]) -> dict[str, Any] | None:
         return {**_key_ident(params), "blocked": bool(before.get("blocked"))}
@@ -177,7 +179,7 @@ class TeamBlock(LiteLLMAdapter):
         if bool(current.get("blocked")) == desired["blocked"]:
             return []
         team = text_param(params, "team_id")
-        return [self._planned(LiteLLMAdmin.block_team(team, bool(desired["blocked"])))]
+        return [self._planned(LiteLLMAdmin.block_team_request(team, bool(desired["blocked"])))]
 
     def restore_params(self, params: Mapping[str, Any], before: Mapping[str, Any]) -> dict[str, Any] | None:
         return {"team_id": text_param(params, "team_id"), "blocked": bool(before.get("blocked"))}

@@ -113,8 +113,8 @@ class Fallbacks(LiteLLMAdapter):
         for group, wanted in sorted(desired["fallbacks"].items()):
             if list(wanted) == list(now.get(group) or []):
                 continue
-            write = (LiteLLMAdmin.set_fallbacks(group, wanted, kind) if wanted
-                     else LiteLLMAdmin.delete_fallbacks(group, kind))
+            write = (LiteLLMAdmin.set_fallbacks_request(group, wanted, kind) if wanted
+                     else LiteLLMAdmin.delete_fallbacks_request(group, kind))
             planned.append(self._planned(write))
         return planned
 
@@ -183,7 +183,7 @@ class ModelParams(LiteLLMAdapter):
         changes = {k: v for k, v in desired["litellm_params"].items() if now.get(k) != v}
         if not changes:
             return []
-        return [self._planned(LiteLLMAdmin.update_model(str(current["model_id"]), changes))]
+        return [self._planned(LiteLLMAdmin.update_model_request(str(current["model_id"]), changes))]
 
     def restore_params(self, params: Mapping[str, Any], before: Mapping[str, Any]) -> dict[str, Any] | None:
         restore: dict[str, Any] = {"model_id": before["model_id"],

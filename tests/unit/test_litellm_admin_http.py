@@ -80,3 +80,39 @@ async def test_admin_reads_and_a_write_without_its_headers_is_not_sent() -> None
                 await admin.write("POST", "/team/block", {"team_id": "t"}, idempotency_key="", changed_by="a")
     assert all(raw not in r.path + repr(r.query) for r in server.requests)  # only the hash travels
     assert not server.mutating()
+
+
+async def test_every_admin_write_sends_its_headers_once_in_the_documented_shape() -> None:
+    raw = "sk-writer-0123456789abcdef"
+    with LiteLLMAdminServer() as server:
+        server.admin.add_key(raw, key_alias="writer")
+        server.admin.add_team("t1")
+        server.admin.add_deployment("chat", {"model": "openai/gpt-4o"}, model_id="c1")
+        server.admin.add_deployment("alt", {"model": "mistral/large"}, model_id="a1")
+        async with _client(server.url) as client:
+            admin = LiteLLMAdmin(client)
+            who = {"changed_by": "alice@bastion"}
+            await admin.update_key({"key_alias": "writer"}, {"tpm_limit": 5}, idempotency_key="i1", **who)
+            await admin.block_key(raw, idempotency_key="i2", **who)
+            await admin.unblock_key(raw, idempotency_key="i3", **who)
+            await admin.update_team("t1", {"rpm_limit": 3}, idempotency_key="i4", **who)
+            await admin.block_team("t1", idempotency_key="i5", **who)
+            await admin.unblock_team("t1", idempotency_key="i6", **who)
+            await admin.update_model("c1", {"rpm": 9}, idempotency_key="i7", **who)
+            await admin.set_fallbacks("chat", ["alt"], idempotency_key="i8", **who)
+            await admin.delete_fallbacks("chat", idempotency_key="i9", **who)
+    writes = server.mutating()
+    assert [(w.method, w.path, w.json()) for w in writes] == [
+        ("POST", "/key/update", {"key_alias": "writer", "tpm_limit": 5}),
+        ("POST", "/key/block", {"key": hash_token(raw)}),
+        ("POST", "/key/unblock", {"key": hash_token(raw)}),
+        ("POST", "/team/update", {"team_id": "t1", "rpm_limit": 3}),
+        ("POST", "/team/block", {"team_id": "t1"}),
+        ("POST", "/team/unblock", {"team_id": "t1"}),
+        ("PATCH", "/model/c1/update", {"litellm_params": {"rpm": 9}}),
+        ("POST", "/fallback", {"model": "chat", "fallback_models": ["alt"], "fallback_type": "general"}),
+        ("DELETE", "/fallback/chat", None)]
+    assert [w.headers["idempotency-key"] for w in writes] == [f"i{n}" for n in range(1, 10)]
+    assert {w.headers["litellm-changed-by"] for w in writes} == {"alice@bastion"}
+    assert writes[-1].query == (("fallback_type", "general"),)
+    assert server.admin.key(raw)["tpm_limit"] == 5 and server.admin.team("t1")["rpm_limit"] == 3
