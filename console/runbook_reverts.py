@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from console.action_checks import mismatch
 from console.action_store import UNKNOWN_STATUSES, PendingRevert
 from console.action_types import (
+    ROLE_ORDER,
     ActionError,
     Adapter,
     Confirmation,
@@ -41,6 +42,8 @@ async def run_due_reverts(desk: ActionDesk) -> list[Outcome]:
     """Every due revert, each through `apply`; failures stay pending with their reason."""
     outcomes = []
     for pending in desk.store.pending_reverts(due_by=desk.clock()):
+        if _still_blocked(desk, pending):
+            continue  # refused (and audited) before for the same reason: no GETs, no event every check
         claimed, _ = desk.store.claim_revert(pending.action_id, desk.clock(), STALE_CLAIM)
         if not claimed:  # done meanwhile, another process runs it, or an earlier try is unknown
             continue
@@ -63,6 +66,18 @@ async def run_due_reverts(desk: ActionDesk) -> list[Outcome]:
             _failed(desk, pending, f"{outcome.status}: {outcome.detail}", audited=True)
         outcomes.append(outcome)
     return outcomes
+
+
+def _still_blocked(desk: ActionDesk, pending: PendingRevert) -> bool:
+    """Whether the last try was refused by the same guard that would refuse it now."""
+    if not pending.reason:
+        return False
+    mode, spec = desk.mode, desk.actions_by_name().get(pending.action)
+    if mode.read_only:
+        return f"read-only: {mode.reason}" in pending.reason
+    if spec is not None and ROLE_ORDER[mode.role] < ROLE_ORDER[spec.role]:
+        return f"has role {mode.role}; {spec.name} needs {spec.role}" in pending.reason
+    return False
 
 
 def _failed(desk: ActionDesk, pending: PendingRevert, reason: str, *, audited: bool = False) -> None:

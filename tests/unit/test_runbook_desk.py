@@ -275,6 +275,9 @@ async def test_a_revert_that_cannot_run_stays_pending_with_its_reason(
     [pending] = locked.pending_reverts()
     assert pending.action_id == done.action_id and "read-only" in pending.reason and pending.attempts == 1
     assert server.admin.team("team-a")["tpm_limit"] == 50
+    reads, events_before = len(server.requests), len(events("refused"))
+    assert await locked.run_due_reverts() == []  # the console checks again: same guard, no GET, no event
+    assert len(server.requests) == reads and len(events("refused")) == events_before
 
     server.fail_next(503, {"detail": "upstream down"})
     [failed] = await desk_factory().run_due_reverts()
