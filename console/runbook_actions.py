@@ -25,7 +25,7 @@ from console.safe_text import cell
 
 if TYPE_CHECKING:
     from console.config import Config
-    from console.incidents import Incident, IncidentStore
+    from console.incidents import Incident, IncidentStore, TimelineEntry
     from console.runbook_files import ActionSpec
     from console.runbooks import ActionDesk
 
@@ -59,6 +59,30 @@ def incident_scope(incident: Incident, config: Config) -> dict[str, str]:
             found = [(budget.scope, budget.match or "")]
         for key, value in found:
             if value:
+                scope.setdefault(key, value)
+    return scope
+
+
+LABEL_SCOPE: Mapping[str, str] = {
+    "provider": "provider", "model": "model", "model_group": "model", "tenant": "tenant",
+    "team": "tenant", "team_id": "tenant",
+}
+"""Outside alerts' labels that name a scope (Prometheus/Alertmanager rules label them so)."""
+
+
+def alert_scope(timeline: Sequence[TimelineEntry]) -> dict[str, str]:
+    """provider / model / tenant from the labels of the outside alerts on a timeline (the feed
+    keeps each `alert_firing` entry's labels in its data), first firing first."""
+    scope: dict[str, str] = {}
+    for entry in timeline:
+        if entry.kind != "alert_firing":
+            continue
+        labels = entry.data.get("labels")
+        if not isinstance(labels, Mapping):
+            continue
+        for label, key in LABEL_SCOPE.items():
+            value = labels.get(label)
+            if isinstance(value, str) and value:
                 scope.setdefault(key, value)
     return scope
 

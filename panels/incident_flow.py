@@ -20,7 +20,7 @@ from textual.worker import Worker, WorkerState
 from console.action_preview import ActionAsk, ActionConfirmed, ActionResult, ParamsError, parse_params
 from console.action_types import ActionError
 from console.incident_views import IncidentChange, apply_change
-from console.runbook_actions import RunbookBridge, incident_scope, ranked
+from console.runbook_actions import RunbookBridge, alert_scope, incident_scope, ranked
 from console.safe_text import cell
 from panels.action_dialog import ActionDialog
 from panels.messages import (
@@ -58,9 +58,16 @@ class IncidentFlow(App[None]):
         """Fetch the current view now (the app's poller)."""
 
     def runbook_scope(self, incident: Incident) -> dict[str, str]:
-        """What the incident is about, for prefilling (a worker thread: the app may read the
-        cache to complete it); here only what its SLOs and budgets name."""
-        return incident_scope(incident, self.backend.config)
+        """What the incident is about, for prefilling (a worker thread: it reads the timeline,
+        and the app may read the cache to complete it): what its SLOs and budgets name, then
+        the labels of the outside alerts that fired on it."""
+        scope = incident_scope(incident, self.backend.config)
+        store = self.backend.incident_store()
+        try:
+            found = alert_scope(store.timeline(incident.id))
+        finally:
+            store.close()  # this worker's thread ends here
+        return {**found, **scope}
 
     # ---- incident changes: a / n / m / R / o, `:incident open TITLE` ------------------
 
