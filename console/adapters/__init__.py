@@ -23,6 +23,7 @@ BUILTIN_MODULES = (
     "console.adapters.litellm",
     "console.adapters.http_action",
     "console.adapters.shell_action",
+    "console.adapters.alertmanager",
 )
 
 
