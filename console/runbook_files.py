@@ -262,6 +262,13 @@ def builtin_dir() -> Path:
     return Path(__file__).resolve().parent / "data" / "runbooks"
 
 
+def user_runbook_dir(setting: str) -> Path:
+    """`[actions] runbook_dir`, else `$XDG_CONFIG_HOME/llmdeck/runbooks`."""
+    from console.paths import config_dir
+
+    return Path(setting).expanduser() if setting else config_dir() / "runbooks"
+
+
 def load_catalog(user_dir: Path | None) -> dict[str, ActionSpec]:
     """Every action by name: built-ins, then the user's files overriding by action name.
 

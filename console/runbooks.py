@@ -54,7 +54,7 @@ from console.action_types import (
 )
 from console.audit import AuditJournal, AuditRecord
 from console.operator import user_groups, user_name
-from console.runbook_files import ActionSpec, format_duration, load_catalog
+from console.runbook_files import ActionSpec, format_duration, load_catalog, user_runbook_dir
 from console.state_db import StateError
 from console.timeutil import utc_now
 
@@ -90,8 +90,6 @@ class ActionDesk:
                  catalog: Mapping[str, ActionSpec] | None = None,
                  secret: Callable[[str], str] | None = None,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
-        from console import paths
-
         self.config = config
         self.dry_run = dry_run
         self._write, self._read_only, self._environ = write, read_only, environ
@@ -104,12 +102,8 @@ class ActionDesk:
 
             secret = header_secret
         self._secret = secret
-        if catalog is None:
-            user_dir = config.actions.runbook_dir or str(paths.config_dir() / "runbooks")
-            from pathlib import Path
-
-            catalog = load_catalog(Path(user_dir).expanduser())
-        self._catalog = dict(catalog)
+        self._catalog = dict(load_catalog(user_runbook_dir(config.actions.runbook_dir))
+                             if catalog is None else catalog)
         self._user, self._groups = user_name(), user_groups()
         self._plans: dict[str, _Planned] = {}
         self._adapters: dict[tuple[str, str, str], Adapter] = {}
@@ -193,6 +187,7 @@ class ActionDesk:
             desired_json=jsonable(desired),
             pre_state_hash=hashlib.sha256(before_json.encode()).hexdigest(),
             idempotency_key=key, created_at=now, notes=notes, revert_of=revert_of)
+        self._plans = {k: v for k, v in self._plans.items() if now - v.plan.created_at <= PLAN_TTL}
         self._plans[plan.plan_id] = _Planned(plan, spec, values, adapter)
         return plan
 
