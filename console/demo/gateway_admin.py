@@ -37,6 +37,8 @@ from console.demo.gateway_admin_shapes import (
     AdminError,
     Reply,
     as_object,
+    checked_fallback,
+    delete_fallback_rule,
     fallbacks_of,
     hash_token,
     http_error,
@@ -45,6 +47,8 @@ from console.demo.gateway_admin_shapes import (
     merge_patch,
     proxy_error,
     public,
+    router_settings_answer,
+    set_fallback_rule,
     strip_bookkeeping,
     without_stamp,
 )
@@ -360,38 +364,11 @@ class GatewayAdmin:
     # -- fallbacks and router settings ----------------------------------------------------------
 
     def _fallback_set(self, body: dict[str, Any], by: str | None, changes: list[Any]) -> Reply:
-        model, models = body.get("model"), body.get("fallback_models")
-        kind = body.get("fallback_type", "general")
-        if not isinstance(model, str) or not model.strip():
-            raise invalid("model", "Value error, model must not be empty", model)
-        if not isinstance(models, list) or not models or not all(isinstance(m, str) for m in models):
-            raise invalid("fallback_models", "Value error, fallback_models must contain at least one model",
-                          models)
-        if len(models) != len(set(models)):
-            raise invalid("fallback_models", "Value error, fallback_models must not contain duplicates",
-                          models)
-        if kind not in FALLBACK_KEYS:
-            raise invalid("fallback_type", "Input should be 'general', 'context_window' or 'content_policy'",
-                          kind, "literal_error")
         known = sorted({m["model_name"] for m in self._models.values()})
-        if model not in known:
-            raise http_error(404, {"error": f"Model '{model}' not found in router",
-                                   "available_models": known})
-        bad = [m for m in models if m not in known]
-        if bad:
-            raise http_error(400, {"error": f"Invalid fallback models: {bad}", "available_models": known})
-        if model in models:
-            raise http_error(400, {"error": f"Model '{model}' cannot be its own fallback"})
-        rules = self._router[FALLBACK_KEYS[kind]]
-        before = fallbacks_of(rules, model)
-        updated = bool(before)
-        self._router[FALLBACK_KEYS[kind]] = ([{model: list(models)} if model in r else r for r in rules]
-                                             if updated else [*rules, {model: list(models)}])
-        if before != models:
-            changes.append(("fallbacks", {"model": model, "fallback_type": kind, "fallback_models": before},
-                            {"model": model, "fallback_type": kind, "fallback_models": list(models)}))
-        return 200, {"model": model, "fallback_models": list(models), "fallback_type": kind,
-                     "message": f"Fallback configuration {'updated' if updated else 'created'} successfully"}
+        model, models, kind = checked_fallback(body, known)
+        reply, change = set_fallback_rule(self._router, model, models, kind)
+        changes.extend([change] if change else [])
+        return reply
 
     def _fallback_get(self, model: str, kind: str) -> Reply:
         models = fallbacks_of(self._router[FALLBACK_KEYS[kind]], model)
@@ -400,23 +377,12 @@ class GatewayAdmin:
         return 200, {"model": model, "fallback_models": models, "fallback_type": kind}
 
     def _fallback_delete(self, model: str, kind: str, changes: list[Any]) -> Reply:
-        rules = self._router[FALLBACK_KEYS[kind]]
-        kept = [r for r in rules if model not in r]
-        if len(kept) == len(rules):
-            raise http_error(404, {"error": f"No {kind} fallbacks configured for model '{model}'"})
-        before = fallbacks_of(rules, model)
-        self._router[FALLBACK_KEYS[kind]] = kept
-        changes.append(("fallbacks", {"model": model, "fallback_type": kind, "fallback_models": before},
-                        {"model": model, "fallback_type": kind, "fallback_models": []}))
-        return 200, {"model": model, "fallback_type": kind,
-                     "message": "Fallback configuration deleted successfully"}
+        reply, change = delete_fallback_rule(self._router, model, kind)
+        changes.append(change)
+        return reply
 
     def _router_settings(self, q: Mapping[str, str]) -> Reply:
-        fields = [{"field_name": name, "field_type": type(value).__name__,
-                   "field_value": copy.deepcopy(value), "field_description": "", "field_default": None,
-                   "ui_field_name": name.replace("_", " ").title()}
-                  for name, value in self._router.items()]
-        return 200, {"fields": fields, "current_values": copy.deepcopy(self._router)}
+        return 200, router_settings_answer(self._router)
 
     # -- shared ---------------------------------------------------------------------------------
 

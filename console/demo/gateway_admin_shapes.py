@@ -114,3 +114,69 @@ def without_stamp(deployment: Mapping[str, Any]) -> dict[str, Any]:
     for name in BOOKKEEPING:
         out["model_info"].pop(name, None)
     return out
+
+
+Change = tuple[str, dict[str, Any], dict[str, Any]]
+
+
+def checked_fallback(body: Mapping[str, Any], known: Sequence[str]) -> tuple[str, list[str], str]:
+    """(model, fallback_models, fallback_type) of a `POST /fallback` body, or the proxy's error."""
+    model, models = body.get("model"), body.get("fallback_models")
+    kind = body.get("fallback_type", "general")
+    if not isinstance(model, str) or not model.strip():
+        raise invalid("model", "Value error, model must not be empty", model)
+    if not isinstance(models, list) or not models or not all(isinstance(m, str) for m in models):
+        raise invalid("fallback_models", "Value error, fallback_models must contain at least one model",
+                      models)
+    if len(models) != len(set(models)):
+        raise invalid("fallback_models", "Value error, fallback_models must not contain duplicates", models)
+    if kind not in FALLBACK_KEYS:
+        raise invalid("fallback_type", "Input should be 'general', 'context_window' or 'content_policy'",
+                      kind, "literal_error")
+    if model not in known:
+        raise http_error(404, {"error": f"Model '{model}' not found in router",
+                               "available_models": list(known)})
+    bad = [m for m in models if m not in known]
+    if bad:
+        raise http_error(400, {"error": f"Invalid fallback models: {bad}", "available_models": list(known)})
+    if model in models:
+        raise http_error(400, {"error": f"Model '{model}' cannot be its own fallback"})
+    return model, list(models), str(kind)
+
+
+def _fallback_change(model: str, kind: str, before: list[str], after: list[str]) -> Change:
+    return ("fallbacks", {"model": model, "fallback_type": kind, "fallback_models": before},
+            {"model": model, "fallback_type": kind, "fallback_models": after})
+
+
+def set_fallback_rule(router: dict[str, Any], model: str, models: list[str],
+                      kind: str) -> tuple[tuple[int, Any], Change | None]:
+    """Replace `model`'s rule in place, or append one (as the proxy does); the answer and the change."""
+    rules = router[FALLBACK_KEYS[kind]]
+    before = fallbacks_of(rules, model)
+    updated = bool(before)
+    router[FALLBACK_KEYS[kind]] = ([{model: list(models)} if model in r else r for r in rules]
+                                   if updated else [*rules, {model: list(models)}])
+    change = _fallback_change(model, kind, before, list(models)) if before != models else None
+    said = f"Fallback configuration {'updated' if updated else 'created'} successfully"
+    answer = {"model": model, "fallback_models": list(models), "fallback_type": kind, "message": said}
+    return (200, answer), change
+
+
+def delete_fallback_rule(router: dict[str, Any], model: str, kind: str) -> tuple[tuple[int, Any], Change]:
+    rules = router[FALLBACK_KEYS[kind]]
+    kept = [r for r in rules if model not in r]
+    if len(kept) == len(rules):
+        raise http_error(404, {"error": f"No {kind} fallbacks configured for model '{model}'"})
+    before = fallbacks_of(rules, model)
+    router[FALLBACK_KEYS[kind]] = kept
+    answer = {"model": model, "fallback_type": kind, "message": "Fallback configuration deleted successfully"}
+    return (200, answer), _fallback_change(model, kind, before, [])
+
+
+def router_settings_answer(router: Mapping[str, Any]) -> dict[str, Any]:
+    """`GET /router/settings`: `fields` (name, type, value...) and `current_values`."""
+    fields = [{"field_name": name, "field_type": type(value).__name__, "field_value": copy.deepcopy(value),
+               "field_description": "", "field_default": None,
+               "ui_field_name": name.replace("_", " ").title()} for name, value in router.items()]
+    return {"fields": fields, "current_values": copy.deepcopy(dict(router))}
