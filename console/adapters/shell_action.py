@@ -212,7 +212,8 @@ class ShellExecAdapter:
             raise SendError(str(exc)) from None
         code, out, err = await run(argv, self.settings.timeout_seconds)
         if code != 0:
-            raise SendError(f"{argv[0]} exited with status {code}: {self._tail(err or out)}")
+            # it ran: `status` (the exit status here) tells the desk it was sent and refused
+            raise SendError(f"{argv[0]} exited with status {code}: {self._tail(err or out)}", status=code)
         shown = self._tail(out)
         return f"{argv[0]}: exit 0" + (f": {shown}" if shown else "")
 
@@ -291,7 +292,7 @@ def build_shell_exec(context: AdapterContext) -> ShellExecAdapter:
     options = ShellOptions.parse(context.options)
     return ShellExecAdapter(options, context.config.actions.shell,
                             redactor=Redactor(context.config.redaction),
-                            secret_params=frozenset(getattr(context, "secret_params", ()) or ()))
+                            secret_params=context.secret_params)
 
 
 register(KIND, build_shell_exec)

@@ -241,6 +241,7 @@ def test_a_failed_command_is_a_send_error_with_its_redacted_stderr(script: Path)
     text = str(caught.value)
     assert "exited with status 3: error: Unauthorized" in text
     assert "ghp_" not in text and caught.value.unsure is False
+    assert caught.value.status == 3, "it ran: the desk counts it as sent"
 
 
 def test_output_is_capped_and_the_command_never_blocks(script: Path) -> None:
@@ -333,3 +334,59 @@ def test_the_shipped_rollout_undo_cannot_even_be_planned_while_commands_are_off(
 
     with pytest.raises(ActionError, match=r"commands are off \(\[actions.shell\] enabled = false\)"):
         asyncio.run(flow())
+
+
+def test_an_allowed_command_through_the_desk_applies_verifies_undoes(script: Path, tmp_path: Path) -> None:
+    from console.action_types import Confirmation
+    from console.runbook_files import load_catalog
+    from console.runbooks import ActionDesk
+
+    state = tmp_path / "deployment.json"
+    state.write_text(json.dumps({"spec": {"image": "web:1"}}))
+    books = tmp_path / "runbooks"
+    books.mkdir()
+    py, ctl = json.dumps(sys.executable), json.dumps(str(script))
+    (books / "deploy.toml").write_text(f"""\
+[runbook]
+name = "deploy"
+title = "Deployments"
+
+[[action]]
+name = "set-image"
+title = "Set the image"
+adapter = "shell.exec"
+role = "admin"
+dangerous = true
+target = "image"
+[action.params.image]
+type = "str"
+required = true
+[action.options]
+argv = [{py}, {ctl}, "set", {json.dumps(str(state))}, "$image"]
+read_argv = [{py}, {ctl}, "get", {json.dumps(str(state))}]
+read_pointer = "/spec/image"
+expect = "$image"
+""")
+    shell = ShellSettings(enabled=True, allow=[[sys.executable, str(script), "set"],
+                                               [sys.executable, str(script), "get"]])
+    desk = ActionDesk(Config(actions=ActionsSettings(default_role="admin", shell=shell)),
+                      catalog=load_catalog(books))
+
+    async def flow() -> tuple[Any, ...]:
+        try:
+            plan = await desk.plan("set-image", {"image": "web:2; rm -rf /"}, origin="cli")
+            wrong = await desk.apply(plan, Confirmation("yes"))
+            plan = await desk.plan("set-image", {"image": "web:2; rm -rf /"}, origin="cli")
+            outcome = await desk.apply(plan, Confirmation("web:2; rm -rf /"))
+            undo = await desk.undo(outcome.action_id)
+            return plan, wrong, outcome, await desk.apply(undo, Confirmation("web:1"))
+        finally:
+            await desk.aclose()
+
+    plan, wrong, outcome, undone = asyncio.run(flow())
+    assert [(d.field, d.before, d.after) for d in plan.diff] == [("/spec/image", "web:1", "web:2; rm -rf /")]
+    assert plan.requests[0].argv[-1] == "web:2; rm -rf /"
+    assert (wrong.status, wrong.sent) == ("cancelled", 0)
+    assert (outcome.status, outcome.sent) == ("applied", 1), outcome.detail
+    assert (undone.status, undone.sent) == ("applied", 1), undone.detail
+    assert json.loads(state.read_text()) == {"spec": {"image": "web:1"}}
