@@ -370,3 +370,34 @@ def test_feature_flag_read_only_and_dry_run_send_nothing(server: HttpActionServe
         outcome = asyncio.run(flow())
         assert outcome.sent == 0 and outcome.status in ("refused", "dry_run")
     assert server.mutating() == [] and [r.method for r in server.requests] == ["GET", "GET"]
+
+
+# -- the templating helpers both adapters share ------------------------------------------------
+
+
+def test_json_pointers_follow_rfc_6901() -> None:
+    from console.adapters import templating as tpl
+
+    doc = {"labels": {"prod/eu": 3, "a~b": [10, {"x": None}]}}
+    assert tpl.pointer_get(doc, "") == doc
+    assert tpl.pointer_get(doc, "/labels/prod~1eu") == 3
+    assert tpl.pointer_get(doc, "/labels/a~0b/1/x") is None
+    assert tpl.pointer_get(doc, "/labels/a~0b/0") == 10
+    assert tpl.pointer_get(doc, "/labels/missing", "dflt") == "dflt"
+    with pytest.raises(ActionError, match=r"nothing at /labels/a~0b/2 \(no '2'\)"):
+        tpl.pointer_get(doc, "/labels/a~0b/2")
+
+
+def test_values_as_text_and_json() -> None:
+    from datetime import timedelta
+
+    from console.adapters import templating as tpl
+
+    assert tpl.text("$a/${b}/$$c/$d", {"a": True, "b": 1.5, "d": None}, "t") == "true/1.5/$c/"
+    assert tpl.json_body({"ttl": "$ttl", "when": "in $ttl s"}, {"ttl": timedelta(minutes=15)}, "b") == \
+        {"ttl": 900, "when": "in 900 s"}
+    with pytest.raises(ActionError, match="t: parameter 'xs' is a list; it cannot stand inside text"):
+        tpl.text("/x/$xs", {"xs": ["a", "b"]}, "t")
+    assert tpl.restore_from("$v", {"v": 2, "k": "x"}, {"/f": 1}, "/f") == {"v": 1, "k": "x"}
+    assert tpl.restore_from("v$v", {"v": 2}, {"/f": 1}, "/f") is None
+    assert tpl.restore_from("$v", {"v": 2}, {}, "/f") is None
