@@ -178,3 +178,20 @@ def test_a_deployment_update_sets_the_latency_and_the_rollback_restores_it(
     assert back.status_code == 200, back.text
     assert endpoints.world.levers.current().idle
     assert spans_after(endpoints, clock.now) == spans_after(endpoints, clock.now, levers=False)
+
+
+def test_a_blocked_key_or_a_token_limit_cuts_its_tenant_too(
+        gateway: tuple[DemoEndpoints, httpx.Client], clock: Clock) -> None:
+    endpoints, client = gateway
+    listed = client.get("/key/list", params={"key_alias": key_alias("globex"), "return_full_object": "true"})
+    (row,) = [k for k in listed.json()["keys"] if isinstance(k, dict)]
+    assert client.post("/key/block", json={"key": row["token"]}).status_code == 200
+    assert not [a for a in spans_after(endpoints, clock.now) if a["llmdeck.tenant"] == "globex"]
+    clock.now += timedelta(minutes=10)
+    assert client.post("/key/unblock", json={"key": row["token"]}).status_code == 200
+    assert spans_after(endpoints, clock.now) == spans_after(endpoints, clock.now, levers=False)
+    # tokens a minute: initech's usual ~1,550 tokens a request x ~20 requests a minute here
+    usual = Counter(a["llmdeck.tenant"] for a in spans_after(endpoints, clock.now))["initech"]
+    assert client.post("/team/update", json={"team_id": "initech", "tpm_limit": 3_000}).status_code == 200
+    cut = Counter(a["llmdeck.tenant"] for a in spans_after(endpoints, clock.now))["initech"]
+    assert 0 < cut < usual * 0.3
