@@ -107,3 +107,26 @@ async def test_switch_provider_and_rollback_from_llmdecks_own_last_change(
     assert (await desk.apply(back, Confirmation("dep-gpt"))).status == "applied"
     assert server.admin.deployment("dep-gpt")["litellm_params"]["model"] == "openai/gpt-4o"
     assert len(server.mutating()) == 3
+
+
+async def test_the_feature_flag_example_runs_through_the_http_adapter() -> None:
+    from console.config_actions import HttpTarget
+    from tests.faults.http_action_server import HttpActionServer
+
+    with HttpActionServer() as flags:
+        flags.docs["/flags/new-router"] = {"enabled": False}
+        config = Config(actions=ActionsSettings(environment="test", default_role="responder",
+                                                http=[HttpTarget(name="flags", url=flags.url)]))
+        desk = ActionDesk(config, environ={})
+        try:
+            plan = await desk.plan("feature-flag", {"flag": "new-router", "enabled": "true"},
+                                   origin="command")
+            assert [(d.before, d.after) for d in plan.diff] == [("false", "true")], plan.diff
+            assert flags.mutating() == []
+            done = await desk.apply(plan, Confirmation("new-router"))
+            assert (done.status, done.sent) == ("applied", 1), done.detail
+            assert flags.docs["/flags/new-router"] == {"enabled": True}
+            [sent] = flags.mutating()
+            assert sent.method == "PUT" and sent.headers["idempotency-key"] == plan.idempotency_key
+        finally:
+            await desk.aclose()
