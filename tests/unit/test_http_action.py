@@ -353,23 +353,33 @@ def test_feature_flag_through_the_desk_applies_once_verifies_and_undoes(server: 
     assert server.docs["/flags/new-checkout"] == {"enabled": False, "owner": "web"}
 
 
-def test_feature_flag_read_only_and_dry_run_send_nothing(server: HttpActionServer) -> None:
+@pytest.mark.parametrize("mode", ["read_only", "dry_run", "cancelled", "wrong_target", "viewer", "env"])
+def test_feature_flag_guarded_modes_send_nothing(server: HttpActionServer, mode: str,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     from console.action_types import Confirmation
+    from console.runbook_files import load_catalog
+    from console.runbooks import ActionDesk
 
     server.docs["/flags/beta"] = {"enabled": False}
-    for kw in ({"read_only": True}, {"dry_run": True}):
-        desk = desk_for(server, **kw)
+    if mode == "env":
+        monkeypatch.setenv("LLMDECK_READONLY", "1")
+    role = "viewer" if mode == "viewer" else "admin"
+    cfg = Config(actions=ActionsSettings(default_role=role, http=[HttpTarget(name="flags", url=server.url)]))
+    desk = ActionDesk(cfg, catalog=load_catalog(None), read_only=mode == "read_only",
+                      dry_run=mode == "dry_run")
+    typed = {"cancelled": None, "wrong_target": Confirmation("alpha")}.get(mode, Confirmation("beta"))
 
-        async def flow(desk: Any = desk) -> Any:
-            try:
-                plan = await desk.plan("feature-flag", {"flag": "beta", "enabled": True}, origin="key")
-                return await desk.apply(plan, Confirmation("beta"))
-            finally:
-                await desk.aclose()
+    async def flow() -> Any:
+        try:
+            plan = await desk.plan("feature-flag", {"flag": "beta", "enabled": True}, origin="key")
+            return await desk.apply(plan, typed)
+        finally:
+            await desk.aclose()
 
-        outcome = asyncio.run(flow())
-        assert outcome.sent == 0 and outcome.status in ("refused", "dry_run")
-    assert server.mutating() == [] and [r.method for r in server.requests] == ["GET", "GET"]
+    outcome = asyncio.run(flow())
+    assert outcome.sent == 0 and outcome.status in ("refused", "dry_run", "cancelled"), outcome
+    assert server.mutating() == [] and [r.method for r in server.requests] == ["GET"]
+    assert server.docs["/flags/beta"] == {"enabled": False}
 
 
 # -- the templating helpers both adapters share ------------------------------------------------

@@ -390,3 +390,50 @@ expect = "$image"
     assert (outcome.status, outcome.sent) == ("applied", 1), outcome.detail
     assert (undone.status, undone.sent) == ("applied", 1), undone.detail
     assert json.loads(state.read_text()) == {"spec": {"image": "web:1"}}
+
+
+@pytest.mark.parametrize("mode", ["read_only", "dry_run", "cancelled", "viewer", "env"])
+def test_an_allowed_command_in_guarded_modes_runs_nothing(script: Path, tmp_path: Path, mode: str,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from console.action_types import Confirmation
+    from console.runbook_files import load_catalog
+    from console.runbooks import ActionDesk
+
+    marker = tmp_path / "ran.json"
+    books = tmp_path / "runbooks"
+    books.mkdir()
+    py, ctl = json.dumps(sys.executable), json.dumps(str(script))
+    (books / "deploy.toml").write_text(f"""\
+[runbook]
+name = "deploy"
+title = "Deployments"
+
+[[action]]
+name = "set-image"
+title = "Set the image"
+adapter = "shell.exec"
+role = "responder"
+target = "image"
+[action.params.image]
+type = "str"
+required = true
+[action.options]
+argv = [{py}, {ctl}, "set", {json.dumps(str(marker))}, "$image"]
+""")
+    if mode == "env":
+        monkeypatch.setenv("LLMDECK_READONLY", "1")
+    shell = ShellSettings(enabled=True, allow=[[sys.executable, str(script), "set"]])
+    actions = ActionsSettings(default_role="viewer" if mode == "viewer" else "admin", shell=shell)
+    desk = ActionDesk(Config(actions=actions), catalog=load_catalog(books), read_only=mode == "read_only",
+                      dry_run=mode == "dry_run")
+
+    async def flow() -> Any:
+        try:
+            plan = await desk.plan("set-image", {"image": "web:2"}, origin="key")
+            return await desk.apply(plan, None if mode == "cancelled" else Confirmation("web:2"))
+        finally:
+            await desk.aclose()
+
+    outcome = asyncio.run(flow())
+    assert outcome.sent == 0 and outcome.status in ("refused", "dry_run", "cancelled"), outcome
+    assert not marker.exists()
