@@ -186,8 +186,9 @@ class GatewayWorld:
             state = state.with_route(group, to)
         for group, model in sorted(self._upstreams.items()):
             index = model_group_index(group)
-            own = index is not None and model == litellm_model(index)
-            state = state.with_upstream(group, None if own else upstream_for(model))
+            if index is None or model == litellm_model(index):
+                continue  # its own deployment: the traffic model's own profile
+            state = state.with_upstream(group, upstream_for(model, MODELS[index][3]))
         # from the chunk holding `now`: every reader has drawn only chunks before its own now
         self.levers.change(generate.chunk_start_ns(generate.chunk_of(t_ns)), state)
 

@@ -102,9 +102,16 @@ UPSTREAMS: dict[str, Upstream] = {
 """`litellm_params.model` -> what serves it: provider, response model, latency profile (median s)."""
 
 
-def upstream_for(litellm_params_model: str) -> Upstream | None:
-    """The upstream a deployment's `litellm_params.model` names, or None if the demo does not know it."""
-    return UPSTREAMS.get(litellm_params_model)
+def upstream_for(litellm_params_model: str, median_s: float | None = None) -> Upstream | None:
+    """The upstream a deployment's `litellm_params.model` names. One the demo has no latency
+    profile for keeps `median_s` (the group's own) with the provider its prefix names; None
+    when even the provider is unknown (or no `median_s` is given)."""
+    known = UPSTREAMS.get(litellm_params_model)
+    if known is not None or median_s is None:
+        return known
+    prefix, _, name = litellm_params_model.partition("/")
+    provider = PROVIDER_PREFIXES.get(prefix)
+    return Upstream(provider, name, median_s) if provider and name else None
 
 
 def model_group_index(group: str) -> int | None:

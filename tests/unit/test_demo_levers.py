@@ -158,3 +158,16 @@ def test_readers_on_threads_see_whole_states() -> None:
         r.join()
     assert levers.at(T0 + 10**12) == states[-1]
     assert all(s is IDLE or s in states for s in seen)
+
+
+def test_an_upstream_the_demo_has_no_profile_for_keeps_the_groups_latency() -> None:
+    unknown = upstream_for("openai/gpt-5-2025-08-07", 2.8)
+    assert unknown is not None and (unknown.provider, unknown.response_model, unknown.median_s) == (
+        "openai", "gpt-5-2025-08-07", 2.8)
+    assert upstream_for("acme/thing", 2.8) is None and upstream_for("openai/gpt-5") is None
+    # a group moved to another provider's model is out of that provider's outage
+    levers = Levers()
+    levers.change(T0, IDLE.with_upstream("claude-sonnet-4-5", unknown))
+    moved = [a for a in draw(plan_with(levers)) if a["gen_ai.request.model"] == "claude-sonnet-4-5"]
+    assert moved and {a["gen_ai.provider.name"] for a in moved if "gen_ai.provider.name" in a} == {"openai"}
+    assert sum(1 for a in moved if "error.type" in a) / len(moved) < 0.02  # the background's errors only
