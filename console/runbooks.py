@@ -156,7 +156,7 @@ class ActionDesk:
 
         values, revert_of, title = rollback_values(self, spec, adapter, gateway, values)
         return await self.build_plan(spec, values, adapter, gateway, origin=origin, incident_id=incident_id,
-                                 revert_of=revert_of, title=title, time_box=spec.time_box_for(values))
+                                     revert_of=revert_of, title=title, time_box=spec.time_box_for(values))
 
     async def undo(self, action_id: str, *, origin: Origin = "undo") -> Plan:
         """A plan that puts back the state captured before action `action_id` (same adapter)."""
@@ -165,8 +165,9 @@ class ActionDesk:
         return await undo_plan(self, action_id, origin)
 
     async def build_plan(self, spec: ActionSpec, values: dict[str, Any], adapter: Adapter, gateway: str, *,
-                     origin: Origin, incident_id: str | None, revert_of: str, title: str,
-                     time_box: timedelta | None) -> Plan:
+                         origin: Origin, incident_id: str | None, revert_of: str, title: str,
+                         time_box: timedelta | None) -> Plan:
+        """Read (GETs only), compute the desired state and the exact requests; remember the plan."""
         target = self.target_of(spec, adapter, values)
         current = await self.read_state(spec, adapter, values, target, gateway) if adapter.readable else {}
         desired = adapter.desired(values, current)
@@ -243,7 +244,7 @@ class ActionDesk:
             return Outcome(plan, "failed", 0, f"cannot write the audit journal ({exc}): nothing sent")
         record = ActionRecord(
             action_id, plan.idempotency_key, plan.plan_id, plan.action, plan.adapter, plan.gateway,
-            plan.target, jsonable(self._redacted(plan.params, secret)), plan.before_json, plan.desired_json,
+            plan.target, plan.params_json, plan.before_json, plan.desired_json,
             plan.origin, plan.incident_id, plan.revert_of, user, "sent", "", plan.time_box, now, now)
         try:
             self.store.claim(record)
@@ -251,8 +252,8 @@ class ActionDesk:
             status: OutcomeStatus = "refused" if isinstance(exc, AlreadySent) else "failed"
             return self._finish(entry, action_id, status, 0, f"{exc}: nothing sent", record=False)
         self.note(plan, "revert" if plan.origin == "revert" else "action_intent",
-                       f"{plan.title}: sending {len(plan.requests)} request(s) to {plan.gateway or 'local'}"
-                       f" (action {action_id})", user, action_id)
+                  f"{plan.title}: sending {len(plan.requests)} request(s) to {plan.gateway or 'local'}"
+                  f" (action {action_id})", user, action_id)
         sent = 0
         for i, request in enumerate(plan.requests):
             key = request_key(plan.idempotency_key, i, len(plan.requests))
@@ -308,7 +309,7 @@ class ActionDesk:
                 problems.append(f"it could not be recorded in the state file ({exc})")
         kind = "revert" if plan.origin == "revert" else "action_outcome"
         problems += self.note(plan, kind, f"{plan.title}: {status}: {detail}", self.mode.user, action_id,
-                                   status=status)
+                              status=status)
         if due is not None:
             detail += f"; reverts at {due:%Y-%m-%d %H:%M}Z"
         return Outcome(plan, status, sent, "; ".join([detail, *problems]), action_id=action_id,
@@ -325,7 +326,7 @@ class ActionDesk:
             detail += f" (and the audit journal could not record it: {exc})"
         if plan.incident_id and status != "dry_run":
             self.note(plan, "action_outcome", f"{plan.title}: {status}: {detail}", self.mode.user, "",
-                           status=status)
+                      status=status)
         return Outcome(plan, status, 0, detail)
 
     # ---- reverts and unknown outcomes ------------------------------------------------------
@@ -378,7 +379,8 @@ class ActionDesk:
         return adapter.target(values)
 
     async def read_state(self, spec: ActionSpec, adapter: Adapter, values: Mapping[str, Any], target: str,
-                    gateway: str) -> dict[str, Any]:
+                         gateway: str) -> dict[str, Any]:
+        """The adapter's read (GET only); a transport failure as an ActionError naming where."""
         from connectors.http import SourceError
 
         try:
@@ -403,7 +405,7 @@ class ActionDesk:
         return self._incidents
 
     def note(self, plan: Plan, kind: str, text: str, user: str, action_id: str,
-                  status: str = "") -> list[str]:
+             status: str = "") -> list[str]:
         """Write one timeline entry for the plan's incident; the problem text if it could not."""
         if not plan.incident_id:
             return []
@@ -414,9 +416,3 @@ class ActionDesk:
         except Exception as exc:  # noqa: BLE001 - the action stands; the operator is told
             return [f"the incident timeline could not be written ({exc})"]
         return []
-
-    @staticmethod
-    def _redacted(params: Mapping[str, Any], secret: list[str]) -> dict[str, Any]:
-        from console.audit import redact_params
-
-        return redact_params(params, secret)
