@@ -21,7 +21,11 @@ llmdeck takes traces:
   The application retries (same trace) and finally falls back to an OpenAI
   model (`llmdeck.fallback=true`); half of the failed calls were overloaded
   mid-stream and bill their input and partial output tokens, so retries cost
-  real money in the data.
+  real money in the data;
+* levers (`levers`, console/demo/levers.py): the demo gateway's admin API
+  (console/demo/endpoints.py, gateway_world.py) moves them when a runbook action
+  throttles a tenant, routes a failing provider's model groups to fallbacks or
+  changes a deployment, and every chunk generated from then on follows them.
 
 Traffic is a pure function of (seed, chunk index), see console/demo/generate.py:
 the cache holds the same spans however often `step()` is called.
