@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import shlex
 import signal
 from collections.abc import Mapping, Sequence
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
     from console.config_actions import ShellSettings
 
 KIND = "shell.exec"
+_ENV_REF = re.compile(r"env:([A-Za-z_][A-Za-z0-9_]*)")
 OPTIONS = ("argv", "read_argv", "read_pointer", "expect", "target", "allow_dash")
 OUTPUT_CAP = 64 * 1024
 """Bytes kept of each of stdout and stderr (the rest is read and dropped)."""
@@ -140,9 +142,11 @@ class ShellExecAdapter:
     kind = KIND
 
     def __init__(self, options: ShellOptions, settings: ShellSettings, *,
-                 redactor: Redactor | None = None, secret_params: frozenset[str] = frozenset()) -> None:
+                 redactor: Redactor | None = None, secret_params: frozenset[str] = frozenset(),
+                 hidden_env: frozenset[str] = frozenset()) -> None:
         self.options = options
         self.settings = settings
+        self._hidden_env = hidden_env
         self.readable = bool(options.read_argv)
         self._redactor = redactor
         self._field = options.read_pointer or "output"
@@ -172,7 +176,7 @@ class ShellExecAdapter:
         argv = self._runnable(fill_argv(self.options.read_argv, params, "options.read_argv",
                                         self.options.allow_dash), "options.read_argv")
         try:
-            code, out, err = await run(argv, self.settings.timeout_seconds)
+            code, out, err = await run(argv, self.settings.timeout_seconds, self._env())
         except SendError as exc:
             raise ActionError(f"cannot read the current state: {exc}") from None
         if code != 0:
@@ -210,7 +214,7 @@ class ShellExecAdapter:
             argv = self._runnable(tuple(request.argv), "argv")
         except ActionError as exc:
             raise SendError(str(exc)) from None
-        code, out, err = await run(argv, self.settings.timeout_seconds)
+        code, out, err = await run(argv, self.settings.timeout_seconds, self._env())
         if code != 0:
             # it ran: `status` (the exit status here) tells the desk it was sent and refused
             raise SendError(f"{argv[0]} exited with status {code}: {self._tail(err or out)}", status=code)
@@ -224,6 +228,11 @@ class ShellExecAdapter:
 
     async def aclose(self) -> None:
         return None
+
+    def _env(self) -> dict[str, str]:
+        """This process's environment minus the variables llmdeck's own secrets come from
+        (`env:VAR` references in the config): a command has no business reading them."""
+        return {k: v for k, v in os.environ.items() if k not in self._hidden_env}
 
     def _tail(self, data: bytes) -> str:
         """Output fit for the audit and the screen's safe_text: decoded, redacted, capped."""
@@ -246,13 +255,16 @@ def redact_output(data: bytes, redactor: Redactor | None, limit: int = DETAIL_LI
     return text + (f" ... ({more} more characters)" if more else "")
 
 
-async def run(argv: Sequence[str], timeout: float) -> tuple[int, bytes, bytes]:
-    """Run `argv` (no shell, stdin closed, its own process group): (exit status, stdout, stderr),
-    each output capped at OUTPUT_CAP. Past `timeout` the group is killed: SendError(unsure)."""
+async def run(argv: Sequence[str], timeout: float,
+              env: Mapping[str, str] | None = None) -> tuple[int, bytes, bytes]:
+    """Run `argv` (no shell, stdin closed, its own process group, `env` or this process's
+    environment): (exit status, stdout, stderr), each output capped at OUTPUT_CAP. Past
+    `timeout` the group is killed: SendError(unsure)."""
     try:
         proc = await asyncio.create_subprocess_exec(
             *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE, start_new_session=True)
+            stderr=asyncio.subprocess.PIPE, start_new_session=True,
+            env=None if env is None else dict(env))
     except OSError as exc:
         raise SendError(f"cannot run {argv[0]}: {exc.strerror or type(exc).__name__}") from None
     assert proc.stdout is not None and proc.stderr is not None
@@ -292,7 +304,20 @@ def build_shell_exec(context: AdapterContext) -> ShellExecAdapter:
     options = ShellOptions.parse(context.options)
     return ShellExecAdapter(options, context.config.actions.shell,
                             redactor=Redactor(context.config.redaction),
-                            secret_params=context.secret_params)
+                            secret_params=context.secret_params,
+                            hidden_env=env_refs(context.config.model_dump()))
+
+
+def env_refs(node: Any) -> frozenset[str]:
+    """Every VAR an `env:VAR` secret reference anywhere in the config names."""
+    if isinstance(node, str):
+        m = _ENV_REF.fullmatch(node)
+        return frozenset({m.group(1)}) if m else frozenset()
+    if isinstance(node, Mapping):
+        node = list(node.values())
+    if isinstance(node, (list, tuple)):
+        return frozenset().union(*(env_refs(v) for v in node))
+    return frozenset()
 
 
 register(KIND, build_shell_exec)

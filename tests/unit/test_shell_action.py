@@ -42,6 +42,8 @@ elif cmd == "sleep":
     time.sleep(600)
 elif cmd == "leak":
     print("connected with api_key=sk-proj-abcdefghijklmnopqrstuvwxyz0123 as ops@example.com")
+elif cmd == "env":
+    print(json.dumps(sorted(k for k in os.environ if k.startswith("H_TEST_"))))
 elif cmd == "big":
     sys.stdout.write("x" * 300000)
 elif cmd == "fail":
@@ -437,3 +439,20 @@ argv = [{py}, {ctl}, "set", {json.dumps(str(marker))}, "$image"]
     outcome = asyncio.run(flow())
     assert outcome.sent == 0 and outcome.status in ("refused", "dry_run", "cancelled"), outcome
     assert not marker.exists()
+
+
+def test_the_command_does_not_inherit_the_variables_llmdeck_secrets_come_from(
+        script: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from console.config_actions import HttpTarget, LiteLLMGateway
+
+    for var in ("H_TEST_ADMIN_KEY", "H_TEST_FLAGS_KEY", "H_TEST_KUBECONFIG"):
+        monkeypatch.setenv(var, "x")
+    actions = ActionsSettings(
+        shell=ShellSettings(enabled=True, allow=[[sys.executable, str(script), "env"]]),
+        litellm=[LiteLLMGateway(name="gw", url="http://127.0.0.1:1", admin_key_ref="env:H_TEST_ADMIN_KEY")],
+        http=[HttpTarget(name="flags", url="http://127.0.0.1:1",
+                         header_refs={"X-Key": "env:H_TEST_FLAGS_KEY"})])
+    a = build("shell.exec", AdapterContext(config=Config(actions=actions), gateway="",
+                                           options={"argv": [sys.executable, str(script), "env"]}))
+    answer = asyncio.run(a.send(a.requests({}, {}, {})[0], idempotency_key="k", changed_by="alice"))
+    assert json.loads(answer.split(": exit 0: ", 1)[1]) == ["H_TEST_KUBECONFIG"]
