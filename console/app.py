@@ -118,6 +118,7 @@ class LlmdeckApp(IncidentFlow):
         badge: str | None = None,
         stop: StopSignals | None = None,
         runbooks: RunbookBridge | None = None,
+        incident_feed: bool = True,
     ) -> None:
         # NO_COLOR: by default Textual only turns colours grey (they are still colour codes);
         # in ANSI mode it drops them, and the tcss marks cursors by reverse video instead.
@@ -149,8 +150,10 @@ class LlmdeckApp(IncidentFlow):
         """Who silences (looked up once: getpass may ask the password database)."""
         self.runbooks = runbooks or RunbookBridge.for_config(backend.config, backend.incident_store())
         """Plans and applies runbook actions through the desk (`x` on an incident, `:runbook`)."""
-        self.incident_watch = IncidentWatch(IncidentFeed(backend.incident_store()))
-        """Feeds what fires to the incident feed after every poll (in the poll's worker)."""
+        self.incident_watch = IncidentWatch(IncidentFeed(backend.incident_store())) \
+            if incident_feed else None
+        """Feeds what fires to the incident feed after every poll (in the poll's worker); None
+        when turned off (screen snapshots, which its "INC-1 opened" toast would cover)."""
         self._revert_check = 0.0
         """When due reverts were last looked for (time.monotonic())."""
 
@@ -399,16 +402,18 @@ class LlmdeckApp(IncidentFlow):
     def _observe(self, snapshot: object = None) -> None:
         """The incident feed, after every poll whatever screen shows (this worker's thread: the
         backend's memo is never used by two threads at once). An incident it opens is said."""
-        problem = self.incident_watch.problem
+        watch = self.incident_watch
+        if watch is None:
+            return
+        problem = watch.problem
         try:
-            result = self.incident_watch.observe(self.backend, snapshot, self.backend.clock(),
-                                                 self.wall_clock())
+            result = watch.observe(self.backend, snapshot, self.backend.clock(), self.wall_clock())
         except Exception as exc:  # the cache's own faults are the status line's to say
             if fault_of(exc) is None:
                 self.call_from_thread(self._feed_problem, f"{type(exc).__name__}: {cell(exc, 300)}")
             return
-        if result is None and self.incident_watch.problem != problem:
-            self.call_from_thread(self._feed_problem, self.incident_watch.problem)
+        if result is None and watch.problem != problem:
+            self.call_from_thread(self._feed_problem, watch.problem)
         for incident in result.opened if result is not None else ():
             self.call_from_thread(self._incident_opened, incident.id, incident.title)
 

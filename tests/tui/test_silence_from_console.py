@@ -367,7 +367,8 @@ def test_silence_dialog_snapshot(snap_compare: Any, make_app: Any, demo_data: De
         await pilot.app.push_screen(SilenceDialog(ask, preview))
         await pilot.pause()
 
-    assert snap_compare(make_app(backend=backend), terminal_size=(80, 24), run_before=run_before)
+    assert snap_compare(make_app(backend=backend, incident_feed=False), terminal_size=(80, 24),
+                        run_before=run_before)
 
 
 def test_desk_without_hub_plans_nothing() -> None:

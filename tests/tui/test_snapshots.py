@@ -60,7 +60,8 @@ def deck(make_app: Callable[..., Any], demo_data: DemoData) -> Callable[..., Any
     """deck(theme=None) -> the app on the frozen demo data, ready for snap_compare."""
 
     def build(theme: str | None = None) -> Any:
-        return make_app(theme=theme, backend=PortableBackend(demo_data))
+        # no incident feed: its "INC-1 opened" toast would cover every screen (tests/tui/test_incidents*)
+        return make_app(theme=theme, backend=PortableBackend(demo_data), incident_feed=False)
 
     return build
 

@@ -142,7 +142,7 @@ def source_deck(make_app: Callable[..., Any], demo_data: DemoData) -> Callable[[
     def build() -> Any:
         backend: Backend = PortableBackend(demo_data)
         backend.hub = fixed_hub()  # type: ignore[assignment]
-        return make_app(backend=backend)
+        return make_app(backend=backend, incident_feed=False)  # no "INC-n opened" toast on top
     return build
 
 
