@@ -6,6 +6,31 @@ built-in by action name. Everything wrong is reported at once as `<file>:<line>:
 <message>`, like the config, so a typo in a runbook is found before the incident, not
 during it. Parameter values from the CLI (`--param k=v`, all text) and from the console
 (typed values) go through the same `ActionSpec.validate`.
+
+The format (every key but the names optional):
+
+    [runbook]
+    name = "litellm-limits"            # lowercase letters, digits, - and _
+    title = "..."; description = "..."; tags = ["litellm"]
+
+    [[action]]
+    name = "throttle-team"             # what `llmdeck runbook apply NAME` and the console name
+    title = "..."; description = "..."
+    adapter = "litellm.team_limits"    # a registered kind (console/adapters)
+    gateway = "prod-gw"                # [[actions.litellm]]/[[actions.http]] name; default: the only one
+    role = "responder"                 # viewer | responder | admin (default responder)
+    dangerous = false                  # true: confirm by typing the target, never "yes"
+    for = "30m"                        # time box: reverted automatically when it ends
+    revert = "restore"                 # restore (undo from the captured state) | none
+    target = "team_id"                 # the param typed to confirm (default: the adapter's target)
+    [action.params.team_id]
+    type = "str"                       # str int float bool duration enum list json
+    required = true; default = ...; choices = [...]; min = 0; max = 10
+    help = "..."; secret = false       # secret: masked in plans, the store and the audit journal
+    fixed = false                      # true: always the default (block-key's blocked = true)
+    [action.options]                   # handed to the adapter (templates, argv, ...)
+
+A duration param named `for` overrides the action's time box.
 """
 
 from __future__ import annotations
