@@ -7,7 +7,7 @@ built-in by action name. Everything wrong is reported at once as `<file>:<line>:
 during it. Parameter values from the CLI (`--param k=v`, all text) and from the console
 (typed values) go through the same `ActionSpec.validate`.
 
-The format (every key but the names optional):
+The format (only the names and `adapter` are required):
 
     [runbook]
     name = "litellm-limits"            # lowercase letters, digits, - and _
