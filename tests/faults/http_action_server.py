@@ -7,7 +7,9 @@ body into it (creating it); DELETE removes it. Every request is recorded (method
 path, lower-cased headers, body) before anything else happens.
 
 Faults, for the next mutating request only: `fail_next(status, body)` answers that and
-changes nothing; `hang_next()` reads the request and never answers (a client timeout).
+changes nothing; `ignore_next()` answers 200 and changes nothing (a server that drops the
+change: the read-back must catch it); `hang_next()` reads the request and never answers
+(a client timeout).
 
     with HttpActionServer() as server:
         server.docs["/api/prompts/greeting"] = {"labels": {"production": 3}}
@@ -95,7 +97,7 @@ class HttpActionServer:
             if method not in READS and self._fault is not None:
                 kind, status, answer = self._fault
                 self._fault = None
-                return (0, None) if kind == "hang" else (status, answer)
+                return (0, None) if kind == "hang" else (status, answer)  # "fail", "ignore"
             if method in READS:
                 if path not in self.docs:
                     return 404, {"error": f"no document at {path}"}
@@ -113,6 +115,10 @@ class HttpActionServer:
     def fail_next(self, status: int, answer: Any) -> None:
         with self._lock:
             self._fault = ("fail", status, answer)
+
+    def ignore_next(self) -> None:
+        with self._lock:
+            self._fault = ("ignore", 200, {"ok": True})
 
     def hang_next(self) -> None:
         with self._lock:

@@ -382,6 +382,38 @@ def test_feature_flag_guarded_modes_send_nothing(server: HttpActionServer, mode:
     assert server.docs["/flags/beta"] == {"enabled": False}
 
 
+def test_desk_dropped_change_is_unverified_and_a_timeout_unknown(server: HttpActionServer) -> None:
+    from console.action_types import Confirmation
+    from console.runbook_files import load_catalog
+    from console.runbooks import ActionDesk
+
+    async def no_wait(seconds: float) -> None:
+        return None
+
+    server.docs["/flags/beta"] = {"enabled": False}
+    flags = HttpTarget(name="flags", url=server.url, timeout_seconds=0.5)
+    desk = ActionDesk(Config(actions=ActionsSettings(default_role="admin", http=[flags])),
+                      catalog=load_catalog(None), sleep=no_wait)
+
+    async def flow() -> tuple[Any, Any]:
+        try:
+            server.ignore_next()
+            plan = await desk.plan("feature-flag", {"flag": "beta", "enabled": True}, origin="cli")
+            ignored = await desk.apply(plan, Confirmation("beta"))
+            server.hang_next()
+            plan = await desk.plan("feature-flag", {"flag": "beta", "enabled": True}, origin="cli")
+            return ignored, await desk.apply(plan, Confirmation("beta"))
+        finally:
+            await desk.aclose()
+
+    ignored, hung = asyncio.run(flow())
+    assert (ignored.status, ignored.sent) == ("unverified", 1)
+    assert "/enabled reads false, expected true" in ignored.detail
+    assert (hung.status, hung.sent) == ("unknown", 1)
+    assert "flags: timeout" in hung.detail and "runbook verify" in hung.detail
+    assert [r.method for r in server.mutating()] == ["PUT", "PUT"]
+
+
 # -- the templating helpers both adapters share ------------------------------------------------
 
 
