@@ -276,7 +276,8 @@ def _main(argv: list[str] | None) -> int:
         from console.launch import run_console
 
         try:
-            return run_console(config, config.cache_file(args.cache), args.theme, err)
+            return run_console(config, config.cache_file(args.cache), args.theme, err,
+                               write=args.global_write)
         except CacheError as exc:
             err.write(f"llmdeck: {exc}\n")
             return EXIT_CACHE

@@ -7,6 +7,7 @@ module is imported only here, so `llmdeck status` never loads Textual.
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import tempfile
@@ -107,7 +108,8 @@ def storage_badge() -> str | None:
     return secrets.badge_text() if secrets is not None else None
 
 
-def run_console(config: Config, cache_path: Path, theme: str | None, err: TextIO) -> int:
+def run_console(config: Config, cache_path: Path, theme: str | None, err: TextIO, *,
+                write: bool = False) -> int:
     """`llmdeck` / `llmdeck --cache FILE`: the console on a cache.
 
     Read-only unless the config gives it something to write: then it opens the cache
@@ -116,7 +118,8 @@ def run_console(config: Config, cache_path: Path, theme: str | None, err: TextIO
     settles for read-only, and those sources' lines say why they are idle. A cache that
     cannot be opened (corrupt, locked by a writer, too new) raises its `CacheError` before
     Textual starts. SIGHUP, SIGTERM and SIGINT end it cleanly (console/stop_signals.py); the
-    writers are closed first, then the cache.
+    writers are closed first, then the cache. `write` (`llmdeck --write`) lets runbook actions
+    act in an environment marked `[actions] prod = true` (read-only there otherwise).
     """
     from console.writers import open_for_writers, wants_writers
 
@@ -141,8 +144,10 @@ def run_console(config: Config, cache_path: Path, theme: str | None, err: TextIO
         # the first overview query runs while Textual is imported and the app mounts
         backend.prefetch(OverviewView())
         from console.app import LlmdeckApp
+        from console.runbook_actions import RunbookBridge
 
-        app = LlmdeckApp(backend, theme=theme, badge=storage_badge(), stop=stop)
+        runbooks = RunbookBridge.for_config(config, backend.incident_store(), write=write)
+        app = LlmdeckApp(backend, theme=theme, badge=storage_badge(), stop=stop, runbooks=runbooks)
         if stop.received is None:
             app.run()
     finally:
@@ -230,7 +235,9 @@ def run_demo(seed: int, speed: float, start: datetime | None, theme: str | None,
     console is up (its source status says how far it got; a toast says when the
     week is in), then the simulator's live steps keep it going. A corrupt demo cache
     in `workdir` is moved aside and the demo starts on a fresh one. SIGHUP, SIGTERM
-    and SIGINT end it cleanly: the backfill stops, the cache is closed.
+    and SIGINT end it cleanly: the backfill stops, the cache is closed. Its incidents, actions
+    and audit journal live in `<workdir>/state` (XDG_STATE_HOME for this process), never in
+    the operator's own state directory: a simulated outage is no compliance evidence.
     """
     from console.demo.clock import SimClock
     from console.demo.config import demo_config
@@ -243,6 +250,7 @@ def run_demo(seed: int, speed: float, start: datetime | None, theme: str | None,
     spool = root / "spool"
     spool.mkdir(exist_ok=True)
     cache_path = root / "demo.duckdb"
+    os.environ["XDG_STATE_HOME"] = str(root / "state")  # before anything opens the state file
     config = demo_config(cache_path)
     stop = StopSignals()
     stop.install()
