@@ -391,7 +391,7 @@ def test_desk_dropped_change_is_unverified_and_a_timeout_unknown(server: HttpAct
         return None
 
     server.docs["/flags/beta"] = {"enabled": False}
-    flags = HttpTarget(name="flags", url=server.url, timeout_seconds=0.5)
+    flags = HttpTarget(name="flags", url=server.url, timeout_seconds=2)
     desk = ActionDesk(Config(actions=ActionsSettings(default_role="admin", http=[flags])),
                       catalog=load_catalog(None), sleep=no_wait)
 
