@@ -66,6 +66,8 @@ if TYPE_CHECKING:
 PLAN_TTL = timedelta(minutes=10)
 VERIFY_TRIES = 5
 VERIFY_PAUSE_SECONDS = 0.3
+ANSWER_SHOWN = 500
+"""Characters of each request's answer (adapters redact and cap it) kept in the outcome detail."""
 __all__ = ["ActionDesk", "ActionMode", "PendingRevert", "PLAN_TTL"]
 
 
@@ -254,11 +256,11 @@ class ActionDesk:
         self.note(plan, "revert" if plan.origin == "revert" else "action_intent",
                   f"{plan.title}: sending {len(plan.requests)} request(s) to {plan.gateway or 'local'}"
                   f" (action {action_id})", user, action_id)
-        sent = 0
+        sent, answers = 0, []
         for i, request in enumerate(plan.requests):
             key = request_key(plan.idempotency_key, i, len(plan.requests))
             try:
-                await entry.adapter.send(request, idempotency_key=key, changed_by=user)
+                answers.append(await entry.adapter.send(request, idempotency_key=key, changed_by=user))
                 sent += 1
             except SendError as err:
                 sent += 1 if (err.status is not None or err.unsure) else 0
@@ -268,7 +270,8 @@ class ActionDesk:
                 detail = failure_text(plan, i, request, SendError(f"{type(exc).__name__}: {exc}"))
                 return self._finish(entry, action_id, "unknown", sent + 1, detail)
         status, detail = await self._verify(entry)
-        return self._finish(entry, action_id, status, sent, detail)
+        said = "; ".join(a[:ANSWER_SHOWN] for a in answers if a)  # what the server or command said
+        return self._finish(entry, action_id, status, sent, f"{detail} ({said})" if said else detail)
 
     async def _verify(self, entry: _Planned) -> tuple[OutcomeStatus, str]:
         if not entry.adapter.readable:

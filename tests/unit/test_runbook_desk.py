@@ -94,6 +94,7 @@ async def test_allowed_path_sends_one_request_with_headers_verifies_and_audits(
     outcome = await desk.apply(plan, Confirmation("team-a"))
 
     assert (outcome.status, outcome.sent) == ("applied", 1), outcome.detail
+    assert "(HTTP 200)" in outcome.detail  # what the server said is kept
     [sent] = server.mutating()
     assert sent.path == "/team/update" and sent.json() == {"team_id": "team-a", "tpm_limit": 100}
     assert sent.headers["idempotency-key"] == plan.idempotency_key
