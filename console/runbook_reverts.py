@@ -75,6 +75,8 @@ def _still_blocked(desk: ActionDesk, pending: PendingRevert) -> bool:
     mode, spec = desk.mode, desk.actions_by_name().get(pending.action)
     if mode.read_only:
         return f"read-only: {mode.reason}" in pending.reason
+    if mode.dry_run:
+        return pending.reason.startswith("dry_run:")
     if spec is not None and ROLE_ORDER[mode.role] < ROLE_ORDER[spec.role]:
         return f"has role {mode.role}; {spec.name} needs {spec.role}" in pending.reason
     return False
