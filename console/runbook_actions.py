@@ -247,6 +247,22 @@ class RunbookBridge:
                                 incident_id=ask.incident_id)
         return result_of(outcome)
 
+    def cancel(self, preview: ActionPreview) -> ActionResult | None:
+        """The operator closed the dialog without confirming: hand the kept plan to the desk with
+        no confirmation, so the cancelled attempt is audited (it sends nothing), and drop it.
+        None when there was no plan (nothing planned, or already used)."""
+        with self._lock:
+            plan = self._plans.pop(preview.key, None)
+        if plan is None:
+            return None
+        desk = self.desk()
+        try:
+            outcome = self._call(lambda: desk.apply(plan, None), self.plan_timeout)
+        except (ActionError, TimeoutError, OSError) as exc:
+            return ActionResult(preview.ask.action, plan.target, "failed", cell(exc, 400), False,
+                                incident_id=preview.ask.incident_id)
+        return result_of(outcome)
+
     def run_due_reverts(self) -> list[ActionResult]:
         """Revert the time-boxed actions whose box has ended (the desk obeys read-only and role;
         one that cannot run stays pending and comes back with its reason)."""

@@ -34,6 +34,29 @@ from console.safe_text import cell, sanitize
 from panels.messages import ActionPlanned, ActionPlanRequested
 from panels.text import SafeInput, safe, safe_line, template
 
+TRANSPORT_HEADERS = frozenset({"host", "accept", "accept-encoding", "connection", "user-agent",
+                               "content-length"})
+"""Headers every request carries: named on one line, so the body fits at 80x24."""
+
+
+def request_lines(text: str) -> list[str]:
+    """One planned request as the dialog shows it: the method and URL, the headers that say
+    something (authorization ***, Idempotency-Key, LiteLLM-Changed-By, content-type), the
+    transport headers named on one line, then the body."""
+    lines = sanitize(text, max_chars=4000).splitlines()
+    shown = lines[:1]
+    transport: list[str] = []
+    for i, line in enumerate(lines[1:], 1):
+        if not line.strip():  # the blank line before the body: the rest is the body
+            shown += [f"(+ {', '.join(transport)})"] if transport else []
+            return shown + lines[i:]
+        name = line.split(":", 1)[0].strip().lower()
+        if name in TRANSPORT_HEADERS:
+            transport.append(name)
+        else:
+            shown.append(line)
+    return shown + ([f"(+ {', '.join(transport)})"] if transport else [])
+
 
 def plan_body(preview: ActionPreview) -> str:
     """The plan as plain text (rendered through `safe`): diff, requests, notes."""
@@ -47,7 +70,7 @@ def plan_body(preview: ActionPreview) -> str:
     lines.append("")
     lines.append(f"requests ({len(preview.requests)}):" if preview.requests else "requests: none")
     for text in preview.requests:
-        lines += ["  " + line for line in sanitize(text, max_chars=4000).splitlines()]
+        lines += ["  " + line for line in request_lines(text)]
     if preview.notes:
         lines.append("")
         lines += [f"note: {n}" for n in preview.notes]

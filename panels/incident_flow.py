@@ -141,7 +141,7 @@ class IncidentFlow(App[None]):
     def open_action_dialog(self, ask: ActionAsk) -> None:
         """Show the dialog at once ("planning…") and plan `ask` on a worker."""
         dialog = ActionDialog(ask)
-        self.push_screen(dialog, self._action_confirmed)
+        self.push_screen(dialog, partial(self._action_confirmed, dialog))
         self._plan_action(dialog, ask)
 
     def on_action_plan_requested(self, message: ActionPlanRequested) -> None:
@@ -155,8 +155,13 @@ class IncidentFlow(App[None]):
         self.run_worker(plan, thread=True, exclusive=True, exit_on_error=False, group="action-plan",
                         name="action-plan", description=f"plan {ask.action}")
 
-    def _action_confirmed(self, confirmed: ActionConfirmed | None) -> None:
-        if confirmed is None:  # Esc: the kept plan is never sent
+    def _action_confirmed(self, dialog: ActionDialog, confirmed: ActionConfirmed | None) -> None:
+        if confirmed is None:  # Esc: the kept plan is never sent; the desk audits the cancel
+            preview = dialog.preview
+            if preview is not None and preview.ready:
+                self.run_worker(partial(self.runbooks.cancel, preview), thread=True,
+                                exit_on_error=False, group="action-cancel", name="action-cancel",
+                                description=f"cancel {preview.ask.action}")
             return
 
         def apply() -> None:
@@ -188,7 +193,7 @@ class IncidentFlow(App[None]):
         """Say a failed incident/runbook worker's error (IncidentError, StateError, ActionError:
         their messages say what and where); whether the worker was one of these."""
         names = {"incident-change": "incident", "runbook-list": "runbooks", "action-plan": "plan",
-                 "action-apply": "apply", "action-revert": "revert"}
+                 "action-apply": "apply", "action-revert": "revert", "action-cancel": "cancel"}
         what = names.get(worker.group)
         if what is None:
             return False

@@ -20,6 +20,7 @@ from textual.widgets import Button, Input, OptionList
 
 from console.action_preview import ActionAsk, ActionMode, ActionPreview
 from console.action_types import DiffLine
+from console.audit import AuditJournal
 from console.config import Config
 from console.config_actions import ActionsSettings, LiteLLMGateway
 from console.incidents import Incident, IncidentStore
@@ -149,7 +150,7 @@ async def test_enter_never_applies_until_y_then_one_request_and_the_timeline(
         assert "applied" in outcome.text
 
 
-async def test_escape_sends_nothing(demo_data: DemoData, make_app: Any,
+async def test_escape_sends_nothing_and_is_audited_as_cancelled(demo_data: DemoData, make_app: Any,
                                     gateway: LiteLLMAdminServer) -> None:
     store = IncidentStore()
     app = app_on(make_app, demo_data, gateway)
@@ -159,9 +160,13 @@ async def test_escape_sends_nothing(demo_data: DemoData, make_app: Any,
         assert apply_enabled(dialog)
         await pilot.press("escape")
         await until(pilot, lambda: isinstance(app.screen, IncidentsScreen), "the dialog to close")
-        await pilot.pause(1.0)
+        # the desk audits the cancelled attempt (as the CLI's missing --confirm), and sends nothing
+        await until(pilot, lambda: any(r.kind == "event" and r.status == "cancelled"
+                                       for r in AuditJournal().records()), "the audited cancel")
+        await pilot.pause(0.5)
         assert gateway.mutating() == []
         assert [r for r in gateway.requests if r.method == "GET"], "the plan read the gateway"
+        assert [r.kind for r in AuditJournal().records()] == ["event"]
 
 
 async def test_read_only_shows_the_plan_and_sends_nothing(
