@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[2]
 KEY_ENV = "MATRIX_LITELLM_ADMIN_KEY"
 TEAM = "team-a"
 TEAM_TPM, TEAM_RPM = 1000, 10
+THROTTLE = "mx-throttle-team"
 RUN_LIMIT_SECONDS = 120.0
 """A guard against a hung subprocess only (the test fails with its output), never a measure."""
 
@@ -194,3 +195,18 @@ def wait_for(check: Callable[[], bool], what: str, process: subprocess.Popen[str
 def kill_9(process: subprocess.Popen[str]) -> None:
     process.send_signal(signal.SIGKILL)
     process.communicate()
+
+
+def killed_mid_apply(world: ActionWorld, *params: str) -> str:
+    """`runbook apply THROTTLE` whose request the server holds, killed with SIGKILL once the
+    intent is in the journal and the request on the wire; the action id of the intent."""
+    world.server.hang_next(path="/team/update")
+    process = world.start("runbook", "apply", THROTTLE, "--param", f"team_id={TEAM}", "--param",
+                          "tpm_limit=5", *params, "--confirm", TEAM)
+    wait_for(lambda: any(r.kind == "intent" for r in world.audit()), "the intent in the journal", process)
+    wait_for(lambda: len(world.mutating()) == 1, "the request at the server", process)
+    kill_9(process)
+    assert process.returncode == -signal.SIGKILL
+    [intent] = [r for r in world.audit() if r.kind == "intent"]
+    assert [r.kind for r in world.audit()] == ["intent"]  # no outcome: the process died first
+    return intent.action_id

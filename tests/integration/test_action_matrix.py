@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -29,9 +28,18 @@ from console.operator import user_name
 from console.runbooks import ActionDesk
 from console.timeutil import utc_now
 from tests.faults.litellm_admin_server import MASTER_KEY, LiteLLMAdminServer
-from tests.integration.action_world import TEAM, TEAM_RPM, TEAM_TPM, ActionWorld, Run, kill_9, wait_for
+from tests.integration.action_world import (
+    TEAM,
+    TEAM_RPM,
+    TEAM_TPM,
+    THROTTLE,
+    ActionWorld,
+    Run,
+    kill_9,
+    killed_mid_apply,
+    wait_for,
+)
 
-THROTTLE = "mx-throttle-team"
 BLOCK = "mx-block-team"
 
 
@@ -420,23 +428,8 @@ def test_cli_due_revert_under_a_guard_sends_nothing_stays_pending_and_is_shown(
 # ---- kill -9 between intent and outcome --------------------------------------------------------
 
 
-def _killed_mid_apply(world: ActionWorld, *params: str) -> str:
-    """`runbook apply` whose request the server holds, killed with SIGKILL once the intent is in
-    the journal and the request on the wire; the action id of the intent."""
-    world.server.hang_next(path="/team/update")
-    process = world.start("runbook", "apply", THROTTLE, "--param", f"team_id={TEAM}", "--param",
-                          "tpm_limit=5", *params, "--confirm", TEAM)
-    wait_for(lambda: any(r.kind == "intent" for r in world.audit()), "the intent in the journal", process)
-    wait_for(lambda: len(world.mutating()) == 1, "the request at the server", process)
-    kill_9(process)
-    assert process.returncode == -signal.SIGKILL
-    [intent] = [r for r in world.audit() if r.kind == "intent"]
-    assert [r.kind for r in world.audit()] == ["intent"]  # no outcome: the process died first
-    return intent.action_id
-
-
 def test_kill_9_between_intent_and_outcome_then_verify_says_it_did_not_take(world: ActionWorld) -> None:
-    action_id = _killed_mid_apply(world)
+    action_id = killed_mid_apply(world)
 
     shown = world.cli("audit", "show")
     assert "outcome unknown" in shown.out.lower() and action_id in shown.out, shown.said()
@@ -463,7 +456,7 @@ def test_kill_9_between_intent_and_outcome_then_verify_says_it_did_not_take(worl
 
 def test_kill_9_after_the_change_took_then_verify_settles_it_and_arms_the_time_box(
         world: ActionWorld) -> None:
-    action_id = _killed_mid_apply(world, "--param", "for=15m")
+    action_id = killed_mid_apply(world, "--param", "for=15m")
     # the held request did reach the gateway's state before the process died: apply it there
     status, _ = world.server.admin.handle("POST", "/team/update", {},
                                           {"authorization": f"Bearer {MASTER_KEY}"},
@@ -509,7 +502,7 @@ def test_cli_retrying_an_apply_whose_outcome_is_unknown_is_not_sent_before_a_ver
         world: ActionWorld) -> None:
     """The operator's first apply died with its request on the wire (it may still land). Running
     the same command again must not send a second, unkeyed-to-the-first request: verify first."""
-    action_id = _killed_mid_apply(world)
+    action_id = killed_mid_apply(world)
 
     again = world.cli("runbook", "apply", THROTTLE, "--param", f"team_id={TEAM}", "--param", "tpm_limit=5",
                       "--confirm", TEAM)
