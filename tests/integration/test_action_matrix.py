@@ -510,3 +510,46 @@ def test_cli_retrying_an_apply_whose_outcome_is_unknown_is_not_sent_before_a_ver
     assert len(world.mutating()) == 1, (f"sent again while {action_id}'s outcome is unknown:\n"
                                         f"{again.said()}")
     assert again.code == 1 and action_id in again.out + again.err, again.said()
+
+
+def test_kill_9_after_the_intent_before_the_claim_can_still_be_settled(world: ActionWorld) -> None:
+    """The desk writes the audit intent (fsync), then claims the key in SQLite, then sends. A
+    kill between the first two leaves an intent with no action row: nothing was sent (the claim
+    comes before any request), yet `audit show` says "outcome unknown" for it, and `runbook
+    verify ID` must be able to settle it. The journal is left exactly as such a kill leaves it."""
+    from console.audit import AuditJournal
+
+    action_id = AuditJournal(world.audit_path).intent(
+        action=THROTTLE, target=TEAM, params={"team_id": TEAM, "tpm_limit": 5}, pre_state_hash="0" * 64,
+        idempotency_key="matrix-key-1", origin="cli", gateway="gw")
+    assert "outcome unknown" in world.cli("audit", "show").out.lower()
+
+    verified = world.cli("runbook", "verify", action_id)
+
+    assert verified.code == 0, verified.said()
+    assert "outcome unknown" not in world.cli("audit", "show").out.lower(), verified.said()
+    assert world.mutating() == []
+
+
+def test_no_secret_leaves_through_plan_text_audit_or_state(world: ActionWorld) -> None:
+    """The gateway's admin key (sent as Authorization) appears in no CLI output, journal line or
+    state file, whatever the path: plan, apply, refusals, undo, reverts, verify."""
+    action_id = _cli_applied(world, "--param", "for=15m")
+    runs = [
+        world.cli("runbook", "plan", THROTTLE, "--param", f"team_id={TEAM}", "--param", "tpm_limit=7"),
+        world.cli("runbook", "plan", THROTTLE, "--param", f"team_id={TEAM}", "--param", "tpm_limit=7",
+                  "--json"),
+        world.cli("runbook", "apply", THROTTLE, "--param", f"team_id={TEAM}", "--param", "tpm_limit=7",
+                  "--confirm", "nope"),
+        world.cli("--read-only", "runbook", "undo", action_id, "--confirm", TEAM, "--json"),
+        world.cli("runbook", "reverts", "--json"),
+        world.cli("runbook", "verify"),
+        world.cli("audit", "show", "--json"),
+        world.cli("audit", "export", "--since", "1h", "--format", "csv"),
+    ]
+    assert world.mutating()[0].headers.get("authorization") == f"Bearer {MASTER_KEY}"
+    for run in runs:
+        assert MASTER_KEY not in run.out + run.err, run.said()
+    for path in (world.state_home / "llmdeck").rglob("*"):
+        if path.is_file():
+            assert MASTER_KEY.encode() not in path.read_bytes(), path
