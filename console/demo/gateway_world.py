@@ -6,7 +6,7 @@ console/demo/endpoints.py) starts from the simulator's own world: one team per t
 (alias `<tenant>-key`), one deployment per model group (`demo-<group>`, its
 `litellm_params.model` the upstream the traffic model serves it with), no general
 fallbacks at the gateway (the demo's application falls back on its own, after its
-retries). Each admin change the API accepts comes here (`GatewayWorld.changed`) and
+retries). Each admin change the API accepts comes here (`GatewayWorld.on_change`) and
 becomes a new lever state (console/demo/levers.py) from the current chunk of simulated
 time on, which no traffic reader has drawn yet:
 
@@ -95,8 +95,10 @@ class _Limits:
 class GatewayWorld:
     """Turns the demo gateway's accepted admin changes into lever states (thread-safe).
 
-    `changed` is called by the admin API's handler thread; it reads only the row it is
-    given and this object's own record of limits, then adds one state to `levers`.
+    `on_change` is called by the admin API's handler thread (after GatewayAdmin released
+    its lock); it reads only the row it is given and this object's own record of limits,
+    routes and deployments, then adds one whole state to `levers` (under this object's lock,
+    so two changes at once each leave a state that holds both).
     """
 
     def __init__(self, levers: Levers, rate: float, clock: Callable[[], datetime]) -> None:
