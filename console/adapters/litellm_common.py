@@ -48,8 +48,9 @@ class LiteLLMAdapter:
         except NotFound as err:
             raise ActionError(str(err)) from None
         except SourceError as err:
+            said = str(err).removeprefix(f"{self.gateway}: ")  # SourceError text starts with the name
             raise ActionError(f"cannot read the current state from LiteLLM gateway {self.gateway}: "
-                              f"{err}") from None
+                              f"{said}") from None
 
     async def aclose(self) -> None:
         await self.admin.aclose()

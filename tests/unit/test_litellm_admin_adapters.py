@@ -259,3 +259,15 @@ async def test_each_documented_error_body_becomes_one_clean_line(server: LiteLLM
         assert text.startswith(f"LiteLLM gateway edge-gw: POST /team/update failed: HTTP {status}: ")
         assert said in text and "\x1b" not in text and MASTER_KEY not in text and "\n" not in text
     assert len(server.mutating()) == len(bodies)
+
+
+async def test_a_failed_read_is_an_action_error_naming_the_gateway_once(
+        server: LiteLLMAdminServer, adapters: dict[str, Adapter]) -> None:
+    server.fail_next(401, {"error": {"message": "Authentication Error, Invalid proxy server token passed.",
+                                     "type": "auth_error", "param": "None", "code": "401"}}, method="GET")
+    with pytest.raises(ActionError) as failed:
+        await adapters["litellm.team_limits"].read({"team_id": "team-a", "rpm_limit": 1})
+    text = str(failed.value)
+    assert text.startswith("cannot read the current state from LiteLLM gateway edge-gw: HTTP 401: ")
+    assert text.count("edge-gw") == 2  # the gateway, and the credentials hint naming it
+    assert "Invalid proxy server token" in text and not server.mutating()
