@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import duckdb
 
 from console import source_readers
+from console.action_store import ActionStore
 from console.alerts import ActiveAlert, alert_level
 from console.billing_reader import billing_section
 from console.cache.cost_queries import cost_snapshot
@@ -53,6 +54,7 @@ from console.snapshots import (
 )
 from console.source_views import AlertsView, ServingView, SourcesView
 from console.sources import SourceProbe, SourceStatus
+from console.timeutil import utc_now
 from console.views import (
     BreakdownView,
     Clock,
@@ -154,6 +156,7 @@ class Backend:
         """Whether the cache was opened again read-only after DuckDB invalidated it."""
         self._prices: PriceTable | None = None
         self._incidents: IncidentStore | None = None
+        self._actions: ActionStore | None = None
 
     def incident_store(self) -> IncidentStore:
         """The incident store in the state directory (SQLite; it opens lazily, per thread, so
@@ -161,6 +164,13 @@ class Backend:
         if self._incidents is None:
             self._incidents = IncidentStore()
         return self._incidents
+
+    def action_store(self) -> ActionStore:
+        """The runbook actions' store in the same state file (unknown outcomes, pending reverts
+        shown on `:incidents`); opens lazily, per thread."""
+        if self._actions is None:
+            self._actions = ActionStore()
+        return self._actions
 
     def use_incident_store(self, store: IncidentStore) -> None:
         """Answer the incident views from `store` (a test's, or one at another path)."""
@@ -333,7 +343,8 @@ READERS: Mapping[type[Any], Reader] = MappingProxyType({
     SourcesView: lambda backend, view, at: source_readers.read_sources(backend.source_statuses()),
     AlertsView: lambda backend, view, at: source_readers.read_alerts(backend.hub),
     ServingView: lambda backend, view, at: source_readers.read_serving(backend.hub),
-    IncidentsView: lambda backend, view, at: read_incidents(backend.incident_store(), view),
+    IncidentsView: lambda backend, view, at: read_incidents(backend.incident_store(), view,
+                                                            backend.action_store(), utc_now()),
     IncidentView: lambda backend, view, at: read_incident(backend.incident_store(), view),
 })
 """The reader of every view type (the routing table `panels/routes.py` is keyed by the same types)."""

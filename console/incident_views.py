@@ -9,8 +9,10 @@ says it), never an exception on the UI thread. No Textual here.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal
 
+from console.action_store import ActionStore
 from console.incidents import Incident, IncidentError, IncidentStore, Severity, TimelineEntry
 from console.safe_text import cell
 from console.state_db import StateError
@@ -40,6 +42,9 @@ class IncidentsPage:
     incidents: tuple[Incident, ...]
     problem: str = ""
     """Why the incident store could not be read ("" when it was)."""
+    attention: tuple[str, ...] = ()
+    """Actions to look at before anything else: outcomes unknown (sent, no answer: verify
+    them), time-boxed reverts overdue or that could not run, each with why."""
 
 
 @dataclass(frozen=True)
@@ -52,15 +57,36 @@ class IncidentPage:
     problem: str = ""
 
 
-def read_incidents(store: IncidentStore, view: IncidentsView) -> IncidentsPage:
-    """The list (a worker thread's read); a state file that cannot be read is the page's problem."""
+def read_incidents(store: IncidentStore, view: IncidentsView, actions: ActionStore | None = None,
+                   now: datetime | None = None) -> IncidentsPage:
+    """The list (a worker thread's read), and what needs attention among the actions; a state
+    file that cannot be read is the page's problem."""
     try:
         found = store.list(include_resolved=view.include_resolved, limit=INCIDENT_LIMIT)
+        attention = action_attention(actions, now) if actions is not None else ()
     except (StateError, IncidentError) as exc:
         return IncidentsPage((), problem=cell(exc, 400))
     finally:  # worker threads come and go: their connections must not wait for the collector
         store.close()
-    return IncidentsPage(tuple(found))
+        if actions is not None:
+            actions.close()
+    return IncidentsPage(tuple(found), attention=attention)
+
+
+def action_attention(actions: ActionStore, now: datetime | None = None) -> tuple[str, ...]:
+    """One line per action whose outcome is unknown, then per revert that is overdue or could
+    not run (with its reason): said loudly until `llmdeck runbook verify` / the revert settles it."""
+    lines = [f"OUTCOME UNKNOWN: {r.action} on {r.target} ({r.action_id}, {r.created_at:%H:%M}Z):"
+             f" it may or may not have taken; run `llmdeck runbook verify {r.action_id}`"
+             for r in actions.unknown()]
+    for revert in actions.pending_reverts():
+        if revert.reason:
+            lines.append(f"REVERT NOT DONE: {revert.action} on {revert.target} (due"
+                         f" {revert.due_at:%H:%M}Z): {revert.reason}")
+        elif now is not None and revert.due_at <= now:
+            lines.append(f"revert due: {revert.action} on {revert.target} (due"
+                         f" {revert.due_at:%H:%M}Z): the console runs it within 15 s")
+    return tuple(lines)
 
 
 def read_incident(store: IncidentStore, view: IncidentView) -> IncidentPage:

@@ -270,6 +270,18 @@ class RunbookBridge:
         outcomes = self._call(desk.run_due_reverts, self.apply_timeout)
         return [result_of(o) for o in outcomes]
 
+    def attention(self) -> tuple[str, ...]:
+        """Outcomes unknown and reverts that could not run, one line each (see
+        `console.incident_views.action_attention`)."""
+        from console.incident_views import action_attention
+        from console.timeutil import utc_now
+
+        store = self.desk().store
+        try:
+            return action_attention(store, utc_now())
+        finally:
+            store.close()  # this (worker) thread's connection only
+
     def close(self) -> None:
         """Close the desk's clients and stop its loop (the app's unmount)."""
         loop, thread = self._loop, self._thread

@@ -21,7 +21,7 @@ from console.action_preview import ActionAsk, ActionConfirmed, ActionResult, Par
 from console.action_types import ActionError
 from console.incident_views import IncidentChange, apply_change
 from console.runbook_actions import RunbookBridge, alert_scope, incident_scope, ranked
-from console.safe_text import cell
+from console.safe_text import cell, sanitize
 from panels.action_dialog import ActionDialog
 from panels.messages import (
     ActionPlanned,
@@ -53,6 +53,8 @@ class IncidentFlow(App[None]):
 
     backend: IncidentBackend
     runbooks: RunbookBridge
+    _attention: tuple[str, ...] = ()
+    """The attention lines last said (a toast only when they change)."""
 
     def action_refresh_now(self) -> None:
         """Fetch the current view now (the app's poller)."""
@@ -183,9 +185,18 @@ class IncidentFlow(App[None]):
             results = self.runbooks.run_due_reverts()
             for result in results:
                 self.call_from_thread(self._action_applied, result)
+            self.call_from_thread(self._attention_seen, self.runbooks.attention())
 
         self.run_worker(revert, thread=True, exclusive=True, exit_on_error=False, group="action-revert",
                         name="action-revert", description="run due reverts")
+
+    def _attention_seen(self, lines: tuple[str, ...]) -> None:
+        """Say loudly, once per change, what needs a look: unknown outcomes, failed reverts."""
+        if lines and lines != self._attention:
+            self.notify(sanitize("\n".join(lines), max_chars=1200),
+                        title="actions need attention (:incidents)",
+                        severity="error", markup=False, timeout=30)
+        self._attention = lines
 
     # ---- errors, palette ----------------------------------------------------------------
 

@@ -25,7 +25,7 @@ from panels.base import DeckScreen
 from panels.messages import IncidentChangeRequested, Navigate, RunbookRequested
 from panels.prompt_dialog import PromptDialog
 from panels.tables import DeckTable, selected_key, sync_rows
-from panels.text import safe_cell, template
+from panels.text import safe, safe_cell, template
 
 _STATE = {
     "open": ("✖ open", "bold reverse"),
@@ -128,6 +128,7 @@ class IncidentsScreen(IncidentKeys):
     def compose(self) -> ComposeResult:
         yield from self.compose_status()
         yield Static("", id="incidents-summary", classes="note")
+        yield Static("", id="incidents-attention", classes="warning-line")
         table: DataTable[Text | str] = DeckTable(id="incidents-table", cursor_type="row",
                                                  fixed_columns=1)
         table.add_columns("id", "sev", "state", "age", "title", "causes", "owner")
@@ -146,6 +147,9 @@ class IncidentsScreen(IncidentKeys):
         rows = [(i.id, self._cells(i, now)) for i in page.incidents]
         with self.app.batch_update():
             self.query_one("#incidents-summary", Static).update(self._summary(page))
+            attention = self.query_one("#incidents-attention", Static)
+            attention.update(safe("\n".join(f"✖ {line}" for line in page.attention), 4000))
+            attention.display = bool(page.attention)
             sync_rows(self.query_one("#incidents-table", DataTable), rows, self.filter_text,
                       empty="no incidents: `o` opens one by hand")
 

@@ -287,3 +287,30 @@ def test_action_dialog_snapshot(snap_compare: Any, make_app: Any, demo_data: Dem
 
     assert snap_compare(make_app(backend=PortableBackend(demo_data)), terminal_size=(80, 24),
                         run_before=run_before)
+
+
+async def test_an_unknown_outcome_is_said_loudly_and_again_after_a_restart(
+        demo_data: DemoData, make_app: Any, gateway: LiteLLMAdminServer) -> None:
+    """The gateway applies the change and drops the connection: the desk cannot know whether it
+    took. `:incidents` says OUTCOME UNKNOWN with the verify command, a toast says it, and a
+    console started afterwards (the same state file) says it again."""
+    store = IncidentStore()
+    app = app_on(make_app, demo_data, gateway)
+    async with app.run_test(size=(100, 30)) as pilot:
+        dialog = await dialog_for_the_outage(pilot, store)
+        gateway.drop_next()
+        await pilot.press("y", "enter")
+        await until(pilot, lambda: any("unknown" in str(n.message) for n in app._notifications),
+                    "the unknown outcome said")
+        await until(pilot, lambda: "OUTCOME UNKNOWN: switch-provider on anthropic" in screen_text(app),
+                    "the attention line on :incidents")
+        assert "llmdeck runbook verify" in screen_text(app)
+        assert dialog.preview is not None
+    again = app_on(make_app, demo_data, gateway)
+    async with again.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        await until(pilot, lambda: any("OUTCOME UNKNOWN" in str(n.message)
+                                       for n in again._notifications), "the toast after a restart")
+        await pilot.press("8")
+        await settle(pilot)
+        assert "OUTCOME UNKNOWN: switch-provider on anthropic" in screen_text(again)
