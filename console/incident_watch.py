@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from console import source_readers
+from console.alerts import loud
 from console.backend import Backend, alerts_from
 from console.cache.cost_queries import cost_snapshot
 from console.cache.trace_queries import breakdown
@@ -51,7 +52,8 @@ class IncidentWatch:
                 wall_at: datetime) -> FeedResult | None:
         """Read what fires at `data_at` (or take it from an overview `snapshot`) and write the
         difference at `wall_at`; None when the state file could not be written (see `problem`)."""
-        outside = source_readers.firing_alerts(backend.hub)
+        every, _, alert_sources = source_readers.alert_readings(backend.hub)
+        outside = loud(every)
         figures: dict[str, Mapping[str, Any]] = {}
         if isinstance(snapshot, OverviewSnapshot):
             alerts: tuple[Alert, ...] = snapshot.alerts
@@ -62,8 +64,12 @@ class IncidentWatch:
             alerts, budgets = alerts_from(slos, cost, outside), cost.budgets
         figures.update({f"slo:{s.name}": slo_figures(s) for s in slos if int(s.level) >= 2})
         figures.update({f"budget:{b.name}": budget_figures(b) for b in budgets if int(b.level) >= 2})
+        # what cannot be known this round is not "resolved": an SLO whose source is down (the
+        # overview's alerts leave it out) and every alert of an alert source that did not answer
+        unknown = [f"slo:{s.name}" for s in slos if s.freshness == "down"]
+        unknown += [f"alert:{status.name}/" for status in alert_sources if status.state == "down"]
         try:
-            result = self.feed.observe(alerts, outside, wall_at, figures=figures)
+            result = self.feed.observe(alerts, outside, wall_at, figures=figures, unknown=unknown)
         except (StateError, IncidentError) as exc:
             self.problem = cell(exc, 300)
             return None
