@@ -18,7 +18,7 @@ from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
 from console.action_preview import ActionAsk, ActionConfirmed, ActionResult, ParamsError, parse_params
-from console.action_types import ActionError
+from console.action_types import ActionError, Origin
 from console.incident_views import IncidentChange, apply_change
 from console.runbook_actions import RunbookBridge, alert_scope, incident_scope, ranked
 from console.safe_text import cell, sanitize
@@ -34,6 +34,8 @@ from panels.runbook_picker import RunbookPicker
 if TYPE_CHECKING:
     from console.config import Config
     from console.incidents import Incident, IncidentStore
+    from console.runbook_actions import Params
+    from console.runbook_files import ActionSpec
 
 
 class IncidentBackend(Protocol):
@@ -104,24 +106,25 @@ class IncidentFlow(App[None]):
     def on_runbook_requested(self, message: RunbookRequested) -> None:
         self.pick_runbook(message.incident)
 
-    def pick_runbook(self, incident: Incident | None) -> None:
+    def pick_runbook(self, incident: Incident | None, origin: Origin = "key") -> None:
         """List the desk's actions on a worker (it may read runbook files), then the picker."""
         incident_id = incident.id if incident is not None else None
 
         def load() -> None:
             scope = self.runbook_scope(incident) if incident is not None else {}
             choices = ranked(self.runbooks.actions(), scope)
-            self.call_from_thread(self._show_picker, choices, incident_id)
+            self.call_from_thread(self._show_picker, choices, incident_id, origin)
 
         self.run_worker(load, thread=True, exclusive=True, exit_on_error=False, group="runbook-list",
                         name="runbook-list", description="list runbook actions")
 
-    def _show_picker(self, choices: list[object], incident_id: str | None) -> None:
+    def _show_picker(self, choices: list[tuple[ActionSpec, Params]], incident_id: str | None,
+                     origin: Origin) -> None:
         if not choices:
             self.notify("no runbook actions are defined (see `llmdeck runbook list`)",
                         severity="warning", markup=False)
             return
-        self.push_screen(RunbookPicker(choices, incident_id), self._picked)  # type: ignore[arg-type]
+        self.push_screen(RunbookPicker(choices, incident_id, origin=origin), self._picked)
 
     def _picked(self, ask: ActionAsk | None) -> None:
         if ask is not None:
@@ -236,4 +239,4 @@ class IncidentFlow(App[None]):
     def _palette_runbook(self, screen: Screen[object]) -> None:
         current: Callable[[], Incident | None] | None = getattr(screen, "current_incident", None)
         incident = current() if current is not None else None
-        self.pick_runbook(incident)
+        self.pick_runbook(incident, "palette")

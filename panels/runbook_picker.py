@@ -20,6 +20,7 @@ from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
 from console.action_preview import ActionAsk, params_text
+from console.action_types import Origin
 from console.runbook_files import ActionSpec, format_duration
 from panels.text import template
 
@@ -43,8 +44,11 @@ class RunbookPicker(ModalScreen[ActionAsk | None]):
     """
 
     def __init__(self, choices: list[tuple[ActionSpec, tuple[tuple[str, str], ...]]],
-                 incident_id: str | None, heading: Content | None = None) -> None:
+                 incident_id: str | None, heading: Content | None = None,
+                 origin: Origin = "key") -> None:
         super().__init__()
+        self.origin: Origin = origin
+        """What opened the picker (a key, the palette): the audit journal records it."""
         self.choices = choices
         """(action, its prefilled params), best fit first."""
         self.incident_id = incident_id
@@ -87,7 +91,7 @@ class RunbookPicker(ModalScreen[ActionAsk | None]):
     def _picked(self, event: OptionList.OptionSelected) -> None:
         for choice, params in self.choices:
             if choice.name == event.option.id:
-                self.dismiss(ActionAsk(choice.name, params, "key", self.incident_id))
+                self.dismiss(ActionAsk(choice.name, params, self.origin, self.incident_id))
                 return
 
     def action_cancel(self) -> None:
