@@ -11,6 +11,7 @@ the simulator would generate next has no anthropic 429/529 in it.
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,6 +22,7 @@ import pytest
 from console.demo import generate
 from console.demo.config import demo_config
 from console.demo.endpoints import DemoEndpoints
+from console.demo.gateway_world import ENV_MASTER_KEY
 from console.demo.incident import to_ns
 from console.incidents import IncidentStore
 from console.runbook_actions import RunbookBridge
@@ -96,6 +98,7 @@ async def test_the_readme_sequence_mitigates_the_demo_outage(
                     "the plan")
         text = screen_text(app)
         assert "environment demo" in text and "type anthropic to confirm" in text
+        assert os.environ[ENV_MASTER_KEY] not in text  # the demo's master key is never shown
         await pilot.press(*"anthropic")  # the target's name, typed
         await pilot.press("enter")
         keys += 1

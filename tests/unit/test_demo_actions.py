@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import statistics
 from collections import Counter
 from collections.abc import Iterator
@@ -29,9 +30,11 @@ from console.demo import generate
 from console.demo.clock import SimClock
 from console.demo.config import DEMO_GATEWAY, demo_config
 from console.demo.endpoints import DemoEndpoints
+from console.demo.gateway_world import ENV_MASTER_KEY
 from console.demo.incident import to_ns
 from console.demo.simulator import Simulator
 from console.demo.traffic import Incident
+from console.paths import state_dir
 from console.runbooks import ActionDesk
 from console.status_report import gather
 from console.writers import ReceiverHost
@@ -143,6 +146,10 @@ def test_switch_provider_stops_the_anthropic_errors_and_undo_brings_them_back(
             await desk.aclose()
 
     asyncio.run(undo())
+    key = os.environ[ENV_MASTER_KEY]
+    stored = [p for p in state_dir().rglob("*") if p.is_file()]
+    assert any(p.name == "audit.jsonl" for p in stored)
+    assert not [p for p in stored if key.encode() in p.read_bytes()]  # not in the journal, not in SQLite
     assert endpoints.world.levers.current().idle
     assert spans(endpoints, clock.now) == spans(endpoints, clock.now, levers=False)
     assert anthropic_error_share(spans(endpoints, clock.now)) > 0.15  # still failing: errors are back
