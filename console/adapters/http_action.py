@@ -171,7 +171,9 @@ class HttpRequestAdapter:
         if request.method not in METHODS or not request.path.startswith("/"):
             raise SendError(f"{self.system}: refusing {request.method} {request.path!r}:"
                             " not an HTTP action request")
-        headers = {"Idempotency-Key": idempotency_key, self.options.changed_by_header: changed_by}
+        ascii_name = changed_by.encode("ascii", "backslashreplace").decode()  # a header value is ASCII
+        operator = "".join(c for c in ascii_name if c.isprintable())
+        headers = {"Idempotency-Key": idempotency_key, self.options.changed_by_header: operator}
         try:
             response = await self._http.send(request.method, request.path, json=request.body,
                                               headers=headers)

@@ -216,6 +216,14 @@ def test_a_refused_connection_is_a_sure_send_error() -> None:
     assert caught.value.unsure is False and "cannot connect" in str(caught.value)
 
 
+def test_a_non_ascii_operator_name_still_sends(server: HttpActionServer) -> None:
+    a = adapter(server, {"path": "/api/flags", "body": {"on": True}})
+    (request,) = a.requests({}, {}, {})
+    run(a, lambda: a.send(request, idempotency_key="k", changed_by="jürgen\r\nX-Evil: 1"))
+    (sent,) = server.mutating()
+    assert sent.headers["x-changed-by"] == "j\\xfcrgenX-Evil: 1" and "x-evil" not in sent.headers
+
+
 def test_send_refuses_anything_but_a_mutating_action_request(server: HttpActionServer) -> None:
     for forged in (PlannedRequest(method="GET", text="", path=DOC),
                    PlannedRequest(method="POST", text="", path="http://elsewhere/x"),
