@@ -164,3 +164,69 @@ async def test_o_and_the_incident_command_open_incidents_by_hand(
         by_hand = [i for i in store.list() if not i.auto]
         assert {i.title for i in by_hand} == {"checkout latency", "gpu pool down"}
         assert all(i.state == "open" and not i.causes for i in by_hand)
+
+
+# ---- snapshots at 80x24 over fixed incidents (the feed off: its toast would race them) ------
+
+
+def fixed_incidents() -> str:
+    """Three incidents with pinned times: the outage (auto, three causes, an action on its
+    timeline), a hostile title opened by hand, and a resolved one. Returns the outage's id."""
+    store = IncidentStore()
+    old, _ = store.open("checkout 5xx after deploy", severity="sev3", owner="bob",
+                        at=WALL - timedelta(hours=3))
+    store.resolve(old.id)
+    store.open(HOSTILE_TITLE, severity="sev4", owner="carol", at=WALL - timedelta(minutes=40))
+    outage, _ = store.open("SLO anthropic availability pages: page: 1h burn 69.8 and 5m burn 154.5",
+                           severity="sev2", cause="slo:anthropic availability", owner="llmdeck",
+                           author="llmdeck", auto=True, at=WALL - timedelta(minutes=12))
+    for minutes, cause in ((11, "slo:anthropic rate limits"), (9, "alert:am/AnthropicErrorBudgetBurn")):
+        store.join(outage.id, cause, f"{cause} joined", author="llmdeck",
+                   at=WALL - timedelta(minutes=minutes))
+        store.add_entry(outage.id, "alert_firing", f"{cause} firing: page", author="llmdeck",
+                        at=WALL - timedelta(minutes=minutes))
+    store.add_entry(outage.id, "note", "anthropic status page: elevated errors [@click=app.quit]",
+                    author="alice", at=WALL - timedelta(minutes=6))
+    store.add_entry(outage.id, "action_intent", "Move traffic off a provider: sending 2 requests",
+                    author="alice", at=WALL - timedelta(minutes=4))
+    store.add_entry(outage.id, "action_outcome", "Move traffic off a provider: applied: read back on"
+                    " demo-litellm", author="alice", at=WALL - timedelta(minutes=4))
+    store.close()
+    return outage.id
+
+
+def test_incidents_list_snapshot(snap_compare: Any, make_app: Any, demo_data: DemoData) -> None:
+    """`8` at 80x24: the summary `✖ 2 open · 2 unresolved · 3 listed · Enter opens one`; the
+    table: INC-3 (sev2, `✖ open` in reverse video, 12m, the SLO title cut with …), INC-2 (sev4,
+    open, 40m, the hostile title as plain text `[@click=app.quit]boom[/] \\x1b]0;pwned\\x07 …`),
+    INC-1 dimmed `✔ resolved` 3h00m; the causes and owner columns are off to the right (→); the
+    cursor on INC-3; footer `a Ack n Note m Mitigated R Resolve x Runbook o Open new`."""
+    fixed_incidents()
+
+    async def run_before(pilot: Any) -> None:
+        await settle(pilot)
+        await pilot.press("8")
+        await settle(pilot)
+
+    assert snap_compare(make_app(backend=PortableBackend(demo_data), incident_feed=False),
+                        terminal_size=(80, 24), run_before=run_before)
+
+
+def test_incident_detail_snapshot(snap_compare: Any, make_app: Any, demo_data: DemoData) -> None:
+    """Enter on INC-3 at 80x24: `INC-3 · sev2 · open (reverse) · owner llmdeck · opened 12:08:01Z
+    (12m ago)`, the bold title, `causes: slo:anthropic availability, slo:anthropic rate limits,
+    alert:am/AnthropicErrorBudgetBurn` (wrapped), `Timeline, newest first` with the action's
+    outcome and intent at the top (12:16:01Z, alice), the note with `[@click=app.quit]` as text,
+    the firing and joined entries, `opened` last; under the table the entry under the cursor
+    whole (`action outcome by alice: Move traffic off a provider: applied: …`)."""
+    fixed_incidents()
+
+    async def run_before(pilot: Any) -> None:
+        await settle(pilot)
+        await pilot.press("8")
+        await settle(pilot)
+        await pilot.press("enter")
+        await settle(pilot)
+
+    assert snap_compare(make_app(backend=PortableBackend(demo_data), incident_feed=False),
+                        terminal_size=(80, 24), run_before=run_before)
