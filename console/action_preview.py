@@ -53,6 +53,9 @@ class ActionAsk:
     params: tuple[tuple[str, str], ...]
     origin: Origin = "key"
     incident_id: str | None = None
+    undo_of: str = ""
+    """An action id: plan putting back the state captured before it (`ActionDesk.undo`);
+    `action` is then that action's name, for the title, and `params` are not used."""
 
 
 @dataclass(frozen=True)

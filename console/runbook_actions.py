@@ -203,8 +203,11 @@ class RunbookBridge:
         try:
             desk = self.desk()
             params: dict[str, Any] = dict(ask.params)
-            plan = self._call(lambda: desk.plan(ask.action, params, origin=ask.origin,
-                                                incident_id=ask.incident_id), self.plan_timeout)
+            if ask.undo_of:
+                plan = self._call(lambda: desk.undo(ask.undo_of, origin=ask.origin), self.plan_timeout)
+            else:
+                plan = self._call(lambda: desk.plan(ask.action, params, origin=ask.origin,
+                                                    incident_id=ask.incident_id), self.plan_timeout)
             mode = self.mode()
         except (ActionError, TimeoutError, OSError) as exc:
             return ActionPreview(ask, problem=f"{ask.action}: cannot plan: {cell(exc, 600)}")

@@ -117,7 +117,11 @@ class ActionDialog(ModalScreen[ActionConfirmed | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="action-box"):
-            yield Static(template("Run [b]$action[/b]", action=self.ask.action), id="action-title")
+            if self.ask.undo_of:
+                yield Static(template("Undo [b]$action[/b] ($id): put back the state before it",
+                                      action=self.ask.action, id=self.ask.undo_of), id="action-title")
+            else:
+                yield Static(template("Run [b]$action[/b]", action=self.ask.action), id="action-title")
             yield Static(Content("mode: planning…"), id="action-mode")
             yield Static("", id="action-target")
             with Horizontal(id="action-params-line"):
@@ -135,6 +139,7 @@ class ActionDialog(ModalScreen[ActionConfirmed | None]):
                 yield Button("Cancel", id="action-cancel", compact=True)
 
     def on_mount(self) -> None:
+        self.query_one("#action-params-line").display = not self.ask.undo_of  # nothing to edit
         self._render_state()
         self._focus_after_plan()
 

@@ -28,6 +28,7 @@ from panels.messages import (
     ActionPlanRequested,
     IncidentChangeRequested,
     RunbookRequested,
+    UndoRequested,
 )
 from panels.runbook_picker import RunbookPicker
 
@@ -148,6 +149,10 @@ class IncidentFlow(App[None]):
         dialog = ActionDialog(ask)
         self.push_screen(dialog, partial(self._action_confirmed, dialog))
         self._plan_action(dialog, ask)
+
+    def on_undo_requested(self, message: UndoRequested) -> None:
+        self.open_action_dialog(ActionAsk(message.action or "action", (), "undo", message.incident_id,
+                                          undo_of=message.action_id))
 
     def on_action_plan_requested(self, message: ActionPlanRequested) -> None:
         if isinstance(message.dialog, ActionDialog):

@@ -22,7 +22,7 @@ from console.incident_views import IncidentChange, IncidentPage, IncidentsPage, 
 from console.incidents import Incident, TimelineEntry
 from console.views import Fetched, View
 from panels.base import DeckScreen
-from panels.messages import IncidentChangeRequested, Navigate, RunbookRequested
+from panels.messages import IncidentChangeRequested, Navigate, RunbookRequested, UndoRequested
 from panels.prompt_dialog import PromptDialog
 from panels.tables import DeckTable, selected_key, sync_rows
 from panels.text import safe, safe_cell, template
@@ -34,6 +34,9 @@ _STATE = {
     "resolved": ("✔ resolved", "dim"),
 }
 
+
+UNDOABLE = ("applied", "unverified")
+"""Outcomes whose captured before-state `u` can put back."""
 
 _CHANGES: dict[str, IncidentChange] = {
     "acknowledge": "acknowledge", "mitigate": "mitigate", "resolve": "resolve"}
@@ -196,6 +199,9 @@ class IncidentsScreen(IncidentKeys):
 class IncidentScreen(IncidentKeys):
     """One incident: who owns it, since when, its causes, and the timeline as it was written."""
 
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("u", "undo", "Undo action", id="incident.undo"),
+    ]
     DEFAULT_CSS = """
     IncidentScreen #timeline-table { height: 1fr; max-height: 100%; }
     IncidentScreen #incident-title { height: auto; padding: 0 1; }
@@ -254,6 +260,18 @@ class IncidentScreen(IncidentKeys):
             table = self.query_one("#timeline-table", DataTable)
             sync_rows(table, rows, self.filter_text, empty="nothing on the timeline yet")
             self._show_entry(selected_key(table))
+
+    def action_undo(self) -> None:
+        """u: undo the applied action under the cursor (plan, then confirm, as any action)."""
+        entry = self._entries.get(selected_key(self.query_one("#timeline-table", DataTable)) or "")
+        data = entry.data if entry is not None else {}
+        action_id = data.get("action_id")
+        if entry is None or entry.kind != "action_outcome" or not isinstance(action_id, str) \
+                or data.get("status") not in UNDOABLE:
+            self.notify("move to an applied action's outcome on the timeline to undo it",
+                        severity="warning")
+            return
+        self.post_message(UndoRequested(action_id, str(data.get("action", "")), entry.incident_id))
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         """The entry under the cursor, whole, below the table (its column is cut at 80)."""

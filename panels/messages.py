@@ -99,6 +99,16 @@ class RunbookRequested(Message):
         self.incident = incident
 
 
+class UndoRequested(Message):
+    """`u` on an applied action's timeline entry: plan putting back the state before it."""
+
+    def __init__(self, action_id: str, action: str, incident_id: str) -> None:
+        super().__init__()
+        self.action_id = action_id
+        self.action = action
+        self.incident_id = incident_id
+
+
 class ActionPlanRequested(Message):
     """The action dialog's parameters changed: plan `ask` again for `dialog`."""
 

@@ -133,6 +133,7 @@ async def test_enter_never_applies_until_y_then_one_request_and_the_timeline(
         await until(pilot, lambda: isinstance(app.screen, IncidentsScreen), "the dialog to close")
         await until(pilot, lambda: any("switch-provider" in str(n.message) and "applied" in
                                        str(n.message) for n in app._notifications), "the outcome")
+        assert gateway.admin.fallbacks("claude-sonnet-4-5") == ["gpt-4o-mini"]
         sent = gateway.mutating()[before:]  # one request per anthropic model group, each once
         assert len(sent) == len(preview.requests) == 2
         assert all(r.method == "POST" and "fallback" in r.path for r in sent)
@@ -148,6 +149,26 @@ async def test_enter_never_applies_until_y_then_one_request_and_the_timeline(
                     and "action outcome" in screen_text(app), "the action on the timeline")
         outcome = next(e for e in store.timeline(incident.id) if e.kind == "action_outcome")
         assert "applied" in outcome.text
+
+        # u on that outcome: the undo is planned from the captured before-state, confirmed like
+        # any action, and puts the fallbacks back (one request per group again)
+        await pilot.press("slash", *"action outcome", "enter")
+        await pilot.pause()
+        await pilot.press("u")
+        await until(pilot, lambda: isinstance(app.screen, ActionDialog)
+                    and app.screen.preview is not None, "the undo's plan")
+        undo: ActionDialog = app.screen
+        assert undo.preview is not None and undo.preview.ready, undo.preview
+        assert undo.ask.undo_of and "Undo switch-provider" in screen_text(app)
+        applied = len(gateway.mutating())
+        await pilot.press("enter")  # empty: never
+        await pilot.pause(0.3)
+        assert len(gateway.mutating()) == applied and isinstance(app.screen, ActionDialog)
+        await pilot.press(*undo.preview.confirm_word, "enter")
+        await until(pilot, lambda: isinstance(app.screen, IncidentScreen), "the undo dialog to close")
+        await until(pilot, lambda: len(gateway.mutating()) == applied + 2, "the undo's requests")
+        assert gateway.admin.fallbacks("claude-sonnet-4-5") == []
+        assert gateway.admin.fallbacks("claude-haiku-4-5") == []
 
 
 async def test_escape_sends_nothing_and_is_audited_as_cancelled(demo_data: DemoData, make_app: Any,
