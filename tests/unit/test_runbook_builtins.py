@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
 
-from console.action_types import Confirmation
+from console.action_types import ActionError, Confirmation
 from console.config import Config
 from console.config_actions import ActionsSettings, LiteLLMGateway
-from console.runbook_files import builtin_dir, load_catalog
+from console.runbook_files import builtin_dir, load_catalog, load_file
 from console.runbooks import ActionDesk
 from tests.faults.litellm_admin_server import MASTER_KEY, LiteLLMAdminServer
 
@@ -130,3 +131,43 @@ async def test_the_feature_flag_example_runs_through_the_http_adapter() -> None:
             assert sent.method == "PUT" and sent.headers["idempotency-key"] == plan.idempotency_key
         finally:
             await desk.aclose()
+
+
+async def test_a_secret_param_never_reaches_the_state_files(server: LiteLLMAdminServer, desk: ActionDesk,
+                                                            tmp_path: Path) -> None:
+    import os
+
+    (tmp_path / "raw.toml").write_text(RAW_KEY_RUNBOOK)
+    problems: list[str] = []
+    book = load_file(tmp_path / "raw.toml", False, problems)
+    assert book is not None, problems
+    raw = ActionDesk(desk.config, environ={}, catalog={a.name: a for a in book.actions})
+    try:
+        plan = await raw.plan("throttle-raw-key", {"key": RAW_KEY, "tpm_limit": 7}, origin="cli")
+        assert plan.params["key"] == "***" and RAW_KEY not in plan.target
+        assert all(RAW_KEY not in r.text for r in plan.requests)
+        done = await raw.apply(plan, Confirmation(plan.target))
+        assert done.status == "applied" and server.admin.key(RAW_KEY)["tpm_limit"] == 7
+        with pytest.raises(ActionError, match="a secret llmdeck never stores"):
+            await raw.undo(done.action_id)
+    finally:
+        await raw.aclose()
+    state = Path(os.environ["XDG_STATE_HOME"]) / "llmdeck"
+    files = [f for f in state.iterdir() if f.is_file()]
+    assert files and not [f.name for f in files if RAW_KEY.encode() in f.read_bytes()]
+
+
+RAW_KEY_RUNBOOK = """\
+[runbook]
+name = "raw"
+
+[[action]]
+name = "throttle-raw-key"
+adapter = "litellm.key_limits"
+[action.params.key]
+type = "str"
+secret = true
+required = true
+[action.params.tpm_limit]
+type = "int"
+"""
