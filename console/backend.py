@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import MappingProxyType
@@ -37,7 +37,13 @@ from console.cache.slo_queries import change_markers, series, slo_detail, slo_st
 from console.cache.store import Cache
 from console.cache.trace_queries import breakdown, trace_tree, worst_requests
 from console.config import Config, ScopeFilter
-from console.incident_views import IncidentsView, IncidentView, read_incident, read_incidents
+from console.incident_views import (
+    IncidentsView,
+    IncidentView,
+    action_markers,
+    read_incident,
+    read_incidents,
+)
 from console.incidents import IncidentStore
 from console.pricing import PriceTable
 from console.slo import AlertLevel
@@ -45,6 +51,7 @@ from console.snapshots import (
     Alert,
     Breakdown,
     BudgetLevel,
+    ChangeMarker,
     CostSnapshot,
     OverviewSnapshot,
     SloStatus,
@@ -284,7 +291,8 @@ class Backend:
         cost = cost_snapshot(cur, self.config.budgets, at, self.memo)
         everything = ScopeFilter()
         error_rate, latency = series(cur, everything, at, chart_span, 72)
-        markers = change_markers(cur, everything, at - chart_span, at)
+        markers = change_markers(cur, everything, at - chart_span, at) + self.action_markers(
+            at - chart_span, at)
         return OverviewSnapshot(
             at=at,
             slos=slos,
@@ -309,7 +317,16 @@ class Backend:
             else:
                 detail = source_readers.promql_detail(self.hub, slos[i], at, statuses[i],
                                                       view.chart_span, self.promql_charts)
+        if detail is not None:
+            added = self.action_markers(at - view.chart_span, at)
+            if added:
+                detail = replace(detail, markers=tuple(sorted((*detail.markers, *added),
+                                                              key=lambda m: m.ts)))
         return SloPage(statuses, detail)
+
+    def action_markers(self, start: datetime, end: datetime) -> tuple[ChangeMarker, ...]:
+        """The runbook actions sent in [start, end) of the data clock, for the charts."""
+        return action_markers(self.action_store(), start, end, self.clock() - utc_now())
 
 
 Reader = Callable[[Backend, Any, datetime], Snapshot]

@@ -9,12 +9,13 @@ says it), never an exception on the UI thread. No Textual here.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 
 from console.action_store import ActionStore
 from console.incidents import Incident, IncidentError, IncidentStore, Severity, TimelineEntry
 from console.safe_text import cell
+from console.snapshots import ChangeMarker
 from console.state_db import StateError
 
 INCIDENT_LIMIT = 200
@@ -71,6 +72,26 @@ def read_incidents(store: IncidentStore, view: IncidentsView, actions: ActionSto
         if actions is not None:
             actions.close()
     return IncidentsPage(tuple(found), attention=attention)
+
+
+SENT_STATUSES = frozenset({"applied", "unverified", "unknown", "sent", "failed"})
+"""Actions that sent something (a failed one may have been refused after sending)."""
+
+
+def action_markers(actions: ActionStore, start: datetime, end: datetime,
+                   shift: timedelta = timedelta(0)) -> tuple[ChangeMarker, ...]:
+    """Runbook actions that sent something in [start, end) of the charts' data time, as chart
+    markers (`throttle-team acme-corp`). Actions are stamped with the wall clock: `shift` is
+    the data clock minus the wall clock (the demo's simulated time runs ahead of it)."""
+    try:
+        recent = actions.recent(limit=50)
+    except StateError:  # the charts do without markers; :incidents says what is wrong
+        return ()
+    finally:
+        actions.close()
+    markers = [ChangeMarker(r.created_at + shift, "action", f"{r.action} {r.target}")
+               for r in recent if r.status in SENT_STATUSES and start <= r.created_at + shift < end]
+    return tuple(sorted(markers, key=lambda m: m.ts))
 
 
 def action_attention(actions: ActionStore, now: datetime | None = None) -> tuple[str, ...]:

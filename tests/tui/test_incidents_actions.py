@@ -11,8 +11,10 @@ request and the outcome lands on the incident's timeline.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -25,6 +27,7 @@ from console.config import Config
 from console.config_actions import ActionsSettings, LiteLLMGateway
 from console.incidents import Incident, IncidentStore
 from console.runbook_actions import RunbookBridge
+from console.views import SloView
 from panels.action_dialog import ActionDialog
 from panels.incidents_screen import IncidentScreen, IncidentsScreen
 from panels.runbook_picker import RunbookPicker
@@ -140,6 +143,13 @@ async def test_enter_never_applies_until_y_then_one_request_and_the_timeline(
         assert all(r.headers.get("idempotency-key") and r.headers.get("litellm-changed-by")
                    for r in sent)
         assert {r.json()["model"] for r in sent} == {"claude-sonnet-4-5", "claude-haiku-4-5"}
+        # the action is a marker on the SLO charts (overview and :slo), at the data clock's now
+        overview = await asyncio.to_thread(app.backend.overview, demo_data.at, timedelta(hours=6))
+        marks = [m for m in overview.markers if m.kind == "action"]
+        assert [m.label for m in marks] == ["switch-provider anthropic"]
+        assert demo_data.at - timedelta(minutes=1) <= marks[0].ts <= demo_data.at
+        slo_page = await asyncio.to_thread(app.backend.slo_page, demo_data.at, SloView())
+        assert slo_page.detail is not None and any(m.kind == "action" for m in slo_page.detail.markers)
         incident = the_outage(store)
         assert incident is not None
         kinds = [e.kind for e in store.timeline(incident.id)]
