@@ -48,7 +48,6 @@ class IncidentBackend(Protocol):
 
 
 INCIDENT_USAGE = "usage: :incident open TITLE  (or `o` on :incidents)"
-RUNBOOK_USAGE = "usage: :runbook NAME name=value …  (or `x` on an incident)"
 
 
 class IncidentFlow(App[None]):
@@ -132,10 +131,13 @@ class IncidentFlow(App[None]):
             self.open_action_dialog(ask)
 
     def run_runbook_command(self, arg: str | None) -> None:
-        """`:runbook NAME k=v …`: plan it and show the dialog (the same desk and dialog as `x`)."""
+        """`:runbook NAME k=v …`: plan it and show the dialog (the same desk and dialog as `x`);
+        `:runbook` alone: the picker."""
         name, _, rest = (arg or "").strip().partition(" ")
-        if not name:
-            self.notify(RUNBOOK_USAGE, severity="warning", markup=False)
+        if not name:  # the picker, for the incident on screen if there is one
+            current: Callable[[], Incident | None] | None = getattr(self.screen, "current_incident",
+                                                                     None)
+            self.pick_runbook(current() if current is not None else None, "command")
             return
         try:
             params = parse_params(rest)

@@ -236,6 +236,11 @@ async def test_runbook_command_with_a_bad_param_says_where_and_plans_nothing(
         assert dialog.focused is dialog.query_one("#action-params", Input)
         await pilot.press("escape")
         await pilot.pause(0.5)
+        await pilot.press("colon", *"runbook", "enter")  # alone: the picker, origin "command"
+        await until(pilot, lambda: isinstance(app.screen, RunbookPicker), "the picker")
+        assert app.screen.origin == "command" and app.screen.incident_id is None
+        await pilot.press("escape")
+        await pilot.pause(0.3)
         assert gateway.mutating() == []
 
 
