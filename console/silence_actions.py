@@ -18,6 +18,7 @@ from console.silence_preview import NO_ALERTMANAGER, Confirmation, SilenceAsk, S
 
 if TYPE_CHECKING:
     from connectors.alertmanager import AlertmanagerClient
+    from console.config import Config
     from console.silences import SilencePlan
     from console.source_hub import SourceHub
 
@@ -38,10 +39,12 @@ class SilenceDesk:
     """Builds asks, plans them and applies confirmed plans, on the source hub's loop."""
 
     def __init__(self, hub: SourceHub | None, *, read_only: bool = False, plan_timeout: float = 20.0,
-                 apply_timeout: float = 60.0) -> None:
+                 apply_timeout: float = 60.0, config: Config | None = None) -> None:
         self.hub = hub
         self.read_only = read_only
         """The console's own read-only flag; `LLMDECK_READONLY=1` counts too (read at each call)."""
+        self.config = config
+        """[actions] for the desk (prod, roles); None: defaults (not prod, role viewer)."""
         self.plan_timeout = plan_timeout
         self.apply_timeout = apply_timeout
         self._plans: dict[int, tuple[SilencePlan, AlertmanagerClient]] = {}
@@ -117,7 +120,7 @@ class SilenceDesk:
         try:
             outcome = self._call(lambda: silences.apply(
                 plan, client, confirm=lambda p: typed == p.source, dry_run=False,
-                read_only=self.read_only), self.apply_timeout)
+                read_only=self.read_only, config=self.config, origin="key"), self.apply_timeout)
         except TimeoutError as exc:
             return SilenceResult(ask.source, ask.action, "failed", f"{exc}; it may or may not have been"
                                  " applied: check :alerts", False, sent=True)

@@ -120,7 +120,7 @@ def exit_code(outcome: SilenceOutcome) -> int:
 
 
 async def _run(client: AlertmanagerClient, args: argparse.Namespace, out: TextIO, err: TextIO,
-               stdin: TextIO) -> int:
+               stdin: TextIO, config: Config | None = None) -> int:
     from connectors.http import SourceError
     from console import silence_input, silences
 
@@ -146,7 +146,8 @@ async def _run(client: AlertmanagerClient, args: argparse.Namespace, out: TextIO
         err.write(plan_text(plan))
     confirm = terminal_confirm(plan.source, args.yes, err, stdin)
     outcome = await silences.apply(plan, client, confirm=confirm, dry_run=args.dry_run,
-                                   read_only=args.read_only)
+                                   read_only=args.read_only, write=bool(getattr(args, "write", False)),
+                                   config=config, origin="cli")
     if args.json:
         out.write(json.dumps({"plan": plan_json(plan), "outcome": outcome_json(outcome)}) + "\n")
     else:
@@ -178,7 +179,7 @@ def main_silence(config: Config, args: argparse.Namespace, parser: argparse.Argu
     async def run() -> int:
         client = AlertmanagerClient.for_source(source, headers)
         try:
-            return await _run(client, args, out, err, stdin or sys.stdin)
+            return await _run(client, args, out, err, stdin or sys.stdin, config)
         finally:
             await client.aclose()
     return asyncio.run(run())

@@ -2,30 +2,34 @@
 
 `plan_create` / `plan_expire` only read (GETs): they build a `SilencePlan` holding the
 exact request (secret headers masked) and the alerts it will silence or release.
-`apply` is the choke point every entry path (CLI, console, a later runbook) goes
-through; it sends nothing in read-only mode (`LLMDECK_READONLY=1`, read at call time,
-or the caller's flag), in a dry run, or unless `confirm(plan)` returns True. Each attempt
-lands in the audit journal (`console.audit`): an intent synced before the request, an
-outcome after it, one event for an attempt that sent nothing.
+`apply` hands the plan to the one choke point, `console.runbooks.ActionDesk.apply`, as
+the built-in action `silence.create` or `silence.expire` (adapter `alertmanager.silence`
+over the caller's own client): the desk refuses in read-only mode (`LLMDECK_READONLY=1`,
+read at call time, the caller's flag, a prod environment without `--write`), in a dry
+run, or unless `confirm(plan)` returns True; it writes the audit intent (synced) before
+the request, the outcome after it, one event for an attempt that sent nothing, and keeps
+the action in the state file (so `llmdeck runbook undo` can expire a silence it made).
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import os
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from connectors.alertmanager import AlertmanagerClient, silence_body
 from connectors.http import SourceError
 from console.action_types import Origin
-from console.alerts import ActiveAlert, Silence, SilenceMatcher
-from console.audit import AuditError, AuditJournal
+from console.alerts import ActiveAlert, SilenceMatcher
 from console.operator import user_name
+
+if TYPE_CHECKING:
+    from console.audit import AuditJournal
+    from console.config import Config
 from console.timeutil import utc_now
 
 READONLY_ENV = "LLMDECK_READONLY"
@@ -33,6 +37,7 @@ _FALSE = frozenset({"", "0", "false", "no", "off"})
 
 SilenceAction = Literal["create", "expire"]
 OutcomeStatus = Literal["applied", "unverified", "failed", "dry_run", "refused", "cancelled"]
+UNSURE_HINT = "; it may or may not have been applied: check `llmdeck silences`"
 
 
 class PlanError(Exception):
@@ -65,21 +70,8 @@ class SilencePlan:
     body: str = ""
     """create: the JSON body, as text so the plan stays immutable."""
 
-    @property
-    def target(self) -> str:
-        """What the action is about: the matchers (create) or the silence id (expire)."""
-        if self.action == "expire":
-            return self.silence_id
-        return " ".join(str(m) for m in self.matchers)
-
-    def pre_state_hash(self) -> str:
-        """sha256 of what the plan read: the silence and the alerts it affects now."""
-        seen = {"silence_id": self.silence_id, "matchers": [str(m) for m in self.matchers],
-                "affects": sorted(a.fingerprint for a in self.affects)}
-        return hashlib.sha256(json.dumps(seen, sort_keys=True).encode()).hexdigest()
-
     def params(self) -> dict[str, object]:
-        """What the audit journal keeps (no headers, so no secrets; redacted again there)."""
+        """The plan's parameters as plain data (no headers, so no secrets)."""
         ends = self.ends.isoformat(timespec="milliseconds") + "Z"
         return {"matchers": [str(m) for m in self.matchers], "ends": ends,
                 "comment": self.comment, "created_by": self.created_by, "silence_id": self.silence_id,
@@ -136,105 +128,76 @@ async def plan_expire(client: AlertmanagerClient, silence_id: str, *,
 
 
 async def apply(plan: SilencePlan, client: AlertmanagerClient, *, confirm: Callable[[SilencePlan], bool],
-                dry_run: bool, read_only: bool = False, audit: AuditJournal | None = None,
-                origin: Origin = "cli", environ: Mapping[str, str] | None = None,
+                dry_run: bool, read_only: bool = False, write: bool = False, config: Config | None = None,
+                audit: AuditJournal | None = None, origin: Origin = "cli",
+                environ: Mapping[str, str] | None = None,
                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> SilenceOutcome:
-    """Send the plan's one mutating request if allowed and confirmed, verify it, audit it.
+    """Hand the plan to the action desk (the one choke point), then say what the server shows.
 
-    The intent is in the journal (synced) before the request leaves; if it cannot be written
-    nothing is sent. `origin` says which entry path asked (cli, key...)."""
+    `confirm` is asked only when the desk would send (not read-only, not a dry run); its yes is
+    the desk's confirmation. `config` supplies [actions] (prod, roles); `write` is `--write`."""
+    from console.action_types import ActionError, Confirmation
+    from console.silence_desk import silence_desk
+
     if plan.source != client.name:
         raise PlanError(f"plan is for source {plan.source!r}, client is {client.name!r}")
-    audit = audit or AuditJournal()
-    action = f"silence.{plan.action}"
-    refused = f"read-only mode ({READONLY_ENV}=1 or --read-only)"
-    if read_only_mode(read_only, environ):
-        return _not_sent(plan, audit, action, origin, "refused", refused)
-    if dry_run:
-        return _not_sent(plan, audit, action, origin, "dry_run", "dry run")
-    if not confirm(plan):
-        return _not_sent(plan, audit, action, origin, "cancelled", "not confirmed")
-    if read_only_mode(read_only, environ):  # switched on while the operator was reading the plan
-        return _not_sent(plan, audit, action, origin, "refused", refused)
+    desk = silence_desk(client, config, read_only=read_only, write=write, dry_run=dry_run, audit=audit,
+                        environ=environ, sleep=sleep, created_by=plan.created_by)
+    params = ({"matchers": [str(m) for m in plan.matchers],
+               "duration": int((plan.ends - _starts(plan)).total_seconds()), "comment": plan.comment}
+              if plan.action == "create" else {"silence_id": plan.silence_id})
     try:
-        action_id = audit.intent(action=action, target=plan.target, params=plan.params(),
-                                 pre_state_hash=plan.pre_state_hash(), idempotency_key="",
-                                 origin=origin, gateway=plan.source)
-    except AuditError as exc:
-        return SilenceOutcome(plan, "failed", sent=False, detail=f"{exc}: nothing sent")
-    outcome = await _send_and_verify(plan, client, sleep)
+        desk_plan = await desk.plan(f"silence.{plan.action}", params, origin=origin)
+    except (ActionError, SourceError) as exc:
+        return SilenceOutcome(plan, "failed", sent=False, detail=f"cannot plan it: {exc}: nothing sent")
+    mode = desk.mode
+    asked = not (mode.read_only or desk.dry_run) and confirm(plan)
     try:
-        audit.outcome(action_id, action=action, status=outcome.status, detail=outcome.detail,
-                      extra={"silence_id": outcome.silence_id, "sent": outcome.sent})
-    except AuditError as exc:
-        return SilenceOutcome(plan, outcome.status, outcome.sent, silence_id=outcome.silence_id,
-                              suppressed=outcome.suppressed,
-                              detail=f"{outcome.detail}; the outcome could not be recorded ({exc})")
-    return outcome
+        outcome = await desk.apply(desk_plan, Confirmation("yes") if asked else None)
+    finally:
+        await desk.aclose()
+    if outcome.status == "dry_run":
+        return SilenceOutcome(plan, "dry_run", sent=False, detail="dry run: nothing sent")
+    if not outcome.sent:
+        status: OutcomeStatus = ("refused" if outcome.status == "refused" else
+                                 "cancelled" if outcome.status == "cancelled" else "failed")
+        return SilenceOutcome(plan, status, sent=False, detail=outcome.detail)
+    before = desk_plan.before.get("silences", []) if isinstance(desk_plan.before, dict) else []
+    return await _settled(plan, client, outcome.status, outcome.detail, list(before))
 
 
-def _not_sent(plan: SilencePlan, audit: AuditJournal, action: str, origin: Origin,
-              status: OutcomeStatus, detail: str) -> SilenceOutcome:
-    """An attempt that sent nothing, recorded as an audit event (said if it cannot be)."""
-    said = "dry run: nothing sent" if status == "dry_run" else f"{detail}: nothing sent"
-    try:
-        audit.event(action, status=status, detail=detail, origin=origin, target=plan.target,
-                    params=plan.params(), gateway=plan.source)
-    except AuditError as exc:
-        said += f" (and the attempt could not be recorded: {exc})"
-    return SilenceOutcome(plan, status, sent=False, detail=said)
+def _starts(plan: SilencePlan) -> datetime:
+    body = json.loads(plan.body) if plan.body else {}
+    starts = str(body.get("startsAt", ""))
+    from console.timeutil import naive_utc
+
+    return naive_utc(datetime.fromisoformat(starts.replace("Z", "+00:00"))) if starts else plan.ends
 
 
-async def _send_and_verify(plan: SilencePlan, client: AlertmanagerClient,
-                           sleep: Callable[[float], Awaitable[None]]) -> SilenceOutcome:
+async def _settled(plan: SilencePlan, client: AlertmanagerClient, status: str, detail: str,
+                   before: list[str]) -> SilenceOutcome:
+    """After a send: which silence it made (create) and what the server shows now."""
     silence_id = plan.silence_id
+    if status == "failed":  # refused by the server: nothing was made
+        return SilenceOutcome(plan, "failed", sent=True, silence_id=silence_id, detail=detail)
     try:
         if plan.action == "create":
-            silence_id = await client.create_silence(json.loads(plan.body))
-        else:
-            await client.expire_silence(silence_id)
-    except SourceError as err:
-        unsure = err.kind in ("timeout", "connect") and err.status is None
-        hint = "; it may or may not have been applied: check `llmdeck silences`" if unsure else ""
-        return SilenceOutcome(plan, "failed", sent=True, detail=f"{err}{hint}", silence_id=silence_id)
-    try:
-        problem, suppressed = await _verify(plan, client, silence_id, sleep)
-    except SourceError as err:
-        problem, suppressed = f"could not read it back: {err}", ()
-    if problem:
+            mine = sorted(map(str, plan.matchers))
+            new = [s.id for s in await client.silences() if s.state == "active" and s.id not in before
+                   and sorted(map(str, s.matchers)) == mine]
+            silence_id = new[0] if new else ""
+        alerts = await client.alerts(plan.matchers) if plan.action == "create" and silence_id else ()
+    except SourceError as exc:
+        alerts, detail = (), f"{detail}; could not read it back: {exc}"
+    suppressed = tuple(a.fingerprint for a in alerts if silence_id in a.silenced_by)
+    if status == "unknown":
+        return SilenceOutcome(plan, "failed", sent=True, silence_id=silence_id, detail=detail + UNSURE_HINT)
+    if status == "unverified":
+        loud = sum(1 for a in alerts if silence_id not in a.silenced_by)
+        why = f"{loud} matching alert(s) not yet silenced by it" if loud else detail
         return SilenceOutcome(plan, "unverified", sent=True, silence_id=silence_id, suppressed=suppressed,
-                              detail=f"sent, but not verified: {problem}")
-    if plan.action == "create":
-        done = f"created and active, {len(suppressed)} matching alert(s) suppressed"
-    else:
-        done = "expired"
+                              detail=f"sent, but not verified: {why}")
+    done = (f"created and active, {len(suppressed)} matching alert(s) suppressed"
+            if plan.action == "create" else "expired")
     return SilenceOutcome(plan, "applied", sent=True, silence_id=silence_id, suppressed=suppressed,
                           detail=f"silence {silence_id} {done}")
-
-
-async def _verify(plan: SilencePlan, client: AlertmanagerClient, silence_id: str,
-                  sleep: Callable[[float], Awaitable[None]], attempts: int = 10,
-                  pause: float = 0.2) -> tuple[str, tuple[str, ...]]:
-    """('', suppressed fingerprints) when the server shows the change, else (what is wrong, ...)."""
-    problem, suppressed = "", tuple[str, ...]()
-    for attempt in range(attempts):
-        if attempt:
-            await sleep(pause)
-        silence: Silence = await client.silence(silence_id)
-        want = "active" if plan.action == "create" else "expired"
-        if silence.state != want:
-            problem = f"silence {silence_id} is {silence.state}, expected {want}"
-            continue
-        if plan.action == "create":
-            alerts = await client.alerts(plan.matchers)
-            suppressed = tuple(a.fingerprint for a in alerts if silence_id in a.silenced_by)
-            loud = [a for a in alerts if silence_id not in a.silenced_by]
-            problem = f"{len(loud)} matching alert(s) not yet silenced by it" if loud else ""
-        else:
-            before = {a.fingerprint for a in plan.affects}
-            now = await client.alerts()
-            still = [a for a in now if a.fingerprint in before and silence_id in a.silenced_by]
-            problem = f"{len(still)} alert(s) still silenced by it" if still else ""
-        if not problem:
-            return "", suppressed
-    return problem, suppressed

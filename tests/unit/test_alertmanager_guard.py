@@ -54,6 +54,8 @@ class FakeAlertmanager:
                 "startsAt": "2026-12-04T10:00:00Z",
                 "status": {"state": "suppressed" if by else "active", "silencedBy": by, "inhibitedBy": []},
             }])
+        if request.method == "GET" and path == "/api/v2/silences":
+            return httpx.Response(200, json=list(self.silences.values()))
         if request.method == "POST" and path == "/api/v2/silences":
             if self.journal is not None:
                 self.journal_at_post.append([(r.kind, r.action) for r in self.journal.records()])
@@ -121,7 +123,8 @@ async def test_confirmed_create_sends_one_post_verifies_and_records_intent_then_
     assert fake.journal_at_post == [[("intent", "silence.create")]]  # synced before the POST left
     intent, done = audit.records()
     assert (intent.kind, done.kind) == ("intent", "outcome")
-    assert intent.action_id == done.action_id and done.data["extra"]["silence_id"] == outcome.silence_id
+    assert intent.action_id == done.action_id
+    assert done.data["detail"] == f"applied and read back on am (am: silence {outcome.silence_id} created)"
     assert intent.action == "silence.create" and intent.data["gateway"] == "am"
     assert (intent.data["origin"], intent.data["target"], done.status) == (
         "cli", "alertname=HighErrorRate", "applied")
@@ -171,6 +174,22 @@ async def test_read_only_is_read_when_apply_runs_not_when_the_plan_was_made(
     assert outcome.status == "refused" and fake.mutating() == []
 
 
+async def test_a_prod_environment_is_read_only_without_write_like_every_desk_action(
+        client: AlertmanagerClient, fake: FakeAlertmanager, audit: AuditJournal) -> None:
+    from console.config import ActionsSettings, Config
+
+    prod = Config(actions=ActionsSettings(environment="prod", prod=True))
+    plan = await _create_plan(client)
+    refused = await silences.apply(plan, client, confirm=_never, dry_run=False, config=prod, audit=audit)
+    assert (refused.status, refused.sent) == ("refused", False) and "read-only" in refused.detail
+    assert fake.mutating() == []
+    done = await silences.apply(plan, client, confirm=lambda p: True, dry_run=False, config=prod,
+                                write=True, audit=audit)
+    assert done.status == "applied" and fake.mutating() == ["POST /api/v2/silences"]
+    assert [(r.kind, r.status) for r in audit.records()] == [("event", "refused"), ("intent", ""),
+                                                             ("outcome", "applied")]
+
+
 async def test_read_only_off_values_do_not_refuse(monkeypatch: pytest.MonkeyPatch) -> None:
     for value in ("0", "false", "", "no"):
         monkeypatch.setenv("LLMDECK_READONLY", value)
@@ -202,7 +221,8 @@ async def test_an_unwritable_audit_journal_stops_the_request(
     outcome = await silences.apply(await _create_plan(client), client, confirm=lambda p: True,
                                    dry_run=False, audit=AuditJournal(blocker / "audit.jsonl"))
     assert (outcome.status, outcome.sent) == ("failed", False)
-    assert f"the audit journal {blocker / 'audit.jsonl'}: Not a directory: nothing sent" in outcome.detail
+    assert f"cannot open the audit journal {blocker / 'audit.jsonl'}: Not a directory" in outcome.detail
+    assert outcome.detail.endswith("nothing sent")
     assert fake.mutating() == []
 
 
@@ -237,17 +257,17 @@ def _docstrings(tree: ast.AST) -> set[int]:
     return {id(b[0].value) for b in bodies if b and isinstance(b[0], ast.Expr)}
 
 
-def test_only_console_silences_calls_the_silence_writes() -> None:
-    """The choke points: only console/silences.py and the desk's `alertmanager.silence` adapter
-    (console/adapters/alertmanager.py, whose send only `ActionDesk.apply` calls) call
-    create_silence / expire_silence."""
+def test_only_the_desk_adapter_calls_the_silence_writes() -> None:
+    """The one choke point: only the `alertmanager.silence` adapter (console/adapters/alertmanager.py,
+    whose send only `ActionDesk.apply` calls) calls create_silence / expire_silence;
+    console/silences.py hands its plans to the desk."""
     callers = set()
     for path in _modules():
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in (
                     "create_silence", "expire_silence"):
                 callers.add(str(path.relative_to(ROOT)))
-    assert sorted(callers) == ["console/adapters/alertmanager.py", "console/silences.py"]
+    assert sorted(callers) == ["console/adapters/alertmanager.py"]
 
 
 def test_only_the_connector_knows_the_silence_paths() -> None:

@@ -225,7 +225,7 @@ def test_kill_9_of_a_silence_create_in_flight_leaves_outcome_unknown(tmp_path: P
             "labels": {"alertname": "Down"}, "annotations": {}, "fingerprint": "f1",
             "startsAt": "2026-12-04T10:00:00Z",
             "status": {"state": "active", "silencedBy": [], "inhibitedBy": []}}]))
-        server.route("/api/v2/silences", Hang())
+        server.route("/api/v2/silences", Reply(200, []), Hang())  # the desk reads, then the POST hangs
         cfg = tmp_path / "cfg.toml"
         cfg.write_text(f'[[sources.alertmanager]]\nname = "am"\nurl = "{server.url}"\n')
         child = subprocess.Popen(

@@ -15,7 +15,7 @@ def test_global_read_only_refuses_a_confirmed_silence_and_sends_only_reads(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     with FaultServer() as server:
         server.route("/api/v2/alerts", Reply(200, []))
-        server.route("/api/v2/silences", Reply(200, {"silenceID": "x"}))
+        server.route("/api/v2/silences", Reply(200, []), Reply(200, {"silenceID": "x"}))  # read, then POST
         config = tmp_path / "config.toml"
         config.write_text(f'[[sources.alertmanager]]\nname = "am"\nurl = "{server.url}"\n')
         monkeypatch.delenv("LLMDECK_READONLY", raising=False)
