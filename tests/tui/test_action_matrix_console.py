@@ -65,7 +65,7 @@ def matrix_config(demo: DemoData, server: LiteLLMAdminServer, runbooks: Path, *,
         runbook_dir=str(runbooks), litellm=[gateway])})
 
 
-async def until(pilot: Any, check: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
+async def until(pilot: Any, check: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
     """Bounded wait for a state of the app (fails with the screen's text), not a measure."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -117,6 +117,17 @@ async def open_dialog(pilot: Any, path: str) -> ActionDialog:
         await pilot.press("enter")
         await pick(pilot, THROTTLE)
         await fill_params(pilot, PARAMS)
+    elif path == "undo":  # `8`, the incident, `u` on its applied action's outcome
+        await pilot.press("8")
+        await settle(pilot)
+        await pilot.press("slash", *"floods", "enter")
+        await pilot.pause(0.2)
+        await pilot.press("enter")
+        await until(pilot, lambda: "action outcome" in screen_text(pilot.app), "the incident's timeline")
+        await pilot.press("slash", *"action outcome", "enter")
+        await pilot.pause(0.2)
+        await pilot.press("u")
+        await until(pilot, lambda: planned(pilot.app), "the undo's plan")
     else:  # key: `8`, `x` on the incident
         await pilot.press("8")
         await settle(pilot)
@@ -132,7 +143,7 @@ def audit_kinds() -> list[tuple[str, str, str]]:
     return [(r.kind, r.status, r.get("origin")) for r in AuditJournal().records()]
 
 
-PATHS = ["key", "palette", "command"]
+PATHS = ["key", "palette", "command", "undo"]
 GUARDS = ["LLMDECK_READONLY=1", "prod without --write", "dry-run", "Esc", "wrong then Esc", "viewer role",
           "control"]
 
@@ -147,17 +158,21 @@ async def test_console_entry_path(path: str, guard: str, demo_data: DemoData, ma
     config = matrix_config(demo_data, gateway, tmp_path / "runbooks", role=None if guard == "viewer role"
                            else "admin", prod=guard == "prod without --write")
     store = IncidentStore()
-    store.open(f"{TEAM} floods the gateway", severity="sev2")
+    incident, _ = store.open(f"{TEAM} floods the gateway", severity="sev2")
+    if path == "undo":  # an applied throttle on the incident's timeline, applied while allowed
+        await apply_throttle(matrix_config(demo_data, gateway, tmp_path / "runbooks"), store, incident.id)
+    sent_before, audit_before = len(gateway.mutating()), len(audit_kinds())
+    tpm_before = gateway.admin.team(TEAM)["tpm_limit"]
     backend = PortableBackend(demo_data)
     backend.config = config
     bridge = RunbookBridge.for_config(config, store, dry_run=guard == "dry-run")
     app = make_app(backend=backend, runbooks=bridge)
-    origin = {"key": "key", "palette": "palette", "command": "command"}[path]
+    origin = path
     async with app.run_test(size=(100, 30)) as pilot:
         dialog = await open_dialog(pilot, path)
-        assert gateway.mutating() == []  # planning reads only
         preview = dialog.preview
         assert preview is not None and preview.target == TEAM
+        assert len(gateway.mutating()) == sent_before  # planning reads only
 
         typed = dialog.query_one("#action-typed", Input)
         if not typed.disabled:  # the operator moves to the confirmation field (tab, or a click)
@@ -175,25 +190,43 @@ async def test_console_entry_path(path: str, guard: str, demo_data: DemoData, ma
                 await pilot.press("escape")
         await until(pilot, lambda: not isinstance(app.screen, ActionDialog), "the dialog to close")
         if guard in ("control", "dry-run", "viewer role"):  # these reach the desk: wait for its answer
-            await until(pilot, lambda: any(k in ("outcome", "event") for k, _, _ in audit_kinds()),
+            await until(pilot, lambda: any(k in ("outcome", "event")
+                                           for k, _, _ in audit_kinds()[audit_before:]),
                         "the desk's answer in the journal")
         await pilot.pause(0.3)
 
-    records = audit_kinds()
+    records = audit_kinds()[audit_before:]
+    new_requests = gateway.mutating()[sent_before:]
     if guard == "control":
-        [sent] = gateway.mutating()
-        assert sent.path == "/team/update" and sent.json() == {"team_id": TEAM, "tpm_limit": 5}
+        [sent] = new_requests
+        want = TEAM_TPM if path == "undo" else 5
+        assert sent.path == "/team/update" and sent.json()["tpm_limit"] == want
         assert sent.headers.get("idempotency-key")
         assert sent.headers.get("litellm-changed-by") == user_name()
         assert records == [("intent", "", origin), ("outcome", "applied", "")], records
         return
-    assert gateway.mutating() == [], [(r.method, r.path) for r in gateway.mutating()]
-    assert gateway.admin.team(TEAM)["tpm_limit"] == TEAM_TPM
+    assert new_requests == [], [(r.method, r.path) for r in new_requests]
+    assert gateway.admin.team(TEAM)["tpm_limit"] == tpm_before
     assert not [r for r in records if r[0] == "intent"], records
     expected = {"dry-run": "dry_run", "viewer role": "refused", "Esc": "cancelled",
                 "wrong then Esc": "cancelled"}.get(guard)
     if expected is not None:  # an attempt the operator made and the desk (must) record
         assert records == [("event", expected, origin)], f"{guard} on the {path} path: journal {records}"
+
+
+async def apply_throttle(config: Config, store: IncidentStore, incident_id: str) -> None:
+    """The throttle applied through a desk of its own (as `llmdeck runbook apply --incident`)."""
+    from console.action_types import Confirmation
+    from console.runbooks import ActionDesk
+
+    desk = ActionDesk(config, incidents=store, environ={})
+    try:
+        plan = await desk.plan(THROTTLE, {"team_id": TEAM, "tpm_limit": 5}, origin="cli",
+                               incident_id=incident_id)
+        outcome = await desk.apply(plan, Confirmation(TEAM))
+        assert outcome.status == "applied", outcome.detail
+    finally:
+        await desk.aclose()
 
 
 HOSTILE_TITLES = [
