@@ -134,8 +134,9 @@ async def apply(plan: SilencePlan, client: AlertmanagerClient, *, confirm: Calla
                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> SilenceOutcome:
     """Hand the plan to the action desk (the one choke point), then say what the server shows.
 
-    `confirm` is asked only when the desk would send (not read-only, not a dry run); its yes is
-    the desk's confirmation. `config` supplies [actions] (prod, roles); `write` is `--write`."""
+    `confirm` is asked only when the desk would send (not read-only, not a dry run, the plan
+    changes something: an identical active silence is refused as "changes nothing"); its yes
+    is the desk's confirmation. `config` supplies [actions] (prod, roles); `write` is `--write`."""
     from console.action_types import ActionError, Confirmation
     from console.silence_desk import silence_desk
 
@@ -151,7 +152,7 @@ async def apply(plan: SilencePlan, client: AlertmanagerClient, *, confirm: Calla
     except (ActionError, SourceError) as exc:
         return SilenceOutcome(plan, "failed", sent=False, detail=f"cannot plan it: {exc}: nothing sent")
     mode = desk.mode
-    asked = not (mode.read_only or desk.dry_run) and confirm(plan)
+    asked = not (mode.read_only or desk.dry_run or desk_plan.changes_nothing) and confirm(plan)
     try:
         outcome = await desk.apply(desk_plan, Confirmation("yes") if asked else None)
     finally:

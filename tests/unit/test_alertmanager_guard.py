@@ -190,6 +190,16 @@ async def test_a_prod_environment_is_read_only_without_write_like_every_desk_act
                                                              ("outcome", "applied")]
 
 
+async def test_a_second_identical_silence_changes_nothing_and_is_not_sent(
+        client: AlertmanagerClient, fake: FakeAlertmanager, audit: AuditJournal) -> None:
+    first = await silences.apply(await _create_plan(client), client, confirm=lambda p: True,
+                                 dry_run=False, audit=audit)
+    again = await silences.apply(await _create_plan(client), client, confirm=_never, dry_run=False,
+                                 audit=audit)
+    assert first.status == "applied" and (again.status, again.sent) == ("refused", False)
+    assert "changes nothing" in again.detail and fake.mutating() == ["POST /api/v2/silences"]
+
+
 async def test_read_only_off_values_do_not_refuse(monkeypatch: pytest.MonkeyPatch) -> None:
     for value in ("0", "false", "", "no"):
         monkeypatch.setenv("LLMDECK_READONLY", value)
