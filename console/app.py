@@ -142,6 +142,7 @@ class LlmdeckApp(IncidentFlow):
         self.status_badge = badge
         """A warning every status line carries for as long as it holds (insecure secret storage)."""
         self.silence_desk = SilenceDesk(backend.hub)
+        """Plans and applies silences through `console.silences` on the hub (`s`/`x` on :alerts)."""
         self.faults = FaultWatch()
         """The cache fault last read from the backend (shown on every status line)."""
         self.stop_signals = stop

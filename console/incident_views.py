@@ -122,14 +122,6 @@ def read_incident(store: IncidentStore, view: IncidentView) -> IncidentPage:
     return IncidentPage(view, incident, tuple(timeline))
 
 
-UNRESOLVED = ("open", "acknowledged", "mitigated")
-
-
-def is_unresolved(incident: Incident) -> bool:
-    """Open, acknowledged or mitigated: still someone's to finish."""
-    return incident.state in UNRESOLVED
-
-
 def cause_scope(cause: str) -> tuple[str, str]:
     """`slo:anthropic availability` -> ("slo", "anthropic availability"); the kind and the name
     (an alert's name is `source/alertname`)."""
@@ -170,9 +162,10 @@ __all__ = [
     "IncidentView",
     "IncidentsPage",
     "IncidentsView",
+    "action_attention",
+    "action_markers",
     "apply_change",
     "cause_scope",
-    "is_unresolved",
     "read_incident",
     "read_incidents",
 ]
