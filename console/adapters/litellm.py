@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from connectors.litellm_admin import LiteLLMAdmin, hash_token
+from connectors.litellm_admin import LiteLLMAdmin, hash_token, is_raw_key
 from console.action_types import ActionError, Adapter, PlannedRequest
 from console.adapters import AdapterContext, register
 from console.adapters.litellm_common import LiteLLMAdapter, admin_for, no_raw_key, text_param
@@ -40,20 +40,51 @@ def _limit(params: Mapping[str, Any], name: str) -> int | None:
     return value
 
 
+MASKED = frozenset({"***", "****"})
+"""What the desk keeps of a secret param (a raw key): never usable to name the key again."""
+
+
 def _key_ident(params: Mapping[str, Any]) -> dict[str, str]:
-    """{"key": sha256 hash} or {"key_alias": alias}: never the raw key."""
-    no_raw_key(params, "key_alias")
+    """{"key": sha256 hash} or {"key_alias": alias}: never the raw key. A key is named by
+    `key_alias`, `key` (raw, a secret param: only its hash is used) or `key_hash` (restores)."""
+    no_raw_key(params, "key_alias", "key_hash")
     key = params.get("key")
     if isinstance(key, str) and key:
+        if key in MASKED:
+            raise ActionError("param 'key' is masked (llmdeck never stores a raw key): name the key by "
+                              "'key_alias' or 'key_hash'")
         return {"key": hash_token(key)}
-    if isinstance(params.get("key_alias"), str) and params["key_alias"]:
-        return {"key_alias": params["key_alias"]}
+    for name, field in (("key_hash", "key"), ("key_alias", "key_alias")):
+        value = params.get(name)
+        if isinstance(value, str) and value and value not in MASKED:
+            return {field: value}
     raise ActionError("param 'key_alias' (or 'key') is required")
+
+
+def _restore_ident(params: Mapping[str, Any], before: Mapping[str, Any]) -> dict[str, str]:
+    """How a restore names the key: its alias if the action used one, else the hash read before
+    (so an action given a raw key, stored masked, can still be undone)."""
+    alias = params.get("key_alias")
+    if isinstance(alias, str) and alias and alias not in MASKED:
+        return {"key_alias": alias}
+    token = before.get("token")
+    if isinstance(token, str) and token and token not in MASKED and not is_raw_key(token):
+        return {"key_hash": token}
+    ident = _key_ident(params)
+    return {"key_hash": ident["key"]} if "key" in ident else ident
 
 
 def _key_target(params: Mapping[str, Any]) -> str:
     ident = _key_ident(params)
     return ident.get("key_alias") or f"key {ident['key'][:16]}"
+
+
+def _token_of(row: Mapping[str, Any], params: Mapping[str, Any], adapter: LiteLLMAdapter) -> str:
+    """The key's sha256 hash (the proxy's `token`): what a block and a restore name it by."""
+    token = row.get("token") or _key_ident(params).get("key")
+    if not isinstance(token, str) or not token:
+        raise ActionError(f"LiteLLM gateway {adapter.gateway} did not say which key {_key_target(params)} is")
+    return hash_token(token)
 
 
 async def _key_row(admin: LiteLLMAdmin, params: Mapping[str, Any]) -> dict[str, Any]:
@@ -73,7 +104,7 @@ class _Limits(LiteLLMAdapter):
         wanted = {f: _limit(params, f) for f in self.fields if f in params}
         if not wanted:
             raise ActionError(f"give at least one of {', '.join(self.fields)}")
-        return {**{f: current.get(f) for f in self.fields}, **wanted}
+        return {**current, **{f: current.get(f) for f in self.fields}, **wanted}
 
     def _changes(self, current: Mapping[str, Any], desired: Mapping[str, Any]) -> dict[str, Any]:
         return {f: desired[f] for f in self.fields if f in desired and desired[f] != current.get(f)}
@@ -88,7 +119,7 @@ class KeyLimits(_Limits):
 
     async def read(self, params: Mapping[str, Any]) -> dict[str, Any]:
         row = await self._read(lambda: _key_row(self.admin, params))
-        return {f: row.get(f) for f in self.fields}
+        return {**{f: row.get(f) for f in self.fields}, "token": _token_of(row, params, self)}
 
     def requests(self, params: Mapping[str, Any], current: Mapping[str, Any],
                  desired: Mapping[str, Any]) -> Sequence[PlannedRequest]:
@@ -97,7 +128,7 @@ class KeyLimits(_Limits):
         return [self._planned(write)] if changes else []
 
     def restore_params(self, params: Mapping[str, Any], before: Mapping[str, Any]) -> dict[str, Any] | None:
-        return {**_key_ident(params), **{f: before.get(f) for f in self.fields}}
+        return {**_restore_ident(params, before), **{f: before.get(f) for f in self.fields}}
 
 
 class TeamLimits(_Limits):
@@ -140,11 +171,7 @@ class KeyBlock(LiteLLMAdapter):
 
     async def read(self, params: Mapping[str, Any]) -> dict[str, Any]:
         row = await self._read(lambda: _key_row(self.admin, params))
-        token = row.get("token") or _key_ident(params).get("key")
-        if not isinstance(token, str) or not token:
-            raise ActionError(f"LiteLLM gateway {self.gateway} did not say which key "
-                              f"{self.target(params)} is")
-        return {"blocked": bool(row.get("blocked")), "token": hash_token(token)}
+        return {"blocked": bool(row.get("blocked")), "token": _token_of(row, params, self)}
 
     def desired(self, params: Mapping[str, Any], current: Mapping[str, Any]) -> dict[str, Any]:
         return {**current, "blocked": _blocked(params)}
@@ -157,7 +184,7 @@ class KeyBlock(LiteLLMAdapter):
         return [self._planned(write)]
 
     def restore_params(self, params: Mapping[str, Any], before: Mapping[str, Any]) -> dict[str, Any] | None:
-        return {**_key_ident(params), "blocked": bool(before.get("blocked"))}
+        return {**_restore_ident(params, before), "blocked": bool(before.get("blocked"))}
 
 
 class TeamBlock(LiteLLMAdapter):

@@ -271,3 +271,23 @@ async def test_a_failed_read_is_an_action_error_naming_the_gateway_once(
     assert text.startswith("cannot read the current state from LiteLLM gateway edge-gw: HTTP 401: ")
     assert text.count("edge-gw") == 2  # the gateway, and the credentials hint naming it
     assert "Invalid proxy server token" in text and not server.mutating()
+
+
+@pytest.mark.parametrize("kind", ["litellm.key_limits", "litellm.key_block"])
+async def test_an_action_on_a_raw_key_is_undone_from_its_masked_params(
+        server: LiteLLMAdminServer, adapters: dict[str, Adapter], kind: str) -> None:
+    """The desk stores a secret `key` param as "***": the restore names the key by the hash read before."""
+    adapter = adapters[kind]
+    params = {"key": RAW, "tpm_limit": 3} if kind.endswith("limits") else {"key": RAW, "blocked": True}
+    snapshot = server.admin.snapshot()
+    before, _ = await _apply(adapter, params, "act-1")
+    stored = {**params, "key": "***"}
+    restore = adapter.restore_params(stored, before)
+    assert restore is not None and restore["key_hash"] == TOKEN and "key" not in restore
+    assert adapter.target(restore) == f"key {TOKEN[:16]}"
+    await _apply(adapter, restore, "act-2")
+    assert server.admin.snapshot() == snapshot
+    with pytest.raises(ActionError, match="'key' is masked"):
+        adapter.restore_params(stored, {})  # no hash captured: a clear refusal, not a wrong key
+    with pytest.raises(ActionError, match="raw key"):
+        adapter.target({"key_hash": RAW})
