@@ -177,7 +177,8 @@ async def test_dry_run_read_only_and_unconfirmed_send_no_mutating_request(
     if mode == "env_read_only":
         monkeypatch.setenv("LLMDECK_READONLY", "1")
     try:
-        plans = [await silences.plan_create(client, parse_matchers(["alertname=NothingSent"]),
+        # not the existing silence's matchers: an identical active silence would change nothing
+        plans = [await silences.plan_create(client, parse_matchers(["alertname=NothingSentNew"]),
                                             timedelta(minutes=30), "must not be sent"),
                  await silences.plan_expire(client, existing)]
         for plan in plans:
