@@ -302,3 +302,65 @@ async def test_console_after_a_kill_9_mid_action_shows_outcome_unknown(
         await settle(pilot)
         await until(pilot, lambda: "outcome unknown" in said() and action_id in said(),
                     f"'outcome unknown' for {action_id} in the console")
+
+
+async def due_throttle(config: Config) -> str:
+    """A throttle applied an hour ago with a 15-minute box: its revert is due now."""
+    from datetime import timedelta
+
+    from console.action_types import Confirmation
+    from console.runbooks import ActionDesk
+    from console.timeutil import utc_now
+
+    then = utc_now() - timedelta(hours=1)
+    desk = ActionDesk(config, environ={}, clock=lambda: then)
+    try:
+        plan = await desk.plan(THROTTLE, {"team_id": TEAM, "tpm_limit": 5, "for": "15m"}, origin="cli")
+        outcome = await desk.apply(plan, Confirmation(TEAM))
+        assert outcome.status == "applied", outcome.detail
+        return outcome.action_id
+    finally:
+        await desk.aclose()
+
+
+@pytest.mark.parametrize("guard", ["LLMDECK_READONLY=1", "prod without --write", "viewer role", "control"])
+async def test_console_automatic_revert(guard: str, demo_data: DemoData, make_app: Any,
+                                        gateway: LiteLLMAdminServer, tmp_path: Path,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A console started after a time box ended performs the revert by itself, through the
+    desk: under a guard it sends nothing and says loudly why; allowed, exactly one request."""
+    from console.action_store import ActionStore
+
+    action_id = await due_throttle(matrix_config(demo_data, gateway, tmp_path / "runbooks"))
+    if guard == "LLMDECK_READONLY=1":
+        monkeypatch.setenv("LLMDECK_READONLY", "1")
+    config = matrix_config(demo_data, gateway, tmp_path / "runbooks", prod=guard == "prod without --write",
+                           role=None if guard == "viewer role" else "admin")
+    backend = PortableBackend(demo_data)
+    backend.config = config
+    app = make_app(backend=backend, runbooks=RunbookBridge.for_config(config, IncidentStore()))
+    store = ActionStore()
+
+    def tried() -> bool:
+        pending = store.pending_reverts()
+        return not pending or pending[0].attempts > 0
+
+    async with app.run_test(size=(120, 30)) as pilot:
+        await settle(pilot)
+        await until(pilot, tried, "the console's revert attempt")
+        if guard != "control":
+            await pilot.press("8")
+            await settle(pilot)
+            await until(pilot, lambda: "REVERT NOT DONE" in screen_text(app),
+                        "the revert's reason on :incidents")
+            assert action_id in screen_text(app) or THROTTLE in screen_text(app)
+    if guard == "control":
+        [_, revert] = gateway.mutating()
+        assert revert.json()["tpm_limit"] == TEAM_TPM and revert.headers.get("idempotency-key")
+        assert revert.headers.get("litellm-changed-by") == user_name()
+        assert store.pending_reverts() == []
+        return
+    assert len(gateway.mutating()) == 1 and gateway.admin.team(TEAM)["tpm_limit"] == 5
+    [pending] = store.pending_reverts()
+    reason = "role viewer" if guard == "viewer role" else "read-only"
+    assert pending.action_id == action_id and reason in pending.reason, pending.reason
