@@ -23,7 +23,7 @@ from console.incidents import IncidentStore
 ROOT = Path(__file__).resolve().parents[2]
 
 WRITER = r"""
-import json, sys
+import json, sys, time
 from datetime import timedelta
 from pathlib import Path
 from console.incident_feed import IncidentFeed
@@ -46,6 +46,7 @@ while i < 20 or not stop.exists():
     notes += 1
     feed.observe([page] if ((i + phase) // 3) % 2 == 0 else [], [], utc_now())
     i += 1
+    time.sleep(0.002)  # pacing only: lets the other writer (and the CLI) take the lock more often
 print(json.dumps({"opened": opened, "notes": notes, "rounds": i}), flush=True)
 """
 
