@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from console.action_types import ActionError, Confirmation
+from console.action_types import Confirmation
 from console.config import Config
 from console.config_actions import ActionsSettings, LiteLLMGateway
 from console.runbook_files import builtin_dir, load_catalog, load_file
@@ -57,7 +57,8 @@ async def desk(server: LiteLLMAdminServer, clock: Clock,
 def test_builtins_load_and_name_what_the_issue_asks_for() -> None:
     catalog = load_catalog(None)
     for name in ("throttle-key", "throttle-team", "block-key", "unblock-key", "block-team", "unblock-team",
-                 "switch-provider", "rollback-model", "feature-flag", "rollout-undo"):
+                 "switch-provider", "rollback-model", "feature-flag", "rollout-undo", "silence-alert",
+                 "expire-silence"):
         assert name in catalog, name
     assert catalog["throttle-team"].time_box == timedelta(minutes=30)
     assert catalog["block-key"].dangerous and catalog["rollback-model"].role == "admin"
@@ -133,8 +134,8 @@ async def test_the_feature_flag_example_runs_through_the_http_adapter() -> None:
             await desk.aclose()
 
 
-async def test_a_secret_param_never_reaches_the_state_files(server: LiteLLMAdminServer, desk: ActionDesk,
-                                                            tmp_path: Path) -> None:
+async def test_a_secret_param_never_reaches_the_state_files_and_undo_uses_the_hash(
+        server: LiteLLMAdminServer, desk: ActionDesk, tmp_path: Path) -> None:
     import os
 
     (tmp_path / "raw.toml").write_text(RAW_KEY_RUNBOOK)
@@ -148,8 +149,10 @@ async def test_a_secret_param_never_reaches_the_state_files(server: LiteLLMAdmin
         assert all(RAW_KEY not in r.text for r in plan.requests)
         done = await raw.apply(plan, Confirmation(plan.target))
         assert done.status == "applied" and server.admin.key(RAW_KEY)["tpm_limit"] == 7
-        with pytest.raises(ActionError, match="a secret llmdeck never stores"):
-            await raw.undo(done.action_id)
+        undo = await raw.undo(done.action_id)  # named by the key's hash read at plan time
+        assert RAW_KEY not in repr(undo)
+        assert (await raw.apply(undo, Confirmation(undo.target))).status == "applied"
+        assert server.admin.key(RAW_KEY)["tpm_limit"] == 500
     finally:
         await raw.aclose()
     state = Path(os.environ["XDG_STATE_HOME"]) / "llmdeck"
