@@ -27,6 +27,8 @@ from console.action_types import Confirmation
 from console.operator import user_name
 from console.runbooks import ActionDesk
 from console.timeutil import utc_now
+from tests.faults.fault_server import Answer, FaultServer, Reply
+from tests.faults.fault_server import RecordedRequest as FaultRequest
 from tests.faults.litellm_admin_server import MASTER_KEY, LiteLLMAdminServer
 from tests.integration.action_world import (
     TEAM,
@@ -553,3 +555,66 @@ def test_no_secret_leaves_through_plan_text_audit_or_state(world: ActionWorld) -
     for path in (world.state_home / "llmdeck").rglob("*"):
         if path.is_file():
             assert MASTER_KEY.encode() not in path.read_bytes(), path
+
+
+# ---- silences: `llmdeck silence create` reaches the same desk ------------------------------
+
+
+class SilenceWorld:
+    """A stateful Alertmanager /api/v2 on the fault server: one firing alert, silences kept."""
+
+    def __init__(self, server: FaultServer) -> None:
+        self.server = server
+        self.silences: list[dict[str, Any]] = []
+        server.route("/api/v2/alerts", Answer(self._alerts))
+        server.route("/api/v2/silences", Answer(self._silences))
+
+    def _alerts(self, request: FaultRequest) -> Reply:
+        by = [s["id"] for s in self.silences]
+        return Reply(200, [{"labels": {"alertname": "HighErrorRate", "severity": "page"}, "annotations": {},
+                            "fingerprint": "f1", "startsAt": "2026-12-05T01:00:00Z",
+                            "status": {"state": "suppressed" if by else "active", "silencedBy": by,
+                                       "inhibitedBy": []}}])
+
+    def _silences(self, request: FaultRequest) -> Reply:
+        if request.method == "POST":
+            silence = dict(request.json(), id=f"sil-{len(self.silences) + 1}", status={"state": "active"})
+            self.silences.append(silence)
+            return Reply(200, {"silenceID": silence["id"]})
+        return Reply(200, self.silences)
+
+    def posts(self) -> list[FaultRequest]:
+        return [r for r in self.server.requests if r.method not in ("GET", "HEAD")]
+
+
+SILENCE_GUARDS: dict[str, dict[str, Any]] = {
+    "LLMDECK_READONLY=1": {"env": {"LLMDECK_READONLY": "1"}, "status": "refused"},
+    "--read-only": {"flags": ["--read-only"], "status": "refused"},
+    "silence --read-only": {"args": ["--read-only"], "status": "refused"},
+    "prod without --write": {"prod": True, "status": "refused"},
+    "--dry-run": {"args": ["--dry-run"], "status": "dry_run"},
+    "no --yes (not a terminal)": {"yes": False, "status": "cancelled"},
+}
+
+
+@pytest.mark.parametrize("guard", [*SILENCE_GUARDS, "control", "prod with --write"])
+def test_cli_silence_create(guard: str, world: ActionWorld) -> None:
+    spec = SILENCE_GUARDS.get(guard, {"status": "applied"})
+    with FaultServer() as server:
+        alertmanager = SilenceWorld(server)
+        prod = "true" if "prod" in guard else "false"
+        world.config_file.write_text(f'[[sources.alertmanager]]\nname = "am"\nurl = "{server.url}"\n\n'
+                                     f'[actions]\nenvironment = "matrix"\nprod = {prod}\n')
+        flags = [*spec.get("flags", []), *(["--write"] if guard == "prod with --write" else [])]
+        run = world.cli(*flags, "silence", "create", "--matcher", "alertname=HighErrorRate", "--for", "1h",
+                        "--comment", "matrix", *spec.get("args", []),
+                        *(["--yes"] if spec.get("yes", True) else []), env=spec.get("env"))
+        posts = alertmanager.posts()
+    records = [(r.kind, r.status) for r in world.audit()]
+    if spec["status"] == "applied":
+        assert run.code == 0 and len(posts) == 1 and posts[0].path == "/api/v2/silences", run.said()
+        assert [k for k, _ in records] == ["intent", "outcome"], records
+        return
+    assert posts == [], run.said()
+    assert run.code != 0 or spec["status"] == "dry_run", run.said()
+    assert records == [("event", spec["status"])], f"{records}\n{run.said()}"
