@@ -618,3 +618,51 @@ def test_cli_silence_create(guard: str, world: ActionWorld) -> None:
     assert posts == [], run.said()
     assert run.code != 0 or spec["status"] == "dry_run", run.said()
     assert records == [("event", spec["status"])], f"{records}\n{run.said()}"
+
+
+# ---- every built-in LiteLLM action, through the CLI ------------------------------------------
+
+BUILTINS: dict[str, tuple[list[str], str]] = {
+    "throttle-key": (["key_alias=team-a-key", "tpm_limit=5"], "team-a-key"),
+    "throttle-team": ([f"team_id={TEAM}", "rpm_limit=1"], TEAM),
+    "block-key": (["key_alias=team-a-key"], "team-a-key"),
+    "unblock-key": (["key_alias=blocked-key"], "blocked-key"),
+    "block-team": ([f"team_id={TEAM}"], TEAM),
+    "unblock-team": (["team_id=team-blocked"], "team-blocked"),
+    "switch-provider": (["model=claude-sonnet-4-5", "fallback_models=gpt-4o"], "claude-sonnet-4-5"),
+    "rollback-model": (["model_name=gpt-4o", 'litellm_params={"model": "openai/gpt-4o-2024-08-06"}'],
+                       "gpt-4o"),
+}
+
+
+@pytest.mark.parametrize("guard", ["LLMDECK_READONLY=1", "--dry-run", "wrong target typed", "control"])
+@pytest.mark.parametrize("action", sorted(BUILTINS))
+def test_cli_builtin_action(action: str, guard: str, world: ActionWorld) -> None:
+    """No built-in action has a path of its own: each is refused by every guard at the desk and,
+    allowed, sends exactly the requests its plan listed, each with both headers."""
+    admin = world.server.admin
+    admin.add_key("sk-matrix-team-a-0001", key_alias="team-a-key", team_id=TEAM, tpm_limit=1000)
+    admin.add_key("sk-matrix-blocked-0002", key_alias="blocked-key", blocked=True)
+    admin.add_team("team-blocked", blocked=True)
+    admin.add_deployment("claude-sonnet-4-5", {"model": "anthropic/claude-sonnet-4-5"}, model_id="d-sonnet")
+    admin.add_deployment("gpt-4o", {"model": "openai/gpt-4o"}, model_id="d-gpt-4o")
+    params, target = BUILTINS[action]
+    spec = GUARDS.get(guard, CONTROL)
+    confirm = spec.get("confirm", target)
+    before = admin.snapshot()
+
+    run = world.cli("runbook", "apply", action, *[a for p in params for a in ("--param", p)],
+                    *spec.get("args", []), "--confirm", confirm, "--json", env=spec.get("env"))
+
+    doc = _json(run)
+    assert doc["outcome"]["status"] == spec["status"], run.said()
+    sent = world.mutating()
+    if guard == "control":
+        assert len(sent) == len(doc["plan"]["requests"]) >= 1, run.said()
+        assert len({r.headers.get("idempotency-key") for r in sent}) == len(sent)
+        assert all(r.headers.get("idempotency-key") and r.headers.get("litellm-changed-by") == user_name()
+                   for r in sent)
+        assert admin.snapshot() != before
+    else:
+        assert sent == [] and admin.snapshot() == before, run.said()
+        assert [(r.kind, r.status) for r in world.audit()] == [("event", spec["status"])]
