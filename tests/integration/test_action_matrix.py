@@ -666,3 +666,27 @@ def test_cli_builtin_action(action: str, guard: str, world: ActionWorld) -> None
     else:
         assert sent == [] and admin.snapshot() == before, run.said()
         assert [(r.kind, r.status) for r in world.audit()] == [("event", spec["status"])]
+
+
+def test_kill_9_mid_revert_then_nothing_is_resent_until_verify(world: ActionWorld) -> None:
+    """`runbook reverts --run` killed with the revert's request on the wire. Later runs must not
+    send the revert again (it may still land); `runbook verify` lists it, and verifying that it
+    did not take puts the time box's revert back, which the next run sends exactly once."""
+    _due_revert(world)
+    world.server.hang_next(path="/team/update")
+    process = world.start("runbook", "reverts", "--run")
+    wait_for(lambda: len(world.mutating()) == 2, "the revert's request at the server", process)
+    kill_9(process)
+
+    again = world.cli("runbook", "reverts", "--run")
+    assert len(world.mutating()) == 2, f"the revert was sent again after the kill:\n{again.said()}"
+    listed = _json(world.cli("runbook", "verify", "--json"))
+    [unknown] = listed["unknown"]
+    assert "outcome unknown" in world.cli("audit", "show").out.lower()
+
+    settled = world.cli("runbook", "verify", unknown["action_id"], "--json")
+    assert _json(settled)["outcome"]["status"] == "failed", settled.said()  # the held request never landed
+    done = world.cli("runbook", "reverts", "--run")
+    assert len(world.mutating()) == 3 and world.team()["tpm_limit"] == TEAM_TPM, done.said()
+    assert world.cli("runbook", "verify").code == 0
+    assert _json(world.cli("runbook", "reverts", "--json"))["pending"] == []
