@@ -210,7 +210,8 @@ def test_bad_environment_value_is_reported_against_the_variable(tmp_path: Path) 
         'env LLMDECK_INGEST__ROUTE_ATTRIBUTES: ingest.route_attributes: expected a list, got "a,b"'
         ' (give it as JSON, e.g. ["a", "b"] or {"key": "value"})',
         "env LLMDECK_NOPE__X: nope: unknown key "
-        "(known keys: ui, sources, cache, ingest, redaction, pricing, billing, receiver, actions, slos, budgets)",
+        "(known keys: ui, sources, cache, ingest, redaction, pricing, billing, receiver, actions, slos,"
+        " budgets)",
     ]
 
 
