@@ -690,3 +690,46 @@ def test_kill_9_mid_revert_then_nothing_is_resent_until_verify(world: ActionWorl
     assert len(world.mutating()) == 3 and world.team()["tpm_limit"] == TEAM_TPM, done.said()
     assert world.cli("runbook", "verify").code == 0
     assert _json(world.cli("runbook", "reverts", "--json"))["pending"] == []
+
+
+def test_cli_a_second_operator_applying_while_the_first_is_in_flight_sends_nothing(
+        world: ActionWorld) -> None:
+    """Two terminals, the same throttle: the first one's request is on the wire (no answer yet).
+    The second plans from the old state and would send its own request under its own key; the
+    desk must refuse it while an action on the same target has no known outcome."""
+    world.server.hang_next(path="/team/update")
+    first = world.start("runbook", "apply", THROTTLE, "--param", f"team_id={TEAM}", "--param",
+                        "tpm_limit=5", "--confirm", TEAM)
+    wait_for(lambda: len(world.mutating()) == 1, "the first request at the server", first)
+
+    second = world.cli("runbook", "apply", THROTTLE, "--param", f"team_id={TEAM}", "--param",
+                       "tpm_limit=5", "--confirm", TEAM, "--json")
+
+    kill_9(first)
+    assert len(world.mutating()) == 1, second.said()
+    assert _json(second)["outcome"]["status"] == "refused" and second.code == 1
+
+
+@pytest.mark.parametrize("mapping", ["own group responder", "other group admin"])
+def test_cli_roles_from_groups_are_checked_at_the_desk(mapping: str, world: ActionWorld) -> None:
+    from console.operator import user_groups
+
+    groups = user_groups()
+    if not groups:
+        pytest.skip("this user has no groups")
+    group = groups[0] if mapping == "own group responder" else "llmdeck-matrix-nobody"
+    role = "responder" if mapping == "own group responder" else "admin"
+    world.write_config(role=None)
+    roles = f'[actions.roles]\n"group:{group}" = "{role}"\n'
+    text = world.config_file.read_text().replace("[[actions.litellm]]", f"{roles}\n[[actions.litellm]]")
+    world.config_file.write_text(text)
+
+    run = world.cli("runbook", "apply", THROTTLE, "--param", f"team_id={TEAM}", "--param", "tpm_limit=5",
+                    "--confirm", TEAM, "--json")
+
+    if mapping == "own group responder":
+        assert _json(run)["outcome"]["status"] == "applied", run.said()
+        assert_sent_once(world, origin="cli")
+    else:
+        assert _json(run)["outcome"]["status"] == "refused", run.said()
+        assert_nothing_sent(world, "refused", origin="cli")
