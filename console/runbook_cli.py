@@ -175,8 +175,12 @@ async def _plan(desk: ActionDesk, args: argparse.Namespace, params: dict[str, st
         out.write(json.dumps({"plan": plan_json(plan), "mode": mode_json(desk), "exit_code": EXIT_OK}) + "\n")
     else:
         write_plan(desk, plan, out)
-        out.write(f"to apply: llmdeck runbook apply {cell(plan.action, 60)}"
-                  f"{''.join(' --param ' + cell(f'{k}={v}', 200) for k, v in params.items())}"
+        from console.runbook_files import MASK
+
+        shown = plan.params  # secret (and key-shaped) values masked: never echoed to the terminal
+        given = "".join(f" --param {cell(k, 60)}={cell(MASK if shown.get(k) == MASK else v, 200)}"
+                        for k, v in params.items())
+        out.write(f"to apply: llmdeck runbook apply {cell(plan.action, 60)}{given}"
                   f" --confirm {cell(plan.target, 200)}\n")
     return EXIT_OK
 

@@ -126,3 +126,16 @@ def test_bad_input_and_bad_runbooks(server: LiteLLMAdminServer, cli: Run) -> Non
     assert broken.returncode == 2
     assert f"{user_dir / 'broken.toml'}:4: action[0].adapter: required" in broken.stderr
     assert server.mutating() == []
+
+
+def test_plan_never_echoes_a_key_shaped_value(server: LiteLLMAdminServer, cli: Run) -> None:
+    raw = "sk-echo-test-0123456789abcdef0123"
+    server.admin.add_key(raw, key_alias="echo-key", tpm_limit=5)
+    user_dir = Path(os.environ["XDG_CONFIG_HOME"]) / "llmdeck" / "runbooks"
+    user_dir.mkdir(parents=True)
+    (user_dir / "raw.toml").write_text('[runbook]\nname = "raw"\n\n[[action]]\nname = "raw-throttle"\n'
+                                       'adapter = "litellm.key_limits"\n[action.params.key]\ntype = "str"\n'
+                                       'secret = true\n[action.params.tpm_limit]\ntype = "int"\n')
+    planned = cli("runbook", "plan", "raw-throttle", "--param", f"key={raw}", "--param", "tpm_limit=9")
+    assert planned.returncode == 0, planned.stderr
+    assert raw not in planned.stdout + planned.stderr and "--param key=***" in planned.stdout
