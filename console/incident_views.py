@@ -46,6 +46,8 @@ class IncidentsPage:
     attention: tuple[str, ...] = ()
     """Actions to look at before anything else: outcomes unknown (sent, no answer: verify
     them), time-boxed reverts overdue or that could not run, each with why."""
+    reverts: tuple[str, ...] = ()
+    """Time-boxed actions still in force, and when each reverts itself."""
 
 
 @dataclass(frozen=True)
@@ -65,13 +67,22 @@ def read_incidents(store: IncidentStore, view: IncidentsView, actions: ActionSto
     try:
         found = store.list(include_resolved=view.include_resolved, limit=INCIDENT_LIMIT)
         attention = action_attention(actions, now) if actions is not None else ()
+        reverts = upcoming_reverts(actions, now) if actions is not None else ()
     except (StateError, IncidentError) as exc:
         return IncidentsPage((), problem=cell(exc, 400))
     finally:  # worker threads come and go: their connections must not wait for the collector
         store.close()
         if actions is not None:
             actions.close()
-    return IncidentsPage(tuple(found), attention=attention)
+    return IncidentsPage(tuple(found), attention=attention, reverts=reverts)
+
+
+def upcoming_reverts(actions: ActionStore, now: datetime | None = None) -> tuple[str, ...]:
+    """One line per time box still running (`↺ throttle-team on acme-corp reverts at 12:45Z`);
+    overdue and failed ones are `action_attention`'s."""
+    return tuple(f"↺ {r.action} on {r.target} reverts at {r.due_at:%H:%M}Z"
+                 for r in actions.pending_reverts()
+                 if not r.reason and (now is None or r.due_at > now))
 
 
 SENT_STATUSES = frozenset({"applied", "unverified", "unknown", "sent", "failed"})

@@ -132,6 +132,7 @@ class IncidentsScreen(IncidentKeys):
         yield from self.compose_status()
         yield Static("", id="incidents-summary", classes="note")
         yield Static("", id="incidents-attention", classes="warning-line")
+        yield Static("", id="incidents-reverts", classes="note")
         table: DataTable[Text | str] = DeckTable(id="incidents-table", cursor_type="row",
                                                  fixed_columns=1)
         table.add_columns("id", "sev", "state", "age", "title", "causes", "owner")
@@ -153,6 +154,9 @@ class IncidentsScreen(IncidentKeys):
             attention = self.query_one("#incidents-attention", Static)
             attention.update(safe("\n".join(f"✖ {line}" for line in page.attention), 4000))
             attention.display = bool(page.attention)
+            reverts = self.query_one("#incidents-reverts", Static)
+            reverts.update(safe("\n".join(page.reverts), 2000))
+            reverts.display = bool(page.reverts)
             sync_rows(self.query_one("#incidents-table", DataTable), rows, self.filter_text,
                       empty="no incidents: `o` opens one by hand")
 
@@ -179,6 +183,9 @@ class IncidentsScreen(IncidentKeys):
             return template("✖ incident store: $problem", problem=page.problem)
         unresolved = [i for i in page.incidents if i.state != "resolved"]
         opened = sum(1 for i in unresolved if i.state == "open")
+        if not opened:
+            return template("✔ nothing open · $active unresolved · $all listed · Enter opens one",
+                            active=len(unresolved), all=len(page.incidents))
         return template("✖ $open open · $active unresolved · $all listed · Enter opens one",
                         open=opened, active=len(unresolved), all=len(page.incidents))
 

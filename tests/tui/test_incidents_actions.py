@@ -49,6 +49,7 @@ def gateway(monkeypatch: pytest.MonkeyPatch) -> Iterator[LiteLLMAdminServer]:
                                 ("gpt-4o-mini", "openai/gpt-4o-mini"),
                                 ("gpt-4o", "openai/gpt-4o")):
             server.admin.add_deployment(group, {"model": upstream}, model_id=f"demo-{group}")
+        server.admin.add_team("acme-corp", rpm_limit=600)
         yield server
 
 
@@ -242,6 +243,28 @@ async def test_runbook_command_with_a_bad_param_says_where_and_plans_nothing(
         await pilot.press("escape")
         await pilot.pause(0.3)
         assert gateway.mutating() == []
+
+
+async def test_a_time_boxed_throttle_from_the_command_line_shows_when_it_reverts(
+        demo_data: DemoData, make_app: Any, gateway: LiteLLMAdminServer) -> None:
+    app = app_on(make_app, demo_data, gateway)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pilot.press("colon", *"runbook throttle-team team_id=acme-corp tpm_limit=1000 for=20m",
+                          "enter")
+        await until(pilot, lambda: isinstance(app.screen, ActionDialog)
+                    and app.screen.preview is not None, "the plan")
+        dialog: ActionDialog = app.screen
+        assert dialog.preview is not None and dialog.preview.ready, dialog.preview
+        assert dialog.preview.time_box == "20m" and "reverts after 20m" in screen_text(app)
+        await pilot.press("y", "enter")
+        await until(pilot, lambda: len(gateway.mutating()) == 1, "the throttle")
+        assert gateway.mutating()[0].json()["tpm_limit"] == 1000
+        await until(pilot, lambda: not isinstance(app.screen, ActionDialog), "the dialog to close")
+        await pilot.press("8")
+        await settle(pilot)
+        await until(pilot, lambda: "↺ throttle-team on acme-corp reverts at" in screen_text(app),
+                    "the pending revert on :incidents")
 
 
 # ---- the dialog alone: hostile plan text, and a snapshot ---------------------------------
