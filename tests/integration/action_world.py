@@ -111,8 +111,9 @@ class ActionWorld:
     # -- config -----------------------------------------------------------------------------------
 
     def write_config(self, *, role: str | None = "admin", prod: bool = False,
-                     timeout_seconds: float = 10) -> None:
-        """`role`: the role given to this OS user (None: the default role, viewer)."""
+                     timeout_seconds: float = 10, extra: str = "") -> None:
+        """`role`: the role given to this OS user (None: the default role, viewer); `extra`:
+        more TOML appended (`[[actions.http]]`, `[actions.shell]`)."""
         roles = "" if role is None else f'[actions.roles]\n"{user_name()}" = "{role}"\n'
         self.config_file.write_text(
             "[actions]\n"
@@ -125,7 +126,7 @@ class ActionWorld:
             'name = "gw"\n'
             f'url = "{self.server.url}"\n'
             f'admin_key_ref = "env:{KEY_ENV}"\n'
-            f"timeout_seconds = {timeout_seconds}\n")
+            f"timeout_seconds = {timeout_seconds}\n{extra}")
 
     def config(self) -> Any:
         """The config file loaded as the CLI loads it (for in-process desks)."""

@@ -29,6 +29,7 @@ from console.runbooks import ActionDesk
 from console.timeutil import utc_now
 from tests.faults.fault_server import Answer, FaultServer, Reply
 from tests.faults.fault_server import RecordedRequest as FaultRequest
+from tests.faults.http_action_server import HttpActionServer
 from tests.faults.litellm_admin_server import MASTER_KEY, LiteLLMAdminServer
 from tests.integration.action_world import (
     TEAM,
@@ -733,3 +734,72 @@ def test_cli_roles_from_groups_are_checked_at_the_desk(mapping: str, world: Acti
     else:
         assert _json(run)["outcome"]["status"] == "refused", run.said()
         assert_nothing_sent(world, "refused", origin="cli")
+
+
+# ---- the templated HTTP request and the allowlisted command, through the CLI ---------------
+
+
+@pytest.mark.parametrize("guard", [*CLI_GUARDS, "control"])
+def test_cli_http_request_action(guard: str, world: ActionWorld) -> None:
+    """The built-in feature-flag example (http.request) against H's recording document store."""
+    with HttpActionServer() as flags:
+        flags.docs["/flags/new-checkout"] = {"enabled": False}
+        spec = CLI_GUARDS.get(guard, CONTROL)
+        world.write_config(role=spec.get("role", "admin"), prod=spec.get("prod", False),
+                           extra=f'\n[[actions.http]]\nname = "flags"\nurl = "{flags.url}"\n')
+        typed = spec.get("confirm", TEAM)
+        confirm = [] if typed is None else ["--confirm", "new-checkout" if typed == TEAM else typed]
+        run = world.cli(*spec.get("flags", []), "runbook", "apply", "feature-flag", "--param",
+                        "flag=new-checkout", "--param", "enabled=true", *spec.get("args", []), *confirm,
+                        "--json", env=spec.get("env"))
+        sent = flags.mutating()
+        doc_after = flags.docs["/flags/new-checkout"]
+    assert _json(run)["outcome"]["status"] == spec["status"], run.said()
+    records = [(r.kind, r.status) for r in world.audit()]
+    if guard == "control":
+        [put] = sent
+        assert put.method == "PUT" and put.headers.get("idempotency-key"), put
+        assert doc_after == {"enabled": True}
+        assert records == [("intent", ""), ("outcome", "applied")], records
+    else:
+        assert sent == [] and doc_after == {"enabled": False}, run.said()
+        assert records == [("event", spec["status"])], records
+
+
+def fake_kubectl(directory: Path) -> Path:
+    """A `kubectl` on PATH that appends its argument list to a log: what ran, and how often."""
+    directory.mkdir(parents=True, exist_ok=True)
+    log = directory / "kubectl.log"
+    script = directory / "kubectl"
+    script.write_text(f'#!/bin/sh\nprintf "%s\\n" "$*" >> "{log}"\necho "deployment.apps/web rolled back"\n')
+    script.chmod(0o755)
+    return log
+
+
+@pytest.mark.parametrize("guard", [*CLI_GUARDS, "shell off", "control"])
+def test_cli_shell_action(guard: str, world: ActionWorld, tmp_path: Path) -> None:
+    """The built-in rollout-undo example (shell.exec, dangerous, admin) with a recording kubectl."""
+    log = fake_kubectl(tmp_path / "bin")
+    spec = CLI_GUARDS.get(guard, CONTROL)
+    enabled = "false" if guard == "shell off" else "true"
+    shell = f'\n[actions.shell]\nenabled = {enabled}\nallow = [["kubectl", "rollout", "undo"]]\n'
+    world.write_config(role=spec.get("role", "admin"), prod=spec.get("prod", False), extra=shell)
+    typed = spec.get("confirm", TEAM)
+    confirm = [] if typed is None else ["--confirm", "web" if typed == TEAM else typed]
+    env = {**spec.get("env", {}), "PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin"}
+
+    run = world.cli(*spec.get("flags", []), "runbook", "apply", "rollout-undo", "--param", "deployment=web",
+                    *spec.get("args", []), *confirm, "--json", env=env)
+
+    ran = log.read_text().splitlines() if log.exists() else []
+    records = [(r.kind, r.status) for r in world.audit()]
+    if guard == "control":
+        assert ran == ["rollout undo deployment/web --namespace default"], run.said()
+        assert _json(run)["outcome"]["sent"] == 1
+        assert [k for k, _ in records] == ["intent", "outcome"], records
+    elif guard == "shell off":
+        assert ran == [] and run.code == 1 and "shell" in run.err, run.said()
+    else:
+        assert ran == [], run.said()
+        assert _json(run)["outcome"]["status"] == spec["status"], run.said()
+        assert records == [("event", spec["status"])], records
