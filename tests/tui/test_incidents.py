@@ -218,7 +218,8 @@ def test_incident_detail_snapshot(snap_compare: Any, make_app: Any, demo_data: D
     alert:am/AnthropicErrorBudgetBurn` (wrapped), `Timeline, newest first` with the action's
     outcome and intent at the top (12:16:01Z, alice), the note with `[@click=app.quit]` as text,
     the firing and joined entries, `opened` last; under the table the entry under the cursor
-    whole (`action outcome by alice: Move traffic off a provider: applied: …`)."""
+    whole (`action outcome by alice: Move traffic off a provider: applied: …`); the footer ends
+    `x Runbook u Undo action`."""
     fixed_incidents()
 
     async def run_before(pilot: Any) -> None:
