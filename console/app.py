@@ -141,7 +141,7 @@ class LlmdeckApp(IncidentFlow):
         """Runs full garbage collections between key presses (console/idle_gc.py)."""
         self.status_badge = badge
         """A warning every status line carries for as long as it holds (insecure secret storage)."""
-        self.silence_desk = SilenceDesk(backend.hub)
+        self.silence_desk = SilenceDesk(backend.hub, config=backend.config)
         """Plans and applies silences through `console.silences` on the hub (`s`/`x` on :alerts)."""
         self.faults = FaultWatch()
         """The cache fault last read from the backend (shown on every status line)."""

@@ -133,6 +133,8 @@ class RunbookBridge:
     def __init__(self, make_desk: Callable[[], ActionDesk], *, plan_timeout: float = 30.0,
                  apply_timeout: float = 120.0) -> None:
         self._make_desk = make_desk
+        self.write = False
+        """`llmdeck --write` (for_config): other guarded paths of the console read it too."""
         self.plan_timeout = plan_timeout
         self.apply_timeout = apply_timeout
         self._desk: ActionDesk | None = None
@@ -153,7 +155,9 @@ class RunbookBridge:
             return ActionDesk(config, write=write, read_only=read_only, dry_run=dry_run,
                               incidents=incidents)
 
-        return cls(make)
+        bridge = cls(make)
+        bridge.write = write
+        return bridge
 
     # ---- the loop thread ---------------------------------------------------------
 

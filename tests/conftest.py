@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +13,18 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT.parent / "shared" / "reference" / "examples"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_xdg_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The same for module- and session-scoped fixtures, which run before the per-test one: an
+    app they build (its incident feed writes the state file) must not reach the real home."""
+    base = tmp_path_factory.mktemp("xdg-session")
+    with pytest.MonkeyPatch.context() as patch:
+        for var, name in (("XDG_CONFIG_HOME", "config"), ("XDG_CACHE_HOME", "cache"),
+                          ("XDG_STATE_HOME", "state"), ("HOME", "home")):
+            patch.setenv(var, str(base / name))
+        yield
 
 
 @pytest.fixture(autouse=True)
