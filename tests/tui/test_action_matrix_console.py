@@ -364,3 +364,52 @@ async def test_console_automatic_revert(guard: str, demo_data: DemoData, make_ap
     [pending] = store.pending_reverts()
     reason = "role viewer" if guard == "viewer role" else "read-only"
     assert pending.action_id == action_id and reason in pending.reason, pending.reason
+
+
+# ---- the console's silence dialog (`s` on :alerts) reaches the same desk ---------------------
+
+
+@pytest.fixture(scope="module")
+def alertmanager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    from tests.integration.recording_proxy import RecordingProxy
+    from tests.integration.servers import start_alertmanager
+    from tests.tui.test_silence_from_console import Manager
+
+    am, url = start_alertmanager(tmp_path_factory.mktemp("matrix-am"))
+    try:
+        with RecordingProxy(url) as proxy:
+            yield Manager(url, proxy)
+    finally:
+        am.stop()
+
+
+async def test_console_silence_in_a_prod_environment_without_write_sends_nothing(
+        demo_data: DemoData, make_app: Any, alertmanager: Any) -> None:
+    """`s` on an alert, the source's name typed and Enter, in an `[actions] prod = true`
+    environment started without --write: the desk refuses, nothing reaches Alertmanager."""
+    from panels.alerts_screen import AlertsScreen
+    from panels.silence_dialog import SilenceDialog
+    from tests.tui.test_silence_from_console import console_backend, dialog_with_plan, open_alerts_on
+
+    alertmanager.post_alert("MatrixProdGateway", team="llm")
+    backend = console_backend(demo_data, alertmanager)
+    backend.config = backend.config.model_copy(update={"actions": ActionsSettings(
+        environment="matrix-prod", prod=True)})
+    app = make_app(backend=backend)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await open_alerts_on(pilot, "MatrixProdGateway")
+        alertmanager.proxy.clear()
+        dialog = await dialog_with_plan(pilot, "s")
+        assert dialog.preview is not None and dialog.preview.ready
+        typed = dialog.query_one("#silence-typed", Input)
+        if not typed.disabled:
+            typed.focus()
+            await pilot.press(*"am", "enter")
+        else:
+            await pilot.press("escape")
+        await until(pilot, lambda: isinstance(app.screen, AlertsScreen)
+                    and not isinstance(app.screen, SilenceDialog), "the dialog to close")
+        await pilot.pause(1.5)
+        assert alertmanager.proxy.mutating() == []
+        assert alertmanager.silences_for("MatrixProdGateway") == []
+    assert not [r for r in AuditJournal().records() if r.kind == "intent"]
