@@ -10,6 +10,15 @@ request per planned request, with `Idempotency-Key` and `LiteLLM-Changed-By`. Th
 is what left the process, whatever it was told. The CLI runs as a real subprocess against a
 real config file; the desk paths use the production `litellm.*` adapters. RELIABILITY.md
 §4 R4.3 says why: the bugs of trusted runbook tools came from side paths past the guard.
+
+Here: the desk called directly (a suggestion), undo and time-box reverts; the CLI's apply,
+undo, reverts and verify as subprocesses; kill -9 between intent and outcome (of an apply
+and of a revert) and what `audit show` / `runbook verify` say after it; never twice across
+processes (two `reverts --run`, a retry while an outcome is unknown, a second operator);
+every built-in LiteLLM action, the http.request and shell.exec examples and `silence
+create`; no secret in any output or state file. The console's rows (key, palette, `:`
+command, undo from the timeline, automatic reverts, injected markup) are in
+tests/tui/test_action_matrix_console.py; the shared world is tests/integration/action_world.py.
 """
 
 from __future__ import annotations

@@ -189,7 +189,7 @@ async def test_console_entry_path(path: str, guard: str, demo_data: DemoData, ma
             if isinstance(app.screen, ActionDialog):  # read-only: the dialog takes nothing; close it
                 await pilot.press("escape")
         await until(pilot, lambda: not isinstance(app.screen, ActionDialog), "the dialog to close")
-        if guard in ("control", "dry-run", "viewer role"):  # these reach the desk: wait for its answer
+        if guard in ("control", "dry-run", "viewer role", "Esc", "wrong then Esc"):  # the desk answers
             await until(pilot, lambda: any(k in ("outcome", "event")
                                            for k, _, _ in audit_kinds()[audit_before:]),
                         "the desk's answer in the journal")
