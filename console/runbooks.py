@@ -106,6 +106,13 @@ class ActionDesk:
         self._secret = secret
         self._catalog = dict(load_catalog(user_runbook_dir(config.actions.runbook_dir))
                              if catalog is None else catalog)
+        # Actions made elsewhere through a desk (silences.apply's silence.create/expire): not
+        # offered, but known, so `runbook verify` and `runbook undo` can settle and undo them.
+        self._hidden: dict[str, ActionSpec] = {}
+        if config.sources.alertmanager:
+            from console.silence_desk import silence_catalog
+
+            self._hidden = {k: v for k, v in silence_catalog("").items() if k not in self._catalog}
         self._user, self._groups = user_name(), user_groups()
         self._plans: dict[str, _Planned] = {}
         self._adapters: dict[tuple[str, str, str], Adapter] = {}
@@ -122,10 +129,11 @@ class ActionDesk:
         return list(self._catalog.values())
 
     def actions_by_name(self) -> dict[str, ActionSpec]:
-        return dict(self._catalog)
+        """Every action the desk knows, offered or not (see `_hidden`)."""
+        return {**self._hidden, **self._catalog}
 
     def spec(self, action: str) -> ActionSpec:
-        found = self._catalog.get(action)
+        found = self._catalog.get(action) or self._hidden.get(action)
         if found is None:
             raise ActionError(f"unknown action {action!r} (known: {', '.join(self._catalog) or 'none'})")
         return found

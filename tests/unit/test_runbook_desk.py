@@ -336,3 +336,15 @@ async def test_an_intent_that_never_reached_the_store_is_settled_as_not_sent(
     assert settled.status == "failed" and "never sent" in settled.detail
     assert desk.unclaimed_intents() == [] and not AuditJournal().unknown_outcomes()
     assert server.mutating() == []
+
+
+def test_silence_actions_made_by_silences_apply_are_known_but_not_offered() -> None:
+    from console.config import AlertmanagerSource, SourcesSettings
+
+    am = AlertmanagerSource(name="am", url="http://127.0.0.1:9")
+    config = Config(sources=SourcesSettings(alertmanager=[am]))
+    desk = ActionDesk(config, environ={})
+    assert desk.spec("silence.create").adapter == "alertmanager.silence"  # verify / undo can find it
+    assert "silence.create" not in [a.name for a in desk.actions()]
+    assert "silence-alert" in [a.name for a in desk.actions()]  # the runbook action is what is offered
+    assert "silence.create" not in ActionDesk(Config(), environ={}).actions_by_name()
