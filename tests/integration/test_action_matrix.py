@@ -812,3 +812,25 @@ def test_cli_shell_action(guard: str, world: ActionWorld, tmp_path: Path) -> Non
         assert ran == [], run.said()
         assert _json(run)["outcome"]["status"] == spec["status"], run.said()
         assert records == [("event", spec["status"])], records
+
+
+def test_cli_unknown_outcome_on_a_hex_model_id_can_be_settled(world: ActionWorld) -> None:
+    """Real LiteLLM deployment ids are 64-hex sha256 strings, which the journal's redaction takes
+    for secrets. An unknown outcome on such a deployment (the answer lost after it took) must
+    still be settled by `runbook verify`, or the target stays locked for every later action."""
+    model_id = "9f2c" * 16
+    world.server.admin.add_deployment("gpt-4o", {"model": "openai/gpt-4o"}, model_id=model_id)
+    params = ["--param", f"model_id={model_id}", "--param", 'litellm_params={"model": "openai/gpt-4o-mini"}']
+    world.server.drop_next()
+    lost = world.cli("runbook", "apply", "rollback-model", *params, "--confirm", model_id, "--json")
+    assert _json(lost)["outcome"]["status"] == "unknown", lost.said()
+    action_id = _json(lost)["outcome"]["action_id"]
+
+    verified = world.cli("runbook", "verify", action_id, "--json")
+
+    assert verified.code == 0 and _json(verified)["outcome"]["status"] == "applied", verified.said()
+    assert world.cli("runbook", "verify").code == 0
+    again = world.cli("runbook", "plan", "rollback-model", *params[:2], "--param",
+                      'litellm_params={"model": "openai/gpt-4o"}')
+    assert again.code == 0 and "unknown outcome" not in again.out, again.said()
+    assert len(world.mutating()) == 1
