@@ -250,7 +250,14 @@ def _key_ident(ident: Mapping[str, str]) -> dict[str, str]:
 
 
 def _write_headers(idempotency_key: str, changed_by: str) -> dict[str, str]:
-    return {"Idempotency-Key": idempotency_key, "LiteLLM-Changed-By": changed_by}
+    return {"Idempotency-Key": header_text(idempotency_key), "LiteLLM-Changed-By": header_text(changed_by)}
+
+
+def header_text(value: str) -> str:
+    """`value` as an HTTP header value: ASCII (`josé` -> `jos\\xe9`), printable only. A non-ASCII
+    OS user name must neither stop the write before it leaves nor add a header line."""
+    ascii_text = value.encode("ascii", "backslashreplace").decode("ascii")
+    return "".join(c for c in ascii_text if c.isprintable()).strip() or "?"
 
 
 def _split(path: str) -> tuple[str, list[tuple[str, str]]]:

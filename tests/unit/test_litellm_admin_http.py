@@ -116,3 +116,18 @@ async def test_every_admin_write_sends_its_headers_once_in_the_documented_shape(
     assert {w.headers["litellm-changed-by"] for w in writes} == {"alice@bastion"}
     assert writes[-1].query == (("fallback_type", "general"),)
     assert server.admin.key(raw)["tpm_limit"] == 5 and server.admin.team("t1")["rpm_limit"] == 3
+
+
+async def test_a_non_ascii_or_hostile_operator_name_still_sends_once() -> None:
+    with LiteLLMAdminServer() as server:
+        server.admin.add_team("t1")
+        async with _client(server.url) as client:
+            admin = LiteLLMAdmin(client)
+            await admin.block_team("t1", idempotency_key="i1", changed_by="josé")
+            await admin.unblock_team("t1", idempotency_key="i2", changed_by="mallory\r\nX-Evil: 1")
+            text = admin.describe("POST", "/team/block", {"team_id": "t1"}, changed_by="josé")
+    first, second = server.mutating()
+    assert first.headers["litellm-changed-by"] == "jos\\xe9"
+    assert second.headers["litellm-changed-by"] == "malloryX-Evil: 1" and "x-evil" not in second.headers
+    assert "litellm-changed-by: jos\\xe9" in text
+    assert server.admin.team("t1")["updated_by"] == "malloryX-Evil: 1"
