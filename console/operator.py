@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
-import getpass
 import grp
 import os
+import pwd
 import socket
+from urllib.parse import quote
 
 
 def user_name() -> str:
-    """The OS user (uid:<n> when there is no passwd entry and no LOGNAME/USER, as in some containers)."""
+    """The OS user of this process's real uid, from the password database; `uid:<n>` when it
+    has no entry (some containers). Never `$USER` / `$LOGNAME`: roles and the audit journal's
+    "who" are decided by this name, and anyone can set an environment variable."""
+    uid = os.getuid()
     try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return f"uid:{os.getuid()}"
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid:{uid}"
+
+
+def header_value(text: str) -> str:
+    """`text` safe for an HTTP header value (`LiteLLM-Changed-By: <operator>`): printable ASCII
+    kept, anything else percent-encoded as UTF-8 (a user named `zoë` is sent as `zo%C3%AB`)."""
+    return quote(text, safe=" !\"#$&'()*+,-./:;<=>?@[]^_`{|}~")
 
 
 def user_groups() -> tuple[str, ...]:
