@@ -3,7 +3,10 @@
 A parameter is masked when it is declared secret, when its name says so (api_key, token,
 password, authorization...), or when its value has the shape of a key or token
 (`console.config_errors.looks_like_secret`, `sk-...`, `Bearer ...`). Free text (a target,
-an error body in a detail) is masked word by word. Canonical UUIDs are ids, not secrets.
+an error body in a detail) is masked word by word. Canonical UUIDs and words made only of hex
+digits (a LiteLLM deployment id, a key's sha256 hash, a commit SHA) are identifiers, not secrets:
+masking them would leave an action that named one unverifiable and its target unknowable in the
+journal (review finding 2). A declared-secret param is masked whatever its value.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ _SECRET_PAIRS = frozenset({("api", "key"), ("master", "key"), ("admin", "key"), 
 _WORD = re.compile(r"[A-Za-z0-9]+")
 _TOKEN = re.compile(r"\S+")
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_HEX = re.compile(r"[0-9a-fA-F]+")
+_PUNCTUATION = ".,;:!?()[]{}<>\"'`"
 
 
 def _secret_name(name: str) -> bool:
@@ -34,10 +39,12 @@ def _secret_name(name: str) -> bool:
 
 
 def _secret_value(value: str) -> bool:
-    """Shaped like a key or token. A canonical UUID (a silence id, an action id) is an id, not a
-    secret; other long hex or base64-ish words (a key hash included) are masked."""
+    """Shaped like a key or token. A canonical UUID (a silence id, an action id) or a word made
+    only of hex digits (a sha256 model id or key hash, a commit SHA) is an id, not a secret;
+    longer mixed letters-and-digits words (base64-ish) are masked."""
     text = value.strip()
-    if _UUID.fullmatch(text):
+    word = text.strip(_PUNCTUATION)  # "deployment <sha>," in free text: the comma is not the id
+    if _UUID.fullmatch(word) or _HEX.fullmatch(word):
         return False
     return looks_like_secret(text) or text.startswith("sk-") or text.lower().startswith("bearer ")
 

@@ -22,6 +22,7 @@ import pytest
 
 from console.audit import MASK, AuditError, AuditJournal, redact_params
 from console.audit_cli import add_parser, main_audit
+from console.audit_redact import scrub
 from tests.faults.fault_server import FaultServer, Hang, Reply
 from tests.integration.servers import wait_until
 
@@ -54,6 +55,20 @@ def test_redact_params_masks_declared_named_and_shaped_secrets_at_any_depth() ->
                    "nested": {"authorization": MASK, "list": ["ok", MASK]},
                    "silence_id": "bee2d90d-954a-4d4a-9a45-913e0e93fdb2", "model": "gpt-4o",
                    "litellm_params": {"api_key": MASK, "api_base": "http://h"}}
+
+
+def test_hex_ids_are_identifiers_not_secrets_but_declared_secrets_stay_masked() -> None:
+    """A LiteLLM deployment id (64-hex sha256), a key hash and a commit SHA name what was changed:
+    masked, the action could not be verified and the journal could not say which target it was
+    (review finding 2). Declared-secret params, secret names and sk-/Bearer values stay masked."""
+    model_id, sha = "9f2c" * 16, "0123456789abcdef0123456789ABCDEF01234567"
+    params = {"model_id": model_id, "key_hash": "ab" * 32, "sha": sha, "declared": "ab" * 32,
+              "token": "ab" * 32, "key": "sk-" + "ab" * 20, "auth": "Bearer " + "ab" * 32}
+    assert redact_params(params, secret_names={"declared"}) == {
+        "model_id": model_id, "key_hash": "ab" * 32, "sha": sha, "declared": MASK, "token": MASK,
+        "key": MASK, "auth": MASK}
+    assert scrub(f"deployment {model_id} at {sha}, key {CANARY}") == \
+        f"deployment {model_id} at {sha}, key {MASK}"
 
 
 def test_records_carry_who_and_where_and_never_a_secret(tmp_path: Path,
