@@ -12,6 +12,7 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
+from console.action_checks import ActionMode
 from console.action_types import DiffLine, Origin
 
 YES = "y"
@@ -56,19 +57,6 @@ class ActionAsk:
     undo_of: str = ""
     """An action id: plan putting back the state captured before it (`ActionDesk.undo`);
     `action` is then that action's name, for the title, and `params` are not used."""
-
-
-@dataclass(frozen=True)
-class ActionMode:
-    """The desk's mode as the dialog shows it (read at plan time)."""
-
-    environment: str
-    read_only: bool
-    reason: str
-    """Why it is read-only ("LLMDECK_READONLY is set", "prod without --write"), else ""."""
-    dry_run: bool
-    role: str
-    user: str
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,8 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from console.action_preview import YES, ActionAsk, ActionConfirmed, ActionMode, ActionPreview, ActionResult
+from console.action_checks import ActionMode
+from console.action_preview import YES, ActionAsk, ActionConfirmed, ActionPreview, ActionResult
 from console.action_types import ActionError, Confirmation, Outcome, Plan
 from console.incident_views import cause_scope
 from console.safe_text import cell
@@ -143,6 +144,7 @@ class RunbookBridge:
         self._plans: dict[int, Plan] = {}
         self._keys = itertools.count(1)
         self._lock = threading.Lock()
+        self._building = threading.Lock()
 
     @classmethod
     def for_config(cls, config: Config, incidents: IncidentStore, *, write: bool = False,
@@ -183,12 +185,14 @@ class RunbookBridge:
             raise TimeoutError(f"the action desk did not answer within {timeout:g}s") from None
 
     def desk(self) -> ActionDesk:
-        """The desk, built on first use on its loop (a bad runbook file raises ActionError)."""
-        if self._desk is None:
-            async def build() -> ActionDesk:
-                return self._make_desk()
-            self._desk = self._call(build, self.plan_timeout)
-        return self._desk
+        """The desk, built once on first use on its loop (a bad runbook file raises ActionError);
+        two workers asking at once (the first revert check, an `x`) get the same one."""
+        with self._building:
+            if self._desk is None:
+                async def build() -> ActionDesk:
+                    return self._make_desk()
+                self._desk = self._call(build, self.plan_timeout)
+            return self._desk
 
     # ---- what the console asks (worker threads) ----------------------------------------
 
@@ -198,9 +202,7 @@ class RunbookBridge:
 
     def mode(self) -> ActionMode:
         """The desk's mode now (read-only can change: LLMDECK_READONLY is read at each call)."""
-        mode = self.desk().mode
-        return ActionMode(mode.environment, mode.read_only, mode.reason, mode.dry_run, mode.role,
-                          mode.user)
+        return self.desk().mode
 
     def plan(self, ask: ActionAsk) -> ActionPreview:
         """Plan `ask` (GETs only) and keep the plan; every problem comes back as text."""
@@ -240,7 +242,7 @@ class RunbookBridge:
                                 False, incident_id=ask.incident_id)
         typed = confirmed.typed.strip()
         # the dialog's `y` is the desk's "yes"; the desk checks it against the plan again
-        confirmation = Confirmation("yes" if typed.lower() == YES else typed)
+        confirmation = Confirmation("yes" if typed.lower() in (YES, "yes") else typed)
         desk = self.desk()
         try:
             outcome = self._call(lambda: desk.apply(plan, confirmation), self.apply_timeout)

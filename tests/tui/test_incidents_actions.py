@@ -20,7 +20,8 @@ from typing import Any
 import pytest
 from textual.widgets import Button, Input, OptionList
 
-from console.action_preview import ActionAsk, ActionMode, ActionPreview
+from console.action_checks import ActionMode
+from console.action_preview import ActionAsk, ActionPreview
 from console.action_types import DiffLine
 from console.audit import AuditJournal
 from console.config import Config
@@ -257,7 +258,7 @@ async def test_a_time_boxed_throttle_from_the_command_line_shows_when_it_reverts
         dialog: ActionDialog = app.screen
         assert dialog.preview is not None and dialog.preview.ready, dialog.preview
         assert dialog.preview.time_box == "20m" and "reverts after 20m" in screen_text(app)
-        await pilot.press("y", "enter")
+        await pilot.press(*"Yes", "enter")  # the dialog's y/yes in any case is the desk's "yes"
         await until(pilot, lambda: len(gateway.mutating()) == 1, "the throttle")
         assert gateway.mutating()[0].json()["tpm_limit"] == 1000
         await until(pilot, lambda: not isinstance(app.screen, ActionDialog), "the dialog to close")
@@ -274,7 +275,7 @@ HOSTILE = "[@click=app.quit]x[/] \x1b]52;c;cHduZWQ=\x07 [/]"
 
 def hostile_preview(dangerous: bool) -> tuple[ActionAsk, ActionPreview]:
     ask = ActionAsk("throttle-team", (("team_id", HOSTILE), ("tpm_limit", "1000")), "key", "INC-7")
-    mode = ActionMode("prod", False, "", False, "responder", "alice")
+    mode = ActionMode(False, "", False, "responder", "alice", "prod")
     return ask, ActionPreview(
         ask, mode, title="Throttle a LiteLLM team", target=HOSTILE, gateway="edge-gw",
         dangerous=dangerous, time_box="30m",
@@ -325,7 +326,7 @@ def test_action_dialog_snapshot(snap_compare: Any, make_app: Any, demo_data: Dem
     `dangerous: type acme-corp to confirm, then Enter`, an empty field, a dimmed Apply and a
     Cancel button."""
     ask = ActionAsk("throttle-team", (("team_id", "acme-corp"), ("tpm_limit", "1000")), "key", "INC-7")
-    mode = ActionMode("prod", False, "", False, "responder", "alice")
+    mode = ActionMode(False, "", False, "responder", "alice", "prod")
     preview = ActionPreview(
         ask, mode, title="Throttle a LiteLLM team", target="acme-corp", gateway="edge-gw",
         dangerous=True, time_box="30m",

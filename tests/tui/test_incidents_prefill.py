@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from console.action_checks import ActionMode
 from console.action_preview import (
     ActionAsk,
-    ActionMode,
     ActionPreview,
     ParamsError,
     params_text,
@@ -87,7 +87,7 @@ def test_params_parse_with_quotes_and_say_which_word_is_wrong() -> None:
 
 
 def test_enter_alone_never_confirms_and_a_dangerous_action_needs_its_target() -> None:
-    mode = ActionMode("demo", False, "", False, "admin", "alice")
+    mode = ActionMode(False, "", False, "admin", "alice", "demo")
     safe = ActionPreview(ActionAsk("throttle-team", ()), mode, target="acme-corp", key=3)
     assert not safe.confirms("") and not safe.confirms("   ") and not safe.confirms("no")
     assert safe.confirms("y") and safe.confirms("yes") and safe.confirms("acme-corp")
@@ -95,7 +95,7 @@ def test_enter_alone_never_confirms_and_a_dangerous_action_needs_its_target() ->
                               key=4)
     assert not dangerous.confirms("y") and not dangerous.confirms("yes")
     assert dangerous.confirms("acme-corp") and dangerous.confirm_word == "acme-corp"
-    read_only = ActionPreview(ActionAsk("block-team", ()), ActionMode("prod", True, "prod without"
-                              " --write", False, "admin", "alice"), target="acme-corp", key=5)
+    read_only = ActionPreview(ActionAsk("block-team", ()), ActionMode(True, "prod without --write",
+                              False, "admin", "alice", "prod"), target="acme-corp", key=5)
     assert read_only.ready and not read_only.sendable and not read_only.confirms("acme-corp")
     assert not ActionPreview(ActionAsk("x", ()), mode, problem="unknown action").confirms("y")
