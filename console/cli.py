@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--write", dest="global_write", action="store_true",
                         help="allow runbook actions in an environment marked [actions] prod = true"
                         " (read-only there otherwise); --read-only and LLMDECK_READONLY=1 still win")
+    parser.add_argument("--dry-run", dest="global_dry_run", action="store_true",
+                        help="the console's runbook actions are dry runs: planned, confirmed and"
+                        " recorded, nothing sent")
     parser.add_argument("--insecure-storage", action="store_true",
                         help="keep keyring: secrets in plaintext 0600 files under"
                         " $XDG_CONFIG_HOME/llmdeck/secrets (no OS keyring here; shown as a badge)")
@@ -277,7 +280,7 @@ def _main(argv: list[str] | None) -> int:
 
         try:
             return run_console(config, config.cache_file(args.cache), args.theme, err,
-                               write=args.global_write)
+                               write=args.global_write, dry_run=args.global_dry_run)
         except CacheError as exc:
             err.write(f"llmdeck: {exc}\n")
             return EXIT_CACHE

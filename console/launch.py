@@ -109,7 +109,7 @@ def storage_badge() -> str | None:
 
 
 def run_console(config: Config, cache_path: Path, theme: str | None, err: TextIO, *,
-                write: bool = False) -> int:
+                write: bool = False, dry_run: bool = False) -> int:
     """`llmdeck` / `llmdeck --cache FILE`: the console on a cache.
 
     Read-only unless the config gives it something to write: then it opens the cache
@@ -119,7 +119,8 @@ def run_console(config: Config, cache_path: Path, theme: str | None, err: TextIO
     cannot be opened (corrupt, locked by a writer, too new) raises its `CacheError` before
     Textual starts. SIGHUP, SIGTERM and SIGINT end it cleanly (console/stop_signals.py); the
     writers are closed first, then the cache. `write` (`llmdeck --write`) lets runbook actions
-    act in an environment marked `[actions] prod = true` (read-only there otherwise).
+    act in an environment marked `[actions] prod = true` (read-only there otherwise); `dry_run`
+    (`llmdeck --dry-run`) makes every action from the console a dry run (nothing sent).
     """
     from console.writers import open_for_writers, wants_writers
 
@@ -146,7 +147,8 @@ def run_console(config: Config, cache_path: Path, theme: str | None, err: TextIO
         from console.app import LlmdeckApp
         from console.runbook_actions import RunbookBridge
 
-        runbooks = RunbookBridge.for_config(config, backend.incident_store(), write=write)
+        runbooks = RunbookBridge.for_config(config, backend.incident_store(), write=write,
+                                            dry_run=dry_run)
         app = LlmdeckApp(backend, theme=theme, badge=storage_badge(), stop=stop, runbooks=runbooks)
         if stop.received is None:
             app.run()

@@ -374,3 +374,25 @@ async def test_an_unknown_outcome_is_said_loudly_and_again_after_a_restart(
         await pilot.press("8")
         await settle(pilot)
         assert "OUTCOME UNKNOWN: switch-provider on anthropic" in screen_text(again)
+
+
+async def test_a_dry_run_console_shows_dry_run_and_sends_nothing(
+        demo_data: DemoData, make_app: Any, gateway: LiteLLMAdminServer) -> None:
+    """`llmdeck --dry-run`: the dialog says DRY RUN; confirming records a dry run, sends nothing."""
+    backend = PortableBackend(demo_data)
+    backend.config = action_config(demo_data, gateway.url)
+    app = make_app(backend=backend, runbooks=RunbookBridge.for_config(
+        backend.config, IncidentStore(), dry_run=True))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pilot.press("colon", *"runbook throttle-team team_id=acme-corp tpm_limit=10", "enter")
+        await until(pilot, lambda: isinstance(app.screen, ActionDialog)
+                    and app.screen.preview is not None, "the plan")
+        dialog: ActionDialog = app.screen
+        assert dialog.preview is not None and dialog.preview.sendable
+        assert "DRY RUN" in screen_text(app) and "dry run: confirming records it" in screen_text(app)
+        await pilot.press("y", "enter")
+        await until(pilot, lambda: any("dry_run" in str(n.message) for n in app._notifications),
+                    "the dry run's outcome")
+        assert gateway.mutating() == []
+        assert [r.status for r in AuditJournal().records()] == ["dry_run"]
