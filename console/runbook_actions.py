@@ -206,17 +206,19 @@ class RunbookBridge:
 
     def plan(self, ask: ActionAsk) -> ActionPreview:
         """Plan `ask` (GETs only) and keep the plan; every problem comes back as text."""
+        mode: ActionMode | None = None
         try:
             desk = self.desk()
+            mode = desk.mode  # shown with a problem too: read-only says why before any plan
             params: dict[str, Any] = dict(ask.params)
             if ask.undo_of:
                 plan = self._call(lambda: desk.undo(ask.undo_of, origin=ask.origin), self.plan_timeout)
             else:
                 plan = self._call(lambda: desk.plan(ask.action, params, origin=ask.origin,
                                                     incident_id=ask.incident_id), self.plan_timeout)
-            mode = self.mode()
+            mode = desk.mode
         except (ActionError, TimeoutError, OSError) as exc:
-            return ActionPreview(ask, problem=f"{ask.action}: cannot plan: {cell(exc, 600)}")
+            return ActionPreview(ask, mode, problem=f"{ask.action}: cannot plan: {cell(exc, 600)}")
         with self._lock:
             key = next(self._keys)
             self._plans[key] = plan

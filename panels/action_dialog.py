@@ -174,7 +174,8 @@ class ActionDialog(ModalScreen[ActionConfirmed | None]):
             prompt.update("")
         elif not preview.ready:
             plan.update(safe(preview.problem, 2000))
-            note.update(Content("no plan: fix the params and press Enter there, or Esc"))
+            note.update(Content("no plan (see above): edit the params and press Enter there · Esc"
+                                " closes"))
             prompt.update("")
             problem = True
         else:
