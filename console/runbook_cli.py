@@ -106,8 +106,8 @@ def main_runbook(config: Config, args: argparse.Namespace, parser: argparse.Argu
     as_json = bool(args.json)
     try:
         params = parse_params(getattr(args, "param", []))
-        desk = ActionDesk(config, write=bool(getattr(args, "global_write", False)),
-                          dry_run=bool(getattr(args, "dry_run", False)))
+        dry_run = getattr(args, "dry_run", False) or getattr(args, "global_dry_run", False)
+        desk = ActionDesk(config, write=bool(getattr(args, "global_write", False)), dry_run=bool(dry_run))
     except (ValueError, RunbookError) as exc:
         return _fail(exc, EXIT_PROBLEM if isinstance(exc, RunbookError) else EXIT_NOT_DONE, as_json, out, err)
     work: dict[str, Callable[[], Awaitable[int]]] = {

@@ -81,6 +81,11 @@ def test_guarded_applies_send_nothing(extra: tuple[str, ...], prod: bool, status
     assert server.mutating() == []
 
 
+def test_global_dry_run_sends_nothing(server: LiteLLMAdminServer, cli: Run) -> None:
+    done = cli("--dry-run", *THROTTLE, "--confirm", "acme-corp")
+    assert done.returncode == 0 and "DRY_RUN" in done.stdout and server.mutating() == []
+
+
 def test_read_only_flag_wins_over_write(server: LiteLLMAdminServer, cli: Run) -> None:
     done = cli("--read-only", "--write", *THROTTLE, "--confirm", "acme-corp", prod=True)
     assert done.returncode == 1 and "REFUSED: read-only" in done.stdout
