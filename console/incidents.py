@@ -116,28 +116,17 @@ class IncidentStore:
 
     def __init__(self, path: Path | None = None) -> None:
         self.path = Path(path) if path is not None else state_db.default_state_db()
-        self._local = threading.local()
+        self._connections = state_db.ThreadConnections(self.path, SCHEMA_NAME, SCHEMA_VERSION, SCHEMA)
+        self._local = threading.local()  # this thread's batch flag
 
     # -- connection and transactions ------------------------------------------------------
 
     def _conn(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = state_db.connect(self.path)
-            try:
-                state_db.ensure_schema(conn, SCHEMA_NAME, SCHEMA_VERSION, SCHEMA)
-            except BaseException:
-                conn.close()
-                raise
-            self._local.conn = conn
-        return conn
+        return self._connections.get()
 
     def close(self) -> None:
         """Close this thread's connection (others close with their threads)."""
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is not None:
-            self._local.conn = None
-            conn.close()
+        self._connections.close()
 
     @contextmanager
     def batch(self) -> Iterator[None]:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import stat
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -225,3 +226,33 @@ def ensure_schema(conn: sqlite3.Connection, name: str, version: int,
         conn.execute("INSERT INTO schema_versions(name, version) VALUES (?, ?)"
                      " ON CONFLICT(name) DO UPDATE SET version = excluded.version",
                      (name, version))
+
+
+class ThreadConnections:
+    """One connection per thread to `path`, opened on first use with module `name`'s schema
+    ensured: what every store on the state file needs (sqlite3 connections stay in their thread)."""
+
+    def __init__(self, path: Path, name: str, version: int, statements: Sequence[str]) -> None:
+        self.path = path
+        self._schema = (name, version, tuple(statements))
+        self._local = threading.local()
+
+    def get(self) -> sqlite3.Connection:
+        """This thread's connection (opened, and the schema ensured, the first time)."""
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = connect(self.path)
+            try:
+                ensure_schema(conn, *self._schema)
+            except BaseException:
+                conn.close()
+                raise
+            self._local.conn = conn
+        return conn
+
+    def close(self) -> None:
+        """Close this thread's connection, if any (a worker thread about to end calls this)."""
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is not None:
+            self._local.conn = None
+            conn.close()

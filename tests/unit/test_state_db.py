@@ -159,3 +159,22 @@ def test_ensure_schema_up_to_date_takes_no_write_lock(tmp_path: Path) -> None:
         state_db.ensure_schema(later, "t", 1, statements)  # a console reader opening meanwhile
         with pytest.raises(StateError, match="locked"):
             state_db.ensure_schema(later, "t", 2, statements)  # an upgrade does need the lock
+
+
+def test_thread_connections_one_per_thread_schema_ensured(tmp_path: Path) -> None:
+    import threading
+
+    conns = state_db.ThreadConnections(tmp_path / "s.sqlite3", "t", 1,
+                                       ["CREATE TABLE IF NOT EXISTS t (x)"])
+    mine = conns.get()
+    assert conns.get() is mine
+    assert mine.execute("SELECT count(*) FROM t").fetchone()[0] == 0
+    theirs: list[sqlite3.Connection] = []
+    worker = threading.Thread(target=lambda: (theirs.append(conns.get()), conns.close()))
+    worker.start()
+    worker.join()
+    assert theirs and theirs[0] is not mine
+    conns.close()
+    with pytest.raises(sqlite3.ProgrammingError):
+        mine.execute("SELECT 1")  # closed
+    assert conns.get() is not mine  # a fresh one after close
