@@ -39,12 +39,14 @@ class SilenceDesk:
     """Builds asks, plans them and applies confirmed plans, on the source hub's loop."""
 
     def __init__(self, hub: SourceHub | None, *, read_only: bool = False, plan_timeout: float = 20.0,
-                 apply_timeout: float = 60.0, config: Config | None = None) -> None:
+                 apply_timeout: float = 60.0, config: Config | None = None, write: bool = False) -> None:
         self.hub = hub
         self.read_only = read_only
         """The console's own read-only flag; `LLMDECK_READONLY=1` counts too (read at each call)."""
         self.config = config
-        """[actions] for the desk (prod, roles); None: defaults (not prod, role viewer)."""
+        """[actions] for the desk (prod, roles); None: defaults (not prod)."""
+        self.write = write
+        """`llmdeck --write`: in an [actions] prod = true environment, silences are refused without it."""
         self.plan_timeout = plan_timeout
         self.apply_timeout = apply_timeout
         self._plans: dict[int, tuple[SilencePlan, AlertmanagerClient]] = {}
@@ -102,8 +104,9 @@ class SilenceDesk:
             self._plans[key] = (plan, client)
             for old in list(self._plans)[:-KEPT_PLANS]:
                 del self._plans[old]
-        return SilencePreview(ask, plan_text(plan), len(plan.affects),
-                              read_only=silences.read_only_mode(self.read_only), key=key)
+        mode = silences.send_mode(self.config, read_only=self.read_only, write=self.write)
+        return SilencePreview(ask, plan_text(plan), len(plan.affects), read_only=mode.read_only,
+                              read_only_reason=mode.reason, key=key)
 
     def apply(self, confirmation: Confirmation) -> SilenceResult:
         """Hand the kept plan to `console.silences.apply` (once), then poll its source again."""
@@ -120,7 +123,8 @@ class SilenceDesk:
         try:
             outcome = self._call(lambda: silences.apply(
                 plan, client, confirm=lambda p: typed == p.source, dry_run=False,
-                read_only=self.read_only, config=self.config, origin="key"), self.apply_timeout)
+                read_only=self.read_only, write=self.write, config=self.config, origin="key"),
+                self.apply_timeout)
         except TimeoutError as exc:
             return SilenceResult(ask.source, ask.action, "failed", f"{exc}; it may or may not have been"
                                  " applied: check :alerts", False, sent=True)

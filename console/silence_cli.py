@@ -138,7 +138,9 @@ async def _run(client: AlertmanagerClient, args: argparse.Namespace, out: TextIO
     except (silences.PlanError, SourceError) as exc:
         err.write(f"llmdeck: silence {args.silence_command}: {cell(str(exc), 300)}: nothing sent\n")
         return EXIT_FAILED
-    prompting = not (args.yes or args.dry_run or args.read_only or silences.read_only_mode())
+    write = bool(getattr(args, "global_write", False))  # `llmdeck --write` (console/cli.py's dest)
+    refused = silences.send_mode(config, read_only=args.read_only, write=write).read_only
+    prompting = not (args.yes or args.dry_run or refused)
     if not args.json:
         out.write(plan_text(plan))
         out.flush()
@@ -146,7 +148,7 @@ async def _run(client: AlertmanagerClient, args: argparse.Namespace, out: TextIO
         err.write(plan_text(plan))
     confirm = terminal_confirm(plan.source, args.yes, err, stdin)
     outcome = await silences.apply(plan, client, confirm=confirm, dry_run=args.dry_run,
-                                   read_only=args.read_only, write=bool(getattr(args, "write", False)),
+                                   read_only=args.read_only, write=write,
                                    config=config, origin="cli")
     if args.json:
         out.write(json.dumps({"plan": plan_json(plan), "outcome": outcome_json(outcome)}) + "\n")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from console.action_types import Adapter
@@ -66,11 +67,14 @@ class SilenceActionDesk(ActionDesk):
 def silence_desk(client: AlertmanagerClient, config: Config | None, *, read_only: bool, write: bool,
                  dry_run: bool, audit: AuditJournal | None, environ: Mapping[str, str] | None,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-                 created_by: str = "") -> ActionDesk:
-    """A desk for one silence apply (config None: defaults, i.e. not prod, role viewer)."""
+                 created_by: str = "", starts: datetime | None = None) -> ActionDesk:
+    """A desk for one silence apply (config None: defaults, i.e. not prod). `starts` pins the
+    silence's startsAt (the shown plan's), so the body sent is the body the operator read."""
     if config is None:
         from console.config import Config
 
         config = Config()
-    return SilenceActionDesk(config, SilenceAdapter(client, created_by=created_by), read_only=read_only,
-                             write=write, dry_run=dry_run, audit=audit, environ=environ, sleep=sleep)
+    adapter = (SilenceAdapter(client, created_by=created_by) if starts is None else
+               SilenceAdapter(client, created_by=created_by, clock=lambda: starts))
+    return SilenceActionDesk(config, adapter, read_only=read_only, write=write, dry_run=dry_run,
+                             audit=audit, environ=environ, sleep=sleep)

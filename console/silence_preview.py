@@ -46,6 +46,9 @@ class SilencePreview:
     problem: str = ""
     read_only: bool = False
     key: int = 0
+    read_only_reason: str = ""
+    """Why the desk would refuse to send (`LLMDECK_READONLY=1`, `--read-only`, a prod environment
+    without `--write`), "" when it would not."""
 
     @property
     def ready(self) -> bool:

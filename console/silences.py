@@ -9,31 +9,33 @@ read at call time, the caller's flag, a prod environment without `--write`), in 
 run, or unless `confirm(plan)` returns True; it writes the audit intent (synced) before
 the request, the outcome after it, one event for an attempt that sent nothing, and keeps
 the action in the state file (so `llmdeck runbook undo` can expire a silence it made).
+The desk re-plans at apply with the shown plan's own start time and sends only if its
+request is the one shown (same method, path and body), so what the operator read is what
+goes out. Read-only is decided in one place, the desk (`send_mode` only asks it, for the
+prompt and the dialog's badge).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Literal
 
-from connectors.alertmanager import AlertmanagerClient, silence_body
+from connectors.alertmanager import SILENCES_PATH, AlertmanagerClient, silence_body, silence_path
 from connectors.http import SourceError
 from console.action_types import Origin
 from console.alerts import ActiveAlert, SilenceMatcher
 from console.operator import user_name
 
 if TYPE_CHECKING:
+    from console.action_checks import ActionMode
+    from console.action_types import Plan
     from console.audit import AuditJournal
     from console.config import Config
 from console.timeutil import utc_now
-
-READONLY_ENV = "LLMDECK_READONLY"
-_FALSE = frozenset({"", "0", "false", "no", "off"})
 
 SilenceAction = Literal["create", "expire"]
 OutcomeStatus = Literal["applied", "unverified", "failed", "dry_run", "refused", "cancelled"]
@@ -44,10 +46,21 @@ class PlanError(Exception):
     """A silence action that cannot be planned (no such silence, already expired...)."""
 
 
-def read_only_mode(flag: bool = False, environ: Mapping[str, str] | None = None) -> bool:
-    """True when the caller asks for it or `LLMDECK_READONLY` is set to anything but 0/false/no/off."""
-    env = os.environ if environ is None else environ
-    return flag or env.get(READONLY_ENV, "").strip().lower() not in _FALSE
+def send_mode(config: Config | None = None, *, read_only: bool = False, write: bool = False,
+              environ: Mapping[str, str] | None = None) -> ActionMode:
+    """Whether the desk would refuse to send now, and why (`LLMDECK_READONLY`, `--read-only`, a
+    prod environment without `--write`), by the desk's own rule (`action_checks.read_mode`), so
+    the CLI's prompt and the dialog's badge say what the desk will do. Display only: the desk
+    decides again at apply."""
+    from console.action_checks import read_mode
+    from console.operator import user_groups
+
+    if config is None:
+        from console.config import Config
+
+        config = Config()
+    return read_mode(config.actions, user_name(), user_groups(), write=write, read_only=read_only,
+                     dry_run=False, environ=environ)
 
 
 @dataclass(frozen=True)
@@ -102,7 +115,9 @@ async def plan_create(client: AlertmanagerClient, matchers: Sequence[SilenceMatc
     starts = now or utc_now()
     ends = starts + length
     author = created_by or user_name()
-    body = silence_body(matchers, starts, ends, author, comment)
+    # Keys sorted as the desk's adapter sends them (PlannedRequest.body_json), so the text shown
+    # is the body sent, key for key.
+    body = json.loads(json.dumps(silence_body(matchers, starts, ends, author, comment), sort_keys=True))
     affects = await client.alerts(matchers)
     return SilencePlan(source=client.name, action="create", request=client.describe_create(body),
                        affects=affects, ends=ends, matchers=tuple(matchers), comment=comment,
@@ -142,15 +157,25 @@ async def apply(plan: SilencePlan, client: AlertmanagerClient, *, confirm: Calla
 
     if plan.source != client.name:
         raise PlanError(f"plan is for source {plan.source!r}, client is {client.name!r}")
+    starts, ends = _times(plan)
     desk = silence_desk(client, config, read_only=read_only, write=write, dry_run=dry_run, audit=audit,
-                        environ=environ, sleep=sleep, created_by=plan.created_by)
+                        environ=environ, sleep=sleep, created_by=plan.created_by, starts=starts)
     params = ({"matchers": [str(m) for m in plan.matchers],
-               "duration": int((plan.ends - _starts(plan)).total_seconds()), "comment": plan.comment}
+               "duration": int((ends - starts).total_seconds()), "comment": plan.comment}
               if plan.action == "create" else {"silence_id": plan.silence_id})
     try:
         desk_plan = await desk.plan(f"silence.{plan.action}", params, origin=origin)
     except (ActionError, SourceError) as exc:
+        await desk.aclose()
         return SilenceOutcome(plan, "failed", sent=False, detail=f"cannot plan it: {exc}: nothing sent")
+    if desk_plan.requests and not _as_shown(plan, desk_plan):
+        try:  # the desk journals the abandoned plan as a cancel; nothing is sent
+            await desk.apply(desk_plan, None)
+        finally:
+            await desk.aclose()
+        return SilenceOutcome(plan, "failed", sent=False, detail="the request the desk would send is not"
+                              " the one shown (the silence changed since it was planned): plan again:"
+                              " nothing sent")
     mode = desk.mode
     asked = not (mode.read_only or desk.dry_run or desk_plan.changes_nothing) and confirm(plan)
     try:
@@ -167,12 +192,24 @@ async def apply(plan: SilencePlan, client: AlertmanagerClient, *, confirm: Calla
     return await _settled(plan, client, outcome.status, outcome.detail, list(before))
 
 
-def _starts(plan: SilencePlan) -> datetime:
-    body = json.loads(plan.body) if plan.body else {}
-    starts = str(body.get("startsAt", ""))
+def _times(plan: SilencePlan) -> tuple[datetime, datetime]:
+    """The shown body's startsAt / endsAt (an expire: the plan's time twice)."""
     from console.timeutil import naive_utc
 
-    return naive_utc(datetime.fromisoformat(starts.replace("Z", "+00:00"))) if starts else plan.ends
+    body = json.loads(plan.body) if plan.body else {}
+    if not body.get("startsAt") or not body.get("endsAt"):
+        return plan.ends, plan.ends
+    starts, ends = (naive_utc(datetime.fromisoformat(str(body[k]).replace("Z", "+00:00")))
+                    for k in ("startsAt", "endsAt"))
+    return starts, ends
+
+
+def _as_shown(plan: SilencePlan, desk_plan: Plan) -> bool:
+    """The desk's requests are the one the operator was shown: method, path and body."""
+    sent = [(r.method, r.path, r.body) for r in desk_plan.requests]
+    if plan.action == "create":
+        return sent == [("POST", SILENCES_PATH, json.loads(plan.body))]
+    return sent == [("DELETE", silence_path(plan.silence_id), None)]
 
 
 async def _settled(plan: SilencePlan, client: AlertmanagerClient, status: str, detail: str,

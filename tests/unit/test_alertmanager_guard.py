@@ -203,7 +203,7 @@ async def test_a_second_identical_silence_changes_nothing_and_is_not_sent(
 async def test_read_only_off_values_do_not_refuse(monkeypatch: pytest.MonkeyPatch) -> None:
     for value in ("0", "false", "", "no"):
         monkeypatch.setenv("LLMDECK_READONLY", value)
-        assert not silences.read_only_mode()
+        assert not silences.send_mode().read_only
 
 
 async def test_dry_run_returns_the_plan_and_sends_nothing(
