@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,7 @@ from panels.incidents_screen import IncidentsScreen
 from panels.runbook_picker import RunbookPicker
 from tests.tui.conftest import DemoData, settle
 from tests.tui.screen_text import screen_text
+from tests.tui.test_incidents_actions import until
 from tests.tui.test_snapshots import PortableBackend
 
 
@@ -43,15 +43,6 @@ def demo_gateway(demo_data: DemoData) -> Iterator[DemoEndpoints]:
     endpoints.start()
     yield endpoints
     endpoints.close()
-
-
-async def until(pilot: Any, check: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        await pilot.pause(0.05)
-        if check():
-            return
-    raise AssertionError(f"timed out waiting for {what}:\n{screen_text(pilot.app)}")
 
 
 def anthropic_failures(endpoints: DemoEndpoints, demo: DemoData, chunks: int = 60) -> int:
