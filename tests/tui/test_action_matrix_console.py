@@ -390,7 +390,7 @@ async def test_console_silence_in_a_prod_environment_without_write_sends_nothing
     environment started without --write: the desk refuses, nothing reaches Alertmanager."""
     from panels.alerts_screen import AlertsScreen
     from panels.silence_dialog import SilenceDialog
-    from tests.tui.test_silence_from_console import console_backend, dialog_with_plan, open_alerts_on
+    from tests.tui.test_silence_from_console import console_backend
 
     alertmanager.post_alert("MatrixProdGateway", team="llm")
     backend = console_backend(demo_data, alertmanager)
@@ -398,9 +398,15 @@ async def test_console_silence_in_a_prod_environment_without_write_sends_nothing
         environment="matrix-prod", prod=True)})
     app = make_app(backend=backend)
     async with app.run_test(size=(100, 30)) as pilot:
-        await open_alerts_on(pilot, "MatrixProdGateway")
+        await pilot.press("6")  # :alerts, filtered to the alert (the waits here are bounded at 60 s)
+        await until(pilot, lambda: "MatrixProdGateway" in screen_text(app), "the alert on :alerts")
+        await pilot.press("slash", *"MatrixProdGateway", "enter")
+        await pilot.pause()
         alertmanager.proxy.clear()
-        dialog = await dialog_with_plan(pilot, "s")
+        await pilot.press("s")
+        await until(pilot, lambda: isinstance(app.screen, SilenceDialog) and app.screen.preview is not None,
+                    "the silence dialog's plan")
+        dialog: SilenceDialog = app.screen
         assert dialog.preview is not None and dialog.preview.ready
         typed = dialog.query_one("#silence-typed", Input)
         if not typed.disabled:
