@@ -316,7 +316,8 @@ async def test_desk_a_revert_whose_outcome_is_unknown_is_not_sent_again_by_itsel
 
 # ---- the CLI, as a real subprocess -----------------------------------------------------------
 
-CLI_GUARDS: dict[str, dict[str, Any]] = {**GUARDS, "no --confirm": {"confirm": None, "status": "cancelled"}}
+CLI_GUARDS: dict[str, dict[str, Any]] = {**GUARDS, "no --confirm": {"confirm": None, "status": "cancelled"},
+                                         "global --dry-run": {"flags": ["--dry-run"], "status": "dry_run"}}
 
 
 def _cli_for(world: ActionWorld, guard: str) -> tuple[dict[str, Any], list[str], dict[str, str]]:
