@@ -457,3 +457,19 @@ def test_the_command_does_not_inherit_the_variables_llmdeck_secrets_come_from(
                                            options={"argv": [sys.executable, str(script), "env"]}))
     answer = asyncio.run(a.send(a.requests({}, {}, {})[0], idempotency_key="k", changed_by="alice"))
     assert json.loads(answer.split(": exit 0: ", 1)[1]) == ["H_TEST_KUBECONFIG"]
+
+
+def test_a_read_that_prints_a_secret_is_masked_and_not_restorable(script: Path) -> None:
+    a = adapter(script, {"argv": [sys.executable, str(script), "echo", "$v"],
+                         "read_argv": [sys.executable, str(script), "leak"], "expect": "$v"})
+    before = asyncio.run(a.read({"v": "x"}))
+    assert "sk-proj-" not in json.dumps(before) and "[SECRET]" in before["output"]
+    assert "ops@example.com" in before["output"], "secrets only: the diff must still show what changes"
+    desired = a.desired({"v": "token=ghp_abcdefghijklmnopqrstuvwxyz0123456789"}, before)
+    assert "ghp_" not in json.dumps(desired)
+    assert a.restore_params({"v": "y"}, before) is None
+    digest = adapter(script, {"argv": [sys.executable, str(script), "echo"],
+                              "read_argv": [sys.executable, str(script), "echo", "$v"], "expect": "$v"})
+    sha = "sha256:" + "ab12" * 16
+    assert asyncio.run(digest.read({"v": sha})) == {"output": json.dumps([sha])}
+    assert digest.restore_params({"v": "new"}, {"output": sha}) == {"v": sha}
