@@ -117,6 +117,7 @@ class HttpRequestAdapter:
         self._secret_params = secret_params
         self._redact = Redactor((secret_headers or {}).values())
         self._field = options.read_pointer or "/"
+        self._masked = tpl.secret_masker()
         in_path = secret_params & (tpl.names_in(options.path) | tpl.names_in(options.read_path))
         if in_path:
             raise ActionError(f"options.path: secret parameter {', '.join(sorted(in_path))} would travel"
@@ -149,12 +150,13 @@ class HttpRequestAdapter:
             value = tpl.pointer_get(doc, self.options.read_pointer)
         except ActionError as exc:
             raise ActionError(f"{self.system}: GET {path}: {exc}") from None
-        return {self._field: value}
+        return {self._field: self._masked(value)}
 
     def desired(self, params: Mapping[str, Any], current: Mapping[str, Any]) -> dict[str, Any]:
+        """What the read should show, masked the way the read is (so they compare)."""
         if not self.readable:
             return {}
-        return {self._field: tpl.expected(self.options.expect, params, "options.expect")}
+        return {self._field: self._masked(tpl.expected(self.options.expect, params, "options.expect"))}
 
     def requests(self, params: Mapping[str, Any], current: Mapping[str, Any],
                  desired: Mapping[str, Any]) -> Sequence[PlannedRequest]:
@@ -184,8 +186,8 @@ class HttpRequestAdapter:
         return f"{self.system}: HTTP {response.status_code}" + (f": {reason}" if reason else "")
 
     def restore_params(self, params: Mapping[str, Any], before: Mapping[str, Any]) -> dict[str, Any] | None:
-        if not self.readable:
-            return None
+        if not self.readable or tpl.masked_somewhere(before.get(self._field)):
+            return None  # a masked value cannot be put back
         return tpl.restore_from(self.options.expect, params, before, self._field)
 
     async def aclose(self) -> None:

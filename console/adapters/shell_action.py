@@ -48,8 +48,6 @@ OUTPUT_CAP = 64 * 1024
 """Bytes kept of each of stdout and stderr (the rest is read and dropped)."""
 DETAIL_LIMIT = 2000
 """Characters of output in the answer `send` returns (it lands in the audit and timeline)."""
-MASKED = "[SECRET]"
-"""What the secret detector leaves in place of a secret (console.cache.redact)."""
 REDACT_MARGIN = 512
 """Characters past the limit the redaction still sees (a secret cut in half is still caught)."""
 
@@ -151,10 +149,7 @@ class ShellExecAdapter:
         self._hidden_env = hidden_env
         self.readable = bool(options.read_argv)
         self._redactor = redactor
-        from console.cache.redact import Redactor as SpanRedactor
-        from console.config import RedactionSettings
-
-        self._secret_redactor = SpanRedactor(RedactionSettings(builtin=["secret"], rules=[]))
+        self._masked = tpl.secret_masker()
         self._field = options.read_pointer or "output"
         in_argv = secret_params & (tpl.names_in(list(options.argv)) | tpl.names_in(list(options.read_argv)))
         if in_argv:
@@ -206,18 +201,6 @@ class ShellExecAdapter:
             return {}
         return {self._field: self._masked(tpl.expected(self.options.expect, params, "options.expect"))}
 
-    def _masked(self, value: Any) -> Any:
-        """A read value with secrets (tokens, keys, `password: ...`) replaced: it becomes the
-        plan's before-state, shown in the diff and kept in the state file. Secrets only: a
-        masked IP or digest would hide the very change the diff is for."""
-        if isinstance(value, str):
-            return self._secret_redactor.redact(value)[0]
-        if isinstance(value, list):
-            return [self._masked(v) for v in value]
-        if isinstance(value, dict):
-            return {k: self._masked(v) for k, v in value.items()}
-        return value
-
     def requests(self, params: Mapping[str, Any], current: Mapping[str, Any],
                  desired: Mapping[str, Any]) -> Sequence[PlannedRequest]:
         argv = self._runnable(fill_argv(self.options.argv, params, "options.argv", self.options.allow_dash),
@@ -241,7 +224,7 @@ class ShellExecAdapter:
         return f"{argv[0]}: exit 0" + (f": {shown}" if shown else "")
 
     def restore_params(self, params: Mapping[str, Any], before: Mapping[str, Any]) -> dict[str, Any] | None:
-        if not self.readable or MASKED in json.dumps(before.get(self._field), default=str):
+        if not self.readable or tpl.masked_somewhere(before.get(self._field)):
             return None  # a masked value cannot be put back
         return tpl.restore_from(self.options.expect, params, before, self._field)
 

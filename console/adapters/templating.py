@@ -215,3 +215,33 @@ def restore_from(template: Any, params: Mapping[str, Any], before: Mapping[str, 
 def control_chars(value: str) -> bool:
     """Whether `value` holds a control character (NUL, newline, escape ...)."""
     return _CONTROL.search(value) is not None
+
+
+MASKED = "[SECRET]"
+"""What the secret detector (console.cache.redact) leaves in place of a secret."""
+
+
+def secret_masker() -> Callable[[Any], Any]:
+    """A function masking secrets (tokens, keys, `password: ...`) in every string of a read
+    value, so it can become a plan's before-state (diff, state file, audit hash). Secrets
+    only: a masked IP or digest would hide the very change a diff is for."""
+    from console.cache.redact import Redactor
+    from console.config import RedactionSettings
+
+    redactor = Redactor(RedactionSettings(builtin=["secret"], rules=[]))
+
+    def mask(value: Any) -> Any:
+        if isinstance(value, str):
+            return redactor.redact(value)[0]
+        if isinstance(value, list):
+            return [mask(v) for v in value]
+        if isinstance(value, dict):
+            return {k: mask(v) for k, v in value.items()}
+        return value
+
+    return mask
+
+
+def masked_somewhere(value: Any) -> bool:
+    """Whether a (read) value holds a masked secret: such a value cannot be put back."""
+    return MASKED in json.dumps(value, default=str)

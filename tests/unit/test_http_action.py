@@ -251,6 +251,17 @@ def test_expect_option_and_json_text_body(server: HttpActionServer) -> None:
     asyncio.run(a.aclose())
 
 
+def test_a_read_secret_is_masked_and_not_restorable(server: HttpActionServer) -> None:
+    server.docs["/api/hooks/pager"] = {"config": {"url": "https://hooks.example/x?token=s3cr3t-v4lue-123"}}
+    a = adapter(server, {"method": "PATCH", "path": "/api/hooks/$hook", "body": {"config": {"url": "$url"}},
+                         "read_path": "/api/hooks/$hook", "read_pointer": "/config/url"})
+    params = {"hook": "pager", "url": "https://hooks.example/y?token=n3w-v4lue-456"}
+    before = run(a, lambda: a.read(params))
+    assert before == {"/config/url": "https://hooks.example/x?token=[SECRET]"}
+    assert a.desired(params, before) == {"/config/url": "https://hooks.example/y?token=[SECRET]"}
+    assert a.restore_params(params, before) is None
+
+
 def test_read_failures_are_action_errors_naming_what(server: HttpActionServer) -> None:
     a = adapter(server, LABEL_MOVE)
     with pytest.raises(ActionError, match=r"registry: GET /api/prompts/nope: not found \(HTTP 404\)"):
