@@ -16,7 +16,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -231,6 +231,57 @@ async def test_read_only_mode_shows_the_plan_and_sends_nothing(
         await pilot.pause(1.0)
         assert manager.proxy.mutating() == []
         assert manager.silences_for("ReadOnlyGateway") == []
+
+
+async def test_prod_without_write_is_read_only_and_with_write_sends_the_body_shown(
+        demo_data: DemoData, manager: Manager, make_app: Any) -> None:
+    """[actions] prod = true: without --write the dialog says READ-ONLY with the desk's reason
+    and takes no name; with --write (SilenceDesk.write, passed by app.py) typing the name sends,
+    and the silence Alertmanager keeps ends exactly when the plan shown said (the desk sends the
+    shown body, not a re-timed one: review finding 16)."""
+    from console.config_actions import ActionsSettings
+
+    manager.post_alert("ProdGateway", team="llm")
+    backend = console_backend(demo_data, manager)
+    backend.config = backend.config.model_copy(update={"actions": ActionsSettings(
+        environment="prod-test", prod=True)})
+    app = make_app(backend=backend)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_alerts_on(pilot, "ProdGateway")
+        manager.proxy.clear()
+        app.silence_desk.write = False
+        dialog = await dialog_with_plan(pilot, "s")
+        refused = dialog.preview
+        assert refused is not None and refused.ready and refused.read_only
+        assert "prod-test is prod" in refused.read_only_reason and "--write" in refused.read_only_reason
+        assert dialog.query_one("#silence-typed", Input).disabled and not confirm_enabled(dialog)
+        await pilot.press("escape")
+        await until(pilot, lambda: isinstance(app.screen, AlertsScreen), "the dialog to close")
+
+        app.silence_desk.write = True  # `llmdeck --write`
+        dialog = await dialog_with_plan(pilot, "s")
+        preview = dialog.preview
+        assert preview is not None and preview.ready and not preview.read_only
+        assert preview.read_only_reason == ""
+        await pilot.press("a", "m")
+        await pilot.pause()
+        assert confirm_enabled(dialog)
+        await pilot.press("enter")
+        await until(pilot, lambda: any(s["status"]["state"] == "active"
+                                       for s in manager.silences_for("ProdGateway")),
+                    "an active silence on the real Alertmanager")
+        await until(pilot, lambda: "applied" in "".join(str(n.message) for n in app._notifications),
+                    "the desk's answer")
+        assert [m for m, _ in manager.proxy.mutating()] == ["POST"]
+        request = preview.plan_text.split("Request:", 1)[1].splitlines()
+        shown = json.loads("\n".join(line[2:] for line in request[request.index("  {"):]))
+        (made,) = manager.silences_for("ProdGateway")
+        assert _instant(made["endsAt"]) == _instant(shown["endsAt"])
+        assert (made["comment"], made["createdBy"]) == (shown["comment"], shown["createdBy"])
+
+
+def _instant(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 async def test_expire_a_silence_with_x(demo_data: DemoData, manager: Manager, make_app: Any) -> None:

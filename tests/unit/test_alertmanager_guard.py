@@ -147,6 +147,31 @@ async def test_confirmed_expire_sends_one_delete_and_verifies_it_expired(
     assert fake.mutating() == ["POST /api/v2/silences", f"DELETE /api/v2/silence/{created.silence_id}"]
 
 
+async def test_the_body_sent_is_the_body_shown_key_for_key(
+        client: AlertmanagerClient, fake: FakeAlertmanager, audit: AuditJournal) -> None:
+    """The desk re-plans at apply, but with the shown plan's startsAt: the POST carries the
+    body the operator read (same times, same key order), not a re-timed one (finding 16)."""
+    plan = await _create_plan(client)
+    shown = plan.request.split("\n\n", 1)[1]
+    outcome = await silences.apply(plan, client, confirm=lambda p: True, dry_run=False, audit=audit)
+    assert outcome.status == "applied", outcome.detail
+    (post,) = [r for r in fake.requests if r.method == "POST"]
+    assert json.dumps(json.loads(post.content), indent=2, ensure_ascii=False) == shown
+
+
+async def test_a_plan_whose_request_differs_from_the_desks_is_not_sent(
+        client: AlertmanagerClient, fake: FakeAlertmanager, audit: AuditJournal) -> None:
+    """A plan whose shown body is not what the desk would send (here its comment was changed
+    after the request text was made) is refused and journalled as a cancel: nothing sent."""
+    from dataclasses import replace
+
+    plan = replace(await _create_plan(client), comment="something else")
+    outcome = await silences.apply(plan, client, confirm=_never, dry_run=False, audit=audit)
+    assert (outcome.status, outcome.sent) == ("failed", False) and "plan again" in outcome.detail
+    assert fake.mutating() == []
+    assert [(r.kind, r.status) for r in audit.records()] == [("event", "cancelled")]
+
+
 @pytest.mark.parametrize("mode", ["env", "flag", "env-true"])
 async def test_read_only_mode_sends_no_mutating_request_and_never_asks(
         client: AlertmanagerClient, fake: FakeAlertmanager, audit: AuditJournal, mode: str,
