@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from console.action_types import Adapter
+from console.action_types import Adapter, Role
 from console.adapters.alertmanager import KIND, SilenceAdapter
 from console.runbook_files import ActionSpec, ParamSpec
 from console.runbooks import ActionDesk
@@ -25,17 +25,23 @@ if TYPE_CHECKING:
     from console.config import Config
 
 WHERE = "console/silence_desk.py"
+ROLE: Role = "viewer"
+"""The role every door to a silence requires (see `silence_catalog`)."""
 _MATCHERS = ParamSpec("matchers", "list", required=True,
                       help="NAME=VALUE, NAME!=VALUE, NAME=~REGEX or NAME!~REGEX")
 
 
 def silence_catalog(source: str) -> dict[str, ActionSpec]:
     """The two silence actions on Alertmanager source `source`. Role viewer: silencing needs no
-    [actions.roles] entry (as before the desk); read-only, dry-run and confirmation still apply."""
+    [actions.roles] entry (as in issue 11); read-only, prod without --write, dry-run and the
+    typed confirmation still apply at the desk. The built-in runbook's silence-alert /
+    expire-silence (console/data/runbooks/silences.toml) say the same role, so which role may
+    silence does not depend on the door used (review finding 8; `ROLE` is that one role; a
+    responder role was tried and would stop every silence under a default config)."""
     create = ActionSpec(
         name="silence.create", title=f"Silence alerts in {source}", adapter=KIND, gateway=source,
         description="Create an Alertmanager silence for the matchers; undo expires it.",
-        dangerous=False, role="viewer", time_box=None, revert="restore", target="",
+        dangerous=False, role=ROLE, time_box=None, revert="restore", target="",
         params=(_MATCHERS, ParamSpec("duration", "duration", required=True, help="how long"),
                 ParamSpec("comment", "str", required=True, help="why"),
                 ParamSpec("silenced", "bool", default_json="true", fixed=True)),
@@ -43,7 +49,7 @@ def silence_catalog(source: str) -> dict[str, ActionSpec]:
     expire = ActionSpec(
         name="silence.expire", title=f"Expire a silence in {source}", adapter=KIND, gateway=source,
         description="Expire one silence by its id (it cannot be brought back).",
-        dangerous=False, role="viewer", time_box=None, revert="none", target="",
+        dangerous=False, role=ROLE, time_box=None, revert="none", target="",
         params=(ParamSpec("silence_id", "str", required=True, help="the silence to expire"),
                 ParamSpec("silenced", "bool", default_json="false", fixed=True)),
         options_json="{}", runbook="silences", where=WHERE, builtin=True)
