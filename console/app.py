@@ -141,8 +141,6 @@ class LlmdeckApp(IncidentFlow):
         """Runs full garbage collections between key presses (console/idle_gc.py)."""
         self.status_badge = badge
         """A warning every status line carries for as long as it holds (insecure secret storage)."""
-        self.silence_desk = SilenceDesk(backend.hub, config=backend.config)
-        """Plans and applies silences through `console.silences` on the hub (`s`/`x` on :alerts)."""
         self.faults = FaultWatch()
         """The cache fault last read from the backend (shown on every status line)."""
         self.stop_signals = stop
@@ -151,6 +149,9 @@ class LlmdeckApp(IncidentFlow):
         """Who silences (looked up once: getpass may ask the password database)."""
         self.runbooks = runbooks or RunbookBridge.for_config(backend.config, backend.incident_store())
         """Plans and applies runbook actions through the desk (`x` on an incident, `:runbook`)."""
+        self.silence_desk = SilenceDesk(backend.hub, config=backend.config, write=self.runbooks.write)
+        """Plans and applies silences through `console.silences` on the hub (`s`/`x` on :alerts);
+        `llmdeck --write` reaches it as it reaches the runbook desk."""
         self.incident_watch = IncidentWatch(IncidentFeed(backend.incident_store())) \
             if incident_feed else None
         """Feeds what fires to the incident feed after every poll (in the poll's worker); None
