@@ -135,6 +135,14 @@ class SilenceDesk:
         return SilenceResult(ask.source, ask.action, outcome.status, outcome.detail, outcome.ok,
                              sent=outcome.sent)
 
+    def cancel(self, preview: SilencePreview) -> SilenceResult:
+        """Esc on the dialog: the kept plan goes to the desk unconfirmed, so the cancel is an
+        audit event like the CLI's "not confirmed" and the runbook dialog's Esc; nothing is sent."""
+        if not preview.ready:
+            ask = preview.ask
+            return SilenceResult(ask.source, ask.action, "cancelled", "nothing planned", False)
+        return self.apply(Confirmation(preview, ""))
+
     # ---- the hub ---------------------------------------------------------------------
 
     def _client(self, source: str) -> AlertmanagerClient | str:

@@ -208,6 +208,30 @@ async def test_escape_on_the_dialog_sends_no_mutating_request(
         assert actions_logged() == []
 
 
+async def test_a_cancel_goes_to_the_desk_as_an_audited_cancel_and_sends_nothing(
+        demo_data: DemoData, manager: Manager, make_app: Any) -> None:
+    """`SilenceDesk.cancel` (the dialog's Esc) hands the plan to the desk unconfirmed: one
+    `cancelled` audit event, as the CLI's "not confirmed" and the runbook dialog's Esc."""
+    manager.post_alert("CancelMeGateway", team="llm")
+    app = make_app(backend=console_backend(demo_data, manager))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_alerts_on(pilot, "CancelMeGateway")
+        manager.proxy.clear()
+        dialog = await dialog_with_plan(pilot, "s")
+        preview = dialog.preview
+        assert preview is not None and preview.ready
+        await pilot.press("escape")
+        await until(pilot, lambda: isinstance(app.screen, AlertsScreen), "the dialog to close")
+        before = len(actions_logged())  # 0, or 1 once the dialog's Esc calls cancel itself
+        result = await asyncio.to_thread(app.silence_desk.cancel, preview)
+        assert (result.status, result.sent) in {("cancelled", False), ("failed", False)}
+        if before == 0:
+            assert result.status == "cancelled", result.detail
+        assert manager.proxy.mutating() == [] and manager.silences_for("CancelMeGateway") == []
+        assert [(r.kind, r.action, r.status) for r in actions_logged()] == [
+            ("event", "silence.create", "cancelled")]
+
+
 async def test_read_only_mode_shows_the_plan_and_sends_nothing(
         demo_data: DemoData, manager: Manager, make_app: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LLMDECK_READONLY", "1")
