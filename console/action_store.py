@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -136,19 +135,10 @@ class ActionStore:
 
     def __init__(self, path: Path | None = None) -> None:
         self.path = path or state_db.default_state_db()
-        self._local = threading.local()
+        self._connections = state_db.ThreadConnections(self.path, SCHEMA_NAME, SCHEMA_VERSION, _SCHEMA)
 
     def _conn(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = state_db.connect(self.path)
-            try:
-                state_db.ensure_schema(conn, SCHEMA_NAME, SCHEMA_VERSION, _SCHEMA)
-            except BaseException:
-                conn.close()
-                raise
-            self._local.conn = conn
-        return conn
+        return self._connections.get()
 
     @contextmanager
     def _reading(self) -> Iterator[sqlite3.Connection]:
@@ -286,8 +276,5 @@ class ActionStore:
                          (reason, _ts(at), action_id))
 
     def close(self) -> None:
-        """Close this thread's connection (others close when their thread ends)."""
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
+        """Close this thread's connection (a worker thread about to end calls this)."""
+        self._connections.close()
