@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
@@ -103,3 +104,14 @@ def test_a_comment_is_required() -> None:
     assert check_comment("  rollout in progress ") == "rollout in progress"
     with pytest.raises(SilenceInputError, match="--comment must say why"):
         check_comment("   ")
+
+
+def test_one_role_for_silencing_at_every_door(tmp_path: Path) -> None:
+    """`s`/`x` in the console and `llmdeck silence` (silence.create / silence.expire) require the
+    same role as the built-in runbook's silence-alert / expire-silence (review finding 8)."""
+    from console.runbook_files import load_catalog
+    from console.silence_desk import ROLE, silence_catalog
+
+    builtins = load_catalog(tmp_path / "no-user-runbooks")
+    doors = {**silence_catalog("am"), **{n: builtins[n] for n in ("silence-alert", "expire-silence")}}
+    assert {name: spec.role for name, spec in doors.items()} == dict.fromkeys(doors, ROLE)
