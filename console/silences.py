@@ -38,7 +38,9 @@ if TYPE_CHECKING:
 from console.timeutil import utc_now
 
 SilenceAction = Literal["create", "expire"]
-OutcomeStatus = Literal["applied", "unverified", "failed", "dry_run", "refused", "cancelled"]
+SilenceStatus = Literal["applied", "unverified", "failed", "dry_run", "refused", "cancelled"]
+"""The desk's `action_types.OutcomeStatus` without "unknown": a silence whose answer was lost is
+"failed" with `UNSURE_HINT` (the CLI's exit code and the dialog's wording predate the desk)."""
 UNSURE_HINT = "; it may or may not have been applied: check `llmdeck silences`"
 
 
@@ -96,7 +98,7 @@ class SilenceOutcome:
     """What `apply` did: whether anything was sent, and what the server shows afterwards."""
 
     plan: SilencePlan
-    status: OutcomeStatus
+    status: SilenceStatus
     sent: bool
     detail: str
     silence_id: str = ""
@@ -185,7 +187,7 @@ async def apply(plan: SilencePlan, client: AlertmanagerClient, *, confirm: Calla
     if outcome.status == "dry_run":
         return SilenceOutcome(plan, "dry_run", sent=False, detail="dry run: nothing sent")
     if not outcome.sent:
-        status: OutcomeStatus = ("refused" if outcome.status == "refused" else
+        status: SilenceStatus = ("refused" if outcome.status == "refused" else
                                  "cancelled" if outcome.status == "cancelled" else "failed")
         return SilenceOutcome(plan, status, sent=False, detail=outcome.detail)
     before = desk_plan.before.get("silences", []) if isinstance(desk_plan.before, dict) else []
