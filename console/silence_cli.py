@@ -29,8 +29,9 @@ PROMPT = "Type the source name to confirm: "
 SILENCE_HELP = (
     "Create or expire an Alertmanager silence. The plan (the exact request, secrets masked, and the"
     " alerts it affects) is printed first; then you type the source name to confirm, or pass --yes."
-    " Without a terminal and without --yes nothing is sent. LLMDECK_READONLY=1 or --read-only refuse"
-    " every write. Each attempt is recorded in the audit journal (`llmdeck audit show`). Exit code:"
+    " Without a terminal and without --yes nothing is sent. LLMDECK_READONLY=1, --read-only, or an"
+    " [actions] prod = true environment without `llmdeck --write` refuse every write. Each attempt"
+    " is recorded in the audit journal (`llmdeck audit show`). Exit code:"
     " 0 done and verified (or --dry-run shown), 1 the request failed or could not be verified,"
     " 2 bad input or config, 3 nothing sent (read-only, not confirmed)."
 )
