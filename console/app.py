@@ -323,7 +323,7 @@ class LlmdeckApp(IncidentFlow):
 
     def _open_silence_dialog(self, ask: SilenceAsk) -> None:
         dialog = SilenceDialog(ask)
-        self.push_screen(dialog, self._silence_confirmed)
+        self.push_screen(dialog, lambda confirmation: self._silence_confirmed(confirmation, dialog))
         self._plan_silence(dialog, ask)
 
     def on_silence_plan_requested(self, message: SilencePlanRequested) -> None:
@@ -336,8 +336,13 @@ class LlmdeckApp(IncidentFlow):
         self.run_worker(plan, thread=True, exclusive=True, exit_on_error=False, group="silence-plan",
                         name="silence-plan", description="plan a silence")
 
-    def _silence_confirmed(self, confirmation: Confirmation | None) -> None:
-        if confirmation is None:  # Esc: nothing planned is kept for sending
+    def _silence_confirmed(self, confirmation: Confirmation | None, dialog: SilenceDialog) -> None:
+        if confirmation is None:  # Esc: the kept plan goes to the desk unconfirmed (an audited cancel);
+            preview = dialog.preview  # a read-only plan could not be confirmed: nothing to cancel
+            if preview is not None and preview.ready and not preview.read_only:
+                self.run_worker(lambda: self.silence_desk.cancel(preview), thread=True,
+                                exit_on_error=False, group="silence-apply", name="silence-cancel",
+                                description="cancel a silence plan")
             return
         def apply() -> None:
             self.call_from_thread(self._silence_applied, self.silence_desk.apply(confirmation))

@@ -24,7 +24,9 @@ from console.silence_preview import Confirmation, SilenceAsk, SilencePreview
 from panels.messages import SilencePlanned, SilencePlanRequested
 from panels.text import SafeInput, safe, safe_line, template
 
-READ_ONLY_NOTE = "read-only: nothing will be sent (LLMDECK_READONLY is set)"
+READ_ONLY_NOTE = "read-only: nothing will be sent"
+"""The note's prefix; the desk's own reason follows (LLMDECK_READONLY=1, --read-only, or the
+environment is prod and llmdeck was started without --write)."""
 
 
 class SilenceDialog(ModalScreen[Confirmation | None]):
@@ -131,7 +133,8 @@ class SilenceDialog(ModalScreen[Confirmation | None]):
         else:
             plan.update(safe(preview.plan_text, 20_000))
             if preview.read_only:
-                note.update(Content(READ_ONLY_NOTE))
+                reason = preview.read_only_reason or "the desk refuses to send"
+                note.update(template("$note ($reason)", note=READ_ONLY_NOTE, reason=reason))
                 problem = True
             elif self.edited_ask() != preview.ask:
                 note.update(Content("changed: press Enter in the field to plan again"))

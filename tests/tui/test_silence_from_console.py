@@ -205,7 +205,9 @@ async def test_escape_on_the_dialog_sends_no_mutating_request(
         assert planned, "the plan read the matching alerts (so the proxy does see the console)"
         assert manager.proxy.mutating() == []
         assert manager.silences_for("EscapeMeGateway") == []
-        assert actions_logged() == []
+        await until(pilot, lambda: bool(actions_logged()), "the desk to journal the cancel")
+        assert [(r.kind, r.action, r.status) for r in actions_logged()] == [
+            ("event", "silence.create", "cancelled")]
 
 
 async def test_a_cancel_goes_to_the_desk_as_an_audited_cancel_and_sends_nothing(
@@ -244,6 +246,7 @@ async def test_read_only_mode_shows_the_plan_and_sends_nothing(
         preview = dialog.preview
         assert preview is not None and preview.ready and preview.read_only
         assert READ_ONLY_NOTE in screen_text(app)
+        assert "(LLMDECK_READONLY=1)" in screen_text(app)  # the desk's reason, not a fixed text
         assert dialog.query_one("#silence-typed", Input).disabled
         assert not confirm_enabled(dialog)
         assert dialog.focused is dialog.query_one("#silence-cancel", Button)
@@ -278,6 +281,8 @@ async def test_prod_without_write_is_read_only_and_with_write_sends_the_body_sho
         refused = dialog.preview
         assert refused is not None and refused.ready and refused.read_only
         assert "prod-test is prod" in refused.read_only_reason and "--write" in refused.read_only_reason
+        shown = screen_text(app)
+        assert READ_ONLY_NOTE in shown and "prod-test is prod" in shown and "LLMDECK_READONLY" not in shown
         assert dialog.query_one("#silence-typed", Input).disabled and not confirm_enabled(dialog)
         await pilot.press("escape")
         await until(pilot, lambda: isinstance(app.screen, AlertsScreen), "the dialog to close")
