@@ -15,11 +15,20 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.content import Content
+from textual.events import Resize
 from textual.widgets import DataTable, Static
 
 from console.formatting import ago, clock
-from console.incident_views import IncidentChange, IncidentPage, IncidentsPage, IncidentsView, IncidentView
+from console.incident_views import (
+    IncidentChange,
+    IncidentPage,
+    IncidentsPage,
+    IncidentsView,
+    IncidentView,
+    cause_scope,
+)
 from console.incidents import Incident, TimelineEntry
+from console.safe_text import cell
 from console.views import Fetched, View
 from panels.base import DeckScreen
 from panels.messages import IncidentChangeRequested, Navigate, RunbookRequested, UndoRequested
@@ -55,12 +64,35 @@ def severity_cell(incident: Incident) -> Text:
                 no_wrap=True)
 
 
-def causes_text(incident: Incident) -> str:
-    """The first cause and how many more (`slo:anthropic availability +2`), or `by hand`."""
-    if not incident.causes:
+def causes_text(incident: Incident, width: int = 48) -> str:
+    """The causes in at most `width` cells: the first cause and how many more
+    (`slo:anthropic availability +2`); when that is too long the first one's name alone, cut
+    if need be (`anthropic availa… +2`, `Anthropic…` for `alert:am/AnthropicErrorBudgetBurn`),
+    or `3 causes` when it would be cut shorter than that; `by hand` when opened by hand."""
+    causes = incident.causes
+    if not causes:
         return "by hand"
-    more = len(incident.causes) - 1
-    return incident.causes[0] + (f" +{more}" if more else "")
+    more = f" +{len(causes) - 1}" if len(causes) > 1 else ""
+    first = cell(causes[0], 500)
+    if len(first) + len(more) <= width:
+        return first + more
+    short = cause_scope(first)[1].rsplit("/", 1)[-1] or first
+    if len(short) + len(more) <= width:
+        return short + more
+    room = width - len(more) - 1  # the ellipsis
+    if more and room < 16:  # `anthropic… +2` says less than `3 causes`
+        return f"{len(causes)} causes"
+    return short[:max(room, 1)] + "…" + more
+
+
+def fit(text: object, width: int) -> str:
+    """Untrusted text as one line of at most `width` cells, cut with an ellipsis."""
+    line = cell(text, 500)
+    return line if len(line) <= width else line[:max(width - 1, 0)] + "…"
+
+
+WIDE_AT = 120
+"""From this many columns on, `:incidents` shows the owner and longer causes."""
 
 
 class IncidentKeys(DeckScreen):
@@ -127,28 +159,50 @@ class IncidentsScreen(IncidentKeys):
     def __init__(self) -> None:
         super().__init__()
         self._rows: dict[str, Incident] = {}
+        self._page: IncidentsPage | None = None
+        self._wide: bool | None = None
 
     def compose(self) -> ComposeResult:
         yield from self.compose_status()
         yield Static("", id="incidents-summary", classes="note")
         yield Static("", id="incidents-attention", classes="warning-line")
         yield Static("", id="incidents-reverts", classes="note")
-        table: DataTable[Text | str] = DeckTable(id="incidents-table", cursor_type="row",
-                                                 fixed_columns=1)
-        table.add_columns("id", "sev", "state", "age", "title", "causes", "owner")
-        yield table
+        yield DeckTable(id="incidents-table", cursor_type="row", fixed_columns=1)
         yield from self.compose_footer()
+
+    def on_mount(self) -> None:
+        self._set_columns(self.size.width or 80)
+
+    def on_resize(self, event: Resize) -> None:
+        """Across WIDE_AT the columns change (owner shown or not): rebuild and show again."""
+        if self._set_columns(event.size.width) and self._page is not None:
+            self._show_page(self._page)
+
+    def _set_columns(self, width: int) -> bool:
+        """The columns for this width; True when they changed."""
+        wide = width >= WIDE_AT
+        if wide == self._wide:
+            return False
+        self._wide = wide
+        table = self.query_one("#incidents-table", DataTable)
+        table.clear(columns=True)
+        table.add_columns("id", "sev", "state", "age", "title", "causes", *(["owner"] if wide else []))
+        return True
 
     def view(self) -> View:
         return IncidentsView()
 
     def show(self, fetched: Fetched) -> None:
         page = fetched.snapshot
-        if not isinstance(page, IncidentsPage):
-            return
+        if isinstance(page, IncidentsPage):
+            self._page = page
+            self._show_page(page)
+
+    def _show_page(self, page: IncidentsPage) -> None:
         now = self.wall_now()
         self._rows = {i.id: i for i in page.incidents}
-        rows = [(i.id, self._cells(i, now)) for i in page.incidents]
+        width = self.size.width or 80
+        rows = [(i.id, self._cells(i, now, width)) for i in page.incidents]
         with self.app.batch_update():
             self.query_one("#incidents-summary", Static).update(self._summary(page))
             attention = self.query_one("#incidents-attention", Static)
@@ -190,16 +244,25 @@ class IncidentsScreen(IncidentKeys):
                         open=opened, active=len(unresolved), all=len(page.incidents))
 
     @staticmethod
-    def _cells(i: Incident, now: datetime) -> list[object]:
+    def _cells(i: Incident, now: datetime, width: int = 80) -> list[object]:
+        """One row fitting `width` columns: at 80 the title gets what id, sev, state, age and a
+        10-cell causes summary leave (29 cells); from WIDE_AT on the owner and longer
+        causes come too, and the title takes the rest (up to 60)."""
         dim = "dim" if i.state == "resolved" else ""
+        wide = width >= WIDE_AT
+        causes_width = 26 if wide else 10
+        # id 7, sev 4, state 11, age 5, causes, owner 10: each column pads 1 each side
+        # (2 per column), and 2 for the scrollbar (ids up to INC-9999 fit at 80)
+        used = 7 + 4 + 11 + 5 + causes_width + (10 if wide else 0) + 2 * (7 if wide else 6) + 2
+        title_width = max(10, min(60, width - used))
         return [
-            safe_cell(i.id, 12, dim),
+            safe_cell(i.id, 9, dim),
             severity_cell(i),
             state_cell(i),
             Text(ago(i.opened_at, now), style=dim, no_wrap=True),
-            safe_cell(i.title, 40, dim),
-            safe_cell(causes_text(i), 48, dim),
-            safe_cell(i.owner, 16, dim),
+            Text(fit(i.title, title_width), style=dim, no_wrap=True),
+            Text(causes_text(i, causes_width), style=dim, no_wrap=True),
+            *([Text(fit(i.owner, 10), style=dim, no_wrap=True)] if wide else []),
         ]
 
 
@@ -230,7 +293,7 @@ class IncidentScreen(IncidentKeys):
         yield Static("", id="incident-causes", classes="note")
         yield Static("Timeline, newest first", classes="section-title")
         table: DataTable[Text | str] = DeckTable(id="timeline-table", cursor_type="row")
-        table.add_columns("time", "kind", "author", "what")
+        table.add_columns("ago", "kind", "author", "what")
         yield table
         yield Static("", id="timeline-entry", classes="note")
         yield from self.compose_footer()
@@ -255,15 +318,15 @@ class IncidentScreen(IncidentKeys):
             i = page.incident
             now = self.wall_now()
             header.update(template(
-                "[b]$id[/b] · $sev · [reverse]$state[/reverse] · owner $owner · opened $opened"
-                " ($ago ago)", id=i.id, sev=i.severity, state=i.state, owner=i.owner,
+                "[b]$id[/b] · $sev · [reverse]$state[/reverse] · owner $owner · opened $ago ago"
+                " ($opened wall clock)", id=i.id, sev=i.severity, state=i.state, owner=i.owner,
                 opened=f"{clock(i.opened_at)}Z", ago=ago(i.opened_at, now)))
             self.query_one("#incident-title", Static).update(
                 template("[b]$title[/b]", title=i.title))
             self.query_one("#incident-causes", Static).update(
                 template("causes: $causes", causes=", ".join(i.causes) or "opened by hand"))
             self._entries = {f"{e.seq}": e for e in page.timeline}
-            rows = [(f"{e.seq}", self._entry_cells(e)) for e in reversed(page.timeline)]
+            rows = [(f"{e.seq}", self._entry_cells(e, now)) for e in reversed(page.timeline)]
             table = self.query_one("#timeline-table", DataTable)
             sync_rows(table, rows, self.filter_text, empty="nothing on the timeline yet")
             self._show_entry(selected_key(table))
@@ -290,14 +353,18 @@ class IncidentScreen(IncidentKeys):
         if entry is None:
             line.update("")
         else:
-            line.update(template("$kind by $author: $text", kind=entry.kind.replace("_", " "),
-                                 author=entry.author, text=entry.text))
+            line.update(template("$kind by $author at $at wall clock: $text",
+                                 kind=entry.kind.replace("_", " "), author=entry.author,
+                                 at=f"{clock(entry.at)}Z", text=entry.text))
 
     @staticmethod
-    def _entry_cells(e: TimelineEntry) -> list[object]:
+    def _entry_cells(e: TimelineEntry, now: datetime) -> list[object]:
+        """Ages, not clock times: entries are stamped with the wall clock, while the status
+        line's `data HH:MMZ` is the data's clock (in the demo, simulated and hours apart); the
+        entry line below the table gives the wall-clock time, labelled."""
         loud = "bold" if e.kind in ("alert_firing", "action_outcome", "revert") else ""
         return [
-            Text(f"{clock(e.at)}Z", no_wrap=True),
+            Text(ago(e.at, now), no_wrap=True),
             Text(e.kind.replace("_", " "), style=loud, no_wrap=True),
             safe_cell(e.author, 14),
             safe_cell(e.text, 300),

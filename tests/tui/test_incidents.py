@@ -72,7 +72,8 @@ async def test_the_demo_outage_opens_one_incident_by_itself(demo_data: DemoData,
         assert incident.opened_at == WALL  # the feed writes at the (pinned) wall clock
         text = screen_text(app)
         assert isinstance(app.screen, IncidentsScreen)
-        assert incident.id in text and "✖ open" in text and "slo:anthropic availability +" in text, text
+        assert incident.id in text and "✖ open" in text and "anthropic availab" in text, text
+        assert f"anthropic availability +{len(incident.causes) - 1}" in text, text  # its name, +N
         assert any("opened" in str(n.message) for n in app._notifications)
         kinds = [e.kind for e in store.timeline(incident.id)]
         assert kinds[0] == "opened" and "alert_firing" in kinds
@@ -166,6 +167,79 @@ async def test_o_and_the_incident_command_open_incidents_by_hand(
         assert all(i.state == "open" and not i.causes for i in by_hand)
 
 
+async def test_the_list_fits_80_columns_and_shows_the_owner_from_120(
+        demo_data: DemoData, make_app: Any) -> None:
+    """At 80x24 each row holds id, sev, state, age, the title cut with … and a short causes
+    summary, nothing cut off at the right edge; resized to 120 the owner and the first cause
+    (its name) with `+2` show too, and the title gets longer."""
+    outage_id = fixed_incidents()
+    app = make_app(backend=PortableBackend(demo_data), incident_feed=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pilot.press("8")
+        await until(pilot, lambda: outage_id in screen_text(app), "the list")
+        row = next(line for line in screen_lines(app) if outage_id in line)
+        assert len(row.rstrip()) <= 80
+        for part in ("sev2", "✖ open", "12m", "SLO anthropic", "…", "3 causes"):
+            assert part in row, (part, row)
+        assert "owner" not in screen_text(app) and "llmdeck " not in row
+        hostile = next(line for line in screen_lines(app) if "sev4" in line)
+        assert "[@click=app.quit]" in hostile and "by hand" in hostile
+        narrow_title = row.split("12m", 1)[1].split("…", 1)[0].strip()
+
+        await pilot.resize_terminal(120, 30)
+        await until(pilot, lambda: "owner" in screen_text(app), "the owner column at 120")
+        row = next(line for line in screen_lines(app) if outage_id in line)
+        assert "anthropic availability +2" in row and "llmdeck" in row, row
+        wide_title = row.split("12m", 1)[1].split("slo:", 1)[0].strip()
+        assert wide_title.startswith(narrow_title) and len(wide_title) > len(narrow_title) + 10
+
+        await pilot.resize_terminal(80, 24)  # and back: no owner column, nothing past 80
+        await until(pilot, lambda: "owner" not in screen_text(app), "the 80-column layout again")
+        assert all(len(line.rstrip()) <= 80 for line in screen_lines(app))
+
+
+def test_causes_summary_fits_its_width() -> None:
+    from console.timeutil import utc_now
+    from panels.incidents_screen import causes_text
+
+    def incident(*causes: str) -> Incident:
+        now = utc_now()
+        return Incident("INC-1", "t", "sev2", "open", "me", now, None, None, None, causes, True, now)
+
+    three = incident("slo:anthropic availability", "slo:anthropic rate limits", "alert:am/X")
+    assert causes_text(three, 48) == "slo:anthropic availability +2"
+    assert causes_text(three, 25) == "anthropic availability +2"
+    assert causes_text(three, 20) == "anthropic availa… +2"
+    assert causes_text(three, 19) == "3 causes"
+    assert causes_text(three, 10) == "3 causes"
+    assert causes_text(incident("slo:anthropic availability"), 10) == "anthropic…"
+    assert causes_text(incident("alert:demo-alertmanager/AnthropicErrorBudgetBurn"), 10) == "Anthropic…"
+    assert causes_text(incident(), 14) == "by hand"
+
+
+async def test_the_detail_says_its_times_are_wall_clock(demo_data: DemoData, make_app: Any) -> None:
+    """The status line's `data HH:MMZ` is the data's clock; the incident's times are the wall
+    clock: the header says `opened 12m ago (… wall clock)`, the timeline shows ages, and the
+    entry under the cursor gives its wall-clock time, labelled."""
+    outage_id = fixed_incidents()
+    app = make_app(backend=PortableBackend(demo_data), incident_feed=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pilot.press("8")
+        await until(pilot, lambda: outage_id in screen_text(app), "the list")
+        await open_incident_row(pilot, outage_id)
+        await until(pilot, lambda: "wall clock" in screen_text(app), "the detail")
+        opened = (WALL - timedelta(minutes=12)).strftime("%H:%M:%S")
+        text = screen_text(app)
+        assert f"opened 12m ago ({opened}Z wall clock)" in text, text
+        acted = (WALL - timedelta(minutes=4)).strftime("%H:%M:%S")
+        assert f"action outcome by alice at {acted}Z wall clock:" in text
+        rows = [line for line in screen_lines(app) if "action outcome" in line or "joined" in line]
+        assert rows and all(f"{acted}Z" not in line or "wall clock" in line for line in rows)
+        assert any(line.lstrip("│ ").startswith("4m") for line in rows), rows
+
+
 # ---- snapshots at 80x24 over fixed incidents (the feed off: its toast would race them) ------
 
 
@@ -197,10 +271,11 @@ def fixed_incidents() -> str:
 
 def test_incidents_list_snapshot(snap_compare: Any, make_app: Any, demo_data: DemoData) -> None:
     """`8` at 80x24: the summary `✖ 2 open · 2 unresolved · 3 listed · Enter opens one`; the
-    table: INC-3 (sev2, `✖ open` in reverse video, 12m, the SLO title cut with …), INC-2 (sev4,
-    open, 40m, the hostile title as plain text `[@click=app.quit]boom[/] \\x1b]0;pwned\\x07 …`),
-    INC-1 dimmed `✔ resolved` 3h00m; the causes and owner columns are off to the right (→); the
-    cursor on INC-3; footer `a Ack n Note m Mitigated R Resolve x Runbook o Open new`."""
+    table, all of it inside 80 columns (no owner column below 120): INC-3 (sev2, `✖ open` in
+    reverse video, 12m, `SLO anthropic availability p…`, `3 causes`), INC-2 (sev4, open, 40m,
+    the hostile title as plain text `[@click=app.quit]boom[/] \\x1…`, `by hand`), INC-1 dimmed
+    `✔ resolved` 3h00m; the cursor on INC-3; footer `a Ack n Note m Mitigated R Resolve x
+    Runbook o Open new`."""
     fixed_incidents()
 
     async def run_before(pilot: Any) -> None:
@@ -213,13 +288,13 @@ def test_incidents_list_snapshot(snap_compare: Any, make_app: Any, demo_data: De
 
 
 def test_incident_detail_snapshot(snap_compare: Any, make_app: Any, demo_data: DemoData) -> None:
-    """Enter on INC-3 at 80x24: `INC-3 · sev2 · open (reverse) · owner llmdeck · opened 12:08:01Z
-    (12m ago)`, the bold title, `causes: slo:anthropic availability, slo:anthropic rate limits,
-    alert:am/AnthropicErrorBudgetBurn` (wrapped), `Timeline, newest first` with the action's
-    outcome and intent at the top (12:16:01Z, alice), the note with `[@click=app.quit]` as text,
-    the firing and joined entries, `opened` last; under the table the entry under the cursor
-    whole (`action outcome by alice: Move traffic off a provider: applied: …`); the footer ends
-    `x Runbook u Undo action`."""
+    """Enter on INC-3 at 80x24: `INC-3 · sev2 · open (reverse) · owner llmdeck · opened 12m ago
+    (12:08:01Z wall clock)`, the bold title, `causes: slo:anthropic availability, slo:anthropic
+    rate limits, alert:am/AnthropicErrorBudgetBurn` (wrapped), `Timeline, newest first` with an
+    `ago` column: the action's outcome and intent at the top (4m, alice), the note with
+    `[@click=app.quit]` as text, the firing and joined entries, `opened` (12m) last; under the
+    table the entry under the cursor whole (`action outcome by alice at 12:16:01Z wall clock:
+    Move traffic off a provider: applied: …`); the footer ends `x Runbook u Undo action`."""
     fixed_incidents()
 
     async def run_before(pilot: Any) -> None:
