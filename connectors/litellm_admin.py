@@ -163,60 +163,20 @@ class LiteLLMAdmin:
     def delete_fallbacks_request(model: str, fallback_type: str = "general") -> AdminWrite:
         return AdminWrite("DELETE", fallbacks_path(model, fallback_type), None)
 
-    # -- the writes, sent (each once, with its Idempotency-Key and LiteLLM-Changed-By) -------------
-
-    async def update_key(self, ident: Mapping[str, str], fields: Mapping[str, Any], *, idempotency_key: str,
-                         changed_by: str) -> Any:
-        return await self.send(self.update_key_request(ident, fields), idempotency_key=idempotency_key,
-                               changed_by=changed_by)
-
-    async def block_key(self, key: str, *, idempotency_key: str, changed_by: str) -> Any:
-        return await self.send(self.block_key_request(key, True), idempotency_key=idempotency_key,
-                               changed_by=changed_by)
-
-    async def unblock_key(self, key: str, *, idempotency_key: str, changed_by: str) -> Any:
-        return await self.send(self.block_key_request(key, False), idempotency_key=idempotency_key,
-                               changed_by=changed_by)
-
-    async def update_team(self, team_id: str, fields: Mapping[str, Any], *, idempotency_key: str,
-                          changed_by: str) -> Any:
-        return await self.send(self.update_team_request(team_id, fields), idempotency_key=idempotency_key,
-                               changed_by=changed_by)
-
-    async def block_team(self, team_id: str, *, idempotency_key: str, changed_by: str) -> Any:
-        return await self.send(self.block_team_request(team_id, True), idempotency_key=idempotency_key,
-                               changed_by=changed_by)
-
-    async def unblock_team(self, team_id: str, *, idempotency_key: str, changed_by: str) -> Any:
-        return await self.send(self.block_team_request(team_id, False), idempotency_key=idempotency_key,
-                               changed_by=changed_by)
-
-    async def update_model(self, model_id: str, litellm_params: Mapping[str, Any], *, idempotency_key: str,
-                           changed_by: str) -> Any:
-        return await self.send(self.update_model_request(model_id, litellm_params),
-                               idempotency_key=idempotency_key, changed_by=changed_by)
-
-    async def set_fallbacks(self, model: str, fallback_models: Sequence[str],
-                            fallback_type: str = "general", *, idempotency_key: str, changed_by: str) -> Any:
-        return await self.send(self.set_fallbacks_request(model, fallback_models, fallback_type),
-                               idempotency_key=idempotency_key, changed_by=changed_by)
-
-    async def delete_fallbacks(self, model: str, fallback_type: str = "general", *, idempotency_key: str,
-                               changed_by: str) -> Any:
-        return await self.send(self.delete_fallbacks_request(model, fallback_type),
-                               idempotency_key=idempotency_key, changed_by=changed_by)
-
     # -- sending ----------------------------------------------------------------------------------
 
     def describe(self, method: str, path: str, body: Any, *, idempotency_key: str = IDEMPOTENCY_PLACEHOLDER,
                  changed_by: str = CHANGED_BY_PLACEHOLDER) -> str:
-        """The request exactly as `write` sends it, as text (the admin key masked)."""
+        """The request exactly as `admin_write` sends it, as text (the admin key masked)."""
         bare, query = _split(path)
         return self.http.describe_request(method, bare, json=body, params=query or None,
                                           headers=_write_headers(idempotency_key, changed_by))
 
-    async def write(self, method: str, path: str, body: Any, *, idempotency_key: str, changed_by: str) -> Any:
-        """Send one write once; its JSON answer. SendError (status, gateway, the proxy's message)."""
+    async def admin_write(self, method: str, path: str, body: Any, *, idempotency_key: str,
+                          changed_by: str) -> Any:
+        """Send one write once; its JSON answer. The one write entry point: only the desk's adapters
+        (console/adapters/litellm*.py) call it (tests/unit/test_litellm_admin_guard.py).
+        SendError (status, gateway, the proxy's message)."""
         if not idempotency_key or not changed_by:
             raise SendError(f"{self.gateway}: {method} {_bare(path)}: a write needs an idempotency key "
                             "and the operator's name; nothing sent")
@@ -232,10 +192,6 @@ class LiteLLMAdmin:
             return response.json()
         except ValueError:
             return None
-
-    async def send(self, request: AdminWrite, *, idempotency_key: str, changed_by: str) -> Any:
-        return await self.write(request.method, request.path, request.body,
-                                idempotency_key=idempotency_key, changed_by=changed_by)
 
     async def aclose(self) -> None:
         await self.http.aclose()

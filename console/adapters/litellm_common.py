@@ -35,8 +35,8 @@ class LiteLLMAdapter:
         return PlannedRequest(method=write.method, text=text, path=write.path, body_json=body)
 
     async def send(self, request: PlannedRequest, *, idempotency_key: str, changed_by: str) -> str:
-        answer = await self.admin.write(request.method, request.path, request.body,
-                                        idempotency_key=idempotency_key, changed_by=changed_by)
+        answer = await self.admin.admin_write(request.method, request.path, request.body,
+                                              idempotency_key=idempotency_key, changed_by=changed_by)
         message = answer.get("message") if isinstance(answer, dict) else None
         said = f": {message}" if isinstance(message, str) and message else ""
         return f"{self.gateway}: {request.method} {request.path.split('?')[0]} accepted{said}"

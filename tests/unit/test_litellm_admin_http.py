@@ -77,7 +77,8 @@ async def test_admin_reads_and_a_write_without_its_headers_is_not_sent() -> None
             with pytest.raises(NotFound, match="no key with alias 'ghost'"):
                 await admin.key_by_alias("ghost")
             with pytest.raises(SendError, match="needs an idempotency key"):
-                await admin.write("POST", "/team/block", {"team_id": "t"}, idempotency_key="", changed_by="a")
+                await admin.admin_write("POST", "/team/block", {"team_id": "t"}, idempotency_key="",
+                                        changed_by="a")
     assert all(raw not in r.path + repr(r.query) for r in server.requests)  # only the hash travels
     assert not server.mutating()
 
@@ -92,15 +93,16 @@ async def test_every_admin_write_sends_its_headers_once_in_the_documented_shape(
         async with _client(server.url) as client:
             admin = LiteLLMAdmin(client)
             who = {"changed_by": "alice@bastion"}
-            await admin.update_key({"key_alias": "writer"}, {"tpm_limit": 5}, idempotency_key="i1", **who)
-            await admin.block_key(raw, idempotency_key="i2", **who)
-            await admin.unblock_key(raw, idempotency_key="i3", **who)
-            await admin.update_team("t1", {"rpm_limit": 3}, idempotency_key="i4", **who)
-            await admin.block_team("t1", idempotency_key="i5", **who)
-            await admin.unblock_team("t1", idempotency_key="i6", **who)
-            await admin.update_model("c1", {"rpm": 9}, idempotency_key="i7", **who)
-            await admin.set_fallbacks("chat", ["alt"], idempotency_key="i8", **who)
-            await admin.delete_fallbacks("chat", idempotency_key="i9", **who)
+            requests = [
+                LiteLLMAdmin.update_key_request({"key_alias": "writer"}, {"tpm_limit": 5}),
+                LiteLLMAdmin.block_key_request(raw, True), LiteLLMAdmin.block_key_request(raw, False),
+                LiteLLMAdmin.update_team_request("t1", {"rpm_limit": 3}),
+                LiteLLMAdmin.block_team_request("t1", True), LiteLLMAdmin.block_team_request("t1", False),
+                LiteLLMAdmin.update_model_request("c1", {"rpm": 9}),
+                LiteLLMAdmin.set_fallbacks_request("chat", ["alt"]),
+                LiteLLMAdmin.delete_fallbacks_request("chat")]
+            for n, r in enumerate(requests, 1):
+                await admin.admin_write(r.method, r.path, r.body, idempotency_key=f"i{n}", **who)
     writes = server.mutating()
     assert [(w.method, w.path, w.json()) for w in writes] == [
         ("POST", "/key/update", {"key_alias": "writer", "tpm_limit": 5}),
@@ -123,8 +125,10 @@ async def test_a_non_ascii_or_hostile_operator_name_still_sends_once() -> None:
         server.admin.add_team("t1")
         async with _client(server.url) as client:
             admin = LiteLLMAdmin(client)
-            await admin.block_team("t1", idempotency_key="i1", changed_by="josé")
-            await admin.unblock_team("t1", idempotency_key="i2", changed_by="mallory\r\nX-Evil: 1")
+            await admin.admin_write("POST", "/team/block", {"team_id": "t1"}, idempotency_key="i1",
+                                    changed_by="josé")
+            await admin.admin_write("POST", "/team/unblock", {"team_id": "t1"}, idempotency_key="i2",
+                                    changed_by="mallory\r\nX-Evil: 1")
             text = admin.describe("POST", "/team/block", {"team_id": "t1"}, changed_by="josé")
     first, second = server.mutating()
     assert first.headers["litellm-changed-by"] == "jos\\xe9"
