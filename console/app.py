@@ -38,7 +38,6 @@ from console.operator import operator
 from console.runbook_actions import RunbookBridge
 from console.safe_text import cell
 from console.silence_actions import SilenceDesk
-from console.silence_preview import Confirmation, SilenceAsk, SilenceResult
 from console.stop_signals import StopSignals
 from console.timeutil import utc_now
 from console.views import View
@@ -47,17 +46,13 @@ from panels.command_line import CommandLine, parse_command
 from panels.help_screen import HelpScreen
 from panels.incident_flow import IncidentFlow
 from panels.messages import (
-    ExpireRequested,
     FetchFailed,
     Navigate,
     RefreshRequested,
-    SilencePlanned,
-    SilencePlanRequested,
-    SilenceRequested,
     SnapshotReady,
 )
 from panels.routes import HOME, ROUTE_BY_NAME, ROUTES
-from panels.silence_dialog import SilenceDialog
+from panels.silence_flow import SilenceFlow
 from panels.status_line import StatusLine
 from themes import STYLESHEET, THEME_NAMES, THEMES, resolve
 
@@ -87,11 +82,12 @@ class SourceChanged(Message):
         self.name = name
 
 
-class LlmdeckApp(IncidentFlow):
+class LlmdeckApp(IncidentFlow, SilenceFlow):
     """llmdeck: SLO, cost and trace panels for the people on call for LLM services.
 
     Incidents and runbook actions (keys, workers, the action dialog) come from
-    `panels.incident_flow.IncidentFlow`; the incident feed runs in the poll worker here.
+    `panels.incident_flow.IncidentFlow`, silences (`s`/`x` on :alerts, the dialog, its workers)
+    from `panels.silence_flow.SilenceFlow`; the incident feed runs in the poll worker here.
     """
 
     backend: Backend
@@ -312,47 +308,6 @@ class LlmdeckApp(IncidentFlow):
         yield SystemCommand("refresh now", "fetch the current view now", self.action_refresh_now)
         yield SystemCommand("keys", "every key binding (?)", self.action_help)
         yield from self.incident_commands(screen)
-
-    # ---- silences: `s` / `x` on :alerts -> dialog -> plan and apply on workers -----
-
-    def on_silence_requested(self, message: SilenceRequested) -> None:
-        self._open_silence_dialog(self.silence_desk.ask_silence(message.alert, self._operator))
-
-    def on_expire_requested(self, message: ExpireRequested) -> None:
-        self._open_silence_dialog(self.silence_desk.ask_expire(message.silence))
-
-    def _open_silence_dialog(self, ask: SilenceAsk) -> None:
-        dialog = SilenceDialog(ask)
-        self.push_screen(dialog, lambda confirmation: self._silence_confirmed(confirmation, dialog))
-        self._plan_silence(dialog, ask)
-
-    def on_silence_plan_requested(self, message: SilencePlanRequested) -> None:
-        if isinstance(message.dialog, SilenceDialog):
-            self._plan_silence(message.dialog, message.ask)
-
-    def _plan_silence(self, dialog: SilenceDialog, ask: SilenceAsk) -> None:
-        def plan() -> None:  # GETs only, on the hub's loop; the dialog drops a stale answer
-            dialog.post_message(SilencePlanned(self.silence_desk.plan(ask)))
-        self.run_worker(plan, thread=True, exclusive=True, exit_on_error=False, group="silence-plan",
-                        name="silence-plan", description="plan a silence")
-
-    def _silence_confirmed(self, confirmation: Confirmation | None, dialog: SilenceDialog) -> None:
-        if confirmation is None:  # Esc: the kept plan goes to the desk unconfirmed (an audited cancel);
-            preview = dialog.preview  # a read-only plan could not be confirmed: nothing to cancel
-            if preview is not None and preview.ready and not preview.read_only:
-                self.run_worker(lambda: self.silence_desk.cancel(preview), thread=True,
-                                exit_on_error=False, group="silence-apply", name="silence-cancel",
-                                description="cancel a silence plan")
-            return
-        def apply() -> None:
-            self.call_from_thread(self._silence_applied, self.silence_desk.apply(confirmation))
-        self.run_worker(apply, thread=True, exit_on_error=False, group="silence-apply",
-                        name="silence-apply", description="apply a confirmed silence plan")
-
-    def _silence_applied(self, result: SilenceResult) -> None:
-        self.notify(cell(result.summary(), 400), severity="information" if result.ok else "error",
-                    markup=False, timeout=15)
-        self._schedule(0)
 
     # ---- the poller -------------------------------------------------------------
 
