@@ -24,7 +24,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import orjson
@@ -41,73 +41,18 @@ from connectors.http_text import (
     short_reason,
     strip_query,
 )
+from connectors.http_types import ErrorKind as ErrorKind
+from connectors.http_types import HttpPolicy as HttpPolicy
+from connectors.http_types import SourceError as SourceError
 
 if TYPE_CHECKING:
     from console.config import HttpSource
 
-ErrorKind = Literal["connect", "timeout", "http", "auth", "quota", "decode", "content_type", "breaker_open"]
 Params = Mapping[str, str] | Sequence[tuple[str, str]] | None
 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504, 529})
 SENSITIVE_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "x-api-key", "api-key"})
-_PERMANENT: frozenset[str] = frozenset({"auth", "quota", "breaker_open"})
-_HTTP_FORM: frozenset[str] = frozenset({"http", "auth", "quota"})
 _log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class HttpPolicy:
-    """Timeouts, retry and breaker settings for one source (seconds)."""
-
-    connect_timeout: float = 3.0
-    read_timeout: float = 5.0
-    deadline: float = 15.0  # a whole call, retries and backoff included
-    max_attempts: int = 3
-    backoff_base: float = 0.5
-    backoff_cap: float = 8.0
-    retry_after_cap: float = 30.0
-    breaker_failures: int = 5
-    breaker_open_seconds: float = 30.0
-
-    @classmethod
-    def for_source(cls, source: HttpSource) -> HttpPolicy:
-        """The policy for a configured source: its timeout as the read timeout, three times it as deadline."""
-        return cls(read_timeout=source.timeout_seconds, deadline=3 * source.timeout_seconds)
-
-
-class SourceError(Exception):
-    """A source could not be read; the text names the source and never carries a secret."""
-
-    def __init__(self, source: str, kind: ErrorKind, reason: str, *, status: int | None = None,
-                 retry_after: float | None = None, maybe_sent: bool = False) -> None:
-        self.source = source
-        self.kind: ErrorKind = kind
-        self.status = status
-        self.reason = reason
-        self.retry_after = retry_after
-        self.maybe_sent = maybe_sent
-        """True when the request may have reached the server with no answer back (read timeout,
-        connection lost mid-answer): a write may have taken. False when it surely did not leave
-        (connect failure, open breaker) or an answer came (status)."""
-        super().__init__(self._text())
-
-    def _text(self) -> str:
-        if self.status is not None and self.kind in _HTTP_FORM:
-            return f"{self.source}: HTTP {self.status}: {self.reason}"
-        return f"{self.source}: {self.kind}: {self.reason}"
-
-    def __str__(self) -> str:
-        return self._text()
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        # copy/pickle rebuild from the fields, not from the formatted text in args
-        return (type(self), (self.source, self.kind, self.reason),
-                {"status": self.status, "retry_after": self.retry_after, "maybe_sent": self.maybe_sent})
-
-    @property
-    def permanent(self) -> bool:
-        """True when waiting will not help (auth, exhausted quota, open breaker): the source is down."""
-        return self.kind in _PERMANENT
 
 
 quiet_httpx_loggers(__name__)
