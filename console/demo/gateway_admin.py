@@ -45,6 +45,7 @@ from console.demo.gateway_admin_shapes import (
     invalid,
     known_fields,
     merge_patch,
+    patch_deployment,
     proxy_error,
     public,
     router_settings_answer,
@@ -340,25 +341,8 @@ class GatewayAdmin:
 
     def _model_patch(self, model_id: str, body: dict[str, Any], by: str | None, changes: list[Any]) -> Reply:
         row = self._find_model(model_id)
-        params = body.get("litellm_params")
-        if params is not None and not isinstance(params, dict):
-            raise invalid("litellm_params", "Input should be a valid dictionary", params, "dict_type")
-        before = copy.deepcopy(row)
-        if isinstance(body.get("model_name"), str) and body["model_name"]:
-            row["model_name"] = body["model_name"]
-        for name, value in (params or {}).items():
-            if value is None:
-                row["litellm_params"].pop(name, None)
-            else:
-                row["litellm_params"][name] = value
-        if "model" not in row["litellm_params"]:
-            row["litellm_params"] = before["litellm_params"]
-            raise invalid("litellm_params.model", "Field required", params, "missing")
-        if "blocked" in body:
-            row["model_info"]["blocked"] = body["blocked"]
-        row["model_info"]["updated_at"], row["model_info"]["updated_by"] = self._clock(), by
-        if without_stamp(before) != without_stamp(row):
-            changes.append(("model", public(before), public(row)))
+        change = patch_deployment(row, body, self._clock, by)
+        changes.extend([change] if change else [])
         return 200, public(row)
 
     # -- fallbacks and router settings ----------------------------------------------------------

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 Reply = tuple[int, Any]
@@ -117,6 +117,33 @@ def without_stamp(deployment: Mapping[str, Any]) -> dict[str, Any]:
 
 
 Change = tuple[str, dict[str, Any], dict[str, Any]]
+
+
+def patch_deployment(row: dict[str, Any], body: Mapping[str, Any], clock: Callable[[], str],
+                     by: str | None) -> Change | None:
+    """`PATCH /model/{id}/update` on one deployment row, in place: `model_name`, `blocked`, and
+    `litellm_params` merged (a `null` value removes that param). A patch that would leave no
+    `litellm_params.model` is refused and the params kept. The change (secrets hidden), or None."""
+    params = body.get("litellm_params")
+    if params is not None and not isinstance(params, dict):
+        raise invalid("litellm_params", "Input should be a valid dictionary", params, "dict_type")
+    before = copy.deepcopy(row)
+    if isinstance(body.get("model_name"), str) and body["model_name"]:
+        row["model_name"] = body["model_name"]
+    for name, value in (params or {}).items():
+        if value is None:
+            row["litellm_params"].pop(name, None)
+        else:
+            row["litellm_params"][name] = value
+    if "model" not in row["litellm_params"]:
+        row["litellm_params"] = before["litellm_params"]
+        raise invalid("litellm_params.model", "Field required", params, "missing")
+    if "blocked" in body:
+        row["model_info"]["blocked"] = body["blocked"]
+    row["model_info"]["updated_at"], row["model_info"]["updated_by"] = clock(), by
+    if without_stamp(before) != without_stamp(row):
+        return ("model", public(before), public(row))
+    return None
 
 
 def checked_fallback(body: Mapping[str, Any], known: Sequence[str]) -> tuple[str, list[str], str]:
