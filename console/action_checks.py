@@ -32,7 +32,7 @@ READONLY_ENV = "LLMDECK_READONLY"
 IDEMPOTENCY_PLACEHOLDER = "<idempotency-key>"
 CHANGED_BY_PLACEHOLDER = "<operator>"
 """What adapters write in a request's text where the header values go (the same strings as
-connectors.litellm_admin's); `request_keys` fills in the real ones for the plan."""
+connectors.litellm_admin's); `with_real_headers` fills in the real ones for the plan."""
 _FALSE = frozenset({"", "0", "false", "no", "off"})
 _SHOWN = 80
 
@@ -171,7 +171,9 @@ def failure_text(plan: Plan, i: int, request: PlannedRequest, err: SendError) ->
     if err.unsure:
         text += "; it may or may not have taken: `llmdeck runbook verify` reads it back"
     if i:
-        text += f"; the {i} request(s) before it were sent"
+        took = ", ".join(f"{j + 1} ({r.method} {r.path or ' '.join(r.argv)})"
+                         for j, r in enumerate(plan.requests[:i]))
+        text += f"; request(s) {took} took; the rest were not sent"
     return text
 
 

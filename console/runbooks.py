@@ -273,10 +273,11 @@ class ActionDesk:
             except SendError as err:
                 sent += 1 if (err.status is not None or err.unsure) else 0
                 status = "unknown" if err.unsure else "failed"
-                return self._finish(entry, action_id, status, sent, failure_text(plan, i, request, err))
+                return self._finish(entry, action_id, status, sent, failure_text(plan, i, request, err),
+                                    took=i)
             except Exception as exc:  # noqa: BLE001 - an adapter bug after sending began: may have taken
                 detail = failure_text(plan, i, request, SendError(f"{type(exc).__name__}: {exc}"))
-                return self._finish(entry, action_id, "unknown", sent + 1, detail)
+                return self._finish(entry, action_id, "unknown", sent + 1, detail, took=i)
         status, detail = await self._verify(entry)
         said = "; ".join(a[:ANSWER_SHOWN] for a in answers if a)  # what the server or command said
         return self._finish(entry, action_id, status, sent, f"{detail} ({said})" if said else detail)
@@ -299,9 +300,14 @@ class ActionDesk:
         return "unverified", f"sent, but not verified: {problem}"
 
     def _finish(self, entry: _Planned, action_id: str, status: OutcomeStatus, sent: int, detail: str, *,
-                record: bool = True) -> Outcome:
+                record: bool = True, took: int = 0) -> Outcome:
+        """Record the outcome. `took`: requests answered OK before one failed — a failed action
+        with some that took keeps its pending revert (time box) and says how to undo them."""
         plan, now = entry.plan, self.clock()
         problems: list[str] = []
+        partial = status == "failed" and took > 0 and not plan.revert_of
+        if partial:
+            detail += f"; `llmdeck runbook undo {action_id}` puts back what took"
         try:
             self.audit.outcome(action_id, action=plan.action, status=status, detail=detail)
         except OSError as exc:
@@ -310,12 +316,12 @@ class ActionDesk:
         if record:
             try:
                 self.store.finish(action_id, status, detail, now)
-                if status in ("applied", "unverified"):
-                    if plan.revert_of:
-                        self.store.revert_done(plan.revert_of, action_id, now, f"{plan.origin} {action_id}")
-                    elif plan.time_box is not None and entry.spec.revert == "restore":
-                        due = now + plan.time_box
-                        self.store.add_revert(action_id, due)
+                took_some = status in ("applied", "unverified") or partial
+                if took_some and plan.revert_of and not partial:
+                    self.store.revert_done(plan.revert_of, action_id, now, f"{plan.origin} {action_id}")
+                elif took_some and plan.time_box is not None and entry.spec.revert == "restore":
+                    due = now + plan.time_box
+                    self.store.add_revert(action_id, due)
             except StateError as exc:
                 problems.append(f"it could not be recorded in the state file ({exc})")
         kind = "revert" if plan.origin == "revert" else "action_outcome"

@@ -73,6 +73,7 @@ class TeamLimits:
         gateway = next(g for g in context.config.actions.litellm if g.name == context.gateway)
         assert context.secret is not None
         key = context.secret(gateway.admin_key_ref)
+        self._split = bool(context.options.get("split"))  # one request per field: partial failures
         self._client = httpx.AsyncClient(base_url=gateway.url, headers={"Authorization": f"Bearer {key}"},
                                           timeout=httpx.Timeout(5.0), transport=context.transport)
 
@@ -92,8 +93,10 @@ class TeamLimits:
 
     def requests(self, params: Mapping[str, Any], current: Mapping[str, Any],
                  desired: Mapping[str, Any]) -> Sequence[PlannedRequest]:
-        body = json.dumps({"team_id": params["team_id"], **desired}, sort_keys=True)
-        return [PlannedRequest("POST", f"POST /team/update {body}", path="/team/update", body_json=body)]
+        parts = [{f: v} for f, v in desired.items()] if self._split else [dict(desired)]
+        bodies = [json.dumps({"team_id": params["team_id"], **part}, sort_keys=True) for part in parts]
+        return [PlannedRequest("POST", f"POST /team/update {b}", path="/team/update", body_json=b)
+                for b in bodies]
 
     async def send(self, request: PlannedRequest, *, idempotency_key: str, changed_by: str) -> str:
         try:

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from console.action_types import Confirmation
@@ -348,3 +349,49 @@ def test_silence_actions_made_by_silences_apply_are_known_but_not_offered() -> N
     assert "silence.create" not in [a.name for a in desk.actions()]
     assert "silence-alert" in [a.name for a in desk.actions()]  # the runbook action is what is offered
     assert "silence.create" not in ActionDesk(Config(), environ={}).actions_by_name()
+
+
+SPLIT = runbook_fixtures.RUNBOOK.replace(
+    'adapter = "test.team_limits"\ngateway = "gw"\nrole = "responder"\n',
+    'adapter = "test.team_limits"\ngateway = "gw"\nrole = "responder"\noptions = { split = true }\n', 1)
+
+
+class _FailSecondPost(httpx.AsyncHTTPTransport):
+    """Arms the real server's fault just before the second POST, so request 2 of 2 fails."""
+
+    def __init__(self, server: LiteLLMAdminServer) -> None:
+        super().__init__()
+        self.server, self.posts = server, 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            self.posts += 1
+            if self.posts == 2:
+                self.server.fail_next(500, {"detail": "boom"})
+        return await super().handle_async_request(request)
+
+
+async def test_a_partial_failure_keeps_its_revert_and_undo_puts_back_what_took(
+        server: LiteLLMAdminServer, clock: Clock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TEST_LITELLM_ADMIN", MASTER_KEY)
+    catalog = runbook_fixtures.catalog(tmp_path, SPLIT)
+    desk = ActionDesk(make_config(server), clock=clock, catalog=catalog, sleep=_no_sleep, environ={},
+                      transport=_FailSecondPost(server))
+    try:
+        plan = await desk.plan("throttle-team", {"team_id": "team-a", "tpm_limit": 5, "rpm_limit": 1,
+                                                 "for": "10m"}, origin="cli")
+        assert len(plan.requests) == 2
+        failed = await desk.apply(plan, Confirmation("team-a"))
+        assert (failed.status, failed.sent) == ("failed", 2)
+        assert "request(s) 1 (POST /team/update) took" in failed.detail
+        assert f"runbook undo {failed.action_id}" in failed.detail
+        assert failed.revert_due == T0 + timedelta(minutes=10)
+        assert [p.action_id for p in desk.pending_reverts()] == [failed.action_id]
+        assert server.admin.team("team-a")["tpm_limit"] == 5  # the part that took
+        undo = await desk.undo(failed.action_id)
+        assert (await desk.apply(undo, Confirmation("team-a"))).status == "applied"
+        team = server.admin.team("team-a")
+        assert (team["tpm_limit"], team["rpm_limit"]) == (1000, 10)
+        assert desk.pending_reverts() == []
+    finally:
+        await desk.aclose()
