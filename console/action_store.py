@@ -12,6 +12,8 @@ Parameters are stored masked (secret ones as `***`), never the secrets themselve
 from __future__ import annotations
 
 import json
+import os
+import socket
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,7 +25,7 @@ from typing import Any, Literal
 from console import state_db
 
 SCHEMA_NAME = "actions"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: action_senders (who is sending a "sent" row)
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS actions ("
     " action_id TEXT PRIMARY KEY, idempotency_key TEXT NOT NULL UNIQUE, plan_id TEXT NOT NULL,"
@@ -38,6 +40,9 @@ _SCHEMA = (
     " state TEXT NOT NULL, reason TEXT NOT NULL DEFAULT '', attempts INTEGER NOT NULL DEFAULT 0,"
     " last_try_at TEXT, revert_action_id TEXT NOT NULL DEFAULT '', started_at TEXT)",
     "CREATE INDEX IF NOT EXISTS action_reverts_due ON action_reverts(state, due_at)",
+    "CREATE TABLE IF NOT EXISTS action_senders ("
+    " action_id TEXT PRIMARY KEY REFERENCES actions(action_id), pid INTEGER NOT NULL,"
+    " host TEXT NOT NULL, started_at TEXT NOT NULL)",
 )
 RevertState = Literal["pending", "running", "done"]
 UNKNOWN_STATUSES = ("sent", "unknown")
@@ -160,6 +165,16 @@ class ActionStore:
                  record.gateway, record.target, record.params_json, record.before_json,
                  record.desired_json, record.origin, record.incident_id, record.revert_of, record.user,
                  record.status, record.detail, box, _ts(record.created_at), _ts(record.updated_at)))
+            conn.execute("INSERT INTO action_senders (action_id, pid, host, started_at) VALUES (?, ?, ?, ?)",
+                         (record.action_id, os.getpid(), socket.gethostname(), _ts(record.created_at)))
+
+    def sender(self, action_id: str) -> tuple[int, str, datetime] | None:
+        """(pid, host, started_at) of the process that claimed `action_id`; None for rows older
+        than schema 2."""
+        with self._reading() as conn:
+            row = conn.execute("SELECT pid, host, started_at FROM action_senders WHERE action_id = ?",
+                               (action_id,)).fetchone()
+        return None if row is None else (int(row[0]), str(row[1]), datetime.fromisoformat(row[2]))
 
     def used_key(self, idempotency_key: str) -> ActionRecord | None:
         """The action that used this idempotency key, if any."""

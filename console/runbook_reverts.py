@@ -10,12 +10,14 @@ outcome (crash or timeout after sending) is settled only by reading the state ba
 from __future__ import annotations
 
 import hashlib
+import os
+import socket
 import uuid
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from console.action_checks import mismatch
-from console.action_store import UNKNOWN_STATUSES, PendingRevert
+from console.action_store import UNKNOWN_STATUSES, ActionRecord, PendingRevert
 from console.action_types import (
     ROLE_ORDER,
     ActionError,
@@ -118,6 +120,43 @@ def _settle_unclaimed(desk: ActionDesk, action_id: str) -> Outcome | None:
     return Outcome(plan, "failed", 0, detail, action_id=intent.action_id)
 
 
+IN_FLIGHT_MARGIN_SECONDS = 30.0
+"""Added to the gateway's timeout: the read-backs and the outcome's writes after the send."""
+
+
+def _send_timeout(desk: ActionDesk, record: ActionRecord) -> float:
+    settings = desk.config.actions
+    timeouts = {g.name: g.timeout_seconds for g in settings.litellm}
+    timeouts.update({g.name: g.timeout_seconds for g in settings.http})
+    if record.gateway in timeouts:
+        return float(timeouts[record.gateway])
+    return float(settings.shell.timeout_seconds) if not record.gateway else 10.0
+
+
+def in_flight(desk: ActionDesk, record: ActionRecord) -> str:
+    """Why a "sent" row may still be on the wire (its sender alive, younger than its gateway
+    timeout + margin), or "" when its outcome is truly unknown. Reading it back now could
+    record "failed" before the request lands, and the sender would then write a second outcome."""
+    if record.status != "sent":
+        return ""
+    sender = desk.store.sender(record.action_id)
+    if sender is None:
+        return ""
+    pid, host, started = sender
+    left = _send_timeout(desk, record) + IN_FLIGHT_MARGIN_SECONDS \
+        - (desk.clock() - started).total_seconds()
+    if left <= 0:
+        return ""
+    if host == socket.gethostname():
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return ""  # the sender died: the outcome is unknown
+        except PermissionError:
+            pass  # alive, another user's
+    return f"still being sent by pid {pid} on {host}; try again in {left:.0f}s"
+
+
 async def resolve_unknown(desk: ActionDesk, action_id: str) -> Outcome:
     """Read the state back for an action whose outcome is unknown, and record what it shows."""
     if desk.store.get(action_id.strip()) is None:
@@ -127,6 +166,9 @@ async def resolve_unknown(desk: ActionDesk, action_id: str) -> Outcome:
     record = desk.record(action_id)
     if record.status not in UNKNOWN_STATUSES:
         raise ActionError(f"action {record.action_id} is not unknown: it was {record.status}")
+    busy = in_flight(desk, record)
+    if busy:
+        raise ActionError(f"action {record.action_id} is {busy}")
     spec = desk.spec(record.action)
     adapter = desk.adapter_for(spec, record.gateway)
     if not adapter.readable:

@@ -142,8 +142,11 @@ class ActionDesk:
         return self.store.pending_reverts()
 
     def unknown_outcomes(self) -> list[ActionRecord]:
-        """Actions sent with no known outcome (see also `unclaimed_intents`)."""
-        return self.store.unknown()
+        """Actions sent with no known outcome (see also `unclaimed_intents`); not those a live
+        process is still sending (`in_flight`)."""
+        from console.runbook_reverts import in_flight
+
+        return [r for r in self.store.unknown() if not in_flight(self, r)]
 
     def unclaimed_intents(self) -> list[AuditRecord]:
         """Journal intents of runbook actions that never reached the store: surely not sent."""

@@ -9,6 +9,9 @@ stays pending with its reason.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -17,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from console.action_types import Confirmation
+from console.action_types import ActionError, Confirmation
 from console.audit import AuditJournal
 from console.config import Config
 from console.config_actions import ActionsSettings, LiteLLMGateway
@@ -395,3 +398,26 @@ async def test_a_partial_failure_keeps_its_revert_and_undo_puts_back_what_took(
         assert desk.pending_reverts() == []
     finally:
         await desk.aclose()
+
+
+async def test_an_action_still_on_the_wire_is_not_an_unknown_outcome(
+        server: LiteLLMAdminServer, desk_factory: Callable[..., ActionDesk]) -> None:
+    desk = desk_factory()
+    server.hang_next()
+    plan = await desk.plan("throttle-team", {"team_id": "team-a", "tpm_limit": 9}, origin="cli")
+    sending = asyncio.ensure_future(desk.apply(plan, Confirmation("team-a")))
+    for _ in range(2000):  # until the request reached the server (it never answers)
+        if server.mutating():
+            break
+        await asyncio.sleep(0.005)
+    try:
+        (row,) = desk.store.unknown()  # the "sent" row this process claimed
+        assert desk.unknown_outcomes() == []  # shown as in flight, not as an unknown outcome
+        busy = rf"still being sent by pid {os.getpid()} on .*; try again in \d+s"
+        with pytest.raises(ActionError, match=busy):
+            await desk.resolve_unknown(row.action_id)
+        assert desk.store.get(row.action_id).status == "sent"  # nothing settled behind the sender
+    finally:
+        sending.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sending
