@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from datetime import timedelta
 from pathlib import Path
 
@@ -137,3 +138,22 @@ admin_key_ref = "sk-literal-secret-0123456789abcdef0123"
     assert settings.role_of("alice", ["users"]) == "responder"
     assert settings.role_of("alice", ["sre"]) == "admin"
     assert settings.role_of("bob", []) == "viewer"
+
+
+def test_config_check_reports_runbook_problems_at_file_and_line(tmp_path: Path) -> None:
+    from console.config_check import main_check
+
+    books = tmp_path / "books"
+    books.mkdir()
+    (books / "bad.toml").write_text('[runbook]\nname = "bad"\n\n[[action]]\nname = "x"\n'
+                                    'adapter = "litellm.team_limits"\nrole = "root"\n')
+    config = tmp_path / "config.toml"
+    config.write_text(f'[actions]\nrunbook_dir = "{books}"\n')
+    out = io.StringIO()
+    assert main_check(config, {}, out) == 1
+    assert f"{books / 'bad.toml'}:7: action[0].role: expected one of viewer, responder, admin, got 'root'" \
+        in out.getvalue().splitlines()
+
+    (books / "bad.toml").unlink()
+    out = io.StringIO()
+    assert main_check(config, {}, out) == 0 and out.getvalue().startswith(f"ok: {config}")
