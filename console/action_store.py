@@ -46,8 +46,10 @@ _SCHEMA = (
 )
 RevertState = Literal["pending", "running", "done"]
 UNKNOWN_STATUSES = ("sent", "unknown")
-"""An action row still "sent" means the process died before its outcome; "unknown" that no
-answer came back. Both stay until `ActionDesk.resolve_unknown` reads the state back."""
+"""An action row still "sent" is being sent (its sender alive and within its gateway timeout,
+see `action_senders` and `runbook_reverts.in_flight`) or its process died before the outcome;
+"unknown" means no answer came back. Both stay until `ActionDesk.resolve_unknown` reads the
+state back (which waits out one still in flight)."""
 
 
 class AlreadySent(Exception):

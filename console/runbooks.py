@@ -7,9 +7,11 @@ older than 10 minutes and never applied before (its idempotency key is claimed i
 across processes); read-only (LLMDECK_READONLY, --read-only, a prod environment without
 --write), dry-run, the operator's role and the typed confirmation each send nothing and are
 audited as events. Past them, the audit intent is fsynced, the action is claimed "sent",
-each planned request is sent once (never retried), the state is read back and compared,
-and the outcome goes to the journal, the store and the incident's timeline; a time-boxed
-action leaves a persisted revert that `run_due_reverts` performs, after a restart too.
+each planned request is handed to its adapter once (the desk never retries; an adapter
+retries only a request idempotent by nature, e.g. the silence DELETE), the state is read
+back and compared, and the outcome goes to the journal, the store and the incident's
+timeline; a time-boxed action — or the part of one that took before a request failed —
+leaves a persisted revert that `run_due_reverts` performs, after a restart too.
 (Lessons from RELIABILITY.md §4: the bugs of trusted runbook tools came from side paths.)
 """
 
