@@ -8,11 +8,13 @@ says it), never an exception on the UI thread. No Textual here.
 
 from __future__ import annotations
 
+import os
+import socket
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-from console.action_store import ActionStore
+from console.action_store import ActionRecord, ActionStore
 from console.incidents import Incident, IncidentError, IncidentStore, Severity, TimelineEntry
 from console.safe_text import cell
 from console.snapshots import ChangeMarker
@@ -105,12 +107,35 @@ def action_markers(actions: ActionStore, start: datetime, end: datetime,
     return tuple(sorted(markers, key=lambda m: m.ts))
 
 
+def _sending_here(actions: ActionStore, record: ActionRecord) -> bool:
+    """Whether a "sent" action's request is still on the wire: the process that claimed it
+    runs on this host and is alive (it writes the outcome when the answer or its timeout
+    comes). Such an action is not an unknown outcome yet, so it is not said as one."""
+    if record.status != "sent":
+        return False
+    sender = actions.sender(record.action_id)
+    if sender is None or sender[1] != socket.gethostname():
+        return False
+    try:
+        os.kill(sender[0], 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, another user's
+    return True
+
+
 def action_attention(actions: ActionStore, now: datetime | None = None) -> tuple[str, ...]:
     """One line per action whose outcome is unknown, then per revert that is overdue or could
     not run (with its reason): said loudly until `llmdeck runbook verify` / the revert settles it."""
-    lines = [f"OUTCOME UNKNOWN: {r.action} on {r.target} ({r.action_id}, {r.created_at:%H:%M}Z):"
-             f" it may or may not have taken; run `llmdeck runbook verify {r.action_id}`"
-             for r in actions.unknown()]
+    lines = []
+    for r in actions.unknown():
+        if _sending_here(actions, r):
+            lines.append(f"sending: {r.action} on {r.target} ({r.action_id}, {r.created_at:%H:%M}Z):"
+                         " waiting for the answer")
+        else:
+            lines.append(f"OUTCOME UNKNOWN: {r.action} on {r.target} ({r.action_id}, {r.created_at:%H:%M}Z):"
+                         f" it may or may not have taken; run `llmdeck runbook verify {r.action_id}`")
     for revert in actions.pending_reverts():
         if revert.reason:
             lines.append(f"REVERT NOT DONE: {revert.action} on {revert.target} (due"
